@@ -1,0 +1,408 @@
+//! Ad click identifiers: Google (gclid, gbraid, wbraid), Meta (fbc, fbp), TikTok (ttclid), Rokt (rtid).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The longest click id accepted; real ones are well under this.
+pub const MAX_CLICK_ID_LEN: usize = 512;
+
+/// Click identifiers captured in the browser and carried in the envelope.
+///
+/// Every field is optional. Values are validated on the way in
+/// ([`ClickIds::validated`]) so a malformed cookie never reaches a destination.
+///
+/// ```
+/// use tally_core::ClickIds;
+/// let ids = ClickIds::from_query("?utm_source=x&gclid=Cj0KCQ&fbclid=IwAR2F4", 1554763741205);
+/// assert_eq!(ids.gclid.as_deref(), Some("Cj0KCQ"));
+/// assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.IwAR2F4"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClickIds {
+    /// Google click id (`gclid` URL parameter or `_gcl_aw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gclid: Option<String>,
+    /// Google app-campaign click id on iOS (`gbraid`, `_gcl_gb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbraid: Option<String>,
+    /// Google web click id on iOS (`wbraid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wbraid: Option<String>,
+    /// Meta click id in cookie form `fb.1.<ms>.<fbclid>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbc: Option<String>,
+    /// Meta browser id (`_fbp`), passed through unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbp: Option<String>,
+    /// TikTok click id (`ttclid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttclid: Option<String>,
+    /// Rokt click id (`rtid`, Rokt's `passbackconversiontrackingid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtid: Option<String>,
+}
+
+/// The one Google click id sent with a conversion (the Ads API takes exactly one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoogleClick<'a> {
+    /// A gclid.
+    Gclid(&'a str),
+    /// A wbraid (web, iOS).
+    Wbraid(&'a str),
+    /// A gbraid (app, iOS).
+    Gbraid(&'a str),
+}
+
+/// A token is printable ASCII without separators that would break a cookie,
+/// a header or a query string.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLICK_ID_LEN
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\"',;\\<>".contains(&b))
+}
+
+fn check_token(field: &'static str, v: &str) -> Result<()> {
+    if v.len() > MAX_CLICK_ID_LEN {
+        return Err(Error::TooLong {
+            field,
+            max: MAX_CLICK_ID_LEN,
+        });
+    }
+    if is_token(v) {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field,
+            reason: "click ids are printable ASCII without spaces, quotes, commas or semicolons",
+        })
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks the Meta cookie shape `fb.<subdomain>.<ms>.<value>[.<appendix>]`
+/// (the optional fifth segment is the Parameter Builder appendix).
+fn is_meta_cookie(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    (parts.len() == 4 || parts.len() == 5)
+        && parts[0] == "fb"
+        && all_digits(parts[1])
+        && all_digits(parts[2])
+        && !parts[3].is_empty()
+        && parts.get(4).is_none_or(|a| !a.is_empty())
+}
+
+/// Builds `fbc` from a raw `fbclid` and the time it was first seen (Unix ms).
+/// The fbclid is case-sensitive and kept exactly.
+pub fn fbc_from_fbclid(fbclid: &str, seen_at_ms: i64) -> Result<String> {
+    check_token("fbclid", fbclid)?;
+    let mut s = String::with_capacity(fbclid.len() + 20);
+    s.push_str("fb.1.");
+    crate::json::push_i64(&mut s, seen_at_ms.max(0));
+    s.push('.');
+    s.push_str(fbclid);
+    Ok(s)
+}
+
+/// Reads a Google `_gcl_aw` / `_gcl_gb` value `GCL.<unix seconds>.<id>`:
+/// returns the id (everything after the second dot) and the click time.
+pub fn parse_gcl_cookie(value: &str) -> Option<(&str, i64)> {
+    let mut p = value.trim().splitn(3, '.');
+    if p.next()? != "GCL" {
+        return None;
+    }
+    let ts = p.next()?;
+    let id = p.next()?;
+    if !all_digits(ts) || ts.len() > 12 || !is_token(id) {
+        return None;
+    }
+    Some((id, ts.parse().ok()?))
+}
+
+/// Splits a query string into decoded `(key, value)` pairs; undecodable pairs are skipped.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let q = query.trim_start_matches('?');
+    let q = q.split('#').next().unwrap_or_default();
+    q.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        let k = crate::cookie::percent_decode(&k.replace('+', " "))?;
+        let v = crate::cookie::percent_decode(&v.replace('+', " "))?;
+        Some((k, v))
+    })
+}
+
+impl ClickIds {
+    /// Captures click ids from a landing-page query string. `fbclid` becomes
+    /// `fbc` stamped with `now_ms`. Malformed values are ignored.
+    pub fn from_query(query: &str, now_ms: i64) -> ClickIds {
+        let mut ids = ClickIds::default();
+        for (k, v) in query_pairs(query) {
+            let v = v.trim();
+            if !is_token(v) {
+                continue;
+            }
+            let slot = match k.as_str() {
+                "gclid" => &mut ids.gclid,
+                "gbraid" => &mut ids.gbraid,
+                "wbraid" => &mut ids.wbraid,
+                "ttclid" => &mut ids.ttclid,
+                "rtid" => &mut ids.rtid,
+                "fbclid" => {
+                    if ids.fbc.is_none() {
+                        ids.fbc = fbc_from_fbclid(v, now_ms).ok();
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.to_owned());
+            }
+        }
+        ids
+    }
+
+    /// Reads the ad platforms' own cookies: `_gcl_aw` (gclid), `_gcl_gb`
+    /// (gbraid), `_fbc`, `_fbp`, `_ttp` is not a click id and is ignored.
+    pub fn from_platform_cookies(header: &str) -> ClickIds {
+        let gcl = |name| {
+            crate::cookie::values(header, name)
+                .find_map(parse_gcl_cookie)
+                .map(|(id, _)| id.to_owned())
+        };
+        let meta = |name| {
+            crate::cookie::values(header, name)
+                .find(|v| is_meta_cookie(v))
+                .map(str::to_owned)
+        };
+        ClickIds {
+            gclid: gcl("_gcl_aw"),
+            gbraid: gcl("_gcl_gb"),
+            fbc: meta("_fbc"),
+            fbp: meta("_fbp"),
+            ..ClickIds::default()
+        }
+    }
+
+    /// Reads Tally's own first-party click-id cookies (`_tally_gclid` …).
+    pub fn from_tally_cookies(header: &str) -> ClickIds {
+        let mut ids = ClickIds::default();
+        for (name, slot) in ids.slots_mut() {
+            let cookie = tally_cookie_name(name);
+            *slot = crate::cookie::values(header, &cookie)
+                .filter_map(crate::cookie::percent_decode)
+                .find(|v| is_token(v));
+        }
+        ids.validated()
+    }
+
+    /// Everything Tally can read from a cookie header, in priority order:
+    /// the platform cookies, then Tally's own.
+    pub fn from_cookie_header(header: &str) -> ClickIds {
+        let mut ids = ClickIds::from_platform_cookies(header);
+        ids.fill_from(&ClickIds::from_tally_cookies(header));
+        ids
+    }
+
+    /// Fills the fields that are empty here from `other` (lower priority).
+    pub fn fill_from(&mut self, other: &ClickIds) {
+        for ((_, mine), (_, theirs)) in self.slots_mut().into_iter().zip(other.slots()) {
+            if mine.is_none() {
+                mine.clone_from(theirs);
+            }
+        }
+    }
+
+    /// `(name, value)` pairs in a stable order, for cookies and payloads.
+    pub fn slots(&self) -> [(&'static str, &Option<String>); 7] {
+        [
+            ("gclid", &self.gclid),
+            ("gbraid", &self.gbraid),
+            ("wbraid", &self.wbraid),
+            ("fbc", &self.fbc),
+            ("fbp", &self.fbp),
+            ("ttclid", &self.ttclid),
+            ("rtid", &self.rtid),
+        ]
+    }
+
+    fn slots_mut(&mut self) -> [(&'static str, &mut Option<String>); 7] {
+        [
+            ("gclid", &mut self.gclid),
+            ("gbraid", &mut self.gbraid),
+            ("wbraid", &mut self.wbraid),
+            ("fbc", &mut self.fbc),
+            ("fbp", &mut self.fbp),
+            ("ttclid", &mut self.ttclid),
+            ("rtid", &mut self.rtid),
+        ]
+    }
+
+    /// Checks every present field; the first bad one is reported by name.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in self.slots() {
+            let Some(v) = v else { continue };
+            let field = match name {
+                "gclid" => "clickIds.gclid",
+                "gbraid" => "clickIds.gbraid",
+                "wbraid" => "clickIds.wbraid",
+                "fbc" => "clickIds.fbc",
+                "fbp" => "clickIds.fbp",
+                "ttclid" => "clickIds.ttclid",
+                _ => "clickIds.rtid",
+            };
+            check_token(field, v)?;
+            if (name == "fbc" || name == "fbp") && !is_meta_cookie(v) {
+                return Err(Error::Invalid {
+                    field,
+                    reason: "expected fb.<subdomain>.<ms>.<value>",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy with every malformed field dropped.
+    pub fn validated(mut self) -> ClickIds {
+        for (name, slot) in self.slots_mut() {
+            let ok = slot.as_deref().is_some_and(|v| {
+                is_token(v) && (!(name == "fbc" || name == "fbp") || is_meta_cookie(v))
+            });
+            if !ok {
+                *slot = None;
+            }
+        }
+        self
+    }
+
+    /// True when no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.slots().iter().all(|(_, v)| v.is_none())
+    }
+
+    /// The single Google click id to send: gclid, else wbraid, else gbraid.
+    pub fn primary_google(&self) -> Option<GoogleClick<'_>> {
+        if let Some(g) = self.gclid.as_deref() {
+            Some(GoogleClick::Gclid(g))
+        } else if let Some(w) = self.wbraid.as_deref() {
+            Some(GoogleClick::Wbraid(w))
+        } else {
+            self.gbraid.as_deref().map(GoogleClick::Gbraid)
+        }
+    }
+}
+
+/// The name of Tally's own cookie for a click id: `gclid` → `_tally_gclid`.
+pub fn tally_cookie_name(click_id: &str) -> String {
+    let mut s = String::with_capacity(7 + click_id.len());
+    s.push_str("_tally_");
+    s.push_str(click_id);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GCLID: &str =
+        "CjwKCAjwvO7CBhAqEiwA9q2YJUtEa_C_DUIbD6Eai9dlcPvLXw6aHiIntlZ9Ofl5M3VdVHF2FiIiwRoCDmQQAvD_BwE";
+
+    #[test]
+    fn gcl_aw_vector() {
+        let v = "GCL.1750842800.".to_owned() + GCLID;
+        assert_eq!(parse_gcl_cookie(&v), Some((GCLID, 1_750_842_800)));
+        assert_eq!(parse_gcl_cookie("GCL.x.abc"), None);
+        assert_eq!(parse_gcl_cookie("1.1.123.456"), None);
+    }
+
+    #[test]
+    fn fbc_vector() {
+        let fbclid = "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk";
+        assert_eq!(
+            fbc_from_fbclid(fbclid, 1_554_763_741_205).unwrap(),
+            "fb.1.1554763741205.IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk"
+        );
+    }
+
+    #[test]
+    fn meta_cookies_pass_through_including_appendix() {
+        let h = "_fbp=fb.2.1750842798656.75452712527328085; _fbc=fb.1.1554763741205.abc.AQQCAQMB";
+        let ids = ClickIds::from_platform_cookies(h);
+        assert_eq!(ids.fbp.as_deref(), Some("fb.2.1750842798656.75452712527328085"));
+        assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.abc.AQQCAQMB"));
+        assert!(ids.validate().is_ok());
+        let bad = ClickIds::from_platform_cookies("_fbp=fb.x.1.2; _fbc=nonsense");
+        assert!(bad.fbp.is_none() && bad.fbc.is_none());
+    }
+
+    #[test]
+    fn url_wins_then_google_cookie_then_tally_cookie() {
+        let header = "_gcl_aw=GCL.1750842800.FROMCOOKIE; _tally_gclid=FROMTALLY; _tally_wbraid=W1; _gcl_gb=GCL.1.GB1";
+        let mut ids = ClickIds::from_query("?gclid=FROMURL", 1);
+        ids.fill_from(&ClickIds::from_cookie_header(header));
+        assert_eq!(ids.gclid.as_deref(), Some("FROMURL"));
+        assert_eq!(ids.wbraid.as_deref(), Some("W1"));
+        assert_eq!(ids.gbraid.as_deref(), Some("GB1"));
+        let only_cookies = ClickIds::from_cookie_header(header);
+        assert_eq!(only_cookies.gclid.as_deref(), Some("FROMCOOKIE"));
+        let only_tally = ClickIds::from_cookie_header("_tally_gclid=FROMTALLY");
+        assert_eq!(only_tally.gclid.as_deref(), Some("FROMTALLY"));
+    }
+
+    #[test]
+    fn one_google_click_id() {
+        let ids = ClickIds {
+            gclid: Some("G".into()),
+            gbraid: Some("B".into()),
+            wbraid: Some("W".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids.primary_google(), Some(GoogleClick::Gclid("G")));
+        let ids = ClickIds {
+            gbraid: Some("B".into()),
+            wbraid: Some("W".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids.primary_google(), Some(GoogleClick::Wbraid("W")));
+    }
+
+    #[test]
+    fn query_capture_ignores_bad_values() {
+        let ids = ClickIds::from_query("gclid=a%20b&ttclid=E.C.P.x&rtid=abc123&gbraid=%zz", 5);
+        assert_eq!(ids.gclid, None);
+        assert_eq!(ids.gbraid, None);
+        assert_eq!(ids.ttclid.as_deref(), Some("E.C.P.x"));
+        assert_eq!(ids.rtid.as_deref(), Some("abc123"));
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let ids = ClickIds {
+            fbc: Some("fb.1.x.y".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids.validate().unwrap_err().field(), "clickIds.fbc");
+        let ids = ClickIds {
+            gclid: Some("x".repeat(600)),
+            ..Default::default()
+        };
+        assert_eq!(ids.validate().unwrap_err().field(), "clickIds.gclid");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in ".{0,200}") {
+            let _ = ClickIds::from_query(&s, 0);
+            let _ = ClickIds::from_cookie_header(&s);
+            let _ = parse_gcl_cookie(&s);
+            let _ = ClickIds { fbc: Some(s.clone()), gclid: Some(s.clone()), ..Default::default() }.validate();
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! ISO 4217 currency codes.
+
+use crate::error::{Error, Result};
+
+/// Active ISO 4217 alphabetic codes (2026 list, including X-codes used for
+/// precious metals and testing), three letters each, sorted.
+const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXAGXAUXBAXBBXBCXBDXCDXCGXDRXOFXPDXPFXPTXSUXTSXUAXXXYERZARZMWZWG";
+
+/// A validated ISO 4217 currency code, stored upper case (`USD`).
+///
+/// Currencies are never converted into each other anywhere in Tally: sums and
+/// reconciliation reports are kept per currency.
+///
+/// ```
+/// use tally_core::Currency;
+/// let eur = Currency::parse("eur").unwrap();
+/// assert_eq!(eur.as_str(), "EUR");
+/// assert!(Currency::parse("EURO").is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Parses a code, accepting any letter case and surrounding spaces.
+    pub fn parse(raw: &str) -> Result<Currency> {
+        let t = raw.trim().as_bytes();
+        if t.is_empty() {
+            return Err(Error::Missing { field: "currency" });
+        }
+        if t.len() != 3 || !t.iter().all(u8::is_ascii_alphabetic) {
+            return Err(Error::Invalid {
+                field: "currency",
+                reason: "expected a 3-letter ISO 4217 code such as USD",
+            });
+        }
+        let code = [
+            t[0].to_ascii_uppercase(),
+            t[1].to_ascii_uppercase(),
+            t[2].to_ascii_uppercase(),
+        ];
+        let known = ISO_4217.as_bytes().chunks_exact(3).any(|c| c == code);
+        if !known {
+            return Err(Error::Invalid {
+                field: "currency",
+                reason: "not an ISO 4217 currency code",
+            });
+        }
+        Ok(Currency(code))
+    }
+
+    /// The upper-case code.
+    pub fn as_str(&self) -> &str {
+        // The bytes are ASCII letters by construction.
+        core::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// The lower-case code (Meta's SDKs send currency lower-cased).
+    pub fn to_lowercase(&self) -> String {
+        self.as_str().to_ascii_lowercase()
+    }
+}
+
+impl core::fmt::Debug for Currency {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::fmt::Display for Currency {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Currency::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_is_sorted_and_whole() {
+        let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
+        assert!(codes.iter().all(|c| c.len() == 3));
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
+        assert!(codes.len() > 170);
+    }
+
+    #[test]
+    fn parses_and_upper_cases() {
+        assert_eq!(Currency::parse(" usd ").unwrap().as_str(), "USD");
+        assert_eq!(Currency::parse("JPY").unwrap().to_lowercase(), "jpy");
+    }
+
+    #[test]
+    fn rejects_bad_codes() {
+        for bad in ["", "US", "USDT", "U1D", "ABC", "€", "usd\u{0}"] {
+            assert!(Currency::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Currency::parse(""),
+            Err(Error::Missing { field: "currency" })
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Destination payload builders: typed structs that serialise to exactly what
+//! each API takes, with its limits enforced before anything is sent.
+//!
+//! Each builder takes canonical [`Event`](crate::Event)s plus a
+//! [`DeliveryContext`] (who, consent, when) and applies the consent
+//! [`policy`](crate::policy) itself, so no caller can forget it.
+
+pub mod ga4;
+
+use crate::click_ids::ClickIds;
+use crate::client_id::ClientId;
+use crate::consent::ConsentState;
+use crate::ids::{UserId, VisitorId};
+use crate::user_data::HashedUserData;
+
+/// Everything about the visitor a destination may use, before consent is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryContext {
+    /// GA4 client id.
+    pub client_id: Option<ClientId>,
+    /// GA4 session id.
+    pub session_id: Option<String>,
+    /// Signed-in user.
+    pub user_id: Option<UserId>,
+    /// Site visitor id.
+    pub visitor_id: Option<VisitorId>,
+    /// Click ids.
+    pub click_ids: ClickIds,
+    /// Consent.
+    pub consent: ConsentState,
+    /// Hashed user data.
+    pub user_data: Option<HashedUserData>,
+    /// The page URL the event belongs to.
+    pub page_url: Option<String>,
+    /// The end user's IP address (already truncated if the shop wants that).
+    pub ip_address: Option<String>,
+    /// The end user's browser user agent.
+    pub user_agent: Option<String>,
+    /// The time of sending, Unix ms (for time-window checks).
+    pub now_ms: i64,
+}
+
+/// Splits `items` into batches of at most `max_count` entries whose serialised
+/// sizes (UTF-8 bytes, as returned by `size`) add up to at most `max_bytes`,
+/// keeping order. An entry larger than `max_bytes` on its own is returned in
+/// `oversized` instead of sinking a batch.
+pub fn split_batches<T>(
+    items: Vec<T>,
+    max_count: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> (Vec<Vec<T>>, Vec<T>) {
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    let mut oversized = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut bytes = 0usize;
+    for it in items {
+        let n = size(&it);
+        if n > max_bytes {
+            oversized.push(it);
+            continue;
+        }
+        if !current.is_empty() && (current.len() >= max_count || bytes + n > max_bytes) {
+            batches.push(core::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += n;
+        current.push(it);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    (batches, oversized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn splits_by_count_and_bytes() {
+        let (b, o) = split_batches((0..60).collect(), 25, 1000, |_| 10);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 10]);
+        assert!(o.is_empty());
+        let (b, o) = split_batches(vec![600, 600, 2000, 300], 25, 1000, |n| *n);
+        assert_eq!(b, vec![vec![600], vec![600, 300]]);
+        assert_eq!(o, vec![2000]);
+    }
+
+    proptest! {
+        #[test]
+        fn batches_respect_limits(sizes in proptest::collection::vec(1usize..500, 0..200), count in 1usize..30) {
+            let total = sizes.len();
+            let (b, o) = split_batches(sizes, count, 1000, |n| *n);
+            prop_assert_eq!(b.iter().map(Vec::len).sum::<usize>() + o.len(), total);
+            for batch in &b {
+                prop_assert!(batch.len() <= count);
+                prop_assert!(batch.iter().sum::<usize>() <= 1000);
+            }
+        }
+    }
+}

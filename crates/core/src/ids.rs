@@ -1,0 +1,64 @@
+//! Identifiers the site controls: the transaction id, the visitor id and the user id.
+
+use crate::error::{Result, bounded_text};
+
+/// Longest transaction id accepted (GA4 caps parameter values at 100 characters).
+pub const MAX_TRANSACTION_ID: usize = 100;
+/// Longest visitor or user id accepted (GA4 caps `user_id` at 256).
+pub const MAX_USER_ID: usize = 256;
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates: non-empty after trimming, bounded, no control characters.
+            pub fn parse(raw: &str) -> Result<$name> {
+                bounded_text($field, raw, $max).map($name)
+            }
+
+            /// The id as given (trimmed).
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// The shop's order or transaction id. Required for purchases and refunds;
+    /// never generated: an empty one is an error, because a made-up id could not
+    /// deduplicate against the other side.
+    ///
+    /// ```
+    /// use tally_core::TransactionId;
+    /// assert!(TransactionId::parse("ORD-1001").is_ok());
+    /// assert!(TransactionId::parse("  ").is_err());
+    /// ```
+    TransactionId,
+    "transactionId",
+    MAX_TRANSACTION_ID
+);
+
+text_id!(
+    /// A visitor id the site sets (`setVisitor`), stitching browser and server
+    /// events of one visitor without relying on GA's cookie.
+    VisitorId,
+    "visitorId",
+    MAX_USER_ID
+);
+
+text_id!(
+    /// The signed-in user's id (`identifyUser`), GA4's `user_id`.
+    UserId,
+    "userId",
+    MAX_USER_ID
+);

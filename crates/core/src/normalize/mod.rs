@@ -1,0 +1,1 @@
+//! Per-destination normalisation of user data before hashing.
