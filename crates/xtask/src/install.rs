@@ -1,0 +1,135 @@
+//! Idempotent installation of what the build and the tests need. Each step
+//! checks first and prints one line saying what it installs.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::run;
+
+/// The wasm-bindgen version the `tally-web` crate pins (`=X.Y.Z`); the CLI must match.
+pub fn wasm_bindgen_version() -> Result<String, String> {
+    let manifest = std::fs::read_to_string(run::root().join("Cargo.toml"))
+        .map_err(|e| format!("reading Cargo.toml: {e}"))?;
+    manifest
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("wasm-bindgen = \"=")?;
+            rest.split('"').next().map(str::to_owned)
+        })
+        .ok_or_else(|| "Cargo.toml must pin wasm-bindgen = \"=X.Y.Z\"".to_owned())
+}
+
+/// Everything `cargo xtask test` needs.
+pub fn all() -> Result<(), String> {
+    wasm_toolchain()?;
+    apt_packages()?;
+    npm_packages()
+}
+
+/// The wasm32 target and the wasm-bindgen CLI at the pinned version.
+pub fn wasm_toolchain() -> Result<(), String> {
+    let installed = run::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        println!("install: rustup target wasm32-unknown-unknown");
+        run::step(
+            "rustup target add wasm32-unknown-unknown",
+            cmd("rustup", &["target", "add", "wasm32-unknown-unknown"]),
+        )?;
+    }
+    let want = wasm_bindgen_version()?;
+    let have = run::output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(want.as_str()) {
+        println!("install: wasm-bindgen-cli {want} (found: {})", if have.is_empty() { "none" } else { &have });
+        run::step(
+            "cargo install wasm-bindgen-cli",
+            run::cargo(&["install", "wasm-bindgen-cli", "--version", &want, "--locked"]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Chromium, its driver and Redis from Debian's packages (needs root).
+pub fn apt_packages() -> Result<(), String> {
+    let wanted = [
+        ("chromium", "/usr/bin/chromium"),
+        ("chromium-driver", "/usr/bin/chromedriver"),
+        ("redis-server", "/usr/bin/redis-server"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, bin)| !Path::new(bin).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("install: apt-get install {}", missing.join(" "));
+    let sudo = if run::output(Command::new("id").arg("-u")).as_deref() == Some("0") {
+        None
+    } else if run::on_path("sudo") {
+        Some("sudo")
+    } else {
+        return Err(format!(
+            "missing {}: run as root or install them with apt-get",
+            missing.join(", ")
+        ));
+    };
+    let apt = |args: &[&str]| {
+        let mut c = match sudo {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.arg("apt-get");
+                c
+            }
+            None => Command::new("apt-get"),
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run::step("apt-get update", apt(&["update", "-q"]))?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    run::step("apt-get install", apt(&args))
+}
+
+/// npm dev packages from the committed lockfile, when `node_modules` is stale.
+pub fn npm_packages() -> Result<(), String> {
+    let root = run::root();
+    let lock = root.join("package-lock.json");
+    let installed = root.join("node_modules/.package-lock.json");
+    let stale = match (std::fs::read(&lock), std::fs::read(&installed)) {
+        (Ok(_), Err(_)) => true,
+        (Ok(a), Ok(b)) => {
+            // npm writes the installed tree's lock without the root entry; compare packages only.
+            packages_section(&a) != packages_section(&b)
+        }
+        (Err(_), _) => return Err("package-lock.json is missing; it must be committed".into()),
+    };
+    if stale {
+        println!("install: npm ci (dev packages from package-lock.json)");
+        let mut c = cmd("npm", &["ci", "--no-audit", "--no-fund"]);
+        c.current_dir(&root);
+        run::step("npm ci", c)?;
+    }
+    Ok(())
+}
+
+fn packages_section(lock: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(lock);
+    let mut names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("\"node_modules/") || l.starts_with("\"version\"") || l.starts_with("\"integrity\""))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+fn cmd(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask` — Tally's build, test and bench driver.
+//!
+//! * `cargo xtask demo` builds the npm package into `pkg/` and starts the demo
+//!   shop on http://127.0.0.1:8080 with embedded defaults.
+//! * `cargo xtask test` installs what is missing (idempotently, saying what it
+//!   installs) and runs every check: fmt, clippy, native tests, the wasm tests
+//!   in headless Chromium, the package size budget and the end-to-end tests.
+//! * `cargo xtask pkg` only builds the npm package and prints its size.
+
+mod install;
+mod pkg;
+mod run;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("demo") => demo(&args[1..]),
+        Some("pkg") => pkg::build().map(|_| ()),
+        Some("install") => install::all(),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|pkg|install>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every check, in order of cost; stops at the first failure.
+fn test() -> Result<(), String> {
+    install::all()?;
+    let root = run::root();
+    run::step("cargo fmt --check", run::cargo(&["fmt", "--all", "--check"]))?;
+    run::step(
+        "cargo clippy (native)",
+        run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run::step(
+        "cargo clippy (wasm32)",
+        run::cargo(&[
+            "clippy",
+            "-p",
+            "tally-web",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run::step(
+        "native tests",
+        run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]),
+    )?;
+    let mut wasm_tests = run::cargo(&["test", "-p", "tally-web", "--target", "wasm32-unknown-unknown"]);
+    wasm_tests
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+    run::step("wasm tests in headless Chromium", wasm_tests)?;
+    let size = pkg::build()?;
+    size.check_budget()?;
+    let mut e2e = run::cargo(&["test", "-p", "tally-e2e", "--", "--test-threads=1"]);
+    e2e.current_dir(&root);
+    run::step("end-to-end tests in headless Chromium", e2e)?;
+    println!("xtask: all checks passed");
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    install::wasm_toolchain()?;
+    install::npm_packages()?;
+    pkg::build()?;
+    let mut cmd = run::cargo(&["run", "-p", "tally-demo", "--"]);
+    cmd.args(args);
+    run::step("demo shop (Ctrl-C to stop)", cmd)
+}

@@ -1,0 +1,105 @@
+//! Building the npm package (`pkg/`) from the `tally-web` crate, and its size budget.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::run;
+
+/// The budget for what a browser downloads (wasm + JS glue), gzip.
+pub const BUDGET_GZIP_BYTES: u64 = 20 * 1024;
+
+/// Measured sizes of the built package.
+pub struct PackageSize {
+    /// wasm + glue, raw bytes.
+    pub raw: u64,
+    /// gzip -9.
+    pub gzip: u64,
+    /// brotli (0 when no brotli tool is available).
+    pub brotli: u64,
+}
+
+impl PackageSize {
+    /// Fails above the budget, printing the figures either way.
+    pub fn check_budget(&self) -> Result<(), String> {
+        println!(
+            "==> package size: {} B raw, {} B gzip, {} B brotli (budget {} B gzip)",
+            self.raw, self.gzip, self.brotli, BUDGET_GZIP_BYTES
+        );
+        if self.gzip > BUDGET_GZIP_BYTES {
+            return Err(format!(
+                "the npm package is {} B gzip, over the {} B budget",
+                self.gzip, BUDGET_GZIP_BYTES
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds `target/…/tally_web.wasm`, runs wasm-bindgen into `pkg/`, optimises
+/// with wasm-opt from the `binaryen` npm package, and measures.
+pub fn build() -> Result<PackageSize, String> {
+    let root = run::root();
+    run::step(
+        "build tally-web (wasm32, release)",
+        run::cargo(&["build", "-p", "tally-web", "--target", "wasm32-unknown-unknown", "--release"]),
+    )?;
+    let wasm = root.join("target/wasm32-unknown-unknown/release/tally_web.wasm");
+    let pkg = root.join("pkg");
+    let mut bindgen = Command::new("wasm-bindgen");
+    bindgen
+        .args(["--target", "web", "--out-name", "tally_web", "--out-dir"])
+        .arg(&pkg)
+        .arg(&wasm);
+    run::step("wasm-bindgen into pkg/", bindgen)?;
+    let out = pkg.join("tally_web_bg.wasm");
+    let wasm_opt = root.join("node_modules/.bin/wasm-opt");
+    if wasm_opt.exists() {
+        let mut c = Command::new(&wasm_opt);
+        c.arg("-Oz")
+            .arg("--enable-bulk-memory")
+            .arg("--enable-nontrapping-float-to-int")
+            .arg("--enable-sign-ext")
+            .arg("--enable-mutable-globals")
+            .arg(&out)
+            .arg("-o")
+            .arg(&out);
+        run::step("wasm-opt -Oz", c)?;
+    } else {
+        println!("note: node_modules/.bin/wasm-opt missing (run npm ci); package not optimised");
+    }
+    measure(&[out, pkg.join("tally_web.js"), pkg.join("index.js")])
+}
+
+fn measure(files: &[std::path::PathBuf]) -> Result<PackageSize, String> {
+    let mut size = PackageSize {
+        raw: 0,
+        gzip: 0,
+        brotli: 0,
+    };
+    for f in files.iter().filter(|f| f.exists()) {
+        size.raw += std::fs::metadata(f).map_err(|e| e.to_string())?.len();
+        size.gzip += compressed_len("gzip", &["-9", "-c"], f)?;
+        if run::on_path("brotli") {
+            size.brotli += compressed_len("brotli", &["-q", "11", "-c"], f)?;
+        } else if run::on_path("node") {
+            size.brotli += node_brotli_len(f)?;
+        }
+    }
+    Ok(size)
+}
+
+fn compressed_len(tool: &str, args: &[&str], file: &Path) -> Result<u64, String> {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(file)
+        .output()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    Ok(out.stdout.len() as u64)
+}
+
+fn node_brotli_len(file: &Path) -> Result<u64, String> {
+    let script = "const z=require('zlib'),fs=require('fs');const b=z.brotliCompressSync(fs.readFileSync(process.argv[1]),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}});process.stdout.write(String(b.length))";
+    run::output(Command::new("node").args(["-e", script]).arg(file))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "node brotli measurement failed".to_owned())
+}
