@@ -21,7 +21,8 @@ fn main() {
         );
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items.push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items
+            .push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         let g = ga4::build(std::slice::from_ref(&e), &ctx).unwrap();
         black_box(serde_json::to_vec(&g.requests).unwrap());
     };
@@ -38,5 +39,8 @@ fn main() {
         samples.push(t.elapsed().as_nanos() as f64 / n as f64 / 1000.0);
     }
     samples.sort_by(|a, b| a.total_cmp(b));
-    println!("build_purchase_all_destinations: median {:.2} µs/purchase (p90 {:.2})", samples[7], samples[13]);
+    println!(
+        "build_purchase_all_destinations: median {:.2} µs/purchase (p90 {:.2})",
+        samples[7], samples[13]
+    );
 }

@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn exact_sums_where_floats_drift() {
         let float_sum: f64 = (0..10_000).map(|_| 19.99f64).sum();
-        assert_ne!(float_sum, 199_900.0, "floats drift; the test input must show it");
+        assert_ne!(
+            float_sum, 199_900.0,
+            "floats drift; the test input must show it"
+        );
         let exact: Amount = (0..10_000).map(|_| Amount::from_f64(19.99).unwrap()).sum();
         assert_eq!(exact, Amount::parse("199900").unwrap());
     }
@@ -246,7 +249,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "-", ".", "1.2.3", "1e5", "abc", "1.0000001", "99999999999999"] {
+        for bad in [
+            "",
+            "-",
+            ".",
+            "1.2.3",
+            "1e5",
+            "abc",
+            "1.0000001",
+            "99999999999999",
+        ] {
             assert!(Amount::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Amount::from_f64(f64::NAN).is_err());

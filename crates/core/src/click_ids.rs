@@ -60,8 +60,7 @@ pub enum GoogleClick<'a> {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_CLICK_ID_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_graphic() && !b"\"',;\\<>".contains(&b))
 }
 
@@ -311,8 +310,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const GCLID: &str =
-        "CjwKCAjwvO7CBhAqEiwA9q2YJUtEa_C_DUIbD6Eai9dlcPvLXw6aHiIntlZ9Ofl5M3VdVHF2FiIiwRoCDmQQAvD_BwE";
+    const GCLID: &str = "CjwKCAjwvO7CBhAqEiwA9q2YJUtEa_C_DUIbD6Eai9dlcPvLXw6aHiIntlZ9Ofl5M3VdVHF2FiIiwRoCDmQQAvD_BwE";
 
     #[test]
     fn gcl_aw_vector() {
@@ -335,7 +333,10 @@ mod tests {
     fn meta_cookies_pass_through_including_appendix() {
         let h = "_fbp=fb.2.1750842798656.75452712527328085; _fbc=fb.1.1554763741205.abc.AQQCAQMB";
         let ids = ClickIds::from_platform_cookies(h);
-        assert_eq!(ids.fbp.as_deref(), Some("fb.2.1750842798656.75452712527328085"));
+        assert_eq!(
+            ids.fbp.as_deref(),
+            Some("fb.2.1750842798656.75452712527328085")
+        );
         assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.abc.AQQCAQMB"));
         assert!(ids.validate().is_ok());
         let bad = ClickIds::from_platform_cookies("_fbp=fb.x.1.2; _fbc=nonsense");

@@ -105,11 +105,15 @@ mod tests {
     fn golden_vectors() {
         // destinations.md §7.3
         assert_eq!(
-            ClientId::from_ga_cookie("GA1.1.1958185836.1757409569").unwrap().as_str(),
+            ClientId::from_ga_cookie("GA1.1.1958185836.1757409569")
+                .unwrap()
+                .as_str(),
             "1958185836.1757409569"
         );
         assert_eq!(
-            ClientId::from_ga_cookie("GA1.2.292073357.1767432342").unwrap().as_str(),
+            ClientId::from_ga_cookie("GA1.2.292073357.1767432342")
+                .unwrap()
+                .as_str(),
             "292073357.1767432342"
         );
         assert_eq!(
@@ -120,7 +124,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "GA1.1.123", "XX.1.123.456", "GA1.1.abc.456", "GA1.1..456"] {
+        for bad in [
+            "",
+            "GA1.1.123",
+            "XX.1.123.456",
+            "GA1.1.abc.456",
+            "GA1.1..456",
+        ] {
             assert!(ClientId::from_ga_cookie(bad).is_err(), "{bad:?}");
         }
         for bad in ["", "123", "a.b", "1.2.3", "123."] {

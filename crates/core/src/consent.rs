@@ -43,7 +43,11 @@ impl ConsentSignal {
     /// Google's enum form for GA4 MP and the Ads API. Unknown is sent as
     /// `DENIED`: absent a decision, nothing is granted.
     pub fn google_enum(self) -> &'static str {
-        if self.is_granted() { "GRANTED" } else { "DENIED" }
+        if self.is_granted() {
+            "GRANTED"
+        } else {
+            "DENIED"
+        }
     }
 }
 
@@ -399,7 +403,11 @@ mod tests {
             analytics_storage: Granted,
             ..ConsentState::ALL_DENIED
         };
-        for d in [DestinationKind::GoogleAds, DestinationKind::Meta, DestinationKind::Rokt] {
+        for d in [
+            DestinationKind::GoogleAds,
+            DestinationKind::Meta,
+            DestinationKind::Rokt,
+        ] {
             let p = s.policy(d);
             assert!(!p.may_send());
             assert!(!p.click_ids && !p.user_data);

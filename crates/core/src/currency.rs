@@ -93,7 +93,10 @@ mod tests {
     fn list_is_sorted_and_whole() {
         let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
         assert!(codes.iter().all(|c| c.len() == 3));
-        assert!(codes.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
+        assert!(
+            codes.windows(2).all(|w| w[0] < w[1]),
+            "list must stay sorted"
+        );
         assert!(codes.len() > 170);
     }
 

@@ -161,7 +161,11 @@ mod parse {
     use crate::session::GaSession;
     use serde_json::{Map, Value};
 
-    fn opt_str<'a>(o: &'a Map<String, Value>, key: &str, field: &'static str) -> Result<Option<&'a str>> {
+    fn opt_str<'a>(
+        o: &'a Map<String, Value>,
+        key: &str,
+        field: &'static str,
+    ) -> Result<Option<&'a str>> {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -173,7 +177,11 @@ mod parse {
         }
     }
 
-    fn opt_object<'a>(o: &'a Map<String, Value>, key: &str, field: &'static str) -> Result<Option<&'a Map<String, Value>>> {
+    fn opt_object<'a>(
+        o: &'a Map<String, Value>,
+        key: &str,
+        field: &'static str,
+    ) -> Result<Option<&'a Map<String, Value>>> {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
@@ -187,7 +195,10 @@ mod parse {
     fn url(o: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>> {
         match opt_str(o, key, field)? {
             None => Ok(None),
-            Some(s) if s.chars().count() > MAX_URL => Err(Error::TooLong { field, max: MAX_URL }),
+            Some(s) if s.chars().count() > MAX_URL => Err(Error::TooLong {
+                field,
+                max: MAX_URL,
+            }),
             Some(s) if s.chars().any(char::is_control) => Err(Error::Invalid {
                 field,
                 reason: "contains control characters",
@@ -197,7 +208,9 @@ mod parse {
     }
 
     fn click_ids(m: &Map<String, Value>) -> Result<ClickIds> {
-        let get = |k: &str, field: &'static str| opt_str(m, k, field).map(|v| v.map(|s| s.trim().to_owned()));
+        let get = |k: &str, field: &'static str| {
+            opt_str(m, k, field).map(|v| v.map(|s| s.trim().to_owned()))
+        };
         let ids = ClickIds {
             gclid: get("gclid", "clickIds.gclid")?,
             gbraid: get("gbraid", "clickIds.gbraid")?,
@@ -219,7 +232,11 @@ mod parse {
                     field,
                     reason: "expected granted, denied or unknown",
                 }),
-                Some(Value::Bool(b)) => Ok(if *b { ConsentSignal::Granted } else { ConsentSignal::Denied }),
+                Some(Value::Bool(b)) => Ok(if *b {
+                    ConsentSignal::Granted
+                } else {
+                    ConsentSignal::Denied
+                }),
                 Some(_) => Err(Error::Invalid {
                     field,
                     reason: "expected granted, denied or unknown",
@@ -300,14 +317,22 @@ mod parse {
                 created_at_ms,
                 ..ContextEnvelope::default()
             };
-            env.client_id = opt_str(o, "clientId", "clientId")?.map(ClientId::parse).transpose()?;
-            env.session_id = opt_str(o, "sessionId", "sessionId")?.map(GaSession::parse_id).transpose()?;
+            env.client_id = opt_str(o, "clientId", "clientId")?
+                .map(ClientId::parse)
+                .transpose()?;
+            env.session_id = opt_str(o, "sessionId", "sessionId")?
+                .map(GaSession::parse_id)
+                .transpose()?;
             env.session_number = match o.get("sessionNumber") {
                 None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(Error::Invalid {
-                    field: "sessionNumber",
-                    reason: "expected a positive integer",
-                })?),
+                Some(Value::Number(n)) => Some(
+                    n.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or(Error::Invalid {
+                            field: "sessionNumber",
+                            reason: "expected a positive integer",
+                        })?,
+                ),
                 Some(_) => {
                     return Err(Error::Invalid {
                         field: "sessionNumber",
@@ -315,8 +340,12 @@ mod parse {
                     });
                 }
             };
-            env.user_id = opt_str(o, "userId", "userId")?.map(UserId::parse).transpose()?;
-            env.visitor_id = opt_str(o, "visitorId", "visitorId")?.map(VisitorId::parse).transpose()?;
+            env.user_id = opt_str(o, "userId", "userId")?
+                .map(UserId::parse)
+                .transpose()?;
+            env.visitor_id = opt_str(o, "visitorId", "visitorId")?
+                .map(VisitorId::parse)
+                .transpose()?;
             if let Some(m) = opt_object(o, "clickIds", "clickIds")? {
                 env.click_ids = click_ids(m)?;
             }
@@ -330,10 +359,11 @@ mod parse {
                         reason: "expected google/meta objects of short string lists",
                     });
                 }
-                let parsed: HashedUserData = serde_json::from_value(h.clone()).map_err(|_| Error::Invalid {
-                    field: "hashedUserData",
-                    reason: "expected google/meta objects of short string lists",
-                })?;
+                let parsed: HashedUserData =
+                    serde_json::from_value(h.clone()).map_err(|_| Error::Invalid {
+                        field: "hashedUserData",
+                        reason: "expected google/meta objects of short string lists",
+                    })?;
                 env.hashed_user_data = Some(parsed);
             }
             if let Some(u) = o.get("userData").filter(|v| !v.is_null()) {
@@ -343,10 +373,11 @@ mod parse {
                         reason: "expected an object of short strings",
                     });
                 }
-                let parsed: UserData = serde_json::from_value(u.clone()).map_err(|_| Error::Invalid {
-                    field: "userData",
-                    reason: "expected email/phone/firstName/lastName/address strings",
-                })?;
+                let parsed: UserData =
+                    serde_json::from_value(u.clone()).map_err(|_| Error::Invalid {
+                        field: "userData",
+                        reason: "expected email/phone/firstName/lastName/address strings",
+                    })?;
                 env.raw_user_data = Some(parsed);
             }
             env.page_url = url(o, "pageUrl", "pageUrl")?;
@@ -456,7 +487,10 @@ mod tests {
     fn json_round_trip() {
         let e = full();
         assert_eq!(ContextEnvelope::parse_json(&e.to_json()).unwrap(), e);
-        assert_eq!(ContextEnvelope::parse_base64url(&e.to_base64url()).unwrap(), e);
+        assert_eq!(
+            ContextEnvelope::parse_base64url(&e.to_base64url()).unwrap(),
+            e
+        );
         assert_eq!(ContextEnvelope::parse(&e.to_base64url()).unwrap(), e);
     }
 
@@ -471,7 +505,10 @@ mod tests {
         assert_eq!(env.client_id.unwrap().as_str(), "1234567890.1777000000");
         assert_eq!(env.click_ids.gclid.as_deref(), Some("Cj0KCQ..."));
         assert_eq!(env.consent.ad_personalization, ConsentSignal::Denied);
-        assert_eq!(env.raw_user_data.unwrap().email.as_deref(), Some("jane@example.com"));
+        assert_eq!(
+            env.raw_user_data.unwrap().email.as_deref(),
+            Some("jane@example.com")
+        );
     }
 
     #[test]
@@ -486,11 +523,26 @@ mod tests {
             (r#"{"v":1,"createdAt":1,"clientId":5}"#, "clientId"),
             (r#"{"v":1,"createdAt":1,"sessionId":"s1"}"#, "sessionId"),
             (r#"{"v":1,"createdAt":1,"clickIds":[]}"#, "clickIds"),
-            (r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"a b"}}"#, "clickIds.gclid"),
-            (r#"{"v":1,"createdAt":1,"clickIds":{"fbc":"nonsense"}}"#, "clickIds.fbc"),
-            (r#"{"v":1,"createdAt":1,"consent":{"ad_storage":"maybe"}}"#, "consent.ad_storage"),
-            (r#"{"v":1,"createdAt":1,"eventIds":["ok","has space"]}"#, "eventId"),
-            (r#"{"v":1,"createdAt":1,"userData":{"email":["x"]}}"#, "userData"),
+            (
+                r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"a b"}}"#,
+                "clickIds.gclid",
+            ),
+            (
+                r#"{"v":1,"createdAt":1,"clickIds":{"fbc":"nonsense"}}"#,
+                "clickIds.fbc",
+            ),
+            (
+                r#"{"v":1,"createdAt":1,"consent":{"ad_storage":"maybe"}}"#,
+                "consent.ad_storage",
+            ),
+            (
+                r#"{"v":1,"createdAt":1,"eventIds":["ok","has space"]}"#,
+                "eventId",
+            ),
+            (
+                r#"{"v":1,"createdAt":1,"userData":{"email":["x"]}}"#,
+                "userData",
+            ),
             (r#"{"v":1,"createdAt":1,"pageUrl":7}"#, "pageUrl"),
             ("not json", "envelope"),
         ];
@@ -506,10 +558,22 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let big = format!(r#"{{"v":1,"createdAt":1,"pageUrl":"{}"}}"#, "a".repeat(MAX_ENVELOPE_BYTES));
-        assert_eq!(ContextEnvelope::parse_json(&big).unwrap_err().field(), "envelope");
-        let many = format!(r#"{{"v":1,"createdAt":1,"eventIds":[{}]}}"#, vec!["\"a\""; 51].join(","));
-        assert_eq!(ContextEnvelope::parse_json(&many).unwrap_err().field(), "eventIds");
+        let big = format!(
+            r#"{{"v":1,"createdAt":1,"pageUrl":"{}"}}"#,
+            "a".repeat(MAX_ENVELOPE_BYTES)
+        );
+        assert_eq!(
+            ContextEnvelope::parse_json(&big).unwrap_err().field(),
+            "envelope"
+        );
+        let many = format!(
+            r#"{{"v":1,"createdAt":1,"eventIds":[{}]}}"#,
+            vec!["\"a\""; 51].join(",")
+        );
+        assert_eq!(
+            ContextEnvelope::parse_json(&many).unwrap_err().field(),
+            "eventIds"
+        );
         let unknown = r#"{"v":1,"createdAt":1,"future":{"x":[1,2,3]}}"#;
         assert!(ContextEnvelope::parse_json(unknown).is_ok());
     }

@@ -154,7 +154,9 @@ mod tests {
     #[test]
     fn describe_matches_display() {
         let cases = [
-            Error::Missing { field: "transactionId" },
+            Error::Missing {
+                field: "transactionId",
+            },
             Error::Invalid {
                 field: "currency",
                 reason: "expected a 3-letter ISO 4217 code",

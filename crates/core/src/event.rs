@@ -116,7 +116,8 @@ impl Event {
 
     /// Sets a text parameter.
     pub fn set_text(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.params.insert(name.to_owned(), ParamValue::Text(value.into()));
+        self.params
+            .insert(name.to_owned(), ParamValue::Text(value.into()));
         self
     }
 
@@ -137,7 +138,9 @@ impl Event {
 
     /// Sum of item line totals, when every item has a price.
     pub fn items_total(&self) -> Option<Amount> {
-        self.items.iter().try_fold(Amount::ZERO, |acc, i| acc.checked_add(i.line_total()?))
+        self.items
+            .iter()
+            .try_fold(Amount::ZERO, |acc, i| acc.checked_add(i.line_total()?))
     }
 
     /// Checks the event against the rules every destination shares.
@@ -185,7 +188,9 @@ impl Event {
             ("affiliation", &self.affiliation),
             ("label", &self.conversion_label),
         ] {
-            if v.as_deref().is_some_and(|s| s.chars().count() > MAX_PARAM_VALUE) {
+            if v.as_deref()
+                .is_some_and(|s| s.chars().count() > MAX_PARAM_VALUE)
+            {
                 return Err(Error::TooLong {
                     field,
                     max: MAX_PARAM_VALUE,
@@ -218,7 +223,10 @@ impl Event {
         w.str("eventId", self.id.as_str())
             .str("name", self.name.as_str())
             .int("occurredAt", self.occurred_at_ms)
-            .opt_str("transactionId", self.transaction_id.as_ref().map(|t| t.as_str()));
+            .opt_str(
+                "transactionId",
+                self.transaction_id.as_ref().map(|t| t.as_str()),
+            );
         for (k, v) in [
             ("value", self.value),
             ("shipping", self.shipping),
@@ -275,7 +283,9 @@ fn param_value_limit(name: &str) -> usize {
 
 fn validate_param(name: &str, v: &ParamValue) -> Result<()> {
     if !is_valid_ga4_name(name)
-        || RESERVED_PREFIXES.iter().any(|p| name.to_ascii_lowercase().starts_with(p))
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|p| name.to_ascii_lowercase().starts_with(p))
         || name == "firebase_conversion"
     {
         return Err(Error::Invalid {
@@ -360,10 +370,12 @@ mod parse {
                 .transpose()?;
             let occurred_at_ms = match o.get("occurredAt") {
                 None | Some(Value::Null) => 0,
-                Some(Value::Number(n)) => n.as_i64().filter(|ms| *ms >= 0).ok_or(Error::Invalid {
-                    field: "occurredAt",
-                    reason: "expected Unix milliseconds",
-                })?,
+                Some(Value::Number(n)) => {
+                    n.as_i64().filter(|ms| *ms >= 0).ok_or(Error::Invalid {
+                        field: "occurredAt",
+                        reason: "expected Unix milliseconds",
+                    })?
+                }
                 Some(_) => {
                     return Err(Error::Invalid {
                         field: "occurredAt",
@@ -371,7 +383,9 @@ mod parse {
                     });
                 }
             };
-            let given_id = text(o, "eventId", "eventId")?.map(|s| EventId::parse(&s)).transpose()?;
+            let given_id = text(o, "eventId", "eventId")?
+                .map(|s| EventId::parse(&s))
+                .transpose()?;
             let mut e = match (txn, given_id) {
                 (Some(t), _) => {
                     // The id of a transactional event is always derived, whatever the
@@ -429,10 +443,12 @@ mod parse {
                             Value::String(s) => ParamValue::Text(s.clone()),
                             Value::Bool(b) => ParamValue::Bool(*b),
                             Value::Number(n) => ParamValue::Number(
-                                n.as_f64().and_then(|f| Amount::from_f64(f).ok()).ok_or(Error::Invalid {
-                                    field: "params",
-                                    reason: "number out of range",
-                                })?,
+                                n.as_f64().and_then(|f| Amount::from_f64(f).ok()).ok_or(
+                                    Error::Invalid {
+                                        field: "params",
+                                        reason: "number out of range",
+                                    },
+                                )?,
                             ),
                             _ => {
                                 return Err(Error::Invalid {
@@ -482,7 +498,10 @@ mod tests {
         e.tax = Some(Amount::parse("4.90").unwrap());
         e.shipping = Some(Amount::parse("5.99").unwrap());
         e.coupon = Some("SUMMER_FUN".into());
-        e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items.push(
+            Item::new("SKU_12345", "Stan and Friends Tee")
+                .with_price(Amount::parse("10.01").unwrap(), 3),
+        );
         e
     }
 
@@ -501,7 +520,12 @@ mod tests {
         assert_eq!(e.validate(), Err(Error::Missing { field: "currency" }));
         let mut e = Event::new(EventName::Purchase, fixed_id(), 0);
         e.value = Some(Amount::ZERO);
-        assert_eq!(e.validate(), Err(Error::Missing { field: "transactionId" }));
+        assert_eq!(
+            e.validate(),
+            Err(Error::Missing {
+                field: "transactionId"
+            })
+        );
     }
 
     #[test]
@@ -516,7 +540,10 @@ mod tests {
         let mut e = purchase();
         e.set_text("payment_type", "card");
         e.params.insert("gift".into(), ParamValue::Bool(true));
-        e.params.insert("weight".into(), ParamValue::Number(Amount::parse("1.25").unwrap()));
+        e.params.insert(
+            "weight".into(),
+            ParamValue::Number(Amount::parse("1.25").unwrap()),
+        );
         let back = Event::from_json(&e.to_json(), fixed_id).unwrap();
         assert_eq!(back, e);
     }
@@ -534,11 +561,20 @@ mod tests {
             (r#"{"name":7}"#, "name"),
             (r#"{}"#, "name"),
             (r#"{"name":"purchase","transactionId":""}"#, "transactionId"),
-            (r#"{"name":"add_to_cart","value":"abc","currency":"USD"}"#, "value"),
+            (
+                r#"{"name":"add_to_cart","value":"abc","currency":"USD"}"#,
+                "value",
+            ),
             (r#"{"name":"add_to_cart","currency":"XYZW"}"#, "currency"),
             (r#"{"name":"add_to_cart","items":{}}"#, "items"),
-            (r#"{"name":"add_to_cart","items":[{"price":1}]}"#, "items[].itemId"),
-            (r#"{"name":"add_to_cart","occurredAt":"yesterday"}"#, "occurredAt"),
+            (
+                r#"{"name":"add_to_cart","items":[{"price":1}]}"#,
+                "items[].itemId",
+            ),
+            (
+                r#"{"name":"add_to_cart","occurredAt":"yesterday"}"#,
+                "occurredAt",
+            ),
             (r#"{"name":"add_to_cart","params":{"ga_x":"1"}}"#, "params"),
             (r#"[1]"#, "event"),
         ];
@@ -555,7 +591,12 @@ mod tests {
         assert_eq!(r.refund_scope(), RefundScope::Full);
         r.value = Some(Amount::parse("30").unwrap());
         r.original_value = Some(Amount::parse("100").unwrap());
-        assert_eq!(r.refund_scope(), RefundScope::Partial { remaining: Amount::parse("70").unwrap() });
+        assert_eq!(
+            r.refund_scope(),
+            RefundScope::Partial {
+                remaining: Amount::parse("70").unwrap()
+            }
+        );
         r.value = Some(Amount::parse("100").unwrap());
         assert_eq!(r.refund_scope(), RefundScope::Full);
     }

@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn parse_rules() {
         assert!(EventId::parse("evt_1:a.b-c").is_ok());
-        assert_eq!(EventId::parse("").unwrap_err(), Error::Missing { field: "eventId" });
+        assert_eq!(
+            EventId::parse("").unwrap_err(),
+            Error::Missing { field: "eventId" }
+        );
         assert!(EventId::parse(&"a".repeat(37)).is_err());
         assert!(EventId::parse("a b").is_err());
     }

@@ -231,7 +231,15 @@ mod tests {
     #[test]
     fn custom_rules() {
         assert!(EventName::parse("quiz_completed").is_ok());
-        for bad in ["_x", "1abc", "has space", "ga_thing", "Firebase_x", "a-b", &"a".repeat(41)] {
+        for bad in [
+            "_x",
+            "1abc",
+            "has space",
+            "ga_thing",
+            "Firebase_x",
+            "a-b",
+            &"a".repeat(41),
+        ] {
             assert!(EventName::parse(bad).is_err(), "{bad}");
         }
         for r in RESERVED {

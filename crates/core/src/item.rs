@@ -147,7 +147,11 @@ impl Item {
                 });
             }
         }
-        if self.creative_slot.as_deref().is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE) {
+        if self
+            .creative_slot
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE)
+        {
             return Err(Error::TooLong {
                 field: "items[].creativeSlot",
                 max: MAX_PARAM_VALUE,
@@ -230,8 +234,22 @@ mod tests {
     #[test]
     fn needs_id_or_name() {
         assert!(Item::default().validate().is_err());
-        assert!(Item { item_name: Some("Tee".into()), ..Default::default() }.validate().is_ok());
-        assert!(Item { item_id: Some(" ".into()), ..Default::default() }.validate().is_err());
+        assert!(
+            Item {
+                item_name: Some("Tee".into()),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            Item {
+                item_id: Some(" ".into()),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -251,7 +269,8 @@ mod tests {
         write_item_json(&it, &mut s);
         let back: Item = serde_json::from_str(&s).unwrap();
         assert_eq!(back, it);
-        let snake: Item = serde_json::from_str(r#"{"item_id":"A","item_category2":"B","price":1.5}"#).unwrap();
+        let snake: Item =
+            serde_json::from_str(r#"{"item_id":"A","item_category2":"B","price":1.5}"#).unwrap();
         assert_eq!(snake.item_category2.as_deref(), Some("B"));
     }
 }

@@ -111,7 +111,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "GS1", "GS1.1", "GS1.1.abc.1", "GS2.1.o1$g0", "GS3.1.1.1", "GS2.1.sX$o1"] {
+        for bad in [
+            "",
+            "GS1",
+            "GS1.1",
+            "GS1.1.abc.1",
+            "GS2.1.o1$g0",
+            "GS3.1.1.1",
+            "GS2.1.sX$o1",
+        ] {
             assert!(GaSession::from_cookie(bad).is_err(), "{bad:?}");
         }
     }

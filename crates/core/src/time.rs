@@ -89,8 +89,12 @@ pub fn parse_rfc3339(raw: &str) -> Result<i64> {
         reason: "expected RFC 3339 such as 2026-05-01T20:32:45Z",
     };
     let s = raw.trim().as_bytes();
-    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || !(s[10] == b'T' || s[10] == b't' || s[10] == b' ')
-        || s[13] != b':' || s[16] != b':'
+    if s.len() < 20
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !(s[10] == b'T' || s[10] == b't' || s[10] == b' ')
+        || s[13] != b':'
+        || s[16] != b':'
     {
         return Err(bad);
     }
@@ -99,9 +103,19 @@ pub fn parse_rfc3339(raw: &str) -> Result<i64> {
         if !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        Some(part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+        Some(
+            part.iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
+        )
     };
-    let (y, mo, d, h, mi, se) = match (num(0, 4), num(5, 7), num(8, 10), num(11, 13), num(14, 16), num(17, 19)) {
+    let (y, mo, d, h, mi, se) = match (
+        num(0, 4),
+        num(5, 7),
+        num(8, 10),
+        num(11, 13),
+        num(14, 16),
+        num(17, 19),
+    ) {
         (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) => (y, mo, d, h, mi, se),
         _ => return Err(bad),
     };
@@ -155,13 +169,23 @@ mod tests {
         assert_eq!(google_ads_datetime(ms, 0), "2026-05-01 20:32:45+00:00");
         assert_eq!(google_ads_datetime(ms, -480), "2026-05-01 12:32:45-08:00");
         assert_eq!(rfc3339_utc(ms + 7), "2026-05-01T20:32:45.007Z");
-        assert_eq!(parse_rfc3339("2026-05-01T12:32:45.5-08:00").unwrap(), ms + 500);
+        assert_eq!(
+            parse_rfc3339("2026-05-01T12:32:45.5-08:00").unwrap(),
+            ms + 500
+        );
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
     fn rejects_bad() {
-        for bad in ["", "2026-05-01", "2026-13-01T00:00:00Z", "2026-05-01T20:32:45", "2026-05-01T20:32:45+0800", "x026-05-01T20:32:45Z"] {
+        for bad in [
+            "",
+            "2026-05-01",
+            "2026-13-01T00:00:00Z",
+            "2026-05-01T20:32:45",
+            "2026-05-01T20:32:45+0800",
+            "x026-05-01T20:32:45Z",
+        ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
-        Some("pkg") => pkg::build().map(|_| ()),
+        Some("pkg") => pkg::build().and_then(|s| s.check_budget()),
         Some("install") => install::all(),
         _ => {
             eprintln!("usage: cargo xtask <demo|test|pkg|install>");

@@ -74,6 +74,8 @@ pub enum Ga4Skip {
 pub struct Ga4Batch {
     /// Request bodies, each within GA4's limits.
     pub requests: Vec<Ga4Request>,
+    /// For each request, the indices (into the input) of the events it carries.
+    pub indices: Vec<Vec<usize>>,
     /// `(index into the input, reason)` for events not sent.
     pub skipped: Vec<(usize, Ga4Skip)>,
 }
@@ -118,7 +120,10 @@ pub fn event_params(e: &Event, session_id: Option<&str>) -> Map<String, Value> {
     if matches!(e.name, EventName::Purchase | EventName::Refund)
         && let Some(key) = e.order_key()
     {
-        p.insert("transaction_id".into(), Value::String(key.as_str().to_owned()));
+        p.insert(
+            "transaction_id".into(),
+            Value::String(key.as_str().to_owned()),
+        );
     }
     if let Some(c) = e.currency {
         p.insert("currency".into(), Value::String(c.as_str().to_owned()));
@@ -142,7 +147,10 @@ pub fn event_params(e: &Event, session_id: Option<&str>) -> Map<String, Value> {
         p.insert(k.clone(), v);
     }
     if !e.items.is_empty() || matches!(e.name, EventName::Purchase) {
-        p.insert("items".into(), Value::Array(e.items.iter().map(item_json).collect()));
+        p.insert(
+            "items".into(),
+            Value::Array(e.items.iter().map(item_json).collect()),
+        );
     }
     p
 }
@@ -151,7 +159,9 @@ pub fn event_params(e: &Event, session_id: Option<&str>) -> Map<String, Value> {
 /// allowance for clock skew into the future).
 pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
     let age_ms = now_ms - e.occurred_at_ms;
-    if e.occurred_at_ms > 0 && (age_ms > i64::from(MAX_AGE_HOURS) * 3_600_000 || age_ms < -15 * 60_000) {
+    if e.occurred_at_ms > 0
+        && (age_ms > i64::from(MAX_AGE_HOURS) * 3_600_000 || age_ms < -15 * 60_000)
+    {
         return Err(Error::OutsideWindow {
             field: "occurredAt",
             destination: "ga4",
@@ -188,14 +198,21 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
     if let Err(denial) = policy.send {
         return Ok(Ga4Batch {
             requests: Vec::new(),
-            skipped: (0..events.len()).map(|i| (i, Ga4Skip::Consent(denial))).collect(),
+            indices: Vec::new(),
+            skipped: (0..events.len())
+                .map(|i| (i, Ga4Skip::Consent(denial)))
+                .collect(),
         });
     }
     let client_id = ctx
         .client_id
         .as_ref()
         .ok_or(Error::Missing { field: "clientId" })?;
-    let session_id = if policy.analytics_ids { ctx.session_id.as_deref() } else { None };
+    let session_id = if policy.analytics_ids {
+        ctx.session_id.as_deref()
+    } else {
+        None
+    };
     let user_id = ctx.user_id.as_ref().map(|u| u.as_str().to_owned());
     let user_data = if policy.user_data && user_id.is_some() {
         ctx.user_data
@@ -223,11 +240,14 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
             ));
             continue;
         }
-        ok.push(Ga4Event {
-            name: e.name.as_str().to_owned(),
-            params,
-            timestamp_micros: (e.occurred_at_ms > 0).then_some(e.occurred_at_ms * 1000),
-        });
+        ok.push((
+            i,
+            Ga4Event {
+                name: e.name.as_str().to_owned(),
+                params,
+                timestamp_micros: (e.occurred_at_ms > 0).then_some(e.occurred_at_ms * 1000),
+            },
+        ));
     }
     let consent = Ga4Consent {
         ad_user_data: ctx.consent.ad_user_data.google_enum(),
@@ -237,38 +257,48 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
         + user_data
             .as_ref()
             .map_or(0, |u| serde_json::to_string(u).map_or(0, |s| s.len()));
-    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope_bytes, |e| {
-        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-    });
-    for e in oversized {
-        if let Some(i) = events.iter().position(|x| x.name.as_str() == e.name) {
-            skipped.push((
-                i,
-                Ga4Skip::Invalid(Error::TooLarge {
-                    field: "event",
-                    max: MAX_BODY_BYTES,
-                }),
-            ));
-        }
+    let (batches, oversized) =
+        split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope_bytes, |(_, e)| {
+            serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
+        });
+    for (i, _) in oversized {
+        skipped.push((
+            i,
+            Ga4Skip::Invalid(Error::TooLarge {
+                field: "event",
+                max: MAX_BODY_BYTES,
+            }),
+        ));
     }
-    let requests = batches
-        .into_iter()
-        .map(|events| Ga4Request {
+    let mut requests = Vec::with_capacity(batches.len());
+    let mut indices = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let (idx, events): (Vec<usize>, Vec<Ga4Event>) = batch.into_iter().unzip();
+        indices.push(idx);
+        requests.push(Ga4Request {
             client_id: client_id.as_str().to_owned(),
             user_id: user_id.clone(),
             consent: consent.clone(),
             user_data: user_data.clone(),
             events,
-        })
-        .collect();
-    Ok(Ga4Batch { requests, skipped })
+        });
+    }
+    Ok(Ga4Batch {
+        requests,
+        indices,
+        skipped,
+    })
 }
 
 /// The collect URL for a base URL (`/mp/collect` or, for validation, `/debug/mp/collect`).
 pub fn collect_url(base: &str, measurement_id: &str, api_secret: &str, debug: bool) -> String {
     let mut s = String::with_capacity(base.len() + 80);
     s.push_str(base.trim_end_matches('/'));
-    s.push_str(if debug { "/debug/mp/collect" } else { "/mp/collect" });
+    s.push_str(if debug {
+        "/debug/mp/collect"
+    } else {
+        "/mp/collect"
+    });
     s.push_str("?measurement_id=");
     s.push_str(&crate::cookie::percent_encode(measurement_id));
     s.push_str("&api_secret=");
@@ -321,13 +351,20 @@ mod tests {
     const NOW: i64 = 1_757_409_600_000;
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(EventName::Purchase, TransactionId::parse("T_12345").unwrap(), 1_757_409_591_000);
+        let mut e = Event::transactional(
+            EventName::Purchase,
+            TransactionId::parse("T_12345").unwrap(),
+            1_757_409_591_000,
+        );
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
         e.tax = Some(Amount::parse("4.90").unwrap());
         e.shipping = Some(Amount::parse("5.99").unwrap());
         e.coupon = Some("SUMMER_FUN".into());
-        e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items.push(
+            Item::new("SKU_12345", "Stan and Friends Tee")
+                .with_price(Amount::parse("10.01").unwrap(), 3),
+        );
         e
     }
 
@@ -349,7 +386,7 @@ mod tests {
     fn canonical_purchase_request() {
         // destinations.md §2.11, with transaction_id = the order key.
         let e = purchase();
-        let b = build(&[e.clone()], &ctx()).unwrap();
+        let b = build(std::slice::from_ref(&e), &ctx()).unwrap();
         assert!(b.skipped.is_empty());
         let got = serde_json::to_value(&b.requests[0]).unwrap();
         let want = json!({"client_id":"1958185836.1757409569","user_id":"cust_1",
@@ -367,7 +404,10 @@ mod tests {
         c.consent.analytics_storage = ConsentSignal::Denied;
         let b = build(&[purchase()], &c).unwrap();
         assert!(b.requests.is_empty());
-        assert_eq!(b.skipped, vec![(0, Ga4Skip::Consent(ConsentDenial::AnalyticsStorage))]);
+        assert_eq!(
+            b.skipped,
+            vec![(0, Ga4Skip::Consent(ConsentDenial::AnalyticsStorage))]
+        );
 
         let mut c = ctx();
         c.user_data = Some(HashedUserData {
@@ -387,20 +427,35 @@ mod tests {
         let mut c2 = c.clone();
         c2.consent.ad_user_data = ConsentSignal::Granted;
         c2.user_id = None;
-        assert!(build(&[purchase()], &c2).unwrap().requests[0].user_data.is_none());
+        assert!(
+            build(&[purchase()], &c2).unwrap().requests[0]
+                .user_data
+                .is_none()
+        );
     }
 
     #[test]
     fn splits_at_25_events() {
         let events: Vec<Event> = (0..60)
             .map(|i| {
-                let mut e = Event::new(EventName::PageView, EventId::random_v7(i, [0; 10]), NOW - 1000);
+                let mut e = Event::new(
+                    EventName::PageView,
+                    EventId::random_v7(i, [0; 10]),
+                    NOW - 1000,
+                );
                 e.set_text("page_location", "https://shop.example/");
                 e
             })
             .collect();
         let b = build(&events, &ctx()).unwrap();
-        assert_eq!(b.requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(), [25, 25, 10]);
+        assert_eq!(
+            b.requests
+                .iter()
+                .map(|r| r.events.len())
+                .collect::<Vec<_>>(),
+            [25, 25, 10]
+        );
+        assert_eq!(b.indices[1], (25..50).collect::<Vec<_>>());
         for r in &b.requests {
             assert!(serde_json::to_string(r).unwrap().len() < MAX_BODY_BYTES);
         }
@@ -411,14 +466,20 @@ mod tests {
         let mut e = purchase();
         e.occurred_at_ms = NOW - 73 * 3_600_000;
         let b = build(&[e], &ctx()).unwrap();
-        assert!(matches!(b.skipped[0].1, Ga4Skip::Invalid(Error::OutsideWindow { .. })));
+        assert!(matches!(
+            b.skipped[0].1,
+            Ga4Skip::Invalid(Error::OutsideWindow { .. })
+        ));
     }
 
     #[test]
     fn needs_client_id() {
         let mut c = ctx();
         c.client_id = None;
-        assert_eq!(build(&[purchase()], &c).unwrap_err(), Error::Missing { field: "clientId" });
+        assert_eq!(
+            build(&[purchase()], &c).unwrap_err(),
+            Error::Missing { field: "clientId" }
+        );
     }
 
     #[test]
@@ -427,7 +488,10 @@ mod tests {
             collect_url("http://127.0.0.1:9/", "G-ABC", "s&x", false),
             "http://127.0.0.1:9/mp/collect?measurement_id=G-ABC&api_secret=s%26x"
         );
-        assert!(collect_url(EU_BASE_URL, "G-A", "s", true).starts_with("https://region1.google-analytics.com/debug/mp/collect"));
+        assert!(
+            collect_url(EU_BASE_URL, "G-A", "s", true)
+                .starts_with("https://region1.google-analytics.com/debug/mp/collect")
+        );
         assert!(validate_measurement_id("G-ABC123").is_ok());
         for bad in ["", "G-", "UA-1", "G-AB C"] {
             assert!(validate_measurement_id(bad).is_err());

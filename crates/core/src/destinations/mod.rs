@@ -6,6 +6,12 @@
 //! [`policy`](crate::policy) itself, so no caller can forget it.
 
 pub mod ga4;
+pub mod google_ads;
+pub mod meta;
+pub mod rokt;
+pub mod servoki;
+pub mod tiktok;
+pub mod webhook;
 
 use crate::click_ids::ClickIds;
 use crate::client_id::ClientId;

@@ -1,0 +1,90 @@
+//! Errors of the server crate: configuration (fail at build), tracking input, delivery.
+
+/// A configuration mistake, reported by [`ServerTrackerBuilder::build`](crate::ServerTrackerBuilder::build)
+/// with what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("{setting} is required: {hint}")]
+    Missing {
+        /// The setting, e.g. `ga4.api_secret`.
+        setting: &'static str,
+        /// Where to find or how to set it.
+        hint: &'static str,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{setting} is invalid: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// Why, and what is expected.
+        reason: String,
+    },
+    /// Nothing to deliver to.
+    #[error("no destination is configured: add at least one of ga4, google_ads, meta, rokt, servoki or a webhook")]
+    NoDestination,
+}
+
+/// A tracking call whose input is wrong: nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrackError {
+    /// The input breaks a rule of the event model (the core error names the field).
+    #[error("invalid input: {0}")]
+    Invalid(#[from] tally_core::Error),
+}
+
+/// Why a delivery to one destination failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The request never got an answer (DNS, connect, reset, timeout).
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The destination answered with an error it means.
+    #[error("rejected by the destination (HTTP {status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The destination's own message.
+        message: String,
+    },
+    /// Credentials were refused (OAuth, token, key).
+    #[error("credentials refused (HTTP {status}): {message}")]
+    Unauthorized {
+        /// HTTP status.
+        status: u16,
+        /// The destination's own message.
+        message: String,
+    },
+    /// Some rows of a batch failed (Google Ads partial failure, Rokt unprocessed records).
+    #[error("{} row(s) failed: {}", .0.len(), .0.first().map(|r| r.message.as_str()).unwrap_or(""))]
+    PartialFailure(Vec<RowError>),
+    /// Transient failures went on past the retry budget.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: Box<DeliveryError>,
+    },
+}
+
+/// One failed row of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// Index of the row in the request.
+    pub index: usize,
+    /// The destination's error code (e.g. `conversionUploadError:UNPARSEABLE_GCLID`).
+    pub code: String,
+    /// The destination's message.
+    pub message: String,
+}
+
+impl DeliveryError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DeliveryError::Transport(_) | DeliveryError::RetriesExhausted { .. })
+    }
+}

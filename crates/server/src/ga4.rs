@@ -1,0 +1,114 @@
+//! Delivery to the GA4 Measurement Protocol.
+
+use tally_core::Event;
+use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::ga4::{self as core_ga4, Ga4Skip, ValidationResponse};
+
+use crate::config::Ga4Config;
+use crate::error::DeliveryError;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, with_retries};
+
+/// A configured GA4 destination.
+#[derive(Debug, Clone)]
+pub struct Ga4Destination {
+    cfg: Ga4Config,
+    url: String,
+}
+
+impl Ga4Destination {
+    /// From checked configuration.
+    pub fn new(cfg: Ga4Config) -> Ga4Destination {
+        let url = core_ga4::collect_url(&cfg.base_url, cfg.measurement_id.trim(), cfg.api_secret.trim(), cfg.validate);
+        Ga4Destination { cfg, url }
+    }
+
+    /// Sends `events`; returns one outcome per event, in order.
+    pub async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let mut out: Vec<Outcome> = vec![Outcome::Skipped(SkipReason::Unsupported); events.len()];
+        let batch = match core_ga4::build(events, ctx) {
+            Ok(b) => b,
+            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        };
+        for (i, skip) in batch.skipped {
+            out[i] = Outcome::Skipped(match skip {
+                Ga4Skip::Consent(d) => SkipReason::ConsentDenied(d),
+                Ga4Skip::Invalid(tally_core::Error::OutsideWindow { .. }) => SkipReason::OutsideWindow,
+                Ga4Skip::Invalid(e) => SkipReason::Invalid(e),
+            });
+        }
+        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
+            let outcome = match self.send(http, retry, request).await {
+                Ok(attempts) => Outcome::Sent { attempts },
+                Err(e) => Outcome::Failed(e),
+            };
+            for &i in indices {
+                out[i] = outcome.clone();
+            }
+        }
+        out
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        request: &core_ga4::Ga4Request,
+    ) -> Result<u32, DeliveryError> {
+        let secret = self.cfg.api_secret.as_str();
+        let span = tracing::info_span!("deliver", destination = "ga4", events = request.events.len());
+        let _guard = span.enter();
+        let validate = self.cfg.validate;
+        with_retries(retry, |_| async {
+            let resp = match http.post(&self.url).json(request).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Verdict::Retry(DeliveryError::Transport(redact(&e.to_string(), &[secret])), None);
+                }
+            };
+            let status = resp.status().as_u16();
+            let after = retry_after(&resp);
+            let body = resp.text().await.unwrap_or_default();
+            match classify_status(status) {
+                StatusClass::Success if validate => {
+                    let parsed: ValidationResponse = serde_json::from_str(&body).unwrap_or_default();
+                    if parsed.validation_messages.is_empty() {
+                        Verdict::Done(())
+                    } else {
+                        let message = parsed
+                            .validation_messages
+                            .iter()
+                            .map(|m| format!("{} {}: {}", m.validation_code, m.field_path, m.description))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        Verdict::Fail(DeliveryError::Rejected { status, message })
+                    }
+                }
+                StatusClass::Success => Verdict::Done(()),
+                StatusClass::Transient => Verdict::Retry(
+                    DeliveryError::Rejected {
+                        status,
+                        message: redact(&body, &[secret]),
+                    },
+                    after,
+                ),
+                StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized {
+                    status,
+                    message: redact(&body, &[secret]),
+                }),
+                StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected {
+                    status,
+                    message: redact(&body, &[secret]),
+                }),
+            }
+        })
+        .await
+        .map(|((), attempts)| attempts)
+    }
+}

@@ -1,0 +1,218 @@
+//! What backend code passes to the helpers, and how it merges with an envelope.
+
+use tally_core::{
+    Amount, ClickIds, ClientId, ConsentState, ContextEnvelope, Currency, HashedUserData, Item, UserData, UserId,
+    VisitorId,
+};
+
+/// Who the event is about: identity, click ids, consent and user data.
+///
+/// On a bound tracker ([`ServerTracker::from_context`](crate::ServerTracker::from_context))
+/// the rules are: every field given explicitly here wins over the envelope's,
+/// field by field; click ids merge per id (an explicit `gclid` replaces the
+/// envelope's `gclid` but keeps its `fbc`); user data replaces the envelope's
+/// as a whole; consent replaces the envelope's as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Visitor {
+    /// GA4 client id (required by GA4).
+    pub client_id: Option<ClientId>,
+    /// GA4 session id.
+    pub session_id: Option<String>,
+    /// Signed-in user id.
+    pub user_id: Option<UserId>,
+    /// The site's visitor id.
+    pub visitor_id: Option<VisitorId>,
+    /// Click ids.
+    pub click_ids: ClickIds,
+    /// Consent; when absent everywhere, the tracker's default consent applies.
+    pub consent: Option<ConsentState>,
+    /// Raw user data, normalised and hashed per destination by the tracker.
+    pub user_data: Option<UserData>,
+    /// Already-hashed user data (what the browser's envelope carries).
+    pub hashed_user_data: Option<HashedUserData>,
+    /// The end user's IP address.
+    pub ip_address: Option<String>,
+    /// The end user's user agent.
+    pub user_agent: Option<String>,
+    /// The page the event belongs to.
+    pub page_url: Option<String>,
+}
+
+impl Visitor {
+    /// The visitor an envelope describes.
+    pub fn from_envelope(env: &ContextEnvelope) -> Visitor {
+        Visitor {
+            client_id: env.client_id.clone(),
+            session_id: env.session_id.clone(),
+            user_id: env.user_id.clone(),
+            visitor_id: env.visitor_id.clone(),
+            click_ids: env.click_ids.clone(),
+            consent: Some(env.consent),
+            user_data: env.raw_user_data.clone(),
+            hashed_user_data: env.hashed_user_data.clone(),
+            ip_address: None,
+            user_agent: None,
+            page_url: env.page_url.clone(),
+        }
+    }
+
+    /// `self` (explicit input) over `base` (the envelope), field by field.
+    pub fn over(self, base: &Visitor) -> Visitor {
+        let mut click_ids = self.click_ids;
+        click_ids.fill_from(&base.click_ids);
+        let explicit_user_data = self.user_data.is_some() || self.hashed_user_data.is_some();
+        Visitor {
+            client_id: self.client_id.or_else(|| base.client_id.clone()),
+            session_id: self.session_id.or_else(|| base.session_id.clone()),
+            user_id: self.user_id.or_else(|| base.user_id.clone()),
+            visitor_id: self.visitor_id.or_else(|| base.visitor_id.clone()),
+            click_ids,
+            consent: self.consent.or(base.consent),
+            user_data: if explicit_user_data { self.user_data } else { base.user_data.clone() },
+            hashed_user_data: if explicit_user_data {
+                self.hashed_user_data
+            } else {
+                base.hashed_user_data.clone()
+            },
+            ip_address: self.ip_address.or_else(|| base.ip_address.clone()),
+            user_agent: self.user_agent.or_else(|| base.user_agent.clone()),
+            page_url: self.page_url.or_else(|| base.page_url.clone()),
+        }
+    }
+}
+
+/// A purchase, as the backend knows it.
+///
+/// ```
+/// use tally_server::PurchaseInput;
+/// use tally_core::{Amount, Currency, Item};
+/// let p = PurchaseInput::new("ORD-1001", Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap())
+///     .item(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+/// assert_eq!(p.items.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurchaseInput {
+    /// The order id; must match the browser's. Empty is an error.
+    pub transaction_id: String,
+    /// Order total.
+    pub value: Amount,
+    /// Currency.
+    pub currency: Currency,
+    /// Lines.
+    pub items: Vec<Item>,
+    /// Coupon.
+    pub coupon: Option<String>,
+    /// Shipping.
+    pub shipping: Option<Amount>,
+    /// Tax.
+    pub tax: Option<Amount>,
+    /// Affiliation.
+    pub affiliation: Option<String>,
+    /// When the purchase happened (Unix ms); default: now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who bought.
+    pub visitor: Visitor,
+}
+
+impl PurchaseInput {
+    /// A purchase of `value` in `currency` for order `transaction_id`.
+    pub fn new(transaction_id: impl Into<String>, value: Amount, currency: Currency) -> PurchaseInput {
+        PurchaseInput {
+            transaction_id: transaction_id.into(),
+            value,
+            currency,
+            items: Vec::new(),
+            coupon: None,
+            shipping: None,
+            tax: None,
+            affiliation: None,
+            occurred_at_ms: None,
+            visitor: Visitor::default(),
+        }
+    }
+
+    /// Adds a line.
+    pub fn item(mut self, item: Item) -> Self {
+        self.items.push(item);
+        self
+    }
+
+    /// Sets who bought (explicit fields win over a bound envelope).
+    pub fn visitor(mut self, visitor: Visitor) -> Self {
+        self.visitor = visitor;
+        self
+    }
+
+    /// Sets when it happened.
+    pub fn occurred_at_ms(mut self, ms: i64) -> Self {
+        self.occurred_at_ms = Some(ms);
+        self
+    }
+}
+
+/// Any event, for `track_event` (custom names too).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventInput {
+    /// The event name (standard or custom; validated).
+    pub name: String,
+    /// For transactional events.
+    pub transaction_id: Option<String>,
+    /// Value.
+    pub value: Option<Amount>,
+    /// Currency.
+    pub currency: Option<Currency>,
+    /// Lines.
+    pub items: Vec<Item>,
+    /// Extra parameters by GA4 name.
+    pub params: Vec<(String, tally_core::ParamValue)>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+impl EventInput {
+    /// An event called `name`.
+    pub fn new(name: impl Into<String>) -> EventInput {
+        EventInput {
+            name: name.into(),
+            ..EventInput::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::ConsentSignal;
+
+    #[test]
+    fn explicit_wins_field_by_field() {
+        let env = ContextEnvelope::parse_json(
+            r#"{"v":1,"createdAt":1,"clientId":"1.2","sessionId":"99","clickIds":{"gclid":"ENV","fbc":"fb.1.1.x"},
+               "consent":{"ad_storage":"granted"},"userData":{"email":"env@example.com"}}"#,
+        )
+        .unwrap();
+        let base = Visitor::from_envelope(&env);
+        let explicit = Visitor {
+            client_id: Some(ClientId::parse("3.4").unwrap()),
+            click_ids: ClickIds {
+                gclid: Some("MINE".into()),
+                ..Default::default()
+            },
+            user_data: Some(UserData {
+                phone: Some("+15551234567".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = explicit.over(&base);
+        assert_eq!(v.client_id.unwrap().as_str(), "3.4");
+        assert_eq!(v.session_id.as_deref(), Some("99"));
+        assert_eq!(v.click_ids.gclid.as_deref(), Some("MINE"));
+        assert_eq!(v.click_ids.fbc.as_deref(), Some("fb.1.1.x"));
+        let ud = v.user_data.unwrap();
+        assert_eq!(ud.email, None, "user data replaces as a whole");
+        assert_eq!(v.consent.unwrap().ad_storage, ConsentSignal::Granted);
+    }
+}

@@ -1,0 +1,117 @@
+//! What happened at each destination.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use tally_core::{ConsentDenial, EventId};
+
+use crate::error::DeliveryError;
+
+/// Why an event was deliberately not sent to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The destination is not configured on this tracker.
+    NotConfigured,
+    /// The helper needs a conversion label the configuration does not have.
+    NoLabelConfigured,
+    /// Consent forbids it.
+    ConsentDenied(ConsentDenial),
+    /// Already delivered (same destination, event name and event id).
+    Duplicate,
+    /// Older or newer than the destination accepts.
+    OutsideWindow,
+    /// The destination has no such concept (e.g. refunds at Meta).
+    Unsupported,
+    /// Nothing to attribute with (no click id and no user data for an ad platform).
+    NoAttribution,
+    /// The event breaks one of the destination's rules.
+    Invalid(tally_core::Error),
+}
+
+impl SkipReason {
+    /// A stable snake_case code for logs, metrics and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SkipReason::NotConfigured => "not_configured",
+            SkipReason::NoLabelConfigured => "no_label_configured",
+            SkipReason::ConsentDenied(_) => "consent_denied",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::OutsideWindow => "outside_window",
+            SkipReason::Unsupported => "unsupported",
+            SkipReason::NoAttribution => "no_attribution",
+            SkipReason::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::ConsentDenied(d) => write!(f, "consent denied ({})", d.as_str()),
+            SkipReason::Invalid(e) => write!(f, "invalid: {e}"),
+            other => f.write_str(other.code()),
+        }
+    }
+}
+
+/// The outcome at one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the destination.
+    Sent {
+        /// How many attempts it took.
+        attempts: u32,
+    },
+    /// Not delivered; the error says why.
+    Failed(DeliveryError),
+    /// Deliberately not sent.
+    Skipped(SkipReason),
+}
+
+impl Outcome {
+    /// True for `Sent`.
+    pub fn is_sent(&self) -> bool {
+        matches!(self, Outcome::Sent { .. })
+    }
+
+    /// The skip reason, if skipped.
+    pub fn skip_reason(&self) -> Option<&SkipReason> {
+        match self {
+            Outcome::Skipped(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Sent { attempts } => write!(f, "sent ({attempts} attempt(s))"),
+            Outcome::Failed(e) => write!(f, "failed: {e}"),
+            Outcome::Skipped(r) => write!(f, "skipped: {r}"),
+        }
+    }
+}
+
+/// The result of one tracking call: the event id used and one outcome per
+/// configured destination (by destination name, e.g. `ga4`, `webhook:warehouse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackResult {
+    /// The event id every destination received (the dedup key).
+    pub event_id: EventId,
+    /// Outcome per destination.
+    pub destinations: BTreeMap<String, Outcome>,
+}
+
+impl TrackResult {
+    /// The outcome at `destination`.
+    pub fn get(&self, destination: &str) -> Option<&Outcome> {
+        self.destinations.get(destination)
+    }
+
+    /// True when no destination failed.
+    pub fn all_ok(&self) -> bool {
+        self.destinations.values().all(|o| !matches!(o, Outcome::Failed(_)))
+    }
+}

@@ -1,0 +1,120 @@
+//! The idempotency store: a key per (destination, event name, event id) so a
+//! second delivery attempt of the same event is skipped as a duplicate.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The state of a key when a delivery wants to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody has it: the caller now holds it for the lease.
+    Acquired,
+    /// Another worker is delivering it right now (lease not expired).
+    InFlight,
+    /// It was delivered within the retention window.
+    Delivered,
+}
+
+/// Where idempotency keys live. Implementations: [`MemoryStore`] here;
+/// SQLite and Redis for durable and shared state.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Tries to take `key` for `lease`. An expired lease can be taken over.
+    fn claim(&self, key: &str, lease: Duration) -> Claim;
+    /// Marks `key` delivered, kept for `retention`.
+    fn complete(&self, key: &str, retention: Duration);
+    /// Gives `key` back after a failed delivery, so a later attempt can send it.
+    fn release(&self, key: &str);
+}
+
+/// The key for (destination, event name, event id).
+pub fn idempotency_key(destination: &str, event_name: &str, event_id: &str) -> String {
+    let mut k = String::with_capacity(destination.len() + event_name.len() + event_id.len() + 2);
+    k.push_str(destination);
+    k.push('|');
+    k.push_str(event_name);
+    k.push('|');
+    k.push_str(event_id);
+    k
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Leased(Instant),
+    Delivered(Instant),
+}
+
+/// An in-process store for tests and single-process use. Expired entries are
+/// swept on access, so memory stays bounded by the retention window.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn sweep(map: &mut HashMap<String, Entry>, now: Instant) {
+        if map.len() > 10_000 {
+            map.retain(|_, e| match e {
+                Entry::Leased(until) | Entry::Delivered(until) => *until > now,
+            });
+        }
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    fn claim(&self, key: &str, lease: Duration) -> Claim {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        Self::sweep(&mut map, now);
+        match map.get(key) {
+            Some(Entry::Delivered(until)) if *until > now => Claim::Delivered,
+            Some(Entry::Leased(until)) if *until > now => Claim::InFlight,
+            _ => {
+                map.insert(key.to_owned(), Entry::Leased(now + lease));
+                Claim::Acquired
+            }
+        }
+    }
+
+    fn complete(&self, key: &str, retention: Duration) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(key.to_owned(), Entry::Delivered(Instant::now() + retention));
+    }
+
+    fn release(&self, key: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_complete_release() {
+        let s = MemoryStore::new();
+        let k = idempotency_key("ga4", "purchase", "abc");
+        assert_eq!(k, "ga4|purchase|abc");
+        assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
+        assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::InFlight);
+        s.release(&k);
+        assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
+        s.complete(&k, Duration::from_secs(60));
+        assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Delivered);
+    }
+
+    #[test]
+    fn expired_lease_is_taken_over() {
+        let s = MemoryStore::new();
+        assert_eq!(s.claim("k", Duration::ZERO), Claim::Acquired);
+        assert_eq!(s.claim("k", Duration::from_secs(5)), Claim::Acquired);
+        s.complete("k", Duration::ZERO);
+        assert_eq!(s.claim("k", Duration::from_secs(5)), Claim::Acquired);
+    }
+}

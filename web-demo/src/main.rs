@@ -1,0 +1,32 @@
+//! `cargo xtask demo`: the demo shop on http://127.0.0.1:8080 with embedded defaults.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let mut config = tally_demo::DemoConfig::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--addr", Some(v)) => config.addr = v,
+            ("--webhook-delay-ms", Some(v)) => config.webhook_delay_ms = v.parse().unwrap_or(config.webhook_delay_ms),
+            _ => {
+                eprintln!("usage: tally-demo [--addr 127.0.0.1:8080] [--webhook-delay-ms 1500]");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    match tally_demo::start(config).await {
+        Ok(running) => {
+            println!("Tally demo shop: {}/", running.base_url);
+            println!("Inspector:       {}/inspector", running.base_url);
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tally-demo: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
