@@ -9,10 +9,11 @@
 //!             {"eventId":"…","status":"invalid","field":"currency","reason":"currency is invalid: …"}]}
 //! ```
 //!
-//! Statuses: `accepted`, `duplicate` (already delivered everywhere it may go),
-//! `invalid` (with the field), `consent_denied` (no destination may receive it).
-//! Transient delivery failures answer 503 so the browser keeps the batch and
-//! retries; events already delivered then come back as `duplicate`.
+//! Statuses: `accepted` (delivered, or durably queued for retry), `duplicate`
+//! (already delivered everywhere it may go), `invalid` (with the field),
+//! `consent_denied` (no destination may receive it). When the outbox is full
+//! the answer is 503, so the browser keeps the batch and retries; events already
+//! delivered then come back as `duplicate`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use serde_json::Value;
 
 use tally_core::{ContextEnvelope, Event, EventId};
 
+use crate::error::DeliveryError;
 use crate::input::Visitor;
 use crate::outcome::{Outcome, SkipReason};
 use crate::tracker::ServerTracker;
@@ -185,12 +187,13 @@ async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: He
         }
     }
     let delivered = state.tracker.deliver(valid, &visitor).await;
-    let mut transient = false;
+    let mut refused = false;
     for (pos, r) in positions.into_iter().zip(delivered) {
         let outcomes: Vec<&Outcome> = r.destinations.values().collect();
         let all = |f: &dyn Fn(&Outcome) -> bool| !outcomes.is_empty() && outcomes.iter().all(|o| f(o));
-        let status = if outcomes.iter().any(|o| matches!(o, Outcome::Failed(e) if e.is_transient())) {
-            transient = true;
+        let status = if outcomes.iter().any(|o| matches!(o, Outcome::Failed(DeliveryError::Refused(_)))) {
+            // The outbox is full: nothing durable happened; the browser keeps the event.
+            refused = true;
             "accepted"
         } else if all(&|o| matches!(o.skip_reason(), Some(SkipReason::ConsentDenied(_)))) {
             "consent_denied"
@@ -207,6 +210,6 @@ async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: He
         });
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
-    let code = if transient { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, cors, axum::Json(serde_json::json!({ "results": results }))).into_response()
 }

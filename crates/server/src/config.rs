@@ -8,7 +8,10 @@ use tally_core::destinations::ga4 as core_ga4;
 
 use crate::error::ConfigError;
 use crate::retry::RetryPolicy;
-use crate::store::{IdempotencyStore, MemoryStore};
+use crate::destination::Destination;
+use crate::ga4::Ga4Destination;
+use crate::store::{IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
+use tally_core::normalize::NormalizeOptions;
 use crate::tracker::ServerTracker;
 
 /// GA4 Measurement Protocol settings.
@@ -87,7 +90,11 @@ pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<(), ConfigEr
 pub struct ServerTrackerBuilder {
     pub(crate) ga4: Option<Ga4Config>,
     pub(crate) store: Option<Arc<dyn IdempotencyStore>>,
+    pub(crate) outbox: Option<Arc<dyn Outbox>>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) lease: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) normalize: NormalizeOptions,
     pub(crate) retention: Duration,
     pub(crate) default_consent: ConsentState,
     pub(crate) http: Option<reqwest::Client>,
@@ -98,7 +105,11 @@ impl Default for ServerTrackerBuilder {
         ServerTrackerBuilder {
             ga4: None,
             store: None,
+            outbox: None,
             retry: RetryPolicy::default(),
+            lease: crate::tracker::LEASE,
+            poll_interval: Duration::from_millis(250),
+            normalize: NormalizeOptions::default(),
             retention: Duration::from_secs(48 * 3600),
             default_consent: ConsentState::default(),
             http: None,
@@ -119,7 +130,39 @@ impl ServerTrackerBuilder {
         self
     }
 
-    /// Sets the retry policy for every destination.
+    /// Sets the outbox (default: in memory, 100,000 entries).
+    pub fn outbox(mut self, o: Arc<dyn Outbox>) -> Self {
+        self.outbox = Some(o);
+        self
+    }
+
+    /// Uses one backend for both the idempotency keys and the outbox (SQLite, Redis).
+    pub fn durable<S: IdempotencyStore + Outbox>(mut self, s: Arc<S>) -> Self {
+        self.store = Some(s.clone());
+        self.outbox = Some(s);
+        self
+    }
+
+    /// How long a worker holds a key or an entry before another may take over (default 60 s).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    /// How often the background worker looks for due entries when idle (default 250 ms).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// The calling code prepended to national phone numbers before hashing (e.g. `"1"`).
+    pub fn default_calling_code(mut self, cc: impl Into<String>) -> Self {
+        self.normalize.default_calling_code = Some(cc.into());
+        self
+    }
+
+    /// Sets the retry policy for every destination: attempts in all (the first,
+    /// made at once, included) and the backoff between the worker's attempts.
     pub fn retry(mut self, r: RetryPolicy) -> Self {
         self.retry = r;
         self
@@ -176,7 +219,12 @@ impl ServerTrackerBuilder {
                 })?,
         };
         let store = self.store.clone().unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        Ok(ServerTracker::from_parts(self, http, store))
+        let outbox = self.outbox.clone().unwrap_or_else(|| Arc::new(MemoryOutbox::new(100_000)));
+        let mut destinations = Vec::new();
+        if let Some(g) = self.ga4.clone() {
+            destinations.push(Destination::Ga4(Ga4Destination::new(g)));
+        }
+        Ok(ServerTracker::from_parts(self, http, store, outbox, destinations))
     }
 }
 

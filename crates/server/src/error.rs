@@ -50,6 +50,14 @@ pub enum DeliveryError {
         /// The destination's own message.
         message: String,
     },
+    /// The destination asked to slow down (HTTP 429), possibly saying when to come back.
+    #[error("rate limited (HTTP 429){}: {message}", .retry_after_secs.map(|s| format!(", retry after {s} s")).unwrap_or_default())]
+    RateLimited {
+        /// `Retry-After`, in seconds, when given.
+        retry_after_secs: Option<u64>,
+        /// The destination's message.
+        message: String,
+    },
     /// Credentials were refused (OAuth, token, key).
     #[error("credentials refused (HTTP {status}): {message}")]
     Unauthorized {
@@ -61,6 +69,9 @@ pub enum DeliveryError {
     /// Some rows of a batch failed (Google Ads partial failure, Rokt unprocessed records).
     #[error("{} row(s) failed: {}", .0.len(), .0.first().map(|r| r.message.as_str()).unwrap_or(""))]
     PartialFailure(Vec<RowError>),
+    /// The outbox is full: delivery is falling behind; nothing was accepted.
+    #[error("refused: {0}")]
+    Refused(String),
     /// Transient failures went on past the retry budget.
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -85,6 +96,31 @@ pub struct RowError {
 impl DeliveryError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, DeliveryError::Transport(_) | DeliveryError::RetriesExhausted { .. })
+        match self {
+            DeliveryError::Transport(_) | DeliveryError::Refused(_) | DeliveryError::RateLimited { .. } => true,
+            DeliveryError::RetriesExhausted { last, .. } => last.is_transient(),
+            other => other.is_retryable_status(),
+        }
+    }
+
+    /// The error of the last attempt, unwrapping [`DeliveryError::RetriesExhausted`].
+    pub fn into_last(self) -> DeliveryError {
+        match self {
+            DeliveryError::RetriesExhausted { last, .. } => last.into_last(),
+            other => other,
+        }
+    }
+
+    /// The wait the destination asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            DeliveryError::RateLimited { retry_after_secs, .. } => retry_after_secs.map(std::time::Duration::from_secs),
+            DeliveryError::RetriesExhausted { last, .. } => last.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn is_retryable_status(&self) -> bool {
+        matches!(self, DeliveryError::Rejected { status, .. } if matches!(status, 408 | 425 | 429 | 500..=599))
     }
 }

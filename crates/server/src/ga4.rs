@@ -7,7 +7,9 @@ use tally_core::destinations::ga4::{self as core_ga4, Ga4Skip, ValidationRespons
 use crate::config::Ga4Config;
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, with_retries};
+use crate::retry::{
+    RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error, with_retries,
+};
 
 /// A configured GA4 destination.
 #[derive(Debug, Clone)]
@@ -91,13 +93,7 @@ impl Ga4Destination {
                     }
                 }
                 StatusClass::Success => Verdict::Done(()),
-                StatusClass::Transient => Verdict::Retry(
-                    DeliveryError::Rejected {
-                        status,
-                        message: redact(&body, &[secret]),
-                    },
-                    after,
-                ),
+                StatusClass::Transient => Verdict::Retry(transient_error(status, redact(&body, &[secret]), after), after),
                 StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized {
                     status,
                     message: redact(&body, &[secret]),

@@ -34,9 +34,11 @@
 
 pub mod collector;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod ga4;
 pub mod input;
+pub mod metrics;
 pub mod outcome;
 pub mod retry;
 pub mod store;
@@ -46,5 +48,5 @@ pub use config::{Ga4Config, ServerTrackerBuilder};
 pub use error::{ConfigError, DeliveryError, TrackError};
 pub use input::{EventInput, PurchaseInput, Visitor};
 pub use outcome::{Outcome, SkipReason, TrackResult};
-pub use store::{Claim, IdempotencyStore, MemoryStore};
-pub use tracker::{BoundTracker, ServerTracker};
+pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
+pub use tracker::{BoundTracker, FlushReport, ServerTracker};

@@ -63,7 +63,13 @@ pub enum Outcome {
         /// How many attempts it took.
         attempts: u32,
     },
-    /// Not delivered; the error says why.
+    /// Not delivered yet: the attempt failed transiently and the event waits in
+    /// the durable outbox for the next one.
+    Queued {
+        /// The last attempt's error.
+        error: DeliveryError,
+    },
+    /// Not delivered and given up on; the error says why.
     Failed(DeliveryError),
     /// Deliberately not sent.
     Skipped(SkipReason),
@@ -88,6 +94,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Sent { attempts } => write!(f, "sent ({attempts} attempt(s))"),
+            Outcome::Queued { error } => write!(f, "queued for retry: {error}"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
             Outcome::Skipped(r) => write!(f, "skipped: {r}"),
         }

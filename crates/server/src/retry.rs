@@ -61,6 +61,19 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// The error for a transient HTTP answer: 429 becomes [`DeliveryError::RateLimited`]
+/// (carrying `Retry-After`), anything else [`DeliveryError::Rejected`].
+pub fn transient_error(status: u16, message: String, after: Option<Duration>) -> DeliveryError {
+    if status == 429 {
+        DeliveryError::RateLimited {
+            retry_after_secs: after.map(|d| d.as_secs()),
+            message,
+        }
+    } else {
+        DeliveryError::Rejected { status, message }
+    }
+}
+
 /// The default classification of a status: 2xx done, 408/429/5xx retry, others fail.
 pub fn classify_status(status: u16) -> StatusClass {
     match status {

@@ -1,25 +1,41 @@
 //! [`ServerTracker`] and its envelope-bound form, [`BoundTracker`].
+//!
+//! Delivery, per destination and event:
+//!
+//! 1. the consent policy decides whether the destination may receive it;
+//! 2. the event is written to the outbox (durable with the SQLite or Redis store);
+//! 3. one attempt is made at once: the sender claims the idempotency key
+//!    `(destination, event name, event id)` first — a key already delivered is a
+//!    duplicate and nothing is sent;
+//! 4. confirmed → the key is kept for the retention window and the entry removed;
+//!    transient failure → the entry waits for the background worker, which retries
+//!    with exponential backoff and jitter; permanent failure or retries exhausted →
+//!    the entry moves to the dead list with its reason.
+//!
+//! A worker that dies mid-send loses both leases; another worker (or the
+//! restarted process) delivers the entry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
-use tally_core::{
-    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, TransactionId,
-};
+use tally_core::{ConsentState, ContextEnvelope, Event, EventId, EventName, TransactionId};
 
 use crate::config::ServerTrackerBuilder;
-use crate::error::TrackError;
-use crate::ga4::Ga4Destination;
+use crate::destination::Destination;
+use crate::error::{DeliveryError, TrackError};
 use crate::input::{EventInput, PurchaseInput, Visitor};
+use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::retry::RetryPolicy;
-use crate::store::{Claim, IdempotencyStore, idempotency_key};
+use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, idempotency_key};
 
-/// How long a delivery holds its idempotency key before another worker may take over.
-const LEASE: Duration = Duration::from_secs(120);
+/// How long a sender holds an idempotency key or an outbox entry before
+/// another worker may take over (a crashed worker's work resumes after this).
+pub const LEASE: Duration = Duration::from_secs(60);
 
 /// The server tracker. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -27,14 +43,21 @@ pub struct ServerTracker {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
     retry: RetryPolicy,
     retention: Duration,
+    lease: Duration,
+    poll: Duration,
     default_consent: ConsentState,
     store: Arc<dyn IdempotencyStore>,
-    ga4: Option<Ga4Destination>,
+    outbox: Arc<dyn Outbox>,
+    destinations: Vec<Destination>,
     normalize: NormalizeOptions,
+    metrics: Metrics,
+    wake: tokio::sync::Notify,
+    worker_started: AtomicBool,
+    stopped: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -47,7 +70,25 @@ pub fn now_ms() -> i64 {
 
 fn random_event_id() -> EventId {
     let u = uuid::Uuid::now_v7();
-    EventId::parse(&u.hyphenated().to_string()).unwrap_or_else(|_| EventId::random_v7(now_ms() as u64, [0; 10]))
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    EventId::parse(u.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| EventId::random_v7(now_ms() as u64, [0; 10]))
+}
+
+/// What [`ServerTracker::flush`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    /// True when the outbox emptied before the deadline.
+    pub complete: bool,
+    /// What is still queued or in flight.
+    pub remaining: OutboxStats,
+}
+
+/// One event in flight inside the tracker.
+struct Pending {
+    id: String,
+    key: String,
+    event: Event,
+    attempt: u32,
 }
 
 impl ServerTracker {
@@ -60,23 +101,32 @@ impl ServerTracker {
         b: ServerTrackerBuilder,
         http: reqwest::Client,
         store: Arc<dyn IdempotencyStore>,
+        outbox: Arc<dyn Outbox>,
+        destinations: Vec<Destination>,
     ) -> ServerTracker {
         ServerTracker {
             inner: Arc::new(Inner {
                 http,
                 retry: b.retry,
                 retention: b.retention,
+                lease: b.lease,
+                poll: b.poll_interval,
                 default_consent: b.default_consent,
                 store,
-                ga4: b.ga4.map(Ga4Destination::new),
-                normalize: NormalizeOptions::default(),
+                outbox,
+                destinations,
+                normalize: b.normalize.clone(),
+                metrics: Metrics::default(),
+                wake: tokio::sync::Notify::new(),
+                worker_started: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
             }),
         }
     }
 
     /// Names of the configured destinations, in result order.
     pub fn destination_names(&self) -> Vec<String> {
-        self.destinations().into_iter().map(|(n, _)| n).collect()
+        self.inner.destinations.iter().map(|d| d.name().to_owned()).collect()
     }
 
     /// Binds the browser state of `envelope`: every helper of the result uses
@@ -100,15 +150,63 @@ impl ServerTracker {
         self.bound(Visitor::default()).track_event(input).await
     }
 
-    fn bound(&self, base: Visitor) -> BoundTracker<'_> {
+    pub(crate) fn bound(&self, base: Visitor) -> BoundTracker<'_> {
         BoundTracker { tracker: self, base }
     }
 
+    /// The delivery counters and outbox gauges in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render(self.inner.outbox.stats().ok())
+    }
+
+    /// The delivery counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The outbox (for the inspector: stats and dead entries).
+    pub fn outbox(&self) -> &Arc<dyn Outbox> {
+        &self.inner.outbox
+    }
+
+    /// Waits until the outbox is empty or `deadline` passes, and says what is
+    /// left. Serverless handlers call it before returning.
+    pub async fn flush(&self, deadline: Duration) -> FlushReport {
+        self.ensure_worker();
+        let until = Instant::now() + deadline;
+        loop {
+            let remaining = self.inner.outbox.stats().unwrap_or_default();
+            if remaining.queued == 0 && remaining.in_flight == 0 {
+                return FlushReport {
+                    complete: true,
+                    remaining,
+                };
+            }
+            if Instant::now() >= until {
+                return FlushReport {
+                    complete: false,
+                    remaining,
+                };
+            }
+            self.inner.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the background worker. Queued entries stay in a durable outbox for
+    /// the next process.
+    pub fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+    }
+
     /// Delivers already-built events for one visitor to every destination,
-    /// with consent, idempotency and retries. One result per event, in order.
-    /// This is what the collector and the helpers call.
+    /// with consent, the outbox, idempotency and retries. One result per event,
+    /// in order. This is what the collector and the helpers call.
     pub async fn deliver(&self, events: Vec<Event>, visitor: &Visitor) -> Vec<TrackResult> {
+        self.ensure_worker();
         let ctx = self.delivery_context(visitor);
+        let visitor_json = stored_visitor(&ctx);
         let mut results: Vec<TrackResult> = events
             .iter()
             .map(|e| TrackResult {
@@ -116,65 +214,140 @@ impl ServerTracker {
                 destinations: BTreeMap::new(),
             })
             .collect();
-        for (name, kind) in self.destinations() {
-            let outcomes = self.deliver_to(&name, kind, &events, &ctx).await;
+        for dest in &self.inner.destinations {
+            let outcomes = self.deliver_to(dest, &events, &ctx, &visitor_json).await;
             for (r, o) in results.iter_mut().zip(outcomes) {
-                r.destinations.insert(name.clone(), o);
+                r.destinations.insert(dest.name().to_owned(), o);
             }
         }
         results
     }
 
-    fn destinations(&self) -> Vec<(String, DestinationKind)> {
-        let mut v = Vec::new();
-        if self.inner.ga4.is_some() {
-            v.push((DestinationKind::Ga4.as_str().to_owned(), DestinationKind::Ga4));
-        }
-        v
-    }
-
-    /// Consent pre-check, idempotency claim, delivery, then complete or release.
-    async fn deliver_to(
-        &self,
-        name: &str,
-        kind: DestinationKind,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        if let Err(denial) = ctx.consent.policy(kind).send {
+    async fn deliver_to(&self, dest: &Destination, events: &[Event], ctx: &DeliveryContext, visitor_json: &str) -> Vec<Outcome> {
+        if let Err(denial) = ctx.consent.policy(dest.kind()).send {
+            for _ in events {
+                self.inner.metrics.dropped("consent_denied");
+            }
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
-        let mut out = vec![Outcome::Skipped(SkipReason::Duplicate); events.len()];
-        let mut claimed = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            let key = idempotency_key(name, e.name.as_str(), e.id.as_str());
-            if self.inner.store.claim(&key, LEASE) == Claim::Acquired {
-                claimed.push((i, key));
+        let now = now_ms();
+        let entries: Vec<OutboxEntry> = events
+            .iter()
+            .map(|e| OutboxEntry {
+                destination: dest.name().to_owned(),
+                key: idempotency_key(dest.name(), e.name.as_str(), e.id.as_str()),
+                event_json: e.to_json(),
+                visitor_json: visitor_json.to_owned(),
+                attempts: 0,
+                // Not due for the worker while this call makes the first attempt.
+                next_attempt_at_ms: now + self.inner.lease.as_millis() as i64,
+                last_error: None,
+            })
+            .collect();
+        let ids = match self.inner.outbox.enqueue(&entries) {
+            Ok(ids) => ids,
+            Err(e) => {
+                for _ in events {
+                    self.inner.metrics.dropped("queue_full");
+                }
+                return vec![Outcome::Failed(DeliveryError::Refused(e.to_string())); events.len()];
+            }
+        };
+        let pending = ids
+            .into_iter()
+            .zip(entries)
+            .zip(events)
+            .map(|((id, entry), event)| Pending {
+                id,
+                key: entry.key,
+                event: event.clone(),
+                attempt: 1,
+            })
+            .collect();
+        self.attempt(dest, pending, ctx).await
+    }
+
+    /// One attempt for a batch of one destination and one visitor.
+    async fn attempt(&self, dest: &Destination, pending: Vec<Pending>, ctx: &DeliveryContext) -> Vec<Outcome> {
+        let inner = &self.inner;
+        let mut out: Vec<Option<Outcome>> = vec![None; pending.len()];
+        let mut to_send = Vec::new();
+        for (i, p) in pending.iter().enumerate() {
+            match inner.store.claim(&p.key, inner.lease) {
+                Claim::Acquired => to_send.push(i),
+                Claim::Delivered => {
+                    let _ = inner.outbox.ack(&p.id);
+                    inner.metrics.duplicate();
+                    out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
+                }
+                Claim::InFlight => {
+                    // Another worker is sending this key now; look again after its lease.
+                    let _ = inner.outbox.retry(&p.id, now_ms() + inner.lease.as_millis() as i64, "in flight elsewhere");
+                    inner.metrics.duplicate();
+                    out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
+                }
             }
         }
-        if claimed.is_empty() {
-            return out;
+        if !to_send.is_empty() {
+            let batch: Vec<Event> = to_send.iter().map(|&i| pending[i].event.clone()).collect();
+            let single = RetryPolicy {
+                max_attempts: 1,
+                ..inner.retry
+            };
+            let outcomes = dest.deliver(&inner.http, &single, &batch, ctx).await;
+            for (&i, o) in to_send.iter().zip(outcomes) {
+                out[i] = Some(self.settle(&pending[i], o));
+            }
         }
-        let subset: Vec<Event> = claimed.iter().map(|(i, _)| events[*i].clone()).collect();
-        let outcomes = self.send_to_kind(kind, &subset, ctx).await;
-        for ((i, key), o) in claimed.into_iter().zip(outcomes) {
-            self.settle(&key, &o);
-            out[i] = o;
-        }
-        out
+        out.into_iter()
+            .map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate)))
+            .collect()
     }
 
-    async fn send_to_kind(&self, kind: DestinationKind, events: &[Event], ctx: &DeliveryContext) -> Vec<Outcome> {
-        match (kind, &self.inner.ga4) {
-            (DestinationKind::Ga4, Some(g)) => g.deliver(&self.inner.http, &self.inner.retry, events, ctx).await,
-            _ => vec![Outcome::Skipped(SkipReason::NotConfigured); events.len()],
-        }
-    }
-
-    fn settle(&self, key: &str, outcome: &Outcome) {
+    /// Records the result of an attempt in the store and the outbox.
+    fn settle(&self, p: &Pending, outcome: Outcome) -> Outcome {
+        let inner = &self.inner;
+        // Each call here is a single attempt; the outbox counts attempts.
+        let outcome = match outcome {
+            Outcome::Failed(e) => Outcome::Failed(e.into_last()),
+            other => other,
+        };
         match outcome {
-            Outcome::Sent { .. } => self.inner.store.complete(key, self.inner.retention),
-            _ => self.inner.store.release(key),
+            Outcome::Sent { .. } => {
+                inner.store.complete(&p.key, inner.retention);
+                let _ = inner.outbox.ack(&p.id);
+                inner.metrics.delivered();
+                Outcome::Sent { attempts: p.attempt }
+            }
+            Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
+                inner.store.release(&p.key);
+                if p.attempt >= inner.retry.max_attempts {
+                    let reason = format!("retries exhausted after {} attempts: {e}", p.attempt);
+                    let _ = inner.outbox.dead(&p.id, &reason);
+                    inner.metrics.dropped("retries_exhausted");
+                    Outcome::Failed(DeliveryError::RetriesExhausted {
+                        attempts: p.attempt,
+                        last: Box::new(e),
+                    })
+                } else {
+                    let at = now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
+                    let _ = inner.outbox.retry(&p.id, at, &e.to_string());
+                    inner.metrics.retried();
+                    Outcome::Queued { error: e }
+                }
+            }
+            Outcome::Failed(e) | Outcome::Queued { error: e } => {
+                inner.store.release(&p.key);
+                let _ = inner.outbox.dead(&p.id, &e.to_string());
+                inner.metrics.dropped("rejected");
+                Outcome::Failed(e)
+            }
+            Outcome::Skipped(r) => {
+                inner.store.release(&p.key);
+                let _ = inner.outbox.ack(&p.id);
+                inner.metrics.dropped(r.code());
+                Outcome::Skipped(r)
+            }
         }
     }
 
@@ -196,6 +369,116 @@ impl ServerTracker {
             user_agent: v.user_agent.clone(),
             now_ms: now_ms(),
         }
+    }
+
+    /// Starts the background worker once, inside the current tokio runtime.
+    fn ensure_worker(&self) {
+        if self.inner.worker_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(worker(Arc::downgrade(&self.inner)));
+            }
+            Err(_) => self.inner.worker_started.store(false, Ordering::SeqCst),
+        }
+    }
+}
+
+/// What the outbox keeps about a visitor: the envelope form (user data already
+/// hashed, never raw) plus IP and user agent.
+fn stored_visitor(ctx: &DeliveryContext) -> String {
+    let env = ContextEnvelope {
+        created_at_ms: ctx.now_ms,
+        client_id: ctx.client_id.clone(),
+        session_id: ctx.session_id.clone(),
+        session_number: None,
+        user_id: ctx.user_id.clone(),
+        visitor_id: ctx.visitor_id.clone(),
+        click_ids: ctx.click_ids.clone(),
+        consent: ctx.consent,
+        hashed_user_data: ctx.user_data.clone(),
+        raw_user_data: None,
+        page_url: ctx.page_url.clone(),
+        referrer: None,
+        event_ids: Vec::new(),
+    };
+    serde_json::json!({
+        "envelope": env.to_json(),
+        "ip": ctx.ip_address,
+        "ua": ctx.user_agent,
+    })
+    .to_string()
+}
+
+fn restore_visitor(json: &str) -> Option<DeliveryContext> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let env = ContextEnvelope::parse_json(v.get("envelope")?.as_str()?).ok()?;
+    Some(DeliveryContext {
+        client_id: env.client_id,
+        session_id: env.session_id,
+        user_id: env.user_id,
+        visitor_id: env.visitor_id,
+        click_ids: env.click_ids,
+        consent: env.consent,
+        user_data: env.hashed_user_data,
+        page_url: env.page_url,
+        ip_address: v.get("ip").and_then(|x| x.as_str()).map(str::to_owned),
+        user_agent: v.get("ua").and_then(|x| x.as_str()).map(str::to_owned),
+        now_ms: now_ms(),
+    })
+}
+
+/// The background worker: leases due outbox entries and attempts them, until
+/// the tracker is dropped or shut down.
+async fn worker(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let tracker = ServerTracker { inner };
+        let leased = tracker.inner.outbox.lease(200, tracker.inner.lease, now_ms()).unwrap_or_default();
+        let busy = !leased.is_empty();
+        // Group by (destination, visitor) so each group is one request's worth.
+        let mut groups: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
+        for l in leased {
+            let fallback = || EventId::random_v7(0, [0; 10]);
+            match Event::from_json(&l.entry.event_json, fallback) {
+                Ok(event) => groups
+                    .entry((l.entry.destination.clone(), l.entry.visitor_json.clone()))
+                    .or_default()
+                    .push(Pending {
+                        id: l.id,
+                        key: l.entry.key,
+                        event,
+                        attempt: l.entry.attempts + 1,
+                    }),
+                Err(e) => {
+                    let _ = tracker.inner.outbox.dead(&l.id, &format!("unreadable outbox entry: {e}"));
+                    tracker.inner.metrics.dropped("invalid");
+                }
+            }
+        }
+        for ((dest_name, visitor_json), pending) in groups {
+            let dest = tracker.inner.destinations.iter().find(|d| d.name() == dest_name);
+            let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
+                for p in pending {
+                    let _ = tracker.inner.outbox.dead(&p.id, "destination no longer configured");
+                    tracker.inner.metrics.dropped("not_configured");
+                }
+                continue;
+            };
+            tracker.attempt(dest, pending, &ctx).await;
+        }
+        let poll = tracker.inner.poll;
+        if busy {
+            drop(tracker);
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // Holding the tracker while waiting delays noticing its drop by at most `poll`.
+        let _ = tokio::time::timeout(poll, tracker.inner.wake.notified()).await;
     }
 }
 
@@ -237,7 +520,7 @@ impl BoundTracker<'_> {
         self.send_one(e, input.visitor).await
     }
 
-    async fn send_one(&self, event: Event, explicit: Visitor) -> Result<TrackResult, TrackError> {
+    pub(crate) async fn send_one(&self, event: Event, explicit: Visitor) -> Result<TrackResult, TrackError> {
         event.validate()?;
         let visitor = explicit.over(&self.base);
         let mut results = self.tracker.deliver(vec![event.clone()], &visitor).await;

@@ -75,27 +75,36 @@ async fn consent_denied_is_skipped_with_reason() {
 }
 
 #[tokio::test]
-async fn outage_is_retried_then_delivered() {
+async fn outage_is_queued_then_delivered_once() {
     let (sandbox, _run, tracker) = setup(false).await;
     sandbox.ga4.faults.fail_next(2);
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-4")).await.unwrap();
-    assert_eq!(r.get("ga4"), Some(&Outcome::Sent { attempts: 3 }));
+    assert!(matches!(r.get("ga4"), Some(Outcome::Queued { .. })), "{r:?}");
+    let report = tracker.flush(Duration::from_secs(10)).await;
+    assert!(report.complete, "{report:?}");
     assert_eq!(sandbox.ga4.purchases().len(), 1);
+    assert_eq!(sandbox.ga4.events().len(), 1, "delivered exactly once");
+    assert_eq!(tracker.metrics().delivered_total(), 1);
+    // A late duplicate of the same purchase is recognised.
+    let again = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-4")).await.unwrap();
+    assert_eq!(again.get("ga4"), Some(&Outcome::Skipped(SkipReason::Duplicate)));
 }
 
 #[tokio::test]
-async fn retries_exhausted_then_a_later_call_delivers() {
+async fn retries_exhausted_is_a_visible_drop_and_a_later_call_delivers() {
     let (sandbox, _run, tracker) = setup(false).await;
     sandbox.ga4.faults.set(Mode::Down);
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-5")).await.unwrap();
-    assert!(
-        matches!(r.get("ga4"), Some(Outcome::Failed(DeliveryError::RetriesExhausted { attempts: 3, .. }))),
-        "{r:?}"
-    );
-    // A failed delivery releases its idempotency key: the retry is not a "duplicate".
+    assert!(matches!(r.get("ga4"), Some(Outcome::Queued { .. })), "{r:?}");
+    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
+    let dead = tracker.outbox().dead_entries(10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.starts_with("retries exhausted after 3 attempts"), "{}", dead[0].reason);
+    assert!(tracker.metrics_text().contains("tally_events_dropped_total{reason=\"retries_exhausted\"} 1"));
+    // The key was released: a later call is not a "duplicate".
     sandbox.ga4.faults.set(Mode::Up);
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-5")).await.unwrap();
-    assert!(r.get("ga4").unwrap().is_sent());
+    assert!(r.get("ga4").unwrap().is_sent(), "{r:?}");
     assert_eq!(sandbox.ga4.purchases().len(), 1);
 }
 
@@ -105,18 +114,45 @@ async fn unauthorized_is_not_retried() {
     sandbox.ga4.faults.set(Mode::Unauthorized);
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-6")).await.unwrap();
     assert!(matches!(r.get("ga4"), Some(Outcome::Failed(DeliveryError::Unauthorized { status: 401, .. }))));
+    assert!(tracker.flush(Duration::from_secs(2)).await.complete);
     assert_eq!(sandbox.ga4.requests(), 1);
+    assert_eq!(tracker.outbox().dead_entries(1).unwrap().len(), 1);
 }
 
 #[tokio::test]
-async fn rate_limit_honours_retry_after() {
+async fn rate_limit_carries_retry_after() {
     let (sandbox, _run, tracker) = setup(false).await;
     sandbox.ga4.faults.set(Mode::RateLimited);
-    let started = std::time::Instant::now();
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-7")).await.unwrap();
-    assert!(matches!(r.get("ga4"), Some(Outcome::Failed(DeliveryError::RetriesExhausted { .. }))));
-    // Retry-After: 1 is capped by max_delay (50 ms) in this policy; two waits happened.
-    assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
+    match r.get("ga4") {
+        Some(Outcome::Queued { error }) => {
+            assert_eq!(error, &DeliveryError::RateLimited { retry_after_secs: Some(1), message: "sandbox: rate limited".into() });
+        }
+        other => panic!("{other:?}"),
+    }
+    sandbox.ga4.faults.set(Mode::Up);
+    assert!(tracker.flush(Duration::from_secs(5)).await.complete);
+    assert_eq!(sandbox.ga4.purchases().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_calls_deliver_once() {
+    let (sandbox, _run, tracker) = setup(false).await;
+    let env = envelope(GRANTED);
+    let calls = (0..3).map(|_| {
+        let t = tracker.clone();
+        let env = env.clone();
+        tokio::spawn(async move { t.from_context(&env).track_purchase(purchase("ORD-10")).await.unwrap() })
+    });
+    let mut sent = 0;
+    for c in calls {
+        if c.await.unwrap().get("ga4").unwrap().is_sent() {
+            sent += 1;
+        }
+    }
+    assert!(tracker.flush(Duration::from_secs(5)).await.complete);
+    assert_eq!(sent, 1);
+    assert_eq!(sandbox.ga4.events().len(), 1);
 }
 
 #[tokio::test]
@@ -142,7 +178,7 @@ async fn secrets_never_appear_in_errors() {
         .build()
         .unwrap();
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-9")).await.unwrap();
-    let text = format!("{r:?}");
-    assert!(matches!(r.get("ga4"), Some(Outcome::Failed(_))));
+    let text = format!("{r:?} {}", tracker.metrics_text());
+    assert!(matches!(r.get("ga4"), Some(Outcome::Queued { error: DeliveryError::Transport(_) })), "{r:?}");
     assert!(!text.contains("secret-xyz"), "{text}");
 }

@@ -1,5 +1,12 @@
-//! The idempotency store: a key per (destination, event name, event id) so a
-//! second delivery attempt of the same event is skipped as a duplicate.
+//! Delivery state: the idempotency store (a key per destination, event name
+//! and event id, so a second delivery of the same event is skipped as a
+//! duplicate) and the [`outbox`] (every pending delivery, written before any send).
+
+pub mod outbox;
+pub mod redis;
+pub mod sqlite;
+
+pub use outbox::{MemoryOutbox, Outbox, OutboxEntry, OutboxStats, StoreError};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -92,9 +99,29 @@ impl IdempotencyStore for MemoryStore {
     }
 }
 
+/// Tests any [`IdempotencyStore`] against the contract (backends call it from their tests).
+pub fn idempotency_conformance(s: &dyn IdempotencyStore) {
+    let k = idempotency_key("ga4", "purchase", "conformance");
+    assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
+    assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::InFlight);
+    s.release(&k);
+    assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
+    s.complete(&k, Duration::from_secs(60));
+    assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Delivered);
+    let short = idempotency_key("ga4", "purchase", "short-lease");
+    assert_eq!(s.claim(&short, Duration::from_millis(1)), Claim::Acquired);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(s.claim(&short, Duration::from_secs(60)), Claim::Acquired, "an expired lease is taken over");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_store_conforms() {
+        idempotency_conformance(&MemoryStore::new());
+    }
 
     #[test]
     fn claim_complete_release() {

@@ -1,0 +1,295 @@
+//! The outbox: every (destination, event) pair is written here before any
+//! send and removed only after the destination confirmed it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of a store backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The outbox holds its maximum; the event is refused rather than memory growing.
+    #[error("the outbox is full ({capacity} entries): delivery is falling behind; try again later")]
+    Full {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The backend failed (I/O, SQL, Redis).
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+/// One pending delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Destination name (`ga4`, `webhook:warehouse`, …).
+    pub destination: String,
+    /// The idempotency key this entry holds.
+    pub key: String,
+    /// The event, as canonical wire JSON (`Event::to_json`).
+    pub event_json: String,
+    /// The visitor, as JSON (user data already hashed: raw PII never rests here).
+    pub visitor_json: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix ms before which the entry is not due.
+    pub next_attempt_at_ms: i64,
+    /// The last error, for the inspector.
+    pub last_error: Option<String>,
+}
+
+/// An entry handed to a worker, with its store id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// Store id.
+    pub id: String,
+    /// The entry.
+    pub entry: OutboxEntry,
+}
+
+/// Counts for metrics and the inspector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    /// Waiting (due or not).
+    pub queued: usize,
+    /// Leased by a worker right now.
+    pub in_flight: usize,
+    /// Given up on (retries exhausted or permanently rejected), kept for inspection.
+    pub dead: usize,
+}
+
+/// A dead (dropped) entry and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadEntry {
+    /// The entry.
+    pub entry: OutboxEntry,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+/// The outbox contract. Every method is atomic with respect to other workers
+/// (other threads or, for shared backends, other processes).
+pub trait Outbox: Send + Sync + 'static {
+    /// Adds entries; refuses them all with [`StoreError::Full`] when over capacity.
+    fn enqueue(&self, entries: &[OutboxEntry]) -> Result<Vec<String>, StoreError>;
+    /// Takes up to `max` due entries (`next_attempt_at_ms <= now_ms`, not leased or
+    /// lease expired) for `lease`. A worker that dies loses its lease; the entries
+    /// become due again for others.
+    fn lease(&self, max: usize, lease: Duration, now_ms: i64) -> Result<Vec<Leased>, StoreError>;
+    /// The destination confirmed: remove.
+    fn ack(&self, id: &str) -> Result<(), StoreError>;
+    /// A transient failure: record it and make the entry due again at `next_attempt_at_ms`.
+    fn retry(&self, id: &str, next_attempt_at_ms: i64, error: &str) -> Result<(), StoreError>;
+    /// Give up: move the entry to the dead list with `reason`.
+    fn dead(&self, id: &str, reason: &str) -> Result<(), StoreError>;
+    /// Counts.
+    fn stats(&self) -> Result<OutboxStats, StoreError>;
+    /// The most recent dead entries, newest first.
+    fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError>;
+}
+
+/// Unix ms now.
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct MemEntry {
+    entry: OutboxEntry,
+    leased_until_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    next_id: u64,
+    entries: BTreeMap<u64, MemEntry>,
+    dead: Vec<DeadEntry>,
+}
+
+/// An in-process outbox (tests, single process without durability).
+#[derive(Debug)]
+pub struct MemoryOutbox {
+    capacity: usize,
+    inner: Mutex<MemInner>,
+}
+
+impl MemoryOutbox {
+    /// An outbox holding at most `capacity` entries.
+    pub fn new(capacity: usize) -> MemoryOutbox {
+        MemoryOutbox {
+            capacity,
+            inner: Mutex::new(MemInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn parse_id(id: &str) -> Result<u64, StoreError> {
+    id.parse().map_err(|_| StoreError::Backend(format!("bad outbox id {id:?}")))
+}
+
+impl Outbox for MemoryOutbox {
+    fn enqueue(&self, entries: &[OutboxEntry]) -> Result<Vec<String>, StoreError> {
+        let mut g = self.lock();
+        if g.entries.len() + entries.len() > self.capacity {
+            return Err(StoreError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in entries {
+            g.next_id += 1;
+            let id = g.next_id;
+            g.entries.insert(
+                id,
+                MemEntry {
+                    entry: e.clone(),
+                    leased_until_ms: 0,
+                },
+            );
+            ids.push(id.to_string());
+        }
+        Ok(ids)
+    }
+
+    fn lease(&self, max: usize, lease: Duration, now_ms: i64) -> Result<Vec<Leased>, StoreError> {
+        let mut g = self.lock();
+        let mut out = Vec::new();
+        for (id, e) in g.entries.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            if e.entry.next_attempt_at_ms <= now_ms && e.leased_until_ms <= now_ms {
+                e.leased_until_ms = now_ms + lease.as_millis() as i64;
+                e.entry.attempts += 1;
+                out.push(Leased {
+                    id: id.to_string(),
+                    entry: e.entry.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn ack(&self, id: &str) -> Result<(), StoreError> {
+        let id = parse_id(id)?;
+        self.lock().entries.remove(&id);
+        Ok(())
+    }
+
+    fn retry(&self, id: &str, next_attempt_at_ms: i64, error: &str) -> Result<(), StoreError> {
+        let id = parse_id(id)?;
+        if let Some(e) = self.lock().entries.get_mut(&id) {
+            e.entry.next_attempt_at_ms = next_attempt_at_ms;
+            e.entry.last_error = Some(error.to_owned());
+            e.leased_until_ms = 0;
+        }
+        Ok(())
+    }
+
+    fn dead(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let id = parse_id(id)?;
+        let mut g = self.lock();
+        if let Some(e) = g.entries.remove(&id) {
+            g.dead.push(DeadEntry {
+                entry: e.entry,
+                reason: reason.to_owned(),
+            });
+            if g.dead.len() > 10_000 {
+                g.dead.remove(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<OutboxStats, StoreError> {
+        let g = self.lock();
+        let now = unix_ms();
+        let in_flight = g.entries.values().filter(|e| e.leased_until_ms > now).count();
+        Ok(OutboxStats {
+            queued: g.entries.len() - in_flight,
+            in_flight,
+            dead: g.dead.len(),
+        })
+    }
+
+    fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
+        Ok(self.lock().dead.iter().rev().take(limit).cloned().collect())
+    }
+}
+
+/// Tests any [`Outbox`] implementation against the contract. Backends call it
+/// from their own tests (`tally_server::store::outbox::conformance(&backend)`).
+pub fn conformance(o: &dyn Outbox) {
+    let entry = |n: u32| OutboxEntry {
+        destination: "ga4".into(),
+        key: format!("ga4|purchase|{n}"),
+        event_json: format!("{{\"n\":{n}}}"),
+        visitor_json: "{}".into(),
+        attempts: 0,
+        next_attempt_at_ms: 0,
+        last_error: None,
+    };
+    let now = unix_ms();
+    let ids = o.enqueue(&[entry(1), entry(2), entry(3)]).expect("enqueue");
+    assert_eq!(ids.len(), 3);
+    let first = o.lease(2, Duration::from_secs(60), now).expect("lease");
+    assert_eq!(first.len(), 2, "leases at most max");
+    assert_eq!(first[0].entry.attempts, 1, "a lease counts an attempt");
+    let second = o.lease(10, Duration::from_secs(60), now).expect("lease");
+    assert_eq!(second.len(), 1, "leased entries are not handed out twice");
+    assert!(o.lease(10, Duration::from_secs(60), now).expect("lease").is_empty());
+    // An expired lease (a dead worker) makes the entries due again.
+    let later = now + 61_000;
+    let again = o.lease(10, Duration::from_secs(60), later).expect("lease");
+    assert_eq!(again.len(), 3);
+    o.ack(&again[0].id).expect("ack");
+    o.retry(&again[1].id, later + 5_000, "503").expect("retry");
+    o.dead(&again[2].id, "retries exhausted").expect("dead");
+    assert!(o.lease(10, Duration::from_secs(60), later + 1).expect("lease").is_empty(), "not due yet");
+    let due = o.lease(10, Duration::from_secs(60), later + 5_000).expect("lease");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].entry.last_error.as_deref(), Some("503"));
+    assert_eq!(due[0].entry.attempts, 3);
+    let dead = o.dead_entries(10).expect("dead entries");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "retries exhausted");
+    o.ack(&due[0].id).expect("ack");
+    let s = o.stats().expect("stats");
+    assert_eq!((s.queued, s.in_flight, s.dead), (0, 0, 1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_outbox_conforms() {
+        conformance(&MemoryOutbox::new(100));
+    }
+
+    #[test]
+    fn bounded() {
+        let o = MemoryOutbox::new(1);
+        let e = OutboxEntry {
+            destination: "d".into(),
+            key: "k".into(),
+            event_json: "{}".into(),
+            visitor_json: "{}".into(),
+            attempts: 0,
+            next_attempt_at_ms: 0,
+            last_error: None,
+        };
+        o.enqueue(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(o.enqueue(&[e]), Err(StoreError::Full { capacity: 1 }));
+    }
+}
