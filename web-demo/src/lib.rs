@@ -116,6 +116,10 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
     let collector_cfg = CollectorConfig {
         site_keys: [SITE_KEY.to_owned()].into_iter().collect(),
         allowed_origins: origins,
+        // Every demo visitor is 127.0.0.1: keep the per-IP limit generous.
+        rate_per_ip: 500,
+        burst_per_ip: 2000,
+        metrics: true,
         ..CollectorConfig::default()
     };
     let app = Router::new()
@@ -129,7 +133,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         .nest("/sandbox", sandbox.router())
         .nest_service("/pkg", tower_http::services::ServeDir::new(&config.pkg_dir));
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
     Ok(RunningDemo { base_url, shop, task })
 }

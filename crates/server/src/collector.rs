@@ -1,8 +1,15 @@
 //! The first-party collector: `POST /collect` receives the browser's batches.
 //!
-//! Mount it into any axum app with [`router`]. Each request carries a site
-//! key, the browser's [`ContextEnvelope`] and up to [`CollectorConfig::max_events`]
-//! events; the reply says what happened to every event:
+//! Mount it into any axum app with [`router`], or run it standalone with
+//! `tally serve --config tally.toml`. Each request carries a site key, the
+//! browser's [`ContextEnvelope`] and up to [`CollectorConfig::max_events`]
+//! events, as `application/json` or as `text/plain` (what `sendBeacon` sends):
+//!
+//! ```json
+//! {"siteKey":"…","sentAt":1757409591000,"context":{"v":1,…},"events":[{"name":"purchase",…}]}
+//! ```
+//!
+//! The reply says what happened to every event — never a blanket 200 that hides drops:
 //!
 //! ```json
 //! {"results":[{"eventId":"…","status":"accepted"},
@@ -14,20 +21,27 @@
 //! `consent_denied` (no destination may receive it). When the outbox is full
 //! the answer is 503, so the browser keeps the batch and retries; events already
 //! delivered then come back as `duplicate`.
+//!
+//! Limits are checked before parsing: body size (413), events per request
+//! (413), per-IP request rate (429 with `Retry-After`). Browsers authenticate
+//! with a site key from an allowed origin (CORS answers that exact origin, with
+//! credentials); server-to-server callers with `Authorization: Bearer <secret>`.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use tally_core::{ContextEnvelope, Event, EventId};
+use tally_core::{ClickIds, ClientId, ContextEnvelope, Event, EventId, VisitorId, cookie};
 
 use crate::error::DeliveryError;
 use crate::input::Visitor;
@@ -37,14 +51,31 @@ use crate::tracker::ServerTracker;
 /// Collector settings.
 #[derive(Clone, Debug)]
 pub struct CollectorConfig {
-    /// Site keys browsers may use (`siteKey` in the body).
+    /// Site keys browsers may use (`siteKey` in the body). Required unless a bearer secret is used.
     pub site_keys: HashSet<String>,
     /// Origins allowed to call from a browser (exact match, e.g. `https://shop.example`).
     pub allowed_origins: HashSet<String>,
-    /// Largest request body in bytes.
+    /// Secrets server-to-server callers send as `Authorization: Bearer …`.
+    pub server_secrets: HashSet<String>,
+    /// Largest request body in bytes (413 above).
     pub max_body_bytes: usize,
-    /// Most events per request.
+    /// Largest single event, in bytes of JSON (that event is `invalid` above).
+    pub max_event_bytes: usize,
+    /// Most events per request (413 above).
     pub max_events: usize,
+    /// Requests per second allowed per client IP (sustained), 0 for no limit.
+    pub rate_per_ip: u32,
+    /// Burst allowed per client IP.
+    pub burst_per_ip: u32,
+    /// Read the client IP from `X-Forwarded-For` (only behind a proxy you run).
+    pub trust_forwarded_for: bool,
+    /// Zero the host part of IPs before forwarding them (IPv4 /24, IPv6 /48).
+    pub truncate_ip: bool,
+    /// Set Tally's visitor id as an HttpOnly first-party cookie with this lifetime
+    /// (Safari caps script-set cookies at 7 days; server-set ones are not capped).
+    pub visitor_cookie_days: Option<u32>,
+    /// Also serve Prometheus metrics at `GET /metrics`.
+    pub metrics: bool,
 }
 
 impl Default for CollectorConfig {
@@ -52,8 +83,47 @@ impl Default for CollectorConfig {
         CollectorConfig {
             site_keys: HashSet::new(),
             allowed_origins: HashSet::new(),
+            server_secrets: HashSet::new(),
             max_body_bytes: 64 * 1024,
+            max_event_bytes: 16 * 1024,
             max_events: 100,
+            rate_per_ip: 20,
+            burst_per_ip: 60,
+            trust_forwarded_for: false,
+            truncate_ip: true,
+            visitor_cookie_days: Some(365),
+            metrics: false,
+        }
+    }
+}
+
+/// The name of the HttpOnly visitor cookie the collector sets.
+pub const VISITOR_COOKIE: &str = "_tally_vid";
+
+struct RateLimiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Token bucket per IP. Returns the wait before a token is available, if none is.
+    fn check(&self, ip: IpAddr, rate: u32, burst: u32) -> Option<Duration> {
+        if rate == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            // Bounded memory: forget idle clients.
+            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        let (tokens, last) = map.entry(ip).or_insert((f64::from(burst), now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * f64::from(rate)).min(f64::from(burst));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - *tokens) / f64::from(rate)))
         }
     }
 }
@@ -61,16 +131,25 @@ impl Default for CollectorConfig {
 struct AppState {
     tracker: ServerTracker,
     config: CollectorConfig,
+    limiter: RateLimiter,
 }
 
-/// The collector's routes (`POST /collect` and its CORS preflight).
+/// The collector's routes: `POST /collect`, its CORS preflight, and `GET /metrics` when enabled.
 pub fn router(tracker: ServerTracker, config: CollectorConfig) -> Router {
     let limit = config.max_body_bytes;
-    let state = Arc::new(AppState { tracker, config });
-    Router::new()
-        .route("/collect", post(collect).options(preflight))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    let metrics = config.metrics;
+    let state = Arc::new(AppState {
+        tracker,
+        config,
+        limiter: RateLimiter {
+            buckets: Mutex::new(HashMap::new()),
+        },
+    });
+    let mut r = Router::new().route("/collect", post(collect).options(preflight));
+    if metrics {
+        r = r.route("/metrics", get(metrics_text));
+    }
+    r.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// The answer for one event.
@@ -122,23 +201,128 @@ async fn preflight(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     }
 }
 
-async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let _ = method;
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.tracker.metrics_text(),
+    )
+        .into_response()
+}
+
+fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
+    if state.config.trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(ip);
+    }
+    peer.map(|p| p.ip())
+}
+
+/// Zeroes the host part of an address: IPv4 to /24, IPv6 to /48.
+pub fn truncate_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+    }
+}
+
+fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| state.config.server_secrets.contains(t.trim()))
+}
+
+/// Fills what the envelope lacks from the request's first-party cookies (the
+/// `_ga` client id, Tally's visitor cookie, click-id cookies).
+fn fill_from_cookies(visitor: &mut Visitor, headers: &HeaderMap) {
+    let cookies: String = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if cookies.is_empty() {
+        return;
+    }
+    if visitor.client_id.is_none() {
+        visitor.client_id = tally_core::client_id::client_id_from_cookie_header(&cookies).or_else(|| {
+            cookie::get(&cookies, "_tally_cid").and_then(|v| ClientId::from_ga_cookie(v).ok())
+        });
+    }
+    if visitor.visitor_id.is_none() {
+        visitor.visitor_id = cookie::get(&cookies, VISITOR_COOKIE)
+            .and_then(cookie::percent_decode)
+            .and_then(|v| VisitorId::parse(&v).ok());
+    }
+    let from_cookies: ClickIds = ClickIds::from_cookie_header(&cookies);
+    visitor.click_ids.fill_from(&from_cookies);
+}
+
+async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let Ok(cors) = cors_headers(&state, &headers) else {
         return error(StatusCode::FORBIDDEN, "origin not allowed", &HeaderMap::new());
+    };
+    let ip = client_ip(&state, &headers, peer);
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_len.is_some_and(|n| n > state.config.max_body_bytes) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors);
+    }
+    if let Some(ip) = ip
+        && let Some(wait) = state.limiter.check(ip, state.config.rate_per_ip, state.config.burst_per_ip)
+    {
+        let mut h = cors.clone();
+        let secs = wait.as_secs().max(1).to_string();
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+        return error(StatusCode::TOO_MANY_REQUESTS, "rate limit for this client exceeded", &h);
+    }
+    let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8", &cors);
     };
     let Ok(doc) = serde_json::from_str::<Value>(text) else {
-        return error(StatusCode::BAD_REQUEST, "body is not JSON", &cors);
+        return error(StatusCode::BAD_REQUEST, "body is not JSON (nesting deeper than 128 levels is refused too)", &cors);
     };
     let Some(obj) = doc.as_object() else {
         return error(StatusCode::BAD_REQUEST, "body must be a JSON object", &cors);
     };
-    let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default();
-    if !state.config.site_keys.is_empty() && !state.config.site_keys.contains(site_key) {
-        return error(StatusCode::UNAUTHORIZED, "unknown siteKey", &cors);
+    let server_caller = bearer_ok(&state, &headers);
+    if !server_caller {
+        let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default();
+        if !state.config.site_keys.contains(site_key) {
+            return error(StatusCode::UNAUTHORIZED, "unknown siteKey (or a missing bearer secret)", &cors);
+        }
+        if !state.config.allowed_origins.is_empty() && !headers.contains_key(header::ORIGIN) {
+            return error(StatusCode::FORBIDDEN, "browser requests must come from an allowed origin", &cors);
+        }
+    }
+    let Some(raw_events) = obj.get("events").and_then(Value::as_array) else {
+        return error(StatusCode::BAD_REQUEST, "events must be an array", &cors);
+    };
+    if raw_events.len() > state.config.max_events {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "too many events in one request", &cors);
     }
     let envelope = match obj.get("context") {
         None | Some(Value::Null) => ContextEnvelope::default(),
@@ -150,25 +334,36 @@ async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: He
             }
         },
     };
-    let Some(raw_events) = obj.get("events").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "events must be an array", &cors);
-    };
-    if raw_events.len() > state.config.max_events {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "too many events in one request", &cors);
-    }
     let mut visitor = Visitor::from_envelope(&envelope);
+    fill_from_cookies(&mut visitor, &headers);
     visitor.user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(|s| s.chars().take(512).collect());
+    visitor.ip_address = ip
+        .map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip })
+        .map(|ip| ip.to_string());
 
     let mut results: Vec<Option<EventResult>> = vec![None; raw_events.len()];
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (i, raw) in raw_events.iter().enumerate() {
+        let claimed_id = raw.get("eventId").and_then(Value::as_str).unwrap_or_default();
+        let claimed_id: String = claimed_id.chars().take(64).collect();
+        let size = serde_json::to_string(raw).map(|s| s.len()).unwrap_or(usize::MAX);
+        if size > state.config.max_event_bytes {
+            results[i] = Some(EventResult {
+                event_id: claimed_id,
+                status: "invalid",
+                field: Some("event".into()),
+                reason: Some(format!("event is larger than {} bytes", state.config.max_event_bytes)),
+            });
+            continue;
+        }
         let fallback = || {
             let u = uuid::Uuid::now_v7();
-            EventId::parse(&u.hyphenated().to_string()).unwrap_or_else(|_| EventId::random_v7(0, [0; 10]))
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            EventId::parse(u.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| EventId::random_v7(0, [0; 10]))
         };
         match Event::from_json_value(raw, fallback) {
             Ok(e) => {
@@ -176,9 +371,8 @@ async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: He
                 valid.push(e);
             }
             Err(err) => {
-                let id = raw.get("eventId").and_then(Value::as_str).unwrap_or_default().to_owned();
                 results[i] = Some(EventResult {
-                    event_id: id,
+                    event_id: claimed_id,
                     status: "invalid",
                     field: Some(err.field().to_owned()),
                     reason: Some(err.to_string()),
@@ -211,5 +405,49 @@ async fn collect(State(state): State<Arc<AppState>>, method: Method, headers: He
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
     let code = if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    (code, cors, axum::Json(serde_json::json!({ "results": results }))).into_response()
+    let mut out_headers = cors;
+    if let (Some(days), Some(vid)) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref()) {
+        let secure = if headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.starts_with("https://"))
+        {
+            "; Secure"
+        } else {
+            ""
+        };
+        let c = format!(
+            "{VISITOR_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+            cookie::percent_encode(vid.as_str()),
+            u64::from(days) * 86_400
+        );
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            out_headers.insert(header::SET_COOKIE, v);
+        }
+    }
+    (code, out_headers, axum::Json(serde_json::json!({ "results": results }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_truncation() {
+        assert_eq!(truncate_ip("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(truncate_ip("2001:db8:85a3:8d3:1319:8a2e:370:7348".parse().unwrap()).to_string(), "2001:db8:85a3::");
+    }
+
+    #[test]
+    fn token_bucket() {
+        let l = RateLimiter {
+            buckets: Mutex::new(HashMap::new()),
+        };
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            assert!(l.check(ip, 1, 5).is_none());
+        }
+        assert!(l.check(ip, 1, 5).is_some(), "burst exhausted");
+        assert!(l.check("127.0.0.2".parse().unwrap(), 1, 5).is_none(), "per IP");
+    }
 }

@@ -1,0 +1,210 @@
+//! The collector under normal and hostile requests (loopback only).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tally_sandbox::Sandbox;
+use tally_server::collector::{CollectorConfig, router};
+use tally_server::{Ga4Config, ServerTracker};
+
+const ORIGIN: &str = "https://shop.example";
+
+struct Harness {
+    sandbox: Sandbox,
+    _ga4: tally_sandbox::RunningSandbox,
+    url: String,
+    http: reqwest::Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn harness(rate_per_ip: u32) -> Harness {
+    let sandbox = Sandbox::new();
+    let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let tracker = ServerTracker::builder()
+        .ga4(Ga4Config::new("G-TEST123", "s").base_url(format!("{}/ga4", ga4.base_url)))
+        .build()
+        .unwrap();
+    let config = CollectorConfig {
+        site_keys: ["site-1".to_owned()].into(),
+        allowed_origins: [ORIGIN.to_owned()].into(),
+        server_secrets: ["s2s-secret".to_owned()].into(),
+        rate_per_ip,
+        burst_per_ip: rate_per_ip,
+        max_body_bytes: 32 * 1024,
+        metrics: true,
+        ..CollectorConfig::default()
+    };
+    let app = router(tracker, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    Harness {
+        sandbox,
+        _ga4: ga4,
+        url: format!("http://{addr}"),
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        _task: task,
+    }
+}
+
+const GRANTED: &str = r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
+
+fn batch(events: Value, consent: &str) -> Value {
+    json!({
+        "siteKey": "site-1",
+        "sentAt": 1,
+        "context": serde_json::from_str::<Value>(&format!(r#"{{"v":1,"createdAt":1,"clientId":"123.456","visitorId":"v-1","consent":{consent}}}"#)).unwrap(),
+        "events": events,
+    })
+}
+
+fn purchase(txn: &str) -> Value {
+    json!({"name":"purchase","transactionId":txn,"value":12.5,"currency":"EUR","items":[{"itemId":"SKU","price":12.5,"quantity":1}]})
+}
+
+impl Harness {
+    async fn post(&self, body: String, content_type: &str, origin: Option<&str>) -> reqwest::Response {
+        let mut r = self.http.post(format!("{}/collect", self.url)).header("content-type", content_type).body(body);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn accepts_json_and_beacon_text_and_reports_per_event() {
+    let h = harness(1000).await;
+    let body = batch(json!([purchase("T-1"), {"name":"add_to_cart","currency":"EURO"}]), GRANTED).to_string();
+    let r = h.post(body.clone(), "application/json", Some(ORIGIN)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("_tally_vid=v-1;") && cookie.contains("HttpOnly"), "{cookie}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["status"], "accepted");
+    assert_eq!(v["results"][1]["status"], "invalid");
+    assert_eq!(v["results"][1]["field"], "currency");
+    // sendBeacon sends text/plain; the same batch again is a duplicate.
+    let r = h.post(body, "text/plain;charset=UTF-8", Some(ORIGIN)).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["status"], "duplicate");
+    assert_eq!(h.sandbox.ga4.purchases().len(), 1);
+    // IPs are truncated before forwarding; the metrics endpoint counts deliveries.
+    let m = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("tally_events_delivered_total 1"), "{m}");
+}
+
+#[tokio::test]
+async fn consent_is_rechecked_on_the_server() {
+    let h = harness(1000).await;
+    let denied = r#"{"analytics_storage":"denied","ad_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"}"#;
+    let r = h.post(batch(json!([purchase("T-2")]), denied).to_string(), "application/json", Some(ORIGIN)).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["status"], "consent_denied");
+    assert_eq!(h.sandbox.ga4.requests(), 0);
+    // Forged consent values are refused, naming the field.
+    let forged = r#"{"analytics_storage":"yes please"}"#;
+    let r = h.post(batch(json!([purchase("T-3")]), forged).to_string(), "application/json", Some(ORIGIN)).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["field"], "consent.analytics_storage");
+}
+
+#[tokio::test]
+async fn authentication() {
+    let h = harness(1000).await;
+    let body = batch(json!([purchase("T-4")]), GRANTED).to_string();
+    assert_eq!(h.post(body.clone(), "application/json", Some("https://evil.example")).await.status(), 403);
+    let mut wrong_key: Value = serde_json::from_str(&body).unwrap();
+    wrong_key["siteKey"] = json!("nope");
+    assert_eq!(h.post(wrong_key.to_string(), "application/json", Some(ORIGIN)).await.status(), 401);
+    // A browser request must come from an allowed origin.
+    assert_eq!(h.post(body.clone(), "application/json", None).await.status(), 403);
+    // Server-to-server: a bearer secret, no site key, no origin.
+    let mut s2s: Value = serde_json::from_str(&body).unwrap();
+    s2s.as_object_mut().unwrap().remove("siteKey");
+    let r = h
+        .http
+        .post(format!("{}/collect", h.url))
+        .header("authorization", "Bearer s2s-secret")
+        .json(&s2s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pre = h
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/collect", h.url))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], ORIGIN);
+}
+
+#[tokio::test]
+async fn hostile_requests_get_a_quick_4xx_and_the_server_keeps_serving() {
+    let h = harness(1000).await;
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (vec![b'a'; 40 * 1024], 413),
+        (b"{not json".to_vec(), 400),
+        ("[".repeat(10_000).into_bytes(), 400),
+        (vec![0xff, 0xfe, b'{', b'}'], 400),
+        (br#"{"siteKey":"site-1","events":"lots"}"#.to_vec(), 400),
+        (batch(json!((0..150).map(|i| json!({"name":"page_view","eventId":format!("e{i}")})).collect::<Vec<_>>()), GRANTED).to_string().into_bytes(), 413),
+        (br#"{"siteKey":"site-1","context":{"v":99,"createdAt":1},"events":[]}"#.to_vec(), 400),
+        (br#"{"siteKey":"site-1","context":"x","events":[]}"#.to_vec(), 400),
+    ];
+    for (body, want) in cases {
+        let started = std::time::Instant::now();
+        let r = h
+            .http
+            .post(format!("{}/collect", h.url))
+            .header("origin", ORIGIN)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{}", String::from_utf8_lossy(&body[..body.len().min(80)]));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    // Wrong types and huge item arrays inside events are per-event `invalid`, not a crash.
+    let events = json!([
+        {"name": 5},
+        {"name":"purchase","transactionId":"T-5","value":"12,50","currency":"EUR"},
+        {"name":"add_to_cart","items": (0..300).map(|i| json!({"itemId": i.to_string()})).collect::<Vec<_>>()},
+        {"name":"add_to_cart","params":{"deep":{"a":{"b":1}}}},
+    ]);
+    let r = h.post(batch(events, GRANTED).to_string(), "application/json", Some(ORIGIN)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let fields: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["field"].as_str().unwrap_or("")).collect();
+    assert_eq!(fields, ["name", "value", "items", "params"]);
+    // Still serving.
+    let r = h.post(batch(json!([purchase("T-6")]), GRANTED).to_string(), "application/json", Some(ORIGIN)).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn rate_limit_per_ip() {
+    let h = harness(3).await;
+    let body = batch(json!([]), GRANTED).to_string();
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = h.post(body.clone(), "application/json", Some(ORIGIN)).await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
+    assert!(codes.contains(&429));
+}
