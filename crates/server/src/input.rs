@@ -216,3 +216,157 @@ mod tests {
         assert_eq!(v.consent.unwrap().ad_storage, ConsentSignal::Granted);
     }
 }
+
+/// Input of the cart-style helpers (`track_view_item`, `track_add_to_cart`,
+/// `track_begin_checkout`, `track_add_payment_info` …): value, currency, lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CartInput {
+    /// Value of the lines.
+    pub value: Option<Amount>,
+    /// Currency (required with a value).
+    pub currency: Option<Currency>,
+    /// Lines.
+    pub items: Vec<Item>,
+    /// Coupon.
+    pub coupon: Option<String>,
+    /// `payment_type` (add_payment_info).
+    pub payment_type: Option<String>,
+    /// `shipping_tier` (add_shipping_info).
+    pub shipping_tier: Option<String>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+impl CartInput {
+    /// Lines worth `value` in `currency`.
+    pub fn new(value: Amount, currency: Currency) -> CartInput {
+        CartInput {
+            value: Some(value),
+            currency: Some(currency),
+            ..CartInput::default()
+        }
+    }
+
+    /// Adds a line.
+    pub fn item(mut self, item: Item) -> Self {
+        self.items.push(item);
+        self
+    }
+
+    /// Sets who.
+    pub fn visitor(mut self, visitor: Visitor) -> Self {
+        self.visitor = visitor;
+        self
+    }
+}
+
+/// A page view.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageViewInput {
+    /// Full URL (`page_location`).
+    pub page_location: Option<String>,
+    /// Title.
+    pub page_title: Option<String>,
+    /// Referrer.
+    pub page_referrer: Option<String>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+/// A refund of an order, full or partial.
+///
+/// `value` is the amount refunded; with `original_value` (what the order was
+/// worth before) a smaller refund is partial: Google Ads restates the
+/// conversion to the remainder. Without a value, or refunding it all, the
+/// refund is full: Google Ads retracts the conversion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundInput {
+    /// The order id of the purchase being refunded.
+    pub transaction_id: String,
+    /// Amount refunded; `None` for the whole order.
+    pub value: Option<Amount>,
+    /// The order's value before this refund.
+    pub original_value: Option<Amount>,
+    /// Currency.
+    pub currency: Currency,
+    /// Refunded lines (GA4 partial refunds).
+    pub items: Vec<Item>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+impl RefundInput {
+    /// A full refund of `transaction_id`.
+    pub fn full(transaction_id: impl Into<String>, currency: Currency) -> RefundInput {
+        RefundInput {
+            transaction_id: transaction_id.into(),
+            value: None,
+            original_value: None,
+            currency,
+            items: Vec::new(),
+            occurred_at_ms: None,
+            visitor: Visitor::default(),
+        }
+    }
+
+    /// A partial refund of `refunded` out of `original`.
+    pub fn partial(transaction_id: impl Into<String>, refunded: Amount, original: Amount, currency: Currency) -> RefundInput {
+        RefundInput {
+            value: Some(refunded),
+            original_value: Some(original),
+            ..RefundInput::full(transaction_id, currency)
+        }
+    }
+}
+
+/// A sign-up or a login.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignUpInput {
+    /// How (`email`, `google` …).
+    pub method: Option<String>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+/// A lead (`generate_lead`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeadInput {
+    /// The lead's id in your system: makes the event id deterministic, so a
+    /// browser-side lead with the same id deduplicates.
+    pub lead_id: Option<String>,
+    /// Value.
+    pub value: Option<Amount>,
+    /// Currency.
+    pub currency: Option<Currency>,
+    /// Where the lead came from.
+    pub lead_source: Option<String>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}
+
+/// A conversion for a labelled Google Ads conversion action (`track_conversion`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversionInput {
+    /// The label, a key of the Google Ads `conversion_actions` map.
+    pub label: String,
+    /// The order or lead id: the dedup key (required; never generated).
+    pub transaction_id: String,
+    /// Value.
+    pub value: Option<Amount>,
+    /// Currency.
+    pub currency: Option<Currency>,
+    /// When (Unix ms); default now.
+    pub occurred_at_ms: Option<i64>,
+    /// Who.
+    pub visitor: Visitor,
+}

@@ -46,7 +46,9 @@ pub mod tracker;
 
 pub use config::{Ga4Config, ServerTrackerBuilder};
 pub use error::{ConfigError, DeliveryError, TrackError};
-pub use input::{EventInput, PurchaseInput, Visitor};
+pub use input::{
+    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
+};
 pub use outcome::{Outcome, SkipReason, TrackResult};
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 pub use tracker::{BoundTracker, FlushReport, ServerTracker};

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
-use tally_core::{ConsentState, ContextEnvelope, Event, EventId, EventName, TransactionId};
+use tally_core::{ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, TransactionId};
 
 use crate::config::ServerTrackerBuilder;
 use crate::destination::Destination;
 use crate::error::{DeliveryError, TrackError};
-use crate::input::{EventInput, PurchaseInput, Visitor};
+use crate::input::{
+    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
+};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::retry::RetryPolicy;
@@ -150,6 +152,51 @@ impl ServerTracker {
         self.bound(Visitor::default()).track_event(input).await
     }
 
+    /// Reports a page view.
+    pub async fn track_page_view(&self, input: PageViewInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_page_view(input).await
+    }
+
+    /// Reports `view_item`.
+    pub async fn track_view_item(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_view_item(input).await
+    }
+
+    /// Reports `add_to_cart`.
+    pub async fn track_add_to_cart(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_add_to_cart(input).await
+    }
+
+    /// Reports `begin_checkout`.
+    pub async fn track_begin_checkout(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_begin_checkout(input).await
+    }
+
+    /// Reports `add_payment_info`.
+    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_add_payment_info(input).await
+    }
+
+    /// Reports a refund; see [`RefundInput`].
+    pub async fn track_refund(&self, input: RefundInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_refund(input).await
+    }
+
+    /// Reports `sign_up`.
+    pub async fn track_sign_up(&self, input: SignUpInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_sign_up(input).await
+    }
+
+    /// Reports `generate_lead`.
+    pub async fn track_lead(&self, input: LeadInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_lead(input).await
+    }
+
+    /// Reports a conversion for a labelled Google Ads conversion action only.
+    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_conversion(input).await
+    }
+
     pub(crate) fn bound(&self, base: Visitor) -> BoundTracker<'_> {
         BoundTracker { tracker: self, base }
     }
@@ -204,6 +251,17 @@ impl ServerTracker {
     /// with consent, the outbox, idempotency and retries. One result per event,
     /// in order. This is what the collector and the helpers call.
     pub async fn deliver(&self, events: Vec<Event>, visitor: &Visitor) -> Vec<TrackResult> {
+        self.deliver_where(events, visitor, |_| true).await
+    }
+
+    /// [`ServerTracker::deliver`] to the destinations `only` accepts; the others
+    /// report `Skipped(Unsupported)`.
+    pub(crate) async fn deliver_where(
+        &self,
+        events: Vec<Event>,
+        visitor: &Visitor,
+        only: impl Fn(DestinationKind) -> bool,
+    ) -> Vec<TrackResult> {
         self.ensure_worker();
         let ctx = self.delivery_context(visitor);
         let visitor_json = stored_visitor(&ctx);
@@ -215,7 +273,11 @@ impl ServerTracker {
             })
             .collect();
         for dest in &self.inner.destinations {
-            let outcomes = self.deliver_to(dest, &events, &ctx, &visitor_json).await;
+            let outcomes = if only(dest.kind()) {
+                self.deliver_to(dest, &events, &ctx, &visitor_json).await
+            } else {
+                vec![Outcome::Skipped(SkipReason::Unsupported); events.len()]
+            };
             for (r, o) in results.iter_mut().zip(outcomes) {
                 r.destinations.insert(dest.name().to_owned(), o);
             }
@@ -482,6 +544,10 @@ async fn worker(weak: Weak<Inner>) {
     }
 }
 
+fn event_checked(e: &Event) -> Result<(), TrackError> {
+    e.validate().map_err(TrackError::from)
+}
+
 /// A tracker bound to an envelope: see [`ServerTracker::from_context`].
 pub struct BoundTracker<'t> {
     tracker: &'t ServerTracker,
@@ -520,8 +586,115 @@ impl BoundTracker<'_> {
         self.send_one(e, input.visitor).await
     }
 
+    /// Reports a page view.
+    pub async fn track_page_view(&self, input: PageViewInput) -> Result<TrackResult, TrackError> {
+        let mut e = Event::new(EventName::PageView, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+        for (k, v) in [
+            ("page_location", input.page_location.or_else(|| self.base.page_url.clone())),
+            ("page_title", input.page_title),
+            ("page_referrer", input.page_referrer),
+        ] {
+            if let Some(v) = v {
+                e.set_text(k, v);
+            }
+        }
+        self.send_one(e, input.visitor).await
+    }
+
+    /// Reports `view_item`.
+    pub async fn track_view_item(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.cart_event(EventName::ViewItem, input).await
+    }
+
+    /// Reports `add_to_cart`.
+    pub async fn track_add_to_cart(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.cart_event(EventName::AddToCart, input).await
+    }
+
+    /// Reports `begin_checkout`.
+    pub async fn track_begin_checkout(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.cart_event(EventName::BeginCheckout, input).await
+    }
+
+    /// Reports `add_payment_info`.
+    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.cart_event(EventName::AddPaymentInfo, input).await
+    }
+
+    async fn cart_event(&self, name: EventName, input: CartInput) -> Result<TrackResult, TrackError> {
+        let mut e = Event::new(name, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+        e.value = input.value;
+        e.currency = input.currency;
+        e.items = input.items;
+        e.coupon = input.coupon;
+        if let Some(p) = input.payment_type {
+            e.set_text("payment_type", p);
+        }
+        if let Some(t) = input.shipping_tier {
+            e.set_text("shipping_tier", t);
+        }
+        self.send_one(e, input.visitor).await
+    }
+
+    /// Reports a refund: GA4 `refund`, a Google Ads adjustment (retraction or
+    /// restatement); destinations without a refund concept report `Unsupported`.
+    pub async fn track_refund(&self, input: RefundInput) -> Result<TrackResult, TrackError> {
+        let txn = TransactionId::parse(&input.transaction_id)?;
+        let mut e = Event::transactional(EventName::Refund, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
+        e.value = input.value;
+        e.original_value = input.original_value;
+        e.currency = Some(input.currency);
+        e.items = input.items;
+        self.send_one(e, input.visitor).await
+    }
+
+    /// Reports `sign_up`.
+    pub async fn track_sign_up(&self, input: SignUpInput) -> Result<TrackResult, TrackError> {
+        let mut e = Event::new(EventName::SignUp, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+        if let Some(m) = input.method {
+            e.set_text("method", m);
+        }
+        self.send_one(e, input.visitor).await
+    }
+
+    /// Reports `generate_lead`.
+    pub async fn track_lead(&self, input: LeadInput) -> Result<TrackResult, TrackError> {
+        let at = input.occurred_at_ms.unwrap_or_else(now_ms);
+        let mut e = match input.lead_id.as_deref() {
+            Some(id) => Event::transactional(EventName::GenerateLead, TransactionId::parse(id)?, at),
+            None => Event::new(EventName::GenerateLead, random_event_id(), at),
+        };
+        e.value = input.value;
+        e.currency = input.currency;
+        if let Some(s) = input.lead_source {
+            e.params.insert("lead_source".into(), ParamValue::Text(s));
+        }
+        self.send_one(e, input.visitor).await
+    }
+
+    /// Reports a conversion for the Google Ads action labelled `input.label`;
+    /// every other destination reports `Unsupported`.
+    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
+        let txn = TransactionId::parse(&input.transaction_id)?;
+        let name = EventName::parse("conversion")?;
+        let mut e = Event::transactional(name, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
+        e.value = input.value;
+        e.currency = input.currency;
+        e.conversion_label = Some(input.label);
+        event_checked(&e)?;
+        let visitor = input.visitor.over(&self.base);
+        let mut results = self
+            .tracker
+            .deliver_where(vec![e.clone()], &visitor, |k| k == DestinationKind::GoogleAds)
+            .await;
+        Ok(results.pop().unwrap_or(TrackResult {
+            event_id: e.id,
+            destinations: BTreeMap::new(),
+        }))
+    }
+
     pub(crate) async fn send_one(&self, event: Event, explicit: Visitor) -> Result<TrackResult, TrackError> {
-        event.validate()?;
+        event_checked(&event)?;
         let visitor = explicit.over(&self.base);
         let mut results = self.tracker.deliver(vec![event.clone()], &visitor).await;
         Ok(results.pop().unwrap_or(TrackResult {

@@ -118,6 +118,12 @@ impl AdsTarget {
         let mut t = self.clone();
         t.customer_id = normalize_customer_id(&self.customer_id)?;
         t.conversion_action_id = parse_conversion_action(&self.conversion_action_id)?;
+        if self.event == EventName::Refund {
+            return Err(Error::Invalid {
+                field: "googleAds.event",
+                reason: "refunds are uploaded as adjustments of the purchase target",
+            });
+        }
         if self.job_id.is_some_and(|j| j > i32::MAX as u32) {
             return Err(Error::Invalid {
                 field: "googleAds.jobId",
@@ -178,16 +184,13 @@ fn parse_conversion_action(raw: &str) -> Result<String> {
     Ok(id.to_owned())
 }
 
-/// A `ConsentStatus` value.
-pub type ConsentStatus = &'static str;
-
 /// The `consent` of a click conversion: only `adUserData` may be set
 /// (`ad_personalization` is for the user-data services only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClickConsent {
     /// `GRANTED` or `DENIED`.
-    pub ad_user_data: ConsentStatus,
+    pub ad_user_data: &'static str,
 }
 
 /// One `UserIdentifier`: exactly one of the hashed fields is set.
@@ -376,10 +379,6 @@ pub fn check_adjustment_window(e: &Event, now_ms: i64) -> Result<()> {
     check_age(event_time_ms(e, now_ms), now_ms, MAX_ADJUSTMENT_AGE_DAYS)
 }
 
-fn amount_f64(a: crate::amount::Amount) -> f64 {
-    a.to_f64()
-}
-
 /// Builds the upload requests for `events` under `ctx`.
 ///
 /// Consent is applied here: with neither `ad_storage` nor `ad_user_data`
@@ -408,7 +407,7 @@ fn amount_f64(a: crate::amount::Amount) -> f64 {
 ///     ..Default::default()
 /// };
 /// let target = google_ads::AdsTarget::new("123-456-7890", "555666777").unwrap();
-/// let batch = google_ads::build(&[e.clone()], &ctx, &target).unwrap();
+/// let batch = google_ads::build(std::slice::from_ref(&e), &ctx, &target).unwrap();
 /// let c = &batch.clicks[0].conversions[0];
 /// assert_eq!(c.gclid.as_deref(), Some("Cj0KCQjw"));
 /// assert_eq!(c.order_id, e.order_key().unwrap().as_str());
@@ -431,10 +430,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         crate::click_ids::ClickIds::default()
     };
     let click = ids.primary_google();
-    let braid = matches!(
-        click,
-        Some(GoogleClick::Gbraid(_) | GoogleClick::Wbraid(_))
-    );
+    let braid = matches!(click, Some(GoogleClick::Gbraid(_) | GoogleClick::Wbraid(_)));
     let identifiers: Vec<UserIdentifier> = match (&ctx.user_data, policy.user_data && !braid) {
         (Some(h), true) => h
             .google
@@ -491,7 +487,10 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
             }
             continue;
         }
-        if let Err(err) = e.validate().and_then(|()| check_click_window(e, ctx.now_ms)) {
+        if let Err(err) = e
+            .validate()
+            .and_then(|()| check_click_window(e, ctx.now_ms))
+        {
             skipped.push((i, AdsSkip::Invalid(err)));
             continue;
         }
@@ -508,11 +507,8 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
                 wbraid: wbraid.clone(),
                 conversion_action: action.clone(),
                 conversion_date_time: google_ads_datetime(at, 0),
-                conversion_value: e.value.map(amount_f64),
-                currency_code: e
-                    .value
-                    .and(e.currency)
-                    .map(|c| c.as_str().to_owned()),
+                conversion_value: e.value.map(|v| v.to_f64()),
+                currency_code: e.value.and(e.currency).map(|c| c.as_str().to_owned()),
                 order_id: order_id.as_str().to_owned(),
                 user_identifiers: identifiers.clone(),
                 consent: consent.clone(),
@@ -527,10 +523,12 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
-    let (adj_batches, oversized) =
-        split_batches(adjustments, MAX_ADJUSTMENTS, MAX_BODY_BYTES - 256, |(_, a)| {
-            json_len(a)
-        });
+    let (adj_batches, oversized) = split_batches(
+        adjustments,
+        MAX_ADJUSTMENTS,
+        MAX_BODY_BYTES - 256,
+        |(_, a)| json_len(a),
+    );
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
@@ -554,14 +552,12 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         let (idx, conversion_adjustments): (Vec<usize>, Vec<ConversionAdjustment>) =
             b.into_iter().unzip();
         batch.adjustment_indices.push(idx);
-        batch
-            .adjustments
-            .push(UploadConversionAdjustmentsRequest {
-                conversion_adjustments,
-                partial_failure: true,
-                validate_only: target.validate_only,
-                job_id: target.job_id,
-            });
+        batch.adjustments.push(UploadConversionAdjustmentsRequest {
+            conversion_adjustments,
+            partial_failure: true,
+            validate_only: target.validate_only,
+            job_id: target.job_id,
+        });
     }
     Ok(batch)
 }
@@ -658,7 +654,8 @@ pub fn upload_url(base: &str, version: &str, customer_id: &str, upload: Upload) 
 /// ```
 pub fn refresh_token_form(client_id: &str, client_secret: &str, refresh_token: &str) -> String {
     use crate::cookie::percent_encode;
-    let mut s = String::with_capacity(64 + client_id.len() + client_secret.len() + refresh_token.len());
+    let mut s =
+        String::with_capacity(64 + client_id.len() + client_secret.len() + refresh_token.len());
     s.push_str("grant_type=refresh_token&client_id=");
     s.push_str(&percent_encode(client_id));
     s.push_str("&client_secret=");
@@ -1002,7 +999,7 @@ mod tests {
     fn canonical_click_conversion() {
         // destinations.md §3.6, with orderId = the order key.
         let e = purchase();
-        let b = build(&[e.clone()], &ctx(), &target()).unwrap();
+        let b = build(std::slice::from_ref(&e), &ctx(), &target()).unwrap();
         assert!(b.skipped.is_empty());
         assert_eq!(b.click_indices, vec![vec![0]]);
         let got = serde_json::to_value(&b.clicks[0]).unwrap();
@@ -1196,7 +1193,10 @@ mod tests {
         t.job_id = Some(7);
         let b = build(&events, &ctx(), &t).unwrap();
         assert_eq!(
-            b.clicks.iter().map(|r| r.conversions.len()).collect::<Vec<_>>(),
+            b.clicks
+                .iter()
+                .map(|r| r.conversions.len())
+                .collect::<Vec<_>>(),
             [2000, 2000, 500]
         );
         assert_eq!(b.click_indices[2][0], 4000);
@@ -1216,6 +1216,11 @@ mod tests {
         let mut t = target();
         t.job_id = Some(u32::MAX);
         assert!(build(&[purchase()], &ctx(), &t).is_err());
+        let t = target().for_event(EventName::Refund);
+        assert_eq!(
+            build(&[purchase()], &ctx(), &t).unwrap_err().field(),
+            "googleAds.event"
+        );
         assert!(AdsTarget::new("1234567890", "abc").is_err());
         assert!(AdsTarget::new("1234567890", "").is_err());
         let t = AdsTarget::new("1234567890", "customers/1234567890/conversionActions/42").unwrap();
@@ -1229,7 +1234,13 @@ mod tests {
             assert!(normalize_customer_id(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            upload_url("http://127.0.0.1:9/", "v25", "1234567890", Upload::Adjustments).unwrap(),
+            upload_url(
+                "http://127.0.0.1:9/",
+                "v25",
+                "1234567890",
+                Upload::Adjustments
+            )
+            .unwrap(),
             "http://127.0.0.1:9/v25/customers/1234567890:uploadConversionAdjustments"
         );
         assert!(upload_url(DEFAULT_BASE_URL, "v2/../x", "1234567890", Upload::Clicks).is_err());
@@ -1329,7 +1340,10 @@ mod tests {
         let t: TokenResponse = serde_json::from_str(r#"{"access_token":"ya29.x","expires_in":3599,"scope":"https://www.googleapis.com/auth/adwords","token_type":"Bearer"}"#).unwrap();
         assert_eq!(t.expires_in, 3599);
         assert!(!format!("{t:?}").contains("ya29"));
-        let e: TokenError = serde_json::from_str(r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#).unwrap();
+        let e: TokenError = serde_json::from_str(
+            r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+        )
+        .unwrap();
         assert!(e.is_permanent());
     }
 }

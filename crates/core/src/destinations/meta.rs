@@ -244,7 +244,8 @@ fn is_hex64(s: &str) -> bool {
 }
 
 fn hashed_only(m: &MetaUserData) -> MetaUserData {
-    let f = |v: &Vec<String>| -> Vec<String> { v.iter().filter(|s| is_hex64(s)).cloned().collect() };
+    let f =
+        |v: &Vec<String>| -> Vec<String> { v.iter().filter(|s| is_hex64(s)).cloned().collect() };
     MetaUserData {
         em: f(&m.em),
         ph: f(&m.ph),
@@ -280,9 +281,7 @@ pub fn strip_click_ids(url: &str) -> String {
         .split('&')
         .filter(|pair| {
             let key = pair.split('=').next().unwrap_or_default();
-            !CLICK_ID_PARAMS
-                .iter()
-                .any(|p| key.eq_ignore_ascii_case(p))
+            !CLICK_ID_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p))
         })
         .collect();
     let mut s = String::with_capacity(url.len());
@@ -343,7 +342,12 @@ fn custom_data(e: &Event) -> CustomData {
         ..CustomData::default()
     };
     for item in &e.items {
-        let Some(id) = item.item_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(id) = item
+            .item_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
             continue;
         };
         c.content_ids.push(id.to_owned());
@@ -399,7 +403,7 @@ fn custom_data(e: &Event) -> CustomData {
 ///     now_ms: 2_000,
 ///     ..Default::default()
 /// };
-/// let batch = meta::build(&[e.clone()], &ctx, &meta::MetaConfig::default()).unwrap();
+/// let batch = meta::build(std::slice::from_ref(&e), &ctx, &meta::MetaConfig::default()).unwrap();
 /// let ev = &batch.requests[0].data[0];
 /// assert_eq!(ev.event_name, "Purchase");
 /// assert_eq!(ev.event_id, e.id.as_str());
@@ -575,7 +579,12 @@ pub fn events_url(base: &str, version: &str, pixel_id: &str) -> String {
 }
 
 /// [`events_url`] with `?access_token=…` (percent-encoded). Redact it in logs.
-pub fn events_url_with_token(base: &str, version: &str, pixel_id: &str, access_token: &str) -> String {
+pub fn events_url_with_token(
+    base: &str,
+    version: &str,
+    pixel_id: &str,
+    access_token: &str,
+) -> String {
     let mut s = events_url(base, version, pixel_id);
     s.push_str("?access_token=");
     s.push_str(&crate::cookie::percent_encode(access_token));
@@ -706,8 +715,9 @@ mod tests {
         );
         e.value = Some(Amount::parse("100.2").unwrap());
         e.currency = Some(Currency::parse("usd").unwrap());
-        e.items
-            .push(Item::new("product.id.123", "Tee").with_price(Amount::parse("100.2").unwrap(), 1));
+        e.items.push(
+            Item::new("product.id.123", "Tee").with_price(Amount::parse("100.2").unwrap(), 1),
+        );
         e
     }
 
@@ -743,7 +753,7 @@ mod tests {
             test_event_code: Some("TEST123".into()),
             ..Default::default()
         };
-        let b = build(&[e.clone()], &ctx(), &config).unwrap();
+        let b = build(std::slice::from_ref(&e), &ctx(), &config).unwrap();
         assert!(b.skipped.is_empty());
         let got = serde_json::to_value(&b.requests[0]).unwrap();
         let want = json!({"data":[{"event_name":"Purchase","event_time":1_777_667_565i64,"event_id":e.id.as_str(),
@@ -778,7 +788,10 @@ mod tests {
         let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
         let ev = &b.requests[0].data[0];
         assert!(ev.user_data.fbc.is_none() && ev.user_data.fbp.is_none());
-        assert_eq!(ev.event_source_url.as_deref(), Some("https://s.example/p?x=1"));
+        assert_eq!(
+            ev.event_source_url.as_deref(),
+            Some("https://s.example/p?x=1")
+        );
         assert!(ev.opt_out);
         assert_eq!(ev.user_data.hashed.em, [EM]);
     }
@@ -820,7 +833,10 @@ mod tests {
             ..Default::default()
         };
         let b = build(&[purchase()], &c, &config).unwrap();
-        assert_eq!(b.requests[0].data[0].action_source, ActionSource::SystemGenerated);
+        assert_eq!(
+            b.requests[0].data[0].action_source,
+            ActionSource::SystemGenerated
+        );
         c.user_data = None;
         c.ip_address = None;
         c.click_ids = ClickIds::default();
@@ -878,7 +894,8 @@ mod tests {
             EventId::parse("c-1").unwrap(),
             NOW,
         );
-        e.items.push(Item::new("A", "a").with_price(Amount::parse("1").unwrap(), 2));
+        e.items
+            .push(Item::new("A", "a").with_price(Amount::parse("1").unwrap(), 2));
         e.items.push(Item {
             item_name: Some("no id".into()),
             ..Default::default()
@@ -897,7 +914,10 @@ mod tests {
         assert_eq!(v["data"][0]["event_name"], "InitiateCheckout");
         assert_eq!(v["data"][0]["custom_data"]["num_items"], 3);
         assert_eq!(v["data"][0]["custom_data"]["content_ids"], json!(["A"]));
-        assert_eq!(v["data"][1]["custom_data"], json!({"search_string":"shoes"}));
+        assert_eq!(
+            v["data"][1]["custom_data"],
+            json!({"search_string":"shoes"})
+        );
         assert_eq!(v["data"][1]["data_processing_options"], json!(["LDU"]));
         assert_eq!(v["data"][1]["data_processing_options_country"], 1);
         assert_eq!(v["data"][1]["data_processing_options_state"], 1000);
@@ -955,7 +975,10 @@ mod tests {
 
     #[test]
     fn responses_and_errors() {
-        let r = MetaResponse::parse(r#"{"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}"#).unwrap();
+        let r = MetaResponse::parse(
+            r#"{"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}"#,
+        )
+        .unwrap();
         assert_eq!(r.events_received, 1);
         let e = parse_error(r#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_subcode":2804050,
  "is_transient":false,"error_user_title":"Customer information parameters",
