@@ -110,8 +110,9 @@ fn item_json(item: &crate::item::Item) -> Value {
 }
 
 /// The GA4 params of one event, with `session_id` and `engagement_time_msec`
-/// so it shows in reports.
-pub fn event_params(e: &Event, session_id: Option<&str>) -> Map<String, Value> {
+/// so it shows in reports. Without `ad_storage` (`click_ids == false`), click-id
+/// query parameters are removed from page URLs.
+pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map<String, Value> {
     let mut p = Map::new();
     if let Some(s) = session_id {
         p.insert("session_id".into(), Value::String(s.to_owned()));
@@ -140,6 +141,11 @@ pub fn event_params(e: &Event, session_id: Option<&str>) -> Map<String, Value> {
     }
     for (k, v) in &e.params {
         let v = match v {
+            ParamValue::Text(s)
+                if !click_ids && matches!(k.as_str(), "page_location" | "page_referrer") =>
+            {
+                Value::String(super::strip_click_ids(s))
+            }
             ParamValue::Text(s) => Value::String(s.clone()),
             ParamValue::Number(a) => num(*a),
             ParamValue::Bool(b) => Value::Bool(*b),
@@ -229,7 +235,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
             skipped.push((i, Ga4Skip::Invalid(err)));
             continue;
         }
-        let params = event_params(e, session_id);
+        let params = event_params(e, session_id, ctx.consent.ad_storage.is_granted());
         if params.len() > crate::event::MAX_PARAMS + 1 {
             skipped.push((
                 i,
@@ -459,6 +465,29 @@ mod tests {
         for r in &b.requests {
             assert!(serde_json::to_string(r).unwrap().len() < MAX_BODY_BYTES);
         }
+    }
+
+    #[test]
+    fn click_ids_leave_page_urls_without_ad_storage() {
+        let mut e = Event::new(
+            EventName::PageView,
+            EventId::random_v7(1, [0; 10]),
+            NOW - 1000,
+        );
+        e.set_text("page_location", "https://shop.example/p?gclid=SECRET&x=1");
+        let mut c = ctx();
+        c.consent.ad_storage = ConsentSignal::Denied;
+        let b = build(std::slice::from_ref(&e), &c).unwrap();
+        assert_eq!(
+            b.requests[0].events[0].params["page_location"],
+            "https://shop.example/p?x=1"
+        );
+        c.consent.ad_storage = ConsentSignal::Granted;
+        let b = build(&[e], &c).unwrap();
+        assert_eq!(
+            b.requests[0].events[0].params["page_location"],
+            "https://shop.example/p?gclid=SECRET&x=1"
+        );
     }
 
     #[test]

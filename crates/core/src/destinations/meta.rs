@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::page_url;
+pub use super::{CLICK_ID_PARAMS, strip_click_ids};
 use super::{DeliveryContext, split_batches};
 use crate::consent::{ConsentDenial, DestinationKind};
 use crate::error::{Error, Result};
@@ -29,12 +31,6 @@ pub const MAX_AGE_DAYS: u32 = 7;
 pub const MAX_AGE_DAYS_PHYSICAL_STORE: u32 = 62;
 /// How far in the future (clock skew) an event time may be.
 pub const MAX_FUTURE_MS: i64 = 15 * 60_000;
-
-/// URL query parameters that carry ad click ids. They are removed from page
-/// URLs forwarded to a destination when `ad_storage` is not granted.
-pub const CLICK_ID_PARAMS: [&str; 9] = [
-    "gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid",
-];
 
 /// `action_source`: where the conversion happened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -259,55 +255,6 @@ fn hashed_only(m: &MetaUserData) -> MetaUserData {
         country: f(&m.country),
         external_id: f(&m.external_id),
     }
-}
-
-/// Removes the query parameters that carry ad click ids ([`CLICK_ID_PARAMS`],
-/// any case) from a URL, keeping everything else as it was.
-///
-/// ```
-/// use tally_core::destinations::meta::strip_click_ids;
-/// assert_eq!(strip_click_ids("https://s.example/p?a=1&gclid=X&FBCLID=y#top"), "https://s.example/p?a=1#top");
-/// assert_eq!(strip_click_ids("https://s.example/p?gclid=X"), "https://s.example/p");
-/// ```
-pub fn strip_click_ids(url: &str) -> String {
-    let (before_frag, frag) = match url.split_once('#') {
-        Some((a, f)) => (a, Some(f)),
-        None => (url, None),
-    };
-    let Some((path, query)) = before_frag.split_once('?') else {
-        return url.to_owned();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let key = pair.split('=').next().unwrap_or_default();
-            !CLICK_ID_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p))
-        })
-        .collect();
-    let mut s = String::with_capacity(url.len());
-    s.push_str(path);
-    if !(kept.is_empty() || kept.len() == 1 && kept[0].is_empty()) {
-        s.push('?');
-        s.push_str(&kept.join("&"));
-    }
-    if let Some(f) = frag {
-        s.push('#');
-        s.push_str(f);
-    }
-    s
-}
-
-/// The page URL of an event: the context's, else the event's `page_location`.
-pub(crate) fn page_url(e: &Event, ctx: &DeliveryContext) -> Option<String> {
-    ctx.page_url
-        .as_deref()
-        .or(match e.params.get("page_location") {
-            Some(ParamValue::Text(s)) => Some(s.as_str()),
-            _ => None,
-        })
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 /// Checks the event time against the window of `source` (7 days, 62 for

@@ -16,6 +16,7 @@ pub mod webhook;
 use crate::click_ids::ClickIds;
 use crate::client_id::ClientId;
 use crate::consent::ConsentState;
+use crate::event::{Event, ParamValue};
 use crate::ids::{UserId, VisitorId};
 use crate::user_data::HashedUserData;
 
@@ -44,6 +45,61 @@ pub struct DeliveryContext {
     pub user_agent: Option<String>,
     /// The time of sending, Unix ms (for time-window checks).
     pub now_ms: i64,
+}
+
+/// URL query parameters that carry ad click ids. They are removed from page
+/// URLs forwarded to a destination when `ad_storage` is not granted.
+pub const CLICK_ID_PARAMS: [&str; 9] = [
+    "gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid",
+];
+
+/// Removes the query parameters that carry ad click ids ([`CLICK_ID_PARAMS`],
+/// any case) from a URL, keeping everything else as it was.
+///
+/// ```
+/// use tally_core::destinations::strip_click_ids;
+/// assert_eq!(strip_click_ids("https://s.example/p?a=1&gclid=X&FBCLID=y#top"), "https://s.example/p?a=1#top");
+/// assert_eq!(strip_click_ids("https://s.example/p?gclid=X"), "https://s.example/p");
+/// ```
+pub fn strip_click_ids(url: &str) -> String {
+    let (before_frag, frag) = match url.split_once('#') {
+        Some((a, f)) => (a, Some(f)),
+        None => (url, None),
+    };
+    let Some((path, query)) = before_frag.split_once('?') else {
+        return url.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            !CLICK_ID_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p))
+        })
+        .collect();
+    let mut s = String::with_capacity(url.len());
+    s.push_str(path);
+    if !(kept.is_empty() || kept.len() == 1 && kept[0].is_empty()) {
+        s.push('?');
+        s.push_str(&kept.join("&"));
+    }
+    if let Some(f) = frag {
+        s.push('#');
+        s.push_str(f);
+    }
+    s
+}
+
+/// The page URL of an event: the context's, else the event's `page_location`.
+pub(crate) fn page_url(e: &Event, ctx: &DeliveryContext) -> Option<String> {
+    ctx.page_url
+        .as_deref()
+        .or(match e.params.get("page_location") {
+            Some(ParamValue::Text(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Splits `items` into batches of at most `max_count` entries whose serialised

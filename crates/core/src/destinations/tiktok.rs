@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::meta::{page_url, strip_click_ids};
 use super::{DeliveryContext, split_batches};
+use super::{page_url, strip_click_ids};
 use crate::consent::{ConsentDenial, DestinationKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
