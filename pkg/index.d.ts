@@ -289,6 +289,8 @@ export interface Tracker {
   getQueueSize(): number;
   /** Sends what is queued now; resolves to the number of events still waiting. */
   flush(): Promise<number>;
+  /** Stops sending (SPA teardown, hot reload); queued events stay stored for the next page or tracker. */
+  destroy(): void;
   trackPageView(input?: PageViewInput): string;
   trackEvent(input: CustomEventInput): string;
   trackConversion(input: ConversionInput): string;
@@ -342,4 +344,8 @@ export function normalizeAndHash(
 /** Lowercase hex SHA-256 of a string (NFC). */
 export function sha256Hex(value: string): Promise<string | undefined>;
 
-export { BrowserTracker } from './tally_web.js';
+/**
+ * The wasm class behind `createBrowserTracker` (usable once `ready()` resolved).
+ * Prefer `createBrowserTracker`, which loads the module and handles SSR.
+ */
+export declare const BrowserTracker: { new (config: BrowserTrackerConfig): Tracker & { free(): void } };

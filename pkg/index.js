@@ -1,12 +1,7 @@
 // Tally browser tracker: the npm entry point. Loads the wasm module, then hands
 // out the tracker implemented in Rust (crates/web). During server-side
 // rendering (no `window`) it returns a tracker whose methods do nothing.
-import init, {
-  BrowserTracker,
-  hashUserData as hashUserDataWasm,
-  normalizeAndHash as normalizeAndHashWasm,
-  sha256Hex as sha256HexWasm,
-} from './tally_web.js';
+import init, { BrowserTracker, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
 
 const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
 let loading;
@@ -32,7 +27,7 @@ const noop = Object.freeze({
   getClientId: none, getSessionId: none, getClickIdentifiers: none, getConsent: none,
   updateConsent: none, setVisitor: none, getVisitorId: none, identifyUser: none, clearUser: none,
   exportContext: none, exportContextJson: noId, setDebug: none, getDroppedEvents: () => [],
-  getQueueSize: () => 0, flush: () => Promise.resolve(0),
+  getQueueSize: () => 0, flush: () => Promise.resolve(0), destroy: none,
   trackPageView: noId, trackEvent: noId, trackConversion: noId, trackViewItem: noId,
   trackAddToCart: noId, trackRemoveFromCart: noId, trackBeginCheckout: noId,
   trackAddShippingInfo: noId, trackAddPaymentInfo: noId, trackPurchase: noId, trackRefund: noId,
@@ -53,9 +48,31 @@ export async function hashUserData(userData) {
   return (await ready()) ? hashUserDataWasm(userData) : undefined;
 }
 
-/** Normalises one value for `destination` ('google' | 'meta') and hashes it; undefined outside a browser. */
-export async function normalizeAndHash(kind, value, destination) {
-  return (await ready()) ? normalizeAndHashWasm(kind, value, destination) : undefined;
+// Where each userData field lands in hashUserData's result: [google path, meta key].
+const FIELDS = {
+  email: ['sha256_email_address', 'em'], phone: ['sha256_phone_number', 'ph'],
+  firstName: ['address.sha256_first_name', 'fn'], lastName: ['address.sha256_last_name', 'ln'],
+  street: ['address.sha256_street'], city: ['address.city', 'ct'], region: ['address.region', 'st'],
+  postalCode: ['address.postal_code', 'zp'], country: ['address.country', 'country'],
+  dateOfBirth: [null, 'db'], gender: [null, 'ge'], externalId: [null, 'external_id'],
+};
+const ADDRESS = ['street', 'city', 'region', 'postalCode', 'country'];
+
+/**
+ * Normalises one userData value as `destination` ('google', the default, or 'meta')
+ * wants it and hashes it (Google's city/region/postalCode/country stay plain).
+ * Undefined when nothing usable survives, or outside a browser.
+ */
+export async function normalizeAndHash(kind, value, destination = 'google') {
+  const f = FIELDS[kind];
+  if (!f) throw new Error(`[tally] normalizeAndHash: kind must be one of ${Object.keys(FIELDS).join(', ')}`);
+  if (destination !== 'google' && destination !== 'meta') throw new Error("[tally] normalizeAndHash: destination must be 'google' or 'meta'");
+  if (!(await ready())) return undefined;
+  const h = hashUserDataWasm(ADDRESS.includes(kind) ? { address: { [kind]: value } } : { [kind]: value });
+  if (destination === 'meta') return f[1] && h.meta?.[f[1]]?.[0];
+  if (!f[0]) return undefined;
+  const [a, b] = f[0].split('.');
+  return b ? h.google?.address?.[0]?.[b] : h.google?.[a]?.[0];
 }
 
 /** Lowercase hex SHA-256 of a string (NFC); undefined outside a browser. */

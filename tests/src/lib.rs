@@ -37,13 +37,16 @@ impl Browser {
     /// Starts chromedriver and a fresh headless Chromium profile.
     pub async fn launch() -> Browser {
         let port = free_port();
-        let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let driver_bin =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {driver_bin}: {e} (cargo xtask test installs chromium-driver)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {driver_bin}: {e} (cargo xtask test installs chromium-driver)")
+            });
         let profile = std::env::temp_dir().join(format!("tally-e2e-{port}-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&profile);
         let caps = json!({
@@ -65,7 +68,12 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::rustls().expect("tls").capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::rustls()
+                .expect("tls")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;

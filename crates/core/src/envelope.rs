@@ -19,6 +19,7 @@
 use crate::click_ids::ClickIds;
 use crate::client_id::ClientId;
 use crate::consent::ConsentState;
+#[cfg(feature = "serde_json")]
 use crate::error::{Error, Result};
 use crate::event_id::EventId;
 use crate::ids::{UserId, VisitorId};
@@ -443,7 +444,7 @@ mod parse {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde_json"))]
 mod tests {
     use super::*;
     use crate::consent::ConsentSignal;

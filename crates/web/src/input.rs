@@ -5,7 +5,9 @@
 use js_sys::{Array, JsString, Object};
 use tally_core::consent::{ConsentSignal, ConsentUpdate};
 use tally_core::user_data::Address;
-use tally_core::{Amount, Currency, Error, Event, EventId, EventName, Item, ParamValue, TransactionId, UserData};
+use tally_core::{
+    Amount, Currency, Error, Event, EventId, EventName, Item, ParamValue, TransactionId, UserData,
+};
 use wasm_bindgen::prelude::*;
 
 use crate::js::{self, get};
@@ -47,7 +49,10 @@ pub struct Config {
 impl Config {
     /// The gtag label configured for a helper key or a custom conversion key.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -60,7 +65,9 @@ fn cfg_str(o: &JsValue, key: &'static str) -> Result<Option<String>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
-    v.as_string().map(|s| Some(s.trim().to_owned())).ok_or_else(|| cfg_err(key, "must be a string"))
+    v.as_string()
+        .map(|s| Some(s.trim().to_owned()))
+        .ok_or_else(|| cfg_err(key, "must be a string"))
 }
 
 fn checked(
@@ -69,7 +76,9 @@ fn checked(
     check: fn(&str) -> Result<(), ConfigError>,
 ) -> Result<Option<String>, JsValue> {
     match cfg_str(o, key)? {
-        Some(v) => check(&v).map(|()| Some(v)).map_err(|e| js::error(&e.message())),
+        Some(v) => check(&v)
+            .map(|()| Some(v))
+            .map_err(|e| js::error(&e.message())),
         None => Ok(None),
     }
 }
@@ -85,7 +94,10 @@ fn cfg_num(o: &JsValue, key: &'static str, fix: &'static str) -> Result<Option<f
 /// Reads and validates `createBrowserTracker(config)`.
 pub fn config(o: &JsValue) -> Result<Config, JsValue> {
     if !o.is_object() {
-        return Err(cfg_err("config", "must be an object such as { endpoint: '/tally/collect' }"));
+        return Err(cfg_err(
+            "config",
+            "must be an object such as { endpoint: '/tally/collect' }",
+        ));
     }
     for k in Object::keys::<JsValue>(o.unchecked_ref()).iter() {
         let k = k.as_string().unwrap_or_default();
@@ -104,7 +116,10 @@ pub fn config(o: &JsValue) -> Result<Config, JsValue> {
     let lv = get(o, "conversionLabels");
     if !lv.is_undefined() && !lv.is_null() {
         if !lv.is_object() {
-            return Err(cfg_err("conversionLabels", "must be an object such as { purchase: 'AbC123' }"));
+            return Err(cfg_err(
+                "conversionLabels",
+                "must be an object such as { purchase: 'AbC123' }",
+            ));
         }
         for pair in Object::entries(lv.unchecked_ref()).iter() {
             let pair: Array = pair.unchecked_into();
@@ -132,7 +147,12 @@ pub fn config(o: &JsValue) -> Result<Config, JsValue> {
     if let Some(d) = &cookie_domain {
         rules::check_cookie_domain(d, &js::location(b'n')).map_err(|e| js::error(&e.message()))?;
     }
-    let days = cfg_num(o, "cookieExpiryDays", "must be a number of days between 1 and 400 (default 90)")?.unwrap_or(90.0);
+    let days = cfg_num(
+        o,
+        "cookieExpiryDays",
+        "must be a number of days between 1 and 400 (default 90)",
+    )?
+    .unwrap_or(90.0);
     rules::check_expiry_days(days).map_err(|e| js::error(&e.message()))?;
     let click_storage = match cfg_str(o, "clickIdStorage")? {
         Some(s) => ClickIdStorage::parse(&s).map_err(|e| js::error(&e.message()))?,
@@ -146,7 +166,11 @@ pub fn config(o: &JsValue) -> Result<Config, JsValue> {
     let on_drop = if on_drop.is_undefined() || on_drop.is_null() {
         None
     } else {
-        Some(on_drop.dyn_into::<js_sys::Function>().map_err(|_| cfg_err("onDrop", "must be a function"))?)
+        Some(
+            on_drop
+                .dyn_into::<js_sys::Function>()
+                .map_err(|_| cfg_err("onDrop", "must be a function"))?,
+        )
     };
     let max_queue = cfg_num(o, "maxQueueBytes", "must be a number of bytes")?;
     if max_queue.is_some_and(|b| !(4096.0..=4_194_304.0).contains(&b)) {
@@ -304,10 +328,12 @@ fn param_value(v: &JsValue, field: &'static str) -> Result<ParamValue, Error> {
     } else if let Some(b) = v.as_bool() {
         Ok(ParamValue::Bool(b))
     } else if let Some(f) = v.as_f64() {
-        Amount::from_f64(f).map(ParamValue::Number).map_err(|_| Error::Invalid {
-            field,
-            reason: "numbers must be finite",
-        })
+        Amount::from_f64(f)
+            .map(ParamValue::Number)
+            .map_err(|_| Error::Invalid {
+                field,
+                reason: "numbers must be finite",
+            })
     } else {
         Err(Error::Invalid {
             field,
@@ -335,7 +361,11 @@ pub fn event(name: EventName, o: &JsValue, extra: &Extra, now_ms: i64) -> Result
     let txn = opt_str(o, "transactionId", "transactionId")?;
     let txn = match txn {
         Some(t) => Some(TransactionId::parse(&t)?),
-        None if extra.txn_required => return Err(Error::Missing { field: "transactionId" }),
+        None if extra.txn_required => {
+            return Err(Error::Missing {
+                field: "transactionId",
+            });
+        }
         None => None,
     };
     let mut e = match txn {
@@ -352,7 +382,9 @@ pub fn event(name: EventName, o: &JsValue, extra: &Extra, now_ms: i64) -> Result
     e.shipping = opt_amount(o, "shipping", "shipping")?;
     e.tax = opt_amount(o, "tax", "tax")?;
     e.original_value = opt_amount(o, "originalValue", "originalValue")?;
-    e.currency = opt_str(o, "currency", "currency")?.map(|c| Currency::parse(&c)).transpose()?;
+    e.currency = opt_str(o, "currency", "currency")?
+        .map(|c| Currency::parse(&c))
+        .transpose()?;
     e.coupon = opt_str(o, "coupon", "coupon")?;
     e.affiliation = opt_str(o, "affiliation", "affiliation")?;
     let items = get(o, "items");
@@ -447,9 +479,17 @@ pub fn user_data(o: &JsValue) -> Result<UserData, Error> {
 /// The consent keys, their camelCase aliases, and the core's field names.
 const CONSENT_KEYS: [(&str, &str, &str); 4] = [
     ("ad_storage", "adStorage", "consent.ad_storage"),
-    ("analytics_storage", "analyticsStorage", "consent.analytics_storage"),
+    (
+        "analytics_storage",
+        "analyticsStorage",
+        "consent.analytics_storage",
+    ),
     ("ad_user_data", "adUserData", "consent.ad_user_data"),
-    ("ad_personalization", "adPersonalization", "consent.ad_personalization"),
+    (
+        "ad_personalization",
+        "adPersonalization",
+        "consent.ad_personalization",
+    ),
 ];
 
 /// Reads a consent update (`'granted' | 'denied'`, or booleans; snake_case as

@@ -42,7 +42,9 @@ fn html_document() -> Option<HtmlDocument> {
 
 /// `document.cookie` (empty when unavailable).
 pub fn cookies() -> String {
-    html_document().and_then(|d| d.cookie().ok()).unwrap_or_default()
+    html_document()
+        .and_then(|d| d.cookie().ok())
+        .unwrap_or_default()
 }
 
 /// Assigns one cookie string to `document.cookie`.
@@ -169,24 +171,36 @@ pub fn listen(on_document: bool, event: &str, f: impl FnMut() + 'static) {
 /// `navigator.sendBeacon(url, body)` with a string body (sent as `text/plain`,
 /// a CORS-simple request).
 pub fn send_beacon(url: &str, body: &str) -> bool {
-    window().is_some_and(|w| w.navigator().send_beacon_with_opt_str(url, Some(body)).unwrap_or(false))
+    window().is_some_and(|w| {
+        w.navigator()
+            .send_beacon_with_opt_str(url, Some(body))
+            .unwrap_or(false)
+    })
 }
 
 /// POSTs JSON with credentials, `keepalive` when `keepalive`. Resolves to the
 /// HTTP status (0 on a network error) and the response text.
 pub async fn post_json(url: &str, body: &str, keepalive: bool) -> (u16, String) {
-    let Some(w) = window() else { return (0, String::new()) };
+    let Some(w) = window() else {
+        return (0, String::new());
+    };
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
     init.set_credentials(web_sys::RequestCredentials::Include);
     let headers = Object::new();
-    set(&headers, "Content-Type", &JsValue::from_str("application/json"));
+    set(
+        &headers,
+        "Content-Type",
+        &JsValue::from_str("application/json"),
+    );
     init.set_headers(&headers);
     if keepalive {
         set(init.as_ref(), "keepalive", &JsValue::TRUE);
     }
-    let Ok(resp) = wasm_bindgen_futures::JsFuture::from(w.fetch_with_str_and_init(url, &init)).await else {
+    let Ok(resp) =
+        wasm_bindgen_futures::JsFuture::from(w.fetch_with_str_and_init(url, &init)).await
+    else {
         return (0, String::new());
     };
     let Ok(resp) = resp.dyn_into::<web_sys::Response>() else {
@@ -201,13 +215,6 @@ pub async fn post_json(url: &str, body: &str, keepalive: bool) -> (u16, String) 
         Err(_) => String::new(),
     };
     (resp.status(), text)
-}
-
-/// Fire-and-forget `fetch(url, {keepalive: true, …})` for page hide when the beacon was refused.
-pub fn post_keepalive(url: String, body: String) {
-    wasm_bindgen_futures::spawn_local(async move {
-        let _ = post_json(&url, &body, true).await;
-    });
 }
 
 /// The JS `Error` a tracker method throws.

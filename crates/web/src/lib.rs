@@ -26,7 +26,10 @@
 //!
 //! [wasm-bindgen]: https://rustwasm.github.io/docs/wasm-bindgen/
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod queue;
 pub mod rules;

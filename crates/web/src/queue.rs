@@ -89,12 +89,29 @@ pub fn push_line(s: &mut String, e: &Entry) {
     s.push('\n');
 }
 
+/// Appends `e` to a stored queue when that needs no trimming: `None` when the
+/// id is already queued (one line starts with it) or the result would exceed
+/// `max_bytes` (the caller then takes the full path: parse, dedupe, trim).
+pub fn append(stored: &str, e: &Entry, max_bytes: usize) -> Option<String> {
+    let dup = stored
+        .split('\n')
+        .any(|l| l.split('\t').next() == Some(e.id.as_str()));
+    if dup || stored.len() + e.bytes() > max_bytes {
+        return None;
+    }
+    let mut s = String::with_capacity(stored.len() + e.bytes());
+    s.push_str(stored);
+    push_line(&mut s, e);
+    Some(s)
+}
+
 /// Reads the storage format; malformed lines are skipped, and a repeated id keeps its first copy.
 pub fn decode(s: &str) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     for line in s.split('\n') {
         let mut p = line.splitn(4, '\t');
-        let (Some(id), Some(at), Some(flag), Some(json)) = (p.next(), p.next(), p.next(), p.next()) else {
+        let (Some(id), Some(at), Some(flag), Some(json)) = (p.next(), p.next(), p.next(), p.next())
+        else {
             continue;
         };
         let Ok(at) = at.parse::<i64>() else { continue };
@@ -113,7 +130,11 @@ pub fn decode(s: &str) -> Vec<Entry> {
 
 /// Drops expired entries and, while over `max_bytes`, the oldest
 /// non-transactional entry (then the oldest of any kind). Returns what was dropped.
-pub fn enforce_limits(entries: &mut Vec<Entry>, now_ms: i64, max_bytes: usize) -> Vec<(Entry, DropReason)> {
+pub fn enforce_limits(
+    entries: &mut Vec<Entry>,
+    now_ms: i64,
+    max_bytes: usize,
+) -> Vec<(Entry, DropReason)> {
     let mut dropped = Vec::new();
     let mut i = 0;
     while i < entries.len() {
@@ -170,7 +191,10 @@ pub fn sent_contains(sent: &str, id: &str) -> bool {
 
 /// Adds an id to the remembered list, keeping the newest [`MAX_SENT_IDS`].
 pub fn sent_add(sent: &str, id: &str) -> String {
-    let mut ids: Vec<&str> = sent.split(' ').filter(|s| !s.is_empty() && *s != id).collect();
+    let mut ids: Vec<&str> = sent
+        .split(' ')
+        .filter(|s| !s.is_empty() && *s != id)
+        .collect();
     ids.push(id);
     let skip = ids.len().saturating_sub(MAX_SENT_IDS);
     let mut out = String::with_capacity(sent.len() + id.len() + 1);
@@ -186,7 +210,9 @@ pub fn sent_add(sent: &str, id: &str) -> String {
 /// Whether tab `me` may drain now, given the stored lease `tab:expiresMs`.
 pub fn lease_free(current: Option<&str>, me: &str, now_ms: i64) -> bool {
     let Some(cur) = current else { return true };
-    let Some((tab, exp)) = cur.split_once(':') else { return true };
+    let Some((tab, exp)) = cur.split_once(':') else {
+        return true;
+    };
     tab == me || exp.parse::<i64>().map_or(true, |exp| exp <= now_ms)
 }
 
@@ -223,27 +249,57 @@ mod tests {
         let s = encode(&v);
         assert_eq!(decode(&s), v);
         let junk = format!("garbage\n\tx\t-\t{{}}\nz\tNaN\t-\t{{}}\n{s}a\t9\t-\t{{}}\n");
-        assert_eq!(decode(&junk), v, "malformed lines and repeated ids are skipped");
+        assert_eq!(
+            decode(&junk),
+            v,
+            "malformed lines and repeated ids are skipped"
+        );
         assert!(decode("").is_empty());
     }
 
     #[test]
+    fn append_fast_path() {
+        let a = e("a", 1, false, 3);
+        let s = encode(std::slice::from_ref(&a));
+        let both = append(&s, &e("b", 2, true, 0), 1 << 20).unwrap();
+        assert_eq!(decode(&both).len(), 2);
+        assert_eq!(append(&both, &a, 1 << 20), None, "already queued");
+        assert_eq!(
+            append(&s, &e("c", 3, false, 5000), 100),
+            None,
+            "over the cap"
+        );
+    }
+
+    #[test]
     fn cap_keeps_transactions() {
-        let mut v = vec![e("p", 10, true, 500), e("a", 11, false, 500), e("b", 12, false, 500)];
+        let mut v = vec![
+            e("p", 10, true, 500),
+            e("a", 11, false, 500),
+            e("b", 12, false, 500),
+        ];
         let dropped = enforce_limits(&mut v, 20, 1200);
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].0.id, "a");
         assert_eq!(dropped[0].1, DropReason::QueueFull);
-        assert_eq!(v.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["p", "b"]);
+        assert_eq!(
+            v.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["p", "b"]
+        );
         let mut old = vec![e("o", 0, true, 1)];
-        assert_eq!(enforce_limits(&mut old, MAX_AGE_MS + 1, 1 << 20)[0].1, DropReason::Expired);
+        assert_eq!(
+            enforce_limits(&mut old, MAX_AGE_MS + 1, 1 << 20)[0].1,
+            DropReason::Expired
+        );
     }
 
     #[test]
     fn batches_are_small() {
         let v: Vec<Entry> = (0..50).map(|i| e(&i.to_string(), 1, false, 10)).collect();
         assert_eq!(batch_len(&v, 20, MAX_BATCH_BYTES), 20);
-        let big: Vec<Entry> = (0..5).map(|i| e(&i.to_string(), 1, false, 20_000)).collect();
+        let big: Vec<Entry> = (0..5)
+            .map(|i| e(&i.to_string(), 1, false, 20_000))
+            .collect();
         assert_eq!(batch_len(&big, 20, MAX_BATCH_BYTES), 1);
         assert_eq!(batch_len(&[], 20, MAX_BATCH_BYTES), 0);
     }

@@ -55,10 +55,15 @@ pub fn check_endpoint(v: &str) -> Result<(), ConfigError> {
             "is required: pass your first-party collect URL, e.g. endpoint: '/tally/collect'",
         ));
     }
-    if t.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if t.bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(bad);
     }
-    let ok = if let Some(rest) = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://")) {
+    let ok = if let Some(rest) = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+    {
         !rest.is_empty() && !rest.starts_with('/')
     } else {
         t.starts_with('/') && !t.starts_with("//")
@@ -68,15 +73,25 @@ pub fn check_endpoint(v: &str) -> Result<(), ConfigError> {
 
 /// `siteKey`: 1–64 characters of `[A-Za-z0-9_.-]`.
 pub fn check_site_key(v: &str) -> Result<(), ConfigError> {
-    if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+    if !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
         Ok(())
     } else {
-        Err(err("siteKey", "must be 1-64 letters, digits, '_', '.' or '-'"))
+        Err(err(
+            "siteKey",
+            "must be 1-64 letters, digits, '_', '.' or '-'",
+        ))
     }
 }
 
 fn upper_alnum(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 fn digits(s: &str, min: usize, max: usize) -> bool {
@@ -87,7 +102,10 @@ fn digits(s: &str, min: usize, max: usize) -> bool {
 pub fn check_measurement_id(v: &str) -> Result<(), ConfigError> {
     match v.strip_prefix("G-") {
         Some(rest) if upper_alnum(rest) => Ok(()),
-        _ => Err(err("ga4MeasurementId", "must look like 'G-ABC123XYZ' (your GA4 web stream's measurement id)")),
+        _ => Err(err(
+            "ga4MeasurementId",
+            "must look like 'G-ABC123XYZ' (your GA4 web stream's measurement id)",
+        )),
     }
 }
 
@@ -95,13 +113,20 @@ pub fn check_measurement_id(v: &str) -> Result<(), ConfigError> {
 pub fn check_ads_id(v: &str) -> Result<(), ConfigError> {
     match v.strip_prefix("AW-") {
         Some(rest) if digits(rest, 5, 15) => Ok(()),
-        _ => Err(err("adsConversionId", "must look like 'AW-123456789' (Google Ads conversion id)")),
+        _ => Err(err(
+            "adsConversionId",
+            "must look like 'AW-123456789' (Google Ads conversion id)",
+        )),
     }
 }
 
 /// A gtag conversion label: 1–64 characters of `[A-Za-z0-9_-]`.
 pub fn check_label(v: &str) -> Result<(), ConfigError> {
-    if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+    if !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    {
         Ok(())
     } else {
         Err(err(
@@ -116,7 +141,10 @@ pub fn check_pixel_id(v: &str) -> Result<(), ConfigError> {
     if digits(v, 5, 20) {
         Ok(())
     } else {
-        Err(err("metaPixelId", "must be the digits of your Meta pixel id, e.g. '123456789012345'"))
+        Err(err(
+            "metaPixelId",
+            "must be the digits of your Meta pixel id, e.g. '123456789012345'",
+        ))
     }
 }
 
@@ -125,13 +153,18 @@ pub fn check_cookie_domain(v: &str, hostname: &str) -> Result<(), ConfigError> {
     let d = v.trim_start_matches('.');
     let syntax = !d.is_empty()
         && d.len() <= 253
-        && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !syntax {
-        return Err(err("cookieDomain", "must be a domain name such as 'example.com'"));
+        return Err(err(
+            "cookieDomain",
+            "must be a domain name such as 'example.com'",
+        ));
     }
     let h = hostname.to_ascii_lowercase();
     let d = d.to_ascii_lowercase();
-    let inside = h == d || (h.ends_with(&d) && h.as_bytes().get(h.len() - d.len() - 1) == Some(&b'.'));
+    let inside =
+        h == d || (h.ends_with(&d) && h.as_bytes().get(h.len() - d.len() - 1) == Some(&b'.'));
     if hostname.is_empty() || inside {
         Ok(())
     } else {
@@ -150,7 +183,10 @@ pub fn check_expiry_days(v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= MAX_COOKIE_DAYS {
         Ok(())
     } else {
-        Err(err("cookieExpiryDays", "must be a number of days between 1 and 400 (default 90)"))
+        Err(err(
+            "cookieExpiryDays",
+            "must be a number of days between 1 and 400 (default 90)",
+        ))
     }
 }
 
@@ -172,7 +208,10 @@ impl ClickIdStorage {
             "cookie" => Ok(ClickIdStorage::Cookie),
             "memory" => Ok(ClickIdStorage::Memory),
             "none" => Ok(ClickIdStorage::None),
-            _ => Err(err("clickIdStorage", "must be 'cookie', 'memory' or 'none'")),
+            _ => Err(err(
+                "clickIdStorage",
+                "must be 'cookie', 'memory' or 'none'",
+            )),
         }
     }
 }
@@ -244,19 +283,57 @@ pub fn strip_envelope(env: &mut ContextEnvelope) {
         env.hashed_user_data = None;
     }
     env.raw_user_data = None;
+    env.page_url = env.page_url.as_deref().map(redact_url);
+    env.referrer = env.referrer.as_deref().map(redact_url);
+}
+
+/// Query parameters that carry ad click ids (or GA's linker, which embeds them).
+pub const CLICK_PARAMS: [&str; 10] = [
+    "gclid", "gbraid", "wbraid", "fbclid", "ttclid", "rtid", "dclid", "msclkid", "gclsrc", "_gl",
+];
+
+/// A URL without its click-id parameters: click ids travel only in `clickIds`,
+/// where consent governs them, never hidden in a page URL.
+pub fn redact_url(url: &str) -> String {
+    let (head, frag) = match url.find('#') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let Some((base, query)) = head.split_once('?') else {
+        return url.to_owned();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    let mut first = true;
+    for pair in query.split('&') {
+        let key = pair.split('=').next().unwrap_or_default();
+        if pair.is_empty() || CLICK_PARAMS.contains(&key) {
+            continue;
+        }
+        out.push(if first { '?' } else { '&' });
+        first = false;
+        out.push_str(pair);
+    }
+    out.push_str(frag);
+    out
 }
 
 /// The consent decision as stored between pages: four letters `g`/`d`/`u` in
 /// the order ad_storage, analytics_storage, ad_user_data, ad_personalization.
 pub fn encode_consent(c: &ConsentState) -> String {
-    [c.ad_storage, c.analytics_storage, c.ad_user_data, c.ad_personalization]
-        .iter()
-        .map(|s| match s {
-            ConsentSignal::Granted => 'g',
-            ConsentSignal::Denied => 'd',
-            ConsentSignal::Unknown => 'u',
-        })
-        .collect()
+    [
+        c.ad_storage,
+        c.analytics_storage,
+        c.ad_user_data,
+        c.ad_personalization,
+    ]
+    .iter()
+    .map(|s| match s {
+        ConsentSignal::Granted => 'g',
+        ConsentSignal::Denied => 'd',
+        ConsentSignal::Unknown => 'u',
+    })
+    .collect()
 }
 
 /// Reads [`encode_consent`]; `None` for anything else.
@@ -283,7 +360,13 @@ pub fn decode_consent(s: &str) -> Option<ConsentState> {
 
 /// The string assigned to `document.cookie` to set a first-party cookie.
 /// `max_age_secs == 0` deletes it.
-pub fn cookie_string(name: &str, value: &str, max_age_secs: i64, domain: Option<&str>, secure: bool) -> String {
+pub fn cookie_string(
+    name: &str,
+    value: &str,
+    max_age_secs: i64,
+    domain: Option<&str>,
+    secure: bool,
+) -> String {
     let mut s = String::with_capacity(name.len() + value.len() + 64);
     s.push_str(name);
     s.push('=');
@@ -331,7 +414,8 @@ pub fn ga4_params_json(e: &Event, send_to: Option<&str>) -> String {
     write_amount(&mut w, "value", e.value);
     write_amount(&mut w, "shipping", e.shipping);
     write_amount(&mut w, "tax", e.tax);
-    w.opt_str("coupon", e.coupon.as_deref()).opt_str("affiliation", e.affiliation.as_deref());
+    w.opt_str("coupon", e.coupon.as_deref())
+        .opt_str("affiliation", e.affiliation.as_deref());
     for (k, v) in &e.params {
         match v {
             ParamValue::Text(s) => {
@@ -434,7 +518,11 @@ pub fn meta_custom_data_json(e: &Event) -> String {
         }
         o.push(']');
         w.str("content_type", "product");
-        let n: u64 = e.items.iter().map(|i| u64::from(i.quantity.unwrap_or(1))).sum();
+        let n: u64 = e
+            .items
+            .iter()
+            .map(|i| u64::from(i.quantity.unwrap_or(1)))
+            .sum();
         w.int("num_items", i64::try_from(n).unwrap_or(i64::MAX));
     }
     if let Some(ParamValue::Text(s)) = e.params.get("search_term") {
@@ -459,7 +547,9 @@ pub fn batch_body<'a>(
 ) -> String {
     let mut out = String::with_capacity(context_json.len() + 512);
     let mut w = ObjectWriter::new(&mut out);
-    w.opt_str("siteKey", site_key).int("sentAt", sent_at_ms).raw("context", context_json);
+    w.opt_str("siteKey", site_key)
+        .int("sentAt", sent_at_ms)
+        .raw("context", context_json);
     let o = w.key("events");
     o.push('[');
     for (i, e) in events.into_iter().enumerate() {
@@ -496,7 +586,10 @@ pub fn http_outcome(status: u16) -> HttpOutcome {
 /// Whether a per-event `status` in the collector's reply settles the event
 /// (it leaves the queue). Unknown statuses are kept and retried.
 pub fn status_settles(status: &str) -> bool {
-    matches!(status, "accepted" | "duplicate" | "invalid" | "consent_denied")
+    matches!(
+        status,
+        "accepted" | "duplicate" | "invalid" | "consent_denied"
+    )
 }
 
 /// Retry delay after `failures` consecutive failures: 1 s doubling to at most
@@ -515,13 +608,31 @@ mod tests {
 
     #[test]
     fn endpoint_rules() {
-        for ok in ["/tally/collect", "https://shop.example/c", "http://127.0.0.1:8080/collect"] {
+        for ok in [
+            "/tally/collect",
+            "https://shop.example/c",
+            "http://127.0.0.1:8080/collect",
+        ] {
             assert!(check_endpoint(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "  ", "collect", "//evil.example/c", "ftp://x", "https://", "/a b", "javascript:alert(1)"] {
+        for bad in [
+            "",
+            "  ",
+            "collect",
+            "//evil.example/c",
+            "ftp://x",
+            "https://",
+            "/a b",
+            "javascript:alert(1)",
+        ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
-        assert!(check_endpoint("").unwrap_err().message().contains("endpoint is required"));
+        assert!(
+            check_endpoint("")
+                .unwrap_err()
+                .message()
+                .contains("endpoint is required")
+        );
     }
 
     #[test]
@@ -602,6 +713,23 @@ mod tests {
     }
 
     #[test]
+    fn urls_lose_click_ids() {
+        assert_eq!(
+            redact_url("https://s.example/p?gclid=G&a=1&fbclid=F#top"),
+            "https://s.example/p?a=1#top"
+        );
+        assert_eq!(
+            redact_url("https://s.example/p?gclid=G"),
+            "https://s.example/p"
+        );
+        assert_eq!(
+            redact_url("https://s.example/p?x=gclid"),
+            "https://s.example/p?x=gclid"
+        );
+        assert_eq!(redact_url("/p"), "/p");
+    }
+
+    #[test]
     fn cookie_strings() {
         assert_eq!(
             cookie_string("_tally_cid", "GA1.1.1.2", 7776000, None, false),
@@ -614,10 +742,15 @@ mod tests {
     }
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(EventName::Purchase, TransactionId::parse("T_12345").unwrap(), 1);
+        let mut e = Event::transactional(
+            EventName::Purchase,
+            TransactionId::parse("T_12345").unwrap(),
+            1,
+        );
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items.push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items
+            .push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         e
     }
 
@@ -647,7 +780,10 @@ mod tests {
     #[test]
     fn body_and_outcomes() {
         let b = batch_body(Some("k"), 5, "{\"v\":1}", ["{\"a\":1}", "{\"b\":2}"]);
-        assert_eq!(b, r#"{"siteKey":"k","sentAt":5,"context":{"v":1},"events":[{"a":1},{"b":2}]}"#);
+        assert_eq!(
+            b,
+            r#"{"siteKey":"k","sentAt":5,"context":{"v":1},"events":[{"a":1},{"b":2}]}"#
+        );
         assert_eq!(http_outcome(200), HttpOutcome::Delivered);
         assert_eq!(http_outcome(0), HttpOutcome::Retry);
         assert_eq!(http_outcome(503), HttpOutcome::Retry);

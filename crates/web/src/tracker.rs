@@ -18,8 +18,8 @@ use tally_core::consent::DestinationKind;
 use tally_core::normalize::NormalizeOptions;
 use tally_core::session::session_cookie_name;
 use tally_core::{
-    ClickIds, ClientId, ConsentState, ContextEnvelope, Event, EventName, GaSession, HashedUserData, UserId,
-    VisitorId, cookie,
+    ClickIds, ClientId, ConsentState, ContextEnvelope, Event, EventName, GaSession, HashedUserData,
+    UserId, VisitorId, cookie,
 };
 use wasm_bindgen::prelude::*;
 
@@ -64,6 +64,7 @@ struct State {
     beaconed: Vec<String>,
     last_page: Option<(String, String)>,
     tab: String,
+    stopped: bool,
 }
 
 struct Inner {
@@ -175,7 +176,13 @@ impl Inner {
     fn write_cookie(&self, name: &str, value: &str, delete: bool) {
         let secure = js::location(b'p') == "https:";
         let age = if delete { 0 } else { self.cfg.cookie_secs };
-        js::set_cookie(&rules::cookie_string(name, value, age, self.cfg.cookie_domain.as_deref(), secure));
+        js::set_cookie(&rules::cookie_string(
+            name,
+            value,
+            age,
+            self.cfg.cookie_domain.as_deref(),
+            secure,
+        ));
     }
 
     // ------------------------------------------------------------ identity
@@ -185,7 +192,9 @@ impl Inner {
         if let Some(id) = client_id_from_cookie_header(&c) {
             return id;
         }
-        if let Some(id) = cookie::values(&c, CID_COOKIE).find_map(|v| ClientId::from_ga_cookie(v).ok()) {
+        if let Some(id) =
+            cookie::values(&c, CID_COOKIE).find_map(|v| ClientId::from_ga_cookie(v).ok())
+        {
             return id;
         }
         let mut s = self.st.borrow_mut();
@@ -238,8 +247,13 @@ impl Inner {
         if with_ids {
             let sent = self.sent(&s);
             let ids: Vec<&str> = sent.split(' ').filter(|x| !x.is_empty()).collect();
-            let skip = ids.len().saturating_sub(tally_core::envelope::MAX_EVENT_IDS);
-            env.event_ids = ids[skip..].iter().filter_map(|i| tally_core::EventId::parse(i).ok()).collect();
+            let skip = ids
+                .len()
+                .saturating_sub(tally_core::envelope::MAX_EVENT_IDS);
+            env.event_ids = ids[skip..]
+                .iter()
+                .filter_map(|i| tally_core::EventId::parse(i).ok())
+                .collect();
         }
         rules::strip_envelope(&mut env);
         env
@@ -253,23 +267,41 @@ impl Inner {
             let mut s = self.st.borrow_mut();
             let deterministic = e.transaction_id.is_some();
             if deterministic
-                && (queue::sent_contains(&self.sent(&s), &id) || s.pending.iter().any(|(p, _)| p.id == e.id))
+                && (queue::sent_contains(&self.sent(&s), &id)
+                    || s.pending.iter().any(|(p, _)| p.id == e.id))
             {
                 drop(s);
-                self.log(false, "already tracked in this browser; not sent again", &JsValue::from_str(&id));
+                self.log(
+                    false,
+                    "already tracked in this browser; not sent again",
+                    &JsValue::from_str(&id),
+                );
                 return;
             }
             if self.cfg.consent_v2 && !s.consent.is_decided() {
                 let mut dropped = None;
                 if s.pending.len() >= MAX_PENDING {
-                    let i = s.pending.iter().position(|(p, _)| p.transaction_id.is_none()).unwrap_or(0);
+                    let i = s
+                        .pending
+                        .iter()
+                        .position(|(p, _)| p.transaction_id.is_none())
+                        .unwrap_or(0);
                     let (old, _) = s.pending.remove(i);
-                    dropped = Some(drop_object(old.id.as_str(), "consent_buffer_full", None, None));
+                    dropped = Some(drop_object(
+                        old.id.as_str(),
+                        "consent_buffer_full",
+                        None,
+                        None,
+                    ));
                 }
                 s.pending.push((e, label));
                 drop(s);
                 self.report(dropped.into_iter().collect());
-                self.log(false, "waiting for a consent decision", &JsValue::from_str(&id));
+                self.log(
+                    false,
+                    "waiting for a consent decision",
+                    &JsValue::from_str(&id),
+                );
                 return;
             }
         }
@@ -291,14 +323,32 @@ impl Inner {
                     json: e.to_json(),
                 };
                 if entry.json.len() > queue::MAX_EVENT_BYTES {
-                    drops.push(drop_object(id, queue::DropReason::TooLarge.as_str(), None, None));
+                    drops.push(drop_object(
+                        id,
+                        queue::DropReason::TooLarge.as_str(),
+                        None,
+                        None,
+                    ));
                 } else {
-                    let mut q = self.load(&s);
-                    queue::push_unique(&mut q, entry);
-                    for (d, why) in queue::enforce_limits(&mut q, js::now_ms(), self.cfg.max_queue_bytes) {
-                        drops.push(drop_object(&d.id, why.as_str(), None, None));
+                    // Fast path: append one line to the stored queue without parsing it.
+                    let stored = if self.persist(&s) {
+                        js::storage_get(Q_KEY)
+                    } else {
+                        None
+                    };
+                    let appended = stored
+                        .as_deref()
+                        .and_then(|q| queue::append(q, &entry, self.cfg.max_queue_bytes));
+                    if !appended.is_some_and(|q| js::storage_set(Q_KEY, &q)) {
+                        let mut q = self.load(&s);
+                        queue::push_unique(&mut q, entry);
+                        for (d, why) in
+                            queue::enforce_limits(&mut q, js::now_ms(), self.cfg.max_queue_bytes)
+                        {
+                            drops.push(drop_object(&d.id, why.as_str(), None, None));
+                        }
+                        self.save(&mut s, q);
                     }
-                    self.save(&mut s, q);
                     if e.transaction_id.is_some() {
                         self.mark_sent(&mut s, id);
                     }
@@ -335,19 +385,28 @@ impl Inner {
             }
             if let (true, Some(ads_id), Some(label)) = (ads, self.cfg.ads.as_deref(), label) {
                 let p = rules::ads_conversion_json(e, ads_id, label);
-                js::call(&gtag, &["event".into(), "conversion".into(), js::parse_json(&p)]);
+                js::call(
+                    &gtag,
+                    &["event".into(), "conversion".into(), js::parse_json(&p)],
+                );
             }
         }
         let meta = rules::meta_call(&e.name).filter(|_| !conversion);
         if let (Some(fbq), Some(call)) = (js::global_fn("fbq"), meta) {
-            if c.policy(DestinationKind::Meta).may_send() {
+            // The pixel sets and sends `_fbp`/`_fbc` itself: it needs ad storage as well
+            // as the core's Meta policy (ad user data), the same rule as `fbq('consent')`.
+            if c.policy(DestinationKind::Meta).may_send() && c.ad_storage.is_granted() {
                 let data = js::parse_json(&rules::meta_custom_data_json(e));
                 let opts = Object::new();
                 js::set(&opts, "eventID", &JsValue::from_str(e.id.as_str()));
                 let mname = JsValue::from_str(e.name.meta_name());
                 match &self.cfg.pixel {
                     Some(px) => {
-                        let single = if call == "track" { "trackSingle" } else { "trackSingleCustom" };
+                        let single = if call == "track" {
+                            "trackSingle"
+                        } else {
+                            "trackSingleCustom"
+                        };
                         js::call(&fbq, &[single.into(), px.into(), mname, data, opts.into()])
                     }
                     None => js::call(&fbq, &[call.into(), mname, data, opts.into()]),
@@ -378,7 +437,10 @@ impl Inner {
                 }
                 self.save(&mut s, q);
                 let mut sent = js::storage_get(SENT_KEY).unwrap_or_default();
-                for id in std::mem::take(&mut s.sent_mem).split(' ').filter(|x| !x.is_empty()) {
+                for id in std::mem::take(&mut s.sent_mem)
+                    .split(' ')
+                    .filter(|x| !x.is_empty())
+                {
                     sent = queue::sent_add(&sent, id);
                 }
                 if !sent.is_empty() {
@@ -394,7 +456,11 @@ impl Inner {
             // Tally's own cookies follow their purpose; `_ga`, `_gcl_*`, `_fbp` are never touched.
             let jar = js::cookies();
             if rules::may_store_analytics(&after) {
-                if let Some(id) = s.minted.clone().filter(|_| client_id_from_cookie_header(&jar).is_none()) {
+                if let Some(id) = s
+                    .minted
+                    .clone()
+                    .filter(|_| client_id_from_cookie_header(&jar).is_none())
+                {
                     self.write_cookie(CID_COOKIE, &id.to_ga_cookie(1), false);
                 }
                 if let Some(v) = &s.visitor {
@@ -441,7 +507,13 @@ impl Inner {
         }
         if let Some(fbq) = js::global_fn("fbq") {
             let grant = after.ad_storage.is_granted() && after.ad_user_data.is_granted();
-            js::call(&fbq, &["consent".into(), (if grant { "grant" } else { "revoke" }).into()]);
+            js::call(
+                &fbq,
+                &[
+                    "consent".into(),
+                    (if grant { "grant" } else { "revoke" }).into(),
+                ],
+            );
         }
         self.log(false, "consent", &input::consent_object(&after).into());
         for (e, label) in pending {
@@ -479,7 +551,9 @@ impl Inner {
     fn kick(self: &Rc<Self>) {
         let start = {
             let mut s = self.st.borrow_mut();
-            if s.draining {
+            if s.stopped {
+                false
+            } else if s.draining {
                 s.again = true;
                 false
             } else {
@@ -529,7 +603,8 @@ impl Inner {
             }
             let n = queue::batch_len(&q, self.cfg.batch_size, queue::MAX_BATCH_BYTES);
             if n == 0 {
-                if persist && queue::lease_free(js::storage_get(LEASE_KEY).as_deref(), &s.tab, now) {
+                if persist && queue::lease_free(js::storage_get(LEASE_KEY).as_deref(), &s.tab, now)
+                {
                     js::storage_remove(LEASE_KEY);
                 }
                 return None;
@@ -537,7 +612,12 @@ impl Inner {
             if persist {
                 js::storage_set(LEASE_KEY, &queue::lease_value(&s.tab, now));
             }
-            Some(q[..n].iter().map(|e| (e.id.clone(), e.json.clone())).collect::<Vec<_>>())
+            Some(
+                q[..n]
+                    .iter()
+                    .map(|e| (e.id.clone(), e.json.clone()))
+                    .collect::<Vec<_>>(),
+            )
         })();
         self.report(drops);
         if let Some(ms) = wait {
@@ -545,7 +625,12 @@ impl Inner {
         }
         let batch = out?;
         let ctx = self.envelope(false).to_json();
-        let body = rules::batch_body(self.cfg.site_key.as_deref(), now, &ctx, batch.iter().map(|(_, j)| j.as_str()));
+        let body = rules::batch_body(
+            self.cfg.site_key.as_deref(),
+            now,
+            &ctx,
+            batch.iter().map(|(_, j)| j.as_str()),
+        );
         Some((batch.into_iter().map(|(id, _)| id).collect(), body))
     }
 
@@ -557,9 +642,15 @@ impl Inner {
         let mut outcome = rules::http_outcome(status);
         if outcome == HttpOutcome::Delivered {
             let results = get(&js::parse_json(text), "results");
-            let results: Array = if Array::is_array(&results) { results.into() } else { Array::new() };
+            let results: Array = if Array::is_array(&results) {
+                results.into()
+            } else {
+                Array::new()
+            };
             for id in ids {
-                let r = results.iter().find(|r| get(r, "eventId").as_string().as_deref() == Some(id.as_str()));
+                let r = results
+                    .iter()
+                    .find(|r| get(r, "eventId").as_string().as_deref() == Some(id.as_str()));
                 let Some(r) = r else {
                     remove.push(id.clone());
                     continue;
@@ -609,7 +700,11 @@ impl Inner {
                 let s = self.st.borrow();
                 (s.retry_at - js::now_ms()).max(0)
             };
-            self.log(true, "collector unavailable; retrying in ms", &JsValue::from_f64(wait as f64));
+            self.log(
+                true,
+                "collector unavailable; retrying in ms",
+                &JsValue::from_f64(wait as f64),
+            );
             self.schedule(wait as i32);
         }
         keep_going
@@ -621,14 +716,24 @@ impl Inner {
     fn on_hide(self: &Rc<Self>, leaving: bool) {
         let bodies = {
             let mut s = self.st.borrow_mut();
-            if leaving && self.persist(&s) && queue::lease_free(js::storage_get(LEASE_KEY).as_deref(), &s.tab, 0) {
+            if s.stopped {
+                return;
+            }
+            if leaving
+                && self.persist(&s)
+                && queue::lease_free(js::storage_get(LEASE_KEY).as_deref(), &s.tab, 0)
+            {
                 js::storage_remove(LEASE_KEY);
             }
             if !rules::collector_may_send(&s.consent) {
                 return;
             }
             let q = self.load(&s);
-            let fresh: Vec<Entry> = q.into_iter().filter(|e| !s.beaconed.contains(&e.id)).collect();
+            s.beaconed.retain(|id| q.iter().any(|e| e.id == *id));
+            let fresh: Vec<Entry> = q
+                .into_iter()
+                .filter(|e| !s.beaconed.contains(&e.id))
+                .collect();
             if fresh.is_empty() {
                 return;
             }
@@ -639,18 +744,32 @@ impl Inner {
         };
         let ctx = self.envelope(false).to_json();
         let now = js::now_ms();
-        let budget = rules::MAX_BEACON_BYTES - ctx.len() - 96;
+        let budget = rules::MAX_BEACON_BYTES.saturating_sub(ctx.len() + 96);
         let mut start = 0;
         while start < bodies.len() {
             let n = queue::batch_len(&bodies[start..], 100, budget);
             let chunk = &bodies[start..start + n];
             start += n;
-            let body = rules::batch_body(self.cfg.site_key.as_deref(), now, &ctx, chunk.iter().map(|e| e.json.as_str()));
+            let body = rules::batch_body(
+                self.cfg.site_key.as_deref(),
+                now,
+                &ctx,
+                chunk.iter().map(|e| e.json.as_str()),
+            );
             if body.len() > rules::MAX_BEACON_BYTES {
                 continue; // one huge event: it goes with a normal request from the next page
             }
             if !js::send_beacon(&self.cfg.endpoint, &body) {
-                js::post_keepalive(self.cfg.endpoint.clone(), body);
+                // Refused (over the browser's budget or blocked): fetch keepalive. If the
+                // page lives on (a tab switch), its answer settles the events as usual.
+                let ids: Vec<String> = chunk.iter().map(|e| e.id.clone()).collect();
+                let me = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let (status, text) = js::post_json(&me.cfg.endpoint, &body, true).await;
+                    if status != 0 {
+                        me.settle(&ids, status, &text);
+                    }
+                });
             }
         }
     }
@@ -700,11 +819,15 @@ impl BrowserTracker {
                 debug = v == "1" || v == "true";
             }
         }
-        let storage_ok = web_sys::window().and_then(|w| w.local_storage().ok().flatten()).is_some();
+        let storage_ok = web_sys::window()
+            .and_then(|w| w.local_storage().ok().flatten())
+            .is_some();
         let consent = if !cfg.consent_v2 {
             ConsentState::ALL_GRANTED
         } else {
-            js::storage_get(CONSENT_KEY).and_then(|v| rules::decode_consent(&v)).unwrap_or_default()
+            js::storage_get(CONSENT_KEY)
+                .and_then(|v| rules::decode_consent(&v))
+                .unwrap_or_default()
         };
         let jar = js::cookies();
         let now = js::now_ms();
@@ -750,6 +873,7 @@ impl BrowserTracker {
                 beaconed: Vec::new(),
                 last_page: None,
                 tab,
+                stopped: false,
             }),
             cfg,
         });
@@ -764,7 +888,17 @@ impl BrowserTracker {
         });
         let me = inner.clone();
         js::listen(false, "pagehide", move || me.on_hide(true));
-        inner.log(false, "tracker ready", &input::consent_object(&consent).into());
+        let me = inner.clone();
+        js::listen(false, "online", move || {
+            // Back online: retry now instead of waiting out the backoff.
+            me.st.borrow_mut().retry_at = 0;
+            me.kick();
+        });
+        inner.log(
+            false,
+            "tracker ready",
+            &input::consent_object(&consent).into(),
+        );
         inner.schedule(0);
         Ok(BrowserTracker { inner })
     }
@@ -806,7 +940,8 @@ impl BrowserTracker {
     /// `gtag('consent', 'update', …)` and `fbq('consent', 'grant' | 'revoke')`.
     #[wasm_bindgen(js_name = updateConsent)]
     pub fn update_consent(&self, update: JsValue) -> Result<(), JsValue> {
-        let (u, fwd) = input::consent_update(&update).map_err(|e| method_error("updateConsent", &e))?;
+        let (u, fwd) =
+            input::consent_update(&update).map_err(|e| method_error("updateConsent", &e))?;
         self.inner.update_consent(&u, fwd);
         Ok(())
     }
@@ -833,7 +968,12 @@ impl BrowserTracker {
     /// The visitor id set with `setVisitor` (or read from `_tally_vid`), or `undefined`.
     #[wasm_bindgen(js_name = getVisitorId)]
     pub fn get_visitor_id(&self) -> Option<String> {
-        self.inner.st.borrow().visitor.as_ref().map(|v| v.as_str().to_owned())
+        self.inner
+            .st
+            .borrow()
+            .visitor
+            .as_ref()
+            .map(|v| v.as_str().to_owned())
     }
 
     /// Sets the signed-in user's id (GA4 `user_id`) and, optionally, their user
@@ -900,10 +1040,26 @@ impl BrowserTracker {
         self.inner.queue_len()
     }
 
+    /// Stops the tracker (single-page apps, hot reload): it sends nothing more
+    /// and its listeners and timers do nothing. Queued events stay stored for
+    /// the next page or tracker.
+    pub fn destroy(&self) {
+        let mut s = self.inner.st.borrow_mut();
+        s.stopped = true;
+        if self.inner.persist(&s)
+            && js::storage_get(LEASE_KEY).is_some_and(|l| l.starts_with(&s.tab))
+        {
+            js::storage_remove(LEASE_KEY);
+        }
+    }
+
     /// Sends what is queued now (ignoring any backoff). Resolves, once the
     /// attempt is over, to the number of events still waiting.
     pub fn flush(&self) -> Promise {
         let inner = self.inner.clone();
+        if inner.st.borrow().stopped {
+            return Promise::resolve(&JsValue::from_f64(inner.queue_len() as f64));
+        }
         let p = Promise::new(&mut |resolve, _| inner.st.borrow_mut().waiters.push(resolve));
         inner.st.borrow_mut().retry_at = 0;
         inner.kick();
@@ -918,21 +1074,24 @@ impl BrowserTracker {
         let err = |e| method_error(m, &e);
         let href = js::location(b'h');
         let path = input::opt_str(&input, "path", "path").map_err(err)?;
-        let title = input::opt_str(&input, "title", "title").map_err(err)?.unwrap_or_else(|| js::document_text(false));
+        let title = input::opt_str(&input, "title", "title")
+            .map_err(err)?
+            .unwrap_or_else(|| js::document_text(false));
         let key = path.clone().unwrap_or_else(|| href.clone());
         if let Some((last, id)) = &self.inner.st.borrow().last_page {
             if *last == key {
                 return Ok(id.clone());
             }
         }
-        let mut e = input::event(EventName::PageView, &input, &NO_EXTRA, js::now_ms()).map_err(err)?;
-        if let Some(v) = truncated(href, 1000) {
+        let mut e =
+            input::event(EventName::PageView, &input, &NO_EXTRA, js::now_ms()).map_err(err)?;
+        if let Some(v) = truncated(rules::redact_url(&href), 1000) {
             e.set_text("page_location", v);
         }
         if let Some(v) = truncated(title, 300) {
             e.set_text("page_title", v);
         }
-        if let Some(v) = truncated(js::document_text(true), 420) {
+        if let Some(v) = truncated(rules::redact_url(&js::document_text(true)), 420) {
             e.set_text("page_referrer", v);
         }
         if let Some(p) = path.and_then(|p| truncated(p, 100)) {
@@ -940,7 +1099,8 @@ impl BrowserTracker {
         }
         let id = e.id.as_str().to_owned();
         self.inner.st.borrow_mut().last_page = Some((key, id.clone()));
-        self.inner.submit(e, self.inner.cfg.label("pageView").map(str::to_owned));
+        self.inner
+            .submit(e, self.inner.cfg.label("pageView").map(str::to_owned));
         Ok(id)
     }
 
@@ -960,7 +1120,10 @@ impl BrowserTracker {
     pub fn track_conversion(&self, input: JsValue) -> Result<String, JsValue> {
         let m = "trackConversion";
         let label = input::opt_str(&input, "label", "label")
-            .and_then(|l| l.filter(|l| !l.trim().is_empty()).ok_or(tally_core::Error::Missing { field: "label" }))
+            .and_then(|l| {
+                l.filter(|l| !l.trim().is_empty())
+                    .ok_or(tally_core::Error::Missing { field: "label" })
+            })
             .map_err(|e| method_error(m, &e))?;
         let gtag_label = self.inner.cfg.label(&label).unwrap_or(&label).to_owned();
         let name = EventName::Custom("conversion".into());
@@ -975,25 +1138,49 @@ impl BrowserTracker {
     /// `view_item`: `{ value?, currency?, items }`.
     #[wasm_bindgen(js_name = trackViewItem)]
     pub fn track_view_item(&self, input: JsValue) -> Result<String, JsValue> {
-        self.track("trackViewItem", EventName::ViewItem, &input, Some("viewItem"), &NO_EXTRA)
+        self.track(
+            "trackViewItem",
+            EventName::ViewItem,
+            &input,
+            Some("viewItem"),
+            &NO_EXTRA,
+        )
     }
 
     /// `add_to_cart`: `{ value?, currency?, items }`.
     #[wasm_bindgen(js_name = trackAddToCart)]
     pub fn track_add_to_cart(&self, input: JsValue) -> Result<String, JsValue> {
-        self.track("trackAddToCart", EventName::AddToCart, &input, Some("addToCart"), &NO_EXTRA)
+        self.track(
+            "trackAddToCart",
+            EventName::AddToCart,
+            &input,
+            Some("addToCart"),
+            &NO_EXTRA,
+        )
     }
 
     /// `remove_from_cart`: `{ value?, currency?, items }`.
     #[wasm_bindgen(js_name = trackRemoveFromCart)]
     pub fn track_remove_from_cart(&self, input: JsValue) -> Result<String, JsValue> {
-        self.track("trackRemoveFromCart", EventName::RemoveFromCart, &input, Some("removeFromCart"), &NO_EXTRA)
+        self.track(
+            "trackRemoveFromCart",
+            EventName::RemoveFromCart,
+            &input,
+            Some("removeFromCart"),
+            &NO_EXTRA,
+        )
     }
 
     /// `begin_checkout`: `{ value?, currency?, items?, coupon? }`.
     #[wasm_bindgen(js_name = trackBeginCheckout)]
     pub fn track_begin_checkout(&self, input: JsValue) -> Result<String, JsValue> {
-        self.track("trackBeginCheckout", EventName::BeginCheckout, &input, Some("beginCheckout"), &NO_EXTRA)
+        self.track(
+            "trackBeginCheckout",
+            EventName::BeginCheckout,
+            &input,
+            Some("beginCheckout"),
+            &NO_EXTRA,
+        )
     }
 
     /// `add_shipping_info`: `{ shippingTier?, value?, currency?, items? }`.
@@ -1003,7 +1190,13 @@ impl BrowserTracker {
             params: &[("shippingTier", "shipping_tier")],
             txn_required: false,
         };
-        self.track("trackAddShippingInfo", EventName::AddShippingInfo, &input, Some("addShippingInfo"), &X)
+        self.track(
+            "trackAddShippingInfo",
+            EventName::AddShippingInfo,
+            &input,
+            Some("addShippingInfo"),
+            &X,
+        )
     }
 
     /// `add_payment_info`: `{ paymentType?, value?, currency?, items? }`.
@@ -1013,7 +1206,13 @@ impl BrowserTracker {
             params: &[("paymentType", "payment_type")],
             txn_required: false,
         };
-        self.track("trackAddPaymentInfo", EventName::AddPaymentInfo, &input, Some("addPaymentInfo"), &X)
+        self.track(
+            "trackAddPaymentInfo",
+            EventName::AddPaymentInfo,
+            &input,
+            Some("addPaymentInfo"),
+            &X,
+        )
     }
 
     /// `purchase`: `{ transactionId, value, currency, items, coupon?, shipping?, tax?, affiliation?, userData? }`.
@@ -1026,7 +1225,13 @@ impl BrowserTracker {
             params: &[],
             txn_required: true,
         };
-        self.track("trackPurchase", EventName::Purchase, &input, Some("purchase"), &X)
+        self.track(
+            "trackPurchase",
+            EventName::Purchase,
+            &input,
+            Some("purchase"),
+            &X,
+        )
     }
 
     /// `refund`: `{ transactionId, value?, originalValue?, currency?, items? }`.
@@ -1053,7 +1258,13 @@ impl BrowserTracker {
     /// `generate_lead`: `{ value?, currency?, transactionId?, userData? }`.
     #[wasm_bindgen(js_name = trackLead)]
     pub fn track_lead(&self, input: JsValue) -> Result<String, JsValue> {
-        self.track("trackLead", EventName::GenerateLead, &input, Some("lead"), &NO_EXTRA)
+        self.track(
+            "trackLead",
+            EventName::GenerateLead,
+            &input,
+            Some("lead"),
+            &NO_EXTRA,
+        )
     }
 }
 
@@ -1072,7 +1283,14 @@ impl BrowserTracker {
         let (Some(gtag), Some(ga4)) = (js::global_fn("gtag"), self.inner.cfg.ga4.as_deref()) else {
             return;
         };
-        if !self.inner.st.borrow().consent.policy(DestinationKind::Ga4).may_send() {
+        if !self
+            .inner
+            .st
+            .borrow()
+            .consent
+            .policy(DestinationKind::Ga4)
+            .may_send()
+        {
             return;
         }
         let o = Object::new();
@@ -1081,8 +1299,15 @@ impl BrowserTracker {
         js::call(&gtag, &["config".into(), ga4.into(), o.into()]);
     }
 
-    fn build(&self, method: &str, name: EventName, input: &JsValue, extra: &Extra) -> Result<Event, JsValue> {
-        let e = input::event(name, input, extra, js::now_ms()).map_err(|e| method_error(method, &e))?;
+    fn build(
+        &self,
+        method: &str,
+        name: EventName,
+        input: &JsValue,
+        extra: &Extra,
+    ) -> Result<Event, JsValue> {
+        let e =
+            input::event(name, input, extra, js::now_ms()).map_err(|e| method_error(method, &e))?;
         self.set_user_data(method, &get(input, "userData"))?;
         Ok(e)
     }
@@ -1097,7 +1322,9 @@ impl BrowserTracker {
     ) -> Result<String, JsValue> {
         let e = self.build(method, name, input, extra)?;
         let id = e.id.as_str().to_owned();
-        let label = label_key.and_then(|k| self.inner.cfg.label(k)).map(str::to_owned);
+        let label = label_key
+            .and_then(|k| self.inner.cfg.label(k))
+            .map(str::to_owned);
         self.inner.submit(e, label);
         Ok(id)
     }

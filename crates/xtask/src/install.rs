@@ -31,7 +31,10 @@ pub fn all() -> Result<(), String> {
 pub fn wasm_toolchain() -> Result<(), String> {
     let installed = run::output(Command::new("rustup").args(["target", "list", "--installed"]))
         .unwrap_or_default();
-    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if !installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         println!("install: rustup target wasm32-unknown-unknown");
         run::step(
             "rustup target add wasm32-unknown-unknown",
@@ -41,10 +44,19 @@ pub fn wasm_toolchain() -> Result<(), String> {
     let want = wasm_bindgen_version()?;
     let have = run::output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
     if have.split_whitespace().nth(1) != Some(want.as_str()) {
-        println!("install: wasm-bindgen-cli {want} (found: {})", if have.is_empty() { "none" } else { &have });
+        println!(
+            "install: wasm-bindgen-cli {want} (found: {})",
+            if have.is_empty() { "none" } else { &have }
+        );
         run::step(
             "cargo install wasm-bindgen-cli",
-            run::cargo(&["install", "wasm-bindgen-cli", "--version", &want, "--locked"]),
+            run::cargo(&[
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                &want,
+                "--locked",
+            ]),
         )?;
     }
     Ok(())
@@ -121,7 +133,11 @@ fn packages_section(lock: &[u8]) -> Vec<String> {
     let mut names: Vec<String> = text
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("\"node_modules/") || l.starts_with("\"version\"") || l.starts_with("\"integrity\""))
+        .filter(|l| {
+            l.starts_with("\"node_modules/")
+                || l.starts_with("\"version\"")
+                || l.starts_with("\"integrity\"")
+        })
         .map(str::to_owned)
         .collect();
     names.sort();

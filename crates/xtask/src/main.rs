@@ -38,10 +38,20 @@ fn main() -> ExitCode {
 fn test() -> Result<(), String> {
     install::all()?;
     let root = run::root();
-    run::step("cargo fmt --check", run::cargo(&["fmt", "--all", "--check"]))?;
+    run::step(
+        "cargo fmt --check",
+        run::cargo(&["fmt", "--all", "--check"]),
+    )?;
     run::step(
         "cargo clippy (native)",
-        run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        run::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     run::step(
         "cargo clippy (wasm32)",
@@ -61,7 +71,13 @@ fn test() -> Result<(), String> {
         "native tests",
         run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]),
     )?;
-    let mut wasm_tests = run::cargo(&["test", "-p", "tally-web", "--target", "wasm32-unknown-unknown"]);
+    let mut wasm_tests = run::cargo(&[
+        "test",
+        "-p",
+        "tally-web",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
     wasm_tests
         .env("CHROMEDRIVER", "/usr/bin/chromedriver")
         .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
