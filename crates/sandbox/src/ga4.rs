@@ -50,7 +50,10 @@ impl Ga4Record {
 
     /// `params.value` × 1,000,000, rounded (exact comparison of money).
     pub fn value_micros(&self) -> Option<i64> {
-        self.params.get("value").and_then(Value::as_f64).map(|v| (v * 1e6).round() as i64)
+        self.params
+            .get("value")
+            .and_then(Value::as_f64)
+            .map(|v| (v * 1e6).round() as i64)
     }
 
     /// `params.currency`.
@@ -94,12 +97,37 @@ struct MpQuery {
 }
 
 const RESERVED_EVENTS: &[&str] = &[
-    "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward", "adunit_exposure",
-    "app_background", "app_clear_data", "app_exception", "app_remove", "app_store_refund",
-    "app_store_subscription_cancel", "app_store_subscription_convert", "app_store_subscription_renew",
-    "app_update", "app_upgrade", "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open",
-    "error", "first_open", "first_visit", "in_app_purchase", "notification_dismiss", "notification_foreground",
-    "notification_open", "notification_receive", "os_update", "session_start", "session_start_with_rollout",
+    "ad_activeview",
+    "ad_click",
+    "ad_exposure",
+    "ad_impression",
+    "ad_query",
+    "ad_reward",
+    "adunit_exposure",
+    "app_background",
+    "app_clear_data",
+    "app_exception",
+    "app_remove",
+    "app_store_refund",
+    "app_store_subscription_cancel",
+    "app_store_subscription_convert",
+    "app_store_subscription_renew",
+    "app_update",
+    "app_upgrade",
+    "dynamic_link_app_open",
+    "dynamic_link_app_update",
+    "dynamic_link_first_open",
+    "error",
+    "first_open",
+    "first_visit",
+    "in_app_purchase",
+    "notification_dismiss",
+    "notification_foreground",
+    "notification_open",
+    "notification_receive",
+    "os_update",
+    "session_start",
+    "session_start_with_rollout",
     "user_engagement",
 ];
 
@@ -109,10 +137,16 @@ fn valid_name(s: &str) -> bool {
         && b.len() <= 40
         && b[0].is_ascii_alphabetic()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        && !["_", "firebase_", "ga_", "google_", "gtag."].iter().any(|p| s.starts_with(p))
+        && !["_", "firebase_", "ga_", "google_", "gtag."]
+            .iter()
+            .any(|p| s.starts_with(p))
 }
 
-fn drop(code: &'static str, field_path: impl Into<String>, description: impl Into<String>) -> Ga4Drop {
+fn drop(
+    code: &'static str,
+    field_path: impl Into<String>,
+    description: impl Into<String>,
+) -> Ga4Drop {
     Ga4Drop {
         code,
         field_path: field_path.into(),
@@ -124,7 +158,11 @@ fn drop(code: &'static str, field_path: impl Into<String>, description: impl Int
 pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
     let mut out = Vec::new();
     if body.len() >= 130_000 {
-        out.push(drop("VALUE_OUT_OF_BOUNDS", "", "JSON POST body must be smaller than 130kB"));
+        out.push(drop(
+            "VALUE_OUT_OF_BOUNDS",
+            "",
+            "JSON POST body must be smaller than 130kB",
+        ));
         return out;
     }
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -137,22 +175,34 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
     };
     match o.get("client_id") {
         Some(Value::String(s)) if !s.is_empty() => {}
-        _ => out.push(drop("VALUE_REQUIRED", "client_id", "client_id is required for web streams")),
+        _ => out.push(drop(
+            "VALUE_REQUIRED",
+            "client_id",
+            "client_id is required for web streams",
+        )),
     }
-    if let Some(uid) = o.get("user_id") {
-        if !uid.as_str().is_some_and(|s| s.chars().count() <= 256) {
-            out.push(drop("VALUE_INVALID", "user_id", "user_id must be a string of at most 256 characters"));
-        }
+    if let Some(uid) = o.get("user_id")
+        && uid.as_str().is_none_or(|s| s.chars().count() > 256)
+    {
+        out.push(drop("VALUE_INVALID", "user_id", "user_id must be a string of at most 256 characters"));
     }
     if o.contains_key("user_data") && !o.contains_key("user_id") {
-        out.push(drop("VALUE_REQUIRED", "user_id", "user_id must be present whenever user_data is provided"));
+        out.push(drop(
+            "VALUE_REQUIRED",
+            "user_id",
+            "user_id must be present whenever user_data is provided",
+        ));
     }
     if let Some(c) = o.get("consent") {
         for k in ["ad_user_data", "ad_personalization"] {
             if let Some(x) = c.get(k)
                 && !matches!(x.as_str(), Some("GRANTED" | "DENIED"))
             {
-                out.push(drop("VALUE_INVALID", format!("consent.{k}"), "expected GRANTED or DENIED"));
+                out.push(drop(
+                    "VALUE_INVALID",
+                    format!("consent.{k}"),
+                    "expected GRANTED or DENIED",
+                ));
             }
         }
     }
@@ -164,40 +214,72 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
         out.push(drop("VALUE_REQUIRED", "events", "at least one event"));
     }
     if events.len() > 25 {
-        out.push(drop("EXCEEDED_MAX_ENTITIES", "events", "A request can have at most 25 events"));
+        out.push(drop(
+            "EXCEEDED_MAX_ENTITIES",
+            "events",
+            "A request can have at most 25 events",
+        ));
     }
     for (i, e) in events.iter().enumerate() {
         let at = |f: &str| format!("events[{i}]{f}");
         let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
         if !valid_name(name) {
-            out.push(drop("NAME_INVALID", at(".name"), format!("Event at index: [{i}] has invalid name [{name}]")));
+            out.push(drop(
+                "NAME_INVALID",
+                at(".name"),
+                format!("Event at index: [{i}] has invalid name [{name}]"),
+            ));
         } else if RESERVED_EVENTS.contains(&name) {
-            out.push(drop("NAME_RESERVED", at(".name"), format!("Event name [{name}] is reserved")));
+            out.push(drop(
+                "NAME_RESERVED",
+                at(".name"),
+                format!("Event name [{name}] is reserved"),
+            ));
         }
         if let Some(ts) = e.get("timestamp_micros") {
             match ts.as_i64() {
                 Some(t) if (1_000_000_000_000_000..10_000_000_000_000_000).contains(&t) => {
                     if t < now_micros - 72 * 3_600 * 1_000_000 {
-                        out.push(drop("VALUE_OUT_OF_BOUNDS", at(".timestamp_micros"), "older than 72 hours"));
+                        out.push(drop(
+                            "VALUE_OUT_OF_BOUNDS",
+                            at(".timestamp_micros"),
+                            "older than 72 hours",
+                        ));
                     }
                 }
-                _ => out.push(drop("VALUE_INVALID", at(".timestamp_micros"), "timestamp_micros must be 16-digit microseconds")),
+                _ => out.push(drop(
+                    "VALUE_INVALID",
+                    at(".timestamp_micros"),
+                    "timestamp_micros must be 16-digit microseconds",
+                )),
             }
         }
         let params = match e.get("params") {
             None => Map::new(),
             Some(Value::Object(p)) => p.clone(),
             Some(_) => {
-                out.push(drop("VALUE_INVALID", at(".params"), "params must be an object"));
+                out.push(drop(
+                    "VALUE_INVALID",
+                    at(".params"),
+                    "params must be an object",
+                ));
                 continue;
             }
         };
         if params.keys().filter(|k| k.as_str() != "items").count() > 25 {
-            out.push(drop("EXCEEDED_MAX_ENTITIES", at(".params"), "at most 25 parameters"));
+            out.push(drop(
+                "EXCEEDED_MAX_ENTITIES",
+                at(".params"),
+                "at most 25 parameters",
+            ));
         }
         for (k, v) in &params {
             if !valid_name(k) {
-                out.push(drop("NAME_INVALID", at(&format!(".params.{k}")), "invalid parameter name"));
+                out.push(drop(
+                    "NAME_INVALID",
+                    at(&format!(".params.{k}")),
+                    "invalid parameter name",
+                ));
             }
             let max = match k.as_str() {
                 "page_location" => 1000,
@@ -206,19 +288,37 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
                 _ => 100,
             };
             if v.as_str().is_some_and(|s| s.chars().count() > max) {
-                out.push(drop("VALUE_OUT_OF_BOUNDS", at(&format!(".params.{k}")), "value too long"));
+                out.push(drop(
+                    "VALUE_OUT_OF_BOUNDS",
+                    at(&format!(".params.{k}")),
+                    "value too long",
+                ));
             }
         }
         if params.contains_key("value") && !params.get("currency").is_some_and(Value::is_string) {
-            out.push(drop("VALUE_REQUIRED", at(".params.currency"), "currency is required when value is set"));
+            out.push(drop(
+                "VALUE_REQUIRED",
+                at(".params.currency"),
+                "currency is required when value is set",
+            ));
         }
         if let Some(c) = params.get("currency").and_then(Value::as_str)
             && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            out.push(drop("VALUE_INVALID", at(".params.currency"), "currency must be ISO 4217"));
+            out.push(drop(
+                "VALUE_INVALID",
+                at(".params.currency"),
+                "currency must be ISO 4217",
+            ));
         }
-        if matches!(name, "purchase" | "refund") && !params.get("transaction_id").is_some_and(Value::is_string) {
-            out.push(drop("VALUE_REQUIRED", at(".params.transaction_id"), "transaction_id is required"));
+        if matches!(name, "purchase" | "refund")
+            && !params.get("transaction_id").is_some_and(Value::is_string)
+        {
+            out.push(drop(
+                "VALUE_REQUIRED",
+                at(".params.transaction_id"),
+                "transaction_id is required",
+            ));
         }
         if let Some(items) = params.get("items") {
             match items.as_array() {
@@ -233,7 +333,11 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
                         }
                     }
                 }
-                _ => out.push(drop("VALUE_INVALID", at(".params.items"), "items must be an array of at most 200")),
+                _ => out.push(drop(
+                    "VALUE_INVALID",
+                    at(".params.items"),
+                    "items must be an array of at most 200",
+                )),
             }
         }
     }
@@ -268,7 +372,10 @@ impl Ga4Sandbox {
 
     /// Accepted purchases GA4 would count (duplicates by `transaction_id` excluded).
     pub fn purchases(&self) -> Vec<Ga4Record> {
-        self.events().into_iter().filter(|r| r.name == "purchase" && !r.duplicate).collect()
+        self.events()
+            .into_iter()
+            .filter(|r| r.name == "purchase" && !r.duplicate)
+            .collect()
     }
 
     /// What was dropped, and why.
@@ -293,13 +400,19 @@ impl Ga4Sandbox {
             inner.dropped.extend(problems);
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(body) else { return };
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
         let client_id = v["client_id"].as_str().unwrap_or_default().to_owned();
         let user_id = v.get("user_id").and_then(Value::as_str).map(str::to_owned);
         let had_user_data = v.get("user_data").is_some();
         let consent = v.get("consent").cloned();
         for e in v["events"].as_array().into_iter().flatten() {
-            let params = e.get("params").and_then(Value::as_object).cloned().unwrap_or_default();
+            let params = e
+                .get("params")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             let name = e["name"].as_str().unwrap_or_default().to_owned();
             let mut duplicate = false;
             if name == "purchase"
@@ -322,18 +435,32 @@ impl Ga4Sandbox {
 
 fn check_query(q: &MpQuery) -> Option<Ga4Drop> {
     let id_ok = q.measurement_id.as_deref().is_some_and(|m| {
-        m.strip_prefix("G-").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        m.strip_prefix("G-")
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
     }) || q.firebase_app_id.is_some();
     if !id_ok {
-        return Some(drop("VALUE_REQUIRED", "measurement_id", "measurement_id (G-…) is required"));
+        return Some(drop(
+            "VALUE_REQUIRED",
+            "measurement_id",
+            "measurement_id (G-…) is required",
+        ));
     }
     if q.api_secret.as_deref().is_none_or(str::is_empty) {
-        return Some(drop("VALUE_REQUIRED", "api_secret", "api_secret is required"));
+        return Some(drop(
+            "VALUE_REQUIRED",
+            "api_secret",
+            "api_secret is required",
+        ));
     }
     None
 }
 
-async fn collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, headers: HeaderMap, body: Bytes) -> Response {
+async fn collect(
+    State(s): State<Ga4Sandbox>,
+    Query(q): Query<MpQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;
@@ -347,14 +474,22 @@ async fn collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, headers:
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json_ct {
-        s.lock().dropped.push(drop("VALUE_INVALID", "", "Content-Type must be application/json"));
+        s.lock().dropped.push(drop(
+            "VALUE_INVALID",
+            "",
+            "Content-Type must be application/json",
+        ));
         return StatusCode::NO_CONTENT.into_response();
     }
     s.record(&body);
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn debug_collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, body: Bytes) -> Response {
+async fn debug_collect(
+    State(s): State<Ga4Sandbox>,
+    Query(q): Query<MpQuery>,
+    body: Bytes,
+) -> Response {
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;
@@ -394,13 +529,34 @@ mod tests {
     fn catches_what_ga4_drops() {
         let cases = [
             (json!({"events":[{"name":"x"}]}), "VALUE_REQUIRED"),
-            (json!({"client_id":"1","events":[{"name":"_bad"}]}), "NAME_INVALID"),
-            (json!({"client_id":"1","events":[{"name":"session_start"}]}), "NAME_RESERVED"),
-            (json!({"client_id":"1","events":[{"name":"purchase","params":{"value":1,"currency":"USD"}}]}), "VALUE_REQUIRED"),
-            (json!({"client_id":"1","events":[{"name":"add_to_cart","params":{"value":1}}]}), "VALUE_REQUIRED"),
-            (json!({"client_id":"1","events":[{"name":"x","timestamp_micros":1757409591000i64}]}), "VALUE_INVALID"),
-            (json!({"client_id":"1","user_data":{},"events":[{"name":"x"}]}), "VALUE_REQUIRED"),
-            (json!({"client_id":"1","events":(0..26).map(|_| json!({"name":"x"})).collect::<Vec<_>>()}), "EXCEEDED_MAX_ENTITIES"),
+            (
+                json!({"client_id":"1","events":[{"name":"_bad"}]}),
+                "NAME_INVALID",
+            ),
+            (
+                json!({"client_id":"1","events":[{"name":"session_start"}]}),
+                "NAME_RESERVED",
+            ),
+            (
+                json!({"client_id":"1","events":[{"name":"purchase","params":{"value":1,"currency":"USD"}}]}),
+                "VALUE_REQUIRED",
+            ),
+            (
+                json!({"client_id":"1","events":[{"name":"add_to_cart","params":{"value":1}}]}),
+                "VALUE_REQUIRED",
+            ),
+            (
+                json!({"client_id":"1","events":[{"name":"x","timestamp_micros":1757409591000i64}]}),
+                "VALUE_INVALID",
+            ),
+            (
+                json!({"client_id":"1","user_data":{},"events":[{"name":"x"}]}),
+                "VALUE_REQUIRED",
+            ),
+            (
+                json!({"client_id":"1","events":(0..26).map(|_| json!({"name":"x"})).collect::<Vec<_>>()}),
+                "EXCEEDED_MAX_ENTITIES",
+            ),
         ];
         for (body, code) in cases {
             let p = validate(body.to_string().as_bytes(), now());
@@ -411,8 +567,17 @@ mod tests {
     #[tokio::test]
     async fn records_and_dedups_purchases() {
         let s = Ga4Sandbox::default();
-        let server = crate::Sandbox { ga4: s.clone() }.serve("127.0.0.1:0").await.unwrap();
-        let url = format!("{}/ga4/mp/collect?measurement_id=G-T1&api_secret=x", server.base_url);
+        let server = crate::Sandbox {
+            ga4: s.clone(),
+            ..Default::default()
+        }
+            .serve("127.0.0.1:0")
+            .await
+            .unwrap();
+        let url = format!(
+            "{}/ga4/mp/collect?measurement_id=G-T1&api_secret=x",
+            server.base_url
+        );
         let body = json!({"client_id":"1.2","events":[{"name":"purchase","params":{"transaction_id":"T","currency":"USD","value":1}}]});
         let http = reqwest::Client::new();
         for _ in 0..2 {
@@ -422,11 +587,22 @@ mod tests {
         assert_eq!(s.events().len(), 2);
         assert_eq!(s.purchases().len(), 1);
         // A malformed request still answers 204, as GA4 does, but is recorded as dropped.
-        let r = http.post(&url).json(&json!({"events":[]})).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .json(&json!({"events":[]}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 204);
         assert!(!s.dropped().is_empty());
         s.faults.fail_next(1);
-        assert_eq!(http.post(&url).json(&body).send().await.unwrap().status(), 503);
-        assert_eq!(http.post(&url).json(&body).send().await.unwrap().status(), 204);
+        assert_eq!(
+            http.post(&url).json(&body).send().await.unwrap().status(),
+            503
+        );
+        assert_eq!(
+            http.post(&url).json(&body).send().await.unwrap().status(),
+            204
+        );
     }
 }

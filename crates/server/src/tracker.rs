@@ -22,13 +22,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
-use tally_core::{ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, TransactionId};
+use tally_core::{
+    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue,
+    TransactionId,
+};
 
 use crate::config::ServerTrackerBuilder;
 use crate::destination::Destination;
 use crate::error::{DeliveryError, TrackError};
 use crate::input::{
-    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
+    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput,
+    SignUpInput, Visitor,
 };
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
@@ -37,7 +41,21 @@ use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, id
 
 /// How long a sender holds an idempotency key or an outbox entry before
 /// another worker may take over (a crashed worker's work resumes after this).
-pub const LEASE: Duration = Duration::from_secs(60);
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// Events handed to a destination between two settlements: one request's worth,
+/// so a crash re-sends at most one request (which the destination deduplicates
+/// by event id).
+fn settle_chunk(kind: DestinationKind) -> usize {
+    match kind {
+        DestinationKind::Ga4 => tally_core::destinations::ga4::MAX_EVENTS,
+        DestinationKind::GoogleAds => tally_core::destinations::google_ads::MAX_CONVERSIONS,
+        DestinationKind::Meta => tally_core::destinations::meta::MAX_EVENTS,
+        DestinationKind::TikTok => tally_core::destinations::tiktok::MAX_EVENTS,
+        DestinationKind::Rokt => tally_core::destinations::rokt::MAX_EVENTS,
+        _ => 1,
+    }
+}
 
 /// The server tracker. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -73,7 +91,8 @@ pub fn now_ms() -> i64 {
 fn random_event_id() -> EventId {
     let u = uuid::Uuid::now_v7();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    EventId::parse(u.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| EventId::random_v7(now_ms() as u64, [0; 10]))
+    EventId::parse(u.hyphenated().encode_lower(&mut buf))
+        .unwrap_or_else(|_| EventId::random_v7(now_ms() as u64, [0; 10]))
 }
 
 /// What [`ServerTracker::flush`] left behind.
@@ -128,7 +147,11 @@ impl ServerTracker {
 
     /// Names of the configured destinations, in result order.
     pub fn destination_names(&self) -> Vec<String> {
-        self.inner.destinations.iter().map(|d| d.name().to_owned()).collect()
+        self.inner
+            .destinations
+            .iter()
+            .map(|d| d.name().to_owned())
+            .collect()
     }
 
     /// Binds the browser state of `envelope`: every helper of the result uses
@@ -164,17 +187,26 @@ impl ServerTracker {
 
     /// Reports `add_to_cart`.
     pub async fn track_add_to_cart(&self, input: CartInput) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default()).track_add_to_cart(input).await
+        self.bound(Visitor::default())
+            .track_add_to_cart(input)
+            .await
     }
 
     /// Reports `begin_checkout`.
     pub async fn track_begin_checkout(&self, input: CartInput) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default()).track_begin_checkout(input).await
+        self.bound(Visitor::default())
+            .track_begin_checkout(input)
+            .await
     }
 
     /// Reports `add_payment_info`.
-    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default()).track_add_payment_info(input).await
+    pub async fn track_add_payment_info(
+        &self,
+        input: CartInput,
+    ) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default())
+            .track_add_payment_info(input)
+            .await
     }
 
     /// Reports a refund; see [`RefundInput`].
@@ -193,12 +225,18 @@ impl ServerTracker {
     }
 
     /// Reports a conversion for a labelled Google Ads conversion action only.
-    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
+    pub async fn track_conversion(
+        &self,
+        input: ConversionInput,
+    ) -> Result<TrackResult, TrackError> {
         self.bound(Visitor::default()).track_conversion(input).await
     }
 
     pub(crate) fn bound(&self, base: Visitor) -> BoundTracker<'_> {
-        BoundTracker { tracker: self, base }
+        BoundTracker {
+            tracker: self,
+            base,
+        }
     }
 
     /// The delivery counters and outbox gauges in Prometheus text format.
@@ -285,7 +323,13 @@ impl ServerTracker {
         results
     }
 
-    async fn deliver_to(&self, dest: &Destination, events: &[Event], ctx: &DeliveryContext, visitor_json: &str) -> Vec<Outcome> {
+    async fn deliver_to(
+        &self,
+        dest: &Destination,
+        events: &[Event],
+        ctx: &DeliveryContext,
+        visitor_json: &str,
+    ) -> Vec<Outcome> {
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
             for _ in events {
                 self.inner.metrics.dropped("consent_denied");
@@ -330,7 +374,12 @@ impl ServerTracker {
     }
 
     /// One attempt for a batch of one destination and one visitor.
-    async fn attempt(&self, dest: &Destination, pending: Vec<Pending>, ctx: &DeliveryContext) -> Vec<Outcome> {
+    async fn attempt(
+        &self,
+        dest: &Destination,
+        pending: Vec<Pending>,
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
         let inner = &self.inner;
         let mut out: Vec<Option<Outcome>> = vec![None; pending.len()];
         let mut to_send = Vec::new();
@@ -344,20 +393,26 @@ impl ServerTracker {
                 }
                 Claim::InFlight => {
                     // Another worker is sending this key now; look again after its lease.
-                    let _ = inner.outbox.retry(&p.id, now_ms() + inner.lease.as_millis() as i64, "in flight elsewhere");
+                    let _ = inner.outbox.retry(
+                        &p.id,
+                        now_ms() + inner.lease.as_millis() as i64,
+                        "in flight elsewhere",
+                    );
                     inner.metrics.duplicate();
                     out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
                 }
             }
         }
-        if !to_send.is_empty() {
-            let batch: Vec<Event> = to_send.iter().map(|&i| pending[i].event.clone()).collect();
-            let single = RetryPolicy {
-                max_attempts: 1,
-                ..inner.retry
-            };
+        // Settle after every request-sized chunk, so a crash re-sends at most one
+        // request's worth of events (the destinations deduplicate those by event id).
+        let single = RetryPolicy {
+            max_attempts: 1,
+            ..inner.retry
+        };
+        for chunk in to_send.chunks(settle_chunk(dest.kind()).max(1)) {
+            let batch: Vec<Event> = chunk.iter().map(|&i| pending[i].event.clone()).collect();
             let outcomes = dest.deliver(&inner.http, &single, &batch, ctx).await;
-            for (&i, o) in to_send.iter().zip(outcomes) {
+            for (&i, o) in chunk.iter().zip(outcomes) {
                 out[i] = Some(self.settle(&pending[i], o));
             }
         }
@@ -379,7 +434,9 @@ impl ServerTracker {
                 inner.store.complete(&p.key, inner.retention);
                 let _ = inner.outbox.ack(&p.id);
                 inner.metrics.delivered();
-                Outcome::Sent { attempts: p.attempt }
+                Outcome::Sent {
+                    attempts: p.attempt,
+                }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
                 inner.store.release(&p.key);
@@ -392,7 +449,8 @@ impl ServerTracker {
                         last: Box::new(e),
                     })
                 } else {
-                    let at = now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
+                    let at =
+                        now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
                     let _ = inner.outbox.retry(&p.id, at, &e.to_string());
                     inner.metrics.retried();
                     Outcome::Queued { error: e }
@@ -500,7 +558,11 @@ async fn worker(weak: Weak<Inner>) {
             return;
         }
         let tracker = ServerTracker { inner };
-        let leased = tracker.inner.outbox.lease(200, tracker.inner.lease, now_ms()).unwrap_or_default();
+        let leased = tracker
+            .inner
+            .outbox
+            .lease(200, tracker.inner.lease, now_ms())
+            .unwrap_or_default();
         let busy = !leased.is_empty();
         // Group by (destination, visitor) so each group is one request's worth.
         let mut groups: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
@@ -517,16 +579,26 @@ async fn worker(weak: Weak<Inner>) {
                         attempt: l.entry.attempts + 1,
                     }),
                 Err(e) => {
-                    let _ = tracker.inner.outbox.dead(&l.id, &format!("unreadable outbox entry: {e}"));
+                    let _ = tracker
+                        .inner
+                        .outbox
+                        .dead(&l.id, &format!("unreadable outbox entry: {e}"));
                     tracker.inner.metrics.dropped("invalid");
                 }
             }
         }
         for ((dest_name, visitor_json), pending) in groups {
-            let dest = tracker.inner.destinations.iter().find(|d| d.name() == dest_name);
+            let dest = tracker
+                .inner
+                .destinations
+                .iter()
+                .find(|d| d.name() == dest_name);
             let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
                 for p in pending {
-                    let _ = tracker.inner.outbox.dead(&p.id, "destination no longer configured");
+                    let _ = tracker
+                        .inner
+                        .outbox
+                        .dead(&p.id, "destination no longer configured");
                     tracker.inner.metrics.dropped("not_configured");
                 }
                 continue;
@@ -558,7 +630,11 @@ impl BoundTracker<'_> {
     /// Reports a purchase; see [`ServerTracker::track_purchase`].
     pub async fn track_purchase(&self, input: PurchaseInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
-        let mut e = Event::transactional(EventName::Purchase, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
+        let mut e = Event::transactional(
+            EventName::Purchase,
+            txn,
+            input.occurred_at_ms.unwrap_or_else(now_ms),
+        );
         e.value = Some(input.value);
         e.currency = Some(input.currency);
         e.items = input.items;
@@ -588,9 +664,16 @@ impl BoundTracker<'_> {
 
     /// Reports a page view.
     pub async fn track_page_view(&self, input: PageViewInput) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(EventName::PageView, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+        let mut e = Event::new(
+            EventName::PageView,
+            random_event_id(),
+            input.occurred_at_ms.unwrap_or_else(now_ms),
+        );
         for (k, v) in [
-            ("page_location", input.page_location.or_else(|| self.base.page_url.clone())),
+            (
+                "page_location",
+                input.page_location.or_else(|| self.base.page_url.clone()),
+            ),
             ("page_title", input.page_title),
             ("page_referrer", input.page_referrer),
         ] {
@@ -617,12 +700,23 @@ impl BoundTracker<'_> {
     }
 
     /// Reports `add_payment_info`.
-    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+    pub async fn track_add_payment_info(
+        &self,
+        input: CartInput,
+    ) -> Result<TrackResult, TrackError> {
         self.cart_event(EventName::AddPaymentInfo, input).await
     }
 
-    async fn cart_event(&self, name: EventName, input: CartInput) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(name, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+    async fn cart_event(
+        &self,
+        name: EventName,
+        input: CartInput,
+    ) -> Result<TrackResult, TrackError> {
+        let mut e = Event::new(
+            name,
+            random_event_id(),
+            input.occurred_at_ms.unwrap_or_else(now_ms),
+        );
         e.value = input.value;
         e.currency = input.currency;
         e.items = input.items;
@@ -640,7 +734,11 @@ impl BoundTracker<'_> {
     /// restatement); destinations without a refund concept report `Unsupported`.
     pub async fn track_refund(&self, input: RefundInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
-        let mut e = Event::transactional(EventName::Refund, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
+        let mut e = Event::transactional(
+            EventName::Refund,
+            txn,
+            input.occurred_at_ms.unwrap_or_else(now_ms),
+        );
         e.value = input.value;
         e.original_value = input.original_value;
         e.currency = Some(input.currency);
@@ -650,7 +748,11 @@ impl BoundTracker<'_> {
 
     /// Reports `sign_up`.
     pub async fn track_sign_up(&self, input: SignUpInput) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(EventName::SignUp, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
+        let mut e = Event::new(
+            EventName::SignUp,
+            random_event_id(),
+            input.occurred_at_ms.unwrap_or_else(now_ms),
+        );
         if let Some(m) = input.method {
             e.set_text("method", m);
         }
@@ -661,7 +763,9 @@ impl BoundTracker<'_> {
     pub async fn track_lead(&self, input: LeadInput) -> Result<TrackResult, TrackError> {
         let at = input.occurred_at_ms.unwrap_or_else(now_ms);
         let mut e = match input.lead_id.as_deref() {
-            Some(id) => Event::transactional(EventName::GenerateLead, TransactionId::parse(id)?, at),
+            Some(id) => {
+                Event::transactional(EventName::GenerateLead, TransactionId::parse(id)?, at)
+            }
             None => Event::new(EventName::GenerateLead, random_event_id(), at),
         };
         e.value = input.value;
@@ -674,7 +778,10 @@ impl BoundTracker<'_> {
 
     /// Reports a conversion for the Google Ads action labelled `input.label`;
     /// every other destination reports `Unsupported`.
-    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
+    pub async fn track_conversion(
+        &self,
+        input: ConversionInput,
+    ) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
         let name = EventName::parse("conversion")?;
         let mut e = Event::transactional(name, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
@@ -685,7 +792,9 @@ impl BoundTracker<'_> {
         let visitor = input.visitor.over(&self.base);
         let mut results = self
             .tracker
-            .deliver_where(vec![e.clone()], &visitor, |k| k == DestinationKind::GoogleAds)
+            .deliver_where(vec![e.clone()], &visitor, |k| {
+                k == DestinationKind::GoogleAds
+            })
             .await;
         Ok(results.pop().unwrap_or(TrackResult {
             event_id: e.id,
@@ -693,7 +802,11 @@ impl BoundTracker<'_> {
         }))
     }
 
-    pub(crate) async fn send_one(&self, event: Event, explicit: Visitor) -> Result<TrackResult, TrackError> {
+    pub(crate) async fn send_one(
+        &self,
+        event: Event,
+        explicit: Visitor,
+    ) -> Result<TrackResult, TrackError> {
         event_checked(&event)?;
         let visitor = explicit.over(&self.base);
         let mut results = self.tracker.deliver(vec![event.clone()], &visitor).await;

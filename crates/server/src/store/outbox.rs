@@ -134,7 +134,8 @@ impl MemoryOutbox {
 }
 
 fn parse_id(id: &str) -> Result<u64, StoreError> {
-    id.parse().map_err(|_| StoreError::Backend(format!("bad outbox id {id:?}")))
+    id.parse()
+        .map_err(|_| StoreError::Backend(format!("bad outbox id {id:?}")))
 }
 
 impl Outbox for MemoryOutbox {
@@ -214,7 +215,11 @@ impl Outbox for MemoryOutbox {
     fn stats(&self) -> Result<OutboxStats, StoreError> {
         let g = self.lock();
         let now = unix_ms();
-        let in_flight = g.entries.values().filter(|e| e.leased_until_ms > now).count();
+        let in_flight = g
+            .entries
+            .values()
+            .filter(|e| e.leased_until_ms > now)
+            .count();
         Ok(OutboxStats {
             queued: g.entries.len() - in_flight,
             in_flight,
@@ -227,6 +232,7 @@ impl Outbox for MemoryOutbox {
     }
 }
 
+#[allow(clippy::expect_used)] // A test contract: a failure here is the report.
 /// Tests any [`Outbox`] implementation against the contract. Backends call it
 /// from their own tests (`tally_server::store::outbox::conformance(&backend)`).
 pub fn conformance(o: &dyn Outbox) {
@@ -247,7 +253,11 @@ pub fn conformance(o: &dyn Outbox) {
     assert_eq!(first[0].entry.attempts, 1, "a lease counts an attempt");
     let second = o.lease(10, Duration::from_secs(60), now).expect("lease");
     assert_eq!(second.len(), 1, "leased entries are not handed out twice");
-    assert!(o.lease(10, Duration::from_secs(60), now).expect("lease").is_empty());
+    assert!(
+        o.lease(10, Duration::from_secs(60), now)
+            .expect("lease")
+            .is_empty()
+    );
     // An expired lease (a dead worker) makes the entries due again.
     let later = now + 61_000;
     let again = o.lease(10, Duration::from_secs(60), later).expect("lease");
@@ -255,8 +265,15 @@ pub fn conformance(o: &dyn Outbox) {
     o.ack(&again[0].id).expect("ack");
     o.retry(&again[1].id, later + 5_000, "503").expect("retry");
     o.dead(&again[2].id, "retries exhausted").expect("dead");
-    assert!(o.lease(10, Duration::from_secs(60), later + 1).expect("lease").is_empty(), "not due yet");
-    let due = o.lease(10, Duration::from_secs(60), later + 5_000).expect("lease");
+    assert!(
+        o.lease(10, Duration::from_secs(60), later + 1)
+            .expect("lease")
+            .is_empty(),
+        "not due yet"
+    );
+    let due = o
+        .lease(10, Duration::from_secs(60), later + 5_000)
+        .expect("lease");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].entry.last_error.as_deref(), Some("503"));
     assert_eq!(due[0].entry.attempts, 3);

@@ -247,7 +247,10 @@ pub struct RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.client.get_connection_info().addr().to_string())
+            .field(
+                "server",
+                &self.client.get_connection_info().addr().to_string(),
+            )
             .field("prefix", &self.prefix)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -278,8 +281,9 @@ fn parse_id(id: &str) -> Result<u64, StoreError> {
 }
 
 fn parse_num<T: std::str::FromStr>(what: &str, v: Option<&str>) -> Result<T, StoreError> {
-    v.and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Backend(format!("redis: corrupt outbox entry: bad {what} {v:?}")))
+    v.and_then(|s| s.parse().ok()).ok_or_else(|| {
+        StoreError::Backend(format!("redis: corrupt outbox entry: bad {what} {v:?}"))
+    })
 }
 
 fn field(what: &str, v: Option<String>) -> Result<String, StoreError> {
@@ -295,7 +299,11 @@ impl RedisStore {
     }
 
     /// Like [`RedisStore::connect`], with `options`.
-    pub fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+    pub fn connect_with(
+        url: &str,
+        prefix: &str,
+        options: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
         let client =
             Client::open(url).map_err(|e| StoreError::Backend(format!("redis: bad URL: {e}")))?;
         let store = RedisStore {
@@ -307,7 +315,9 @@ impl RedisStore {
         };
         let pong: String = store.run("PING", |c| redis::cmd("PING").query(c))?;
         if pong != "PONG" {
-            return Err(StoreError::Backend(format!("redis: PING answered {pong:?}")));
+            return Err(StoreError::Backend(format!(
+                "redis: PING answered {pong:?}"
+            )));
         }
         Ok(store)
     }
@@ -355,7 +365,11 @@ impl RedisStore {
         match f(conn) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error() {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                {
                     *guard = None;
                 }
                 Err(StoreError::Backend(format!("redis: {what}: {e}")))
@@ -395,7 +409,9 @@ impl RedisStore {
         let k = self.idem_key(key);
         // PX must be positive; a zero lease is a lease that ends at once.
         let lease_ms = ms(lease).max(1);
-        let state: i64 = self.run("claim", |c| self.scripts.claim.key(&k).arg(lease_ms).invoke(c))?;
+        let state: i64 = self.run("claim", |c| {
+            self.scripts.claim.key(&k).arg(lease_ms).invoke(c)
+        })?;
         Ok(match state {
             0 => Claim::Acquired,
             2 => Claim::Delivered,
@@ -480,7 +496,9 @@ impl Outbox for RedisStore {
             Some((0, _)) => Err(StoreError::Full {
                 capacity: self.options.capacity,
             }),
-            _ => Err(StoreError::Backend(format!("redis: enqueue: unexpected reply {reply:?}"))),
+            _ => Err(StoreError::Backend(format!(
+                "redis: enqueue: unexpected reply {reply:?}"
+            ))),
         }
     }
 
@@ -599,7 +617,11 @@ impl Outbox for RedisStore {
         }
         let last = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
         let raw: Vec<String> = self.run("dead_entries", |c| {
-            redis::cmd("LRANGE").arg(self.dead_key()).arg(0).arg(last).query(c)
+            redis::cmd("LRANGE")
+                .arg(self.dead_key())
+                .arg(0)
+                .arg(last)
+                .query(c)
         })?;
         raw.iter()
             .map(|s| {
@@ -612,7 +634,10 @@ impl Outbox for RedisStore {
                         event_json: r.event_json,
                         visitor_json: r.visitor_json,
                         attempts: parse_num("attempts", Some(&r.attempts))?,
-                        next_attempt_at_ms: parse_num("next_attempt_at_ms", Some(&r.next_attempt_at_ms))?,
+                        next_attempt_at_ms: parse_num(
+                            "next_attempt_at_ms",
+                            Some(&r.next_attempt_at_ms),
+                        )?,
                         last_error: r.last_error,
                     },
                     reason: r.reason,

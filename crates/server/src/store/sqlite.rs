@@ -220,7 +220,10 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database at `path` with `options`.
-    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("sqlite: opening {}: {e}", path.display())))?;
@@ -229,11 +232,20 @@ impl SqliteStore {
 
     /// A private in-memory database (tests; nothing survives the store).
     pub fn open_in_memory(capacity: usize) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open_in_memory().map_err(backend("opening in-memory database"))?;
-        SqliteStore::init(conn, SqliteOptions::new(capacity), false)
+        SqliteStore::open_in_memory_with(SqliteOptions::new(capacity))
     }
 
-    fn init(mut conn: Connection, options: SqliteOptions, wal: bool) -> Result<SqliteStore, StoreError> {
+    /// A private in-memory database with `options` (tests; no WAL, nothing survives the store).
+    pub fn open_in_memory_with(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(backend("opening in-memory database"))?;
+        SqliteStore::init(conn, options, false)
+    }
+
+    fn init(
+        mut conn: Connection,
+        options: SqliteOptions,
+        wal: bool,
+    ) -> Result<SqliteStore, StoreError> {
         // The busy timeout first: switching to WAL and creating the schema may
         // wait for another process that opens the same file right now.
         conn.busy_timeout(options.busy_timeout)
@@ -264,7 +276,8 @@ impl SqliteStore {
                      understands ({SCHEMA_VERSION}); upgrade tally"
                 )));
             }
-            tx.execute_batch(SCHEMA).map_err(backend("creating schema"))?;
+            tx.execute_batch(SCHEMA)
+                .map_err(backend("creating schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(backend("writing schema version"))?;
             // Resynchronise the counter (cheap, and repairs any drift).
@@ -321,7 +334,10 @@ impl SqliteStore {
             .map_err(backend("claim: begin"))?;
         let current: Option<(i64, i64)> = tx
             .prepare_cached("SELECT state, until_ms FROM idempotency WHERE key = ?1")
-            .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .and_then(|mut st| {
+                st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(backend("claim: reading key"))?;
         let claim = match current {
             Some((STATE_DELIVERED, until)) if until > now => Claim::Delivered,
@@ -450,7 +466,9 @@ impl Outbox for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend("lease: begin"))?;
         let mut out = {
-            let mut st = tx.prepare_cached(LEASE_SQL).map_err(backend("lease: preparing"))?;
+            let mut st = tx
+                .prepare_cached(LEASE_SQL)
+                .map_err(backend("lease: preparing"))?;
             let rows = st
                 .query_map(params![now_ms, until, to_i64(max)], |r| {
                     Ok((
@@ -536,7 +554,9 @@ impl Outbox for SqliteStore {
         let conn = self.lock();
         let now = unix_ms();
         // One read transaction, so the three counts are one snapshot.
-        let tx = conn.unchecked_transaction().map_err(backend("stats: begin"))?;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(backend("stats: begin"))?;
         let total: i64 = tx
             .prepare_cached("SELECT value FROM counters WHERE name = 'outbox'")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
@@ -585,5 +605,27 @@ impl Outbox for SqliteStore {
             .map_err(backend("dead_entries: querying"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(backend("dead_entries: reading rows"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_query_uses_the_due_index() {
+        let store = SqliteStore::open_in_memory(10).unwrap();
+        let conn = store.lock();
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {LEASE_SQL}"))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(params![0i64, 0i64, 10i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("outbox_due"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
     }
 }

@@ -1,0 +1,365 @@
+//! Configuration from a TOML file or environment variables, for `tally serve`
+//! and for backends that prefer files to code.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8787"
+//! store = "sqlite:/var/lib/tally/tally.db"   # or "redis://127.0.0.1:6379/0", or "memory"
+//! default_consent = "unknown"                 # "granted" only where no consent is required
+//!
+//! [collector]
+//! site_keys = ["pk_live_1"]
+//! allowed_origins = ["https://shop.example"]
+//! server_secrets = ["env:TALLY_SERVER_SECRET"]
+//!
+//! [ga4]
+//! measurement_id = "G-ABC123"
+//! api_secret = "env:GA4_API_SECRET"
+//! ```
+//!
+//! Any string of the form `env:NAME` is read from the environment variable
+//! `NAME` (a missing variable is a configuration error that names it), so
+//! secrets stay out of the file. [`TallyConfig::from_env`] reads the same
+//! settings from `TALLY_*` variables.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tally_core::ConsentState;
+
+use crate::collector::CollectorConfig;
+use crate::config::{Ga4Config, ServerTrackerBuilder};
+use crate::error::ConfigError;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TallyConfig {
+    /// Process settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// The collector.
+    #[serde(default)]
+    pub collector: CollectorSection,
+    /// GA4.
+    pub ga4: Option<Ga4Section>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `memory`, `sqlite:<path>` or `redis://…`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// Outbox capacity (entries).
+    #[serde(default = "default_capacity")]
+    pub outbox_capacity: usize,
+    /// Consent assumed when a request carries none: `unknown` (default) or `granted`.
+    #[serde(default = "default_consent")]
+    pub default_consent: String,
+    /// Dedup retention in hours (at least 48).
+    #[serde(default = "default_retention")]
+    pub dedup_retention_hours: u64,
+    /// Attempts per delivery before it is given up (default 16).
+    pub retry_max_attempts: Option<u32>,
+    /// First backoff in ms (default 500).
+    pub retry_base_ms: Option<u64>,
+    /// Longest backoff in ms (default 300000).
+    pub retry_max_delay_ms: Option<u64>,
+    /// Per-request timeout in ms (default 10000).
+    pub request_timeout_ms: Option<u64>,
+    /// How long a worker holds a delivery before another may take over after a
+    /// crash, in ms (default 30000; keep it above the request timeout).
+    pub lease_ms: Option<u64>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".into()
+}
+fn default_store() -> String {
+    "memory".into()
+}
+fn default_capacity() -> usize {
+    100_000
+}
+fn default_consent() -> String {
+    "unknown".into()
+}
+fn default_retention() -> u64 {
+    48
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            store: default_store(),
+            outbox_capacity: default_capacity(),
+            default_consent: default_consent(),
+            dedup_retention_hours: default_retention(),
+            retry_max_attempts: None,
+            retry_base_ms: None,
+            retry_max_delay_ms: None,
+            request_timeout_ms: None,
+            lease_ms: None,
+        }
+    }
+}
+
+/// `[collector]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// Site keys.
+    #[serde(default)]
+    pub site_keys: Vec<String>,
+    /// Allowed browser origins.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Bearer secrets for server-to-server calls.
+    #[serde(default)]
+    pub server_secrets: Vec<String>,
+    /// Requests per second per IP.
+    pub rate_per_ip: Option<u32>,
+    /// Burst per IP.
+    pub burst_per_ip: Option<u32>,
+    /// Trust `X-Forwarded-For`.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// Truncate IPs before forwarding (default true).
+    pub truncate_ip: Option<bool>,
+    /// Serve `/metrics`.
+    #[serde(default)]
+    pub metrics: bool,
+}
+
+/// `[ga4]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ga4Section {
+    /// `G-…`.
+    pub measurement_id: String,
+    /// API secret (use `env:NAME`).
+    pub api_secret: String,
+    /// Base URL override.
+    pub base_url: Option<String>,
+    /// Use the EU endpoint.
+    #[serde(default)]
+    pub eu: bool,
+    /// Validation mode.
+    #[serde(default)]
+    pub validate: bool,
+}
+
+/// Resolves `env:NAME` references.
+pub fn resolve(setting: &'static str, value: &str) -> Result<String, ConfigError> {
+    match value.strip_prefix("env:") {
+        Some(name) => std::env::var(name.trim()).map_err(|_| ConfigError::Invalid {
+            setting,
+            reason: format!("environment variable {} is not set", name.trim()),
+        }),
+        None => Ok(value.to_owned()),
+    }
+}
+
+impl TallyConfig {
+    /// Parses TOML; the error says which line and key are wrong.
+    pub fn from_toml(text: &str) -> Result<TallyConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            setting: "config file",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads `TALLY_LISTEN`, `TALLY_STORE`, `TALLY_SITE_KEYS`, `TALLY_ALLOWED_ORIGINS`,
+    /// `TALLY_SERVER_SECRETS` (comma-separated), `TALLY_GA4_MEASUREMENT_ID`,
+    /// `TALLY_GA4_API_SECRET`, `TALLY_GA4_BASE_URL`.
+    pub fn from_env() -> Result<TallyConfig, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// [`TallyConfig::from_env`] over a given map (testable).
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<TallyConfig, ConfigError> {
+        let get = |k: &str| vars.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        let list = |k: &str| {
+            get(k)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut c = TallyConfig::default();
+        if let Some(l) = get("TALLY_LISTEN") {
+            c.server.listen = l;
+        }
+        if let Some(s) = get("TALLY_STORE") {
+            c.server.store = s;
+        }
+        c.collector.site_keys = list("TALLY_SITE_KEYS");
+        c.collector.allowed_origins = list("TALLY_ALLOWED_ORIGINS");
+        c.collector.server_secrets = list("TALLY_SERVER_SECRETS");
+        if let Some(id) = get("TALLY_GA4_MEASUREMENT_ID") {
+            c.ga4 = Some(Ga4Section {
+                measurement_id: id,
+                api_secret: get("TALLY_GA4_API_SECRET").ok_or(ConfigError::Missing {
+                    setting: "TALLY_GA4_API_SECRET",
+                    hint: "set it with TALLY_GA4_MEASUREMENT_ID",
+                })?,
+                base_url: get("TALLY_GA4_BASE_URL"),
+                eu: false,
+                validate: false,
+            });
+        }
+        Ok(c)
+    }
+
+    /// The tracker builder these settings describe (store not yet attached).
+    pub fn tracker_builder(&self) -> Result<ServerTrackerBuilder, ConfigError> {
+        let d = crate::retry::RetryPolicy::default();
+        let s = &self.server;
+        let ms = std::time::Duration::from_millis;
+        let mut b = crate::ServerTracker::builder()
+            .dedup_retention(std::time::Duration::from_secs(s.dedup_retention_hours * 3600))
+            .retry(crate::retry::RetryPolicy {
+                max_attempts: s.retry_max_attempts.unwrap_or(d.max_attempts),
+                base_delay: s.retry_base_ms.map(ms).unwrap_or(d.base_delay),
+                max_delay: s.retry_max_delay_ms.map(ms).unwrap_or(d.max_delay),
+                timeout: s.request_timeout_ms.map(ms).unwrap_or(d.timeout),
+            });
+        if let Some(l) = s.lease_ms {
+            b = b.lease(ms(l));
+        }
+        b = match self.server.default_consent.as_str() {
+            "unknown" => b,
+            "granted" => b.default_consent(ConsentState::ALL_GRANTED),
+            other => {
+                return Err(ConfigError::Invalid {
+                    setting: "server.default_consent",
+                    reason: format!("{other:?}: use \"unknown\" or \"granted\""),
+                });
+            }
+        };
+        if let Some(g) = &self.ga4 {
+            let mut cfg = Ga4Config::new(
+                g.measurement_id.clone(),
+                resolve("ga4.api_secret", &g.api_secret)?,
+            )
+            .validate(g.validate);
+            if g.eu {
+                cfg = cfg.eu();
+            }
+            if let Some(u) = &g.base_url {
+                cfg = cfg.base_url(u.clone());
+            }
+            b = b.ga4(cfg);
+        }
+        Ok(b)
+    }
+
+    /// The collector settings.
+    pub fn collector_config(&self) -> Result<CollectorConfig, ConfigError> {
+        let c = &self.collector;
+        let secrets = c
+            .server_secrets
+            .iter()
+            .map(|s| resolve("collector.server_secrets", s))
+            .collect::<Result<_, _>>()?;
+        if c.site_keys.is_empty() && c.server_secrets.is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "collector.site_keys",
+                hint: "browsers need a site key (and allowed_origins); servers a bearer secret",
+            });
+        }
+        let d = CollectorConfig::default();
+        Ok(CollectorConfig {
+            site_keys: c.site_keys.iter().cloned().collect(),
+            allowed_origins: c.allowed_origins.iter().cloned().collect(),
+            server_secrets: secrets,
+            rate_per_ip: c.rate_per_ip.unwrap_or(d.rate_per_ip),
+            burst_per_ip: c.burst_per_ip.unwrap_or(d.burst_per_ip),
+            trust_forwarded_for: c.trust_forwarded_for,
+            truncate_ip: c.truncate_ip.unwrap_or(true),
+            metrics: c.metrics,
+            ..d
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = TallyConfig::from_toml(
+            r#"
+            [server]
+            listen = "127.0.0.1:9999"
+            store = "memory"
+            [collector]
+            site_keys = ["pk"]
+            allowed_origins = ["https://shop.example"]
+            [ga4]
+            measurement_id = "G-ABC123"
+            api_secret = "literal"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert!(c.tracker_builder().unwrap().build().is_ok());
+        assert_eq!(c.collector_config().unwrap().site_keys.len(), 1);
+    }
+
+    #[test]
+    fn mistakes_say_what_to_fix() {
+        let e = TallyConfig::from_toml("[server]\nlisten = 5").unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = TallyConfig::from_toml("[serve]\nx = 1").unwrap_err();
+        assert!(e.to_string().contains("serve"), "{e}");
+        let c = TallyConfig::from_toml(
+            "[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"env:TALLY_TEST_SURELY_UNSET\"",
+        )
+        .unwrap();
+        let e = c.tracker_builder().err().unwrap();
+        assert!(e.to_string().contains("TALLY_TEST_SURELY_UNSET"), "{e}");
+        let c = TallyConfig::from_toml("[server]\ndefault_consent = \"yes\"").unwrap();
+        assert!(
+            c.tracker_builder()
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("default_consent")
+        );
+        assert!(TallyConfig::default().collector_config().is_err());
+    }
+
+    #[test]
+    fn from_environment_variables() {
+        let vars: BTreeMap<String, String> = [
+            ("TALLY_SITE_KEYS", "a, b"),
+            ("TALLY_GA4_MEASUREMENT_ID", "G-ENV1"),
+            ("TALLY_GA4_API_SECRET", "s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = TallyConfig::from_vars(&vars).unwrap();
+        assert_eq!(c.collector.site_keys, ["a", "b"]);
+        assert!(c.tracker_builder().unwrap().build().is_ok());
+        let mut missing = vars.clone();
+        missing.remove("TALLY_GA4_API_SECRET");
+        assert!(
+            TallyConfig::from_vars(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("TALLY_GA4_API_SECRET")
+        );
+    }
+}
