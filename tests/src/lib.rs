@@ -27,26 +27,20 @@ impl Drop for TempDir {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9515)
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515)
 }
 
 impl Browser {
     /// Starts chromedriver and a fresh headless Chromium profile.
     pub async fn launch() -> Browser {
         let port = free_port();
-        let driver_bin =
-            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {driver_bin}: {e} (cargo xtask test installs chromium-driver)")
-            });
+            .unwrap_or_else(|e| panic!("cannot start {driver_bin}: {e} (cargo xtask test installs chromium-driver)"));
         let profile = std::env::temp_dir().join(format!("tally-e2e-{port}-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&profile);
         let caps = json!({
@@ -68,12 +62,7 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::rustls()
-                .expect("tls")
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
+            match ClientBuilder::rustls().expect("tls").capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
@@ -82,11 +71,7 @@ impl Browser {
                 Err(e) => panic!("cannot connect to chromedriver: {e}"),
             }
         };
-        Browser {
-            client,
-            driver,
-            _profile: TempDir(profile),
-        }
+        Browser { client, driver, _profile: TempDir(profile) }
     }
 
     /// Opens `url` and waits until the page's script set `body[data-ready]`.
@@ -145,11 +130,8 @@ impl Drop for Browser {
 
 /// Starts the demo shop on a free loopback port.
 pub async fn start_demo(webhook_delay_ms: u64) -> tally_demo::RunningDemo {
-    let config = tally_demo::DemoConfig {
-        addr: "127.0.0.1:0".into(),
-        webhook_delay_ms,
-        ..tally_demo::DemoConfig::default()
-    };
+    let config =
+        tally_demo::DemoConfig { addr: "127.0.0.1:0".into(), webhook_delay_ms, ..tally_demo::DemoConfig::default() };
     tally_demo::start(config).await.expect("demo starts")
 }
 

@@ -107,12 +107,8 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         base_url: base_url.clone(),
         http: reqwest::Client::new(),
     };
-    let origins: HashSet<String> = [
-        base_url.clone(),
-        format!("http://localhost:{}", addr.port()),
-    ]
-    .into_iter()
-    .collect();
+    let origins: HashSet<String> =
+        [base_url.clone(), format!("http://localhost:{}", addr.port())].into_iter().collect();
     let collector_cfg = CollectorConfig {
         site_keys: [SITE_KEY.to_owned()].into_iter().collect(),
         allowed_origins: origins,

@@ -16,12 +16,7 @@ const STYLE_CSS: &str = include_str!("../static/style.css");
 
 fn page(name: &str, title: &str) -> Html<String> {
     let script = if name == "inspector" { "/static/inspector.js" } else { "/static/shop.js" };
-    Html(
-        SHELL
-            .replace("{{page}}", name)
-            .replace("{{title}}", title)
-            .replace("{{script}}", script),
-    )
+    Html(SHELL.replace("{{page}}", name).replace("{{title}}", title).replace("{{script}}", script))
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -25,11 +25,7 @@ fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
     mac.update(ts.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_secs() -> i64 {
@@ -48,7 +44,9 @@ pub fn schedule(shop: Shop, order_id: String) {
 
 /// Sends one signed `payment.succeeded` webhook for `order_id`.
 pub async fn deliver(shop: &Shop, order_id: &str) {
-    let Some(order) = shop.orders.get(order_id) else { return };
+    let Some(order) = shop.orders.get(order_id) else {
+        return;
+    };
     let body = json!({"type": "payment.succeeded", "orderId": order.id, "amountCents": order.total_cents, "currency": order.currency})
         .to_string();
     let ts = now_secs();
@@ -79,7 +77,9 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
             _ => {}
         }
     }
-    let (Some(ts), Some(v1)) = (ts, v1) else { return false };
+    let (Some(ts), Some(v1)) = (ts, v1) else {
+        return false;
+    };
     if (now_secs() - ts).abs() > 300 {
         return false;
     }
@@ -115,10 +115,7 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
         return (StatusCode::INTERNAL_SERVER_ERROR, "bad order amount").into_response();
     };
     let mut input = PurchaseInput::new(order.id.clone(), value, currency).visitor(Visitor {
-        user_data: order.email.clone().map(|email| UserData {
-            email: Some(email),
-            ..UserData::default()
-        }),
+        user_data: order.email.clone().map(|email| UserData { email: Some(email), ..UserData::default() }),
         ..Visitor::default()
     });
     for l in &order.lines {

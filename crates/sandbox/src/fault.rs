@@ -52,9 +52,7 @@ impl FaultSwitch {
 
     /// The mode to apply to this request (counts `fail_next` down).
     pub fn take(&self) -> Mode {
-        let pending = self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let pending = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         let mode = if pending.is_ok() { Mode::Down } else { self.get() };
         if mode != Mode::Up {
             self.refused.fetch_add(1, Ordering::SeqCst);
@@ -69,9 +67,9 @@ impl FaultSwitch {
         match self.take() {
             Mode::Up => None,
             Mode::Down => Some((StatusCode::SERVICE_UNAVAILABLE, "sandbox: destination down").into_response()),
-            Mode::RateLimited => Some(
-                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "sandbox: rate limited").into_response(),
-            ),
+            Mode::RateLimited => {
+                Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "sandbox: rate limited").into_response())
+            }
             Mode::Unauthorized => Some((StatusCode::UNAUTHORIZED, "sandbox: bad credentials").into_response()),
         }
     }

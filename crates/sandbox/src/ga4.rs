@@ -50,10 +50,7 @@ impl Ga4Record {
 
     /// `params.value` × 1,000,000, rounded (exact comparison of money).
     pub fn value_micros(&self) -> Option<i64> {
-        self.params
-            .get("value")
-            .and_then(Value::as_f64)
-            .map(|v| (v * 1e6).round() as i64)
+        self.params.get("value").and_then(Value::as_f64).map(|v| (v * 1e6).round() as i64)
     }
 
     /// `params.currency`.
@@ -137,32 +134,18 @@ fn valid_name(s: &str) -> bool {
         && b.len() <= 40
         && b[0].is_ascii_alphabetic()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        && !["_", "firebase_", "ga_", "google_", "gtag."]
-            .iter()
-            .any(|p| s.starts_with(p))
+        && !["_", "firebase_", "ga_", "google_", "gtag."].iter().any(|p| s.starts_with(p))
 }
 
-fn drop(
-    code: &'static str,
-    field_path: impl Into<String>,
-    description: impl Into<String>,
-) -> Ga4Drop {
-    Ga4Drop {
-        code,
-        field_path: field_path.into(),
-        description: description.into(),
-    }
+fn drop(code: &'static str, field_path: impl Into<String>, description: impl Into<String>) -> Ga4Drop {
+    Ga4Drop { code, field_path: field_path.into(), description: description.into() }
 }
 
 /// Validates a request body as GA4 does; returns the problems.
 pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
     let mut out = Vec::new();
     if body.len() >= 130_000 {
-        out.push(drop(
-            "VALUE_OUT_OF_BOUNDS",
-            "",
-            "JSON POST body must be smaller than 130kB",
-        ));
+        out.push(drop("VALUE_OUT_OF_BOUNDS", "", "JSON POST body must be smaller than 130kB"));
         return out;
     }
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -175,11 +158,7 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
     };
     match o.get("client_id") {
         Some(Value::String(s)) if !s.is_empty() => {}
-        _ => out.push(drop(
-            "VALUE_REQUIRED",
-            "client_id",
-            "client_id is required for web streams",
-        )),
+        _ => out.push(drop("VALUE_REQUIRED", "client_id", "client_id is required for web streams")),
     }
     if let Some(uid) = o.get("user_id")
         && uid.as_str().is_none_or(|s| s.chars().count() > 256)
@@ -187,22 +166,14 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
         out.push(drop("VALUE_INVALID", "user_id", "user_id must be a string of at most 256 characters"));
     }
     if o.contains_key("user_data") && !o.contains_key("user_id") {
-        out.push(drop(
-            "VALUE_REQUIRED",
-            "user_id",
-            "user_id must be present whenever user_data is provided",
-        ));
+        out.push(drop("VALUE_REQUIRED", "user_id", "user_id must be present whenever user_data is provided"));
     }
     if let Some(c) = o.get("consent") {
         for k in ["ad_user_data", "ad_personalization"] {
             if let Some(x) = c.get(k)
                 && !matches!(x.as_str(), Some("GRANTED" | "DENIED"))
             {
-                out.push(drop(
-                    "VALUE_INVALID",
-                    format!("consent.{k}"),
-                    "expected GRANTED or DENIED",
-                ));
+                out.push(drop("VALUE_INVALID", format!("consent.{k}"), "expected GRANTED or DENIED"));
             }
         }
     }
@@ -214,37 +185,21 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
         out.push(drop("VALUE_REQUIRED", "events", "at least one event"));
     }
     if events.len() > 25 {
-        out.push(drop(
-            "EXCEEDED_MAX_ENTITIES",
-            "events",
-            "A request can have at most 25 events",
-        ));
+        out.push(drop("EXCEEDED_MAX_ENTITIES", "events", "A request can have at most 25 events"));
     }
     for (i, e) in events.iter().enumerate() {
         let at = |f: &str| format!("events[{i}]{f}");
         let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
         if !valid_name(name) {
-            out.push(drop(
-                "NAME_INVALID",
-                at(".name"),
-                format!("Event at index: [{i}] has invalid name [{name}]"),
-            ));
+            out.push(drop("NAME_INVALID", at(".name"), format!("Event at index: [{i}] has invalid name [{name}]")));
         } else if RESERVED_EVENTS.contains(&name) {
-            out.push(drop(
-                "NAME_RESERVED",
-                at(".name"),
-                format!("Event name [{name}] is reserved"),
-            ));
+            out.push(drop("NAME_RESERVED", at(".name"), format!("Event name [{name}] is reserved")));
         }
         if let Some(ts) = e.get("timestamp_micros") {
             match ts.as_i64() {
                 Some(t) if (1_000_000_000_000_000..10_000_000_000_000_000).contains(&t) => {
                     if t < now_micros - 72 * 3_600 * 1_000_000 {
-                        out.push(drop(
-                            "VALUE_OUT_OF_BOUNDS",
-                            at(".timestamp_micros"),
-                            "older than 72 hours",
-                        ));
+                        out.push(drop("VALUE_OUT_OF_BOUNDS", at(".timestamp_micros"), "older than 72 hours"));
                     }
                 }
                 _ => out.push(drop(
@@ -258,28 +213,16 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
             None => Map::new(),
             Some(Value::Object(p)) => p.clone(),
             Some(_) => {
-                out.push(drop(
-                    "VALUE_INVALID",
-                    at(".params"),
-                    "params must be an object",
-                ));
+                out.push(drop("VALUE_INVALID", at(".params"), "params must be an object"));
                 continue;
             }
         };
         if params.keys().filter(|k| k.as_str() != "items").count() > 25 {
-            out.push(drop(
-                "EXCEEDED_MAX_ENTITIES",
-                at(".params"),
-                "at most 25 parameters",
-            ));
+            out.push(drop("EXCEEDED_MAX_ENTITIES", at(".params"), "at most 25 parameters"));
         }
         for (k, v) in &params {
             if !valid_name(k) {
-                out.push(drop(
-                    "NAME_INVALID",
-                    at(&format!(".params.{k}")),
-                    "invalid parameter name",
-                ));
+                out.push(drop("NAME_INVALID", at(&format!(".params.{k}")), "invalid parameter name"));
             }
             let max = match k.as_str() {
                 "page_location" => 1000,
@@ -288,37 +231,19 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
                 _ => 100,
             };
             if v.as_str().is_some_and(|s| s.chars().count() > max) {
-                out.push(drop(
-                    "VALUE_OUT_OF_BOUNDS",
-                    at(&format!(".params.{k}")),
-                    "value too long",
-                ));
+                out.push(drop("VALUE_OUT_OF_BOUNDS", at(&format!(".params.{k}")), "value too long"));
             }
         }
         if params.contains_key("value") && !params.get("currency").is_some_and(Value::is_string) {
-            out.push(drop(
-                "VALUE_REQUIRED",
-                at(".params.currency"),
-                "currency is required when value is set",
-            ));
+            out.push(drop("VALUE_REQUIRED", at(".params.currency"), "currency is required when value is set"));
         }
         if let Some(c) = params.get("currency").and_then(Value::as_str)
             && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            out.push(drop(
-                "VALUE_INVALID",
-                at(".params.currency"),
-                "currency must be ISO 4217",
-            ));
+            out.push(drop("VALUE_INVALID", at(".params.currency"), "currency must be ISO 4217"));
         }
-        if matches!(name, "purchase" | "refund")
-            && !params.get("transaction_id").is_some_and(Value::is_string)
-        {
-            out.push(drop(
-                "VALUE_REQUIRED",
-                at(".params.transaction_id"),
-                "transaction_id is required",
-            ));
+        if matches!(name, "purchase" | "refund") && !params.get("transaction_id").is_some_and(Value::is_string) {
+            out.push(drop("VALUE_REQUIRED", at(".params.transaction_id"), "transaction_id is required"));
         }
         if let Some(items) = params.get("items") {
             match items.as_array() {
@@ -333,11 +258,7 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
                         }
                     }
                 }
-                _ => out.push(drop(
-                    "VALUE_INVALID",
-                    at(".params.items"),
-                    "items must be an array of at most 200",
-                )),
+                _ => out.push(drop("VALUE_INVALID", at(".params.items"), "items must be an array of at most 200")),
             }
         }
     }
@@ -345,10 +266,7 @@ pub fn validate(body: &[u8], now_micros: i64) -> Vec<Ga4Drop> {
 }
 
 fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 impl Ga4Sandbox {
@@ -372,10 +290,7 @@ impl Ga4Sandbox {
 
     /// Accepted purchases GA4 would count (duplicates by `transaction_id` excluded).
     pub fn purchases(&self) -> Vec<Ga4Record> {
-        self.events()
-            .into_iter()
-            .filter(|r| r.name == "purchase" && !r.duplicate)
-            .collect()
+        self.events().into_iter().filter(|r| r.name == "purchase" && !r.duplicate).collect()
     }
 
     /// What was dropped, and why.
@@ -408,11 +323,7 @@ impl Ga4Sandbox {
         let had_user_data = v.get("user_data").is_some();
         let consent = v.get("consent").cloned();
         for e in v["events"].as_array().into_iter().flatten() {
-            let params = e
-                .get("params")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let params = e.get("params").and_then(Value::as_object).cloned().unwrap_or_default();
             let name = e["name"].as_str().unwrap_or_default().to_owned();
             let mut duplicate = false;
             if name == "purchase"
@@ -435,32 +346,18 @@ impl Ga4Sandbox {
 
 fn check_query(q: &MpQuery) -> Option<Ga4Drop> {
     let id_ok = q.measurement_id.as_deref().is_some_and(|m| {
-        m.strip_prefix("G-")
-            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        m.strip_prefix("G-").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
     }) || q.firebase_app_id.is_some();
     if !id_ok {
-        return Some(drop(
-            "VALUE_REQUIRED",
-            "measurement_id",
-            "measurement_id (G-…) is required",
-        ));
+        return Some(drop("VALUE_REQUIRED", "measurement_id", "measurement_id (G-…) is required"));
     }
     if q.api_secret.as_deref().is_none_or(str::is_empty) {
-        return Some(drop(
-            "VALUE_REQUIRED",
-            "api_secret",
-            "api_secret is required",
-        ));
+        return Some(drop("VALUE_REQUIRED", "api_secret", "api_secret is required"));
     }
     None
 }
 
-async fn collect(
-    State(s): State<Ga4Sandbox>,
-    Query(q): Query<MpQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, headers: HeaderMap, body: Bytes) -> Response {
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;
@@ -469,27 +366,17 @@ async fn collect(
         s.lock().dropped.push(problem);
         return StatusCode::NO_CONTENT.into_response();
     }
-    let json_ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let json_ct =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if !json_ct {
-        s.lock().dropped.push(drop(
-            "VALUE_INVALID",
-            "",
-            "Content-Type must be application/json",
-        ));
+        s.lock().dropped.push(drop("VALUE_INVALID", "", "Content-Type must be application/json"));
         return StatusCode::NO_CONTENT.into_response();
     }
     s.record(&body);
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn debug_collect(
-    State(s): State<Ga4Sandbox>,
-    Query(q): Query<MpQuery>,
-    body: Bytes,
-) -> Response {
+async fn debug_collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, body: Bytes) -> Response {
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;
@@ -529,30 +416,15 @@ mod tests {
     fn catches_what_ga4_drops() {
         let cases = [
             (json!({"events":[{"name":"x"}]}), "VALUE_REQUIRED"),
-            (
-                json!({"client_id":"1","events":[{"name":"_bad"}]}),
-                "NAME_INVALID",
-            ),
-            (
-                json!({"client_id":"1","events":[{"name":"session_start"}]}),
-                "NAME_RESERVED",
-            ),
+            (json!({"client_id":"1","events":[{"name":"_bad"}]}), "NAME_INVALID"),
+            (json!({"client_id":"1","events":[{"name":"session_start"}]}), "NAME_RESERVED"),
             (
                 json!({"client_id":"1","events":[{"name":"purchase","params":{"value":1,"currency":"USD"}}]}),
                 "VALUE_REQUIRED",
             ),
-            (
-                json!({"client_id":"1","events":[{"name":"add_to_cart","params":{"value":1}}]}),
-                "VALUE_REQUIRED",
-            ),
-            (
-                json!({"client_id":"1","events":[{"name":"x","timestamp_micros":1757409591000i64}]}),
-                "VALUE_INVALID",
-            ),
-            (
-                json!({"client_id":"1","user_data":{},"events":[{"name":"x"}]}),
-                "VALUE_REQUIRED",
-            ),
+            (json!({"client_id":"1","events":[{"name":"add_to_cart","params":{"value":1}}]}), "VALUE_REQUIRED"),
+            (json!({"client_id":"1","events":[{"name":"x","timestamp_micros":1757409591000i64}]}), "VALUE_INVALID"),
+            (json!({"client_id":"1","user_data":{},"events":[{"name":"x"}]}), "VALUE_REQUIRED"),
             (
                 json!({"client_id":"1","events":(0..26).map(|_| json!({"name":"x"})).collect::<Vec<_>>()}),
                 "EXCEEDED_MAX_ENTITIES",
@@ -567,17 +439,8 @@ mod tests {
     #[tokio::test]
     async fn records_and_dedups_purchases() {
         let s = Ga4Sandbox::default();
-        let server = crate::Sandbox {
-            ga4: s.clone(),
-            ..Default::default()
-        }
-            .serve("127.0.0.1:0")
-            .await
-            .unwrap();
-        let url = format!(
-            "{}/ga4/mp/collect?measurement_id=G-T1&api_secret=x",
-            server.base_url
-        );
+        let server = crate::Sandbox { ga4: s.clone(), ..Default::default() }.serve("127.0.0.1:0").await.unwrap();
+        let url = format!("{}/ga4/mp/collect?measurement_id=G-T1&api_secret=x", server.base_url);
         let body = json!({"client_id":"1.2","events":[{"name":"purchase","params":{"transaction_id":"T","currency":"USD","value":1}}]});
         let http = reqwest::Client::new();
         for _ in 0..2 {
@@ -587,22 +450,11 @@ mod tests {
         assert_eq!(s.events().len(), 2);
         assert_eq!(s.purchases().len(), 1);
         // A malformed request still answers 204, as GA4 does, but is recorded as dropped.
-        let r = http
-            .post(&url)
-            .json(&json!({"events":[]}))
-            .send()
-            .await
-            .unwrap();
+        let r = http.post(&url).json(&json!({"events":[]})).send().await.unwrap();
         assert_eq!(r.status(), 204);
         assert!(!s.dropped().is_empty());
         s.faults.fail_next(1);
-        assert_eq!(
-            http.post(&url).json(&body).send().await.unwrap().status(),
-            503
-        );
-        assert_eq!(
-            http.post(&url).json(&body).send().await.unwrap().status(),
-            204
-        );
+        assert_eq!(http.post(&url).json(&body).send().await.unwrap().status(), 503);
+        assert_eq!(http.post(&url).json(&body).send().await.unwrap().status(), 204);
     }
 }

@@ -138,13 +138,7 @@ struct AppState {
 pub fn router(tracker: ServerTracker, config: CollectorConfig) -> Router {
     let limit = config.max_body_bytes;
     let metrics = config.metrics;
-    let state = Arc::new(AppState {
-        tracker,
-        config,
-        limiter: RateLimiter {
-            buckets: Mutex::new(HashMap::new()),
-        },
-    });
+    let state = Arc::new(AppState { tracker, config, limiter: RateLimiter { buckets: Mutex::new(HashMap::new()) } });
     let mut r = Router::new().route("/collect", post(collect).options(preflight));
     if metrics {
         r = r.route("/metrics", get(metrics_text));
@@ -202,11 +196,7 @@ async fn preflight(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.tracker.metrics_text(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.tracker.metrics_text()).into_response()
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
@@ -247,19 +237,14 @@ fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
 /// Fills what the envelope lacks from the request's first-party cookies (the
 /// `_ga` client id, Tally's visitor cookie, click-id cookies).
 fn fill_from_cookies(visitor: &mut Visitor, headers: &HeaderMap) {
-    let cookies: String = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies: String =
+        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
     if cookies.is_empty() {
         return;
     }
     if visitor.client_id.is_none() {
-        visitor.client_id = tally_core::client_id::client_id_from_cookie_header(&cookies).or_else(|| {
-            cookie::get(&cookies, "_tally_cid").and_then(|v| ClientId::from_ga_cookie(v).ok())
-        });
+        visitor.client_id = tally_core::client_id::client_id_from_cookie_header(&cookies)
+            .or_else(|| cookie::get(&cookies, "_tally_cid").and_then(|v| ClientId::from_ga_cookie(v).ok()));
     }
     if visitor.visitor_id.is_none() {
         visitor.visitor_id = cookie::get(&cookies, VISITOR_COOKIE)
@@ -278,10 +263,8 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         return error(StatusCode::FORBIDDEN, "origin not allowed", &HeaderMap::new());
     };
     let ip = client_ip(&state, &headers, peer);
-    let declared_len = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared_len =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared_len.is_some_and(|n| n > state.config.max_body_bytes) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors);
     }
@@ -297,13 +280,19 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     }
     let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors),
+        Err(_) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors);
+        }
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8", &cors);
     };
     let Ok(doc) = serde_json::from_str::<Value>(text) else {
-        return error(StatusCode::BAD_REQUEST, "body is not JSON (nesting deeper than 128 levels is refused too)", &cors);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body is not JSON (nesting deeper than 128 levels is refused too)",
+            &cors,
+        );
     };
     let Some(obj) = doc.as_object() else {
         return error(StatusCode::BAD_REQUEST, "body must be a JSON object", &cors);
@@ -329,20 +318,18 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         Some(v) => match ContextEnvelope::from_value(v) {
             Ok(e) => e,
             Err(e) => {
-                let body = serde_json::json!({ "error": "invalid context", "field": e.field(), "reason": e.to_string() });
+                let body =
+                    serde_json::json!({ "error": "invalid context", "field": e.field(), "reason": e.to_string() });
                 return (StatusCode::BAD_REQUEST, cors, axum::Json(body)).into_response();
             }
         },
     };
     let mut visitor = Visitor::from_envelope(&envelope);
     fill_from_cookies(&mut visitor, &headers);
-    visitor.user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(512).collect());
-    visitor.ip_address = ip
-        .map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip })
-        .map(|ip| ip.to_string());
+    visitor.user_agent =
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+    visitor.ip_address =
+        ip.map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip }).map(|ip| ip.to_string());
 
     let mut results: Vec<Option<EventResult>> = vec![None; raw_events.len()];
     let mut valid = Vec::new();
@@ -396,26 +383,19 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         } else {
             "accepted"
         };
-        results[pos] = Some(EventResult {
-            event_id: r.event_id.as_str().to_owned(),
-            status,
-            field: None,
-            reason: None,
-        });
+        results[pos] =
+            Some(EventResult { event_id: r.event_id.as_str().to_owned(), status, field: None, reason: None });
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
     let code = if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut out_headers = cors;
     if let (Some(days), Some(vid)) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref()) {
-        let secure = if headers
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .is_some_and(|o| o.starts_with("https://"))
-        {
-            "; Secure"
-        } else {
-            ""
-        };
+        let secure =
+            if headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).is_some_and(|o| o.starts_with("https://")) {
+                "; Secure"
+            } else {
+                ""
+            };
         let c = format!(
             "{VISITOR_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
             cookie::percent_encode(vid.as_str()),
@@ -440,9 +420,7 @@ mod tests {
 
     #[test]
     fn token_bucket() {
-        let l = RateLimiter {
-            buckets: Mutex::new(HashMap::new()),
-        };
+        let l = RateLimiter { buckets: Mutex::new(HashMap::new()) };
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..5 {
             assert!(l.check(ip, 1, 5).is_none());

@@ -169,10 +169,7 @@ pub fn resolve(setting: &'static str, value: &str) -> Result<String, ConfigError
 impl TallyConfig {
     /// Parses TOML; the error says which line and key are wrong.
     pub fn from_toml(text: &str) -> Result<TallyConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            setting: "config file",
-            reason: e.to_string(),
-        })
+        toml::from_str(text).map_err(|e| ConfigError::Invalid { setting: "config file", reason: e.to_string() })
     }
 
     /// Reads `TALLY_LISTEN`, `TALLY_STORE`, `TALLY_SITE_KEYS`, `TALLY_ALLOWED_ORIGINS`,
@@ -187,12 +184,7 @@ impl TallyConfig {
         let get = |k: &str| vars.get(k).filter(|v| !v.trim().is_empty()).cloned();
         let list = |k: &str| {
             get(k)
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
                 .unwrap_or_default()
         };
         let mut c = TallyConfig::default();
@@ -247,11 +239,8 @@ impl TallyConfig {
             }
         };
         if let Some(g) = &self.ga4 {
-            let mut cfg = Ga4Config::new(
-                g.measurement_id.clone(),
-                resolve("ga4.api_secret", &g.api_secret)?,
-            )
-            .validate(g.validate);
+            let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", &g.api_secret)?)
+                .validate(g.validate);
             if g.eu {
                 cfg = cfg.eu();
             }
@@ -266,11 +255,8 @@ impl TallyConfig {
     /// The collector settings.
     pub fn collector_config(&self) -> Result<CollectorConfig, ConfigError> {
         let c = &self.collector;
-        let secrets = c
-            .server_secrets
-            .iter()
-            .map(|s| resolve("collector.server_secrets", s))
-            .collect::<Result<_, _>>()?;
+        let secrets =
+            c.server_secrets.iter().map(|s| resolve("collector.server_secrets", s)).collect::<Result<_, _>>()?;
         if c.site_keys.is_empty() && c.server_secrets.is_empty() {
             return Err(ConfigError::Missing {
                 setting: "collector.site_keys",
@@ -323,43 +309,28 @@ mod tests {
         assert!(e.to_string().contains("listen"), "{e}");
         let e = TallyConfig::from_toml("[serve]\nx = 1").unwrap_err();
         assert!(e.to_string().contains("serve"), "{e}");
-        let c = TallyConfig::from_toml(
-            "[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"env:TALLY_TEST_SURELY_UNSET\"",
-        )
-        .unwrap();
+        let c =
+            TallyConfig::from_toml("[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"env:TALLY_TEST_SURELY_UNSET\"")
+                .unwrap();
         let e = c.tracker_builder().err().unwrap();
         assert!(e.to_string().contains("TALLY_TEST_SURELY_UNSET"), "{e}");
         let c = TallyConfig::from_toml("[server]\ndefault_consent = \"yes\"").unwrap();
-        assert!(
-            c.tracker_builder()
-                .err()
-                .unwrap()
-                .to_string()
-                .contains("default_consent")
-        );
+        assert!(c.tracker_builder().err().unwrap().to_string().contains("default_consent"));
         assert!(TallyConfig::default().collector_config().is_err());
     }
 
     #[test]
     fn from_environment_variables() {
-        let vars: BTreeMap<String, String> = [
-            ("TALLY_SITE_KEYS", "a, b"),
-            ("TALLY_GA4_MEASUREMENT_ID", "G-ENV1"),
-            ("TALLY_GA4_API_SECRET", "s"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let vars: BTreeMap<String, String> =
+            [("TALLY_SITE_KEYS", "a, b"), ("TALLY_GA4_MEASUREMENT_ID", "G-ENV1"), ("TALLY_GA4_API_SECRET", "s")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         let c = TallyConfig::from_vars(&vars).unwrap();
         assert_eq!(c.collector.site_keys, ["a", "b"]);
         assert!(c.tracker_builder().unwrap().build().is_ok());
         let mut missing = vars.clone();
         missing.remove("TALLY_GA4_API_SECRET");
-        assert!(
-            TallyConfig::from_vars(&missing)
-                .unwrap_err()
-                .to_string()
-                .contains("TALLY_GA4_API_SECRET")
-        );
+        assert!(TallyConfig::from_vars(&missing).unwrap_err().to_string().contains("TALLY_GA4_API_SECRET"));
     }
 }

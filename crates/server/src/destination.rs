@@ -1,11 +1,28 @@
 //! The configured destinations, behind one enum so the tracker treats them alike.
+//!
+//! Every sender follows the same shape: the core builder turns events into
+//! request bodies (applying consent, windows and limits, and batching up to
+//! the destination's limit); each request is sent with a per-request timeout
+//! and classified (success, transient — retried by the outbox, honouring
+//! `Retry-After` —, credentials, permanent); and the answer is spread back to
+//! one [`Outcome`] per input event, in order. Secrets are redacted from every
+//! error message, and each delivery runs in a `tracing` span named `deliver`.
+
+use std::time::Duration;
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::{DestinationKind, Event};
 
+use crate::error::DeliveryError;
 use crate::ga4::Ga4Destination;
-use crate::outcome::Outcome;
-use crate::retry::RetryPolicy;
+use crate::google_ads::GoogleAdsDestination;
+use crate::meta::MetaDestination;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, redact, retry_after};
+use crate::rokt::RoktDestination;
+use crate::servoki::ServokiDestination;
+use crate::tiktok::TikTokDestination;
+use crate::webhook::WebhookDestination;
 
 /// One configured destination.
 #[derive(Debug, Clone)]
@@ -13,6 +30,18 @@ use crate::retry::RetryPolicy;
 pub enum Destination {
     /// GA4 Measurement Protocol.
     Ga4(Ga4Destination),
+    /// Google Ads API: click conversions and adjustments.
+    GoogleAds(GoogleAdsDestination),
+    /// Meta Conversions API.
+    Meta(MetaDestination),
+    /// Rokt Event API v2.
+    Rokt(RoktDestination),
+    /// A Servoki-style server-events endpoint.
+    Servoki(ServokiDestination),
+    /// TikTok Events API 2.0.
+    TikTok(TikTokDestination),
+    /// A webhook or warehouse sink.
+    Webhook(WebhookDestination),
 }
 
 impl Destination {
@@ -20,6 +49,12 @@ impl Destination {
     pub fn name(&self) -> &str {
         match self {
             Destination::Ga4(_) => DestinationKind::Ga4.as_str(),
+            Destination::GoogleAds(_) => DestinationKind::GoogleAds.as_str(),
+            Destination::Meta(_) => DestinationKind::Meta.as_str(),
+            Destination::Rokt(_) => DestinationKind::Rokt.as_str(),
+            Destination::Servoki(_) => DestinationKind::Servoki.as_str(),
+            Destination::TikTok(_) => DestinationKind::TikTok.as_str(),
+            Destination::Webhook(w) => w.name(),
         }
     }
 
@@ -27,6 +62,12 @@ impl Destination {
     pub fn kind(&self) -> DestinationKind {
         match self {
             Destination::Ga4(_) => DestinationKind::Ga4,
+            Destination::GoogleAds(_) => DestinationKind::GoogleAds,
+            Destination::Meta(_) => DestinationKind::Meta,
+            Destination::Rokt(_) => DestinationKind::Rokt,
+            Destination::Servoki(_) => DestinationKind::Servoki,
+            Destination::TikTok(_) => DestinationKind::TikTok,
+            Destination::Webhook(_) => DestinationKind::Webhook,
         }
     }
 
@@ -41,6 +82,79 @@ impl Destination {
     ) -> Vec<Outcome> {
         match self {
             Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::GoogleAds(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::Meta(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::Rokt(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::TikTok(d) => d.deliver(http, retry, events, ctx).await,
+            Destination::Webhook(d) => d.deliver(http, retry, events, ctx).await,
         }
     }
+}
+
+/// The skip reason for an event a core builder found invalid: a time outside
+/// the destination's window is [`SkipReason::OutsideWindow`].
+pub(crate) fn invalid(e: tally_core::Error) -> SkipReason {
+    match e {
+        tally_core::Error::OutsideWindow { .. } => SkipReason::OutsideWindow,
+        other => SkipReason::Invalid(other),
+    }
+}
+
+/// An HTTP answer, read in full.
+pub(crate) struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// `Retry-After`, if given.
+    pub retry_after: Option<Duration>,
+    /// The body (lossy UTF-8).
+    pub body: String,
+}
+
+/// Sends `req` with the policy's per-request timeout and reads the answer.
+/// A request that gets no answer is a [`DeliveryError::Transport`] with
+/// `secrets` redacted from the message.
+pub(crate) async fn send(
+    req: reqwest::RequestBuilder,
+    retry: &RetryPolicy,
+    secrets: &[&str],
+) -> Result<Answer, DeliveryError> {
+    let resp = req
+        .timeout(retry.timeout)
+        .send()
+        .await
+        .map_err(|e| DeliveryError::Transport(redact(&transport_message(&e), secrets)))?;
+    let status = resp.status().as_u16();
+    let after = retry_after(&resp);
+    let body = resp.text().await.map_err(|e| DeliveryError::Transport(redact(&transport_message(&e), secrets)))?;
+    Ok(Answer { status, retry_after: after, body })
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL, which may carry a token: callers redact.
+    if e.is_timeout() { format!("timed out: {e}") } else { e.to_string() }
+}
+
+/// A body excerpt for an error message: at most 500 characters.
+pub(crate) fn excerpt(body: &str) -> String {
+    let t = body.trim();
+    match t.char_indices().nth(500) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_owned(),
+    }
+}
+
+/// Fills `out[i]` for every `i` in `indices` with `outcome`.
+pub(crate) fn fan_out(out: &mut [Option<Outcome>], indices: &[usize], outcome: &Outcome) {
+    for &i in indices {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(outcome.clone());
+        }
+    }
+}
+
+/// The outcomes; an event no request or skip accounted for (none should be)
+/// is reported as `Skipped(Unsupported)`, as GA4 does.
+pub(crate) fn finish(out: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Unsupported))).collect()
 }

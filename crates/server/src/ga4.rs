@@ -93,15 +93,15 @@ impl Ga4Destination {
                     }
                 }
                 StatusClass::Success => Verdict::Done(()),
-                StatusClass::Transient => Verdict::Retry(transient_error(status, redact(&body, &[secret]), after), after),
-                StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized {
-                    status,
-                    message: redact(&body, &[secret]),
-                }),
-                StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected {
-                    status,
-                    message: redact(&body, &[secret]),
-                }),
+                StatusClass::Transient => {
+                    Verdict::Retry(transient_error(status, redact(&body, &[secret]), after), after)
+                }
+                StatusClass::Unauthorized => {
+                    Verdict::Fail(DeliveryError::Unauthorized { status, message: redact(&body, &[secret]) })
+                }
+                StatusClass::Permanent => {
+                    Verdict::Fail(DeliveryError::Rejected { status, message: redact(&body, &[secret]) })
+                }
             }
         })
         .await

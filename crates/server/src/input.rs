@@ -69,11 +69,7 @@ impl Visitor {
             click_ids,
             consent: self.consent.or(base.consent),
             user_data: if explicit_user_data { self.user_data } else { base.user_data.clone() },
-            hashed_user_data: if explicit_user_data {
-                self.hashed_user_data
-            } else {
-                base.hashed_user_data.clone()
-            },
+            hashed_user_data: if explicit_user_data { self.hashed_user_data } else { base.hashed_user_data.clone() },
             ip_address: self.ip_address.or_else(|| base.ip_address.clone()),
             user_agent: self.user_agent.or_else(|| base.user_agent.clone()),
             page_url: self.page_url.or_else(|| base.page_url.clone()),
@@ -174,10 +170,7 @@ pub struct EventInput {
 impl EventInput {
     /// An event called `name`.
     pub fn new(name: impl Into<String>) -> EventInput {
-        EventInput {
-            name: name.into(),
-            ..EventInput::default()
-        }
+        EventInput { name: name.into(), ..EventInput::default() }
     }
 }
 
@@ -196,14 +189,8 @@ mod tests {
         let base = Visitor::from_envelope(&env);
         let explicit = Visitor {
             client_id: Some(ClientId::parse("3.4").unwrap()),
-            click_ids: ClickIds {
-                gclid: Some("MINE".into()),
-                ..Default::default()
-            },
-            user_data: Some(UserData {
-                phone: Some("+15551234567".into()),
-                ..Default::default()
-            }),
+            click_ids: ClickIds { gclid: Some("MINE".into()), ..Default::default() },
+            user_data: Some(UserData { phone: Some("+15551234567".into()), ..Default::default() }),
             ..Default::default()
         };
         let v = explicit.over(&base);
@@ -242,11 +229,7 @@ pub struct CartInput {
 impl CartInput {
     /// Lines worth `value` in `currency`.
     pub fn new(value: Amount, currency: Currency) -> CartInput {
-        CartInput {
-            value: Some(value),
-            currency: Some(currency),
-            ..CartInput::default()
-        }
+        CartInput { value: Some(value), currency: Some(currency), ..CartInput::default() }
     }
 
     /// Adds a line.
@@ -316,7 +299,12 @@ impl RefundInput {
     }
 
     /// A partial refund of `refunded` out of `original`.
-    pub fn partial(transaction_id: impl Into<String>, refunded: Amount, original: Amount, currency: Currency) -> RefundInput {
+    pub fn partial(
+        transaction_id: impl Into<String>,
+        refunded: Amount,
+        original: Amount,
+        currency: Currency,
+    ) -> RefundInput {
         RefundInput {
             value: Some(refunded),
             original_value: Some(original),

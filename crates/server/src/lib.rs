@@ -28,23 +28,144 @@
 //! destination: sent, failed (with a typed [`DeliveryError`]) or skipped with a
 //! [`SkipReason`] (consent, duplicate, not configured …). Configuration mistakes
 //! fail at [`ServerTrackerBuilder::build`]; delivery failures come back as values.
+//!
+//! ## Example: a payment webhook delivering to several destinations
+//!
+//! One tracker per process, configured for GA4, Google Ads (purchases, and
+//! refunds as adjustments), Meta, Rokt and the shop's warehouse; the handler
+//! reports the payment with the browser's envelope and answers the payment
+//! provider at once — failures come back as values and transient ones wait in
+//! the outbox. A serverless handler flushes before returning.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use axum::extract::State;
+//! use axum::http::StatusCode;
+//! use axum::routing::post;
+//! use axum::{Json, Router};
+//! use serde::Deserialize;
+//! use tally_core::{Amount, ContextEnvelope, Currency, UserData};
+//! use tally_server::{
+//!     ConfigError, Ga4Config, GoogleAdsConfig, MetaConfig, Outcome, PurchaseInput, RefundInput, RoktConfig,
+//!     ServerTracker, Visitor, WebhookConfig,
+//! };
+//!
+//! /// What the payment provider posts (simplified).
+//! #[derive(Deserialize)]
+//! struct PaymentEvent {
+//!     kind: String,
+//!     order_id: String,
+//!     amount: String,
+//!     amount_refunded: Option<String>,
+//!     currency: String,
+//!     customer_email: Option<String>,
+//!     /// The envelope the browser exported at checkout, stored with the order.
+//!     tally_context: String,
+//! }
+//!
+//! fn tracker() -> Result<ServerTracker, ConfigError> {
+//!     let env = |k: &str| std::env::var(k).unwrap_or_default();
+//!     ServerTracker::builder()
+//!         .ga4(Ga4Config::new(env("GA4_MEASUREMENT_ID"), env("GA4_API_SECRET")))
+//!         .google_ads(
+//!             GoogleAdsConfig::new(
+//!                 env("GOOGLE_ADS_CUSTOMER_ID"),
+//!                 env("GOOGLE_OAUTH_CLIENT_ID"),
+//!                 env("GOOGLE_OAUTH_CLIENT_SECRET"),
+//!                 env("GOOGLE_ADS_REFRESH_TOKEN"),
+//!             )
+//!             .login_customer_id(env("GOOGLE_ADS_LOGIN_CUSTOMER_ID"))
+//!             // The browser's gtag label keys the conversion action …
+//!             .conversion_action("AbC-D_efG-h12_34-567", env("GOOGLE_ADS_PURCHASE_ACTION_ID"))
+//!             // … and purchases (and refunds, as adjustments) feed it.
+//!             .label("purchase", "AbC-D_efG-h12_34-567"),
+//!         )
+//!         .meta(MetaConfig::new(env("META_PIXEL_ID"), env("META_ACCESS_TOKEN")))
+//!         .rokt(RoktConfig::new(env("ROKT_ACCOUNT_ID"), env("ROKT_PUBLIC_KEY"), env("ROKT_SECRET")))
+//!         .webhook("warehouse", WebhookConfig::new("https://warehouse.example/tally", env("WAREHOUSE_SECRET")))
+//!         .build()
+//! }
+//!
+//! async fn payment_webhook(State(tracker): State<ServerTracker>, Json(ev): Json<PaymentEvent>) -> StatusCode {
+//!     let Ok(envelope) = ContextEnvelope::parse(&ev.tally_context) else {
+//!         return StatusCode::BAD_REQUEST;
+//!     };
+//!     let (Ok(amount), Ok(currency)) = (Amount::parse(&ev.amount), Currency::parse(&ev.currency)) else {
+//!         return StatusCode::BAD_REQUEST;
+//!     };
+//!     // Explicit input wins over the envelope, field by field.
+//!     let visitor = Visitor {
+//!         user_data: ev.customer_email.map(|email| UserData { email: Some(email), ..Default::default() }),
+//!         ..Default::default()
+//!     };
+//!     let bound = tracker.from_context(&envelope);
+//!     let result = match (ev.kind.as_str(), ev.amount_refunded.as_deref().map(Amount::parse)) {
+//!         ("payment.succeeded", _) => {
+//!             bound.track_purchase(PurchaseInput::new(&ev.order_id, amount, currency).visitor(visitor)).await
+//!         }
+//!         ("payment.refunded", Some(Ok(refunded))) => {
+//!             let refund = RefundInput { visitor, ..RefundInput::partial(&ev.order_id, refunded, amount, currency) };
+//!             bound.track_refund(refund).await
+//!         }
+//!         _ => return StatusCode::NO_CONTENT,
+//!     };
+//!     match result {
+//!         Ok(r) => {
+//!             for (destination, outcome) in &r.destinations {
+//!                 if let Outcome::Failed(e) = outcome {
+//!                     tracing::warn!(%destination, error = %e, order = %ev.order_id, "conversion not delivered");
+//!                 }
+//!             }
+//!         }
+//!         // Bad input (e.g. an empty order id): nothing was sent.
+//!         Err(e) => {
+//!             tracing::error!(error = %e, "payment event rejected");
+//!             return StatusCode::UNPROCESSABLE_ENTITY;
+//!         }
+//!     }
+//!     // Serverless: give queued retries a moment before the process freezes.
+//!     let report = tracker.flush(Duration::from_secs(3)).await;
+//!     if !report.complete {
+//!         tracing::info!(remaining = ?report.remaining, "left in the outbox for later");
+//!     }
+//!     StatusCode::OK
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new().route("/webhooks/payments", post(payment_webhook)).with_state(tracker()?);
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod collector;
 pub mod config;
+pub mod config_file;
 pub mod destination;
 pub mod error;
 pub mod ga4;
+pub mod google_ads;
 pub mod input;
+pub mod meta;
 pub mod metrics;
+pub mod oauth;
 pub mod outcome;
 pub mod retry;
+pub mod rokt;
+pub mod servoki;
 pub mod store;
+pub mod tiktok;
 pub mod tracker;
+pub mod webhook;
 
-pub use config::{Ga4Config, ServerTrackerBuilder};
+pub use config::{
+    AdsLabels, Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
+    WebhookConfig,
+};
 pub use error::{ConfigError, DeliveryError, TrackError};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,

@@ -54,8 +54,16 @@ impl Metrics {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
         };
         counter("tally_events_delivered_total", "Events confirmed by a destination.", self.delivered_total());
-        counter("tally_events_retried_total", "Attempts that failed transiently and were scheduled again.", self.retried.load(Ordering::Relaxed));
-        counter("tally_events_duplicate_total", "Events skipped because the same key was already delivered.", self.duplicates.load(Ordering::Relaxed));
+        counter(
+            "tally_events_retried_total",
+            "Attempts that failed transiently and were scheduled again.",
+            self.retried.load(Ordering::Relaxed),
+        );
+        counter(
+            "tally_events_duplicate_total",
+            "Events skipped because the same key was already delivered.",
+            self.duplicates.load(Ordering::Relaxed),
+        );
         s.push_str("# HELP tally_events_dropped_total Events not delivered, by reason.\n# TYPE tally_events_dropped_total counter\n");
         for (reason, n) in self.dropped_by_reason() {
             s.push_str(&format!("tally_events_dropped_total{{reason=\"{reason}\"}} {n}\n"));

@@ -19,10 +19,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        // 16 attempts with backoff capped at 5 minutes keep an event for about
+        // 35 minutes of outage before it is given up (and kept as a dead entry).
         RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
+            max_attempts: 16,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
         }
     }
@@ -35,10 +37,7 @@ impl RetryPolicy {
         if let Some(ra) = retry_after {
             return ra.min(self.max_delay);
         }
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max_delay);
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_delay);
         let jitter = uuid::Uuid::new_v4().as_u128() as u64 % 1000;
         ceiling.mul_f64(0.5 + jitter as f64 / 2000.0)
     }
@@ -65,10 +64,7 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 /// (carrying `Retry-After`), anything else [`DeliveryError::Rejected`].
 pub fn transient_error(status: u16, message: String, after: Option<Duration>) -> DeliveryError {
     if status == 429 {
-        DeliveryError::RateLimited {
-            retry_after_secs: after.map(|d| d.as_secs()),
-            message,
-        }
+        DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message }
     } else {
         DeliveryError::Rejected { status, message }
     }
@@ -112,10 +108,7 @@ where
             Verdict::Fail(e) => return Err(e),
             Verdict::Retry(e, after) => {
                 if n >= policy.max_attempts {
-                    return Err(DeliveryError::RetriesExhausted {
-                        attempts: n,
-                        last: Box::new(e),
-                    });
+                    return Err(DeliveryError::RetriesExhausted { attempts: n, last: Box::new(e) });
                 }
                 tracing::debug!(attempt = n, error = %e, "retrying delivery");
                 tokio::time::sleep(policy.delay(n, after)).await;
@@ -170,10 +163,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_budget() {
         let p = RetryPolicy::default();
-        let r: Result<((), u32), _> = with_retries(&p, |_| async {
-            Verdict::Retry(DeliveryError::Transport("down".into()), None)
-        })
-        .await;
+        let p = RetryPolicy { max_attempts: 4, ..p };
+        let r: Result<((), u32), _> =
+            with_retries(&p, |_| async { Verdict::Retry(DeliveryError::Transport("down".into()), None) }).await;
         assert!(matches!(r, Err(DeliveryError::RetriesExhausted { attempts: 4, .. })));
         let ok = with_retries(&p, |n| async move {
             if n < 3 { Verdict::Retry(DeliveryError::Transport("x".into()), None) } else { Verdict::Done(n) }

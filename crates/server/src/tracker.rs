@@ -23,16 +23,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
-    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue,
-    TransactionId,
+    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, TransactionId,
 };
 
 use crate::config::ServerTrackerBuilder;
 use crate::destination::Destination;
 use crate::error::{DeliveryError, TrackError};
 use crate::input::{
-    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput,
-    SignUpInput, Visitor,
+    CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
@@ -82,10 +80,7 @@ pub(crate) struct Inner {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn random_event_id() -> EventId {
@@ -147,21 +142,14 @@ impl ServerTracker {
 
     /// Names of the configured destinations, in result order.
     pub fn destination_names(&self) -> Vec<String> {
-        self.inner
-            .destinations
-            .iter()
-            .map(|d| d.name().to_owned())
-            .collect()
+        self.inner.destinations.iter().map(|d| d.name().to_owned()).collect()
     }
 
     /// Binds the browser state of `envelope`: every helper of the result uses
     /// its client id, session, click ids, consent and user data unless the call
     /// says otherwise (see [`Visitor`]).
     pub fn from_context(&self, envelope: &ContextEnvelope) -> BoundTracker<'_> {
-        BoundTracker {
-            tracker: self,
-            base: Visitor::from_envelope(envelope),
-        }
+        BoundTracker { tracker: self, base: Visitor::from_envelope(envelope) }
     }
 
     /// Reports a purchase. The event id is derived from the transaction id, so
@@ -187,26 +175,17 @@ impl ServerTracker {
 
     /// Reports `add_to_cart`.
     pub async fn track_add_to_cart(&self, input: CartInput) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default())
-            .track_add_to_cart(input)
-            .await
+        self.bound(Visitor::default()).track_add_to_cart(input).await
     }
 
     /// Reports `begin_checkout`.
     pub async fn track_begin_checkout(&self, input: CartInput) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default())
-            .track_begin_checkout(input)
-            .await
+        self.bound(Visitor::default()).track_begin_checkout(input).await
     }
 
     /// Reports `add_payment_info`.
-    pub async fn track_add_payment_info(
-        &self,
-        input: CartInput,
-    ) -> Result<TrackResult, TrackError> {
-        self.bound(Visitor::default())
-            .track_add_payment_info(input)
-            .await
+    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
+        self.bound(Visitor::default()).track_add_payment_info(input).await
     }
 
     /// Reports a refund; see [`RefundInput`].
@@ -225,18 +204,12 @@ impl ServerTracker {
     }
 
     /// Reports a conversion for a labelled Google Ads conversion action only.
-    pub async fn track_conversion(
-        &self,
-        input: ConversionInput,
-    ) -> Result<TrackResult, TrackError> {
+    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
         self.bound(Visitor::default()).track_conversion(input).await
     }
 
     pub(crate) fn bound(&self, base: Visitor) -> BoundTracker<'_> {
-        BoundTracker {
-            tracker: self,
-            base,
-        }
+        BoundTracker { tracker: self, base }
     }
 
     /// The delivery counters and outbox gauges in Prometheus text format.
@@ -262,16 +235,10 @@ impl ServerTracker {
         loop {
             let remaining = self.inner.outbox.stats().unwrap_or_default();
             if remaining.queued == 0 && remaining.in_flight == 0 {
-                return FlushReport {
-                    complete: true,
-                    remaining,
-                };
+                return FlushReport { complete: true, remaining };
             }
             if Instant::now() >= until {
-                return FlushReport {
-                    complete: false,
-                    remaining,
-                };
+                return FlushReport { complete: false, remaining };
             }
             self.inner.wake.notify_one();
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -303,13 +270,8 @@ impl ServerTracker {
         self.ensure_worker();
         let ctx = self.delivery_context(visitor);
         let visitor_json = stored_visitor(&ctx);
-        let mut results: Vec<TrackResult> = events
-            .iter()
-            .map(|e| TrackResult {
-                event_id: e.id.clone(),
-                destinations: BTreeMap::new(),
-            })
-            .collect();
+        let mut results: Vec<TrackResult> =
+            events.iter().map(|e| TrackResult { event_id: e.id.clone(), destinations: BTreeMap::new() }).collect();
         for dest in &self.inner.destinations {
             let outcomes = if only(dest.kind()) {
                 self.deliver_to(dest, &events, &ctx, &visitor_json).await
@@ -363,23 +325,13 @@ impl ServerTracker {
             .into_iter()
             .zip(entries)
             .zip(events)
-            .map(|((id, entry), event)| Pending {
-                id,
-                key: entry.key,
-                event: event.clone(),
-                attempt: 1,
-            })
+            .map(|((id, entry), event)| Pending { id, key: entry.key, event: event.clone(), attempt: 1 })
             .collect();
         self.attempt(dest, pending, ctx).await
     }
 
     /// One attempt for a batch of one destination and one visitor.
-    async fn attempt(
-        &self,
-        dest: &Destination,
-        pending: Vec<Pending>,
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
+    async fn attempt(&self, dest: &Destination, pending: Vec<Pending>, ctx: &DeliveryContext) -> Vec<Outcome> {
         let inner = &self.inner;
         let mut out: Vec<Option<Outcome>> = vec![None; pending.len()];
         let mut to_send = Vec::new();
@@ -393,11 +345,7 @@ impl ServerTracker {
                 }
                 Claim::InFlight => {
                     // Another worker is sending this key now; look again after its lease.
-                    let _ = inner.outbox.retry(
-                        &p.id,
-                        now_ms() + inner.lease.as_millis() as i64,
-                        "in flight elsewhere",
-                    );
+                    let _ = inner.outbox.retry(&p.id, now_ms() + inner.lease.as_millis() as i64, "in flight elsewhere");
                     inner.metrics.duplicate();
                     out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
                 }
@@ -405,10 +353,7 @@ impl ServerTracker {
         }
         // Settle after every request-sized chunk, so a crash re-sends at most one
         // request's worth of events (the destinations deduplicate those by event id).
-        let single = RetryPolicy {
-            max_attempts: 1,
-            ..inner.retry
-        };
+        let single = RetryPolicy { max_attempts: 1, ..inner.retry };
         for chunk in to_send.chunks(settle_chunk(dest.kind()).max(1)) {
             let batch: Vec<Event> = chunk.iter().map(|&i| pending[i].event.clone()).collect();
             let outcomes = dest.deliver(&inner.http, &single, &batch, ctx).await;
@@ -416,9 +361,7 @@ impl ServerTracker {
                 out[i] = Some(self.settle(&pending[i], o));
             }
         }
-        out.into_iter()
-            .map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate)))
-            .collect()
+        out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate))).collect()
     }
 
     /// Records the result of an attempt in the store and the outbox.
@@ -434,9 +377,7 @@ impl ServerTracker {
                 inner.store.complete(&p.key, inner.retention);
                 let _ = inner.outbox.ack(&p.id);
                 inner.metrics.delivered();
-                Outcome::Sent {
-                    attempts: p.attempt,
-                }
+                Outcome::Sent { attempts: p.attempt }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
                 inner.store.release(&p.key);
@@ -444,13 +385,9 @@ impl ServerTracker {
                     let reason = format!("retries exhausted after {} attempts: {e}", p.attempt);
                     let _ = inner.outbox.dead(&p.id, &reason);
                     inner.metrics.dropped("retries_exhausted");
-                    Outcome::Failed(DeliveryError::RetriesExhausted {
-                        attempts: p.attempt,
-                        last: Box::new(e),
-                    })
+                    Outcome::Failed(DeliveryError::RetriesExhausted { attempts: p.attempt, last: Box::new(e) })
                 } else {
-                    let at =
-                        now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
+                    let at = now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
                     let _ = inner.outbox.retry(&p.id, at, &e.to_string());
                     inner.metrics.retried();
                     Outcome::Queued { error: e }
@@ -558,11 +495,7 @@ async fn worker(weak: Weak<Inner>) {
             return;
         }
         let tracker = ServerTracker { inner };
-        let leased = tracker
-            .inner
-            .outbox
-            .lease(200, tracker.inner.lease, now_ms())
-            .unwrap_or_default();
+        let leased = tracker.inner.outbox.lease(200, tracker.inner.lease, now_ms()).unwrap_or_default();
         let busy = !leased.is_empty();
         // Group by (destination, visitor) so each group is one request's worth.
         let mut groups: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
@@ -572,33 +505,18 @@ async fn worker(weak: Weak<Inner>) {
                 Ok(event) => groups
                     .entry((l.entry.destination.clone(), l.entry.visitor_json.clone()))
                     .or_default()
-                    .push(Pending {
-                        id: l.id,
-                        key: l.entry.key,
-                        event,
-                        attempt: l.entry.attempts + 1,
-                    }),
+                    .push(Pending { id: l.id, key: l.entry.key, event, attempt: l.entry.attempts + 1 }),
                 Err(e) => {
-                    let _ = tracker
-                        .inner
-                        .outbox
-                        .dead(&l.id, &format!("unreadable outbox entry: {e}"));
+                    let _ = tracker.inner.outbox.dead(&l.id, &format!("unreadable outbox entry: {e}"));
                     tracker.inner.metrics.dropped("invalid");
                 }
             }
         }
         for ((dest_name, visitor_json), pending) in groups {
-            let dest = tracker
-                .inner
-                .destinations
-                .iter()
-                .find(|d| d.name() == dest_name);
+            let dest = tracker.inner.destinations.iter().find(|d| d.name() == dest_name);
             let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
                 for p in pending {
-                    let _ = tracker
-                        .inner
-                        .outbox
-                        .dead(&p.id, "destination no longer configured");
+                    let _ = tracker.inner.outbox.dead(&p.id, "destination no longer configured");
                     tracker.inner.metrics.dropped("not_configured");
                 }
                 continue;
@@ -630,11 +548,7 @@ impl BoundTracker<'_> {
     /// Reports a purchase; see [`ServerTracker::track_purchase`].
     pub async fn track_purchase(&self, input: PurchaseInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            txn,
-            input.occurred_at_ms.unwrap_or_else(now_ms),
-        );
+        let mut e = Event::transactional(EventName::Purchase, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
         e.value = Some(input.value);
         e.currency = Some(input.currency);
         e.items = input.items;
@@ -664,16 +578,9 @@ impl BoundTracker<'_> {
 
     /// Reports a page view.
     pub async fn track_page_view(&self, input: PageViewInput) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(
-            EventName::PageView,
-            random_event_id(),
-            input.occurred_at_ms.unwrap_or_else(now_ms),
-        );
+        let mut e = Event::new(EventName::PageView, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
         for (k, v) in [
-            (
-                "page_location",
-                input.page_location.or_else(|| self.base.page_url.clone()),
-            ),
+            ("page_location", input.page_location.or_else(|| self.base.page_url.clone())),
             ("page_title", input.page_title),
             ("page_referrer", input.page_referrer),
         ] {
@@ -700,23 +607,12 @@ impl BoundTracker<'_> {
     }
 
     /// Reports `add_payment_info`.
-    pub async fn track_add_payment_info(
-        &self,
-        input: CartInput,
-    ) -> Result<TrackResult, TrackError> {
+    pub async fn track_add_payment_info(&self, input: CartInput) -> Result<TrackResult, TrackError> {
         self.cart_event(EventName::AddPaymentInfo, input).await
     }
 
-    async fn cart_event(
-        &self,
-        name: EventName,
-        input: CartInput,
-    ) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(
-            name,
-            random_event_id(),
-            input.occurred_at_ms.unwrap_or_else(now_ms),
-        );
+    async fn cart_event(&self, name: EventName, input: CartInput) -> Result<TrackResult, TrackError> {
+        let mut e = Event::new(name, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
         e.value = input.value;
         e.currency = input.currency;
         e.items = input.items;
@@ -734,11 +630,7 @@ impl BoundTracker<'_> {
     /// restatement); destinations without a refund concept report `Unsupported`.
     pub async fn track_refund(&self, input: RefundInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
-        let mut e = Event::transactional(
-            EventName::Refund,
-            txn,
-            input.occurred_at_ms.unwrap_or_else(now_ms),
-        );
+        let mut e = Event::transactional(EventName::Refund, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
         e.value = input.value;
         e.original_value = input.original_value;
         e.currency = Some(input.currency);
@@ -748,11 +640,7 @@ impl BoundTracker<'_> {
 
     /// Reports `sign_up`.
     pub async fn track_sign_up(&self, input: SignUpInput) -> Result<TrackResult, TrackError> {
-        let mut e = Event::new(
-            EventName::SignUp,
-            random_event_id(),
-            input.occurred_at_ms.unwrap_or_else(now_ms),
-        );
+        let mut e = Event::new(EventName::SignUp, random_event_id(), input.occurred_at_ms.unwrap_or_else(now_ms));
         if let Some(m) = input.method {
             e.set_text("method", m);
         }
@@ -763,9 +651,7 @@ impl BoundTracker<'_> {
     pub async fn track_lead(&self, input: LeadInput) -> Result<TrackResult, TrackError> {
         let at = input.occurred_at_ms.unwrap_or_else(now_ms);
         let mut e = match input.lead_id.as_deref() {
-            Some(id) => {
-                Event::transactional(EventName::GenerateLead, TransactionId::parse(id)?, at)
-            }
+            Some(id) => Event::transactional(EventName::GenerateLead, TransactionId::parse(id)?, at),
             None => Event::new(EventName::GenerateLead, random_event_id(), at),
         };
         e.value = input.value;
@@ -778,10 +664,7 @@ impl BoundTracker<'_> {
 
     /// Reports a conversion for the Google Ads action labelled `input.label`;
     /// every other destination reports `Unsupported`.
-    pub async fn track_conversion(
-        &self,
-        input: ConversionInput,
-    ) -> Result<TrackResult, TrackError> {
+    pub async fn track_conversion(&self, input: ConversionInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
         let name = EventName::parse("conversion")?;
         let mut e = Event::transactional(name, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
@@ -790,29 +673,15 @@ impl BoundTracker<'_> {
         e.conversion_label = Some(input.label);
         event_checked(&e)?;
         let visitor = input.visitor.over(&self.base);
-        let mut results = self
-            .tracker
-            .deliver_where(vec![e.clone()], &visitor, |k| {
-                k == DestinationKind::GoogleAds
-            })
-            .await;
-        Ok(results.pop().unwrap_or(TrackResult {
-            event_id: e.id,
-            destinations: BTreeMap::new(),
-        }))
+        let mut results =
+            self.tracker.deliver_where(vec![e.clone()], &visitor, |k| k == DestinationKind::GoogleAds).await;
+        Ok(results.pop().unwrap_or(TrackResult { event_id: e.id, destinations: BTreeMap::new() }))
     }
 
-    pub(crate) async fn send_one(
-        &self,
-        event: Event,
-        explicit: Visitor,
-    ) -> Result<TrackResult, TrackError> {
+    pub(crate) async fn send_one(&self, event: Event, explicit: Visitor) -> Result<TrackResult, TrackError> {
         event_checked(&event)?;
         let visitor = explicit.over(&self.base);
         let mut results = self.tracker.deliver(vec![event.clone()], &visitor).await;
-        Ok(results.pop().unwrap_or(TrackResult {
-            event_id: event.id,
-            destinations: BTreeMap::new(),
-        }))
+        Ok(results.pop().unwrap_or(TrackResult { event_id: event.id, destinations: BTreeMap::new() }))
     }
 }

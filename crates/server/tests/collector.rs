@@ -50,7 +50,8 @@ async fn harness(rate_per_ip: u32) -> Harness {
     }
 }
 
-const GRANTED: &str = r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
+const GRANTED: &str =
+    r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
 
 fn batch(events: Value, consent: &str) -> Value {
     json!({
@@ -102,7 +103,8 @@ async fn accepts_json_and_beacon_text_and_reports_per_event() {
 #[tokio::test]
 async fn consent_is_rechecked_on_the_server() {
     let h = harness(1000).await;
-    let denied = r#"{"analytics_storage":"denied","ad_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"}"#;
+    let denied =
+        r#"{"analytics_storage":"denied","ad_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"}"#;
     let r = h.post(batch(json!([purchase("T-2")]), denied).to_string(), "application/json", Some(ORIGIN)).await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["results"][0]["status"], "consent_denied");
@@ -158,7 +160,15 @@ async fn hostile_requests_get_a_quick_4xx_and_the_server_keeps_serving() {
         ("[".repeat(10_000).into_bytes(), 400),
         (vec![0xff, 0xfe, b'{', b'}'], 400),
         (br#"{"siteKey":"site-1","events":"lots"}"#.to_vec(), 400),
-        (batch(json!((0..150).map(|i| json!({"name":"page_view","eventId":format!("e{i}")})).collect::<Vec<_>>()), GRANTED).to_string().into_bytes(), 413),
+        (
+            batch(
+                json!((0..150).map(|i| json!({"name":"page_view","eventId":format!("e{i}")})).collect::<Vec<_>>()),
+                GRANTED,
+            )
+            .to_string()
+            .into_bytes(),
+            413,
+        ),
         (br#"{"siteKey":"site-1","context":{"v":99,"createdAt":1},"events":[]}"#.to_vec(), 400),
         (br#"{"siteKey":"site-1","context":"x","events":[]}"#.to_vec(), 400),
     ];
@@ -186,7 +196,8 @@ async fn hostile_requests_get_a_quick_4xx_and_the_server_keeps_serving() {
     let r = h.post(batch(events, GRANTED).to_string(), "application/json", Some(ORIGIN)).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    let fields: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["field"].as_str().unwrap_or("")).collect();
+    let fields: Vec<&str> =
+        v["results"].as_array().unwrap().iter().map(|r| r["field"].as_str().unwrap_or("")).collect();
     assert_eq!(fields, ["name", "value", "items", "params"]);
     // Still serving.
     let r = h.post(batch(json!([purchase("T-6")]), GRANTED).to_string(), "application/json", Some(ORIGIN)).await;

@@ -125,7 +125,8 @@ base_url = "{ga4}/ga4"
         "only {} of {N} purchases arrived (before the restart: {before_restart})",
         sandbox.ga4.purchases().len()
     );
-    let mut ids: Vec<String> = sandbox.ga4.purchases().iter().filter_map(|p| p.transaction_id().map(str::to_owned)).collect();
+    let mut ids: Vec<String> =
+        sandbox.ga4.purchases().iter().filter_map(|p| p.transaction_id().map(str::to_owned)).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), N, "every key counted exactly once");
@@ -134,6 +135,10 @@ base_url = "{ga4}/ga4"
     let raw = sandbox.ga4.events().len();
     assert!(raw - N <= 25, "{} raw re-sends", raw - N);
     println!("crash test: all delivered after {:?}", started.elapsed());
-    println!("crash test: {before_restart} delivered before kill -9, {} after restart, {} raw re-sends deduplicated", N - before_restart, raw - N);
+    println!(
+        "crash test: {before_restart} delivered before kill -9, {} after restart, {} raw re-sends deduplicated",
+        N - before_restart,
+        raw - N
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

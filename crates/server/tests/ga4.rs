@@ -126,7 +126,10 @@ async fn rate_limit_carries_retry_after() {
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-7")).await.unwrap();
     match r.get("ga4") {
         Some(Outcome::Queued { error }) => {
-            assert_eq!(error, &DeliveryError::RateLimited { retry_after_secs: Some(1), message: "sandbox: rate limited".into() });
+            assert_eq!(
+                error,
+                &DeliveryError::RateLimited { retry_after_secs: Some(1), message: "sandbox: rate limited".into() }
+            );
         }
         other => panic!("{other:?}"),
     }

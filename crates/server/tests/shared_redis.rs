@@ -37,29 +37,20 @@ async fn instance(redis: &RedisServer, ga4_base: &str) -> Instance {
         .poll_interval(Duration::from_millis(20))
         .build()
         .unwrap();
-    let config = CollectorConfig {
-        server_secrets: ["s2s".to_owned()].into(),
-        rate_per_ip: 0,
-        ..CollectorConfig::default()
-    };
+    let config =
+        CollectorConfig { server_secrets: ["s2s".to_owned()].into(), rate_per_ip: 0, ..CollectorConfig::default() };
     let app = router(tracker.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Instance {
-        url: format!("http://{addr}"),
-        tracker,
-        _task: task,
-    }
+    Instance { url: format!("http://{addr}"), tracker, _task: task }
 }
 
 fn purchase_batch(txns: &[String]) -> Value {
-    let events: Vec<Value> = txns
-        .iter()
-        .map(|t| json!({"name":"purchase","transactionId":t,"value":49.9,"currency":"EUR"}))
-        .collect();
+    let events: Vec<Value> =
+        txns.iter().map(|t| json!({"name":"purchase","transactionId":t,"value":49.9,"currency":"EUR"})).collect();
     json!({"context":{"v":1,"createdAt":1,"clientId":"7.8","consent":{"analytics_storage":"granted"}},"events":events})
 }
 

@@ -59,39 +59,22 @@ fn two_instances_claim_a_key_once() {
             })
         })
         .collect();
-    let mut claims: Vec<Claim> = claims
-        .into_iter()
-        .map(|t| t.join().expect("thread"))
-        .collect();
+    let mut claims: Vec<Claim> = claims.into_iter().map(|t| t.join().expect("thread")).collect();
     claims.sort_by_key(|c| *c as u8);
     assert_eq!(claims, [Claim::Acquired, Claim::InFlight]);
     a.complete(key, Duration::from_secs(3600));
     assert_eq!(b.claim(key, Duration::from_secs(60)), Claim::Delivered);
     b.release(key);
-    assert_eq!(
-        a.claim(key, Duration::from_secs(60)),
-        Claim::Delivered,
-        "release keeps a delivered mark"
-    );
+    assert_eq!(a.claim(key, Duration::from_secs(60)), Claim::Delivered, "release keeps a delivered mark");
 
     // Many keys, many threads: each key acquired exactly once.
-    let keys = Arc::new(
-        (0..300)
-            .map(|n| format!("webhook|purchase|{n}"))
-            .collect::<Vec<_>>(),
-    );
+    let keys = Arc::new((0..300).map(|n| format!("webhook|purchase|{n}")).collect::<Vec<_>>());
     let threads: Vec<_> = (0..6)
         .map(|i| {
-            let s = if i % 2 == 0 {
-                Arc::clone(&a)
-            } else {
-                Arc::clone(&b)
-            };
+            let s = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
             let keys = Arc::clone(&keys);
             std::thread::spawn(move || {
-                keys.iter()
-                    .filter(|k| s.claim(k, Duration::from_secs(60)) == Claim::Acquired)
-                    .count()
+                keys.iter().filter(|k| s.claim(k, Duration::from_secs(60)) == Claim::Acquired).count()
             })
         })
         .collect();
@@ -114,11 +97,7 @@ fn two_instances_never_lease_the_same_entry() {
     let now = unix_ms();
     let workers: Vec<_> = (0..6)
         .map(|i| {
-            let s = if i % 2 == 0 {
-                Arc::clone(&a)
-            } else {
-                Arc::clone(&b)
-            };
+            let s = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 loop {
@@ -153,25 +132,12 @@ fn an_instance_that_dies_loses_its_lease_to_the_other() {
     {
         let dying = store(&server, "tally:", 10);
         dying.enqueue(&[entry(1)]).expect("enqueue");
-        assert_eq!(
-            dying
-                .lease(10, Duration::from_secs(30), now)
-                .expect("lease")
-                .len(),
-            1
-        );
+        assert_eq!(dying.lease(10, Duration::from_secs(30), now).expect("lease").len(), 1);
     } // dropped without ack
     let other = store(&server, "tally:", 10);
     assert_eq!(other.stats().expect("stats").in_flight, 1);
-    assert!(
-        other
-            .lease(10, Duration::from_secs(30), now + 1_000)
-            .expect("lease")
-            .is_empty()
-    );
-    let again = other
-        .lease(10, Duration::from_secs(30), now + 30_000)
-        .expect("lease");
+    assert!(other.lease(10, Duration::from_secs(30), now + 1_000).expect("lease").is_empty());
+    let again = other.lease(10, Duration::from_secs(30), now + 30_000).expect("lease");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].entry.attempts, 2);
 }
@@ -182,23 +148,12 @@ fn full_outbox_refuses_the_whole_batch() {
     let a = store(&server, "tally:", 3);
     let b = store(&server, "tally:", 3);
     a.enqueue(&[entry(1), entry(2)]).expect("enqueue");
-    assert_eq!(
-        b.enqueue(&[entry(3), entry(4)]),
-        Err(StoreError::Full { capacity: 3 })
-    );
-    assert_eq!(
-        a.stats().expect("stats").queued,
-        2,
-        "nothing of the refused batch was stored"
-    );
+    assert_eq!(b.enqueue(&[entry(3), entry(4)]), Err(StoreError::Full { capacity: 3 }));
+    assert_eq!(a.stats().expect("stats").queued, 2, "nothing of the refused batch was stored");
     let ids = b.enqueue(&[entry(3)]).expect("the last slot");
-    assert_eq!(
-        a.enqueue(&[entry(4)]),
-        Err(StoreError::Full { capacity: 3 })
-    );
+    assert_eq!(a.enqueue(&[entry(4)]), Err(StoreError::Full { capacity: 3 }));
     a.dead(&ids[0], "rejected").expect("dead");
-    a.enqueue(&[entry(4)])
-        .expect("dead entries do not count against capacity");
+    a.enqueue(&[entry(4)]).expect("dead entries do not count against capacity");
 }
 
 #[test]
@@ -209,37 +164,22 @@ fn prefixes_isolate_deployments() {
     shop.enqueue(&[entry(1)]).expect("enqueue");
     assert_eq!(shop.claim("k", Duration::from_secs(60)), Claim::Acquired);
     assert_eq!(staging.claim("k", Duration::from_secs(60)), Claim::Acquired);
-    assert!(
-        staging
-            .lease(10, Duration::from_secs(60), unix_ms())
-            .expect("lease")
-            .is_empty()
-    );
-    assert_eq!(
-        shop.lease(10, Duration::from_secs(60), unix_ms())
-            .expect("lease")
-            .len(),
-        1
-    );
+    assert!(staging.lease(10, Duration::from_secs(60), unix_ms()).expect("lease").is_empty());
+    assert_eq!(shop.lease(10, Duration::from_secs(60), unix_ms()).expect("lease").len(), 1);
     assert_eq!(shop.prefix(), "shop:");
 }
 
 #[test]
 fn fields_round_trip_and_dead_list_is_capped() {
     let server = RedisServer::start();
-    let s = RedisStore::connect_with(&server.url(), "t:", RedisOptions::new(10).dead_capacity(2))
-        .expect("connect");
+    let s = RedisStore::connect_with(&server.url(), "t:", RedisOptions::new(10).dead_capacity(2)).expect("connect");
     let mut odd = entry(7);
     odd.event_json = r#"{"name":"purchase","q":"a\"b\\c/d","u":"ünïcode 🎉","nl":"x\ny"}"#.into();
     odd.last_error = Some("502 <html>\"bad\"</html>".into());
     odd.attempts = 3;
     odd.next_attempt_at_ms = -5;
-    let ids = s
-        .enqueue(&[odd.clone(), entry(2), entry(3)])
-        .expect("enqueue");
-    let got = s
-        .lease(1, Duration::from_secs(60), unix_ms())
-        .expect("lease");
+    let ids = s.enqueue(&[odd.clone(), entry(2), entry(3)]).expect("enqueue");
+    let got = s.lease(1, Duration::from_secs(60), unix_ms()).expect("lease");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, ids[0], "the earliest due first");
     let mut expected = odd.clone();
@@ -259,17 +199,13 @@ fn fields_round_trip_and_dead_list_is_capped() {
     // The first one went dead too (dropped from the capped list), after a retry:
     // check the retry fields via a fresh entry.
     let id = s.enqueue(&[odd]).expect("enqueue").remove(0);
-    s.lease(1, Duration::from_secs(60), unix_ms())
-        .expect("lease");
+    s.lease(1, Duration::from_secs(60), unix_ms()).expect("lease");
     s.retry(&id, 0, "timeout").expect("retry");
     s.dead(&id, "gave up").expect("dead");
     let dead = s.dead_entries(1).expect("dead entries");
     assert_eq!(dead[0].entry.last_error.as_deref(), Some("timeout"));
     assert_eq!(dead[0].entry.attempts, 4);
-    assert_eq!(
-        dead[0].entry.event_json,
-        r#"{"name":"purchase","q":"a\"b\\c/d","u":"ünïcode 🎉","nl":"x\ny"}"#
-    );
+    assert_eq!(dead[0].entry.event_json, r#"{"name":"purchase","q":"a\"b\\c/d","u":"ünïcode 🎉","nl":"x\ny"}"#);
 }
 
 #[test]
@@ -278,23 +214,12 @@ fn a_lost_server_gives_errors_not_panics() {
     let s = store(&server, "tally:", 10);
     s.enqueue(&[entry(1)]).expect("enqueue");
     drop(server);
-    assert!(matches!(
-        s.enqueue(&[entry(2)]),
-        Err(StoreError::Backend(_))
-    ));
+    assert!(matches!(s.enqueue(&[entry(2)]), Err(StoreError::Backend(_))));
     assert!(matches!(s.stats(), Err(StoreError::Backend(_))));
-    assert_eq!(
-        s.claim("k", Duration::from_secs(1)),
-        Claim::InFlight,
-        "fails safe: do not send"
-    );
+    assert_eq!(s.claim("k", Duration::from_secs(1)), Claim::InFlight, "fails safe: do not send");
     s.complete("k", Duration::from_secs(1));
     s.release("k");
-    let err = RedisStore::connect("redis://127.0.0.1:1/", "tally:", 10)
-        .expect_err("nothing listens on port 1");
+    let err = RedisStore::connect("redis://127.0.0.1:1/", "tally:", 10).expect_err("nothing listens on port 1");
     assert!(err.to_string().contains("redis"), "{err}");
-    assert!(matches!(
-        RedisStore::connect("not a url", "p", 1),
-        Err(StoreError::Backend(_))
-    ));
+    assert!(matches!(RedisStore::connect("not a url", "p", 1), Err(StoreError::Backend(_))));
 }

@@ -50,10 +50,7 @@ fn wal_files_appear() {
     let dir = TempDir::new("sqlite");
     let store = SqliteStore::open(dir.join("tally.db"), 100).expect("open");
     store.enqueue(&[entry(1)]).expect("enqueue");
-    assert!(
-        dir.join("tally.db-wal").exists(),
-        "the database runs in WAL mode"
-    );
+    assert!(dir.join("tally.db-wal").exists(), "the database runs in WAL mode");
 }
 
 #[test]
@@ -66,63 +63,28 @@ fn state_survives_reopen() {
         let mut failed = entry(3);
         failed.last_error = Some("503 \"unavailable\" — ünïcode".into());
         failed.attempts = 4;
-        store
-            .enqueue(&[entry(1), entry(2), failed])
-            .expect("enqueue");
+        store.enqueue(&[entry(1), entry(2), failed]).expect("enqueue");
         // A worker leases one entry and "dies" (the store is dropped without ack).
         let taken = store.lease(1, Duration::from_secs(30), now).expect("lease");
         assert_eq!(taken.len(), 1);
-        assert_eq!(
-            store.claim("ga4|purchase|done", Duration::from_secs(30)),
-            Claim::Acquired
-        );
+        assert_eq!(store.claim("ga4|purchase|done", Duration::from_secs(30)), Claim::Acquired);
         store.complete("ga4|purchase|done", Duration::from_secs(3600));
-        assert_eq!(
-            store.claim("ga4|purchase|busy", Duration::from_secs(30)),
-            Claim::Acquired
-        );
+        assert_eq!(store.claim("ga4|purchase|busy", Duration::from_secs(30)), Claim::Acquired);
     }
     let store = SqliteStore::open(&path, 100).expect("reopen");
     let s = store.stats().expect("stats");
-    assert_eq!(
-        (s.queued, s.in_flight),
-        (2, 1),
-        "the lease of the dead worker is still recorded"
-    );
-    let free = store
-        .lease(10, Duration::from_secs(30), now)
-        .expect("lease");
+    assert_eq!((s.queued, s.in_flight), (2, 1), "the lease of the dead worker is still recorded");
+    let free = store.lease(10, Duration::from_secs(30), now).expect("lease");
     assert_eq!(free.len(), 2, "the entries nobody held are due at once");
-    let failed = free
-        .iter()
-        .find(|l| l.entry.key == "ga4|purchase|3")
-        .expect("entry 3");
-    assert_eq!(
-        failed.entry.last_error.as_deref(),
-        Some("503 \"unavailable\" — ünïcode")
-    );
+    let failed = free.iter().find(|l| l.entry.key == "ga4|purchase|3").expect("entry 3");
+    assert_eq!(failed.entry.last_error.as_deref(), Some("503 \"unavailable\" — ünïcode"));
     assert_eq!(failed.entry.attempts, 5);
-    let after_lease = store
-        .lease(10, Duration::from_secs(30), now + 31_000)
-        .expect("lease");
-    assert_eq!(
-        after_lease.len(),
-        3,
-        "the dead worker's lease ran out: its entry is due again"
-    );
-    let re = after_lease
-        .iter()
-        .find(|l| l.entry.attempts == 2)
-        .expect("the re-leased entry");
+    let after_lease = store.lease(10, Duration::from_secs(30), now + 31_000).expect("lease");
+    assert_eq!(after_lease.len(), 3, "the dead worker's lease ran out: its entry is due again");
+    let re = after_lease.iter().find(|l| l.entry.attempts == 2).expect("the re-leased entry");
     assert_eq!(re.entry.key, "ga4|purchase|1");
-    assert_eq!(
-        store.claim("ga4|purchase|done", Duration::from_secs(30)),
-        Claim::Delivered
-    );
-    assert_eq!(
-        store.claim("ga4|purchase|busy", Duration::from_secs(30)),
-        Claim::InFlight
-    );
+    assert_eq!(store.claim("ga4|purchase|done", Duration::from_secs(30)), Claim::Delivered);
+    assert_eq!(store.claim("ga4|purchase|busy", Duration::from_secs(30)), Claim::InFlight);
 }
 
 #[test]
@@ -139,11 +101,7 @@ fn two_connections_never_lease_the_same_entry() {
     let now = unix_ms();
     let workers: Vec<_> = (0..6)
         .map(|i| {
-            let store = if i % 2 == 0 {
-                Arc::clone(&a)
-            } else {
-                Arc::clone(&b)
-            };
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 loop {
@@ -217,11 +175,7 @@ fn two_processes_never_lease_the_same_entry() {
             let out = dir.join(&format!("child-{i}.txt"));
             let spec = format!("{}\n{}\n{now}", path.display(), out.display());
             let child = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "two_processes_never_lease_the_same_entry",
-                    "--test-threads=1",
-                ])
+                .args(["--exact", "two_processes_never_lease_the_same_entry", "--test-threads=1"])
                 .env(WORKER_ENV, spec)
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -232,10 +186,7 @@ fn two_processes_never_lease_the_same_entry() {
     let mut all = drain(&store, now);
     let mut shares = vec![all.len()];
     for (mut child, out) in children {
-        assert!(
-            child.wait().expect("wait").success(),
-            "worker process failed"
-        );
+        assert!(child.wait().expect("wait").success(), "worker process failed");
         let text = std::fs::read_to_string(&out).expect("worker output");
         let before = all.len();
         all.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
@@ -243,11 +194,7 @@ fn two_processes_never_lease_the_same_entry() {
     }
     println!("entries leased per process (parent, child, child): {shares:?}");
     let unique: HashSet<_> = all.iter().collect();
-    assert_eq!(
-        all.len(),
-        N,
-        "every entry handed out exactly once across processes"
-    );
+    assert_eq!(all.len(), N, "every entry handed out exactly once across processes");
     assert_eq!(unique.len(), N);
 }
 
@@ -261,49 +208,27 @@ fn two_connections_claim_a_key_once() {
     let keys = Arc::new(keys);
     let threads: Vec<_> = (0..4)
         .map(|i| {
-            let store = if i % 2 == 0 {
-                Arc::clone(&a)
-            } else {
-                Arc::clone(&b)
-            };
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
             let keys = Arc::clone(&keys);
             std::thread::spawn(move || {
-                keys.iter()
-                    .filter(|k| store.claim(k, Duration::from_secs(60)) == Claim::Acquired)
-                    .count()
+                keys.iter().filter(|k| store.claim(k, Duration::from_secs(60)) == Claim::Acquired).count()
             })
         })
         .collect();
     let acquired: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    assert_eq!(
-        acquired,
-        keys.len(),
-        "each key acquired by exactly one worker"
-    );
+    assert_eq!(acquired, keys.len(), "each key acquired by exactly one worker");
 }
 
 #[test]
 fn full_outbox_refuses_the_whole_batch() {
     let store = SqliteStore::open_in_memory(3).expect("open");
     store.enqueue(&[entry(1), entry(2)]).expect("enqueue");
-    assert_eq!(
-        store.enqueue(&[entry(3), entry(4)]),
-        Err(StoreError::Full { capacity: 3 })
-    );
-    assert_eq!(
-        store.stats().expect("stats").queued,
-        2,
-        "nothing of the refused batch was stored"
-    );
+    assert_eq!(store.enqueue(&[entry(3), entry(4)]), Err(StoreError::Full { capacity: 3 }));
+    assert_eq!(store.stats().expect("stats").queued, 2, "nothing of the refused batch was stored");
     let ids = store.enqueue(&[entry(3)]).expect("the last slot");
-    assert_eq!(
-        store.enqueue(&[entry(4)]),
-        Err(StoreError::Full { capacity: 3 })
-    );
+    assert_eq!(store.enqueue(&[entry(4)]), Err(StoreError::Full { capacity: 3 }));
     store.dead(&ids[0], "rejected").expect("dead");
-    store
-        .enqueue(&[entry(4)])
-        .expect("dead entries do not count against capacity");
+    store.enqueue(&[entry(4)]).expect("dead entries do not count against capacity");
     let err = store.enqueue(&[entry(5)]).expect_err("full");
     assert!(err.to_string().contains("full"), "{err}");
 }
@@ -312,21 +237,14 @@ fn full_outbox_refuses_the_whole_batch() {
 fn full_outbox_survives_reopen() {
     let dir = TempDir::new("sqlite");
     let path = dir.join("tally.db");
-    SqliteStore::open(&path, 2)
-        .expect("open")
-        .enqueue(&[entry(1), entry(2)])
-        .expect("enqueue");
+    SqliteStore::open(&path, 2).expect("open").enqueue(&[entry(1), entry(2)]).expect("enqueue");
     let store = SqliteStore::open(&path, 2).expect("reopen");
-    assert_eq!(
-        store.enqueue(&[entry(3)]),
-        Err(StoreError::Full { capacity: 2 })
-    );
+    assert_eq!(store.enqueue(&[entry(3)]), Err(StoreError::Full { capacity: 2 }));
 }
 
 #[test]
 fn sweep_keeps_the_idempotency_table_bounded() {
-    let store =
-        SqliteStore::open_in_memory_with(SqliteOptions::new(10).sweep_every(100)).expect("open");
+    let store = SqliteStore::open_in_memory_with(SqliteOptions::new(10).sweep_every(100)).expect("open");
     let live = "ga4|purchase|live";
     assert_eq!(store.claim(live, Duration::from_secs(600)), Claim::Acquired);
     store.complete(live, Duration::from_secs(600));
@@ -340,27 +258,17 @@ fn sweep_keeps_the_idempotency_table_bounded() {
         }
         max_len = max_len.max(store.idempotency_len().expect("len"));
     }
-    assert!(
-        max_len <= 101 + 1,
-        "the table stayed bounded: at most {max_len} rows"
-    );
+    assert!(max_len <= 101 + 1, "the table stayed bounded: at most {max_len} rows");
     std::thread::sleep(Duration::from_millis(5));
     store.sweep_idempotency().expect("sweep");
-    assert_eq!(
-        store.idempotency_len().expect("len"),
-        1,
-        "only the live key is left"
-    );
+    assert_eq!(store.idempotency_len().expect("len"), 1, "only the live key is left");
     assert_eq!(store.claim(live, Duration::from_secs(1)), Claim::Delivered);
 }
 
 #[test]
 fn dead_list_is_capped_and_newest_first() {
-    let store =
-        SqliteStore::open_in_memory_with(SqliteOptions::new(10).dead_capacity(2)).expect("open");
-    let ids = store
-        .enqueue(&[entry(1), entry(2), entry(3)])
-        .expect("enqueue");
+    let store = SqliteStore::open_in_memory_with(SqliteOptions::new(10).dead_capacity(2)).expect("open");
+    let ids = store.enqueue(&[entry(1), entry(2), entry(3)]).expect("enqueue");
     for (i, id) in ids.iter().enumerate() {
         store.dead(id, &format!("reason {i}")).expect("dead");
     }
@@ -377,10 +285,7 @@ fn acks_of_unknown_ids_are_harmless_and_bad_ids_are_errors() {
     store.ack("12345").expect("unknown id");
     store.retry("12345", 0, "x").expect("unknown id");
     store.dead("12345", "x").expect("unknown id");
-    assert!(matches!(
-        store.ack("not-a-number"),
-        Err(StoreError::Backend(_))
-    ));
+    assert!(matches!(store.ack("not-a-number"), Err(StoreError::Backend(_))));
     // Ids are never reused, so a late ack of an acked id cannot hit a newer entry.
     let first = store.enqueue(&[entry(1)]).expect("enqueue");
     store.ack(&first[0]).expect("ack");
@@ -392,10 +297,7 @@ fn acks_of_unknown_ids_are_harmless_and_bad_ids_are_errors() {
 fn open_errors_are_backend_errors() {
     let dir = TempDir::new("sqlite");
     let missing = dir.join("no/such/dir/tally.db");
-    assert!(matches!(
-        SqliteStore::open(&missing, 10),
-        Err(StoreError::Backend(_))
-    ));
+    assert!(matches!(SqliteStore::open(&missing, 10), Err(StoreError::Backend(_))));
     let garbage = dir.join("garbage.db");
     std::fs::write(&garbage, vec![0x5a; 8192]).expect("write");
     let err = SqliteStore::open(&garbage, 10).expect_err("not a database");
@@ -421,9 +323,7 @@ fn throughput_enqueue_lease_ack_10k() {
         let mut leased = 0;
         let mut acked = Duration::ZERO;
         loop {
-            let got = store
-                .lease(100, Duration::from_secs(60), now)
-                .expect("lease");
+            let got = store.lease(100, Duration::from_secs(60), now).expect("lease");
             if got.is_empty() {
                 break;
             }

@@ -8,8 +8,8 @@ use crate::run;
 
 /// The wasm-bindgen version the `tally-web` crate pins (`=X.Y.Z`); the CLI must match.
 pub fn wasm_bindgen_version() -> Result<String, String> {
-    let manifest = std::fs::read_to_string(run::root().join("Cargo.toml"))
-        .map_err(|e| format!("reading Cargo.toml: {e}"))?;
+    let manifest =
+        std::fs::read_to_string(run::root().join("Cargo.toml")).map_err(|e| format!("reading Cargo.toml: {e}"))?;
     manifest
         .lines()
         .find_map(|l| {
@@ -29,12 +29,8 @@ pub fn all() -> Result<(), String> {
 
 /// The wasm32 target and the wasm-bindgen CLI at the pinned version.
 pub fn wasm_toolchain() -> Result<(), String> {
-    let installed = run::output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .unwrap_or_default();
-    if !installed
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
+    let installed = run::output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
         println!("install: rustup target wasm32-unknown-unknown");
         run::step(
             "rustup target add wasm32-unknown-unknown",
@@ -44,19 +40,10 @@ pub fn wasm_toolchain() -> Result<(), String> {
     let want = wasm_bindgen_version()?;
     let have = run::output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
     if have.split_whitespace().nth(1) != Some(want.as_str()) {
-        println!(
-            "install: wasm-bindgen-cli {want} (found: {})",
-            if have.is_empty() { "none" } else { &have }
-        );
+        println!("install: wasm-bindgen-cli {want} (found: {})", if have.is_empty() { "none" } else { &have });
         run::step(
             "cargo install wasm-bindgen-cli",
-            run::cargo(&[
-                "install",
-                "wasm-bindgen-cli",
-                "--version",
-                &want,
-                "--locked",
-            ]),
+            run::cargo(&["install", "wasm-bindgen-cli", "--version", &want, "--locked"]),
         )?;
     }
     Ok(())
@@ -69,11 +56,7 @@ pub fn apt_packages() -> Result<(), String> {
         ("chromium-driver", "/usr/bin/chromedriver"),
         ("redis-server", "/usr/bin/redis-server"),
     ];
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(_, bin)| !Path::new(bin).exists())
-        .map(|(pkg, _)| *pkg)
-        .collect();
+    let missing: Vec<&str> = wanted.iter().filter(|(_, bin)| !Path::new(bin).exists()).map(|(pkg, _)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -83,10 +66,7 @@ pub fn apt_packages() -> Result<(), String> {
     } else if run::on_path("sudo") {
         Some("sudo")
     } else {
-        return Err(format!(
-            "missing {}: run as root or install them with apt-get",
-            missing.join(", ")
-        ));
+        return Err(format!("missing {}: run as root or install them with apt-get", missing.join(", ")));
     };
     let apt = |args: &[&str]| {
         let mut c = match sudo {
@@ -133,11 +113,7 @@ fn packages_section(lock: &[u8]) -> Vec<String> {
     let mut names: Vec<String> = text
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            l.starts_with("\"node_modules/")
-                || l.starts_with("\"version\"")
-                || l.starts_with("\"integrity\"")
-        })
+        .filter(|l| l.starts_with("\"node_modules/") || l.starts_with("\"version\"") || l.starts_with("\"integrity\""))
         .map(str::to_owned)
         .collect();
     names.sort();

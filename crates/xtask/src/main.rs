@@ -38,20 +38,10 @@ fn main() -> ExitCode {
 fn test() -> Result<(), String> {
     install::all()?;
     let root = run::root();
-    run::step(
-        "cargo fmt --check",
-        run::cargo(&["fmt", "--all", "--check"]),
-    )?;
+    run::step("cargo fmt --check", run::cargo(&["fmt", "--all", "--check"]))?;
     run::step(
         "cargo clippy (native)",
-        run::cargo(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
     run::step(
         "cargo clippy (wasm32)",
@@ -67,20 +57,9 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run::step(
-        "native tests",
-        run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]),
-    )?;
-    let mut wasm_tests = run::cargo(&[
-        "test",
-        "-p",
-        "tally-web",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]);
-    wasm_tests
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+    run::step("native tests", run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]))?;
+    let mut wasm_tests = run::cargo(&["test", "-p", "tally-web", "--target", "wasm32-unknown-unknown"]);
+    wasm_tests.env("CHROMEDRIVER", "/usr/bin/chromedriver").env("WASM_BINDGEN_TEST_TIMEOUT", "120");
     run::step("wasm tests in headless Chromium", wasm_tests)?;
     let size = pkg::build()?;
     size.check_budget()?;

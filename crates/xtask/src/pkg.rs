@@ -30,10 +30,7 @@ impl PackageSize {
             self.raw, self.gzip, self.brotli, BUDGET_GZIP_BYTES, CEILING_GZIP_BYTES
         );
         if self.gzip > CEILING_GZIP_BYTES {
-            return Err(format!(
-                "the npm package is {} B gzip, over the {} B ceiling",
-                self.gzip, CEILING_GZIP_BYTES
-            ));
+            return Err(format!("the npm package is {} B gzip, over the {} B ceiling", self.gzip, CEILING_GZIP_BYTES));
         }
         if self.gzip > BUDGET_GZIP_BYTES {
             println!(
@@ -53,22 +50,12 @@ pub fn build() -> Result<PackageSize, String> {
     let root = run::root();
     run::step(
         "build tally-web (wasm32, release)",
-        run::cargo(&[
-            "build",
-            "-p",
-            "tally-web",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-        ]),
+        run::cargo(&["build", "-p", "tally-web", "--target", "wasm32-unknown-unknown", "--release"]),
     )?;
     let wasm = root.join("target/wasm32-unknown-unknown/release/tally_web.wasm");
     let pkg = root.join("pkg");
     let mut bindgen = Command::new("wasm-bindgen");
-    bindgen
-        .args(["--target", "web", "--out-name", "tally_web", "--out-dir"])
-        .arg(&pkg)
-        .arg(&wasm);
+    bindgen.args(["--target", "web", "--out-name", "tally_web", "--out-dir"]).arg(&pkg).arg(&wasm);
     run::step("wasm-bindgen into pkg/", bindgen)?;
     let out = pkg.join("tally_web_bg.wasm");
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
@@ -90,11 +77,7 @@ pub fn build() -> Result<PackageSize, String> {
 }
 
 fn measure(files: &[std::path::PathBuf]) -> Result<PackageSize, String> {
-    let mut size = PackageSize {
-        raw: 0,
-        gzip: 0,
-        brotli: 0,
-    };
+    let mut size = PackageSize { raw: 0, gzip: 0, brotli: 0 };
     for f in files.iter().filter(|f| f.exists()) {
         size.raw += std::fs::metadata(f).map_err(|e| e.to_string())?.len();
         size.gzip += compressed_len("gzip", &["-9", "-c"], f)?;
@@ -108,11 +91,7 @@ fn measure(files: &[std::path::PathBuf]) -> Result<PackageSize, String> {
 }
 
 fn compressed_len(tool: &str, args: &[&str], file: &Path) -> Result<u64, String> {
-    let out = Command::new(tool)
-        .args(args)
-        .arg(file)
-        .output()
-        .map_err(|e| format!("{tool}: {e}"))?;
+    let out = Command::new(tool).args(args).arg(file).output().map_err(|e| format!("{tool}: {e}"))?;
     Ok(out.stdout.len() as u64)
 }
 

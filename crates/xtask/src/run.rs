@@ -19,22 +19,14 @@ pub fn cargo(args: &[&str]) -> Command {
 /// Runs `cmd`, printing `==> name` first; an error names the step.
 pub fn step(name: &str, mut cmd: Command) -> Result<(), String> {
     println!("==> {name}");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("{name}: could not start: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{name} failed ({status})"))
-    }
+    let status = cmd.status().map_err(|e| format!("{name}: could not start: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{name} failed ({status})")) }
 }
 
 /// Runs `cmd` and returns its trimmed stdout when it succeeds.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// True when `program` is found on PATH.

@@ -25,8 +25,7 @@ fn load(args: &[String]) -> Result<TallyConfig, String> {
     match args {
         [] => TallyConfig::from_env().map_err(|e| e.to_string()),
         [flag, path] if flag == "--config" => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
             TallyConfig::from_toml(&text).map_err(|e| format!("{path}: {e}"))
         }
         _ => Err("expected --config <file>".into()),
@@ -43,13 +42,10 @@ fn tracker(cfg: &TallyConfig) -> Result<ServerTracker, String> {
         let s = SqliteStore::open(path, cap).map_err(|e| format!("server.store: {e}"))?;
         b.durable(Arc::new(s))
     } else if store.starts_with("redis://") || store.starts_with("rediss://") {
-        let s =
-            RedisStore::connect(store, "tally", cap).map_err(|e| format!("server.store: {e}"))?;
+        let s = RedisStore::connect(store, "tally", cap).map_err(|e| format!("server.store: {e}"))?;
         b.durable(Arc::new(s))
     } else {
-        return Err(format!(
-            "server.store: {store:?}: use memory, sqlite:<path> or redis://host:port"
-        ));
+        return Err(format!("server.store: {store:?}: use memory, sqlite:<path> or redis://host:port"));
     };
     b.build().map_err(|e| e.to_string())
 }
@@ -57,9 +53,7 @@ fn tracker(cfg: &TallyConfig) -> Result<ServerTracker, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
@@ -72,11 +66,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let built = tracker(&cfg).and_then(|t| {
-        cfg.collector_config()
-            .map(|c| (t, c))
-            .map_err(|e| e.to_string())
-    });
+    let built = tracker(&cfg).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
     let (tracker, collector_cfg) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -98,13 +88,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(
-    cfg: &TallyConfig,
-    tracker: ServerTracker,
-    collector_cfg: collector::CollectorConfig,
-) -> ExitCode {
-    let app = collector::router(tracker.clone(), collector_cfg)
-        .route("/healthz", axum::routing::get(|| async { "ok" }));
+async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
+    let app =
+        collector::router(tracker.clone(), collector_cfg).route("/healthz", axum::routing::get(|| async { "ok" }));
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -112,30 +98,20 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    println!(
-        "tally: collecting on http://{addr}/collect ({})",
-        tracker.destination_names().join(", ")
-    );
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("tally: collecting on http://{addr}/collect ({})", tracker.destination_names().join(", "));
     // Deliveries left in a durable outbox by a previous process start again now.
     let _ = tracker.flush(Duration::ZERO).await;
     let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
         }
     };
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
     let report = tracker.flush(Duration::from_secs(5)).await;
     tracker.shutdown();
     if !report.complete {

@@ -111,11 +111,7 @@ pub fn idempotency_conformance(s: &dyn IdempotencyStore) {
     let short = idempotency_key("ga4", "purchase", "short-lease");
     assert_eq!(s.claim(&short, Duration::from_millis(1)), Claim::Acquired);
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(
-        s.claim(&short, Duration::from_secs(60)),
-        Claim::Acquired,
-        "an expired lease is taken over"
-    );
+    assert_eq!(s.claim(&short, Duration::from_secs(60)), Claim::Acquired, "an expired lease is taken over");
 }
 
 #[cfg(test)]

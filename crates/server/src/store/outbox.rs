@@ -93,10 +93,7 @@ pub trait Outbox: Send + Sync + 'static {
 
 /// Unix ms now.
 pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -122,10 +119,7 @@ pub struct MemoryOutbox {
 impl MemoryOutbox {
     /// An outbox holding at most `capacity` entries.
     pub fn new(capacity: usize) -> MemoryOutbox {
-        MemoryOutbox {
-            capacity,
-            inner: Mutex::new(MemInner::default()),
-        }
+        MemoryOutbox { capacity, inner: Mutex::new(MemInner::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
@@ -134,29 +128,20 @@ impl MemoryOutbox {
 }
 
 fn parse_id(id: &str) -> Result<u64, StoreError> {
-    id.parse()
-        .map_err(|_| StoreError::Backend(format!("bad outbox id {id:?}")))
+    id.parse().map_err(|_| StoreError::Backend(format!("bad outbox id {id:?}")))
 }
 
 impl Outbox for MemoryOutbox {
     fn enqueue(&self, entries: &[OutboxEntry]) -> Result<Vec<String>, StoreError> {
         let mut g = self.lock();
         if g.entries.len() + entries.len() > self.capacity {
-            return Err(StoreError::Full {
-                capacity: self.capacity,
-            });
+            return Err(StoreError::Full { capacity: self.capacity });
         }
         let mut ids = Vec::with_capacity(entries.len());
         for e in entries {
             g.next_id += 1;
             let id = g.next_id;
-            g.entries.insert(
-                id,
-                MemEntry {
-                    entry: e.clone(),
-                    leased_until_ms: 0,
-                },
-            );
+            g.entries.insert(id, MemEntry { entry: e.clone(), leased_until_ms: 0 });
             ids.push(id.to_string());
         }
         Ok(ids)
@@ -172,10 +157,7 @@ impl Outbox for MemoryOutbox {
             if e.entry.next_attempt_at_ms <= now_ms && e.leased_until_ms <= now_ms {
                 e.leased_until_ms = now_ms + lease.as_millis() as i64;
                 e.entry.attempts += 1;
-                out.push(Leased {
-                    id: id.to_string(),
-                    entry: e.entry.clone(),
-                });
+                out.push(Leased { id: id.to_string(), entry: e.entry.clone() });
             }
         }
         Ok(out)
@@ -201,10 +183,7 @@ impl Outbox for MemoryOutbox {
         let id = parse_id(id)?;
         let mut g = self.lock();
         if let Some(e) = g.entries.remove(&id) {
-            g.dead.push(DeadEntry {
-                entry: e.entry,
-                reason: reason.to_owned(),
-            });
+            g.dead.push(DeadEntry { entry: e.entry, reason: reason.to_owned() });
             if g.dead.len() > 10_000 {
                 g.dead.remove(0);
             }
@@ -215,16 +194,8 @@ impl Outbox for MemoryOutbox {
     fn stats(&self) -> Result<OutboxStats, StoreError> {
         let g = self.lock();
         let now = unix_ms();
-        let in_flight = g
-            .entries
-            .values()
-            .filter(|e| e.leased_until_ms > now)
-            .count();
-        Ok(OutboxStats {
-            queued: g.entries.len() - in_flight,
-            in_flight,
-            dead: g.dead.len(),
-        })
+        let in_flight = g.entries.values().filter(|e| e.leased_until_ms > now).count();
+        Ok(OutboxStats { queued: g.entries.len() - in_flight, in_flight, dead: g.dead.len() })
     }
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
@@ -253,11 +224,7 @@ pub fn conformance(o: &dyn Outbox) {
     assert_eq!(first[0].entry.attempts, 1, "a lease counts an attempt");
     let second = o.lease(10, Duration::from_secs(60), now).expect("lease");
     assert_eq!(second.len(), 1, "leased entries are not handed out twice");
-    assert!(
-        o.lease(10, Duration::from_secs(60), now)
-            .expect("lease")
-            .is_empty()
-    );
+    assert!(o.lease(10, Duration::from_secs(60), now).expect("lease").is_empty());
     // An expired lease (a dead worker) makes the entries due again.
     let later = now + 61_000;
     let again = o.lease(10, Duration::from_secs(60), later).expect("lease");
@@ -265,15 +232,8 @@ pub fn conformance(o: &dyn Outbox) {
     o.ack(&again[0].id).expect("ack");
     o.retry(&again[1].id, later + 5_000, "503").expect("retry");
     o.dead(&again[2].id, "retries exhausted").expect("dead");
-    assert!(
-        o.lease(10, Duration::from_secs(60), later + 1)
-            .expect("lease")
-            .is_empty(),
-        "not due yet"
-    );
-    let due = o
-        .lease(10, Duration::from_secs(60), later + 5_000)
-        .expect("lease");
+    assert!(o.lease(10, Duration::from_secs(60), later + 1).expect("lease").is_empty(), "not due yet");
+    let due = o.lease(10, Duration::from_secs(60), later + 5_000).expect("lease");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].entry.last_error.as_deref(), Some("503"));
     assert_eq!(due[0].entry.attempts, 3);

@@ -214,11 +214,7 @@ pub struct RedisOptions {
 impl RedisOptions {
     /// Defaults with an outbox of `capacity` entries.
     pub fn new(capacity: usize) -> RedisOptions {
-        RedisOptions {
-            capacity,
-            dead_capacity: 10_000,
-            timeout: Duration::from_secs(5),
-        }
+        RedisOptions { capacity, dead_capacity: 10_000, timeout: Duration::from_secs(5) }
     }
 
     /// Sets [`RedisOptions::dead_capacity`].
@@ -247,10 +243,7 @@ pub struct RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field(
-                "server",
-                &self.client.get_connection_info().addr().to_string(),
-            )
+            .field("server", &self.client.get_connection_info().addr().to_string())
             .field("prefix", &self.prefix)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -276,14 +269,12 @@ fn ms(d: Duration) -> i64 {
 }
 
 fn parse_id(id: &str) -> Result<u64, StoreError> {
-    id.parse()
-        .map_err(|_| StoreError::Backend(format!("redis: bad outbox id {id:?}")))
+    id.parse().map_err(|_| StoreError::Backend(format!("redis: bad outbox id {id:?}")))
 }
 
 fn parse_num<T: std::str::FromStr>(what: &str, v: Option<&str>) -> Result<T, StoreError> {
-    v.and_then(|s| s.parse().ok()).ok_or_else(|| {
-        StoreError::Backend(format!("redis: corrupt outbox entry: bad {what} {v:?}"))
-    })
+    v.and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Backend(format!("redis: corrupt outbox entry: bad {what} {v:?}")))
 }
 
 fn field(what: &str, v: Option<String>) -> Result<String, StoreError> {
@@ -299,25 +290,13 @@ impl RedisStore {
     }
 
     /// Like [`RedisStore::connect`], with `options`.
-    pub fn connect_with(
-        url: &str,
-        prefix: &str,
-        options: RedisOptions,
-    ) -> Result<RedisStore, StoreError> {
-        let client =
-            Client::open(url).map_err(|e| StoreError::Backend(format!("redis: bad URL: {e}")))?;
-        let store = RedisStore {
-            client,
-            conn: Mutex::new(None),
-            prefix: prefix.to_owned(),
-            options,
-            scripts: Scripts::new(),
-        };
+    pub fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(|e| StoreError::Backend(format!("redis: bad URL: {e}")))?;
+        let store =
+            RedisStore { client, conn: Mutex::new(None), prefix: prefix.to_owned(), options, scripts: Scripts::new() };
         let pong: String = store.run("PING", |c| redis::cmd("PING").query(c))?;
         if pong != "PONG" {
-            return Err(StoreError::Backend(format!(
-                "redis: PING answered {pong:?}"
-            )));
+            return Err(StoreError::Backend(format!("redis: PING answered {pong:?}")));
         }
         Ok(store)
     }
@@ -350,11 +329,7 @@ impl RedisStore {
 
     /// Runs `f` on the connection (connecting first if needed); a broken
     /// connection is dropped so the next call reconnects.
-    fn run<T>(
-        &self,
-        what: &'static str,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
-    ) -> Result<T, StoreError> {
+    fn run<T>(&self, what: &'static str, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
         let mut guard = self.lock();
         if guard.is_none() {
             *guard = Some(self.open_connection()?);
@@ -365,11 +340,7 @@ impl RedisStore {
         match f(conn) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_unrecoverable_error()
-                {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error() {
                     *guard = None;
                 }
                 Err(StoreError::Backend(format!("redis: {what}: {e}")))
@@ -409,9 +380,7 @@ impl RedisStore {
         let k = self.idem_key(key);
         // PX must be positive; a zero lease is a lease that ends at once.
         let lease_ms = ms(lease).max(1);
-        let state: i64 = self.run("claim", |c| {
-            self.scripts.claim.key(&k).arg(lease_ms).invoke(c)
-        })?;
+        let state: i64 = self.run("claim", |c| self.scripts.claim.key(&k).arg(lease_ms).invoke(c))?;
         Ok(match state {
             0 => Claim::Acquired,
             2 => Claim::Delivered,
@@ -426,12 +395,7 @@ impl RedisStore {
             if retention_ms <= 0 {
                 redis::cmd("DEL").arg(&k).query::<()>(c)
             } else {
-                redis::cmd("SET")
-                    .arg(&k)
-                    .arg("delivered")
-                    .arg("PX")
-                    .arg(retention_ms)
-                    .query::<()>(c)
+                redis::cmd("SET").arg(&k).arg("delivered").arg("PX").arg(retention_ms).query::<()>(c)
             }
         })
     }
@@ -493,12 +457,8 @@ impl Outbox for RedisStore {
         let reply: Vec<i64> = self.run("enqueue", |c| inv.invoke(c))?;
         match reply.split_first() {
             Some((1, ids)) => Ok(ids.iter().map(i64::to_string).collect()),
-            Some((0, _)) => Err(StoreError::Full {
-                capacity: self.options.capacity,
-            }),
-            _ => Err(StoreError::Backend(format!(
-                "redis: enqueue: unexpected reply {reply:?}"
-            ))),
+            Some((0, _)) => Err(StoreError::Full { capacity: self.options.capacity }),
+            _ => Err(StoreError::Backend(format!("redis: enqueue: unexpected reply {reply:?}"))),
         }
     }
 
@@ -549,13 +509,7 @@ impl Outbox for RedisStore {
     fn ack(&self, id: &str) -> Result<(), StoreError> {
         let n = parse_id(id)?;
         self.run("ack", |c| {
-            self.scripts
-                .ack
-                .key(self.due_key())
-                .key(self.leased_key())
-                .key(self.entry_key(n))
-                .arg(n)
-                .invoke::<i64>(c)
+            self.scripts.ack.key(self.due_key()).key(self.leased_key()).key(self.entry_key(n)).arg(n).invoke::<i64>(c)
         })?;
         Ok(())
     }
@@ -596,19 +550,9 @@ impl Outbox for RedisStore {
 
     fn stats(&self) -> Result<OutboxStats, StoreError> {
         let (total, in_flight, dead): (usize, usize, usize) = self.run("stats", |c| {
-            self.scripts
-                .stats
-                .key(self.due_key())
-                .key(self.leased_key())
-                .key(self.dead_key())
-                .arg(unix_ms())
-                .invoke(c)
+            self.scripts.stats.key(self.due_key()).key(self.leased_key()).key(self.dead_key()).arg(unix_ms()).invoke(c)
         })?;
-        Ok(OutboxStats {
-            queued: total.saturating_sub(in_flight),
-            in_flight,
-            dead,
-        })
+        Ok(OutboxStats { queued: total.saturating_sub(in_flight), in_flight, dead })
     }
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
@@ -616,13 +560,8 @@ impl Outbox for RedisStore {
             return Ok(Vec::new());
         }
         let last = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
-        let raw: Vec<String> = self.run("dead_entries", |c| {
-            redis::cmd("LRANGE")
-                .arg(self.dead_key())
-                .arg(0)
-                .arg(last)
-                .query(c)
-        })?;
+        let raw: Vec<String> =
+            self.run("dead_entries", |c| redis::cmd("LRANGE").arg(self.dead_key()).arg(0).arg(last).query(c))?;
         raw.iter()
             .map(|s| {
                 let r: DeadRecord = serde_json::from_str(s)
@@ -634,10 +573,7 @@ impl Outbox for RedisStore {
                         event_json: r.event_json,
                         visitor_json: r.visitor_json,
                         attempts: parse_num("attempts", Some(&r.attempts))?,
-                        next_attempt_at_ms: parse_num(
-                            "next_attempt_at_ms",
-                            Some(&r.next_attempt_at_ms),
-                        )?,
+                        next_attempt_at_ms: parse_num("next_attempt_at_ms", Some(&r.next_attempt_at_ms))?,
                         last_error: r.last_error,
                     },
                     reason: r.reason,

@@ -156,12 +156,7 @@ pub struct SqliteOptions {
 impl SqliteOptions {
     /// Defaults with an outbox of `capacity` entries.
     pub fn new(capacity: usize) -> SqliteOptions {
-        SqliteOptions {
-            capacity,
-            dead_capacity: 10_000,
-            sweep_every: 1_000,
-            busy_timeout: Duration::from_secs(5),
-        }
+        SqliteOptions { capacity, dead_capacity: 10_000, sweep_every: 1_000, busy_timeout: Duration::from_secs(5) }
     }
 
     /// Sets [`SqliteOptions::dead_capacity`].
@@ -196,8 +191,7 @@ fn backend(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError 
 }
 
 fn parse_id(id: &str) -> Result<i64, StoreError> {
-    id.parse()
-        .map_err(|_| StoreError::Backend(format!("sqlite: bad outbox id {id:?}")))
+    id.parse().map_err(|_| StoreError::Backend(format!("sqlite: bad outbox id {id:?}")))
 }
 
 fn to_i64(n: usize) -> i64 {
@@ -220,10 +214,7 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database at `path` with `options`.
-    pub fn open_with(
-        path: impl AsRef<Path>,
-        options: SqliteOptions,
-    ) -> Result<SqliteStore, StoreError> {
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("sqlite: opening {}: {e}", path.display())))?;
@@ -241,15 +232,10 @@ impl SqliteStore {
         SqliteStore::init(conn, options, false)
     }
 
-    fn init(
-        mut conn: Connection,
-        options: SqliteOptions,
-        wal: bool,
-    ) -> Result<SqliteStore, StoreError> {
+    fn init(mut conn: Connection, options: SqliteOptions, wal: bool) -> Result<SqliteStore, StoreError> {
         // The busy timeout first: switching to WAL and creating the schema may
         // wait for another process that opens the same file right now.
-        conn.busy_timeout(options.busy_timeout)
-            .map_err(backend("setting busy_timeout"))?;
+        conn.busy_timeout(options.busy_timeout).map_err(backend("setting busy_timeout"))?;
         if wal {
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -260,39 +246,28 @@ impl SqliteStore {
                 )));
             }
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(backend("setting synchronous=NORMAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend("setting synchronous=NORMAL"))?;
         conn.set_prepared_statement_cache_capacity(32);
         {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend("starting schema transaction"))?;
-            let version: i64 = tx
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(backend("reading schema version"))?;
+            let version: i64 =
+                tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(backend("reading schema version"))?;
             if version > SCHEMA_VERSION {
                 return Err(StoreError::Backend(format!(
                     "sqlite: the database has schema version {version}, newer than this build \
                      understands ({SCHEMA_VERSION}); upgrade tally"
                 )));
             }
-            tx.execute_batch(SCHEMA)
-                .map_err(backend("creating schema"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(backend("writing schema version"))?;
+            tx.execute_batch(SCHEMA).map_err(backend("creating schema"))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(backend("writing schema version"))?;
             // Resynchronise the counter (cheap, and repairs any drift).
-            tx.execute(
-                "UPDATE counters SET value = (SELECT count(*) FROM outbox) WHERE name = 'outbox'",
-                [],
-            )
-            .map_err(backend("counting outbox"))?;
+            tx.execute("UPDATE counters SET value = (SELECT count(*) FROM outbox) WHERE name = 'outbox'", [])
+                .map_err(backend("counting outbox"))?;
             tx.commit().map_err(backend("committing schema"))?;
         }
-        let store = SqliteStore {
-            conn: Mutex::new(conn),
-            options,
-            claims: AtomicU64::new(0),
-        };
+        let store = SqliteStore { conn: Mutex::new(conn), options, claims: AtomicU64::new(0) };
         store.sweep_idempotency()?;
         Ok(store)
     }
@@ -329,15 +304,10 @@ impl SqliteStore {
     fn try_claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let mut conn = self.lock();
         let now = unix_ms();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("claim: begin"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("claim: begin"))?;
         let current: Option<(i64, i64)> = tx
             .prepare_cached("SELECT state, until_ms FROM idempotency WHERE key = ?1")
-            .and_then(|mut st| {
-                st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
+            .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(backend("claim: reading key"))?;
         let claim = match current {
             Some((STATE_DELIVERED, until)) if until > now => Claim::Delivered,
@@ -415,17 +385,13 @@ impl Outbox for SqliteStore {
             return Ok(Vec::new());
         }
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("enqueue: begin"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("enqueue: begin"))?;
         let len: i64 = tx
             .prepare_cached("SELECT value FROM counters WHERE name = 'outbox'")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(backend("enqueue: reading queue length"))?;
         if len.saturating_add(to_i64(entries.len())) > to_i64(self.options.capacity) {
-            return Err(StoreError::Full {
-                capacity: self.options.capacity,
-            });
+            return Err(StoreError::Full { capacity: self.options.capacity });
         }
         let now = unix_ms();
         let mut ids = Vec::with_capacity(entries.len());
@@ -462,13 +428,9 @@ impl Outbox for SqliteStore {
         }
         let mut conn = self.lock();
         let until = now_ms.saturating_add(duration_ms(lease));
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("lease: begin"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("lease: begin"))?;
         let mut out = {
-            let mut st = tx
-                .prepare_cached(LEASE_SQL)
-                .map_err(backend("lease: preparing"))?;
+            let mut st = tx.prepare_cached(LEASE_SQL).map_err(backend("lease: preparing"))?;
             let rows = st
                 .query_map(params![now_ms, until, to_i64(max)], |r| {
                     Ok((
@@ -485,19 +447,12 @@ impl Outbox for SqliteStore {
                     ))
                 })
                 .map_err(backend("lease: updating"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(backend("lease: reading rows"))?
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend("lease: reading rows"))?
         };
         tx.commit().map_err(backend("lease: commit"))?;
         // RETURNING has no defined order: hand out the oldest-due first.
         out.sort_by_key(|(id, e)| (e.next_attempt_at_ms, *id));
-        Ok(out
-            .into_iter()
-            .map(|(id, entry)| Leased {
-                id: id.to_string(),
-                entry,
-            })
-            .collect())
+        Ok(out.into_iter().map(|(id, entry)| Leased { id: id.to_string(), entry }).collect())
     }
 
     fn ack(&self, id: &str) -> Result<(), StoreError> {
@@ -523,9 +478,7 @@ impl Outbox for SqliteStore {
     fn dead(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         let id = parse_id(id)?;
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("dead: begin"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("dead: begin"))?;
         let moved = tx
             .prepare_cached(
                 "INSERT INTO dead (outbox_id, destination, key, event_json, visitor_json, attempts,
@@ -540,11 +493,9 @@ impl Outbox for SqliteStore {
             tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")
                 .and_then(|mut st| st.execute([id]))
                 .map_err(backend("dead: deleting entry"))?;
-            tx.prepare_cached(
-                "DELETE FROM dead WHERE id <= (SELECT id FROM dead ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-            )
-            .and_then(|mut st| st.execute([to_i64(self.options.dead_capacity)]))
-            .map_err(backend("dead: trimming dead list"))?;
+            tx.prepare_cached("DELETE FROM dead WHERE id <= (SELECT id FROM dead ORDER BY id DESC LIMIT 1 OFFSET ?1)")
+                .and_then(|mut st| st.execute([to_i64(self.options.dead_capacity)]))
+                .map_err(backend("dead: trimming dead list"))?;
         }
         tx.commit().map_err(backend("dead: commit"))?;
         Ok(())
@@ -554,9 +505,7 @@ impl Outbox for SqliteStore {
         let conn = self.lock();
         let now = unix_ms();
         // One read transaction, so the three counts are one snapshot.
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(backend("stats: begin"))?;
+        let tx = conn.unchecked_transaction().map_err(backend("stats: begin"))?;
         let total: i64 = tx
             .prepare_cached("SELECT value FROM counters WHERE name = 'outbox'")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
@@ -571,11 +520,7 @@ impl Outbox for SqliteStore {
             .map_err(backend("stats: counting dead"))?;
         tx.commit().map_err(backend("stats: end"))?;
         let n = |v: i64| usize::try_from(v.max(0)).unwrap_or(usize::MAX);
-        Ok(OutboxStats {
-            queued: n(total - in_flight),
-            in_flight: n(in_flight),
-            dead: n(dead),
-        })
+        Ok(OutboxStats { queued: n(total - in_flight), in_flight: n(in_flight), dead: n(dead) })
     }
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
@@ -603,8 +548,7 @@ impl Outbox for SqliteStore {
                 })
             })
             .map_err(backend("dead_entries: querying"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(backend("dead_entries: reading rows"))
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend("dead_entries: reading rows"))
     }
 }
 
@@ -616,9 +560,7 @@ mod tests {
     fn the_lease_query_uses_the_due_index() {
         let store = SqliteStore::open_in_memory(10).unwrap();
         let conn = store.lock();
-        let mut st = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {LEASE_SQL}"))
-            .unwrap();
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {LEASE_SQL}")).unwrap();
         let plan: Vec<String> = st
             .query_map(params![0i64, 0i64, 10i64], |r| r.get::<_, String>(3))
             .unwrap()

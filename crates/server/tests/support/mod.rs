@@ -18,17 +18,13 @@ impl TempDir {
     /// A fresh, empty directory whose name starts with `tag`.
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = std::env::temp_dir().join(format!(
             "tally-{tag}-{}-{nanos}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         TempDir { path }
     }
 
@@ -53,8 +49,7 @@ impl Drop for TempDir {
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 fn redis_server_binary() -> PathBuf {
-    let p = std::env::var_os("TALLY_REDIS_SERVER")
-        .map_or_else(|| PathBuf::from(REDIS_SERVER), PathBuf::from);
+    let p = std::env::var_os("TALLY_REDIS_SERVER").map_or_else(|| PathBuf::from(REDIS_SERVER), PathBuf::from);
     if p.is_file() {
         return p;
     }
@@ -88,16 +83,7 @@ impl RedisServer {
             let child = Command::new(&bin)
                 .arg("--port")
                 .arg(port.to_string())
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                ])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .args(["--protected-mode", "yes"])
                 .arg("--dir")
                 .arg(dir.path())
@@ -108,11 +94,7 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
+            let mut server = RedisServer { child, port, _dir: dir };
             match server.wait_ready(Duration::from_secs(10)) {
                 Ok(()) => return server,
                 Err(e) => {
@@ -122,10 +104,7 @@ impl RedisServer {
                 }
             }
         }
-        panic!(
-            "redis-server ({}) did not come up: {last_error}",
-            bin.display()
-        );
+        panic!("redis-server ({}) did not come up: {last_error}", bin.display());
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
@@ -163,11 +142,8 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("probing a free port: {e}"));
-    l.local_addr()
-        .unwrap_or_else(|e| panic!("probing a free port: {e}"))
-        .port()
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("probing a free port: {e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("probing a free port: {e}")).port()
 }
 
 fn ping(port: u16) -> bool {

@@ -1,0 +1,185 @@
+//! Delivery to the Meta Conversions API (`POST /{version}/{pixel}/events`).
+//!
+//! The core builder pre-validates every event (window, `event_source_url`,
+//! `client_user_agent`, customer information) and leaves the bad ones out, so
+//! one bad event never sinks a batch of up to 1,000 — Meta rejects a whole
+//! request when any event in it is invalid. The access token travels in the
+//! query string, as Meta documents; it is redacted from every message.
+//!
+//! Answers, classified by Graph error `code` and `is_transient`
+//! ([`tally_core::destinations::meta::classify`]):
+//!
+//! * 200 `{events_received: n}`: sent, but only if `n` equals the events in
+//!   the request — otherwise the request counts as failed.
+//! * code 190 / 102 or HTTP 401: [`DeliveryError::Unauthorized`].
+//! * codes 4, 17, 32, 341 (throttling): [`DeliveryError::RateLimited`];
+//!   codes 1, 2, `is_transient`, 429, 5xx: transient — the outbox retries.
+//! * code 100 and other 4xx: [`DeliveryError::Rejected`], not retried.
+
+use tracing::Instrument;
+
+use tally_core::Event;
+use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse, MetaSkip};
+
+use crate::config::MetaConfig;
+use crate::destination::{Answer, excerpt, fan_out, finish, invalid, send};
+use crate::error::DeliveryError;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+
+/// A configured Meta CAPI destination.
+#[derive(Clone)]
+pub struct MetaDestination {
+    cfg: MetaConfig,
+    core: core_meta::MetaConfig,
+    url: String,
+    /// The token as it appears in the URL (percent-encoded), also redacted.
+    encoded_token: String,
+}
+
+impl std::fmt::Debug for MetaDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL carries the access token: never shown.
+        f.debug_struct("MetaDestination").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl MetaDestination {
+    /// From checked configuration.
+    pub fn new(cfg: MetaConfig) -> MetaDestination {
+        let token = cfg.access_token.trim();
+        let url = core_meta::events_url_with_token(&cfg.base_url, cfg.api_version.trim(), cfg.pixel_id.trim(), token);
+        let encoded_token = tally_core::cookie::percent_encode(token);
+        let core = core_meta::MetaConfig {
+            action_source: cfg.action_source,
+            test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
+            limited_data_use: cfg.limited_data_use,
+        };
+        MetaDestination { cfg, core, url, encoded_token }
+    }
+
+    fn secrets(&self) -> [&str; 2] {
+        [self.cfg.access_token.trim(), self.encoded_token.as_str()]
+    }
+
+    /// Sends `events`; returns one outcome per event, in order.
+    pub async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let span = tracing::info_span!("deliver", destination = "meta", events = events.len());
+        self.deliver_inner(http, retry, events, ctx).instrument(span).await
+    }
+
+    async fn deliver_inner(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
+        let batch = match core_meta::build(events, ctx, &self.core) {
+            Ok(b) => b,
+            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        };
+        for (i, skip) in batch.skipped {
+            out[i] = Some(Outcome::Skipped(match skip {
+                MetaSkip::Consent(d) => SkipReason::ConsentDenied(d),
+                MetaSkip::Invalid(e) => invalid(e),
+                MetaSkip::Unsupported => SkipReason::Unsupported,
+            }));
+        }
+        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
+            let outcome = match self.send(http, retry, request).await {
+                Ok(attempts) => Outcome::Sent { attempts },
+                Err(e) => Outcome::Failed(e),
+            };
+            fan_out(&mut out, indices, &outcome);
+        }
+        finish(out)
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        request: &MetaRequest,
+    ) -> Result<u32, DeliveryError> {
+        let secrets = self.secrets();
+        with_retries(retry, |_| async {
+            let req = http.post(&self.url).json(request);
+            match send(req, retry, &secrets).await {
+                Ok(answer) => judge(&answer, request.data.len(), &secrets),
+                Err(e) => Verdict::Retry(e, None),
+            }
+        })
+        .await
+        .map(|((), attempts)| attempts)
+    }
+}
+
+fn judge(answer: &Answer, sent: usize, secrets: &[&str]) -> Verdict<()> {
+    let status = answer.status;
+    if classify_status(status) == StatusClass::Success {
+        return match MetaResponse::parse(&answer.body) {
+            Ok(r) if r.events_received == sent as u64 => {
+                tracing::debug!(events_received = r.events_received, fbtrace_id = ?r.fbtrace_id, "Meta accepted");
+                Verdict::Done(())
+            }
+            Ok(r) => Verdict::Fail(DeliveryError::Rejected {
+                status,
+                message: format!(
+                    "Meta received {} of {sent} events (fbtrace_id {})",
+                    r.events_received,
+                    r.fbtrace_id.as_deref().unwrap_or("-")
+                ),
+            }),
+            Err(_) => Verdict::Fail(DeliveryError::Rejected {
+                status,
+                message: format!("unreadable success answer: {}", redact(&excerpt(&answer.body), secrets)),
+            }),
+        };
+    }
+    let error = core_meta::parse_error(&answer.body);
+    let message = redact(
+        &match &error {
+            Some(e) => {
+                let mut m = format!("(#{}", e.code);
+                if let Some(sub) = e.error_subcode {
+                    m.push_str(&format!("/{sub}"));
+                }
+                m.push_str(&format!(") {}", e.message));
+                if let Some(u) = &e.error_user_msg {
+                    m.push_str(&format!(": {u}"));
+                }
+                if let Some(t) = &e.fbtrace_id {
+                    m.push_str(&format!(" (fbtrace_id {t})"));
+                }
+                m
+            }
+            None => excerpt(&answer.body),
+        },
+        secrets,
+    );
+    match core_meta::classify(status, error.as_ref()) {
+        MetaErrorClass::Credentials => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
+        MetaErrorClass::Retryable => {
+            let after = answer.retry_after;
+            let throttled = error.as_ref().is_some_and(|e| matches!(e.code, 4 | 17 | 32 | 341));
+            let e = if classify_status(status) == StatusClass::Transient {
+                transient_error(status, message, after)
+            } else if throttled {
+                DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message }
+            } else {
+                DeliveryError::Transport(format!("Meta asked to retry (HTTP {status}): {message}"))
+            };
+            Verdict::Retry(e, after)
+        }
+        MetaErrorClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+    }
+}

@@ -1,0 +1,103 @@
+//! Delivery to a Servoki-style server-events endpoint
+//! (`POST https://servoki.com/api/events/server`, trackbridge.md §18).
+//!
+//! One event per request (the API takes one), `Authorization: Bearer <api key>`,
+//! the JSON body built by the core. Any 2xx is sent; 408/429/5xx are
+//! transient (the outbox retries, honouring `Retry-After`); 401/403 are
+//! `Unauthorized`; other 4xx are permanent. Servoki counts repeated
+//! `event_id`s once, so retries are safe.
+
+use tracing::Instrument;
+
+use tally_core::Event;
+use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent, ServokiSkip};
+
+use crate::config::ServokiConfig;
+use crate::destination::{excerpt, finish, invalid, send};
+use crate::error::DeliveryError;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+
+/// A configured Servoki-style destination.
+#[derive(Debug, Clone)]
+pub struct ServokiDestination {
+    cfg: ServokiConfig,
+    core: core_servoki::ServokiConfig,
+}
+
+impl ServokiDestination {
+    /// From checked configuration.
+    pub fn new(cfg: ServokiConfig) -> ServokiDestination {
+        let core = core_servoki::ServokiConfig { site: cfg.site.trim().to_owned() };
+        ServokiDestination { cfg, core }
+    }
+
+    /// Sends `events`; returns one outcome per event, in order.
+    pub async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let span = tracing::info_span!("deliver", destination = "servoki", events = events.len());
+        self.deliver_inner(http, retry, events, ctx).instrument(span).await
+    }
+
+    async fn deliver_inner(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
+        let batch = match core_servoki::build(events, ctx, &self.core) {
+            Ok(b) => b,
+            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        };
+        for (i, skip) in batch.skipped {
+            out[i] = Some(Outcome::Skipped(match skip {
+                ServokiSkip::Consent(d) => SkipReason::ConsentDenied(d),
+                ServokiSkip::Invalid(e) => invalid(e),
+            }));
+        }
+        for (body, &i) in batch.requests.iter().zip(&batch.indices) {
+            out[i] = Some(match self.send(http, retry, body).await {
+                Ok(attempts) => Outcome::Sent { attempts },
+                Err(e) => Outcome::Failed(e),
+            });
+        }
+        finish(out)
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        body: &ServokiEvent,
+    ) -> Result<u32, DeliveryError> {
+        let key = self.cfg.api_key.trim();
+        let secrets = [key];
+        with_retries(retry, |_| async {
+            let req = http.post(self.cfg.url.trim()).bearer_auth(key).json(body);
+            let answer = match send(req, retry, &secrets).await {
+                Ok(a) => a,
+                Err(e) => return Verdict::Retry(e, None),
+            };
+            let status = answer.status;
+            let message = redact(&excerpt(&answer.body), &secrets);
+            match classify_status(status) {
+                StatusClass::Success => Verdict::Done(()),
+                StatusClass::Transient => {
+                    Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
+                }
+                StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
+                StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+            }
+        })
+        .await
+        .map(|((), attempts)| attempts)
+    }
+}

@@ -1,0 +1,146 @@
+//! Delivery to the TikTok Events API 2.0 (`POST /open_api/v1.3/event/track/`),
+//! an optional destination.
+//!
+//! `Access-Token` header, batches of at most 1,000 events built by the core.
+//! TikTok answers HTTP 200 for most errors, so the body's `code` decides
+//! ([`tally_core::destinations::tiktok::classify`]): `0` sent; `40100`
+//! (throttled) [`DeliveryError::RateLimited`] and `5xxxx` transient;
+//! `40001`/`40104`/`40105` `Unauthorized`; other codes permanent. `20001`
+//! (partial success) does not say which events failed, so every event of
+//! that request is reported as a [`DeliveryError::PartialFailure`] carrying
+//! TikTok's message.
+
+use tracing::Instrument;
+
+use tally_core::Event;
+use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse, TikTokSkip};
+
+use crate::config::TikTokConfig;
+use crate::destination::{excerpt, fan_out, finish, invalid, send};
+use crate::error::{DeliveryError, RowError};
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+
+/// A configured TikTok destination.
+#[derive(Debug, Clone)]
+pub struct TikTokDestination {
+    cfg: TikTokConfig,
+    core: core_tiktok::TikTokConfig,
+}
+
+enum Answered {
+    Sent,
+    Partial(String),
+}
+
+impl TikTokDestination {
+    /// From checked configuration.
+    pub fn new(cfg: TikTokConfig) -> TikTokDestination {
+        let core = core_tiktok::TikTokConfig {
+            pixel_code: cfg.pixel_code.trim().to_owned(),
+            test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
+        };
+        TikTokDestination { cfg, core }
+    }
+
+    /// Sends `events`; returns one outcome per event, in order.
+    pub async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let span = tracing::info_span!("deliver", destination = "tiktok", events = events.len());
+        self.deliver_inner(http, retry, events, ctx).instrument(span).await
+    }
+
+    async fn deliver_inner(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
+        let batch = match core_tiktok::build(events, ctx, &self.core) {
+            Ok(b) => b,
+            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        };
+        for (i, skip) in batch.skipped {
+            out[i] = Some(Outcome::Skipped(match skip {
+                TikTokSkip::Consent(d) => SkipReason::ConsentDenied(d),
+                TikTokSkip::Invalid(e) => invalid(e),
+                TikTokSkip::Unsupported => SkipReason::Unsupported,
+                TikTokSkip::NoAttribution => SkipReason::NoAttribution,
+            }));
+        }
+        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
+            match self.send(http, retry, request).await {
+                Ok((Answered::Sent, attempts)) => fan_out(&mut out, indices, &Outcome::Sent { attempts }),
+                Ok((Answered::Partial(message), _)) => {
+                    for (pos, &i) in indices.iter().enumerate() {
+                        out[i] = Some(Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
+                            index: pos,
+                            code: "20001".into(),
+                            message: message.clone(),
+                        }])));
+                    }
+                }
+                Err(e) => fan_out(&mut out, indices, &Outcome::Failed(e)),
+            }
+        }
+        finish(out)
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        request: &TikTokRequest,
+    ) -> Result<(Answered, u32), DeliveryError> {
+        let token = self.cfg.access_token.trim();
+        let secrets = [token];
+        with_retries(retry, |_| async {
+            let req = http.post(self.cfg.url.trim()).header(core_tiktok::HEADER_ACCESS_TOKEN, token).json(request);
+            let answer = match send(req, retry, &secrets).await {
+                Ok(a) => a,
+                Err(e) => return Verdict::Retry(e, None),
+            };
+            let status = answer.status;
+            let parsed = TikTokResponse::parse(&answer.body).ok();
+            let message = redact(
+                &match &parsed {
+                    Some(b) => format!(
+                        "code {}: {}{}",
+                        b.code,
+                        b.message,
+                        b.request_id.as_deref().map(|r| format!(" (request_id {r})")).unwrap_or_default()
+                    ),
+                    None => excerpt(&answer.body),
+                },
+                &secrets,
+            );
+            let after = answer.retry_after;
+            match core_tiktok::classify(status, parsed.as_ref()) {
+                TikTokOutcome::Success => Verdict::Done(Answered::Sent),
+                TikTokOutcome::PartialSuccess => Verdict::Done(Answered::Partial(message)),
+                TikTokOutcome::Retryable if classify_status(status) == StatusClass::Transient => {
+                    Verdict::Retry(transient_error(status, message, after), after)
+                }
+                TikTokOutcome::Retryable if parsed.as_ref().is_some_and(|b| b.code == 40100) => Verdict::Retry(
+                    DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message },
+                    after,
+                ),
+                TikTokOutcome::Retryable => Verdict::Retry(
+                    DeliveryError::Transport(format!("TikTok asked to retry (HTTP {status}): {message}")),
+                    after,
+                ),
+                TikTokOutcome::Credentials => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
+                TikTokOutcome::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,124 @@
+//! Delivery to the shop's own webhook or warehouse sinks (destinations.md §6.2).
+//!
+//! One signed request per event:
+//!
+//! * body: the core [`WebhookRecord`] JSON (`schema_version` `"1"`);
+//! * `X-Tally-Timestamp: <unix seconds>` and
+//!   `X-Tally-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
+//!   (receivers check it with [`tally_core::destinations::webhook::verify`]);
+//! * `Idempotency-Key: <event id>`.
+//!
+//! Any 2xx is sent; 408, 425, 429 and 5xx are retried (honouring
+//! `Retry-After`); 401/403 are `Unauthorized`; other 4xx are never retried.
+
+use tracing::Instrument;
+
+use tally_core::Event;
+use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord, WebhookSkip};
+
+use crate::config::WebhookConfig;
+use crate::destination::{excerpt, finish, invalid, send};
+use crate::error::DeliveryError;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+use crate::tracker::now_ms;
+
+/// A configured webhook sink, named `webhook:<name>`.
+#[derive(Debug, Clone)]
+pub struct WebhookDestination {
+    name: String,
+    cfg: WebhookConfig,
+}
+
+impl WebhookDestination {
+    /// The sink `name` (without the `webhook:` prefix) from checked configuration.
+    pub fn new(name: &str, cfg: WebhookConfig) -> WebhookDestination {
+        WebhookDestination { name: format!("webhook:{name}"), cfg }
+    }
+
+    /// `webhook:<name>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `events`; returns one outcome per event, in order.
+    pub async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let span = tracing::info_span!("deliver", destination = %self.name, events = events.len());
+        self.deliver_inner(http, retry, events, ctx).instrument(span).await
+    }
+
+    async fn deliver_inner(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        events: &[Event],
+        ctx: &DeliveryContext,
+    ) -> Vec<Outcome> {
+        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
+        let batch = match core_webhook::build(events, ctx) {
+            Ok(b) => b,
+            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        };
+        for (i, skip) in batch.skipped {
+            out[i] = Some(Outcome::Skipped(match skip {
+                WebhookSkip::Consent(d) => SkipReason::ConsentDenied(d),
+                WebhookSkip::Invalid(e) => invalid(e),
+            }));
+        }
+        for (record, &i) in batch.records.iter().zip(&batch.indices) {
+            out[i] = Some(match self.send(http, retry, record).await {
+                Ok(attempts) => Outcome::Sent { attempts },
+                Err(e) => Outcome::Failed(e),
+            });
+        }
+        finish(out)
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        record: &WebhookRecord,
+    ) -> Result<u32, DeliveryError> {
+        let body = serde_json::to_vec(record)
+            .map_err(|e| DeliveryError::Rejected { status: 0, message: format!("record not serialisable: {e}") })?;
+        let secrets = [self.cfg.secret.as_str()];
+        with_retries(retry, |_| {
+            // Signed per attempt: a retry carries a fresh timestamp.
+            let ts = now_ms().div_euclid(1000);
+            let signature = core_webhook::sign(self.cfg.secret.as_bytes(), ts, &body);
+            let req = http
+                .post(self.cfg.url.trim())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(core_webhook::TIMESTAMP_HEADER, ts.to_string())
+                .header(core_webhook::SIGNATURE_HEADER, signature)
+                .header(core_webhook::IDEMPOTENCY_HEADER, record.idempotency_key())
+                .body(body.clone());
+            async move {
+                let answer = match send(req, retry, &secrets).await {
+                    Ok(a) => a,
+                    Err(e) => return Verdict::Retry(e, None),
+                };
+                let status = answer.status;
+                let message = redact(&excerpt(&answer.body), &secrets);
+                match classify_status(status) {
+                    StatusClass::Success => Verdict::Done(()),
+                    StatusClass::Transient => {
+                        Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
+                    }
+                    StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
+                    StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+                }
+            }
+        })
+        .await
+        .map(|((), attempts)| attempts)
+    }
+}

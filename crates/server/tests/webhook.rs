@@ -1,0 +1,257 @@
+//! destinations.md §6 against the local sandboxes (loopback only): the shop's
+//! own signed webhook / warehouse sinks, and the optional TikTok Events API.
+
+use std::time::Duration;
+
+use tally_core::destinations::webhook::{DEFAULT_TOLERANCE_SECS, verify};
+use tally_core::{Amount, ContextEnvelope, Currency};
+use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
+use tally_sandbox::{Mode, RunningSandbox, Sandbox};
+use tally_server::retry::RetryPolicy;
+use tally_server::tracker::now_ms;
+use tally_server::{
+    DeliveryError, Outcome, PurchaseInput, RefundInput, ServerTracker, SkipReason, TikTokConfig, TrackResult, Visitor,
+    WebhookConfig,
+};
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+const WAREHOUSE_SECRET: &str = "whsec_warehouse_0123456789";
+const CRM_SECRET: &str = "whsec_crm_abcdefghij";
+
+async fn setup_with(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
+    let sandbox = Sandbox::new();
+    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    sandbox.webhook.set_secret("warehouse", WAREHOUSE_SECRET);
+    sandbox.webhook.set_secret("crm", CRM_SECRET);
+    let tracker = ServerTracker::builder()
+        .webhook("warehouse", WebhookConfig::new(run.url("/webhook/warehouse"), WAREHOUSE_SECRET))
+        .webhook("crm", WebhookConfig::new(run.url("/webhook/crm"), CRM_SECRET))
+        .retry(retry)
+        .build()
+        .unwrap();
+    (sandbox, run, tracker)
+}
+
+async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
+    setup_with(fast_retry()).await
+}
+
+fn envelope(ad_user_data: &str) -> ContextEnvelope {
+    ContextEnvelope::parse_json(&format!(
+        r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
+            "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
+            "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"{ad_user_data}","ad_personalization":"granted"}},
+            "userData":{{"email":"jane@example.com","phone":"+16505551212"}},
+            "pageUrl":"https://shop.example/checkout/done"}}"#
+    ))
+    .unwrap()
+}
+
+fn purchase(txn: &str) -> PurchaseInput {
+    PurchaseInput::new(txn, Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap())
+}
+
+fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
+    r.get(d).unwrap()
+}
+
+#[tokio::test]
+async fn every_sink_receives_the_signed_record_with_an_idempotency_key() {
+    let (sandbox, _run, tracker) = setup().await;
+    assert_eq!(tracker.destination_names(), ["webhook:warehouse", "webhook:crm"]);
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-1")).await.unwrap();
+    assert!(at(&r, "webhook:warehouse").is_sent(), "{r:?} {:?}", sandbox.webhook.dropped());
+    assert!(at(&r, "webhook:crm").is_sent());
+    for sink in ["warehouse", "crm"] {
+        let got = sandbox.webhook.events(sink);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event_id, r.event_id.as_str());
+        assert_eq!(got[0].body["schema_version"], "1");
+        assert_eq!(got[0].body["transaction_id"], "ORD-1");
+        assert_eq!(got[0].body["user"]["user_id"], "user_42");
+    }
+    // The signature checks out with tally-core's own verifier too.
+    let raw = &sandbox.traffic.under("/webhook/warehouse")[0];
+    let ts = raw.header("x-tally-timestamp").unwrap();
+    let sig = raw.header("x-tally-signature").unwrap();
+    let now = now_ms() / 1000;
+    assert_eq!(verify(WAREHOUSE_SECRET.as_bytes(), ts, raw.body.as_bytes(), sig, now, DEFAULT_TOLERANCE_SECS), Ok(()));
+    assert_eq!(raw.header("idempotency-key"), Some(r.event_id.as_str()));
+    assert_eq!(raw.header("content-type"), Some("application/json"));
+    // Refunds too: the shop's own system wants everything.
+    let refund = tracker
+        .from_context(&envelope("granted"))
+        .track_refund(RefundInput::full("ORD-1", Currency::parse("USD").unwrap()))
+        .await
+        .unwrap();
+    assert!(at(&refund, "webhook:crm").is_sent());
+    assert_eq!(sandbox.webhook.events("crm")[1].body["order_key"], r.event_id.as_str());
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_and_never_retried() {
+    let (sandbox, _run, tracker) = setup().await;
+    sandbox.webhook.set_secret("crm", "whsec_rotated_elsewhere");
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-SIG")).await.unwrap();
+    assert!(at(&r, "webhook:warehouse").is_sent());
+    match at(&r, "webhook:crm") {
+        Outcome::Failed(DeliveryError::Unauthorized { status: 401, message }) => {
+            assert!(message.contains("does not match"), "{message}");
+            assert!(!message.contains(CRM_SECRET));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(tracker.flush(Duration::from_secs(2)).await.complete);
+    assert_eq!(sandbox.webhook.dropped().len(), 1, "one attempt only");
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_and_stored_once() {
+    let (sandbox, _run, tracker) = setup().await;
+    sandbox.webhook.faults.set(Mode::RateLimited);
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-429")).await.unwrap();
+    assert!(
+        matches!(
+            at(&r, "webhook:crm"),
+            Outcome::Queued { error: DeliveryError::RateLimited { retry_after_secs: Some(1), .. } }
+        ),
+        "{r:?}"
+    );
+    sandbox.webhook.faults.set(Mode::Up);
+    sandbox.webhook.faults.fail_next(2);
+    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
+    assert_eq!(sandbox.webhook.events("crm").len(), 1);
+    assert_eq!(sandbox.webhook.events("warehouse").len(), 1);
+    assert!(sandbox.webhook.records().iter().all(|r| !r.duplicate));
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried_and_the_receiver_deduplicates_by_key() {
+    let (sandbox, _run, tracker) =
+        setup_with(RetryPolicy { timeout: Duration::from_millis(300), ..fast_retry() }).await;
+    sandbox.webhook.latency.set(Duration::from_millis(1000));
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-SLOW")).await.unwrap();
+    assert!(matches!(at(&r, "webhook:crm"), Outcome::Queued { error: DeliveryError::Transport(_) }), "{r:?}");
+    sandbox.webhook.latency.set(Duration::ZERO);
+    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sandbox.webhook.events("crm").len(), 1, "stored once");
+}
+
+#[tokio::test]
+async fn the_receiver_deduplicates_a_second_process_by_idempotency_key() {
+    let (sandbox, run, tracker) = setup().await;
+    let other = ServerTracker::builder()
+        .webhook("crm", WebhookConfig::new(run.url("/webhook/crm"), CRM_SECRET))
+        .build()
+        .unwrap();
+    for t in [&tracker, &other] {
+        let r = t.from_context(&envelope("granted")).track_purchase(purchase("ORD-TWICE")).await.unwrap();
+        assert!(at(&r, "webhook:crm").is_sent());
+    }
+    assert_eq!(sandbox.webhook.events("crm").len(), 1);
+    assert_eq!(sandbox.webhook.records().iter().filter(|r| r.duplicate).count(), 1);
+}
+
+#[tokio::test]
+async fn user_data_follows_consent_in_the_shops_own_sink() {
+    let (sandbox, _run, tracker) = setup().await;
+    let r = tracker.from_context(&envelope("denied")).track_purchase(purchase("ORD-NOUD")).await.unwrap();
+    assert!(at(&r, "webhook:warehouse").is_sent());
+    let body = &sandbox.webhook.events("warehouse")[0].body;
+    assert!(body["user"].get("user_data").is_none(), "{body}");
+    assert_eq!(body["consent"]["ad_user_data"], "denied");
+}
+
+// ---------------------------------------------------------------- TikTok
+
+async fn tiktok_setup(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
+    let sandbox = Sandbox::new();
+    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let cfg = TikTokConfig::new(PIXEL_CODE, TIKTOK_TOKEN).url(run.url("/tiktok/open_api/v1.3/event/track/"));
+    let tracker = ServerTracker::builder().tiktok(cfg).retry(retry).build().unwrap();
+    (sandbox, run, tracker)
+}
+
+#[tokio::test]
+async fn tiktok_receives_complete_payment_with_the_shared_event_id() {
+    let (sandbox, _run, tracker) = tiktok_setup(fast_retry()).await;
+    let visitor = Visitor {
+        ip_address: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0".into()),
+        ..Default::default()
+    };
+    let r =
+        tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-TT").visitor(visitor)).await.unwrap();
+    assert!(at(&r, "tiktok").is_sent(), "{r:?} {:?}", sandbox.tiktok.dropped());
+    let p = sandbox.tiktok.purchases();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].event_id.as_deref(), Some(r.event_id.as_str()));
+    assert_eq!(p[0].user["ttclid"], "E.C.P.abc123");
+    assert_eq!(p[0].user["email"].as_str().map(str::len), Some(64));
+    assert_eq!(p[0].limited_data_use, Some(false));
+    assert_eq!(sandbox.traffic.under("/tiktok")[0].header("access-token"), Some(TIKTOK_TOKEN));
+    let refund = tracker
+        .from_context(&envelope("granted"))
+        .track_refund(RefundInput::full("ORD-TT", Currency::parse("USD").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(at(&refund, "tiktok"), &Outcome::Skipped(SkipReason::Unsupported));
+}
+
+#[tokio::test]
+async fn tiktok_errors_are_classified_by_code() {
+    let (sandbox, _run, tracker) = tiktok_setup(fast_retry()).await;
+    // Partial success: the events of that request are reported as row failures.
+    let r0 = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P0")).await.unwrap();
+    assert!(at(&r0, "tiktok").is_sent());
+    let id = tally_core::EventId::for_transaction(
+        &tally_core::EventName::Purchase,
+        &tally_core::TransactionId::parse("ORD-P1").unwrap(),
+    );
+    sandbox.tiktok.reject_event(id.as_str());
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P1")).await.unwrap();
+    assert!(
+        matches!(at(&r, "tiktok"), Outcome::Failed(DeliveryError::PartialFailure(rows)) if rows[0].code == "20001"),
+        "{r:?}"
+    );
+    // Credentials (HTTP 401, code 40105): not retried.
+    sandbox.tiktok.faults.set(Mode::Unauthorized);
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P2")).await.unwrap();
+    assert!(matches!(at(&r, "tiktok"), Outcome::Failed(DeliveryError::Unauthorized { .. })), "{r:?}");
+    // Throttled (429 with Retry-After), then a 503: queued, then delivered.
+    sandbox.tiktok.faults.set(Mode::RateLimited);
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P3")).await.unwrap();
+    assert!(
+        matches!(
+            at(&r, "tiktok"),
+            Outcome::Queued { error: DeliveryError::RateLimited { retry_after_secs: Some(1), .. } }
+        ),
+        "{r:?}"
+    );
+    sandbox.tiktok.faults.set(Mode::Up);
+    sandbox.tiktok.faults.fail_next(1);
+    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
+    assert_eq!(sandbox.tiktok.purchases().len(), 2);
+}
+
+#[tokio::test]
+async fn tiktok_timeout_is_transient() {
+    let (sandbox, _run, tracker) =
+        tiktok_setup(RetryPolicy { timeout: Duration::from_millis(300), ..fast_retry() }).await;
+    sandbox.tiktok.latency.set(Duration::from_millis(1000));
+    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-TS")).await.unwrap();
+    assert!(matches!(at(&r, "tiktok"), Outcome::Queued { error: DeliveryError::Transport(_) }), "{r:?}");
+    sandbox.tiktok.latency.set(Duration::ZERO);
+    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(sandbox.tiktok.purchases().len(), 1, "TikTok deduplicates by event and event_id");
+}
