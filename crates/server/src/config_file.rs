@@ -15,6 +15,31 @@
 //! [ga4]
 //! measurement_id = "G-ABC123"
 //! api_secret = "env:GA4_API_SECRET"
+//!
+//! [google_ads]
+//! customer_id = "123-456-7890"
+//! client_id = "env:GOOGLE_OAUTH_CLIENT_ID"
+//! client_secret = "env:GOOGLE_OAUTH_CLIENT_SECRET"
+//! refresh_token = "env:GOOGLE_ADS_REFRESH_TOKEN"
+//! conversion_actions = { purchase = "555666777" }
+//! labels = { purchase = "purchase" }
+//!
+//! [meta]
+//! pixel_id = "1234567890"
+//! access_token = "env:META_ACCESS_TOKEN"
+//!
+//! [rokt]
+//! account_id = "12345"
+//! public_key = "env:ROKT_PUBLIC_KEY"
+//! secret = "env:ROKT_SECRET"
+//!
+//! [servoki]
+//! site = "shop.example"
+//! api_key = "env:SERVOKI_API_KEY"
+//!
+//! [webhooks.warehouse]
+//! url = "https://warehouse.example/tally"
+//! secret = "env:WAREHOUSE_HMAC_SECRET"
 //! ```
 //!
 //! Any string of the form `env:NAME` is read from the environment variable
@@ -28,7 +53,10 @@ use serde::Deserialize;
 use tally_core::ConsentState;
 
 use crate::collector::CollectorConfig;
-use crate::config::{Ga4Config, ServerTrackerBuilder};
+use crate::config::{
+    Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
+    WebhookConfig,
+};
 use crate::error::ConfigError;
 
 /// The whole file.
@@ -43,6 +71,118 @@ pub struct TallyConfig {
     pub collector: CollectorSection,
     /// GA4.
     pub ga4: Option<Ga4Section>,
+    /// Google Ads.
+    pub google_ads: Option<GoogleAdsSection>,
+    /// Meta Conversions API.
+    pub meta: Option<MetaSection>,
+    /// Rokt Event API.
+    pub rokt: Option<RoktSection>,
+    /// A Servoki-style server-events endpoint.
+    pub servoki: Option<ServokiSection>,
+    /// TikTok Events API.
+    pub tiktok: Option<TikTokSection>,
+    /// Webhook / warehouse sinks by name.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookSection>,
+}
+
+/// `[google_ads]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleAdsSection {
+    /// Customer id (dashes allowed).
+    pub customer_id: String,
+    /// Manager account id.
+    pub login_customer_id: Option<String>,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// OAuth refresh token.
+    pub refresh_token: String,
+    /// Optional developer token.
+    pub developer_token: Option<String>,
+    /// API version (default: a current one).
+    pub api_version: Option<String>,
+    /// Base URL override.
+    pub base_url: Option<String>,
+    /// Token URL override.
+    pub token_url: Option<String>,
+    /// Label → conversion action id or resource name.
+    #[serde(default)]
+    pub conversion_actions: BTreeMap<String, String>,
+    /// Event name → label (`purchase`, `sign_up`, `lead`, `add_to_cart`, …).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `validateOnly` mode.
+    #[serde(default)]
+    pub validate_only: bool,
+}
+
+/// `[meta]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetaSection {
+    /// Pixel (dataset) id.
+    pub pixel_id: String,
+    /// System-user access token.
+    pub access_token: String,
+    /// Graph API version.
+    pub api_version: Option<String>,
+    /// Base URL override.
+    pub base_url: Option<String>,
+    /// Test event code.
+    pub test_event_code: Option<String>,
+}
+
+/// `[rokt]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoktSection {
+    /// Account id.
+    pub account_id: String,
+    /// `rpub-…` key.
+    pub public_key: String,
+    /// `rsec-…` key.
+    pub secret: String,
+    /// URL override.
+    pub url: Option<String>,
+}
+
+/// `[servoki]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServokiSection {
+    /// Site (domain or code).
+    pub site: String,
+    /// API key.
+    pub api_key: String,
+    /// URL override.
+    pub url: Option<String>,
+}
+
+/// `[tiktok]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TikTokSection {
+    /// Pixel code.
+    pub pixel_code: String,
+    /// Events API access token.
+    pub access_token: String,
+    /// Test event code.
+    pub test_event_code: Option<String>,
+    /// URL override.
+    pub url: Option<String>,
+}
+
+/// `[webhooks.<name>]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Where to POST.
+    pub url: String,
+    /// HMAC secret.
+    pub secret: String,
 }
 
 /// `[server]`.
@@ -249,6 +389,81 @@ impl TallyConfig {
             }
             b = b.ga4(cfg);
         }
+        if let Some(a) = &self.google_ads {
+            let mut cfg = GoogleAdsConfig::new(
+                a.customer_id.clone(),
+                resolve("google_ads.client_id", &a.client_id)?,
+                resolve("google_ads.client_secret", &a.client_secret)?,
+                resolve("google_ads.refresh_token", &a.refresh_token)?,
+            )
+            .validate_only(a.validate_only);
+            if let Some(v) = &a.login_customer_id {
+                cfg = cfg.login_customer_id(v.clone());
+            }
+            if let Some(v) = &a.developer_token {
+                cfg = cfg.developer_token(resolve("google_ads.developer_token", v)?);
+            }
+            if let Some(v) = &a.api_version {
+                cfg = cfg.api_version(v.clone());
+            }
+            if let Some(v) = &a.base_url {
+                cfg = cfg.base_url(v.clone());
+            }
+            if let Some(v) = &a.token_url {
+                cfg = cfg.token_url(v.clone());
+            }
+            for (label, action) in &a.conversion_actions {
+                cfg = cfg.conversion_action(label.clone(), action.clone());
+            }
+            for (event, label) in &a.labels {
+                cfg = cfg.label(event, label.clone());
+            }
+            b = b.google_ads(cfg);
+        }
+        if let Some(m) = &self.meta {
+            let mut cfg = MetaConfig::new(m.pixel_id.clone(), resolve("meta.access_token", &m.access_token)?);
+            if let Some(v) = &m.api_version {
+                cfg = cfg.api_version(v.clone());
+            }
+            if let Some(v) = &m.base_url {
+                cfg = cfg.base_url(v.clone());
+            }
+            if let Some(v) = &m.test_event_code {
+                cfg = cfg.test_event_code(v.clone());
+            }
+            b = b.meta(cfg);
+        }
+        if let Some(r) = &self.rokt {
+            let mut cfg = RoktConfig::new(
+                r.account_id.clone(),
+                resolve("rokt.public_key", &r.public_key)?,
+                resolve("rokt.secret", &r.secret)?,
+            );
+            if let Some(v) = &r.url {
+                cfg = cfg.url(v.clone());
+            }
+            b = b.rokt(cfg);
+        }
+        if let Some(sv) = &self.servoki {
+            let mut cfg = ServokiConfig::new(sv.site.clone(), resolve("servoki.api_key", &sv.api_key)?);
+            if let Some(v) = &sv.url {
+                cfg = cfg.url(v.clone());
+            }
+            b = b.servoki(cfg);
+        }
+        if let Some(t) = &self.tiktok {
+            let mut cfg = TikTokConfig::new(t.pixel_code.clone(), resolve("tiktok.access_token", &t.access_token)?);
+            if let Some(v) = &t.url {
+                cfg = cfg.url(v.clone());
+            }
+            if let Some(v) = &t.test_event_code {
+                cfg = cfg.test_event_code(v.clone());
+            }
+            b = b.tiktok(cfg);
+        }
+        for (name, w) in &self.webhooks {
+            b = b.webhook(name.clone(), WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", &w.secret)?));
+        }
         Ok(b)
     }
 
@@ -301,6 +516,43 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:9999");
         assert!(c.tracker_builder().unwrap().build().is_ok());
         assert_eq!(c.collector_config().unwrap().site_keys.len(), 1);
+    }
+
+    #[test]
+    fn every_destination_from_the_file() {
+        let c = TallyConfig::from_toml(
+            r#"
+            [ga4]
+            measurement_id = "G-ABC123"
+            api_secret = "s"
+            [google_ads]
+            customer_id = "123-456-7890"
+            client_id = "c"
+            client_secret = "cs"
+            refresh_token = "rt"
+            conversion_actions = { purchase = "555666777" }
+            labels = { purchase = "purchase" }
+            [meta]
+            pixel_id = "1234567890"
+            access_token = "env:PATH"
+            [rokt]
+            account_id = "12345"
+            public_key = "rpub-abc"
+            secret = "rsec-def"
+            [servoki]
+            site = "shop.example"
+            api_key = "k"
+            [webhooks.warehouse]
+            url = "https://warehouse.example/in"
+            secret = "whsec"
+            "#,
+        )
+        .unwrap();
+        let t = c.tracker_builder().unwrap().build().unwrap();
+        assert_eq!(t.destination_names(), ["ga4", "google_ads", "meta", "rokt", "servoki", "webhook:warehouse"]);
+        let bad = TallyConfig::from_toml("[google_ads]\ncustomer_id = \"1\"\nclient_id = \"c\"\nclient_secret = \"s\"\nrefresh_token = \"r\"\nlabels = { purchase = \"nope\" }").unwrap();
+        let e = bad.tracker_builder().unwrap().build().err().unwrap();
+        assert!(e.to_string().contains("google_ads"), "{e}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub enum DeliveryError {
         message: String,
     },
     /// Some rows of a batch failed (Google Ads partial failure, Rokt unprocessed records).
-    #[error("{} row(s) failed: {}", .0.len(), .0.first().map(|r| r.message.as_str()).unwrap_or(""))]
+    #[error("{} row(s) failed: {}", .0.len(), .0.iter().map(|r| format!("{} ({})", r.code, r.message)).collect::<Vec<_>>().join("; "))]
     PartialFailure(Vec<RowError>),
     /// The outbox is full: delivery is falling behind; nothing was accepted.
     #[error("refused: {0}")]
