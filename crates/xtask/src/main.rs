@@ -6,7 +6,9 @@
 //!   installs) and runs every check: fmt, clippy, native tests, the wasm tests
 //!   in headless Chromium, the package size budget and the end-to-end tests.
 //! * `cargo xtask pkg` only builds the npm package and prints its size.
+//! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
 
+mod bench;
 mod install;
 mod pkg;
 mod run;
@@ -20,8 +22,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("pkg") => pkg::build().and_then(|s| s.check_budget()),
         Some("install") => install::all(),
+        Some("bench") => bench::all(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|pkg|install>");
+            eprintln!("usage: cargo xtask <demo|test|pkg|bench|install>");
             return ExitCode::from(2);
         }
     };

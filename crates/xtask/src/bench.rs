@@ -1,0 +1,194 @@
+//! `cargo xtask bench`: Tally's figures beside its peers', measured on this
+//! machine in one run, written to BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{install, pkg, run};
+
+/// A browser bundle measured the same way as Tally's.
+struct Bundle {
+    name: String,
+    file: String,
+    raw: u64,
+    gzip: u64,
+    brotli: u64,
+}
+
+/// Peers' browser bundles as published on npm: package, file inside it, whether to minify.
+const PEERS: [(&str, &str, bool); 5] = [
+    ("@segment/analytics-next", "package/dist/umd/standalone.js", false),
+    ("@rudderstack/analytics-js", "package/dist/npm/modern/umd/index.js", true),
+    ("posthog-js", "package/dist/array.js", false),
+    ("@jitsu/js", "package/dist/web/p.js.txt", true),
+    ("@plausible-analytics/tracker", "package/plausible.js", false),
+];
+
+fn node_sizes(file: &Path) -> Result<(u64, u64, u64), String> {
+    let script = "const z=require('zlib'),fs=require('fs');const b=fs.readFileSync(process.argv[1]);\
+        const g=z.gzipSync(b,{level:9}).length;const r=z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length;\
+        process.stdout.write(b.length+' '+g+' '+r)";
+    let out = run::output(Command::new("node").args(["-e", script]).arg(file))
+        .ok_or_else(|| format!("measuring {}", file.display()))?;
+    let n: Vec<u64> = out.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    match n.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => Err(format!("measuring {}: {out}", file.display())),
+    }
+}
+
+fn minify(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
+    let mut c = Command::new(root.join("node_modules/.bin/esbuild"));
+    c.arg(src).arg("--minify").arg("--log-level=error").arg(format!("--outfile={}", dst.display()));
+    if src.extension().is_some_and(|e| e == "txt") {
+        c.arg("--loader:.txt=js");
+    }
+    run::step(&format!("esbuild --minify {}", src.display()), c)
+}
+
+fn sum(files: &[PathBuf]) -> Result<(u64, u64, u64), String> {
+    let mut t = (0, 0, 0);
+    for f in files {
+        let (a, b, c) = node_sizes(f)?;
+        t = (t.0 + a, t.1 + b, t.2 + c);
+    }
+    Ok(t)
+}
+
+fn sizes(root: &Path, work: &Path) -> Result<Vec<Bundle>, String> {
+    let mut out = Vec::new();
+    // Tally: the wasm plus its JS glue and entry, the JS minified as a site's bundler would.
+    let pkg_dir = root.join("pkg");
+    let glue = work.join("tally_web.min.js");
+    let entry = work.join("tally_index.min.js");
+    minify(root, &pkg_dir.join("tally_web.js"), &glue)?;
+    minify(root, &pkg_dir.join("index.js"), &entry)?;
+    let (raw, gzip, brotli) = sum(&[pkg_dir.join("tally_web_bg.wasm"), glue, entry])?;
+    out.push(Bundle {
+        name: "tally-web (this repo)".into(),
+        file: "tally_web_bg.wasm + tally_web.js + index.js".into(),
+        raw,
+        gzip,
+        brotli,
+    });
+    let peers = work.join("peers");
+    let _ = std::fs::remove_dir_all(&peers);
+    std::fs::create_dir_all(&peers).map_err(|e| e.to_string())?;
+    let mut pack = Command::new("npm");
+    pack.arg("pack").args(PEERS.iter().map(|p| p.0)).arg("--silent").current_dir(&peers);
+    run::step("npm pack (peers, from the npm registry)", pack)?;
+    for entry in std::fs::read_dir(&peers).map_err(|e| e.to_string())?.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "tgz") {
+            let dir = p.with_extension("");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut tar = Command::new("tar");
+            tar.arg("xzf").arg(&p).arg("-C").arg(&dir);
+            run::step("tar xzf", tar)?;
+        }
+    }
+    for (name, file, needs_minify) in PEERS {
+        let stem = name.trim_start_matches('@').replace('/', "-");
+        let dir = std::fs::read_dir(&peers)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir() && p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&stem)))
+            .ok_or_else(|| format!("{name} was not unpacked"))?;
+        let version = dir
+            .file_name()
+            .map(|f| f.to_string_lossy().trim_start_matches(&stem).trim_start_matches('-').to_owned())
+            .unwrap_or_default();
+        let mut path = dir.join(file);
+        if needs_minify {
+            let min = dir.join("bench.min.js");
+            minify(root, &path, &min)?;
+            path = min;
+        }
+        let (raw, gzip, brotli) = node_sizes(&path)?;
+        out.push(Bundle {
+            name: format!("{name} {version}"),
+            file: format!("{file}{}", if needs_minify { " (esbuild --minify)" } else { "" }),
+            raw,
+            gzip,
+            brotli,
+        });
+    }
+    Ok(out)
+}
+
+fn capture(name: &str, mut cmd: Command) -> Result<String, String> {
+    println!("==> {name}");
+    let out = cmd.output().map_err(|e| format!("{name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{name} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{text}");
+    Ok(text)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} memory")
+}
+
+/// Runs every benchmark and writes BENCHMARKS.md.
+pub fn all() -> Result<(), String> {
+    install::npm_packages()?;
+    install::wasm_toolchain()?;
+    let root = run::root();
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    pkg::build()?;
+    let bundles = sizes(&root, &work)?;
+    let core = capture(
+        "core: build one purchase for every destination",
+        run::cargo(&["bench", "-p", "tally-core", "--bench", "build_purchase"]),
+    )?;
+    let ingest = capture(
+        "collector ingest on loopback",
+        run::cargo(&["bench", "-p", "tally-server", "--bench", "collector_ingest"]),
+    )?;
+
+    let tally_gzip = bundles.first().map(|b| b.gzip).unwrap_or(0);
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(&format!("Machine: {}. Command: `cargo xtask bench` (writes this file). Every figure below was measured in the same run.\n\n", machine()));
+    md.push_str("## 1. Package size (what a browser downloads)\n\nPeers fetched from the npm registry in the same run and compressed the same way (gzip -9, brotli 11, via Node's zlib).\n\n");
+    md.push_str("| bundle | file | raw B | gzip B | brotli B | Tally gzip ÷ this |\n|---|---|---|---|---|---|\n");
+    for b in &bundles {
+        md.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} | {:.2} |\n",
+            b.name,
+            b.file,
+            b.raw,
+            b.gzip,
+            b.brotli,
+            tally_gzip as f64 / b.gzip.max(1) as f64
+        ));
+    }
+    md.push_str("\n## 2. Building one purchase for every destination (tally-core)\n\n```\n");
+    md.push_str(core.lines().filter(|l| l.contains("µs")).collect::<Vec<_>>().join("\n").as_str());
+    md.push_str("\n```\n\n## 3. Collector ingest (loopback)\n\n");
+    md.push_str(&ingest);
+    md.push_str("\n## Not yet measured\n\n- Main-thread cost of one `add_to_cart` beside Segment analytics-next in headless Chromium.\n- Server fan-out (GA4 + Ads + Meta + webhook) beside `@segment/analytics-node`.\n");
+    std::fs::write(root.join("BENCHMARKS.md"), &md).map_err(|e| e.to_string())?;
+    println!("{md}");
+    println!("xtask: wrote BENCHMARKS.md");
+    Ok(())
+}
