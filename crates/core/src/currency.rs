@@ -28,22 +28,12 @@ impl Currency {
             return Err(Error::Missing { field: "currency" });
         }
         if t.len() != 3 || !t.iter().all(u8::is_ascii_alphabetic) {
-            return Err(Error::Invalid {
-                field: "currency",
-                reason: "expected a 3-letter ISO 4217 code such as USD",
-            });
+            return Err(Error::Invalid { field: "currency", reason: "expected a 3-letter ISO 4217 code such as USD" });
         }
-        let code = [
-            t[0].to_ascii_uppercase(),
-            t[1].to_ascii_uppercase(),
-            t[2].to_ascii_uppercase(),
-        ];
+        let code = [t[0].to_ascii_uppercase(), t[1].to_ascii_uppercase(), t[2].to_ascii_uppercase()];
         let known = ISO_4217.as_bytes().chunks_exact(3).any(|c| c == code);
         if !known {
-            return Err(Error::Invalid {
-                field: "currency",
-                reason: "not an ISO 4217 currency code",
-            });
+            return Err(Error::Invalid { field: "currency", reason: "not an ISO 4217 currency code" });
         }
         Ok(Currency(code))
     }
@@ -88,15 +78,23 @@ impl<'de> serde::Deserialize<'de> for Currency {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_accepts_only_listed_codes(s in ".{0,8}") {
+            if let Ok(c) = Currency::parse(&s) {
+                prop_assert_eq!(c.as_str().len(), 3);
+                prop_assert!(ISO_4217.as_bytes().chunks(3).any(|k| k == c.as_str().as_bytes()));
+            }
+        }
+    }
 
     #[test]
     fn list_is_sorted_and_whole() {
         let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
         assert!(codes.iter().all(|c| c.len() == 3));
-        assert!(
-            codes.windows(2).all(|w| w[0] < w[1]),
-            "list must stay sorted"
-        );
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
         assert!(codes.len() > 170);
     }
 
@@ -111,9 +109,6 @@ mod tests {
         for bad in ["", "US", "USDT", "U1D", "ABC", "€", "usd\u{0}"] {
             assert!(Currency::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(
-            Currency::parse(""),
-            Err(Error::Missing { field: "currency" })
-        );
+        assert_eq!(Currency::parse(""), Err(Error::Missing { field: "currency" }));
     }
 }

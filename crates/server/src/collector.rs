@@ -212,6 +212,77 @@ fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) ->
     peer.map(|p| p.ip())
 }
 
+/// Why a whole request was refused (before any event was looked at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status to answer.
+    pub status: StatusCode,
+    /// The reason, for the reply.
+    pub reason: String,
+    /// The field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// A request body, parsed: the site key, the envelope and, per event, the
+/// event or `(claimed id, field, reason)` when it is invalid.
+#[derive(Debug)]
+pub struct ParsedBatch {
+    /// `siteKey` (empty when absent).
+    pub site_key: String,
+    /// The context envelope (default when absent).
+    pub envelope: ContextEnvelope,
+    /// Each event, in order.
+    pub events: Vec<Result<Event, (String, String, String)>>,
+}
+
+fn reject(status: StatusCode, reason: &str) -> Rejection {
+    Rejection { status, reason: reason.to_owned(), field: None }
+}
+
+/// Parses a `/collect` body with its limits. Never panics, whatever the bytes
+/// (a fuzz-style test feeds it arbitrary input); every refusal says why.
+pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Result<ParsedBatch, Rejection> {
+    let text = std::str::from_utf8(body).map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not UTF-8"))?;
+    let doc: Value = serde_json::from_str(text).map_err(|_| {
+        reject(StatusCode::BAD_REQUEST, "body is not JSON (nesting deeper than 128 levels is refused too)")
+    })?;
+    let obj = doc.as_object().ok_or_else(|| reject(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
+    let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let raw_events = obj
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "events must be an array"))?;
+    if raw_events.len() > max_events {
+        return Err(reject(StatusCode::PAYLOAD_TOO_LARGE, "too many events in one request"));
+    }
+    let envelope = match obj.get("context") {
+        None | Some(Value::Null) => ContextEnvelope::default(),
+        Some(v) => ContextEnvelope::from_value(v).map_err(|e| Rejection {
+            status: StatusCode::BAD_REQUEST,
+            reason: format!("invalid context: {e}"),
+            field: Some(e.field().to_owned()),
+        })?,
+    };
+    let events = raw_events
+        .iter()
+        .map(|raw| {
+            let claimed_id: String =
+                raw.get("eventId").and_then(Value::as_str).unwrap_or_default().chars().take(64).collect();
+            let size = serde_json::to_string(raw).map(|s| s.len()).unwrap_or(usize::MAX);
+            if size > max_event_bytes {
+                return Err((claimed_id, "event".to_owned(), format!("event is larger than {max_event_bytes} bytes")));
+            }
+            let fallback = || {
+                let u = uuid::Uuid::now_v7();
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                EventId::parse(u.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| EventId::random_v7(0, [0; 10]))
+            };
+            Event::from_json_value(raw, fallback).map_err(|e| (claimed_id, e.field().to_owned(), e.to_string()))
+        })
+        .collect();
+    Ok(ParsedBatch { site_key, envelope, events })
+}
+
 /// Zeroes the host part of an address: IPv4 to /24, IPv6 to /48.
 pub fn truncate_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -284,46 +355,25 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors);
         }
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "body is not UTF-8", &cors);
+    let batch = match parse_batch(&body, state.config.max_events, state.config.max_event_bytes) {
+        Ok(b) => b,
+        Err(r) => {
+            let mut v = serde_json::json!({ "error": r.reason });
+            if let Some(f) = &r.field {
+                v["field"] = Value::String(f.clone());
+            }
+            return (r.status, cors, axum::Json(v)).into_response();
+        }
     };
-    let Ok(doc) = serde_json::from_str::<Value>(text) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body is not JSON (nesting deeper than 128 levels is refused too)",
-            &cors,
-        );
-    };
-    let Some(obj) = doc.as_object() else {
-        return error(StatusCode::BAD_REQUEST, "body must be a JSON object", &cors);
-    };
-    let server_caller = bearer_ok(&state, &headers);
-    if !server_caller {
-        let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default();
-        if !state.config.site_keys.contains(site_key) {
+    if !bearer_ok(&state, &headers) {
+        if !state.config.site_keys.contains(batch.site_key.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "unknown siteKey (or a missing bearer secret)", &cors);
         }
         if !state.config.allowed_origins.is_empty() && !headers.contains_key(header::ORIGIN) {
             return error(StatusCode::FORBIDDEN, "browser requests must come from an allowed origin", &cors);
         }
     }
-    let Some(raw_events) = obj.get("events").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "events must be an array", &cors);
-    };
-    if raw_events.len() > state.config.max_events {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "too many events in one request", &cors);
-    }
-    let envelope = match obj.get("context") {
-        None | Some(Value::Null) => ContextEnvelope::default(),
-        Some(v) => match ContextEnvelope::from_value(v) {
-            Ok(e) => e,
-            Err(e) => {
-                let body =
-                    serde_json::json!({ "error": "invalid context", "field": e.field(), "reason": e.to_string() });
-                return (StatusCode::BAD_REQUEST, cors, axum::Json(body)).into_response();
-            }
-        },
-    };
+    let envelope = batch.envelope;
     let mut visitor = Visitor::from_envelope(&envelope);
     fill_from_cookies(&mut visitor, &headers);
     visitor.user_agent =
@@ -331,38 +381,21 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     visitor.ip_address =
         ip.map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip }).map(|ip| ip.to_string());
 
-    let mut results: Vec<Option<EventResult>> = vec![None; raw_events.len()];
+    let mut results: Vec<Option<EventResult>> = vec![None; batch.events.len()];
     let mut valid = Vec::new();
     let mut positions = Vec::new();
-    for (i, raw) in raw_events.iter().enumerate() {
-        let claimed_id = raw.get("eventId").and_then(Value::as_str).unwrap_or_default();
-        let claimed_id: String = claimed_id.chars().take(64).collect();
-        let size = serde_json::to_string(raw).map(|s| s.len()).unwrap_or(usize::MAX);
-        if size > state.config.max_event_bytes {
-            results[i] = Some(EventResult {
-                event_id: claimed_id,
-                status: "invalid",
-                field: Some("event".into()),
-                reason: Some(format!("event is larger than {} bytes", state.config.max_event_bytes)),
-            });
-            continue;
-        }
-        let fallback = || {
-            let u = uuid::Uuid::now_v7();
-            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            EventId::parse(u.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| EventId::random_v7(0, [0; 10]))
-        };
-        match Event::from_json_value(raw, fallback) {
+    for (i, parsed) in batch.events.into_iter().enumerate() {
+        match parsed {
             Ok(e) => {
                 positions.push(i);
                 valid.push(e);
             }
-            Err(err) => {
+            Err((claimed_id, field, reason)) => {
                 results[i] = Some(EventResult {
                     event_id: claimed_id,
                     status: "invalid",
-                    field: Some(err.field().to_owned()),
-                    reason: Some(err.to_string()),
+                    field: Some(field),
+                    reason: Some(reason),
                 });
             }
         }
