@@ -80,24 +80,21 @@ impl Destination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        match self {
-            Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::GoogleAds(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::Meta(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::Rokt(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::TikTok(d) => d.deliver(http, retry, events, ctx).await,
-            Destination::Webhook(d) => d.deliver(http, retry, events, ctx).await,
+        use tracing::Instrument;
+        let span = tracing::info_span!("deliver", destination = self.name(), events = events.len());
+        async {
+            match self {
+                Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::GoogleAds(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::Meta(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::Rokt(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::TikTok(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::Webhook(d) => d.deliver(http, retry, events, ctx).await,
+            }
         }
-    }
-}
-
-/// The skip reason for an event a core builder found invalid: a time outside
-/// the destination's window is [`SkipReason::OutsideWindow`].
-pub(crate) fn invalid(e: tally_core::Error) -> SkipReason {
-    match e {
-        tally_core::Error::OutsideWindow { .. } => SkipReason::OutsideWindow,
-        other => SkipReason::Invalid(other),
+        .instrument(span)
+        .await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::ga4::{self as core_ga4, Ga4Skip, ValidationResponse};
+use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
 use crate::config::Ga4Config;
 use crate::error::DeliveryError;
@@ -39,11 +39,7 @@ impl Ga4Destination {
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Outcome::Skipped(match skip {
-                Ga4Skip::Consent(d) => SkipReason::ConsentDenied(d),
-                Ga4Skip::Invalid(tally_core::Error::OutsideWindow { .. }) => SkipReason::OutsideWindow,
-                Ga4Skip::Invalid(e) => SkipReason::Invalid(e),
-            });
+            out[i] = Outcome::Skipped(SkipReason::from(skip));
         }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             let outcome = match self.send(http, retry, request).await {
@@ -64,8 +60,6 @@ impl Ga4Destination {
         request: &core_ga4::Ga4Request,
     ) -> Result<u32, DeliveryError> {
         let secret = self.cfg.api_secret.as_str();
-        let span = tracing::info_span!("deliver", destination = "ga4", events = request.events.len());
-        let _guard = span.enter();
         let validate = self.cfg.validate;
         with_retries(retry, |_| async {
             let resp = match http.post(&self.url).json(request).send().await {

@@ -36,17 +36,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tracing::Instrument;
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::google_ads::{
-    self as core_ads, AdsErrorClass, AdsSkip, AdsTarget, HEADER_DEVELOPER_TOKEN, HEADER_LOGIN_CUSTOMER_ID, Upload,
+    self as core_ads, AdsErrorClass, AdsTarget, HEADER_DEVELOPER_TOKEN, HEADER_LOGIN_CUSTOMER_ID, Upload,
     UploadResponse,
 };
 use tally_core::{Event, EventName};
 
 use crate::config::GoogleAdsConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, invalid, send};
+use crate::destination::{Answer, excerpt, fan_out, finish, send};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::oauth::TokenCache;
 use crate::outcome::{Outcome, SkipReason};
@@ -133,17 +132,6 @@ impl GoogleAdsDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = "google_ads", events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut groups: BTreeMap<(String, String), (EventName, Vec<usize>)> = BTreeMap::new();
         for (i, e) in events.iter().enumerate() {
@@ -175,12 +163,7 @@ impl GoogleAdsDestination {
                 }
             };
             for (j, skip) in batch.skipped {
-                out[indices[j]] = Some(Outcome::Skipped(match skip {
-                    AdsSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                    AdsSkip::Invalid(e) => invalid(e),
-                    AdsSkip::Unsupported => SkipReason::Unsupported,
-                    AdsSkip::NoAttribution => SkipReason::NoAttribution,
-                }));
+                out[indices[j]] = Some(Outcome::Skipped(SkipReason::from(skip)));
             }
             let requests = batch
                 .clicks

@@ -16,14 +16,12 @@
 //!   codes 1, 2, `is_transient`, 429, 5xx: transient — the outbox retries.
 //! * code 100 and other 4xx: [`DeliveryError::Rejected`], not retried.
 
-use tracing::Instrument;
-
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse, MetaSkip};
+use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
 use crate::config::MetaConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, invalid, send};
+use crate::destination::{Answer, excerpt, fan_out, finish, send};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -71,28 +69,13 @@ impl MetaDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = "meta", events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let batch = match core_meta::build(events, ctx, &self.core) {
             Ok(b) => b,
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(match skip {
-                MetaSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                MetaSkip::Invalid(e) => invalid(e),
-                MetaSkip::Unsupported => SkipReason::Unsupported,
-            }));
+            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
         }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             let outcome = match self.send(http, retry, request).await {

@@ -55,6 +55,19 @@ impl fmt::Display for SkipReason {
     }
 }
 
+impl From<tally_core::destinations::Skip> for SkipReason {
+    fn from(s: tally_core::destinations::Skip) -> SkipReason {
+        use tally_core::destinations::Skip;
+        match s {
+            Skip::Consent(d) => SkipReason::ConsentDenied(d),
+            Skip::Invalid(tally_core::Error::OutsideWindow { .. }) => SkipReason::OutsideWindow,
+            Skip::Invalid(e) => SkipReason::Invalid(e),
+            Skip::Unsupported => SkipReason::Unsupported,
+            Skip::NoAttribution => SkipReason::NoAttribution,
+        }
+    }
+}
+
 /// The outcome at one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

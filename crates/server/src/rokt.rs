@@ -8,14 +8,12 @@
 //! was not matched otherwise (the conservative reading: they may have failed).
 //! 429 / 5xx are transient, 401 / 403 `Unauthorized`, other 4xx permanent.
 
-use tracing::Instrument;
-
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse, RoktSkip};
+use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
 use crate::config::RoktConfig;
-use crate::destination::{excerpt, fan_out, finish, invalid, send};
+use crate::destination::{excerpt, fan_out, finish, send};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
@@ -55,29 +53,13 @@ impl RoktDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = "rokt", events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let batch = match core_rokt::build(events, ctx, &self.core) {
             Ok(b) => b,
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(match skip {
-                RoktSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                RoktSkip::Invalid(e) => invalid(e),
-                RoktSkip::Unsupported => SkipReason::Unsupported,
-                RoktSkip::NoAttribution => SkipReason::NoAttribution,
-            }));
+            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
         }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             match self.send(http, retry, request).await {

@@ -7,14 +7,12 @@
 //! `Unauthorized`; other 4xx are permanent. Servoki counts repeated
 //! `event_id`s once, so retries are safe.
 
-use tracing::Instrument;
-
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent, ServokiSkip};
+use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
 use crate::config::ServokiConfig;
-use crate::destination::{excerpt, finish, invalid, send};
+use crate::destination::{excerpt, finish, send};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -41,27 +39,13 @@ impl ServokiDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = "servoki", events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let batch = match core_servoki::build(events, ctx, &self.core) {
             Ok(b) => b,
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(match skip {
-                ServokiSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                ServokiSkip::Invalid(e) => invalid(e),
-            }));
+            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
         }
         for (body, &i) in batch.requests.iter().zip(&batch.indices) {
             out[i] = Some(match self.send(http, retry, body).await {

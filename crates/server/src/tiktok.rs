@@ -10,14 +10,12 @@
 //! that request is reported as a [`DeliveryError::PartialFailure`] carrying
 //! TikTok's message.
 
-use tracing::Instrument;
-
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse, TikTokSkip};
+use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
 
 use crate::config::TikTokConfig;
-use crate::destination::{excerpt, fan_out, finish, invalid, send};
+use crate::destination::{excerpt, fan_out, finish, send};
 use crate::error::{DeliveryError, RowError};
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -52,29 +50,13 @@ impl TikTokDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = "tiktok", events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let batch = match core_tiktok::build(events, ctx, &self.core) {
             Ok(b) => b,
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(match skip {
-                TikTokSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                TikTokSkip::Invalid(e) => invalid(e),
-                TikTokSkip::Unsupported => SkipReason::Unsupported,
-                TikTokSkip::NoAttribution => SkipReason::NoAttribution,
-            }));
+            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
         }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             match self.send(http, retry, request).await {

@@ -11,14 +11,12 @@
 //! Any 2xx is sent; 408, 425, 429 and 5xx are retried (honouring
 //! `Retry-After`); 401/403 are `Unauthorized`; other 4xx are never retried.
 
-use tracing::Instrument;
-
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord, WebhookSkip};
+use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord};
 
 use crate::config::WebhookConfig;
-use crate::destination::{excerpt, finish, invalid, send};
+use crate::destination::{excerpt, finish, send};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -50,27 +48,13 @@ impl WebhookDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let span = tracing::info_span!("deliver", destination = %self.name, events = events.len());
-        self.deliver_inner(http, retry, events, ctx).instrument(span).await
-    }
-
-    async fn deliver_inner(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let batch = match core_webhook::build(events, ctx) {
             Ok(b) => b,
             Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
         };
         for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(match skip {
-                WebhookSkip::Consent(d) => SkipReason::ConsentDenied(d),
-                WebhookSkip::Invalid(e) => invalid(e),
-            }));
+            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
         }
         for (record, &i) in batch.records.iter().zip(&batch.indices) {
             out[i] = Some(match self.send(http, retry, record).await {

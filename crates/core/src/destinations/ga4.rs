@@ -5,7 +5,7 @@ use serde_json::{Map, Number, Value};
 
 use super::{DeliveryContext, split_batches};
 use crate::amount::Amount;
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
 use crate::event_name::EventName;
@@ -60,14 +60,8 @@ pub struct Ga4Request {
     pub events: Vec<Ga4Event>,
 }
 
-/// Why an event was not put into a GA4 request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ga4Skip {
-    /// Consent forbids it.
-    Consent(ConsentDenial),
-    /// The event breaks a GA4 rule, or is outside the backdating window.
-    Invalid(Error),
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as Ga4Skip;
 
 /// The requests to send and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -121,10 +115,7 @@ pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map
     if matches!(e.name, EventName::Purchase | EventName::Refund)
         && let Some(key) = e.order_key()
     {
-        p.insert(
-            "transaction_id".into(),
-            Value::String(key.as_str().to_owned()),
-        );
+        p.insert("transaction_id".into(), Value::String(key.as_str().to_owned()));
     }
     if let Some(c) = e.currency {
         p.insert("currency".into(), Value::String(c.as_str().to_owned()));
@@ -141,9 +132,7 @@ pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map
     }
     for (k, v) in &e.params {
         let v = match v {
-            ParamValue::Text(s)
-                if !click_ids && matches!(k.as_str(), "page_location" | "page_referrer") =>
-            {
+            ParamValue::Text(s) if !click_ids && matches!(k.as_str(), "page_location" | "page_referrer") => {
                 Value::String(super::strip_click_ids(s))
             }
             ParamValue::Text(s) => Value::String(s.clone()),
@@ -153,10 +142,7 @@ pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map
         p.insert(k.clone(), v);
     }
     if !e.items.is_empty() || matches!(e.name, EventName::Purchase) {
-        p.insert(
-            "items".into(),
-            Value::Array(e.items.iter().map(item_json).collect()),
-        );
+        p.insert("items".into(), Value::Array(e.items.iter().map(item_json).collect()));
     }
     p
 }
@@ -165,14 +151,8 @@ pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map
 /// allowance for clock skew into the future).
 pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
     let age_ms = now_ms - e.occurred_at_ms;
-    if e.occurred_at_ms > 0
-        && (age_ms > i64::from(MAX_AGE_HOURS) * 3_600_000 || age_ms < -15 * 60_000)
-    {
-        return Err(Error::OutsideWindow {
-            field: "occurredAt",
-            destination: "ga4",
-            max_age_hours: MAX_AGE_HOURS,
-        });
+    if e.occurred_at_ms > 0 && (age_ms > i64::from(MAX_AGE_HOURS) * 3_600_000 || age_ms < -15 * 60_000) {
+        return Err(Error::OutsideWindow { field: "occurredAt", destination: "ga4", max_age_hours: MAX_AGE_HOURS });
     }
     Ok(())
 }
@@ -205,26 +185,14 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
         return Ok(Ga4Batch {
             requests: Vec::new(),
             indices: Vec::new(),
-            skipped: (0..events.len())
-                .map(|i| (i, Ga4Skip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, Ga4Skip::Consent(denial))).collect(),
         });
     }
-    let client_id = ctx
-        .client_id
-        .as_ref()
-        .ok_or(Error::Missing { field: "clientId" })?;
-    let session_id = if policy.analytics_ids {
-        ctx.session_id.as_deref()
-    } else {
-        None
-    };
+    let client_id = ctx.client_id.as_ref().ok_or(Error::Missing { field: "clientId" })?;
+    let session_id = if policy.analytics_ids { ctx.session_id.as_deref() } else { None };
     let user_id = ctx.user_id.as_ref().map(|u| u.as_str().to_owned());
     let user_data = if policy.user_data && user_id.is_some() {
-        ctx.user_data
-            .as_ref()
-            .and_then(|h| h.google.clone())
-            .filter(|g| !g.is_empty())
+        ctx.user_data.as_ref().and_then(|h| h.google.clone()).filter(|g| !g.is_empty())
     } else {
         None
     };
@@ -237,13 +205,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
         }
         let params = event_params(e, session_id, ctx.consent.ad_storage.is_granted());
         if params.len() > crate::event::MAX_PARAMS + 1 {
-            skipped.push((
-                i,
-                Ga4Skip::Invalid(Error::TooMany {
-                    field: "params",
-                    max: crate::event::MAX_PARAMS,
-                }),
-            ));
+            skipped.push((i, Ga4Skip::Invalid(Error::TooMany { field: "params", max: crate::event::MAX_PARAMS })));
             continue;
         }
         ok.push((
@@ -259,22 +221,12 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
         ad_user_data: ctx.consent.ad_user_data.google_enum(),
         ad_personalization: ctx.consent.ad_personalization.google_enum(),
     };
-    let envelope_bytes = 512
-        + user_data
-            .as_ref()
-            .map_or(0, |u| serde_json::to_string(u).map_or(0, |s| s.len()));
-    let (batches, oversized) =
-        split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope_bytes, |(_, e)| {
-            serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-        });
+    let envelope_bytes = 512 + user_data.as_ref().map_or(0, |u| serde_json::to_string(u).map_or(0, |s| s.len()));
+    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope_bytes, |(_, e)| {
+        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
+    });
     for (i, _) in oversized {
-        skipped.push((
-            i,
-            Ga4Skip::Invalid(Error::TooLarge {
-                field: "event",
-                max: MAX_BODY_BYTES,
-            }),
-        ));
+        skipped.push((i, Ga4Skip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }
     let mut requests = Vec::with_capacity(batches.len());
     let mut indices = Vec::with_capacity(batches.len());
@@ -289,22 +241,14 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
             events,
         });
     }
-    Ok(Ga4Batch {
-        requests,
-        indices,
-        skipped,
-    })
+    Ok(Ga4Batch { requests, indices, skipped })
 }
 
 /// The collect URL for a base URL (`/mp/collect` or, for validation, `/debug/mp/collect`).
 pub fn collect_url(base: &str, measurement_id: &str, api_secret: &str, debug: bool) -> String {
     let mut s = String::with_capacity(base.len() + 80);
     s.push_str(base.trim_end_matches('/'));
-    s.push_str(if debug {
-        "/debug/mp/collect"
-    } else {
-        "/mp/collect"
-    });
+    s.push_str(if debug { "/debug/mp/collect" } else { "/mp/collect" });
     s.push_str("?measurement_id=");
     s.push_str(&crate::cookie::percent_encode(measurement_id));
     s.push_str("&api_secret=");
@@ -357,20 +301,14 @@ mod tests {
     const NOW: i64 = 1_757_409_600_000;
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("T_12345").unwrap(),
-            1_757_409_591_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("T_12345").unwrap(), 1_757_409_591_000);
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
         e.tax = Some(Amount::parse("4.90").unwrap());
         e.shipping = Some(Amount::parse("5.99").unwrap());
         e.coupon = Some("SUMMER_FUN".into());
-        e.items.push(
-            Item::new("SKU_12345", "Stan and Friends Tee")
-                .with_price(Amount::parse("10.01").unwrap(), 3),
-        );
+        e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         e
     }
 
@@ -379,10 +317,7 @@ mod tests {
             client_id: Some(ClientId::parse("1958185836.1757409569").unwrap()),
             session_id: Some("1757409568".into()),
             user_id: Some(UserId::parse("cust_1").unwrap()),
-            consent: ConsentState {
-                ad_personalization: ConsentSignal::Denied,
-                ..ConsentState::ALL_GRANTED
-            },
+            consent: ConsentState { ad_personalization: ConsentSignal::Denied, ..ConsentState::ALL_GRANTED },
             now_ms: NOW,
             ..Default::default()
         }
@@ -410,10 +345,7 @@ mod tests {
         c.consent.analytics_storage = ConsentSignal::Denied;
         let b = build(&[purchase()], &c).unwrap();
         assert!(b.requests.is_empty());
-        assert_eq!(
-            b.skipped,
-            vec![(0, Ga4Skip::Consent(ConsentDenial::AnalyticsStorage))]
-        );
+        assert_eq!(b.skipped, vec![(0, Ga4Skip::Consent(ConsentDenial::AnalyticsStorage))]);
 
         let mut c = ctx();
         c.user_data = Some(HashedUserData {
@@ -433,34 +365,20 @@ mod tests {
         let mut c2 = c.clone();
         c2.consent.ad_user_data = ConsentSignal::Granted;
         c2.user_id = None;
-        assert!(
-            build(&[purchase()], &c2).unwrap().requests[0]
-                .user_data
-                .is_none()
-        );
+        assert!(build(&[purchase()], &c2).unwrap().requests[0].user_data.is_none());
     }
 
     #[test]
     fn splits_at_25_events() {
         let events: Vec<Event> = (0..60)
             .map(|i| {
-                let mut e = Event::new(
-                    EventName::PageView,
-                    EventId::random_v7(i, [0; 10]),
-                    NOW - 1000,
-                );
+                let mut e = Event::new(EventName::PageView, EventId::random_v7(i, [0; 10]), NOW - 1000);
                 e.set_text("page_location", "https://shop.example/");
                 e
             })
             .collect();
         let b = build(&events, &ctx()).unwrap();
-        assert_eq!(
-            b.requests
-                .iter()
-                .map(|r| r.events.len())
-                .collect::<Vec<_>>(),
-            [25, 25, 10]
-        );
+        assert_eq!(b.requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(), [25, 25, 10]);
         assert_eq!(b.indices[1], (25..50).collect::<Vec<_>>());
         for r in &b.requests {
             assert!(serde_json::to_string(r).unwrap().len() < MAX_BODY_BYTES);
@@ -469,25 +387,15 @@ mod tests {
 
     #[test]
     fn click_ids_leave_page_urls_without_ad_storage() {
-        let mut e = Event::new(
-            EventName::PageView,
-            EventId::random_v7(1, [0; 10]),
-            NOW - 1000,
-        );
+        let mut e = Event::new(EventName::PageView, EventId::random_v7(1, [0; 10]), NOW - 1000);
         e.set_text("page_location", "https://shop.example/p?gclid=SECRET&x=1");
         let mut c = ctx();
         c.consent.ad_storage = ConsentSignal::Denied;
         let b = build(std::slice::from_ref(&e), &c).unwrap();
-        assert_eq!(
-            b.requests[0].events[0].params["page_location"],
-            "https://shop.example/p?x=1"
-        );
+        assert_eq!(b.requests[0].events[0].params["page_location"], "https://shop.example/p?x=1");
         c.consent.ad_storage = ConsentSignal::Granted;
         let b = build(&[e], &c).unwrap();
-        assert_eq!(
-            b.requests[0].events[0].params["page_location"],
-            "https://shop.example/p?gclid=SECRET&x=1"
-        );
+        assert_eq!(b.requests[0].events[0].params["page_location"], "https://shop.example/p?gclid=SECRET&x=1");
     }
 
     #[test]
@@ -495,20 +403,14 @@ mod tests {
         let mut e = purchase();
         e.occurred_at_ms = NOW - 73 * 3_600_000;
         let b = build(&[e], &ctx()).unwrap();
-        assert!(matches!(
-            b.skipped[0].1,
-            Ga4Skip::Invalid(Error::OutsideWindow { .. })
-        ));
+        assert!(matches!(b.skipped[0].1, Ga4Skip::Invalid(Error::OutsideWindow { .. })));
     }
 
     #[test]
     fn needs_client_id() {
         let mut c = ctx();
         c.client_id = None;
-        assert_eq!(
-            build(&[purchase()], &c).unwrap_err(),
-            Error::Missing { field: "clientId" }
-        );
+        assert_eq!(build(&[purchase()], &c).unwrap_err(), Error::Missing { field: "clientId" });
     }
 
     #[test]
@@ -529,7 +431,10 @@ mod tests {
 
     #[test]
     fn validation_response_parses() {
-        let r: ValidationResponse = serde_json::from_str(r#"{"validationMessages":[{"fieldPath":"events","description":"bad","validationCode":"NAME_INVALID"}]}"#).unwrap();
+        let r: ValidationResponse = serde_json::from_str(
+            r#"{"validationMessages":[{"fieldPath":"events","description":"bad","validationCode":"NAME_INVALID"}]}"#,
+        )
+        .unwrap();
         assert_eq!(r.validation_messages[0].validation_code, "NAME_INVALID");
     }
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{DeliveryContext, split_batches};
 use crate::click_ids::GoogleClick;
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, RefundScope};
 use crate::event_name::EventName;
@@ -125,10 +125,7 @@ impl AdsTarget {
             });
         }
         if self.job_id.is_some_and(|j| j > i32::MAX as u32) {
-            return Err(Error::Invalid {
-                field: "googleAds.jobId",
-                reason: "must be below 2^31",
-            });
+            return Err(Error::Invalid { field: "googleAds.jobId", reason: "must be below 2^31" });
         }
         Ok(t)
     }
@@ -142,15 +139,9 @@ impl AdsTarget {
 /// assert!(normalize_customer_id("123-456-789").is_err());
 /// ```
 pub fn normalize_customer_id(raw: &str) -> Result<String> {
-    let digits: String = raw
-        .trim()
-        .chars()
-        .filter(|c| *c != '-' && *c != ' ')
-        .collect();
+    let digits: String = raw.trim().chars().filter(|c| *c != '-' && *c != ' ').collect();
     if digits.is_empty() {
-        return Err(Error::Missing {
-            field: "googleAds.customerId",
-        });
+        return Err(Error::Missing { field: "googleAds.customerId" });
     }
     if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::Invalid {
@@ -171,9 +162,7 @@ fn parse_conversion_action(raw: &str) -> Result<String> {
         None => t,
     };
     if t.is_empty() {
-        return Err(Error::Missing {
-            field: "googleAds.conversionActionId",
-        });
+        return Err(Error::Missing { field: "googleAds.conversionActionId" });
     }
     if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::Invalid {
@@ -308,21 +297,8 @@ pub struct UploadConversionAdjustmentsRequest {
     pub job_id: Option<u32>,
 }
 
-/// Why an event was not put into a Google Ads request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AdsSkip {
-    /// Consent forbids sending anything to Google Ads (neither `ad_storage`
-    /// nor `ad_user_data` granted).
-    Consent(ConsentDenial),
-    /// The event breaks a rule, is outside the upload window, or is too large.
-    Invalid(Error),
-    /// The event is not this target's conversion event, nor a refund of a
-    /// purchase target: Google Ads has nothing to do with it.
-    Unsupported,
-    /// No click id and no user identifier may be sent (none captured, or
-    /// consent strips them): Google could not attribute the conversion.
-    NoAttribution,
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as AdsSkip;
 
 /// The requests to send and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -345,11 +321,7 @@ fn is_hex64(s: &str) -> bool {
 
 /// The time an event is reported at: its own, or the time of sending when unknown (0).
 fn event_time_ms(e: &Event, now_ms: i64) -> i64 {
-    if e.occurred_at_ms > 0 {
-        e.occurred_at_ms
-    } else {
-        now_ms
-    }
+    if e.occurred_at_ms > 0 { e.occurred_at_ms } else { now_ms }
 }
 
 fn check_age(at_ms: i64, now_ms: i64, max_age_days: u32) -> Result<()> {
@@ -417,18 +389,12 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
     let policy = ctx.consent.policy(DestinationKind::GoogleAds);
     if let Err(denial) = policy.send {
         return Ok(AdsBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, AdsSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, AdsSkip::Consent(denial))).collect(),
             ..AdsBatch::default()
         });
     }
     let action = target.conversion_action();
-    let ids = if policy.click_ids {
-        ctx.click_ids.clone().validated()
-    } else {
-        crate::click_ids::ClickIds::default()
-    };
+    let ids = if policy.click_ids { ctx.click_ids.clone().validated() } else { crate::click_ids::ClickIds::default() };
     let click = ids.primary_google();
     let braid = matches!(click, Some(GoogleClick::Gbraid(_) | GoogleClick::Wbraid(_)));
     let identifiers: Vec<UserIdentifier> = match (&ctx.user_data, policy.user_data && !braid) {
@@ -436,33 +402,23 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
             .google
             .iter()
             .flat_map(|g| {
-                let emails = g
-                    .sha256_email_address
-                    .iter()
-                    .filter(|v| is_hex64(v))
-                    .map(|v| UserIdentifier {
-                        user_identifier_source: "FIRST_PARTY",
-                        hashed_email: Some(v.clone()),
-                        hashed_phone_number: None,
-                    });
-                let phones = g
-                    .sha256_phone_number
-                    .iter()
-                    .filter(|v| is_hex64(v))
-                    .map(|v| UserIdentifier {
-                        user_identifier_source: "FIRST_PARTY",
-                        hashed_email: None,
-                        hashed_phone_number: Some(v.clone()),
-                    });
+                let emails = g.sha256_email_address.iter().filter(|v| is_hex64(v)).map(|v| UserIdentifier {
+                    user_identifier_source: "FIRST_PARTY",
+                    hashed_email: Some(v.clone()),
+                    hashed_phone_number: None,
+                });
+                let phones = g.sha256_phone_number.iter().filter(|v| is_hex64(v)).map(|v| UserIdentifier {
+                    user_identifier_source: "FIRST_PARTY",
+                    hashed_email: None,
+                    hashed_phone_number: Some(v.clone()),
+                });
                 emails.chain(phones)
             })
             .take(MAX_USER_IDENTIFIERS)
             .collect(),
         _ => Vec::new(),
     };
-    let consent = ClickConsent {
-        ad_user_data: ctx.consent.ad_user_data.google_enum(),
-    };
+    let consent = ClickConsent { ad_user_data: ctx.consent.ad_user_data.google_enum() };
     let (gclid, gbraid, wbraid) = match click {
         Some(GoogleClick::Gclid(g)) => (Some(g.to_owned()), None, None),
         Some(GoogleClick::Gbraid(b)) => (None, Some(b.to_owned()), None),
@@ -487,10 +443,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
             }
             continue;
         }
-        if let Err(err) = e
-            .validate()
-            .and_then(|()| check_click_window(e, ctx.now_ms))
-        {
+        if let Err(err) = e.validate().and_then(|()| check_click_window(e, ctx.now_ms)) {
             skipped.push((i, AdsSkip::Invalid(err)));
             continue;
         }
@@ -516,28 +469,18 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         ));
     }
 
-    let (click_batches, oversized) =
-        split_batches(clicks, MAX_CONVERSIONS, MAX_BODY_BYTES - 256, |(_, c)| {
-            json_len(c)
-        });
+    let (click_batches, oversized) = split_batches(clicks, MAX_CONVERSIONS, MAX_BODY_BYTES - 256, |(_, c)| json_len(c));
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
-    let (adj_batches, oversized) = split_batches(
-        adjustments,
-        MAX_ADJUSTMENTS,
-        MAX_BODY_BYTES - 256,
-        |(_, a)| json_len(a),
-    );
+    let (adj_batches, oversized) =
+        split_batches(adjustments, MAX_ADJUSTMENTS, MAX_BODY_BYTES - 256, |(_, a)| json_len(a));
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
     skipped.sort_by_key(|(i, _)| *i);
 
-    let mut batch = AdsBatch {
-        skipped,
-        ..AdsBatch::default()
-    };
+    let mut batch = AdsBatch { skipped, ..AdsBatch::default() };
     for b in click_batches {
         let (idx, conversions): (Vec<usize>, Vec<ClickConversion>) = b.into_iter().unzip();
         batch.click_indices.push(idx);
@@ -549,8 +492,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         });
     }
     for b in adj_batches {
-        let (idx, conversion_adjustments): (Vec<usize>, Vec<ConversionAdjustment>) =
-            b.into_iter().unzip();
+        let (idx, conversion_adjustments): (Vec<usize>, Vec<ConversionAdjustment>) = b.into_iter().unzip();
         batch.adjustment_indices.push(idx);
         batch.adjustments.push(UploadConversionAdjustmentsRequest {
             conversion_adjustments,
@@ -568,18 +510,13 @@ fn json_len<T: Serialize>(v: &T) -> usize {
 }
 
 fn too_large() -> AdsSkip {
-    AdsSkip::Invalid(Error::TooLarge {
-        field: "event",
-        max: MAX_BODY_BYTES,
-    })
+    AdsSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })
 }
 
 fn adjustment(e: &Event, at: i64, now_ms: i64, action: &str) -> Result<ConversionAdjustment> {
     e.validate()?;
     check_adjustment_window(e, now_ms)?;
-    let order_id = e.order_key().ok_or(Error::Missing {
-        field: "transactionId",
-    })?;
+    let order_id = e.order_key().ok_or(Error::Missing { field: "transactionId" })?;
     let (adjustment_type, restatement_value) = match e.refund_scope() {
         RefundScope::Full => (AdjustmentType::Retraction, None),
         RefundScope::Partial { remaining } => {
@@ -625,10 +562,7 @@ pub fn upload_url(base: &str, version: &str, customer_id: &str, upload: Upload) 
     let cid = normalize_customer_id(customer_id)?;
     let v = version.trim().trim_matches('/');
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(Error::Invalid {
-            field: "googleAds.apiVersion",
-            reason: "expected a version such as v26",
-        });
+        return Err(Error::Invalid { field: "googleAds.apiVersion", reason: "expected a version such as v26" });
     }
     let mut s = String::with_capacity(base.len() + 64);
     s.push_str(base.trim_end_matches('/'));
@@ -654,8 +588,7 @@ pub fn upload_url(base: &str, version: &str, customer_id: &str, upload: Upload) 
 /// ```
 pub fn refresh_token_form(client_id: &str, client_secret: &str, refresh_token: &str) -> String {
     use crate::cookie::percent_encode;
-    let mut s =
-        String::with_capacity(64 + client_id.len() + client_secret.len() + refresh_token.len());
+    let mut s = String::with_capacity(64 + client_id.len() + client_secret.len() + refresh_token.len());
     s.push_str("grant_type=refresh_token&client_id=");
     s.push_str(&percent_encode(client_id));
     s.push_str("&client_secret=");
@@ -706,10 +639,7 @@ impl TokenError {
     /// True when retrying cannot help (revoked or expired grant, wrong client):
     /// someone must re-authorise or fix the configuration.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self.error.as_str(),
-            "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_scope"
-        )
+        matches!(self.error.as_str(), "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_scope")
     }
 }
 
@@ -815,11 +745,7 @@ impl RpcStatus {
         self.details
             .iter()
             .flat_map(|d| d.errors.iter())
-            .map(|e| RowError {
-                index: e.row(),
-                code: e.code(),
-                message: e.message.clone(),
-            })
+            .map(|e| RowError { index: e.row(), code: e.code(), message: e.message.clone() })
             .collect()
     }
 }
@@ -839,18 +765,13 @@ pub struct UploadResponse {
 impl UploadResponse {
     /// Parses a response body.
     pub fn parse(body: &str) -> Result<UploadResponse> {
-        serde_json::from_str(body).map_err(|_| Error::Invalid {
-            field: "googleAds.response",
-            reason: "not an upload response",
-        })
+        serde_json::from_str(body)
+            .map_err(|_| Error::Invalid { field: "googleAds.response", reason: "not an upload response" })
     }
 
     /// The failed rows.
     pub fn row_errors(&self) -> Vec<RowError> {
-        self.partial_failure_error
-            .as_ref()
-            .map(RpcStatus::errors)
-            .unwrap_or_default()
+        self.partial_failure_error.as_ref().map(RpcStatus::errors).unwrap_or_default()
     }
 
     /// The job id as text, whether sent as a string or a number.
@@ -870,9 +791,7 @@ struct RpcErrorBody {
 
 /// Parses an RPC-level error body `{"error":{code,message,status,details}}`.
 pub fn parse_rpc_error(body: &str) -> Option<RpcStatus> {
-    serde_json::from_str::<RpcErrorBody>(body)
-        .ok()
-        .map(|b| b.error)
+    serde_json::from_str::<RpcErrorBody>(body).ok().map(|b| b.error)
 }
 
 fn bare_code(code: &str) -> &str {
@@ -949,22 +868,15 @@ mod tests {
     const PHONE: &str = "1e231c66011e7a2d867a9cfae267a6aff103cf4913640b6e71a99850fc0ffbc8";
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("ORD-1001").unwrap(),
-            1_777_667_565_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), 1_777_667_565_000);
         e.value = Some(Amount::parse("129.99").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
         e
     }
 
     fn refund(value: &str, original: Option<&str>) -> Event {
-        let mut e = Event::transactional(
-            EventName::Refund,
-            TransactionId::parse("ORD-1001").unwrap(),
-            NOW - 3_600_000,
-        );
+        let mut e = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), NOW - 3_600_000);
         e.value = Some(Amount::parse(value).unwrap());
         e.original_value = original.map(|o| Amount::parse(o).unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
@@ -973,10 +885,7 @@ mod tests {
 
     fn ctx() -> DeliveryContext {
         DeliveryContext {
-            click_ids: ClickIds {
-                gclid: Some("Cj0KCQjw".into()),
-                ..Default::default()
-            },
+            click_ids: ClickIds { gclid: Some("Cj0KCQjw".into()), ..Default::default() },
             consent: ConsentState::ALL_GRANTED,
             user_data: Some(HashedUserData {
                 google: Some(user_data::GoogleUserData {
@@ -1021,10 +930,7 @@ mod tests {
         c.consent = ConsentState::ALL_DENIED;
         let b = build(&[purchase()], &c, &target()).unwrap();
         assert!(b.clicks.is_empty());
-        assert_eq!(
-            b.skipped,
-            vec![(0, AdsSkip::Consent(ConsentDenial::NoAdSignal))]
-        );
+        assert_eq!(b.skipped, vec![(0, AdsSkip::Consent(ConsentDenial::NoAdSignal))]);
 
         // ad_user_data denied: click id only, consent says DENIED.
         let mut c = ctx();
@@ -1052,11 +958,7 @@ mod tests {
     #[test]
     fn braid_drops_identifiers_and_one_click_id() {
         let mut c = ctx();
-        c.click_ids = ClickIds {
-            gbraid: Some("GB".into()),
-            wbraid: Some("WB".into()),
-            ..Default::default()
-        };
+        c.click_ids = ClickIds { gbraid: Some("GB".into()), wbraid: Some("WB".into()), ..Default::default() };
         let b = build(&[purchase()], &c, &target()).unwrap();
         let conv = &b.clicks[0].conversions[0];
         assert_eq!(conv.wbraid.as_deref(), Some("WB"));
@@ -1115,13 +1017,7 @@ mod tests {
         assert_eq!(b.adjustments.len(), 1);
         r.occurred_at_ms = NOW - 55 * 86_400_000;
         let b = build(&[r], &c, &target()).unwrap();
-        assert!(matches!(
-            b.skipped[0].1,
-            AdsSkip::Invalid(Error::OutsideWindow {
-                max_age_hours: 1296,
-                ..
-            })
-        ));
+        assert!(matches!(b.skipped[0].1, AdsSkip::Invalid(Error::OutsideWindow { max_age_hours: 1296, .. })));
     }
 
     #[test]
@@ -1130,32 +1026,15 @@ mod tests {
         old.occurred_at_ms = NOW - 91 * 86_400_000;
         let mut future = purchase();
         future.occurred_at_ms = NOW + 3_600_000;
-        let view = Event::new(
-            EventName::PageView,
-            EventId::parse("pv-1").unwrap(),
-            NOW - 1000,
-        );
+        let view = Event::new(EventName::PageView, EventId::parse("pv-1").unwrap(), NOW - 1000);
         let b = build(&[old, future, view], &ctx(), &target()).unwrap();
-        assert!(matches!(
-            b.skipped[0].1,
-            AdsSkip::Invalid(Error::OutsideWindow {
-                max_age_hours: 2160,
-                ..
-            })
-        ));
-        assert!(matches!(
-            b.skipped[1].1,
-            AdsSkip::Invalid(Error::OutsideWindow { .. })
-        ));
+        assert!(matches!(b.skipped[0].1, AdsSkip::Invalid(Error::OutsideWindow { max_age_hours: 2160, .. })));
+        assert!(matches!(b.skipped[1].1, AdsSkip::Invalid(Error::OutsideWindow { .. })));
         assert_eq!(b.skipped[2], (2, AdsSkip::Unsupported));
 
         // A lead target: the event's own id is the order id; refunds are unsupported.
         let lead_target = target().for_event(EventName::GenerateLead);
-        let lead = Event::new(
-            EventName::GenerateLead,
-            EventId::parse("lead-1").unwrap(),
-            NOW - 1000,
-        );
+        let lead = Event::new(EventName::GenerateLead, EventId::parse("lead-1").unwrap(), NOW - 1000);
         let b = build(&[lead, refund("1", None)], &ctx(), &lead_target).unwrap();
         let conv = &b.clicks[0].conversions[0];
         assert_eq!(conv.order_id, "lead-1");
@@ -1168,10 +1047,7 @@ mod tests {
         let mut e = purchase();
         e.occurred_at_ms = 0;
         let b = build(&[e], &ctx(), &target()).unwrap();
-        assert_eq!(
-            b.clicks[0].conversions[0].conversion_date_time,
-            google_ads_datetime(NOW, 0)
-        );
+        assert_eq!(b.clicks[0].conversions[0].conversion_date_time, google_ads_datetime(NOW, 0));
     }
 
     #[test]
@@ -1192,13 +1068,7 @@ mod tests {
         t.validate_only = true;
         t.job_id = Some(7);
         let b = build(&events, &ctx(), &t).unwrap();
-        assert_eq!(
-            b.clicks
-                .iter()
-                .map(|r| r.conversions.len())
-                .collect::<Vec<_>>(),
-            [2000, 2000, 500]
-        );
+        assert_eq!(b.clicks.iter().map(|r| r.conversions.len()).collect::<Vec<_>>(), [2000, 2000, 500]);
         assert_eq!(b.click_indices[2][0], 4000);
         let v = serde_json::to_value(&b.clicks[2]).unwrap();
         assert_eq!(v["validateOnly"], json!(true));
@@ -1209,18 +1079,12 @@ mod tests {
     fn bad_target_is_an_error() {
         let mut t = target();
         t.customer_id = "12".into();
-        assert_eq!(
-            build(&[purchase()], &ctx(), &t).unwrap_err().field(),
-            "googleAds.customerId"
-        );
+        assert_eq!(build(&[purchase()], &ctx(), &t).unwrap_err().field(), "googleAds.customerId");
         let mut t = target();
         t.job_id = Some(u32::MAX);
         assert!(build(&[purchase()], &ctx(), &t).is_err());
         let t = target().for_event(EventName::Refund);
-        assert_eq!(
-            build(&[purchase()], &ctx(), &t).unwrap_err().field(),
-            "googleAds.event"
-        );
+        assert_eq!(build(&[purchase()], &ctx(), &t).unwrap_err().field(), "googleAds.event");
         assert!(AdsTarget::new("1234567890", "abc").is_err());
         assert!(AdsTarget::new("1234567890", "").is_err());
         let t = AdsTarget::new("1234567890", "customers/1234567890/conversionActions/42").unwrap();
@@ -1234,13 +1098,7 @@ mod tests {
             assert!(normalize_customer_id(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            upload_url(
-                "http://127.0.0.1:9/",
-                "v25",
-                "1234567890",
-                Upload::Adjustments
-            )
-            .unwrap(),
+            upload_url("http://127.0.0.1:9/", "v25", "1234567890", Upload::Adjustments).unwrap(),
             "http://127.0.0.1:9/v25/customers/1234567890:uploadConversionAdjustments"
         );
         assert!(upload_url(DEFAULT_BASE_URL, "v2/../x", "1234567890", Upload::Clicks).is_err());
@@ -1326,11 +1184,7 @@ mod tests {
         assert_eq!(classify(429, None), AdsErrorClass::Retryable);
         assert_eq!(classify(503, None), AdsErrorClass::Retryable);
         assert_eq!(classify(400, None), AdsErrorClass::Permanent);
-        let denied = RpcStatus {
-            code: 403,
-            status: Some("PERMISSION_DENIED".into()),
-            ..Default::default()
-        };
+        let denied = RpcStatus { code: 403, status: Some("PERMISSION_DENIED".into()), ..Default::default() };
         assert_eq!(classify(403, Some(&denied)), AdsErrorClass::Permanent);
         assert!(parse_rpc_error("not json").is_none());
     }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::page_url;
 pub use super::{CLICK_ID_PARAMS, strip_click_ids};
 use super::{DeliveryContext, split_batches};
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
 use crate::event_name::EventName;
@@ -212,17 +212,8 @@ pub struct MetaRequest {
     pub test_event_code: Option<String>,
 }
 
-/// Why an event was not put into a Meta request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MetaSkip {
-    /// Consent forbids it (Meta needs `ad_user_data`: every CAPI event carries customer information).
-    Consent(ConsentDenial),
-    /// The event breaks a CAPI rule (e.g. a website event without
-    /// `event_source_url` or `client_user_agent`), is older than 7 days, or too large.
-    Invalid(Error),
-    /// Meta has no such event (refunds: CAPI has no refund event and takes no negative values).
-    Unsupported,
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as MetaSkip;
 
 /// The requests to send and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -240,8 +231,7 @@ fn is_hex64(s: &str) -> bool {
 }
 
 fn hashed_only(m: &MetaUserData) -> MetaUserData {
-    let f =
-        |v: &Vec<String>| -> Vec<String> { v.iter().filter(|s| is_hex64(s)).cloned().collect() };
+    let f = |v: &Vec<String>| -> Vec<String> { v.iter().filter(|s| is_hex64(s)).cloned().collect() };
     MetaUserData {
         em: f(&m.em),
         ph: f(&m.ph),
@@ -260,23 +250,11 @@ fn hashed_only(m: &MetaUserData) -> MetaUserData {
 /// Checks the event time against the window of `source` (7 days, 62 for
 /// `physical_store`) and a small allowance for clock skew into the future.
 pub fn check_window(e: &Event, source: ActionSource, now_ms: i64) -> Result<()> {
-    let days = if source == ActionSource::PhysicalStore {
-        MAX_AGE_DAYS_PHYSICAL_STORE
-    } else {
-        MAX_AGE_DAYS
-    };
-    let at = if e.occurred_at_ms > 0 {
-        e.occurred_at_ms
-    } else {
-        now_ms
-    };
+    let days = if source == ActionSource::PhysicalStore { MAX_AGE_DAYS_PHYSICAL_STORE } else { MAX_AGE_DAYS };
+    let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { now_ms };
     let age = now_ms.saturating_sub(at);
     if age > i64::from(days) * 86_400_000 || age < -MAX_FUTURE_MS {
-        return Err(Error::OutsideWindow {
-            field: "occurredAt",
-            destination: "meta",
-            max_age_hours: days * 24,
-        });
+        return Err(Error::OutsideWindow { field: "occurredAt", destination: "meta", max_age_hours: days * 24 });
     }
     Ok(())
 }
@@ -289,12 +267,7 @@ fn custom_data(e: &Event) -> CustomData {
         ..CustomData::default()
     };
     for item in &e.items {
-        let Some(id) = item
-            .item_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
+        let Some(id) = item.item_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
             continue;
         };
         c.content_ids.push(id.to_owned());
@@ -308,12 +281,7 @@ fn custom_data(e: &Event) -> CustomData {
         c.content_type = Some("product");
     }
     if e.name == EventName::BeginCheckout && !e.items.is_empty() {
-        c.num_items = Some(
-            e.items
-                .iter()
-                .map(|i| u64::from(i.quantity.unwrap_or(1)))
-                .sum(),
-        );
+        c.num_items = Some(e.items.iter().map(|i| u64::from(i.quantity.unwrap_or(1))).sum());
     }
     if e.name == EventName::Search
         && let Some(ParamValue::Text(s)) = e.params.get("search_term")
@@ -359,38 +327,19 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
     let policy = ctx.consent.policy(DestinationKind::Meta);
     if let Err(denial) = policy.send {
         return Ok(MetaBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, MetaSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, MetaSkip::Consent(denial))).collect(),
             ..MetaBatch::default()
         });
     }
-    let clean = |s: &Option<String>| {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let ids = if policy.click_ids {
-        ctx.click_ids.clone().validated()
-    } else {
-        crate::click_ids::ClickIds::default()
-    };
+    let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let ids = if policy.click_ids { ctx.click_ids.clone().validated() } else { crate::click_ids::ClickIds::default() };
     let user_data = MetaEventUserData {
         hashed: match (&ctx.user_data, policy.user_data) {
             (Some(h), true) => h.meta.as_ref().map(hashed_only).unwrap_or_default(),
             _ => MetaUserData::default(),
         },
-        client_ip_address: if policy.user_data {
-            clean(&ctx.ip_address)
-        } else {
-            None
-        },
-        client_user_agent: if policy.user_data {
-            clean(&ctx.user_agent)
-        } else {
-            None
-        },
+        client_ip_address: if policy.user_data { clean(&ctx.ip_address) } else { None },
+        client_user_agent: if policy.user_data { clean(&ctx.user_agent) } else { None },
         fbc: ids.fbc,
         fbp: ids.fbp,
     };
@@ -404,47 +353,24 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
             skipped.push((i, MetaSkip::Unsupported));
             continue;
         }
-        if let Err(err) = e
-            .validate()
-            .and_then(|()| check_window(e, config.action_source, ctx.now_ms))
-        {
+        if let Err(err) = e.validate().and_then(|()| check_window(e, config.action_source, ctx.now_ms)) {
             skipped.push((i, MetaSkip::Invalid(err)));
             continue;
         }
-        let url = page_url(e, ctx).map(|u| {
-            if policy.click_ids {
-                u
-            } else {
-                strip_click_ids(&u)
-            }
-        });
+        let url = page_url(e, ctx).map(|u| if policy.click_ids { u } else { strip_click_ids(&u) });
         if website && url.is_none() {
-            skipped.push((
-                i,
-                MetaSkip::Invalid(Error::Missing {
-                    field: "event_source_url",
-                }),
-            ));
+            skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "event_source_url" })));
             continue;
         }
         if website && user_data.client_user_agent.is_none() {
-            skipped.push((
-                i,
-                MetaSkip::Invalid(Error::Missing {
-                    field: "client_user_agent",
-                }),
-            ));
+            skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "client_user_agent" })));
             continue;
         }
         if user_data.is_empty() {
             skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "user_data" })));
             continue;
         }
-        let at = if e.occurred_at_ms > 0 {
-            e.occurred_at_ms
-        } else {
-            ctx.now_ms
-        };
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         let custom = custom_data(e);
         ok.push((
             i,
@@ -464,31 +390,18 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
         ));
     }
     let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) =
-        split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
-            serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-        });
+    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
+        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
+    });
     for (i, _) in oversized {
-        skipped.push((
-            i,
-            MetaSkip::Invalid(Error::TooLarge {
-                field: "event",
-                max: MAX_BODY_BYTES,
-            }),
-        ));
+        skipped.push((i, MetaSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }
     skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = MetaBatch {
-        skipped,
-        ..MetaBatch::default()
-    };
+    let mut batch = MetaBatch { skipped, ..MetaBatch::default() };
     for b in batches {
         let (idx, data): (Vec<usize>, Vec<MetaEvent>) = b.into_iter().unzip();
         batch.indices.push(idx);
-        batch.requests.push(MetaRequest {
-            data,
-            test_event_code: config.test_event_code.clone(),
-        });
+        batch.requests.push(MetaRequest { data, test_event_code: config.test_event_code.clone() });
     }
     Ok(batch)
 }
@@ -526,12 +439,7 @@ pub fn events_url(base: &str, version: &str, pixel_id: &str) -> String {
 }
 
 /// [`events_url`] with `?access_token=…` (percent-encoded). Redact it in logs.
-pub fn events_url_with_token(
-    base: &str,
-    version: &str,
-    pixel_id: &str,
-    access_token: &str,
-) -> String {
+pub fn events_url_with_token(base: &str, version: &str, pixel_id: &str, access_token: &str) -> String {
     let mut s = events_url(base, version, pixel_id);
     s.push_str("?access_token=");
     s.push_str(&crate::cookie::percent_encode(access_token));
@@ -568,10 +476,8 @@ pub struct MetaResponse {
 impl MetaResponse {
     /// Parses a success body.
     pub fn parse(body: &str) -> Result<MetaResponse> {
-        serde_json::from_str(body).map_err(|_| Error::Invalid {
-            field: "meta.response",
-            reason: "not a Conversions API response",
-        })
+        serde_json::from_str(body)
+            .map_err(|_| Error::Invalid { field: "meta.response", reason: "not a Conversions API response" })
     }
 }
 
@@ -605,9 +511,7 @@ struct MetaErrorBody {
 
 /// Parses an error body.
 pub fn parse_error(body: &str) -> Option<MetaError> {
-    serde_json::from_str::<MetaErrorBody>(body)
-        .ok()
-        .map(|b| b.error)
+    serde_json::from_str::<MetaErrorBody>(body).ok().map(|b| b.error)
 }
 
 /// What to do after a failed call (destinations.md §4.7, §7.2).
@@ -655,16 +559,11 @@ mod tests {
     const PH2: &str = "6f4fcb9deaeadc8f9746ae76d97ce1239e98b404efe5da3ee0b7149740f89ad6";
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("ORD-1001").unwrap(),
-            1_777_667_565_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), 1_777_667_565_000);
         e.value = Some(Amount::parse("100.2").unwrap());
         e.currency = Some(Currency::parse("usd").unwrap());
-        e.items.push(
-            Item::new("product.id.123", "Tee").with_price(Amount::parse("100.2").unwrap(), 1),
-        );
+        e.items.push(Item::new("product.id.123", "Tee").with_price(Amount::parse("100.2").unwrap(), 1));
         e
     }
 
@@ -696,10 +595,7 @@ mod tests {
     fn canonical_request() {
         // destinations.md §4.10, with Tally's event id and order id.
         let e = purchase();
-        let config = MetaConfig {
-            test_event_code: Some("TEST123".into()),
-            ..Default::default()
-        };
+        let config = MetaConfig { test_event_code: Some("TEST123".into()), ..Default::default() };
         let b = build(std::slice::from_ref(&e), &ctx(), &config).unwrap();
         assert!(b.skipped.is_empty());
         let got = serde_json::to_value(&b.requests[0]).unwrap();
@@ -723,10 +619,7 @@ mod tests {
         c.consent.ad_user_data = ConsentSignal::Denied;
         let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
         assert!(b.requests.is_empty());
-        assert_eq!(
-            b.skipped,
-            vec![(0, MetaSkip::Consent(ConsentDenial::AdUserData))]
-        );
+        assert_eq!(b.skipped, vec![(0, MetaSkip::Consent(ConsentDenial::AdUserData))]);
 
         let mut c = ctx();
         c.consent.ad_storage = ConsentSignal::Denied;
@@ -735,10 +628,7 @@ mod tests {
         let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
         let ev = &b.requests[0].data[0];
         assert!(ev.user_data.fbc.is_none() && ev.user_data.fbp.is_none());
-        assert_eq!(
-            ev.event_source_url.as_deref(),
-            Some("https://s.example/p?x=1")
-        );
+        assert_eq!(ev.event_source_url.as_deref(), Some("https://s.example/p?x=1"));
         assert!(ev.opt_out);
         assert_eq!(ev.user_data.hashed.em, [EM]);
     }
@@ -748,50 +638,25 @@ mod tests {
         let mut c = ctx();
         c.page_url = None;
         let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
-        assert_eq!(
-            b.skipped,
-            vec![(
-                0,
-                MetaSkip::Invalid(Error::Missing {
-                    field: "event_source_url"
-                })
-            )]
-        );
+        assert_eq!(b.skipped, vec![(0, MetaSkip::Invalid(Error::Missing { field: "event_source_url" }))]);
         // The event's page_location is used when the context has none.
         let mut e = purchase();
         e.set_text("page_location", "https://shop.example/thanks");
         let b = build(&[e], &c, &MetaConfig::default()).unwrap();
-        assert_eq!(
-            b.requests[0].data[0].event_source_url.as_deref(),
-            Some("https://shop.example/thanks")
-        );
+        assert_eq!(b.requests[0].data[0].event_source_url.as_deref(), Some("https://shop.example/thanks"));
         let mut c = ctx();
         c.user_agent = None;
         let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
-        assert_eq!(
-            b.skipped[0].1,
-            MetaSkip::Invalid(Error::Missing {
-                field: "client_user_agent"
-            })
-        );
+        assert_eq!(b.skipped[0].1, MetaSkip::Invalid(Error::Missing { field: "client_user_agent" }));
         // Not a website event: neither is needed, but some customer information is.
-        let config = MetaConfig {
-            action_source: ActionSource::SystemGenerated,
-            ..Default::default()
-        };
+        let config = MetaConfig { action_source: ActionSource::SystemGenerated, ..Default::default() };
         let b = build(&[purchase()], &c, &config).unwrap();
-        assert_eq!(
-            b.requests[0].data[0].action_source,
-            ActionSource::SystemGenerated
-        );
+        assert_eq!(b.requests[0].data[0].action_source, ActionSource::SystemGenerated);
         c.user_data = None;
         c.ip_address = None;
         c.click_ids = ClickIds::default();
         let b = build(&[purchase()], &c, &config).unwrap();
-        assert_eq!(
-            b.skipped[0].1,
-            MetaSkip::Invalid(Error::Missing { field: "user_data" })
-        );
+        assert_eq!(b.skipped[0].1, MetaSkip::Invalid(Error::Missing { field: "user_data" }));
     }
 
     #[test]
@@ -800,71 +665,34 @@ mod tests {
         old.occurred_at_ms = NOW - 8 * 86_400_000;
         let mut bad = purchase();
         bad.currency = None;
-        let refund = Event::transactional(
-            EventName::Refund,
-            TransactionId::parse("ORD-1001").unwrap(),
-            NOW,
-        );
-        let b = build(
-            &[old, purchase(), bad, refund],
-            &ctx(),
-            &MetaConfig::default(),
-        )
-        .unwrap();
+        let refund = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), NOW);
+        let b = build(&[old, purchase(), bad, refund], &ctx(), &MetaConfig::default()).unwrap();
         assert_eq!(b.indices, vec![vec![1]]);
-        assert!(matches!(
-            b.skipped[0],
-            (
-                0,
-                MetaSkip::Invalid(Error::OutsideWindow {
-                    max_age_hours: 168,
-                    ..
-                })
-            )
-        ));
+        assert!(matches!(b.skipped[0], (0, MetaSkip::Invalid(Error::OutsideWindow { max_age_hours: 168, .. }))));
         assert!(matches!(b.skipped[1], (2, MetaSkip::Invalid(_))));
         assert_eq!(b.skipped[2], (3, MetaSkip::Unsupported));
         // Physical store events may be 62 days old.
         let mut store = purchase();
         store.occurred_at_ms = NOW - 30 * 86_400_000;
-        let config = MetaConfig {
-            action_source: ActionSource::PhysicalStore,
-            ..Default::default()
-        };
+        let config = MetaConfig { action_source: ActionSource::PhysicalStore, ..Default::default() };
         assert_eq!(build(&[store], &ctx(), &config).unwrap().requests.len(), 1);
     }
 
     #[test]
     fn checkout_search_and_ldu() {
-        let mut e = Event::new(
-            EventName::BeginCheckout,
-            EventId::parse("c-1").unwrap(),
-            NOW,
-        );
-        e.items
-            .push(Item::new("A", "a").with_price(Amount::parse("1").unwrap(), 2));
-        e.items.push(Item {
-            item_name: Some("no id".into()),
-            ..Default::default()
-        });
+        let mut e = Event::new(EventName::BeginCheckout, EventId::parse("c-1").unwrap(), NOW);
+        e.items.push(Item::new("A", "a").with_price(Amount::parse("1").unwrap(), 2));
+        e.items.push(Item { item_name: Some("no id".into()), ..Default::default() });
         let mut s = Event::new(EventName::Search, EventId::parse("s-1").unwrap(), NOW);
         s.set_text("search_term", "shoes");
-        let config = MetaConfig {
-            limited_data_use: Some(LimitedDataUse {
-                country: 1,
-                state: 1000,
-            }),
-            ..Default::default()
-        };
+        let config =
+            MetaConfig { limited_data_use: Some(LimitedDataUse { country: 1, state: 1000 }), ..Default::default() };
         let b = build(&[e, s], &ctx(), &config).unwrap();
         let v = serde_json::to_value(&b.requests[0]).unwrap();
         assert_eq!(v["data"][0]["event_name"], "InitiateCheckout");
         assert_eq!(v["data"][0]["custom_data"]["num_items"], 3);
         assert_eq!(v["data"][0]["custom_data"]["content_ids"], json!(["A"]));
-        assert_eq!(
-            v["data"][1]["custom_data"],
-            json!({"search_string":"shoes"})
-        );
+        assert_eq!(v["data"][1]["custom_data"], json!({"search_string":"shoes"}));
         assert_eq!(v["data"][1]["data_processing_options"], json!(["LDU"]));
         assert_eq!(v["data"][1]["data_processing_options_country"], 1);
         assert_eq!(v["data"][1]["data_processing_options_state"], 1000);
@@ -886,20 +714,10 @@ mod tests {
 
     #[test]
     fn splits_at_1000() {
-        let events: Vec<Event> = (0..2500)
-            .map(|i| {
-                Event::new(
-                    EventName::PageView,
-                    EventId::random_v7(i, [0; 10]),
-                    NOW - 1000,
-                )
-            })
-            .collect();
+        let events: Vec<Event> =
+            (0..2500).map(|i| Event::new(EventName::PageView, EventId::random_v7(i, [0; 10]), NOW - 1000)).collect();
         let b = build(&events, &ctx(), &MetaConfig::default()).unwrap();
-        assert_eq!(
-            b.requests.iter().map(|r| r.data.len()).collect::<Vec<_>>(),
-            [1000, 1000, 500]
-        );
+        assert_eq!(b.requests.iter().map(|r| r.data.len()).collect::<Vec<_>>(), [1000, 1000, 500]);
     }
 
     #[test]
@@ -922,34 +740,24 @@ mod tests {
 
     #[test]
     fn responses_and_errors() {
-        let r = MetaResponse::parse(
-            r#"{"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}"#,
+        let r = MetaResponse::parse(r#"{"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}"#).unwrap();
+        assert_eq!(r.events_received, 1);
+        let e = parse_error(
+            r#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_subcode":2804050,
+ "is_transient":false,"error_user_title":"Customer information parameters",
+ "error_user_msg":"This event has insufficient customer information.","fbtrace_id":"trace123"}}"#,
         )
         .unwrap();
-        assert_eq!(r.events_received, 1);
-        let e = parse_error(r#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_subcode":2804050,
- "is_transient":false,"error_user_title":"Customer information parameters",
- "error_user_msg":"This event has insufficient customer information.","fbtrace_id":"trace123"}}"#).unwrap();
         assert_eq!(e.kind, "OAuthException");
         assert_eq!(e.error_subcode, Some(2804050));
         assert_eq!(classify(400, Some(&e)), MetaErrorClass::Permanent);
-        let token = MetaError {
-            code: 190,
-            ..Default::default()
-        };
+        let token = MetaError { code: 190, ..Default::default() };
         assert_eq!(classify(400, Some(&token)), MetaErrorClass::Credentials);
         for code in [1, 2, 4, 17, 32, 341] {
-            let t = MetaError {
-                code,
-                ..Default::default()
-            };
+            let t = MetaError { code, ..Default::default() };
             assert_eq!(classify(400, Some(&t)), MetaErrorClass::Retryable, "{code}");
         }
-        let transient = MetaError {
-            code: 999,
-            is_transient: Some(true),
-            ..Default::default()
-        };
+        let transient = MetaError { code: 999, is_transient: Some(true), ..Default::default() };
         assert_eq!(classify(400, Some(&transient)), MetaErrorClass::Retryable);
         assert_eq!(classify(503, None), MetaErrorClass::Retryable);
         assert_eq!(classify(404, None), MetaErrorClass::Permanent);

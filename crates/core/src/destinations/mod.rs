@@ -20,6 +20,21 @@ use crate::event::{Event, ParamValue};
 use crate::ids::{UserId, VisitorId};
 use crate::user_data::HashedUserData;
 
+/// Why a builder left an event out. Every destination's builder uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Consent forbids sending this event to the destination.
+    Consent(crate::consent::ConsentDenial),
+    /// The event breaks one of the destination's rules, is outside its time
+    /// window (`Error::OutsideWindow`) or is too large.
+    Invalid(crate::error::Error),
+    /// The destination has no such concept (refunds at Meta, events a Google Ads
+    /// target is not for).
+    Unsupported,
+    /// Nothing left to attribute with after consent (no click id, no user data).
+    NoAttribution,
+}
+
 /// Everything about the visitor a destination may use, before consent is applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryContext {
@@ -49,9 +64,8 @@ pub struct DeliveryContext {
 
 /// URL query parameters that carry ad click ids. They are removed from page
 /// URLs forwarded to a destination when `ad_storage` is not granted.
-pub const CLICK_ID_PARAMS: [&str; 9] = [
-    "gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid",
-];
+pub const CLICK_ID_PARAMS: [&str; 9] =
+    ["gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid"];
 
 /// Removes the query parameters that carry ad click ids ([`CLICK_ID_PARAMS`],
 /// any case) from a URL, keeping everything else as it was.

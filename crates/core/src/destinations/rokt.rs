@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{DeliveryContext, split_batches};
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::event_id::MAX_EVENT_ID;
@@ -55,10 +55,7 @@ pub struct NameValue {
 }
 
 fn nv(name: &str, value: impl Into<String>) -> NameValue {
-    NameValue {
-        name: name.to_owned(),
-        value: value.into(),
-    }
+    NameValue { name: name.to_owned(), value: value.into() }
 }
 
 /// One event of a request.
@@ -87,19 +84,8 @@ pub struct RoktRequest {
     pub events: Vec<RoktEvent>,
 }
 
-/// Why an event was not put into a Rokt request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RoktSkip {
-    /// Consent forbids it (neither `ad_storage` nor `ad_user_data` granted).
-    Consent(ConsentDenial),
-    /// The event breaks a rule, or is more than 18 months old or 5 minutes in the future.
-    Invalid(Error),
-    /// Rokt has no use for it (refunds).
-    Unsupported,
-    /// Neither a hashed email nor a Rokt click id (`rtid`) may be sent: Rokt
-    /// needs one of them to attribute.
-    NoAttribution,
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as RoktSkip;
 
 /// The requests to send and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -118,11 +104,7 @@ fn is_hex64(s: &str) -> bool {
 
 /// Checks the event time: at most 18 months (540 days) old, at most 5 minutes in the future.
 pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
-    let at = if e.occurred_at_ms > 0 {
-        e.occurred_at_ms
-    } else {
-        now_ms
-    };
+    let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { now_ms };
     let age = now_ms.saturating_sub(at);
     if age > i64::from(MAX_AGE_DAYS) * 86_400_000 || age < -MAX_FUTURE_MS {
         return Err(Error::OutsideWindow {
@@ -163,38 +145,24 @@ pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
 pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Result<RoktBatch> {
     let account = config.account_id.trim();
     if account.is_empty() {
-        return Err(Error::Missing {
-            field: "rokt.account_id",
-        });
+        return Err(Error::Missing { field: "rokt.account_id" });
     }
     if account.chars().count() > MAX_ACCOUNT_ID {
-        return Err(Error::TooLong {
-            field: "rokt.account_id",
-            max: MAX_ACCOUNT_ID,
-        });
+        return Err(Error::TooLong { field: "rokt.account_id", max: MAX_ACCOUNT_ID });
     }
     let policy = ctx.consent.policy(DestinationKind::Rokt);
     if let Err(denial) = policy.send {
         return Ok(RoktBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, RoktSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, RoktSkip::Consent(denial))).collect(),
             ..RoktBatch::default()
         });
     }
     let email = if policy.user_data {
-        ctx.user_data
-            .as_ref()
-            .and_then(|h| h.meta.as_ref())
-            .and_then(|m| m.em.iter().find(|s| is_hex64(s)).cloned())
+        ctx.user_data.as_ref().and_then(|h| h.meta.as_ref()).and_then(|m| m.em.iter().find(|s| is_hex64(s)).cloned())
     } else {
         None
     };
-    let rtid = if policy.click_ids {
-        ctx.click_ids.clone().validated().rtid
-    } else {
-        None
-    };
+    let rtid = if policy.click_ids { ctx.click_ids.clone().validated().rtid } else { None };
 
     let mut skipped = Vec::new();
     let mut ok = Vec::new();
@@ -208,13 +176,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
             continue;
         }
         if e.id.as_str().len() > MAX_EVENT_ID {
-            skipped.push((
-                i,
-                RoktSkip::Invalid(Error::TooLong {
-                    field: "eventId",
-                    max: MAX_EVENT_ID,
-                }),
-            ));
+            skipped.push((i, RoktSkip::Invalid(Error::TooLong { field: "eventId", max: MAX_EVENT_ID })));
             continue;
         }
         if email.is_none() && rtid.is_none() {
@@ -236,35 +198,18 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
             object.push(nv("currency", c.as_str()));
         }
         if !e.items.is_empty() {
-            let q: u64 = e
-                .items
-                .iter()
-                .map(|i| u64::from(i.quantity.unwrap_or(1)))
-                .sum();
+            let q: u64 = e.items.iter().map(|i| u64::from(i.quantity.unwrap_or(1))).sum();
             object.push(nv("quantity", q.to_string()));
         }
         if let Some(t) = &e.transaction_id {
             object.push(nv("transactionid", t.as_str()));
             object.push(nv("confirmationref", t.as_str()));
         }
-        if object
-            .iter()
-            .any(|o| o.value.chars().count() > MAX_VALUE_CHARS)
-        {
-            skipped.push((
-                i,
-                RoktSkip::Invalid(Error::TooLong {
-                    field: "objectData",
-                    max: MAX_VALUE_CHARS,
-                }),
-            ));
+        if object.iter().any(|o| o.value.chars().count() > MAX_VALUE_CHARS) {
+            skipped.push((i, RoktSkip::Invalid(Error::TooLong { field: "objectData", max: MAX_VALUE_CHARS })));
             continue;
         }
-        let at = if e.occurred_at_ms > 0 {
-            e.occurred_at_ms
-        } else {
-            ctx.now_ms
-        };
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         ok.push((
             i,
             RoktEvent {
@@ -280,26 +225,14 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
         serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
     });
     for (i, _) in oversized {
-        skipped.push((
-            i,
-            RoktSkip::Invalid(Error::TooLarge {
-                field: "event",
-                max: MAX_BODY_BYTES,
-            }),
-        ));
+        skipped.push((i, RoktSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }
     skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = RoktBatch {
-        skipped,
-        ..RoktBatch::default()
-    };
+    let mut batch = RoktBatch { skipped, ..RoktBatch::default() };
     for b in batches {
         let (idx, events): (Vec<usize>, Vec<RoktEvent>) = b.into_iter().unzip();
         batch.indices.push(idx);
-        batch.requests.push(RoktRequest {
-            account_id: account.to_owned(),
-            events,
-        });
+        batch.requests.push(RoktRequest { account_id: account.to_owned(), events });
     }
     Ok(batch)
 }
@@ -309,9 +242,7 @@ fn key_part(field: &'static str, prefix: &'static str, raw: &str) -> Result<Stri
     if t.is_empty() {
         return Err(Error::Missing { field });
     }
-    let ok = t.len() > prefix.len()
-        && t.starts_with(prefix)
-        && t.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    let ok = t.len() > prefix.len() && t.starts_with(prefix) && t.bytes().all(|b| b.is_ascii_graphic() && b != b':');
     if !ok {
         return Err(Error::Invalid {
             field,
@@ -407,10 +338,8 @@ impl RoktResponse {
         if body.trim().is_empty() {
             return Ok(RoktResponse::default());
         }
-        serde_json::from_str(body).map_err(|_| Error::Invalid {
-            field: "rokt.response",
-            reason: "not an Event API response",
-        })
+        serde_json::from_str(body)
+            .map_err(|_| Error::Invalid { field: "rokt.response", reason: "not an Event API response" })
     }
 
     /// The unprocessed records, matched to their position in `sent` by `clientEventId`.
@@ -422,8 +351,7 @@ impl RoktResponse {
             .map(|r| {
                 let id = r.client_event_id();
                 RowError {
-                    position: id
-                        .and_then(|id| sent.events.iter().position(|e| e.client_event_id == id)),
+                    position: id.and_then(|id| sent.events.iter().position(|e| e.client_event_id == id)),
                     client_event_id: id.map(str::to_owned),
                     code: r.error.code.clone(),
                     message: r.error.message.clone(),
@@ -463,31 +391,21 @@ mod tests {
     const EM: &str = "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b";
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("ORD-1001").unwrap(),
-            1_777_667_565_339,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), 1_777_667_565_339);
         e.value = Some(Amount::parse("129.99").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items
-            .push(Item::new("SKU_1", "Tee").with_price(Amount::parse("43.33").unwrap(), 3));
+        e.items.push(Item::new("SKU_1", "Tee").with_price(Amount::parse("43.33").unwrap(), 3));
         e
     }
 
     fn ctx() -> DeliveryContext {
         DeliveryContext {
-            click_ids: ClickIds {
-                rtid: Some("rtid-abc123".into()),
-                ..Default::default()
-            },
+            click_ids: ClickIds { rtid: Some("rtid-abc123".into()), ..Default::default() },
             consent: ConsentState::ALL_GRANTED,
             user_data: Some(HashedUserData {
                 google: None,
-                meta: Some(user_data::MetaUserData {
-                    em: vec![EM.into()],
-                    ..Default::default()
-                }),
+                meta: Some(user_data::MetaUserData { em: vec![EM.into()], ..Default::default() }),
             }),
             now_ms: NOW,
             ..Default::default()
@@ -495,9 +413,7 @@ mod tests {
     }
 
     fn config() -> RoktConfig {
-        RoktConfig {
-            account_id: "12345".into(),
-        }
+        RoktConfig { account_id: "12345".into() }
     }
 
     #[test]
@@ -532,18 +448,11 @@ mod tests {
         let mut c = ctx();
         c.consent.ad_user_data = ConsentSignal::Denied;
         let b = build(&[purchase()], &c, &config()).unwrap();
-        let names: Vec<&str> = b.requests[0].events[0]
-            .object_data
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect();
+        let names: Vec<&str> = b.requests[0].events[0].object_data.iter().map(|o| o.name.as_str()).collect();
         assert!(!names.contains(&"emailsha256"));
         assert!(names.contains(&"passbackconversiontrackingid"));
         c.click_ids = ClickIds::default();
-        assert_eq!(
-            build(&[purchase()], &c, &config()).unwrap().skipped,
-            vec![(0, RoktSkip::NoAttribution)]
-        );
+        assert_eq!(build(&[purchase()], &c, &config()).unwrap().skipped, vec![(0, RoktSkip::NoAttribution)]);
     }
 
     #[test]
@@ -552,44 +461,22 @@ mod tests {
         old.occurred_at_ms = NOW - 541 * 86_400_000;
         let mut future = purchase();
         future.occurred_at_ms = NOW + 6 * 60_000;
-        let refund = Event::transactional(
-            EventName::Refund,
-            TransactionId::parse("ORD-1001").unwrap(),
-            NOW,
-        );
+        let refund = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), NOW);
         let b = build(&[old, future, refund], &ctx(), &config()).unwrap();
-        assert!(matches!(
-            b.skipped[0].1,
-            RoktSkip::Invalid(Error::OutsideWindow { .. })
-        ));
-        assert!(matches!(
-            b.skipped[1].1,
-            RoktSkip::Invalid(Error::OutsideWindow { .. })
-        ));
+        assert!(matches!(b.skipped[0].1, RoktSkip::Invalid(Error::OutsideWindow { .. })));
+        assert!(matches!(b.skipped[1].1, RoktSkip::Invalid(Error::OutsideWindow { .. })));
         assert_eq!(b.skipped[2], (2, RoktSkip::Unsupported));
 
-        let events: Vec<Event> = (0..250)
-            .map(|i| Event::new(EventName::SignUp, EventId::random_v7(i, [1; 10]), NOW))
-            .collect();
+        let events: Vec<Event> =
+            (0..250).map(|i| Event::new(EventName::SignUp, EventId::random_v7(i, [1; 10]), NOW)).collect();
         let b = build(&events, &ctx(), &config()).unwrap();
-        assert_eq!(
-            b.requests
-                .iter()
-                .map(|r| r.events.len())
-                .collect::<Vec<_>>(),
-            [100, 100, 50]
-        );
+        assert_eq!(b.requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(), [100, 100, 50]);
     }
 
     #[test]
     fn account_id_rules() {
-        for (id, field) in [
-            ("", "rokt.account_id"),
-            (&*"1".repeat(65), "rokt.account_id"),
-        ] {
-            let c = RoktConfig {
-                account_id: id.into(),
-            };
+        for (id, field) in [("", "rokt.account_id"), (&*"1".repeat(65), "rokt.account_id")] {
+            let c = RoktConfig { account_id: id.into() };
             assert_eq!(build(&[], &ctx(), &c).unwrap_err().field(), field);
         }
     }
@@ -598,16 +485,8 @@ mod tests {
     fn auth() {
         assert!(basic_auth("rpub-", "rsec-x").is_err());
         assert!(basic_auth("rpub-a:b", "rsec-x").is_err());
-        assert_eq!(
-            basic_auth("rpub-a", "rsek-x").unwrap_err().field(),
-            "rokt.secret"
-        );
-        assert_eq!(
-            basic_auth("", "rsec-x").unwrap_err(),
-            Error::Missing {
-                field: "rokt.public_key"
-            }
-        );
+        assert_eq!(basic_auth("rpub-a", "rsek-x").unwrap_err().field(), "rokt.secret");
+        assert_eq!(basic_auth("", "rsec-x").unwrap_err(), Error::Missing { field: "rokt.public_key" });
     }
 
     #[test]
@@ -625,12 +504,7 @@ mod tests {
         assert_eq!(errs[0].code, "ValidationError");
         assert_eq!(errs[1].position, None);
         assert!(RoktResponse::parse("").unwrap().row_errors(sent).is_empty());
-        assert!(
-            RoktResponse::parse("{}")
-                .unwrap()
-                .row_errors(sent)
-                .is_empty()
-        );
+        assert!(RoktResponse::parse("{}").unwrap().row_errors(sent).is_empty());
         assert!(RoktResponse::parse("<html>").is_err());
         assert_eq!(classify(503), RoktErrorClass::Retryable);
         assert_eq!(classify(401), RoktErrorClass::Credentials);

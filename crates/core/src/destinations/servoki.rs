@@ -9,7 +9,7 @@ use serde_json::{Map, Number, Value};
 
 use super::DeliveryContext;
 use crate::amount::Amount;
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
 use crate::time::rfc3339_utc;
@@ -54,14 +54,8 @@ pub struct ServokiEvent {
     pub consent: bool,
 }
 
-/// Why an event was not built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServokiSkip {
-    /// Consent forbids it (Servoki is analytics: it needs `analytics_storage`).
-    Consent(ConsentDenial),
-    /// The event breaks a rule, or is too large.
-    Invalid(Error),
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as ServokiSkip;
 
 /// The requests to send (one event each) and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,11 +78,7 @@ fn props(e: &Event, strip_urls: bool) -> Map<String, Value> {
         p.insert("order_id".into(), Value::String(t.as_str().to_owned()));
     }
     if !e.items.is_empty() {
-        let n: u64 = e
-            .items
-            .iter()
-            .map(|i| u64::from(i.quantity.unwrap_or(1)))
-            .sum();
+        let n: u64 = e.items.iter().map(|i| u64::from(i.quantity.unwrap_or(1))).sum();
         p.insert("items".into(), Value::from(n));
     }
     for (k, v) in [("coupon", &e.coupon), ("affiliation", &e.affiliation)] {
@@ -136,31 +126,19 @@ fn props(e: &Event, strip_urls: bool) -> Map<String, Value> {
 /// assert_eq!(batch.requests[0].event_id, e.id.as_str());
 /// assert!(batch.requests[0].consent);
 /// ```
-pub fn build(
-    events: &[Event],
-    ctx: &DeliveryContext,
-    config: &ServokiConfig,
-) -> Result<ServokiBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &ServokiConfig) -> Result<ServokiBatch> {
     let site = config.site.trim();
     if site.is_empty() {
-        return Err(Error::Missing {
-            field: "servoki.site",
-        });
+        return Err(Error::Missing { field: "servoki.site" });
     }
     let policy = ctx.consent.policy(DestinationKind::Servoki);
     if let Err(denial) = policy.send {
         return Ok(ServokiBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, ServokiSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, ServokiSkip::Consent(denial))).collect(),
             ..ServokiBatch::default()
         });
     }
-    let vid = if policy.analytics_ids {
-        ctx.visitor_id.as_ref().map(|v| v.as_str().to_owned())
-    } else {
-        None
-    };
+    let vid = if policy.analytics_ids { ctx.visitor_id.as_ref().map(|v| v.as_str().to_owned()) } else { None };
     let consent = ctx.consent.ad_storage.is_granted() && ctx.consent.ad_user_data.is_granted();
     let mut batch = ServokiBatch::default();
     for (i, e) in events.iter().enumerate() {
@@ -168,11 +146,7 @@ pub fn build(
             batch.skipped.push((i, ServokiSkip::Invalid(err)));
             continue;
         }
-        let at = if e.occurred_at_ms > 0 {
-            e.occurred_at_ms
-        } else {
-            ctx.now_ms
-        };
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         let body = ServokiEvent {
             site: site.to_owned(),
             event_type: e.name.as_str().to_owned(),
@@ -185,13 +159,7 @@ pub fn build(
             consent,
         };
         if serde_json::to_string(&body).map_or(usize::MAX, |s| s.len()) > MAX_BODY_BYTES {
-            batch.skipped.push((
-                i,
-                ServokiSkip::Invalid(Error::TooLarge {
-                    field: "event",
-                    max: MAX_BODY_BYTES,
-                }),
-            ));
+            batch.skipped.push((i, ServokiSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
             continue;
         }
         batch.indices.push(i);
@@ -207,16 +175,11 @@ mod tests {
     use serde_json::json;
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("order_8841").unwrap(),
-            1_781_258_400_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("order_8841").unwrap(), 1_781_258_400_000);
         e.value = Some(Amount::parse("238.00").unwrap());
         e.currency = Some(Currency::parse("EUR").unwrap());
-        e.items.push(
-            Item::new("SKU-204", "Merino runner").with_price(Amount::parse("119").unwrap(), 2),
-        );
+        e.items.push(Item::new("SKU-204", "Merino runner").with_price(Amount::parse("119").unwrap(), 2));
         e.set_text("plan", "pro");
         e
     }
@@ -225,19 +188,14 @@ mod tests {
         DeliveryContext {
             visitor_id: Some(VisitorId::parse("anon-abc123").unwrap()),
             consent: ConsentState::ALL_GRANTED,
-            click_ids: ClickIds {
-                gclid: Some("G".into()),
-                ..Default::default()
-            },
+            click_ids: ClickIds { gclid: Some("G".into()), ..Default::default() },
             now_ms: 1_781_258_460_000,
             ..Default::default()
         }
     }
 
     fn config() -> ServokiConfig {
-        ServokiConfig {
-            site: "example.com".into(),
-        }
+        ServokiConfig { site: "example.com".into() }
     }
 
     #[test]
@@ -281,9 +239,7 @@ mod tests {
         assert!(matches!(b.skipped[0].1, ServokiSkip::Invalid(_)));
         assert_eq!(
             build(&[], &ctx(), &ServokiConfig::default()).unwrap_err(),
-            Error::Missing {
-                field: "servoki.site"
-            }
+            Error::Missing { field: "servoki.site" }
         );
         let mut lead = Event::new(EventName::SignUp, EventId::parse("s-1").unwrap(), 0);
         lead.set_text("method", "email");

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{DeliveryContext, split_batches};
 use super::{page_url, strip_click_ids};
-use crate::consent::{ConsentDenial, DestinationKind};
+use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
 use crate::event_name::EventName;
@@ -154,19 +154,8 @@ pub struct TikTokRequest {
     pub data: Vec<TikTokEvent>,
 }
 
-/// Why an event was not put into a TikTok request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TikTokSkip {
-    /// Consent forbids it (neither `ad_storage` nor `ad_user_data` granted).
-    Consent(ConsentDenial),
-    /// The event breaks a rule, is outside the window, or is too large.
-    Invalid(Error),
-    /// TikTok has no such event (refunds).
-    Unsupported,
-    /// Nothing identifies the visitor (no ttclid, hashed data, IP or user
-    /// agent may be sent): TikTok could not match the event.
-    NoAttribution,
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as TikTokSkip;
 
 /// The requests to send and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -189,11 +178,7 @@ fn first_hash(v: Option<&Vec<String>>) -> Option<String> {
 
 /// Checks the event time: at most [`MAX_AGE_DAYS`] old, not in the future.
 pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
-    let at = if e.occurred_at_ms > 0 {
-        e.occurred_at_ms
-    } else {
-        now_ms
-    };
+    let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { now_ms };
     let age = now_ms.saturating_sub(at);
     if age > i64::from(MAX_AGE_DAYS) * 86_400_000 || age < -MAX_FUTURE_MS {
         return Err(Error::OutsideWindow {
@@ -260,32 +245,19 @@ fn properties(e: &Event) -> TikTokProperties {
 /// let batch = tiktok::build(&[e], &ctx, &config).unwrap();
 /// assert_eq!(batch.requests[0].data[0].event, "CompletePayment");
 /// ```
-pub fn build(
-    events: &[Event],
-    ctx: &DeliveryContext,
-    config: &TikTokConfig,
-) -> Result<TikTokBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> Result<TikTokBatch> {
     let pixel = config.pixel_code.trim();
     if pixel.is_empty() {
-        return Err(Error::Missing {
-            field: "tiktok.pixel_code",
-        });
+        return Err(Error::Missing { field: "tiktok.pixel_code" });
     }
     let policy = ctx.consent.policy(DestinationKind::TikTok);
     if let Err(denial) = policy.send {
         return Ok(TikTokBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, TikTokSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, TikTokSkip::Consent(denial))).collect(),
             ..TikTokBatch::default()
         });
     }
-    let clean = |s: &Option<String>| {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
+    let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let ud = ctx.user_data.as_ref().filter(|_| policy.user_data);
     let meta = ud.and_then(|h| h.meta.as_ref());
     let google = ud.and_then(|h| h.google.as_ref());
@@ -293,21 +265,9 @@ pub fn build(
         email: first_hash(meta.map(|m| &m.em)),
         phone: first_hash(google.map(|g| &g.sha256_phone_number)),
         external_id: first_hash(meta.map(|m| &m.external_id)),
-        ttclid: if policy.click_ids {
-            ctx.click_ids.clone().validated().ttclid
-        } else {
-            None
-        },
-        ip: if policy.user_data {
-            clean(&ctx.ip_address)
-        } else {
-            None
-        },
-        user_agent: if policy.user_data {
-            clean(&ctx.user_agent)
-        } else {
-            None
-        },
+        ttclid: if policy.click_ids { ctx.click_ids.clone().validated().ttclid } else { None },
+        ip: if policy.user_data { clean(&ctx.ip_address) } else { None },
+        user_agent: if policy.user_data { clean(&ctx.user_agent) } else { None },
     };
     let limited_data_use = !(policy.user_data && policy.personalization);
 
@@ -327,34 +287,20 @@ pub fn build(
             continue;
         }
         let page = page_url(e, ctx).map(|u| TikTokPage {
-            url: if policy.click_ids {
-                u
-            } else {
-                strip_click_ids(&u)
-            },
+            url: if policy.click_ids { u } else { strip_click_ids(&u) },
             referrer: match e.params.get("page_referrer") {
-                Some(ParamValue::Text(r)) if !r.trim().is_empty() => Some(if policy.click_ids {
-                    r.clone()
-                } else {
-                    strip_click_ids(r)
-                }),
+                Some(ParamValue::Text(r)) if !r.trim().is_empty() => {
+                    Some(if policy.click_ids { r.clone() } else { strip_click_ids(r) })
+                }
                 _ => None,
             },
         });
         let props = properties(e);
-        let at = if e.occurred_at_ms > 0 {
-            e.occurred_at_ms
-        } else {
-            ctx.now_ms
-        };
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         ok.push((
             i,
             TikTokEvent {
-                event: e
-                    .name
-                    .tiktok_name()
-                    .unwrap_or_else(|| e.name.as_str())
-                    .to_owned(),
+                event: e.name.tiktok_name().unwrap_or_else(|| e.name.as_str()).to_owned(),
                 event_time: at.div_euclid(1000),
                 event_id: e.id.as_str().to_owned(),
                 user: user.clone(),
@@ -365,24 +311,14 @@ pub fn build(
         ));
     }
     let envelope = 128 + pixel.len() + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) =
-        split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
-            serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-        });
+    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
+        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
+    });
     for (i, _) in oversized {
-        skipped.push((
-            i,
-            TikTokSkip::Invalid(Error::TooLarge {
-                field: "event",
-                max: MAX_BODY_BYTES,
-            }),
-        ));
+        skipped.push((i, TikTokSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }
     skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = TikTokBatch {
-        skipped,
-        ..TikTokBatch::default()
-    };
+    let mut batch = TikTokBatch { skipped, ..TikTokBatch::default() };
     for b in batches {
         let (idx, data): (Vec<usize>, Vec<TikTokEvent>) = b.into_iter().unzip();
         batch.indices.push(idx);
@@ -413,10 +349,8 @@ pub struct TikTokResponse {
 impl TikTokResponse {
     /// Parses a response body.
     pub fn parse(body: &str) -> Result<TikTokResponse> {
-        serde_json::from_str(body).map_err(|_| Error::Invalid {
-            field: "tiktok.response",
-            reason: "not an Events API response",
-        })
+        serde_json::from_str(body)
+            .map_err(|_| Error::Invalid { field: "tiktok.response", reason: "not an Events API response" })
     }
 }
 
@@ -463,31 +397,21 @@ mod tests {
     const XID: &str = "d8c59e8348e0c03f9d2105eed9791438f9aea9586381b79deadbc857eef89d78";
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("ORD-1001").unwrap(),
-            1_700_000_000_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), 1_700_000_000_000);
         e.value = Some(Amount::parse("129.99").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items
-            .push(Item::new("SKU_12345", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items.push(Item::new("SKU_12345", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         e.set_text("page_referrer", "https://shop.example.com/cart");
         e
     }
 
     fn ctx() -> DeliveryContext {
         DeliveryContext {
-            click_ids: ClickIds {
-                ttclid: Some("E.C.P.abc".into()),
-                ..Default::default()
-            },
+            click_ids: ClickIds { ttclid: Some("E.C.P.abc".into()), ..Default::default() },
             consent: ConsentState::ALL_GRANTED,
             user_data: Some(HashedUserData {
-                google: Some(user_data::GoogleUserData {
-                    sha256_phone_number: vec![PH.into()],
-                    ..Default::default()
-                }),
+                google: Some(user_data::GoogleUserData { sha256_phone_number: vec![PH.into()], ..Default::default() }),
                 meta: Some(user_data::MetaUserData {
                     em: vec![EM.into()],
                     external_id: vec![XID.into()],
@@ -503,10 +427,7 @@ mod tests {
     }
 
     fn config() -> TikTokConfig {
-        TikTokConfig {
-            pixel_code: "PIXEL_CODE".into(),
-            test_event_code: Some("TEST123".into()),
-        }
+        TikTokConfig { pixel_code: "PIXEL_CODE".into(), test_event_code: Some("TEST123".into()) }
     }
 
     #[test]
@@ -531,22 +452,13 @@ mod tests {
         let mut c = ctx();
         c.consent = ConsentState::ALL_DENIED;
         let b = build(&[purchase()], &c, &config()).unwrap();
-        assert_eq!(
-            b.skipped,
-            vec![(0, TikTokSkip::Consent(ConsentDenial::NoAdSignal))]
-        );
+        assert_eq!(b.skipped, vec![(0, TikTokSkip::Consent(ConsentDenial::NoAdSignal))]);
         // Click id only.
         let mut c = ctx();
         c.consent.ad_user_data = ConsentSignal::Denied;
         let b = build(&[purchase()], &c, &config()).unwrap();
         let ev = &b.requests[0].data[0];
-        assert_eq!(
-            ev.user,
-            TikTokUser {
-                ttclid: Some("E.C.P.abc".into()),
-                ..Default::default()
-            }
-        );
+        assert_eq!(ev.user, TikTokUser { ttclid: Some("E.C.P.abc".into()), ..Default::default() });
         assert!(ev.limited_data_use);
         // User data only; click ids stripped from URLs too.
         let mut c = ctx();
@@ -568,30 +480,16 @@ mod tests {
     fn names_refunds_windows() {
         let mut old = purchase();
         old.occurred_at_ms = NOW - 8 * 86_400_000;
-        let refund = Event::transactional(
-            EventName::Refund,
-            TransactionId::parse("ORD-1001").unwrap(),
-            NOW,
-        );
+        let refund = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), NOW);
         let mut search = Event::new(EventName::Search, EventId::parse("s1").unwrap(), NOW);
         search.set_text("search_term", "tee");
-        let custom = Event::new(
-            EventName::parse("quiz_done").unwrap(),
-            EventId::parse("q1").unwrap(),
-            0,
-        );
+        let custom = Event::new(EventName::parse("quiz_done").unwrap(), EventId::parse("q1").unwrap(), 0);
         let b = build(&[old, refund, search, custom], &ctx(), &config()).unwrap();
-        assert!(matches!(
-            b.skipped[0],
-            (0, TikTokSkip::Invalid(Error::OutsideWindow { .. }))
-        ));
+        assert!(matches!(b.skipped[0], (0, TikTokSkip::Invalid(Error::OutsideWindow { .. }))));
         assert_eq!(b.skipped[1], (1, TikTokSkip::Unsupported));
         let data = &b.requests[0].data;
         assert_eq!(data[0].event, "Search");
-        assert_eq!(
-            data[0].properties.as_ref().unwrap().query.as_deref(),
-            Some("tee")
-        );
+        assert_eq!(data[0].properties.as_ref().unwrap().query.as_deref(), Some("tee"));
         assert_eq!(data[1].event, "quiz_done");
         assert_eq!(data[1].event_time, NOW / 1000);
         assert!(data[1].properties.is_none());
@@ -600,27 +498,15 @@ mod tests {
     #[test]
     fn needs_pixel_code() {
         let c = TikTokConfig::default();
-        assert_eq!(
-            build(&[purchase()], &ctx(), &c).unwrap_err(),
-            Error::Missing {
-                field: "tiktok.pixel_code"
-            }
-        );
+        assert_eq!(build(&[purchase()], &ctx(), &c).unwrap_err(), Error::Missing { field: "tiktok.pixel_code" });
     }
 
     #[test]
     fn outcomes() {
-        let ok = TikTokResponse::parse(r#"{"code":0,"message":"OK","request_id":"r1","data":{}}"#)
-            .unwrap();
+        let ok = TikTokResponse::parse(r#"{"code":0,"message":"OK","request_id":"r1","data":{}}"#).unwrap();
         assert_eq!(classify(200, Some(&ok)), TikTokOutcome::Success);
-        let t = |code| TikTokResponse {
-            code,
-            ..Default::default()
-        };
-        assert_eq!(
-            classify(200, Some(&t(20001))),
-            TikTokOutcome::PartialSuccess
-        );
+        let t = |code| TikTokResponse { code, ..Default::default() };
+        assert_eq!(classify(200, Some(&t(20001))), TikTokOutcome::PartialSuccess);
         assert_eq!(classify(200, Some(&t(40100))), TikTokOutcome::Retryable);
         assert_eq!(classify(200, Some(&t(40001))), TikTokOutcome::Credentials);
         assert_eq!(classify(200, Some(&t(40002))), TikTokOutcome::Permanent);

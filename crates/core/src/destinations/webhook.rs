@@ -18,8 +18,8 @@ use sha2::Sha256;
 use super::DeliveryContext;
 use crate::amount::Amount;
 use crate::click_ids::ClickIds;
-use crate::consent::{ConsentDenial, ConsentSignal, DestinationKind};
-use crate::error::{Error, Result};
+use crate::consent::{ConsentSignal, DestinationKind};
+use crate::error::Result;
 use crate::event::{Event, ParamValue};
 use crate::item::Item;
 use crate::time::rfc3339_utc;
@@ -139,14 +139,8 @@ impl WebhookRecord {
     }
 }
 
-/// Why an event was not built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WebhookSkip {
-    /// Consent forbids it (the policy currently always allows the shop's own sink).
-    Consent(ConsentDenial),
-    /// The event breaks a rule.
-    Invalid(Error),
-}
+/// Why an event was left out (the same for every destination).
+pub use super::Skip as WebhookSkip;
 
 /// The records to send (one per request) and, per input event, why it was left out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -212,41 +206,20 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
     let policy = ctx.consent.policy(DestinationKind::Webhook);
     if let Err(denial) = policy.send {
         return Ok(WebhookBatch {
-            skipped: (0..events.len())
-                .map(|i| (i, WebhookSkip::Consent(denial)))
-                .collect(),
+            skipped: (0..events.len()).map(|i| (i, WebhookSkip::Consent(denial))).collect(),
             ..WebhookBatch::default()
         });
     }
-    let clean = |s: &Option<String>| {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let click_ids = if policy.click_ids {
-        Some(ctx.click_ids.clone().validated()).filter(|c| !c.is_empty())
-    } else {
-        None
-    };
+    let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let click_ids =
+        if policy.click_ids { Some(ctx.click_ids.clone().validated()).filter(|c| !c.is_empty()) } else { None };
     let user = WebhookUser {
-        client_id: ctx
-            .client_id
-            .as_ref()
-            .filter(|_| policy.analytics_ids)
-            .map(|c| c.as_str().to_owned()),
+        client_id: ctx.client_id.as_ref().filter(|_| policy.analytics_ids).map(|c| c.as_str().to_owned()),
         session_id: ctx.session_id.clone().filter(|_| policy.analytics_ids),
-        visitor_id: ctx
-            .visitor_id
-            .as_ref()
-            .filter(|_| policy.analytics_ids)
-            .map(|v| v.as_str().to_owned()),
+        visitor_id: ctx.visitor_id.as_ref().filter(|_| policy.analytics_ids).map(|v| v.as_str().to_owned()),
         user_id: ctx.user_id.as_ref().map(|u| u.as_str().to_owned()),
         click_ids,
-        user_data: ctx
-            .user_data
-            .clone()
-            .filter(|u| policy.user_data && !u.is_empty()),
+        user_data: ctx.user_data.clone().filter(|u| policy.user_data && !u.is_empty()),
         ip_address: clean(&ctx.ip_address).filter(|_| policy.user_data),
         user_agent: clean(&ctx.user_agent).filter(|_| policy.user_data),
     };
@@ -257,11 +230,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
         ad_personalization: signal(ctx.consent.ad_personalization),
     };
     let url = |u: &str| {
-        if policy.click_ids {
-            u.to_owned()
-        } else {
-            super::meta::strip_click_ids(u)
-        }
+        if policy.click_ids { u.to_owned() } else { super::meta::strip_click_ids(u) }
     };
     let mut batch = WebhookBatch::default();
     for (i, e) in events.iter().enumerate() {
@@ -269,19 +238,13 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
             batch.skipped.push((i, WebhookSkip::Invalid(err)));
             continue;
         }
-        let at = if e.occurred_at_ms > 0 {
-            e.occurred_at_ms
-        } else {
-            ctx.now_ms
-        };
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         let params: Map<String, Value> = e
             .params
             .iter()
             .map(|(k, v)| {
                 let v = match v {
-                    ParamValue::Text(s) if k == "page_location" || k == "page_referrer" => {
-                        Value::String(url(s))
-                    }
+                    ParamValue::Text(s) if k == "page_location" || k == "page_referrer" => Value::String(url(s)),
                     ParamValue::Text(s) => Value::String(s.clone()),
                     ParamValue::Number(a) => num(*a),
                     ParamValue::Bool(b) => Value::Bool(*b),
@@ -424,17 +387,10 @@ mod tests {
     const NOW: i64 = 1_777_667_565_000;
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("ORD-1001").unwrap(),
-            NOW,
-        );
+        let mut e = Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), NOW);
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items.push(
-            Item::new("SKU_12345", "Stan and Friends Tee")
-                .with_price(Amount::parse("10.01").unwrap(), 3),
-        );
+        e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         e.set_text("payment_type", "card");
         e
     }
@@ -444,17 +400,11 @@ mod tests {
             client_id: Some(ClientId::parse("1958185836.1757409569").unwrap()),
             visitor_id: Some(VisitorId::parse("v-1").unwrap()),
             user_id: Some(UserId::parse("cust_1").unwrap()),
-            click_ids: ClickIds {
-                gclid: Some("G1".into()),
-                ..Default::default()
-            },
+            click_ids: ClickIds { gclid: Some("G1".into()), ..Default::default() },
             consent: ConsentState::ALL_GRANTED,
             user_data: Some(HashedUserData {
                 google: None,
-                meta: Some(user_data::MetaUserData {
-                    em: vec!["a".repeat(64)],
-                    ..Default::default()
-                }),
+                meta: Some(user_data::MetaUserData { em: vec!["a".repeat(64)], ..Default::default() }),
             }),
             page_url: Some("https://shop.example/done?gclid=G1".into()),
             ip_address: Some("203.0.113.7".into()),
@@ -488,24 +438,14 @@ mod tests {
         c.consent = ConsentState::ALL_DENIED;
         let b = build(&[purchase()], &c).unwrap();
         let r = &b.records[0];
-        assert_eq!(
-            r.user,
-            WebhookUser {
-                user_id: Some("cust_1".into()),
-                ..Default::default()
-            }
-        );
+        assert_eq!(r.user, WebhookUser { user_id: Some("cust_1".into()), ..Default::default() });
         assert_eq!(r.page_url.as_deref(), Some("https://shop.example/done"));
         assert_eq!(r.consent.ad_user_data, "denied");
     }
 
     #[test]
     fn refunds_carry_the_order_key() {
-        let mut r = Event::transactional(
-            EventName::Refund,
-            TransactionId::parse("ORD-1001").unwrap(),
-            0,
-        );
+        let mut r = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), 0);
         r.value = Some(Amount::parse("10").unwrap());
         r.original_value = Some(Amount::parse("30.03").unwrap());
         r.currency = Some(Currency::parse("USD").unwrap());
@@ -523,10 +463,7 @@ mod tests {
         let mut e = purchase();
         e.value = None;
         let b = build(&[e], &ctx()).unwrap();
-        assert_eq!(
-            b.skipped,
-            vec![(0, WebhookSkip::Invalid(Error::Missing { field: "value" }))]
-        );
+        assert_eq!(b.skipped, vec![(0, WebhookSkip::Invalid(Error::Missing { field: "value" }))]);
     }
 
     #[test]
@@ -534,51 +471,19 @@ mod tests {
         // Python: hmac.new(b"whsec_test", b'1777667565.{"a":1}', hashlib.sha256).hexdigest()
         let body = br#"{"a":1}"#;
         let sig = sign(b"whsec_test", 1_777_667_565, body);
-        assert_eq!(
-            sig,
-            "sha256=106a7f9ce5cf78d5912af1bdbe5e453544eabd1119279f77b1f8d438e2b1d1cd"
-        );
-        let ok =
-            |ts: &str, body: &[u8], sig: &str, now| verify(b"whsec_test", ts, body, sig, now, 300);
+        assert_eq!(sig, "sha256=106a7f9ce5cf78d5912af1bdbe5e453544eabd1119279f77b1f8d438e2b1d1cd");
+        let ok = |ts: &str, body: &[u8], sig: &str, now| verify(b"whsec_test", ts, body, sig, now, 300);
         assert_eq!(ok("1777667565", body, &sig, 1_777_667_565), Ok(()));
-        assert_eq!(
-            ok(
-                "1777667565",
-                body,
-                &sig.to_uppercase().replace("SHA256", "sha256"),
-                1_777_667_565
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            ok("1777667565", br#"{"a":2}"#, &sig, 1_777_667_565),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            ok("1777667566", body, &sig, 1_777_667_565),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            ok("1777667565", body, &sig, 1_777_667_566 + 300),
-            Err(VerifyError::Expired)
-        );
-        assert_eq!(
-            ok("1777667565", body, &sig, 1_777_667_565 - 301),
-            Err(VerifyError::Expired)
-        );
+        assert_eq!(ok("1777667565", body, &sig.to_uppercase().replace("SHA256", "sha256"), 1_777_667_565), Ok(()));
+        assert_eq!(ok("1777667565", br#"{"a":2}"#, &sig, 1_777_667_565), Err(VerifyError::Mismatch));
+        assert_eq!(ok("1777667566", body, &sig, 1_777_667_565), Err(VerifyError::Mismatch));
+        assert_eq!(ok("1777667565", body, &sig, 1_777_667_566 + 300), Err(VerifyError::Expired));
+        assert_eq!(ok("1777667565", body, &sig, 1_777_667_565 - 301), Err(VerifyError::Expired));
         for bad_sig in ["", "sha256=", "sha1=abc", "sha256=zz", &sig[..70]] {
-            assert_eq!(
-                ok("1777667565", body, bad_sig, 1_777_667_565),
-                Err(VerifyError::Malformed),
-                "{bad_sig}"
-            );
+            assert_eq!(ok("1777667565", body, bad_sig, 1_777_667_565), Err(VerifyError::Malformed), "{bad_sig}");
         }
         for bad_ts in ["", "-1", "1e9", "99999999999999999999"] {
-            assert_eq!(
-                ok(bad_ts, body, &sig, 1_777_667_565),
-                Err(VerifyError::Malformed),
-                "{bad_ts}"
-            );
+            assert_eq!(ok(bad_ts, body, &sig, 1_777_667_565), Err(VerifyError::Malformed), "{bad_ts}");
         }
     }
 }
