@@ -64,15 +64,7 @@ pub struct Ga4Request {
 pub use super::Skip as Ga4Skip;
 
 /// The requests to send and, per input event, why it was left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Ga4Batch {
-    /// Request bodies, each within GA4's limits.
-    pub requests: Vec<Ga4Request>,
-    /// For each request, the indices (into the input) of the events it carries.
-    pub indices: Vec<Vec<usize>>,
-    /// `(index into the input, reason)` for events not sent.
-    pub skipped: Vec<(usize, Ga4Skip)>,
-}
+pub type Ga4Batch = super::Batch<Ga4Request>;
 
 fn num(a: Amount) -> Value {
     Number::from_f64(a.to_f64()).map_or(Value::Null, Value::Number)

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::is_hex64;
 use super::{DeliveryContext, split_batches};
 use crate::click_ids::GoogleClick;
 use crate::consent::DestinationKind;
@@ -313,10 +314,6 @@ pub struct AdsBatch {
     pub adjustment_indices: Vec<Vec<usize>>,
     /// `(index into the input, reason)` for events not sent, by index.
     pub skipped: Vec<(usize, AdsSkip)>,
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The time an event is reported at: its own, or the time of sending when unknown (0).

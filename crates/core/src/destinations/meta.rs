@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::is_hex64;
 use super::page_url;
 pub use super::{CLICK_ID_PARAMS, strip_click_ids};
 use super::{DeliveryContext, split_batches};
@@ -216,19 +217,7 @@ pub struct MetaRequest {
 pub use super::Skip as MetaSkip;
 
 /// The requests to send and, per input event, why it was left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MetaBatch {
-    /// Request bodies.
-    pub requests: Vec<MetaRequest>,
-    /// For each request, the input indices of its events.
-    pub indices: Vec<Vec<usize>>,
-    /// `(index into the input, reason)` for events not sent, by index.
-    pub skipped: Vec<(usize, MetaSkip)>,
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub type MetaBatch = super::Batch<MetaRequest>;
 
 fn hashed_only(m: &MetaUserData) -> MetaUserData {
     let f = |v: &Vec<String>| -> Vec<String> { v.iter().filter(|s| is_hex64(s)).cloned().collect() };

@@ -35,6 +35,29 @@ pub enum Skip {
     NoAttribution,
 }
 
+/// What a builder returns for destinations that batch: the request bodies,
+/// the input indices each carries, and why the others were left out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch<R> {
+    /// Request bodies, each within the destination's limits.
+    pub requests: Vec<R>,
+    /// For each request, the indices (into the input) of the events it carries.
+    pub indices: Vec<Vec<usize>>,
+    /// `(index into the input, reason)` for events not sent, by index.
+    pub skipped: Vec<(usize, Skip)>,
+}
+
+impl<R> Default for Batch<R> {
+    fn default() -> Self {
+        Batch { requests: Vec::new(), indices: Vec::new(), skipped: Vec::new() }
+    }
+}
+
+/// A SHA-256 in lowercase hex: the only form hashed user data is forwarded in.
+pub(crate) fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Everything about the visitor a destination may use, before consent is applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryContext {

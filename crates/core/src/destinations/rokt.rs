@@ -11,6 +11,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::is_hex64;
 use super::{DeliveryContext, split_batches};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -88,19 +89,7 @@ pub struct RoktRequest {
 pub use super::Skip as RoktSkip;
 
 /// The requests to send and, per input event, why it was left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RoktBatch {
-    /// Request bodies.
-    pub requests: Vec<RoktRequest>,
-    /// For each request, the input indices of its events.
-    pub indices: Vec<Vec<usize>>,
-    /// `(index into the input, reason)` for events not sent, by index.
-    pub skipped: Vec<(usize, RoktSkip)>,
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub type RoktBatch = super::Batch<RoktRequest>;
 
 /// Checks the event time: at most 18 months (540 days) old, at most 5 minutes in the future.
 pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {

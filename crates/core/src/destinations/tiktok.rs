@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::is_hex64;
 use super::{DeliveryContext, split_batches};
 use super::{page_url, strip_click_ids};
 use crate::consent::DestinationKind;
@@ -158,19 +159,7 @@ pub struct TikTokRequest {
 pub use super::Skip as TikTokSkip;
 
 /// The requests to send and, per input event, why it was left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TikTokBatch {
-    /// Request bodies.
-    pub requests: Vec<TikTokRequest>,
-    /// For each request, the input indices of its events.
-    pub indices: Vec<Vec<usize>>,
-    /// `(index into the input, reason)` for events not sent, by index.
-    pub skipped: Vec<(usize, TikTokSkip)>,
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub type TikTokBatch = super::Batch<TikTokRequest>;
 
 fn first_hash(v: Option<&Vec<String>>) -> Option<String> {
     v.and_then(|v| v.iter().find(|s| is_hex64(s)).cloned())
