@@ -128,11 +128,111 @@ impl Drop for Browser {
     }
 }
 
-/// Starts the demo shop on a free loopback port.
+/// Starts the demo shop on a free loopback port, with a temporary data directory.
 pub async fn start_demo(webhook_delay_ms: u64) -> tally_demo::RunningDemo {
-    let config =
-        tally_demo::DemoConfig { addr: "127.0.0.1:0".into(), webhook_delay_ms, ..tally_demo::DemoConfig::default() };
+    start_demo_with(|c| c.webhook_delay_ms = webhook_delay_ms).await
+}
+
+/// Starts the demo shop on a free loopback port after `f` adjusted the config.
+pub async fn start_demo_with(f: impl FnOnce(&mut tally_demo::DemoConfig)) -> tally_demo::RunningDemo {
+    let mut config = tally_demo::DemoConfig {
+        addr: "127.0.0.1:0".into(),
+        webhook_delay_ms: 300,
+        data_dir: None,
+        retry: tally_server::retry::RetryPolicy {
+            max_attempts: 20,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(300),
+            timeout: Duration::from_secs(3),
+        },
+        ..tally_demo::DemoConfig::default()
+    };
+    f(&mut config);
     tally_demo::start(config).await.expect("demo starts")
+}
+
+/// A click id the storefront is entered with (Google Ads needs one).
+pub const GCLID: &str = "Cj0KCQjw-demo_e2e_gclid";
+
+/// Lands on the shop from an ad click, decides consent (`accept`, `analytics`
+/// or `reject` button), buys `sku` and waits for the thank-you page. Returns the order id.
+pub async fn buy(browser: &Browser, base: &str, consent: &str, sku: &str) -> String {
+    browser.open(&format!("{base}/?gclid={GCLID}&fbclid=IwAR_demo_e2e")).await;
+    if !consent.is_empty() {
+        browser.click(&format!("#consent-{consent}")).await;
+    }
+    browser.open(&format!("{base}/product/{sku}")).await;
+    browser.click("#add").await;
+    browser.open(&format!("{base}/checkout")).await;
+    browser.click("#pay").await;
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#order-id"))
+        .await
+        .expect("thank-you page");
+    browser.wait_ready().await;
+    let id = browser.eval("return document.getElementById('order-id').textContent").await;
+    id.as_str().expect("order id on the page").to_owned()
+}
+
+/// Waits until the order's webhook was processed.
+pub async fn wait_paid(shop: &tally_demo::Shop, order_id: &str) {
+    assert!(
+        eventually(15, || shop.orders.get(order_id).is_some_and(|o| o.server_event_id.is_some())).await,
+        "the payment webhook did not report the purchase: {:?}",
+        shop.orders.get(order_id)
+    );
+}
+
+/// Destinations every purchase must reach (with ads consent and a click id).
+pub const ALL_DESTINATIONS: [&str; 5] = ["ga4", "google_ads", "meta", "rokt", "webhook:warehouse"];
+
+/// Waits until, at each of `destinations`, the purchase count equals the
+/// backend's orders and the revenue is equal to the cent (the reconciliation),
+/// then asserts it. Returns the report.
+pub async fn assert_reconciled(
+    shop: &tally_demo::Shop,
+    destinations: &[&str],
+    orders: u64,
+) -> tally_core::reconcile::ReconcileReport {
+    let ok = |r: &tally_core::reconcile::ReconcileReport| {
+        destinations.iter().all(|d| r.row(d, "EUR").is_some_and(|row| row.matches() && row.orders == orders))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut report = tally_demo::inspect::report(shop);
+    while !ok(&report) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        report = tally_demo::inspect::report(shop);
+    }
+    for d in destinations {
+        let row = report.row(d, "EUR").unwrap_or_else(|| panic!("no reconciliation row for {d}: {report:#?}"));
+        assert_eq!(row.orders, orders, "{d}: backend orders");
+        assert_eq!(row.purchases, row.orders, "{d}: purchase count = orders; {row:#?}\n{}", dump(shop));
+        assert_eq!(
+            row.destination_revenue,
+            row.backend_revenue,
+            "{d}: revenue equal to the cent; {row:#?}\n{}",
+            dump(shop)
+        );
+        assert_eq!(row.revenue_mismatch_bp.unwrap_or(0), 0, "{d}: {row:#?}");
+        assert!(row.double_counted.is_empty(), "{d}: counted twice: {row:#?}");
+    }
+    report
+}
+
+/// What the sandboxes saw, for failure messages.
+pub fn dump(shop: &tally_demo::Shop) -> String {
+    format!(
+        "orders: {:#?}\nga4 dropped: {:?}\nads dropped: {:?}\nmeta dropped: {:?}\nrokt dropped: {:?}\nwebhook dropped: {:?}",
+        shop.orders.all(),
+        shop.sandbox.ga4.dropped(),
+        shop.sandbox.google_ads.dropped(),
+        shop.sandbox.meta.dropped(),
+        shop.sandbox.rokt.dropped(),
+        shop.sandbox.webhook.dropped()
+    )
 }
 
 /// Polls `cond` every 100 ms for up to `secs` seconds.

@@ -11,8 +11,14 @@ async fn main() -> std::process::ExitCode {
         match (a.as_str(), args.next()) {
             ("--addr", Some(v)) => config.addr = v,
             ("--webhook-delay-ms", Some(v)) => config.webhook_delay_ms = v.parse().unwrap_or(config.webhook_delay_ms),
+            ("--webhook-deliveries", Some(v)) => {
+                config.webhook_deliveries = v.parse().unwrap_or(config.webhook_deliveries)
+            }
+            ("--data-dir", Some(v)) => config.data_dir = Some(v.into()),
             _ => {
-                eprintln!("usage: tally-demo [--addr 127.0.0.1:8080] [--webhook-delay-ms 1500]");
+                eprintln!(
+                    "usage: tally-demo [--addr 127.0.0.1:8080] [--webhook-delay-ms 1500] [--webhook-deliveries 1] [--data-dir web-demo/data]"
+                );
                 return std::process::ExitCode::from(2);
             }
         }
@@ -21,6 +27,7 @@ async fn main() -> std::process::ExitCode {
         Ok(running) => {
             println!("Tally demo shop: {}/", running.base_url);
             println!("Inspector:       {}/inspector", running.base_url);
+            println!("Admin:           {}/admin", running.base_url);
             let _ = tokio::signal::ctrl_c().await;
             std::process::ExitCode::SUCCESS
         }

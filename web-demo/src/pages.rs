@@ -5,17 +5,21 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 
 use crate::Shop;
 
 const SHELL: &str = include_str!("../static/shell.html");
 const SHOP_JS: &str = include_str!("../static/shop.js");
 const INSPECTOR_JS: &str = include_str!("../static/inspector.js");
+const ADMIN_JS: &str = include_str!("../static/admin.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
 
-fn page(name: &str, title: &str) -> Html<String> {
-    let script = if name == "inspector" { "/static/inspector.js" } else { "/static/shop.js" };
+pub(crate) fn page(name: &str, title: &str) -> Html<String> {
+    let script = match name {
+        "inspector" => "/static/inspector.js",
+        "admin" => "/static/admin.js",
+        _ => "/static/shop.js",
+    };
     Html(SHELL.replace("{{page}}", name).replace("{{title}}", title).replace("{{script}}", script))
 }
 
@@ -34,21 +38,13 @@ pub fn routes() -> Router<Shop> {
         .route("/inspector", get(|| async { page("inspector", "Inspector") }))
         .route("/static/shop.js", get(|| async { asset(SHOP_JS, "text/javascript") }))
         .route("/static/inspector.js", get(|| async { asset(INSPECTOR_JS, "text/javascript") }))
+        .route("/static/admin.js", get(|| async { asset(ADMIN_JS, "text/javascript") }))
         .route("/static/style.css", get(|| async { asset(STYLE_CSS, "text/css") }))
         .route("/api/inspector", get(inspector))
 }
 
-/// `GET /api/inspector`: what each sandbox destination received, and the orders.
+/// `GET /api/inspector`: per destination what was accepted, deduplicated and
+/// dropped; the outbox; the reconciliation; the orders.
 async fn inspector(State(shop): State<Shop>) -> axum::Json<serde_json::Value> {
-    let ga4 = &shop.sandbox.ga4;
-    axum::Json(json!({
-        "destinations": {
-            "ga4": {
-                "accepted": ga4.events(),
-                "dropped": ga4.dropped(),
-                "purchases": ga4.purchases().len(),
-            }
-        },
-        "orders": shop.orders.all(),
-    }))
+    axum::Json(crate::inspect::inspector_json(&shop))
 }

@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tally_core::{Amount, ContextEnvelope, Currency, Item, UserData};
+use std::sync::atomic::Ordering;
+
+use tally_core::client_id::client_id_from_cookie_header;
+use tally_core::{Amount, ClickIds, ConsentSignal, ConsentState, ContextEnvelope, Currency, Item, UserData};
 use tally_server::{PurchaseInput, Visitor};
 
 use crate::{Shop, WEBHOOK_SECRET, catalog};
@@ -35,8 +38,10 @@ fn now_secs() -> i64 {
 /// Calls the webhook for `order_id` after the configured delay, as many times as configured.
 pub fn schedule(shop: Shop, order_id: String) {
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(shop.config.webhook_delay_ms)).await;
-        for _ in 0..shop.config.webhook_deliveries.max(1) {
+        let delay = shop.switches.webhook_delay_ms.load(Ordering::Relaxed);
+        let deliveries = shop.switches.webhook_deliveries.load(Ordering::Relaxed).clamp(1, 10);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        for _ in 0..deliveries {
             deliver(&shop, &order_id).await;
         }
     });
@@ -111,13 +116,17 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
             None
         }
     });
-    let (Ok(value), Ok(currency)) = (Amount::from_minor(order.total_cents, 2), Currency::parse(order.currency)) else {
+    let (Ok(value), Ok(currency)) = (Amount::from_minor(order.total_cents, 2), Currency::parse(&order.currency)) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "bad order amount").into_response();
     };
-    let mut input = PurchaseInput::new(order.id.clone(), value, currency).visitor(Visitor {
-        user_data: order.email.clone().map(|email| UserData { email: Some(email), ..UserData::default() }),
-        ..Visitor::default()
-    });
+    // The purchase happened at checkout; a late webhook must not move it.
+    let late_ms = i64::try_from(shop.switches.webhook_late_ms.load(Ordering::Relaxed)).unwrap_or(0);
+    let occurred_at = order.created_at_ms.saturating_sub(late_ms);
+    let mut input =
+        PurchaseInput::new(order.id.clone(), value, currency).visitor(visitor_of(&order, envelope.is_some()));
+    if occurred_at > 0 {
+        input.occurred_at_ms = Some(occurred_at);
+    }
     for l in &order.lines {
         if let Some(p) = catalog::find(&l.id)
             && let Ok(price) = Amount::from_minor(p.price_cents, 2)
@@ -137,13 +146,47 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
             shop.orders.update(order_id, |o| {
                 o.server_event_id = Some(r.event_id.as_str().to_owned());
                 for (dest, outcome) in &r.destinations {
-                    o.server_outcomes.insert(dest.clone(), outcome.to_string());
+                    // A repeated webhook is skipped as a duplicate: keep the first delivery's outcome.
+                    let text = outcome.to_string();
+                    if text != "skipped: duplicate" || !o.server_outcomes.contains_key(dest) {
+                        o.server_outcomes.insert(dest.clone(), text);
+                    }
                 }
             });
             (StatusCode::OK, "ok").into_response()
         }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
     }
+}
+
+/// The visitor as the backend knows it from the checkout request: user agent,
+/// page URL, email, and — when the browser exported no envelope (tracker
+/// blocked) — the client id and click ids from the request's cookies.
+pub fn visitor_of(order: &crate::orders::Order, has_envelope: bool) -> Visitor {
+    let mut v = Visitor {
+        user_data: order.email.clone().map(|email| UserData { email: Some(email), ..UserData::default() }),
+        user_agent: order.user_agent.clone(),
+        page_url: order.page_url.clone(),
+        ..Visitor::default()
+    };
+    if !has_envelope && let Some(cookies) = order.tracking_cookies.as_deref() {
+        v.client_id = client_id_from_cookie_header(cookies);
+        v.click_ids = ClickIds::from_cookie_header(cookies);
+        v.consent = tally_core::cookie::get(cookies, "demo_consent").and_then(consent_from_cookie);
+    }
+    v
+}
+
+/// The shop's consent record: `analytics.<granted|denied>.ads.<granted|denied>`.
+pub fn consent_from_cookie(v: &str) -> Option<ConsentState> {
+    let parts: Vec<&str> = v.split('.').collect();
+    let [("analytics", a), ("ads", ads)] =
+        [(parts.first()?, parts.get(1)?), (parts.get(2)?, parts.get(3)?)].map(|(k, v)| (*k, ConsentSignal::parse(v)))
+    else {
+        return None;
+    };
+    let (a, ads) = (a?, ads?);
+    Some(ConsentState { analytics_storage: a, ad_storage: ads, ad_user_data: ads, ad_personalization: ads })
 }
 
 #[cfg(test)]
@@ -161,5 +204,14 @@ mod tests {
         let old = ts - 3600;
         h.insert("x-demo-signature", format!("t={old},v1={}", sign(WEBHOOK_SECRET, old, body)).parse().unwrap());
         assert!(!verify(&h, body), "stale signatures are refused");
+    }
+
+    #[test]
+    fn consent_cookie() {
+        let c = consent_from_cookie("analytics.granted.ads.denied").unwrap();
+        assert_eq!(c.analytics_storage, ConsentSignal::Granted);
+        assert_eq!(c.ad_user_data, ConsentSignal::Denied);
+        assert!(consent_from_cookie("ads.granted").is_none());
+        assert!(consent_from_cookie("analytics.maybe.ads.denied").is_none());
     }
 }

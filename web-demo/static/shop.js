@@ -18,7 +18,9 @@ function renderCartCount() {
 }
 
 // "Ad blocker" switch for the demo: ?blocked=tracker skips loading the package.
-const blocked = new URLSearchParams(location.search).get('blocked') === 'tracker' || sessionStorage.getItem('demo_blocked') === 'tracker';
+if (new URLSearchParams(location.search).get('blocked') === 'tracker') sessionStorage.setItem('demo_blocked', 'tracker');
+if (new URLSearchParams(location.search).get('blocked') === 'none') sessionStorage.removeItem('demo_blocked');
+const blocked = sessionStorage.getItem('demo_blocked') === 'tracker';
 
 let tracker = null;
 if (!blocked) {
@@ -41,15 +43,17 @@ const byId = Object.fromEntries(catalog.products.map((p) => [p.id, p]));
 const item = (p, quantity = 1) => ({ itemId: p.id, itemName: p.name, itemBrand: p.brand, itemCategory: p.category, price: p.priceCents / 100, quantity });
 const swatch = (p) => `<div class="swatch" style="background:${p.colour}">${esc(p.name[0])}</div>`;
 
+// The shop's consent record (its CMP cookie), kept even when the tracker is
+// blocked: the backend reads it from the checkout request.
+const consentCookie = () => (document.cookie.match(/(?:^|; )demo_consent=([^;]*)/) || [])[1] || '';
 function consentBanner() {
   const box = document.getElementById('consent');
-  if (!tracker) return;
-  const c = tracker.getConsent();
-  const undecided = Object.values(c).every((v) => v === 'unknown');
+  const undecided = tracker ? Object.values(tracker.getConsent()).every((v) => v === 'unknown') && !consentCookie() : !consentCookie();
   box.hidden = !undecided;
   const decide = (ads, analytics) => {
     const g = (b) => (b ? 'granted' : 'denied');
-    tracker.updateConsent({ analytics_storage: g(analytics), ad_storage: g(ads), ad_user_data: g(ads), ad_personalization: g(ads) });
+    tracker?.updateConsent({ analytics_storage: g(analytics), ad_storage: g(ads), ad_user_data: g(ads), ad_personalization: g(ads) });
+    document.cookie = `demo_consent=analytics.${g(analytics)}.ads.${g(ads)}; path=/; max-age=15552000; samesite=lax`;
     box.hidden = true;
   };
   document.getElementById('consent-accept').onclick = () => decide(true, true);
@@ -111,7 +115,7 @@ const pages = {
       tracker?.trackAddPaymentInfo({ currency: catalog.currency, value: total / 100, items, paymentType: 'card' });
       // The browser state travels with the order; the webhook will use it.
       const context = tracker ? tracker.exportContext({ userData: { email } }) : null;
-      const res = await fetch('/api/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lines, email, context }) });
+      const res = await fetch('/api/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lines, email, context, pageUrl: location.href }) });
       if (!res.ok) { document.getElementById('status').textContent = await res.text(); return; }
       const order = await res.json();
       location.href = `/thank-you?order=${encodeURIComponent(order.id)}`;

@@ -4,9 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use tally_core::destinations::{
-    DeliveryContext, ga4, google_ads, meta, rokt, servoki, tiktok, webhook,
-};
+use tally_core::destinations::{DeliveryContext, ga4, google_ads, meta, rokt, servoki, tiktok, webhook};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::*;
 
@@ -37,16 +35,9 @@ fn main() {
     };
     let ads = google_ads::AdsTarget::new("123-456-7890", "555666777").unwrap();
     let meta_cfg = meta::MetaConfig::default();
-    let rokt_cfg = rokt::RoktConfig {
-        account_id: "12345".into(),
-    };
-    let servoki_cfg = servoki::ServokiConfig {
-        site: "shop.example".into(),
-    };
-    let tiktok_cfg = tiktok::TikTokConfig {
-        pixel_code: "PIXEL".into(),
-        test_event_code: None,
-    };
+    let rokt_cfg = rokt::RoktConfig { account_id: "12345".into() };
+    let servoki_cfg = servoki::ServokiConfig { site: "shop.example".into() };
+    let tiktok_cfg = tiktok::TikTokConfig { pixel_code: "PIXEL".into(), test_event_code: None };
     let opts = NormalizeOptions::default();
     ctx.user_data = Some(raw.hashed(&opts));
     let build = |i: u64| {
@@ -57,35 +48,20 @@ fn main() {
         );
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
-        e.items
-            .push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
+        e.items.push(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         let one = std::slice::from_ref(&e);
         let mut bytes = 0;
-        bytes += serde_json::to_vec(&ga4::build(one, &ctx).unwrap().requests)
-            .unwrap()
-            .len();
+        bytes += serde_json::to_vec(&ga4::build(one, &ctx).unwrap().requests).unwrap().len();
         bytes += serde_json::to_vec(
-            &ads.clone()
-                .for_event(EventName::Purchase)
-                .pipe(|t| google_ads::build(one, &ctx, &t).unwrap().clicks),
+            &ads.clone().for_event(EventName::Purchase).pipe(|t| google_ads::build(one, &ctx, &t).unwrap().clicks),
         )
         .unwrap()
         .len();
-        bytes += serde_json::to_vec(&meta::build(one, &ctx, &meta_cfg).unwrap().requests)
-            .unwrap()
-            .len();
-        bytes += serde_json::to_vec(&tiktok::build(one, &ctx, &tiktok_cfg).unwrap().requests)
-            .unwrap()
-            .len();
-        bytes += serde_json::to_vec(&rokt::build(one, &ctx, &rokt_cfg).unwrap().requests)
-            .unwrap()
-            .len();
-        bytes += serde_json::to_vec(&servoki::build(one, &ctx, &servoki_cfg).unwrap().requests)
-            .unwrap()
-            .len();
-        bytes += serde_json::to_vec(&webhook::build(one, &ctx).unwrap().records)
-            .unwrap()
-            .len();
+        bytes += serde_json::to_vec(&meta::build(one, &ctx, &meta_cfg).unwrap().requests).unwrap().len();
+        bytes += serde_json::to_vec(&tiktok::build(one, &ctx, &tiktok_cfg).unwrap().requests).unwrap().len();
+        bytes += serde_json::to_vec(&rokt::build(one, &ctx, &rokt_cfg).unwrap().requests).unwrap().len();
+        bytes += serde_json::to_vec(&servoki::build(one, &ctx, &servoki_cfg).unwrap().requests).unwrap().len();
+        bytes += serde_json::to_vec(&webhook::build(one, &ctx).unwrap().records).unwrap().len();
         black_box(bytes)
     };
     assert!(build(0) > 2000, "every destination produced a payload");

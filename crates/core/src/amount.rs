@@ -30,10 +30,7 @@ impl Amount {
     /// From whole millionths.
     pub fn from_micros(micros: i64) -> Result<Amount> {
         if micros.unsigned_abs() > (MAX_UNITS * SCALE) as u64 {
-            return Err(Error::Invalid {
-                field: "value",
-                reason: "amount out of range",
-            });
+            return Err(Error::Invalid { field: "value", reason: "amount out of range" });
         }
         Ok(Amount(micros))
     }
@@ -41,44 +38,29 @@ impl Amount {
     /// From minor units with the given number of decimals (cents: 2).
     pub fn from_minor(minor: i64, decimals: u32) -> Result<Amount> {
         if decimals > 6 {
-            return Err(Error::Invalid {
-                field: "value",
-                reason: "at most 6 decimals",
-            });
+            return Err(Error::Invalid { field: "value", reason: "at most 6 decimals" });
         }
         let factor = 10i64.pow(6 - decimals);
         minor
             .checked_mul(factor)
-            .ok_or(Error::Invalid {
-                field: "value",
-                reason: "amount out of range",
-            })
+            .ok_or(Error::Invalid { field: "value", reason: "amount out of range" })
             .and_then(Amount::from_micros)
     }
 
     /// From a float (a JavaScript number), rounded half away from zero to six decimals.
     pub fn from_f64(v: f64) -> Result<Amount> {
         if !v.is_finite() {
-            return Err(Error::Invalid {
-                field: "value",
-                reason: "must be a finite number",
-            });
+            return Err(Error::Invalid { field: "value", reason: "must be a finite number" });
         }
         if v.abs() > MAX_UNITS as f64 {
-            return Err(Error::Invalid {
-                field: "value",
-                reason: "amount out of range",
-            });
+            return Err(Error::Invalid { field: "value", reason: "amount out of range" });
         }
         Amount::from_micros((v * SCALE as f64).round() as i64)
     }
 
     /// Parses a plain decimal string (`"30.03"`, `"-5"`, `"0.000001"`) exactly.
     pub fn parse(raw: &str) -> Result<Amount> {
-        let bad = Error::Invalid {
-            field: "value",
-            reason: "expected a decimal number such as 12.50",
-        };
+        let bad = Error::Invalid { field: "value", reason: "expected a decimal number such as 12.50" };
         let s = raw.trim();
         let (neg, digits) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -210,9 +192,7 @@ impl<'de> serde::Deserialize<'de> for Amount {
                     .and_then(|m| Amount::from_micros(m).map_err(E::custom))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> core::result::Result<Amount, E> {
-                i64::try_from(v)
-                    .map_err(|_| E::custom("amount out of range"))
-                    .and_then(|v| self.visit_i64(v))
+                i64::try_from(v).map_err(|_| E::custom("amount out of range")).and_then(|v| self.visit_i64(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> core::result::Result<Amount, E> {
                 Amount::parse(v).map_err(E::custom)
@@ -230,10 +210,7 @@ mod tests {
     #[test]
     fn exact_sums_where_floats_drift() {
         let float_sum: f64 = (0..10_000).map(|_| 19.99f64).sum();
-        assert_ne!(
-            float_sum, 199_900.0,
-            "floats drift; the test input must show it"
-        );
+        assert_ne!(float_sum, 199_900.0, "floats drift; the test input must show it");
         let exact: Amount = (0..10_000).map(|_| Amount::from_f64(19.99).unwrap()).sum();
         assert_eq!(exact, Amount::parse("199900").unwrap());
     }
@@ -249,16 +226,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "-",
-            ".",
-            "1.2.3",
-            "1e5",
-            "abc",
-            "1.0000001",
-            "99999999999999",
-        ] {
+        for bad in ["", "-", ".", "1.2.3", "1e5", "abc", "1.0000001", "99999999999999"] {
             assert!(Amount::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Amount::from_f64(f64::NAN).is_err());

@@ -60,16 +60,12 @@ pub enum GoogleClick<'a> {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_CLICK_ID_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b"\"',;\\<>".contains(&b))
+        && s.bytes().all(|b| b.is_ascii_graphic() && !b"\"',;\\<>".contains(&b))
 }
 
 fn check_token(field: &'static str, v: &str) -> Result<()> {
     if v.len() > MAX_CLICK_ID_LEN {
-        return Err(Error::TooLong {
-            field,
-            max: MAX_CLICK_ID_LEN,
-        });
+        return Err(Error::TooLong { field, max: MAX_CLICK_ID_LEN });
     }
     if is_token(v) {
         Ok(())
@@ -170,16 +166,8 @@ impl ClickIds {
     /// Reads the ad platforms' own cookies: `_gcl_aw` (gclid), `_gcl_gb`
     /// (gbraid), `_fbc`, `_fbp`, `_ttp` is not a click id and is ignored.
     pub fn from_platform_cookies(header: &str) -> ClickIds {
-        let gcl = |name| {
-            crate::cookie::values(header, name)
-                .find_map(parse_gcl_cookie)
-                .map(|(id, _)| id.to_owned())
-        };
-        let meta = |name| {
-            crate::cookie::values(header, name)
-                .find(|v| is_meta_cookie(v))
-                .map(str::to_owned)
-        };
+        let gcl = |name| crate::cookie::values(header, name).find_map(parse_gcl_cookie).map(|(id, _)| id.to_owned());
+        let meta = |name| crate::cookie::values(header, name).find(|v| is_meta_cookie(v)).map(str::to_owned);
         ClickIds {
             gclid: gcl("_gcl_aw"),
             gbraid: gcl("_gcl_gb"),
@@ -194,9 +182,8 @@ impl ClickIds {
         let mut ids = ClickIds::default();
         for (name, slot) in ids.slots_mut() {
             let cookie = tally_cookie_name(name);
-            *slot = crate::cookie::values(header, &cookie)
-                .filter_map(crate::cookie::percent_decode)
-                .find(|v| is_token(v));
+            *slot =
+                crate::cookie::values(header, &cookie).filter_map(crate::cookie::percent_decode).find(|v| is_token(v));
         }
         ids.validated()
     }
@@ -258,10 +245,7 @@ impl ClickIds {
             };
             check_token(field, v)?;
             if (name == "fbc" || name == "fbp") && !is_meta_cookie(v) {
-                return Err(Error::Invalid {
-                    field,
-                    reason: "expected fb.<subdomain>.<ms>.<value>",
-                });
+                return Err(Error::Invalid { field, reason: "expected fb.<subdomain>.<ms>.<value>" });
             }
         }
         Ok(())
@@ -270,9 +254,9 @@ impl ClickIds {
     /// A copy with every malformed field dropped.
     pub fn validated(mut self) -> ClickIds {
         for (name, slot) in self.slots_mut() {
-            let ok = slot.as_deref().is_some_and(|v| {
-                is_token(v) && (!(name == "fbc" || name == "fbp") || is_meta_cookie(v))
-            });
+            let ok = slot
+                .as_deref()
+                .is_some_and(|v| is_token(v) && (!(name == "fbc" || name == "fbp") || is_meta_cookie(v)));
             if !ok {
                 *slot = None;
             }
@@ -333,10 +317,7 @@ mod tests {
     fn meta_cookies_pass_through_including_appendix() {
         let h = "_fbp=fb.2.1750842798656.75452712527328085; _fbc=fb.1.1554763741205.abc.AQQCAQMB";
         let ids = ClickIds::from_platform_cookies(h);
-        assert_eq!(
-            ids.fbp.as_deref(),
-            Some("fb.2.1750842798656.75452712527328085")
-        );
+        assert_eq!(ids.fbp.as_deref(), Some("fb.2.1750842798656.75452712527328085"));
         assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.abc.AQQCAQMB"));
         assert!(ids.validate().is_ok());
         let bad = ClickIds::from_platform_cookies("_fbp=fb.x.1.2; _fbc=nonsense");
@@ -366,11 +347,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids.primary_google(), Some(GoogleClick::Gclid("G")));
-        let ids = ClickIds {
-            gbraid: Some("B".into()),
-            wbraid: Some("W".into()),
-            ..Default::default()
-        };
+        let ids = ClickIds { gbraid: Some("B".into()), wbraid: Some("W".into()), ..Default::default() };
         assert_eq!(ids.primary_google(), Some(GoogleClick::Wbraid("W")));
     }
 
@@ -385,15 +362,9 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let ids = ClickIds {
-            fbc: Some("fb.1.x.y".into()),
-            ..Default::default()
-        };
+        let ids = ClickIds { fbc: Some("fb.1.x.y".into()), ..Default::default() };
         assert_eq!(ids.validate().unwrap_err().field(), "clickIds.fbc");
-        let ids = ClickIds {
-            gclid: Some("x".repeat(600)),
-            ..Default::default()
-        };
+        let ids = ClickIds { gclid: Some("x".repeat(600)), ..Default::default() };
         assert_eq!(ids.validate().unwrap_err().field(), "clickIds.gclid");
     }
 

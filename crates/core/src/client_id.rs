@@ -43,18 +43,12 @@ impl ClientId {
     pub fn from_ga_cookie(value: &str) -> Result<ClientId> {
         let parts: Vec<&str> = value.trim().split('.').collect();
         if parts.len() < 4 || !parts[0].starts_with("GA") {
-            return Err(Error::Invalid {
-                field: "_ga",
-                reason: "expected GA1.<n>.<random>.<seconds>",
-            });
+            return Err(Error::Invalid { field: "_ga", reason: "expected GA1.<n>.<random>.<seconds>" });
         }
         let n = parts.len();
         let (a, b) = (parts[n - 2], parts[n - 1]);
         if !digits(a) || !digits(b) {
-            return Err(Error::Invalid {
-                field: "_ga",
-                reason: "the last two segments must be numbers",
-            });
+            return Err(Error::Invalid { field: "_ga", reason: "the last two segments must be numbers" });
         }
         let mut s = String::with_capacity(a.len() + b.len() + 1);
         s.push_str(a);
@@ -104,33 +98,14 @@ mod tests {
     #[test]
     fn golden_vectors() {
         // destinations.md §7.3
-        assert_eq!(
-            ClientId::from_ga_cookie("GA1.1.1958185836.1757409569")
-                .unwrap()
-                .as_str(),
-            "1958185836.1757409569"
-        );
-        assert_eq!(
-            ClientId::from_ga_cookie("GA1.2.292073357.1767432342")
-                .unwrap()
-                .as_str(),
-            "292073357.1767432342"
-        );
-        assert_eq!(
-            ClientId::from_ga_cookie("GA1.1.123.456").unwrap().as_str(),
-            "123.456"
-        );
+        assert_eq!(ClientId::from_ga_cookie("GA1.1.1958185836.1757409569").unwrap().as_str(), "1958185836.1757409569");
+        assert_eq!(ClientId::from_ga_cookie("GA1.2.292073357.1767432342").unwrap().as_str(), "292073357.1767432342");
+        assert_eq!(ClientId::from_ga_cookie("GA1.1.123.456").unwrap().as_str(), "123.456");
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "",
-            "GA1.1.123",
-            "XX.1.123.456",
-            "GA1.1.abc.456",
-            "GA1.1..456",
-        ] {
+        for bad in ["", "GA1.1.123", "XX.1.123.456", "GA1.1.abc.456", "GA1.1..456"] {
             assert!(ClientId::from_ga_cookie(bad).is_err(), "{bad:?}");
         }
         for bad in ["", "123", "a.b", "1.2.3", "123."] {

@@ -43,11 +43,7 @@ impl ConsentSignal {
     /// Google's enum form for GA4 MP and the Ads API. Unknown is sent as
     /// `DENIED`: absent a decision, nothing is granted.
     pub fn google_enum(self) -> &'static str {
-        if self.is_granted() {
-            "GRANTED"
-        } else {
-            "DENIED"
-        }
+        if self.is_granted() { "GRANTED" } else { "DENIED" }
     }
 }
 
@@ -127,14 +123,9 @@ impl ConsentState {
 
     /// True once any signal has a decision (granted or denied).
     pub fn is_decided(&self) -> bool {
-        [
-            self.ad_storage,
-            self.analytics_storage,
-            self.ad_user_data,
-            self.ad_personalization,
-        ]
-        .iter()
-        .any(|s| *s != ConsentSignal::Unknown)
+        [self.ad_storage, self.analytics_storage, self.ad_user_data, self.ad_personalization]
+            .iter()
+            .any(|s| *s != ConsentSignal::Unknown)
     }
 
     /// Whether a storage purpose may be written or read in the browser.
@@ -210,10 +201,7 @@ impl DestinationKind {
     pub fn is_advertising(self) -> bool {
         matches!(
             self,
-            DestinationKind::GoogleAds
-                | DestinationKind::Meta
-                | DestinationKind::Rokt
-                | DestinationKind::TikTok
+            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok
         )
     }
 }
@@ -290,31 +278,17 @@ pub fn policy(destination: DestinationKind, c: &ConsentState) -> DestinationPoli
     };
     match destination {
         DestinationKind::Ga4 | DestinationKind::Servoki => DestinationPolicy {
-            send: if analytics {
-                Ok(())
-            } else {
-                Err(ConsentDenial::AnalyticsStorage)
-            },
+            send: if analytics { Ok(()) } else { Err(ConsentDenial::AnalyticsStorage) },
             click_ids: false,
             ..base
         },
-        DestinationKind::GoogleAds | DestinationKind::TikTok | DestinationKind::Rokt => {
-            DestinationPolicy {
-                send: if ad_storage || ad_user_data {
-                    Ok(())
-                } else {
-                    Err(ConsentDenial::NoAdSignal)
-                },
-                analytics_ids: false,
-                ..base
-            }
-        }
+        DestinationKind::GoogleAds | DestinationKind::TikTok | DestinationKind::Rokt => DestinationPolicy {
+            send: if ad_storage || ad_user_data { Ok(()) } else { Err(ConsentDenial::NoAdSignal) },
+            analytics_ids: false,
+            ..base
+        },
         DestinationKind::Meta => DestinationPolicy {
-            send: if ad_user_data {
-                Ok(())
-            } else {
-                Err(ConsentDenial::AdUserData)
-            },
+            send: if ad_user_data { Ok(()) } else { Err(ConsentDenial::AdUserData) },
             analytics_ids: false,
             ..base
         },
@@ -387,10 +361,7 @@ mod tests {
         let mut s = ConsentState::ALL_GRANTED;
         assert!(s.policy(DestinationKind::Ga4).may_send());
         s.analytics_storage = Denied;
-        assert_eq!(
-            s.policy(DestinationKind::Ga4).send,
-            Err(ConsentDenial::AnalyticsStorage)
-        );
+        assert_eq!(s.policy(DestinationKind::Ga4).send, Err(ConsentDenial::AnalyticsStorage));
         let mut s = ConsentState::ALL_GRANTED;
         s.ad_user_data = Denied;
         let p = s.policy(DestinationKind::Ga4);
@@ -399,39 +370,23 @@ mod tests {
 
     #[test]
     fn ads_denied_strips_click_ids_and_user_data() {
-        let s = ConsentState {
-            analytics_storage: Granted,
-            ..ConsentState::ALL_DENIED
-        };
-        for d in [
-            DestinationKind::GoogleAds,
-            DestinationKind::Meta,
-            DestinationKind::Rokt,
-        ] {
+        let s = ConsentState { analytics_storage: Granted, ..ConsentState::ALL_DENIED };
+        for d in [DestinationKind::GoogleAds, DestinationKind::Meta, DestinationKind::Rokt] {
             let p = s.policy(d);
             assert!(!p.may_send());
             assert!(!p.click_ids && !p.user_data);
         }
         // Ad storage only: Google Ads may attribute by click id, without user data.
-        let s = ConsentState {
-            ad_storage: Granted,
-            ..ConsentState::ALL_DENIED
-        };
+        let s = ConsentState { ad_storage: Granted, ..ConsentState::ALL_DENIED };
         let p = s.policy(DestinationKind::GoogleAds);
         assert!(p.may_send() && p.click_ids && !p.user_data);
-        assert_eq!(
-            s.policy(DestinationKind::Meta).send,
-            Err(ConsentDenial::AdUserData)
-        );
+        assert_eq!(s.policy(DestinationKind::Meta).send, Err(ConsentDenial::AdUserData));
     }
 
     #[test]
     fn update_patches_only_present_keys() {
         let mut s = ConsentState::ALL_DENIED;
-        s.apply(&ConsentUpdate {
-            ad_user_data: Some(Granted),
-            ..Default::default()
-        });
+        s.apply(&ConsentUpdate { ad_user_data: Some(Granted), ..Default::default() });
         assert_eq!(s.ad_user_data, Granted);
         assert_eq!(s.ad_storage, Denied);
         assert!(s.is_decided());

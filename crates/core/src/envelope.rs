@@ -109,8 +109,7 @@ impl ContextEnvelope {
         if let Some(raw) = &self.raw_user_data {
             write_raw_user_data(raw, w.key("userData"));
         }
-        w.opt_str("pageUrl", self.page_url.as_deref())
-            .opt_str("referrer", self.referrer.as_deref());
+        w.opt_str("pageUrl", self.page_url.as_deref()).opt_str("referrer", self.referrer.as_deref());
         if !self.event_ids.is_empty() {
             let o = w.key("eventIds");
             o.push('[');
@@ -162,19 +161,12 @@ mod parse {
     use crate::session::GaSession;
     use serde_json::{Map, Value};
 
-    fn opt_str<'a>(
-        o: &'a Map<String, Value>,
-        key: &str,
-        field: &'static str,
-    ) -> Result<Option<&'a str>> {
+    fn opt_str<'a>(o: &'a Map<String, Value>, key: &str, field: &'static str) -> Result<Option<&'a str>> {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(Error::Invalid {
-                field,
-                reason: "expected a string",
-            }),
+            Some(_) => Err(Error::Invalid { field, reason: "expected a string" }),
         }
     }
 
@@ -186,32 +178,23 @@ mod parse {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
-            Some(_) => Err(Error::Invalid {
-                field,
-                reason: "expected an object",
-            }),
+            Some(_) => Err(Error::Invalid { field, reason: "expected an object" }),
         }
     }
 
     fn url(o: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>> {
         match opt_str(o, key, field)? {
             None => Ok(None),
-            Some(s) if s.chars().count() > MAX_URL => Err(Error::TooLong {
-                field,
-                max: MAX_URL,
-            }),
-            Some(s) if s.chars().any(char::is_control) => Err(Error::Invalid {
-                field,
-                reason: "contains control characters",
-            }),
+            Some(s) if s.chars().count() > MAX_URL => Err(Error::TooLong { field, max: MAX_URL }),
+            Some(s) if s.chars().any(char::is_control) => {
+                Err(Error::Invalid { field, reason: "contains control characters" })
+            }
             Some(s) => Ok(Some(s.to_owned())),
         }
     }
 
     fn click_ids(m: &Map<String, Value>) -> Result<ClickIds> {
-        let get = |k: &str, field: &'static str| {
-            opt_str(m, k, field).map(|v| v.map(|s| s.trim().to_owned()))
-        };
+        let get = |k: &str, field: &'static str| opt_str(m, k, field).map(|v| v.map(|s| s.trim().to_owned()));
         let ids = ClickIds {
             gclid: get("gclid", "clickIds.gclid")?,
             gbraid: get("gbraid", "clickIds.gbraid")?,
@@ -229,19 +212,10 @@ mod parse {
         let sig = |k: &str, field: &'static str| -> Result<ConsentSignal> {
             match m.get(k) {
                 None | Some(Value::Null) => Ok(ConsentSignal::Unknown),
-                Some(Value::String(s)) => ConsentSignal::parse(s).ok_or(Error::Invalid {
-                    field,
-                    reason: "expected granted, denied or unknown",
-                }),
-                Some(Value::Bool(b)) => Ok(if *b {
-                    ConsentSignal::Granted
-                } else {
-                    ConsentSignal::Denied
-                }),
-                Some(_) => Err(Error::Invalid {
-                    field,
-                    reason: "expected granted, denied or unknown",
-                }),
+                Some(Value::String(s)) => ConsentSignal::parse(s)
+                    .ok_or(Error::Invalid { field, reason: "expected granted, denied or unknown" }),
+                Some(Value::Bool(b)) => Ok(if *b { ConsentSignal::Granted } else { ConsentSignal::Denied }),
+                Some(_) => Err(Error::Invalid { field, reason: "expected granted, denied or unknown" }),
             }
         };
         Ok(ConsentState {
@@ -268,85 +242,52 @@ mod parse {
         /// the field.
         pub fn parse_json(json: &str) -> Result<ContextEnvelope> {
             if json.len() > MAX_ENVELOPE_BYTES {
-                return Err(Error::TooLarge {
-                    field: "envelope",
-                    max: MAX_ENVELOPE_BYTES,
-                });
+                return Err(Error::TooLarge { field: "envelope", max: MAX_ENVELOPE_BYTES });
             }
-            let v: Value = serde_json::from_str(json).map_err(|_| Error::Invalid {
-                field: "envelope",
-                reason: "malformed JSON",
-            })?;
+            let v: Value = serde_json::from_str(json)
+                .map_err(|_| Error::Invalid { field: "envelope", reason: "malformed JSON" })?;
             ContextEnvelope::from_value(&v)
         }
 
         /// Parses an already-decoded JSON value; see [`ContextEnvelope::parse_json`].
         pub fn from_value(v: &Value) -> Result<ContextEnvelope> {
-            let o = v.as_object().ok_or(Error::Invalid {
-                field: "envelope",
-                reason: "expected a JSON object",
-            })?;
+            let o = v.as_object().ok_or(Error::Invalid { field: "envelope", reason: "expected a JSON object" })?;
             match o.get("v") {
                 Some(Value::Number(n)) if n.as_i64() == Some(1) => {}
                 Some(Value::Number(n)) => {
-                    return Err(Error::UnsupportedVersion {
-                        found: n.as_i64().unwrap_or(-1),
-                    });
+                    return Err(Error::UnsupportedVersion { found: n.as_i64().unwrap_or(-1) });
                 }
                 None => return Err(Error::Missing { field: "v" }),
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "v",
-                        reason: "expected the number 1",
-                    });
+                    return Err(Error::Invalid { field: "v", reason: "expected the number 1" });
                 }
             }
             let created_at_ms = match o.get("createdAt") {
-                Some(Value::Number(n)) => n.as_i64().filter(|t| *t >= 0).ok_or(Error::Invalid {
-                    field: "createdAt",
-                    reason: "expected Unix milliseconds",
-                })?,
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .filter(|t| *t >= 0)
+                    .ok_or(Error::Invalid { field: "createdAt", reason: "expected Unix milliseconds" })?,
                 None | Some(Value::Null) => return Err(Error::Missing { field: "createdAt" }),
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "createdAt",
-                        reason: "expected Unix milliseconds",
-                    });
+                    return Err(Error::Invalid { field: "createdAt", reason: "expected Unix milliseconds" });
                 }
             };
-            let mut env = ContextEnvelope {
-                created_at_ms,
-                ..ContextEnvelope::default()
-            };
-            env.client_id = opt_str(o, "clientId", "clientId")?
-                .map(ClientId::parse)
-                .transpose()?;
-            env.session_id = opt_str(o, "sessionId", "sessionId")?
-                .map(GaSession::parse_id)
-                .transpose()?;
+            let mut env = ContextEnvelope { created_at_ms, ..ContextEnvelope::default() };
+            env.client_id = opt_str(o, "clientId", "clientId")?.map(ClientId::parse).transpose()?;
+            env.session_id = opt_str(o, "sessionId", "sessionId")?.map(GaSession::parse_id).transpose()?;
             env.session_number = match o.get("sessionNumber") {
                 None | Some(Value::Null) => None,
                 Some(Value::Number(n)) => Some(
                     n.as_u64()
                         .and_then(|n| u32::try_from(n).ok())
-                        .ok_or(Error::Invalid {
-                            field: "sessionNumber",
-                            reason: "expected a positive integer",
-                        })?,
+                        .ok_or(Error::Invalid { field: "sessionNumber", reason: "expected a positive integer" })?,
                 ),
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "sessionNumber",
-                        reason: "expected a positive integer",
-                    });
+                    return Err(Error::Invalid { field: "sessionNumber", reason: "expected a positive integer" });
                 }
             };
-            env.user_id = opt_str(o, "userId", "userId")?
-                .map(UserId::parse)
-                .transpose()?;
-            env.visitor_id = opt_str(o, "visitorId", "visitorId")?
-                .map(VisitorId::parse)
-                .transpose()?;
+            env.user_id = opt_str(o, "userId", "userId")?.map(UserId::parse).transpose()?;
+            env.visitor_id = opt_str(o, "visitorId", "visitorId")?.map(VisitorId::parse).transpose()?;
             if let Some(m) = opt_object(o, "clickIds", "clickIds")? {
                 env.click_ids = click_ids(m)?;
             }
@@ -360,25 +301,20 @@ mod parse {
                         reason: "expected google/meta objects of short string lists",
                     });
                 }
-                let parsed: HashedUserData =
-                    serde_json::from_value(h.clone()).map_err(|_| Error::Invalid {
-                        field: "hashedUserData",
-                        reason: "expected google/meta objects of short string lists",
-                    })?;
+                let parsed: HashedUserData = serde_json::from_value(h.clone()).map_err(|_| Error::Invalid {
+                    field: "hashedUserData",
+                    reason: "expected google/meta objects of short string lists",
+                })?;
                 env.hashed_user_data = Some(parsed);
             }
             if let Some(u) = o.get("userData").filter(|v| !v.is_null()) {
                 if !all_strings_bounded(u, 256) {
-                    return Err(Error::Invalid {
-                        field: "userData",
-                        reason: "expected an object of short strings",
-                    });
+                    return Err(Error::Invalid { field: "userData", reason: "expected an object of short strings" });
                 }
-                let parsed: UserData =
-                    serde_json::from_value(u.clone()).map_err(|_| Error::Invalid {
-                        field: "userData",
-                        reason: "expected email/phone/firstName/lastName/address strings",
-                    })?;
+                let parsed: UserData = serde_json::from_value(u.clone()).map_err(|_| Error::Invalid {
+                    field: "userData",
+                    reason: "expected email/phone/firstName/lastName/address strings",
+                })?;
                 env.raw_user_data = Some(parsed);
             }
             env.page_url = url(o, "pageUrl", "pageUrl")?;
@@ -387,24 +323,15 @@ mod parse {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(a)) => {
                     if a.len() > MAX_EVENT_IDS {
-                        return Err(Error::TooMany {
-                            field: "eventIds",
-                            max: MAX_EVENT_IDS,
-                        });
+                        return Err(Error::TooMany { field: "eventIds", max: MAX_EVENT_IDS });
                     }
                     for id in a {
-                        let s = id.as_str().ok_or(Error::Invalid {
-                            field: "eventIds",
-                            reason: "expected strings",
-                        })?;
+                        let s = id.as_str().ok_or(Error::Invalid { field: "eventIds", reason: "expected strings" })?;
                         env.event_ids.push(EventId::parse(s)?);
                     }
                 }
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "eventIds",
-                        reason: "expected an array of strings",
-                    });
+                    return Err(Error::Invalid { field: "eventIds", reason: "expected an array of strings" });
                 }
             }
             Ok(env)
@@ -415,21 +342,13 @@ mod parse {
             use base64::Engine;
             let t = s.trim().trim_end_matches('=');
             if t.len() > MAX_ENVELOPE_BYTES * 4 / 3 + 4 {
-                return Err(Error::TooLarge {
-                    field: "envelope",
-                    max: MAX_ENVELOPE_BYTES,
-                });
+                return Err(Error::TooLarge { field: "envelope", max: MAX_ENVELOPE_BYTES });
             }
             let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(t)
-                .map_err(|_| Error::Invalid {
-                    field: "envelope",
-                    reason: "not base64url",
-                })?;
-            let json = String::from_utf8(bytes).map_err(|_| Error::Invalid {
-                field: "envelope",
-                reason: "not UTF-8",
-            })?;
+                .map_err(|_| Error::Invalid { field: "envelope", reason: "not base64url" })?;
+            let json =
+                String::from_utf8(bytes).map_err(|_| Error::Invalid { field: "envelope", reason: "not UTF-8" })?;
             ContextEnvelope::parse_json(&json)
         }
 
@@ -466,15 +385,9 @@ mod tests {
                 rtid: Some("qjkp3xy7dtf9wvneazc5r2bh8ls1m06g".into()),
                 ..Default::default()
             },
-            consent: ConsentState {
-                ad_personalization: ConsentSignal::Denied,
-                ..ConsentState::ALL_GRANTED
-            },
+            consent: ConsentState { ad_personalization: ConsentSignal::Denied, ..ConsentState::ALL_GRANTED },
             hashed_user_data: Some(HashedUserData {
-                google: Some(GoogleUserData {
-                    sha256_email_address: vec!["a".repeat(64)],
-                    ..Default::default()
-                }),
+                google: Some(GoogleUserData { sha256_email_address: vec!["a".repeat(64)], ..Default::default() }),
                 meta: None,
             }),
             raw_user_data: None,
@@ -488,10 +401,7 @@ mod tests {
     fn json_round_trip() {
         let e = full();
         assert_eq!(ContextEnvelope::parse_json(&e.to_json()).unwrap(), e);
-        assert_eq!(
-            ContextEnvelope::parse_base64url(&e.to_base64url()).unwrap(),
-            e
-        );
+        assert_eq!(ContextEnvelope::parse_base64url(&e.to_base64url()).unwrap(), e);
         assert_eq!(ContextEnvelope::parse(&e.to_base64url()).unwrap(), e);
     }
 
@@ -506,10 +416,7 @@ mod tests {
         assert_eq!(env.client_id.unwrap().as_str(), "1234567890.1777000000");
         assert_eq!(env.click_ids.gclid.as_deref(), Some("Cj0KCQ..."));
         assert_eq!(env.consent.ad_personalization, ConsentSignal::Denied);
-        assert_eq!(
-            env.raw_user_data.unwrap().email.as_deref(),
-            Some("jane@example.com")
-        );
+        assert_eq!(env.raw_user_data.unwrap().email.as_deref(), Some("jane@example.com"));
     }
 
     #[test]
@@ -524,26 +431,11 @@ mod tests {
             (r#"{"v":1,"createdAt":1,"clientId":5}"#, "clientId"),
             (r#"{"v":1,"createdAt":1,"sessionId":"s1"}"#, "sessionId"),
             (r#"{"v":1,"createdAt":1,"clickIds":[]}"#, "clickIds"),
-            (
-                r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"a b"}}"#,
-                "clickIds.gclid",
-            ),
-            (
-                r#"{"v":1,"createdAt":1,"clickIds":{"fbc":"nonsense"}}"#,
-                "clickIds.fbc",
-            ),
-            (
-                r#"{"v":1,"createdAt":1,"consent":{"ad_storage":"maybe"}}"#,
-                "consent.ad_storage",
-            ),
-            (
-                r#"{"v":1,"createdAt":1,"eventIds":["ok","has space"]}"#,
-                "eventId",
-            ),
-            (
-                r#"{"v":1,"createdAt":1,"userData":{"email":["x"]}}"#,
-                "userData",
-            ),
+            (r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"a b"}}"#, "clickIds.gclid"),
+            (r#"{"v":1,"createdAt":1,"clickIds":{"fbc":"nonsense"}}"#, "clickIds.fbc"),
+            (r#"{"v":1,"createdAt":1,"consent":{"ad_storage":"maybe"}}"#, "consent.ad_storage"),
+            (r#"{"v":1,"createdAt":1,"eventIds":["ok","has space"]}"#, "eventId"),
+            (r#"{"v":1,"createdAt":1,"userData":{"email":["x"]}}"#, "userData"),
             (r#"{"v":1,"createdAt":1,"pageUrl":7}"#, "pageUrl"),
             ("not json", "envelope"),
         ];
@@ -559,22 +451,10 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let big = format!(
-            r#"{{"v":1,"createdAt":1,"pageUrl":"{}"}}"#,
-            "a".repeat(MAX_ENVELOPE_BYTES)
-        );
-        assert_eq!(
-            ContextEnvelope::parse_json(&big).unwrap_err().field(),
-            "envelope"
-        );
-        let many = format!(
-            r#"{{"v":1,"createdAt":1,"eventIds":[{}]}}"#,
-            vec!["\"a\""; 51].join(",")
-        );
-        assert_eq!(
-            ContextEnvelope::parse_json(&many).unwrap_err().field(),
-            "eventIds"
-        );
+        let big = format!(r#"{{"v":1,"createdAt":1,"pageUrl":"{}"}}"#, "a".repeat(MAX_ENVELOPE_BYTES));
+        assert_eq!(ContextEnvelope::parse_json(&big).unwrap_err().field(), "envelope");
+        let many = format!(r#"{{"v":1,"createdAt":1,"eventIds":[{}]}}"#, vec!["\"a\""; 51].join(","));
+        assert_eq!(ContextEnvelope::parse_json(&many).unwrap_err().field(), "eventIds");
         let unknown = r#"{"v":1,"createdAt":1,"future":{"x":[1,2,3]}}"#;
         assert!(ContextEnvelope::parse_json(unknown).is_ok());
     }

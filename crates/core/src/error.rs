@@ -103,11 +103,7 @@ impl Error {
                 crate::json::push_u64(&mut s, *max as u64);
                 s.push_str(" bytes");
             }
-            Error::OutsideWindow {
-                destination,
-                max_age_hours,
-                ..
-            } => {
+            Error::OutsideWindow { destination, max_age_hours, .. } => {
                 s.push_str(" is outside ");
                 s.push_str(destination);
                 s.push_str("'s time window of ");
@@ -139,10 +135,7 @@ pub(crate) fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result
         return Err(Error::TooLong { field, max });
     }
     if v.chars().any(char::is_control) {
-        return Err(Error::Invalid {
-            field,
-            reason: "contains control characters",
-        });
+        return Err(Error::Invalid { field, reason: "contains control characters" });
     }
     Ok(v.to_owned())
 }
@@ -154,31 +147,13 @@ mod tests {
     #[test]
     fn describe_matches_display() {
         let cases = [
-            Error::Missing {
-                field: "transactionId",
-            },
-            Error::Invalid {
-                field: "currency",
-                reason: "expected a 3-letter ISO 4217 code",
-            },
-            Error::TooLong {
-                field: "clientId",
-                max: 64,
-            },
-            Error::TooMany {
-                field: "items",
-                max: 200,
-            },
-            Error::TooLarge {
-                field: "envelope",
-                max: 16384,
-            },
+            Error::Missing { field: "transactionId" },
+            Error::Invalid { field: "currency", reason: "expected a 3-letter ISO 4217 code" },
+            Error::TooLong { field: "clientId", max: 64 },
+            Error::TooMany { field: "items", max: 200 },
+            Error::TooLarge { field: "envelope", max: 16384 },
             Error::UnsupportedVersion { found: 7 },
-            Error::OutsideWindow {
-                field: "occurredAt",
-                destination: "ga4",
-                max_age_hours: 72,
-            },
+            Error::OutsideWindow { field: "occurredAt", destination: "ga4", max_age_hours: 72 },
         ];
         for e in cases {
             assert_eq!(e.describe(), e.to_string());
@@ -188,14 +163,8 @@ mod tests {
     #[test]
     fn bounded_text_rules() {
         assert_eq!(bounded_text("f", "  a ", 3).unwrap(), "a");
-        assert_eq!(
-            bounded_text("f", "   ", 3),
-            Err(Error::Missing { field: "f" })
-        );
-        assert_eq!(
-            bounded_text("f", "abcd", 3),
-            Err(Error::TooLong { field: "f", max: 3 })
-        );
+        assert_eq!(bounded_text("f", "   ", 3), Err(Error::Missing { field: "f" }));
+        assert_eq!(bounded_text("f", "abcd", 3), Err(Error::TooLong { field: "f", max: 3 }));
         assert!(bounded_text("f", "a\u{0}b", 3).is_err());
     }
 }

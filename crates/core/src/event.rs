@@ -116,8 +116,7 @@ impl Event {
 
     /// Sets a text parameter.
     pub fn set_text(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.params
-            .insert(name.to_owned(), ParamValue::Text(value.into()));
+        self.params.insert(name.to_owned(), ParamValue::Text(value.into()));
         self
     }
 
@@ -129,26 +128,22 @@ impl Event {
     /// For a refund, whether it is full or partial.
     pub fn refund_scope(&self) -> RefundScope {
         match (self.value, self.original_value) {
-            (Some(v), Some(orig)) if v < orig => RefundScope::Partial {
-                remaining: orig.checked_sub(v).unwrap_or(Amount::ZERO),
-            },
+            (Some(v), Some(orig)) if v < orig => {
+                RefundScope::Partial { remaining: orig.checked_sub(v).unwrap_or(Amount::ZERO) }
+            }
             _ => RefundScope::Full,
         }
     }
 
     /// Sum of item line totals, when every item has a price.
     pub fn items_total(&self) -> Option<Amount> {
-        self.items
-            .iter()
-            .try_fold(Amount::ZERO, |acc, i| acc.checked_add(i.line_total()?))
+        self.items.iter().try_fold(Amount::ZERO, |acc, i| acc.checked_add(i.line_total()?))
     }
 
     /// Checks the event against the rules every destination shares.
     pub fn validate(&self) -> Result<()> {
         if self.name.requires_transaction() && self.transaction_id.is_none() {
-            return Err(Error::Missing {
-                field: "transactionId",
-            });
+            return Err(Error::Missing { field: "transactionId" });
         }
         if self.name == EventName::Purchase {
             if self.value.is_none() {
@@ -165,43 +160,27 @@ impl Event {
             ("originalValue", self.original_value),
         ] {
             if v.is_some_and(Amount::is_negative) {
-                return Err(Error::Invalid {
-                    field,
-                    reason: "must not be negative",
-                });
+                return Err(Error::Invalid { field, reason: "must not be negative" });
             }
             if v.is_some() && self.currency.is_none() {
                 return Err(Error::Missing { field: "currency" });
             }
         }
         if self.items.len() > MAX_ITEMS {
-            return Err(Error::TooMany {
-                field: "items",
-                max: MAX_ITEMS,
-            });
+            return Err(Error::TooMany { field: "items", max: MAX_ITEMS });
         }
         for item in &self.items {
             item.validate()?;
         }
-        for (field, v) in [
-            ("coupon", &self.coupon),
-            ("affiliation", &self.affiliation),
-            ("label", &self.conversion_label),
-        ] {
-            if v.as_deref()
-                .is_some_and(|s| s.chars().count() > MAX_PARAM_VALUE)
-            {
-                return Err(Error::TooLong {
-                    field,
-                    max: MAX_PARAM_VALUE,
-                });
+        for (field, v) in
+            [("coupon", &self.coupon), ("affiliation", &self.affiliation), ("label", &self.conversion_label)]
+        {
+            if v.as_deref().is_some_and(|s| s.chars().count() > MAX_PARAM_VALUE) {
+                return Err(Error::TooLong { field, max: MAX_PARAM_VALUE });
             }
         }
         if self.params.len() > MAX_PARAMS - 8 {
-            return Err(Error::TooMany {
-                field: "params",
-                max: MAX_PARAMS - 8,
-            });
+            return Err(Error::TooMany { field: "params", max: MAX_PARAMS - 8 });
         }
         for (k, v) in &self.params {
             validate_param(k, v)?;
@@ -223,10 +202,7 @@ impl Event {
         w.str("eventId", self.id.as_str())
             .str("name", self.name.as_str())
             .int("occurredAt", self.occurred_at_ms)
-            .opt_str(
-                "transactionId",
-                self.transaction_id.as_ref().map(|t| t.as_str()),
-            );
+            .opt_str("transactionId", self.transaction_id.as_ref().map(|t| t.as_str()));
         for (k, v) in [
             ("value", self.value),
             ("shipping", self.shipping),
@@ -283,9 +259,7 @@ fn param_value_limit(name: &str) -> usize {
 
 fn validate_param(name: &str, v: &ParamValue) -> Result<()> {
     if !is_valid_ga4_name(name)
-        || RESERVED_PREFIXES
-            .iter()
-            .any(|p| name.to_ascii_lowercase().starts_with(p))
+        || RESERVED_PREFIXES.iter().any(|p| name.to_ascii_lowercase().starts_with(p))
         || name == "firebase_conversion"
     {
         return Err(Error::Invalid {
@@ -296,10 +270,7 @@ fn validate_param(name: &str, v: &ParamValue) -> Result<()> {
     if let ParamValue::Text(s) = v {
         let max = param_value_limit(name);
         if s.chars().count() > max {
-            return Err(Error::TooLong {
-                field: "params",
-                max,
-            });
+            return Err(Error::TooLong { field: "params", max });
         }
     }
     Ok(())
@@ -314,10 +285,7 @@ mod parse {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Error::Invalid {
-                field,
-                reason: "expected a string",
-            }),
+            Some(_) => Err(Error::Invalid { field, reason: "expected a string" }),
         }
     }
 
@@ -325,23 +293,15 @@ mod parse {
         match o.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(f) => Amount::from_f64(f).map(Some).map_err(|_| Error::Invalid {
-                    field,
-                    reason: "number out of range",
-                }),
-                None => Err(Error::Invalid {
-                    field,
-                    reason: "expected a number",
-                }),
+                Some(f) => {
+                    Amount::from_f64(f).map(Some).map_err(|_| Error::Invalid { field, reason: "number out of range" })
+                }
+                None => Err(Error::Invalid { field, reason: "expected a number" }),
             },
-            Some(Value::String(s)) => Amount::parse(s).map(Some).map_err(|_| Error::Invalid {
-                field,
-                reason: "expected a decimal number",
-            }),
-            Some(_) => Err(Error::Invalid {
-                field,
-                reason: "expected a number",
-            }),
+            Some(Value::String(s)) => {
+                Amount::parse(s).map(Some).map_err(|_| Error::Invalid { field, reason: "expected a decimal number" })
+            }
+            Some(_) => Err(Error::Invalid { field, reason: "expected a number" }),
         }
     }
 
@@ -351,41 +311,26 @@ mod parse {
         /// validated. A missing `eventId` is derived (transactional events) or
         /// taken from `fallback_id`.
         pub fn from_json_value(v: &Value, fallback_id: impl FnOnce() -> EventId) -> Result<Event> {
-            let o = v.as_object().ok_or(Error::Invalid {
-                field: "event",
-                reason: "expected a JSON object",
-            })?;
+            let o = v.as_object().ok_or(Error::Invalid { field: "event", reason: "expected a JSON object" })?;
             let name = match o.get("name") {
                 Some(Value::String(s)) => EventName::parse(s)?,
                 None | Some(Value::Null) => return Err(Error::Missing { field: "name" }),
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "name",
-                        reason: "expected a string",
-                    });
+                    return Err(Error::Invalid { field: "name", reason: "expected a string" });
                 }
             };
-            let txn = text(o, "transactionId", "transactionId")?
-                .map(|t| TransactionId::parse(&t))
-                .transpose()?;
+            let txn = text(o, "transactionId", "transactionId")?.map(|t| TransactionId::parse(&t)).transpose()?;
             let occurred_at_ms = match o.get("occurredAt") {
                 None | Some(Value::Null) => 0,
-                Some(Value::Number(n)) => {
-                    n.as_i64().filter(|ms| *ms >= 0).ok_or(Error::Invalid {
-                        field: "occurredAt",
-                        reason: "expected Unix milliseconds",
-                    })?
-                }
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .filter(|ms| *ms >= 0)
+                    .ok_or(Error::Invalid { field: "occurredAt", reason: "expected Unix milliseconds" })?,
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "occurredAt",
-                        reason: "expected Unix milliseconds",
-                    });
+                    return Err(Error::Invalid { field: "occurredAt", reason: "expected Unix milliseconds" });
                 }
             };
-            let given_id = text(o, "eventId", "eventId")?
-                .map(|s| EventId::parse(&s))
-                .transpose()?;
+            let given_id = text(o, "eventId", "eventId")?.map(|s| EventId::parse(&s)).transpose()?;
             let mut e = match (txn, given_id) {
                 (Some(t), _) => {
                     // The id of a transactional event is always derived, whatever the
@@ -399,9 +344,7 @@ mod parse {
             e.shipping = amount(o, "shipping", "shipping")?;
             e.tax = amount(o, "tax", "tax")?;
             e.original_value = amount(o, "originalValue", "originalValue")?;
-            e.currency = text(o, "currency", "currency")?
-                .map(|c| Currency::parse(&c))
-                .transpose()?;
+            e.currency = text(o, "currency", "currency")?.map(|c| Currency::parse(&c)).transpose()?;
             e.coupon = text(o, "coupon", "coupon")?;
             e.affiliation = text(o, "affiliation", "affiliation")?;
             e.conversion_label = text(o, "label", "label")?;
@@ -409,10 +352,7 @@ mod parse {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(a)) => {
                     if a.len() > MAX_ITEMS {
-                        return Err(Error::TooMany {
-                            field: "items",
-                            max: MAX_ITEMS,
-                        });
+                        return Err(Error::TooMany { field: "items", max: MAX_ITEMS });
                     }
                     for it in a {
                         let item: Item = serde_json::from_value(it.clone()).map_err(|_| Error::Invalid {
@@ -423,32 +363,23 @@ mod parse {
                     }
                 }
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "items",
-                        reason: "expected an array",
-                    });
+                    return Err(Error::Invalid { field: "items", reason: "expected an array" });
                 }
             }
             match o.get("params") {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(p)) => {
                     if p.len() > MAX_PARAMS {
-                        return Err(Error::TooMany {
-                            field: "params",
-                            max: MAX_PARAMS,
-                        });
+                        return Err(Error::TooMany { field: "params", max: MAX_PARAMS });
                     }
                     for (k, v) in p {
                         let pv = match v {
                             Value::String(s) => ParamValue::Text(s.clone()),
                             Value::Bool(b) => ParamValue::Bool(*b),
                             Value::Number(n) => ParamValue::Number(
-                                n.as_f64().and_then(|f| Amount::from_f64(f).ok()).ok_or(
-                                    Error::Invalid {
-                                        field: "params",
-                                        reason: "number out of range",
-                                    },
-                                )?,
+                                n.as_f64()
+                                    .and_then(|f| Amount::from_f64(f).ok())
+                                    .ok_or(Error::Invalid { field: "params", reason: "number out of range" })?,
                             ),
                             _ => {
                                 return Err(Error::Invalid {
@@ -461,10 +392,7 @@ mod parse {
                     }
                 }
                 Some(_) => {
-                    return Err(Error::Invalid {
-                        field: "params",
-                        reason: "expected an object",
-                    });
+                    return Err(Error::Invalid { field: "params", reason: "expected an object" });
                 }
             }
             e.validate()?;
@@ -473,10 +401,8 @@ mod parse {
 
         /// Parses wire JSON text; see [`Event::from_json_value`].
         pub fn from_json(s: &str, fallback_id: impl FnOnce() -> EventId) -> Result<Event> {
-            let v: Value = serde_json::from_str(s).map_err(|_| Error::Invalid {
-                field: "event",
-                reason: "malformed JSON",
-            })?;
+            let v: Value =
+                serde_json::from_str(s).map_err(|_| Error::Invalid { field: "event", reason: "malformed JSON" })?;
             Event::from_json_value(&v, fallback_id)
         }
     }
@@ -488,20 +414,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn purchase() -> Event {
-        let mut e = Event::transactional(
-            EventName::Purchase,
-            TransactionId::parse("T_12345").unwrap(),
-            1_757_409_591_000,
-        );
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("T_12345").unwrap(), 1_757_409_591_000);
         e.value = Some(Amount::parse("30.03").unwrap());
         e.currency = Some(Currency::parse("USD").unwrap());
         e.tax = Some(Amount::parse("4.90").unwrap());
         e.shipping = Some(Amount::parse("5.99").unwrap());
         e.coupon = Some("SUMMER_FUN".into());
-        e.items.push(
-            Item::new("SKU_12345", "Stan and Friends Tee")
-                .with_price(Amount::parse("10.01").unwrap(), 3),
-        );
+        e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("10.01").unwrap(), 3));
         e
     }
 
@@ -520,12 +440,7 @@ mod tests {
         assert_eq!(e.validate(), Err(Error::Missing { field: "currency" }));
         let mut e = Event::new(EventName::Purchase, fixed_id(), 0);
         e.value = Some(Amount::ZERO);
-        assert_eq!(
-            e.validate(),
-            Err(Error::Missing {
-                field: "transactionId"
-            })
-        );
+        assert_eq!(e.validate(), Err(Error::Missing { field: "transactionId" }));
     }
 
     #[test]
@@ -540,10 +455,7 @@ mod tests {
         let mut e = purchase();
         e.set_text("payment_type", "card");
         e.params.insert("gift".into(), ParamValue::Bool(true));
-        e.params.insert(
-            "weight".into(),
-            ParamValue::Number(Amount::parse("1.25").unwrap()),
-        );
+        e.params.insert("weight".into(), ParamValue::Number(Amount::parse("1.25").unwrap()));
         let back = Event::from_json(&e.to_json(), fixed_id).unwrap();
         assert_eq!(back, e);
     }
@@ -561,20 +473,11 @@ mod tests {
             (r#"{"name":7}"#, "name"),
             (r#"{}"#, "name"),
             (r#"{"name":"purchase","transactionId":""}"#, "transactionId"),
-            (
-                r#"{"name":"add_to_cart","value":"abc","currency":"USD"}"#,
-                "value",
-            ),
+            (r#"{"name":"add_to_cart","value":"abc","currency":"USD"}"#, "value"),
             (r#"{"name":"add_to_cart","currency":"XYZW"}"#, "currency"),
             (r#"{"name":"add_to_cart","items":{}}"#, "items"),
-            (
-                r#"{"name":"add_to_cart","items":[{"price":1}]}"#,
-                "items[].itemId",
-            ),
-            (
-                r#"{"name":"add_to_cart","occurredAt":"yesterday"}"#,
-                "occurredAt",
-            ),
+            (r#"{"name":"add_to_cart","items":[{"price":1}]}"#, "items[].itemId"),
+            (r#"{"name":"add_to_cart","occurredAt":"yesterday"}"#, "occurredAt"),
             (r#"{"name":"add_to_cart","params":{"ga_x":"1"}}"#, "params"),
             (r#"[1]"#, "event"),
         ];
@@ -591,12 +494,7 @@ mod tests {
         assert_eq!(r.refund_scope(), RefundScope::Full);
         r.value = Some(Amount::parse("30").unwrap());
         r.original_value = Some(Amount::parse("100").unwrap());
-        assert_eq!(
-            r.refund_scope(),
-            RefundScope::Partial {
-                remaining: Amount::parse("70").unwrap()
-            }
-        );
+        assert_eq!(r.refund_scope(), RefundScope::Partial { remaining: Amount::parse("70").unwrap() });
         r.value = Some(Amount::parse("100").unwrap());
         assert_eq!(r.refund_scope(), RefundScope::Full);
     }

@@ -90,19 +90,10 @@ impl EventId {
             return Err(Error::Missing { field: "eventId" });
         }
         if t.len() > MAX_EVENT_ID {
-            return Err(Error::TooLong {
-                field: "eventId",
-                max: MAX_EVENT_ID,
-            });
+            return Err(Error::TooLong { field: "eventId", max: MAX_EVENT_ID });
         }
-        if !t
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-        {
-            return Err(Error::Invalid {
-                field: "eventId",
-                reason: "use letters, digits and . _ : - only",
-            });
+        if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
+            return Err(Error::Invalid { field: "eventId", reason: "use letters, digits and . _ : - only" });
         }
         Ok(EventId(t.to_owned()))
     }
@@ -147,10 +138,7 @@ mod tests {
     #[test]
     fn parse_rules() {
         assert!(EventId::parse("evt_1:a.b-c").is_ok());
-        assert_eq!(
-            EventId::parse("").unwrap_err(),
-            Error::Missing { field: "eventId" }
-        );
+        assert_eq!(EventId::parse("").unwrap_err(), Error::Missing { field: "eventId" });
         assert!(EventId::parse(&"a".repeat(37)).is_err());
         assert!(EventId::parse("a b").is_err());
     }

@@ -135,10 +135,7 @@ impl EventName {
             return Ok(n.clone());
         }
         if t.len() > 40 {
-            return Err(Error::TooLong {
-                field: "name",
-                max: 40,
-            });
+            return Err(Error::TooLong { field: "name", max: 40 });
         }
         if !is_valid_ga4_name(t) {
             return Err(Error::Invalid {
@@ -147,13 +144,8 @@ impl EventName {
             });
         }
         let lower = t.to_ascii_lowercase();
-        if RESERVED.contains(&lower.as_str())
-            || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-        {
-            return Err(Error::Invalid {
-                field: "name",
-                reason: "reserved by GA4; choose another name",
-            });
+        if RESERVED.contains(&lower.as_str()) || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
+            return Err(Error::Invalid { field: "name", reason: "reserved by GA4; choose another name" });
         }
         Ok(EventName::Custom(t.to_owned()))
     }
@@ -163,11 +155,7 @@ impl EventName {
         if let EventName::Custom(s) = self {
             return s;
         }
-        STANDARD
-            .iter()
-            .find(|(_, n)| n == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("custom")
+        STANDARD.iter().find(|(_, n)| n == self).map(|(s, _)| *s).unwrap_or("custom")
     }
 
     /// Events that must carry a transaction id.
@@ -231,15 +219,7 @@ mod tests {
     #[test]
     fn custom_rules() {
         assert!(EventName::parse("quiz_completed").is_ok());
-        for bad in [
-            "_x",
-            "1abc",
-            "has space",
-            "ga_thing",
-            "Firebase_x",
-            "a-b",
-            &"a".repeat(41),
-        ] {
+        for bad in ["_x", "1abc", "has space", "ga_thing", "Firebase_x", "a-b", &"a".repeat(41)] {
             assert!(EventName::parse(bad).is_err(), "{bad}");
         }
         for r in RESERVED {

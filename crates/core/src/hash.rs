@@ -98,22 +98,10 @@ mod tests {
     #[test]
     fn sha256_known_values() {
         // trackbridge.md §3
-        assert_eq!(
-            sha256_hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            sha256_hex("jane@example.com"),
-            "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"
-        );
-        assert_eq!(
-            sha256_hex("caf\u{e9}"),
-            "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e"
-        );
-        assert_eq!(
-            sha256_hex("+15551234567"),
-            "8a59780bb8cd2ba022bfa5ba2ea3b6e07af17a7d8b30c1f9b3390e36f69019e4"
-        );
+        assert_eq!(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(sha256_hex("jane@example.com"), "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d");
+        assert_eq!(sha256_hex("caf\u{e9}"), "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e");
+        assert_eq!(sha256_hex("+15551234567"), "8a59780bb8cd2ba022bfa5ba2ea3b6e07af17a7d8b30c1f9b3390e36f69019e4");
     }
 
     #[test]
@@ -141,10 +129,7 @@ mod tests {
     #[test]
     fn hash_normalized_passes_prehashed_through_lowercased() {
         let upper = "  973DFE463EC85785F5F95AF5BA3906EEDB2D931C24E69824A89EA65DBA4E813B ";
-        assert_eq!(
-            hash_normalized(upper),
-            "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"
-        );
+        assert_eq!(hash_normalized(upper), "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b");
     }
 
     #[test]
@@ -154,10 +139,7 @@ mod tests {
             "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"
         );
         // Not trimmed: the normalisers trim, the hasher does not second-guess them.
-        assert_ne!(
-            hash_normalized(" test@example.com"),
-            hash_normalized("test@example.com")
-        );
+        assert_ne!(hash_normalized(" test@example.com"), hash_normalized("test@example.com"));
     }
 
     #[cfg(feature = "unicode")]
@@ -169,10 +151,7 @@ mod tests {
         // Already NFC, non-ASCII: unchanged.
         assert_eq!(nfc("\u{c815}"), "\u{c815}");
         // NFD input hashes like NFC input (destinations.md §1.1, trackbridge.md §3).
-        assert_eq!(
-            hash_normalized("cafe\u{301}"),
-            "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e"
-        );
+        assert_eq!(hash_normalized("cafe\u{301}"), "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e");
         assert_eq!(
             hash_normalized("vale\u{301}ry"),
             "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"

@@ -89,11 +89,7 @@ pub struct Item {
 impl Item {
     /// An item with id and name.
     pub fn new(id: impl Into<String>, name: impl Into<String>) -> Item {
-        Item {
-            item_id: Some(id.into()),
-            item_name: Some(name.into()),
-            ..Item::default()
-        }
+        Item { item_id: Some(id.into()), item_name: Some(name.into()), ..Item::default() }
     }
 
     /// Sets unit price and quantity.
@@ -135,33 +131,18 @@ impl Item {
     pub fn validate(&self) -> Result<()> {
         let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         if !has(&self.item_id) && !has(&self.item_name) {
-            return Err(Error::Missing {
-                field: "items[].itemId",
-            });
+            return Err(Error::Missing { field: "items[].itemId" });
         }
         for (name, v) in self.text_fields() {
             if v.is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE) {
-                return Err(Error::TooLong {
-                    field: item_field(name),
-                    max: MAX_PARAM_VALUE,
-                });
+                return Err(Error::TooLong { field: item_field(name), max: MAX_PARAM_VALUE });
             }
         }
-        if self
-            .creative_slot
-            .as_deref()
-            .is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE)
-        {
-            return Err(Error::TooLong {
-                field: "items[].creativeSlot",
-                max: MAX_PARAM_VALUE,
-            });
+        if self.creative_slot.as_deref().is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE) {
+            return Err(Error::TooLong { field: "items[].creativeSlot", max: MAX_PARAM_VALUE });
         }
         if self.price.is_some_and(Amount::is_negative) {
-            return Err(Error::Invalid {
-                field: "items[].price",
-                reason: "must not be negative",
-            });
+            return Err(Error::Invalid { field: "items[].price", reason: "must not be negative" });
         }
         Ok(())
     }
@@ -234,22 +215,8 @@ mod tests {
     #[test]
     fn needs_id_or_name() {
         assert!(Item::default().validate().is_err());
-        assert!(
-            Item {
-                item_name: Some("Tee".into()),
-                ..Default::default()
-            }
-            .validate()
-            .is_ok()
-        );
-        assert!(
-            Item {
-                item_id: Some(" ".into()),
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(Item { item_name: Some("Tee".into()), ..Default::default() }.validate().is_ok());
+        assert!(Item { item_id: Some(" ".into()), ..Default::default() }.validate().is_err());
     }
 
     #[test]
@@ -269,8 +236,7 @@ mod tests {
         write_item_json(&it, &mut s);
         let back: Item = serde_json::from_str(&s).unwrap();
         assert_eq!(back, it);
-        let snake: Item =
-            serde_json::from_str(r#"{"item_id":"A","item_category2":"B","price":1.5}"#).unwrap();
+        let snake: Item = serde_json::from_str(r#"{"item_id":"A","item_category2":"B","price":1.5}"#).unwrap();
         assert_eq!(snake.item_category2.as_deref(), Some("B"));
     }
 }

@@ -125,15 +125,7 @@ mod tests {
 
     #[test]
     fn escapes_like_serde_json() {
-        for s in [
-            "plain",
-            "q\"uote",
-            "back\\slash",
-            "nl\nx",
-            "\u{1}ctl",
-            "é ü 정",
-            "\u{2028}",
-        ] {
+        for s in ["plain", "q\"uote", "back\\slash", "nl\nx", "\u{1}ctl", "é ü 정", "\u{2028}"] {
             let mut out = String::new();
             push_str(&mut out, s);
             let back: String = serde_json::from_str(&out).unwrap();
@@ -154,11 +146,7 @@ mod tests {
     fn object_writer() {
         let mut s = String::new();
         let mut w = ObjectWriter::new(&mut s);
-        w.str("a", "x")
-            .int("b", -2)
-            .opt_str("c", None)
-            .bool("d", true)
-            .raw("e", "[1]");
+        w.str("a", "x").int("b", -2).opt_str("c", None).bool("d", true).raw("e", "[1]");
         w.finish();
         assert_eq!(s, r#"{"a":"x","b":-2,"d":true,"e":[1]}"#);
     }

@@ -34,12 +34,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod amount;
+pub mod browser;
 pub mod click_ids;
 pub mod client_id;
 pub mod consent;
@@ -57,6 +55,7 @@ pub mod ids;
 pub mod item;
 pub mod json;
 pub mod normalize;
+pub mod reconcile;
 pub mod session;
 pub mod time;
 pub mod user_data;
@@ -65,8 +64,8 @@ pub use amount::Amount;
 pub use click_ids::{ClickIds, GoogleClick};
 pub use client_id::ClientId;
 pub use consent::{
-    ConsentDenial, ConsentSignal, ConsentState, ConsentUpdate, DestinationKind, DestinationPolicy,
-    StoragePurpose, policy,
+    ConsentDenial, ConsentSignal, ConsentState, ConsentUpdate, DestinationKind, DestinationPolicy, StoragePurpose,
+    policy,
 };
 pub use currency::Currency;
 pub use envelope::ContextEnvelope;

@@ -44,10 +44,7 @@ impl GaSession {
                     return Err(bad);
                 }
                 let number = f.next().and_then(|n| n.parse().ok());
-                Ok(GaSession {
-                    session_id: id.to_owned(),
-                    session_number: number,
-                })
+                Ok(GaSession { session_id: id.to_owned(), session_number: number })
             }
             "GS2" => {
                 let mut id = None;
@@ -60,10 +57,9 @@ impl GaSession {
                     }
                 }
                 match id {
-                    Some(id) if is_session_id(id) => Ok(GaSession {
-                        session_id: id.to_owned(),
-                        session_number: number,
-                    }),
+                    Some(id) if is_session_id(id) => {
+                        Ok(GaSession { session_id: id.to_owned(), session_number: number })
+                    }
                     _ => Err(bad),
                 }
             }
@@ -77,10 +73,7 @@ impl GaSession {
         if is_session_id(t) {
             Ok(t.to_owned())
         } else {
-            Err(Error::Invalid {
-                field: "sessionId",
-                reason: "expected the digits of a GA4 session id",
-            })
+            Err(Error::Invalid { field: "sessionId", reason: "expected the digits of a GA4 session id" })
         }
     }
 }
@@ -111,15 +104,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "GS1",
-            "GS1.1",
-            "GS1.1.abc.1",
-            "GS2.1.o1$g0",
-            "GS3.1.1.1",
-            "GS2.1.sX$o1",
-        ] {
+        for bad in ["", "GS1", "GS1.1", "GS1.1.abc.1", "GS2.1.o1$g0", "GS3.1.1.1", "GS2.1.sX$o1"] {
             assert!(GaSession::from_cookie(bad).is_err(), "{bad:?}");
         }
     }

@@ -84,10 +84,7 @@ pub fn rfc3339_utc(unix_ms: i64) -> String {
 
 /// Parses RFC 3339 (`2026-05-01T20:32:45Z`, `…45.123+02:00`) to Unix ms.
 pub fn parse_rfc3339(raw: &str) -> Result<i64> {
-    let bad = Error::Invalid {
-        field: "occurredAt",
-        reason: "expected RFC 3339 such as 2026-05-01T20:32:45Z",
-    };
+    let bad = Error::Invalid { field: "occurredAt", reason: "expected RFC 3339 such as 2026-05-01T20:32:45Z" };
     let s = raw.trim().as_bytes();
     if s.len() < 20
         || s[4] != b'-'
@@ -103,19 +100,9 @@ pub fn parse_rfc3339(raw: &str) -> Result<i64> {
         if !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        Some(
-            part.iter()
-                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
-        )
+        Some(part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
     };
-    let (y, mo, d, h, mi, se) = match (
-        num(0, 4),
-        num(5, 7),
-        num(8, 10),
-        num(11, 13),
-        num(14, 16),
-        num(17, 19),
-    ) {
+    let (y, mo, d, h, mi, se) = match (num(0, 4), num(5, 7), num(8, 10), num(11, 13), num(14, 16), num(17, 19)) {
         (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) => (y, mo, d, h, mi, se),
         _ => return Err(bad),
     };
@@ -169,10 +156,7 @@ mod tests {
         assert_eq!(google_ads_datetime(ms, 0), "2026-05-01 20:32:45+00:00");
         assert_eq!(google_ads_datetime(ms, -480), "2026-05-01 12:32:45-08:00");
         assert_eq!(rfc3339_utc(ms + 7), "2026-05-01T20:32:45.007Z");
-        assert_eq!(
-            parse_rfc3339("2026-05-01T12:32:45.5-08:00").unwrap(),
-            ms + 500
-        );
+        assert_eq!(parse_rfc3339("2026-05-01T12:32:45.5-08:00").unwrap(), ms + 500);
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
     }
 

@@ -157,9 +157,7 @@ pub struct HashedUserData {
 impl GoogleUserData {
     /// True when nothing survived normalisation.
     pub fn is_empty(&self) -> bool {
-        self.sha256_email_address.is_empty()
-            && self.sha256_phone_number.is_empty()
-            && self.address.is_empty()
+        self.sha256_email_address.is_empty() && self.sha256_phone_number.is_empty() && self.address.is_empty()
     }
 }
 

@@ -32,17 +32,10 @@ fn json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 fn purchase() -> Event {
-    let mut e = Event::transactional(
-        EventName::Purchase,
-        TransactionId::parse("ORD-1001").unwrap(),
-        AT,
-    );
+    let mut e = Event::transactional(EventName::Purchase, TransactionId::parse("ORD-1001").unwrap(), AT);
     e.value = Some(Amount::parse("129.99").unwrap());
     e.currency = Some(Currency::parse("USD").unwrap());
-    e.items.push(
-        Item::new("SKU_12345", "Stan and Friends Tee")
-            .with_price(Amount::parse("43.33").unwrap(), 3),
-    );
+    e.items.push(Item::new("SKU_12345", "Stan and Friends Tee").with_price(Amount::parse("43.33").unwrap(), 3));
     e.set_text("payment_type", "card");
     e
 }
@@ -60,10 +53,7 @@ fn ctx() -> DeliveryContext {
         visitor_id: Some(VisitorId::parse("anon-abc123").unwrap()),
         click_ids: ClickIds {
             gclid: Some("Cj0KCQjw-example".into()),
-            fbc: Some(
-                "fb.1.1554763741205.IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk"
-                    .into(),
-            ),
+            fbc: Some("fb.1.1554763741205.IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk".into()),
             fbp: Some("fb.2.1750842798656.75452712527328085".into()),
             ttclid: Some("E.C.P.example".into()),
             rtid: Some("rtid-abc123".into()),
@@ -83,29 +73,19 @@ fn ads_target() -> google_ads::AdsTarget {
 }
 
 fn meta_config() -> meta::MetaConfig {
-    meta::MetaConfig {
-        test_event_code: Some("TEST123".into()),
-        ..Default::default()
-    }
+    meta::MetaConfig { test_event_code: Some("TEST123".into()), ..Default::default() }
 }
 
 fn tiktok_config() -> tiktok::TikTokConfig {
-    tiktok::TikTokConfig {
-        pixel_code: "C4A1B2C3D4E5F6G7H8I9".into(),
-        test_event_code: Some("TEST123".into()),
-    }
+    tiktok::TikTokConfig { pixel_code: "C4A1B2C3D4E5F6G7H8I9".into(), test_event_code: Some("TEST123".into()) }
 }
 
 fn rokt_config() -> rokt::RoktConfig {
-    rokt::RoktConfig {
-        account_id: "12345".into(),
-    }
+    rokt::RoktConfig { account_id: "12345".into() }
 }
 
 fn servoki_config() -> servoki::ServokiConfig {
-    servoki::ServokiConfig {
-        site: "shop.example.com".into(),
-    }
+    servoki::ServokiConfig { site: "shop.example.com".into() }
 }
 
 #[test]
@@ -124,11 +104,7 @@ fn google_ads_click_conversion() {
 #[test]
 fn google_ads_restatement() {
     // destinations.md §3.8: 129.99 refunded down to 70 on 2026-05-03 09:00 UTC.
-    let mut r = Event::transactional(
-        EventName::Refund,
-        TransactionId::parse("ORD-1001").unwrap(),
-        1_777_798_800_000,
-    );
+    let mut r = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), 1_777_798_800_000);
     r.value = Some(Amount::parse("59.99").unwrap());
     r.original_value = Some(Amount::parse("129.99").unwrap());
     r.currency = Some(Currency::parse("USD").unwrap());
@@ -287,23 +263,14 @@ fn all_payloads(events: &[Event], ctx: &DeliveryContext) -> String {
         out.push('\n');
     };
     let ser = |v: &dyn erased::Ser| v.to_json();
-    for target in [
-        ads_target(),
-        ads_target().for_event(EventName::GenerateLead),
-    ] {
+    for target in [ads_target(), ads_target().for_event(EventName::GenerateLead)] {
         if let Ok(b) = google_ads::build(events, ctx, &target) {
             b.clicks.iter().for_each(|r| push(ser(r)));
             b.adjustments.iter().for_each(|r| push(ser(r)));
         }
     }
-    for source in [
-        meta::ActionSource::Website,
-        meta::ActionSource::SystemGenerated,
-    ] {
-        let config = meta::MetaConfig {
-            action_source: source,
-            ..meta_config()
-        };
+    for source in [meta::ActionSource::Website, meta::ActionSource::SystemGenerated] {
+        let config = meta::MetaConfig { action_source: source, ..meta_config() };
         if let Ok(b) = meta::build(events, ctx, &config) {
             b.requests.iter().for_each(|r| push(ser(r)));
         }
@@ -335,11 +302,7 @@ mod erased {
 }
 
 fn signal() -> impl Strategy<Value = ConsentSignal> {
-    prop_oneof![
-        Just(ConsentSignal::Granted),
-        Just(ConsentSignal::Denied),
-        Just(ConsentSignal::Unknown),
-    ]
+    prop_oneof![Just(ConsentSignal::Granted), Just(ConsentSignal::Denied), Just(ConsentSignal::Unknown),]
 }
 
 fn consent() -> impl Strategy<Value = ConsentState> {
@@ -393,10 +356,7 @@ fn valid_event(now_ms: i64) -> impl Strategy<Value = Event> {
         0i64..(3 * 86_400_000),
         proptest::option::of(0i64..10_000_000_000),
         proptest::option::of(0i64..10_000_000_000),
-        proptest::collection::vec(
-            ("[a-z]{1,8}", "[A-Za-z0-9]{1,8}").prop_map(|(id, n)| Item::new(id, n)),
-            0..3,
-        ),
+        proptest::collection::vec(("[a-z]{1,8}", "[A-Za-z0-9]{1,8}").prop_map(|(id, n)| Item::new(id, n)), 0..3),
         any::<u64>(),
         proptest::option::of("[a-z ]{1,20}"),
     )
@@ -419,10 +379,7 @@ fn valid_event(now_ms: i64) -> impl Strategy<Value = Event> {
             if let Some(s) = search {
                 e.set_text("search_term", s);
             }
-            e.set_text(
-                "page_location",
-                "https://shop.example/p?gclid=GCLIDNEEDLE&x=1",
-            );
+            e.set_text("page_location", "https://shop.example/p?gclid=GCLIDNEEDLE&x=1");
             e
         })
 }
@@ -439,32 +396,26 @@ fn wild_event() -> impl Strategy<Value = Event> {
         proptest::collection::btree_map(text(), text(), 0..4),
         proptest::option::of(text()),
     )
-        .prop_map(
-            |(name, txn, at, value, original, currency, items, params, coupon)| {
-                let txn = txn.and_then(|t| TransactionId::parse(&t).ok());
-                let mut e = match txn {
-                    Some(t) => Event::transactional(name, t, at),
-                    None => Event::new(name, EventId::random_v7(at as u64, [1; 10]), at),
-                };
-                e.value = value.and_then(|v| Amount::from_micros(v).ok());
-                e.original_value = original.and_then(|v| Amount::from_micros(v).ok());
-                e.currency = currency.map(|c| Currency::parse(c).unwrap());
-                e.items = items;
-                for (k, v) in params {
-                    e.set_text(&k, v);
-                }
-                e.coupon = coupon;
-                e
-            },
-        )
+        .prop_map(|(name, txn, at, value, original, currency, items, params, coupon)| {
+            let txn = txn.and_then(|t| TransactionId::parse(&t).ok());
+            let mut e = match txn {
+                Some(t) => Event::transactional(name, t, at),
+                None => Event::new(name, EventId::random_v7(at as u64, [1; 10]), at),
+            };
+            e.value = value.and_then(|v| Amount::from_micros(v).ok());
+            e.original_value = original.and_then(|v| Amount::from_micros(v).ok());
+            e.currency = currency.map(|c| Currency::parse(c).unwrap());
+            e.items = items;
+            for (k, v) in params {
+                e.set_text(&k, v);
+            }
+            e.coupon = coupon;
+            e
+        })
 }
 
 /// Every input index is in exactly one request or skipped exactly once.
-fn accounted(
-    n: usize,
-    sent: impl IntoIterator<Item = usize>,
-    skipped: impl IntoIterator<Item = usize>,
-) {
+fn accounted(n: usize, sent: impl IntoIterator<Item = usize>, skipped: impl IntoIterator<Item = usize>) {
     let mut seen = vec![0u8; n];
     for i in sent.into_iter().chain(skipped) {
         seen[i] += 1;
@@ -534,11 +485,7 @@ proptest! {
 /// so the property above is not passing vacuously.
 #[test]
 fn needles_reach_payloads_when_granted() {
-    let mut lead = Event::new(
-        EventName::GenerateLead,
-        EventId::parse("lead-1").unwrap(),
-        NOW - 1000,
-    );
+    let mut lead = Event::new(EventName::GenerateLead, EventId::parse("lead-1").unwrap(), NOW - 1000);
     lead.set_text("page_location", "https://shop.example/p?gclid=GCLIDNEEDLE");
     let events = [purchase_at(NOW - 1000), lead];
     let mut ctx = needle_ctx(ConsentState::ALL_GRANTED, NOW);

@@ -16,15 +16,11 @@ fn data() -> Value {
 }
 
 fn list<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("{key} is an array"))
+    v[key].as_array().unwrap_or_else(|| panic!("{key} is an array"))
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is a string in {v}"))
+    v[key].as_str().unwrap_or_else(|| panic!("{key} is a string in {v}"))
 }
 
 fn opt<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -68,18 +64,10 @@ fn sha256_of_normalised_values() {
     assert!(hashes.len() >= 50);
     for v in hashes {
         let (value, want) = (s(v, "value"), s(v, "sha256"));
-        assert_eq!(
-            sha256_hex(value),
-            want,
-            "sha256_hex({value:?}) — {}",
-            v["source"]
-        );
+        assert_eq!(sha256_hex(value), want, "sha256_hex({value:?}) — {}", v["source"]);
         assert_eq!(hash_normalized(value), want, "hash_normalized({value:?})");
         if let Some(b64) = opt(v, "base64") {
-            let bytes: Vec<u8> = (0..64)
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&want[i..i + 2], 16).unwrap())
-                .collect();
+            let bytes: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&want[i..i + 2], 16).unwrap()).collect();
             assert_eq!(base64::engine::general_purpose::STANDARD.encode(bytes), b64);
         }
     }
@@ -107,15 +95,9 @@ fn wrong_forms_are_not_produced() {
     for v in list(&d, "not_produced") {
         let (name, input, bad) = (s(v, "fn"), s(v, "input"), s(v, "sha256"));
         // The bad digest is what the wrong rule gives ...
-        let got = run(name, input, opt(v, "cc"), None)
-            .unwrap_or_else(|| panic!("{name}({input:?}) normalises"));
+        let got = run(name, input, opt(v, "cc"), None).unwrap_or_else(|| panic!("{name}({input:?}) normalises"));
         // ... and not what Tally gives.
-        assert_ne!(
-            hash_normalized(&got),
-            bad,
-            "{name}({input:?}): {}",
-            v["why"]
-        );
+        assert_ne!(hash_normalized(&got), bad, "{name}({input:?}): {}", v["why"]);
     }
 }
 
@@ -127,10 +109,7 @@ fn python_example_phone_is_not_e164() {
     let ours = google_phone("+1 800 5550102", None).unwrap();
     assert_eq!(ours, "+18005550102");
     assert_ne!(hash_normalized(&ours), wrong);
-    assert_eq!(
-        hash_normalized(&ours),
-        "c5383c2eeada28210d27f011bc127d4f9562cf38ff0c9bba33dd45ae79b9fe7c"
-    );
+    assert_eq!(hash_normalized(&ours), "c5383c2eeada28210d27f011bc127d4f9562cf38ff0c9bba33dd45ae79b9fe7c");
 }
 
 #[test]
@@ -183,10 +162,7 @@ fn valery_nfd_hashes_like_nfc_through_meta_name() {
     // "Valéry" typed with a combining acute accent (U+0301).
     let got = meta_name("Vale\u{301}ry").unwrap();
     assert_eq!(got, "val\u{e9}ry");
-    assert_eq!(
-        hash_normalized(&got),
-        "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"
-    );
+    assert_eq!(hash_normalized(&got), "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c");
 }
 
 #[cfg(not(feature = "unicode"))]
@@ -194,10 +170,7 @@ fn valery_nfd_hashes_like_nfc_through_meta_name() {
 fn without_unicode_the_caller_passes_nfc() {
     // The browser build normalises with String.prototype.normalize('NFC') first.
     let got = meta_name("Val\u{e9}ry").unwrap();
-    assert_eq!(
-        hash_normalized(&got),
-        "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"
-    );
+    assert_eq!(hash_normalized(&got), "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c");
     // NFD is kept as given (marks are not stripped), so it is the caller's job.
     assert_eq!(meta_name("Vale\u{301}ry").as_deref(), Some("vale\u{301}ry"));
 }
@@ -205,33 +178,18 @@ fn without_unicode_the_caller_passes_nfc() {
 #[test]
 fn turkish_dotted_capital_i_is_lowercased_without_locale() {
     // trackbridge.md §3 locale pins: str::to_lowercase gives i + U+0307.
-    assert_eq!(
-        google_city("\u{130}STANBUL").as_deref(),
-        Some("i\u{307}stanbul")
-    );
-    assert_eq!(
-        meta_city("\u{130}STANBUL").as_deref(),
-        Some("i\u{307}stanbul")
-    );
+    assert_eq!(google_city("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
+    assert_eq!(meta_city("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
     assert_eq!(google_name("AYDIN").as_deref(), Some("aydin"));
-    assert_eq!(
-        hash_normalized("i\u{307}stanbul"),
-        "4a4df120f7d1f3c286f58651abfcec2aade892ace635f96f02b946c96e6e1f86"
-    );
-    assert_ne!(
-        hash_normalized("i\u{307}stanbul"),
-        hash_normalized("istanbul")
-    );
+    assert_eq!(hash_normalized("i\u{307}stanbul"), "4a4df120f7d1f3c286f58651abfcec2aade892ace635f96f02b946c96e6e1f86");
+    assert_ne!(hash_normalized("i\u{307}stanbul"), hash_normalized("istanbul"));
 }
 
 #[test]
 fn prehashed_values_pass_through() {
     let upper = "  973DFE463EC85785F5F95AF5BA3906EEDB2D931C24E69824A89EA65DBA4E813B\n";
     assert!(is_prehashed(upper));
-    assert_eq!(
-        hash_normalized(upper),
-        "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"
-    );
+    assert_eq!(hash_normalized(upper), "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b");
 }
 
 #[test]
@@ -241,9 +199,7 @@ fn user_data_hashed_matches_the_vectors() {
     assert!(!cases.is_empty());
     for v in cases {
         let input: UserData = serde_json::from_value(v["input"].clone()).unwrap();
-        let opts = NormalizeOptions {
-            default_calling_code: opt(v, "defaultCallingCode").map(str::to_owned),
-        };
+        let opts = NormalizeOptions { default_calling_code: opt(v, "defaultCallingCode").map(str::to_owned) };
         let want: HashedUserData = serde_json::from_value(v["expected"].clone()).unwrap();
         let got = input.hashed(&opts);
         assert_eq!(got, want, "{}", v["source"]);

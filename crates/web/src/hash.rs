@@ -5,17 +5,21 @@
 //! (`String.prototype.normalize`).
 
 use js_sys::JsString;
+use tally_core::browser::input;
 use tally_core::normalize::NormalizeOptions;
 use wasm_bindgen::prelude::*;
 
-use crate::input::{self, method_error};
 use crate::js;
 
 /// Normalises and hashes user data for every destination family:
 /// `{ google: { sha256_email_address, sha256_phone_number, address }, meta: { em, ph, fn, … } }`.
 #[wasm_bindgen(js_name = hashUserData)]
 pub fn hash_user_data(user_data: JsValue) -> Result<JsValue, JsValue> {
-    let u = input::user_data(&user_data).map_err(|e| method_error("hashUserData", &e))?;
+    let u = input::user_data(&js::user_data(&user_data)).map_err(|e| {
+        let mut m = String::from("[tally] hashUserData: ");
+        m.push_str(&e.describe());
+        js::error(&m)
+    })?;
     let mut out = String::new();
     u.hashed(&NormalizeOptions::default()).write_json(&mut out);
     Ok(js::parse_json(&out))

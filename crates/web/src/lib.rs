@@ -2,9 +2,10 @@
 //!
 //! Tally's browser tracker: a thin [wasm-bindgen] layer over [`tally_core`],
 //! published as the npm package in `pkg/` (`createBrowserTracker(config)`).
-//! Every rule (event model and validation, event ids, click-id capture, the
-//! GA4 client id and session, consent policy, normalisation and hashing, the
-//! envelope) comes from the core; this crate only does browser I/O:
+//! Every rule lives in the core, most of it in [`tally_core::browser`]: config
+//! validation, reading JavaScript inputs into events, identity and click ids,
+//! the consent gate, the gtag/fbq bridge, the outbox and the collector
+//! contract. This crate only does the browser I/O around them:
 //!
 //! * **identity**: reads `_ga` (never writes it); otherwise mints a GA4-format
 //!   id in Tally's own `_tally_cid`; session from `_ga_<stream>`; visitor id in `_tally_vid`;
@@ -21,23 +22,21 @@
 //! * **gtag / fbq bridge**: calls `window.gtag` / `window.fbq` as functions with
 //!   the same event id the server sends, so each pair is deduplicated.
 //!
-//! Pure logic that the core does not have yet lives in [`rules`] and
-//! [`queue`] (tested natively); the browser code is compiled for `wasm32` only.
+//! The wasm module exports one class with one method (`call`, by method number)
+//! and the hash functions; `pkg/index.js` gives the methods their names. The
+//! crate compiles to nothing outside `wasm32`: its rules are tested in the core.
 //!
 //! [wasm-bindgen]: https://rustwasm.github.io/docs/wasm-bindgen/
 #![warn(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod queue;
-pub mod rules;
+/// The global allocator: talc instead of std's dlmalloc, a few KiB less of wasm.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 #[cfg(target_arch = "wasm32")]
 pub mod hash;
-#[cfg(target_arch = "wasm32")]
-mod input;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 #[cfg(target_arch = "wasm32")]

@@ -184,11 +184,7 @@ pub(crate) fn filter(s: &str, digits: bool, spaces: Spaces) -> String {
         let keep = match k {
             Kind::Letter => true,
             Kind::Digit => digits,
-            Kind::Joiner => {
-                last_was_letter
-                    && !pending_space
-                    && chars.peek().is_some_and(|&n| kind(n) == Kind::Letter)
-            }
+            Kind::Joiner => last_was_letter && !pending_space && chars.peek().is_some_and(|&n| kind(n) == Kind::Letter),
             Kind::Space => {
                 if spaces == Spaces::Collapse && !out.is_empty() {
                     pending_space = true;
@@ -215,7 +211,21 @@ pub(crate) fn filter(s: &str, digits: bool, spaces: Spaces) -> String {
 /// Trim, NFC, lowercase (and NFC again, in case lowercasing decomposed
 /// something): the first steps of every text normaliser.
 pub(crate) fn prepare(raw: &str) -> String {
-    nfc(&nfc(raw.trim()).to_lowercase())
+    nfc(&lowercase(&nfc(raw.trim())))
+}
+
+/// Unicode lowercasing (locale-independent).
+#[cfg(any(not(feature = "js-lowercase"), feature = "unicode"))]
+fn lowercase(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// With `js-lowercase` (the browser build) the JS engine has lowercased the
+/// value already (`String.prototype.toLowerCase`, the same Unicode mapping);
+/// only ASCII is lowered here, which keeps Unicode's case tables out of the wasm module.
+#[cfg(all(feature = "js-lowercase", not(feature = "unicode")))]
+fn lowercase(s: &str) -> String {
+    s.to_ascii_lowercase()
 }
 
 /// `Some(s)` unless `s` is empty.
@@ -231,17 +241,11 @@ pub(crate) fn ascii_digit(c: char) -> Option<char> {
     }
     // First code point (digit zero) of each Unicode decimal-digit block handled.
     const ZEROS: &[u32] = &[
-        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
-        0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0xFF10,
+        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66, 0x0DE6, 0x0E50,
+        0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0xFF10,
     ];
     let cp = u32::from(c);
-    ZEROS.iter().find_map(|&z| {
-        if (z..z + 10).contains(&cp) {
-            char::from_digit(cp - z, 10)
-        } else {
-            None
-        }
-    })
+    ZEROS.iter().find_map(|&z| if (z..z + 10).contains(&cp) { char::from_digit(cp - z, 10) } else { None })
 }
 
 /// Lowercase ASCII-and-letters key for table look-ups: lowercases and keeps
@@ -360,21 +364,14 @@ pub(crate) fn country_alpha2(raw: &str) -> Option<String> {
     if key.len() == 2 && key.bytes().all(|b| b.is_ascii_lowercase()) {
         return Some(key.to_ascii_uppercase());
     }
-    COUNTRY_NAMES
-        .iter()
-        .find(|(name, _)| *name == key)
-        .map(|(_, code)| (*code).to_owned())
+    COUNTRY_NAMES.iter().find(|(name, _)| *name == key).map(|(_, code)| (*code).to_owned())
 }
 
 /// Splits a normalised email at its only `@`; `None` unless there is exactly one
 /// `@` with text on both sides.
 pub(crate) fn split_email(e: &str) -> Option<(&str, &str)> {
     let (local, domain) = e.split_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains('@') {
-        None
-    } else {
-        Some((local, domain))
-    }
+    if local.is_empty() || domain.is_empty() || domain.contains('@') { None } else { Some((local, domain)) }
 }
 
 /// The digits of a calling code (`"1"`, `"+44"`, `"0049"` → `"1"`, `"44"`, `"49"`),
@@ -386,11 +383,7 @@ fn calling_code(cc: &str) -> Option<String> {
         return None;
     }
     let d = t.trim_start_matches('0');
-    if (1..=3).contains(&d.len()) {
-        Some(d.to_owned())
-    } else {
-        None
-    }
+    if (1..=3).contains(&d.len()) { Some(d.to_owned()) } else { None }
 }
 
 /// Countries whose national numbers keep their leading zero after the
@@ -463,11 +456,7 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
             }
         }
     };
-    if full.is_empty() || full.starts_with('0') {
-        None
-    } else {
-        Some(full)
-    }
+    if full.is_empty() || full.starts_with('0') { None } else { Some(full) }
 }
 
 #[cfg(test)]
@@ -527,29 +516,13 @@ mod tests {
 
     #[test]
     fn filter_rules() {
-        assert_eq!(
-            filter("  mary-jane  o'brien 3rd ", false, Spaces::Collapse),
-            "maryjane obrien rd"
-        );
-        assert_eq!(
-            filter("123  main st., apt 4", true, Spaces::Collapse),
-            "123 main st apt 4"
-        );
+        assert_eq!(filter("  mary-jane  o'brien 3rd ", false, Spaces::Collapse), "maryjane obrien rd");
+        assert_eq!(filter("123  main st., apt 4", true, Spaces::Collapse), "123 main st apt 4");
         assert_eq!(filter("new york", false, Spaces::Remove), "newyork");
         assert_eq!(filter(" ! ", true, Spaces::Collapse), "");
         // Joiners: kept inside a word, dropped at its edges.
-        assert_eq!(
-            filter(
-                "a\u{200c}b \u{200d}c\u{200d} d\u{200d}",
-                false,
-                Spaces::Collapse
-            ),
-            "a\u{200c}b c d"
-        );
-        assert_eq!(
-            filter("jane \u{1f469}\u{200d}\u{1f4bb}", false, Spaces::Collapse),
-            "jane"
-        );
+        assert_eq!(filter("a\u{200c}b \u{200d}c\u{200d} d\u{200d}", false, Spaces::Collapse), "a\u{200c}b c d");
+        assert_eq!(filter("jane \u{1f469}\u{200d}\u{1f4bb}", false, Spaces::Collapse), "jane");
     }
 
     #[test]
@@ -578,68 +551,26 @@ mod tests {
     fn international_number_rules() {
         let f = |raw: &str, cc: Option<&str>| international_digits(raw, cc);
         assert_eq!(f("+1 (650) 555-1212", None).as_deref(), Some("16505551212"));
-        assert_eq!(
-            f("tel:+1-650-555-1212", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            f("TEL:0044 20 7031 3000", None).as_deref(),
-            Some("442070313000")
-        );
-        assert_eq!(
-            f("(800)555-0100", Some("1")).as_deref(),
-            Some("18005550100")
-        );
-        assert_eq!(
-            f("1 800 555 0100", Some("1")).as_deref(),
-            Some("18005550100")
-        );
+        assert_eq!(f("tel:+1-650-555-1212", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("TEL:0044 20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("(800)555-0100", Some("1")).as_deref(), Some("18005550100"));
+        assert_eq!(f("1 800 555 0100", Some("1")).as_deref(), Some("18005550100"));
         assert_eq!(f("16505551212", Some("+1")).as_deref(), Some("16505551212"));
-        assert_eq!(
-            f("020 7031 3000", Some("44")).as_deref(),
-            Some("442070313000")
-        );
-        assert_eq!(
-            f("0151 2345 6789", Some("49")).as_deref(),
-            Some("4915123456789")
-        );
-        assert_eq!(
-            f("06 1234 5678", Some("39")).as_deref(),
-            Some("390612345678")
-        );
-        assert_eq!(
-            f("333 123 4567", Some("39")).as_deref(),
-            Some("393331234567")
-        );
+        assert_eq!(f("020 7031 3000", Some("44")).as_deref(), Some("442070313000"));
+        assert_eq!(f("0151 2345 6789", Some("49")).as_deref(), Some("4915123456789"));
+        assert_eq!(f("06 1234 5678", Some("39")).as_deref(), Some("390612345678"));
+        assert_eq!(f("333 123 4567", Some("39")).as_deref(), Some("393331234567"));
         assert_eq!(f("8005550100", None).as_deref(), Some("8005550100"));
         assert_eq!(f("0151 2345 6789", None), None);
         assert_eq!(f("+0151", None), None);
         assert_eq!(f("", None), None);
         assert_eq!(f("no digits", Some("1")), None);
-        assert_eq!(
-            f("+1 650 555 1212 ext. 99", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            f("+1 650 555 1212 x99", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            f("+1 650 555 1212#99", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            f("Phone: +1 650 555 1212", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            f("\u{ff0b}\u{ff11}\u{ff16}\u{ff15}\u{ff10}", None).as_deref(),
-            Some("1650")
-        );
-        assert_eq!(
-            f("\u{660}\u{665}\u{660}\u{661}", Some("966")).as_deref(),
-            Some("966501")
-        );
+        assert_eq!(f("+1 650 555 1212 ext. 99", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("+1 650 555 1212 x99", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("+1 650 555 1212#99", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("Phone: +1 650 555 1212", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("\u{ff0b}\u{ff11}\u{ff16}\u{ff15}\u{ff10}", None).as_deref(), Some("1650"));
+        assert_eq!(f("\u{660}\u{665}\u{660}\u{661}", Some("966")).as_deref(), Some("966501"));
         // A bad default calling code is ignored.
         assert_eq!(f("6505551212", Some("abc")).as_deref(), Some("6505551212"));
     }

@@ -5,9 +5,7 @@
 //! postal code and country are sent plain, so their normalisers return
 //! `None` for values that are already SHA-256 digests.
 
-use super::common::{
-    Spaces, country_alpha2, filter, international_digits, non_empty, prepare, split_email,
-};
+use super::common::{Spaces, country_alpha2, filter, international_digits, non_empty, prepare, split_email};
 use crate::hash::{is_prehashed, nfc};
 
 /// Google's email form: trimmed, lowercased, all whitespace removed; for
@@ -28,10 +26,7 @@ use crate::hash::{is_prehashed, nfc};
 /// );
 /// ```
 pub fn google_email(raw: &str) -> Option<String> {
-    let e: String = prepare(raw)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let e: String = prepare(raw).chars().filter(|c| !c.is_whitespace()).collect();
     let (local, domain) = split_email(&e)?;
     let mut out = String::with_capacity(e.len());
     if domain == "gmail.com" || domain == "googlemail.com" {
@@ -114,10 +109,7 @@ pub fn google_postal(raw: &str) -> Option<String> {
     if is_prehashed(raw) {
         return None;
     }
-    let kept: String = nfc(raw.trim())
-        .chars()
-        .filter(|&c| c != '.' && c != '~' && !c.is_control())
-        .collect();
+    let kept: String = nfc(raw.trim()).chars().filter(|&c| c != '.' && c != '~' && !c.is_control()).collect();
     non_empty(nfc(kept.trim()))
 }
 
@@ -139,47 +131,17 @@ mod tests {
     #[test]
     fn email_rules() {
         let e = |s: &str| google_email(s);
-        assert_eq!(
-            e("John.Doe@gmail.com").as_deref(),
-            Some("johndoe@gmail.com")
-        );
-        assert_eq!(
-            e("Jane.Doe@GoogleMail.com").as_deref(),
-            Some("janedoe@googlemail.com")
-        );
-        assert_eq!(
-            e("j.a.n.e+x+y@gmail.com").as_deref(),
-            Some("jane@gmail.com")
-        );
+        assert_eq!(e("John.Doe@gmail.com").as_deref(), Some("johndoe@gmail.com"));
+        assert_eq!(e("Jane.Doe@GoogleMail.com").as_deref(), Some("janedoe@googlemail.com"));
+        assert_eq!(e("j.a.n.e+x+y@gmail.com").as_deref(), Some("jane@gmail.com"));
         assert_eq!(e(" Test@Example.com ").as_deref(), Some("test@example.com"));
-        assert_eq!(
-            e("alex.2@example.com").as_deref(),
-            Some("alex.2@example.com")
-        );
-        assert_eq!(
-            e("jo hn @ex ample.com").as_deref(),
-            Some("john@example.com")
-        );
-        assert_eq!(
-            e("\tJane@Example.COM\n").as_deref(),
-            Some("jane@example.com")
-        );
+        assert_eq!(e("alex.2@example.com").as_deref(), Some("alex.2@example.com"));
+        assert_eq!(e("jo hn @ex ample.com").as_deref(), Some("john@example.com"));
+        assert_eq!(e("\tJane@Example.COM\n").as_deref(), Some("jane@example.com"));
         // Gmail rules only for exactly these domains.
         assert_eq!(e("a.b+c@gmail.co").as_deref(), Some("a.b+c@gmail.co"));
-        assert_eq!(
-            e("a.b+c@mail.gmail.com").as_deref(),
-            Some("a.b+c@mail.gmail.com")
-        );
-        for bad in [
-            "",
-            "   ",
-            "plain",
-            "@example.com",
-            "jane@",
-            "a@b@c",
-            "+tag@gmail.com",
-            "...@gmail.com",
-        ] {
+        assert_eq!(e("a.b+c@mail.gmail.com").as_deref(), Some("a.b+c@mail.gmail.com"));
+        for bad in ["", "   ", "plain", "@example.com", "jane@", "a@b@c", "+tag@gmail.com", "...@gmail.com"] {
             assert_eq!(e(bad), None, "{bad:?}");
         }
     }
@@ -187,31 +149,16 @@ mod tests {
     #[test]
     fn phone_rules() {
         let p = |s: &str, cc: Option<&str>| google_phone(s, cc);
-        assert_eq!(
-            p("+1 (650) 555-1212", None).as_deref(),
-            Some("+16505551212")
-        );
-        assert_eq!(
-            p("(650) 555-1212", Some("1")).as_deref(),
-            Some("+16505551212")
-        );
+        assert_eq!(p("+1 (650) 555-1212", None).as_deref(), Some("+16505551212"));
+        assert_eq!(p("(650) 555-1212", Some("1")).as_deref(), Some("+16505551212"));
         assert_eq!(p("6505551212", None).as_deref(), Some("+6505551212"));
-        assert_eq!(
-            p("+44 20 7031 3000", None).as_deref(),
-            Some("+442070313000")
-        );
-        assert_eq!(
-            p("0044 20 7031 3000", Some("1")).as_deref(),
-            Some("+442070313000")
-        );
+        assert_eq!(p("+44 20 7031 3000", None).as_deref(), Some("+442070313000"));
+        assert_eq!(p("0044 20 7031 3000", Some("1")).as_deref(), Some("+442070313000"));
         // Too short / too long.
         assert_eq!(p("+1 555 12", None), None);
         assert_eq!(p("+1234567", None), None);
         assert_eq!(p("+12345678", None).as_deref(), Some("+12345678"));
-        assert_eq!(
-            p("+123456789012345", None).as_deref(),
-            Some("+123456789012345")
-        );
+        assert_eq!(p("+123456789012345", None).as_deref(), Some("+123456789012345"));
         assert_eq!(p("+1234567890123456", None), None);
         assert_eq!(p("", None), None);
         assert_eq!(p("call me", Some("1")), None);
@@ -221,21 +168,12 @@ mod tests {
     #[test]
     fn name_rules() {
         assert_eq!(google_name("John").as_deref(), Some("john"));
-        assert_eq!(
-            google_name("  Mary-Jane  O'Brien ").as_deref(),
-            Some("maryjane obrien")
-        );
+        assert_eq!(google_name("  Mary-Jane  O'Brien ").as_deref(), Some("maryjane obrien"));
         assert_eq!(google_name("Jane2").as_deref(), Some("jane"));
         assert_eq!(google_name("\u{c815}").as_deref(), Some("\u{c815}"));
-        assert_eq!(
-            google_name("\u{418}\u{432}\u{430}\u{43d}").as_deref(),
-            Some("\u{438}\u{432}\u{430}\u{43d}")
-        );
+        assert_eq!(google_name("\u{418}\u{432}\u{430}\u{43d}").as_deref(), Some("\u{438}\u{432}\u{430}\u{43d}"));
         assert_eq!(google_name("AYDIN").as_deref(), Some("aydin"));
-        assert_eq!(
-            google_name("\u{130}STANBUL").as_deref(),
-            Some("i\u{307}stanbul")
-        );
+        assert_eq!(google_name("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
         assert_eq!(google_name("123 !!"), None);
         assert_eq!(google_name(""), None);
     }
@@ -248,36 +186,18 @@ mod tests {
 
     #[test]
     fn street_rules() {
-        assert_eq!(
-            google_street("  123 Main St. ").as_deref(),
-            Some("123 main st")
-        );
-        assert_eq!(
-            google_street("123 Main St., Apt #4").as_deref(),
-            Some("123 main st apt 4")
-        );
-        assert_eq!(
-            google_street("C\u{f4}te d'Azur").as_deref(),
-            Some("c\u{f4}te dazur")
-        );
+        assert_eq!(google_street("  123 Main St. ").as_deref(), Some("123 main st"));
+        assert_eq!(google_street("123 Main St., Apt #4").as_deref(), Some("123 main st apt 4"));
+        assert_eq!(google_street("C\u{f4}te d'Azur").as_deref(), Some("c\u{f4}te dazur"));
         assert_eq!(google_street(" -- "), None);
     }
 
     #[test]
     fn plain_address_rules() {
-        assert_eq!(
-            google_city("Mountain View").as_deref(),
-            Some("mountain view")
-        );
+        assert_eq!(google_city("Mountain View").as_deref(), Some("mountain view"));
         assert_eq!(google_city("AUSTIN").as_deref(), Some("austin"));
-        assert_eq!(
-            google_city("S\u{e3}o Paulo").as_deref(),
-            Some("s\u{e3}o paulo")
-        );
-        assert_eq!(
-            google_city("\u{130}STANBUL").as_deref(),
-            Some("i\u{307}stanbul")
-        );
+        assert_eq!(google_city("S\u{e3}o Paulo").as_deref(), Some("s\u{e3}o paulo"));
+        assert_eq!(google_city("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
         assert_eq!(google_city("AYDIN").as_deref(), Some("aydin"));
         assert_eq!(google_city("10115 Berlin").as_deref(), Some("berlin"));
         assert_eq!(google_city(HASH), None);

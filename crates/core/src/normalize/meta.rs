@@ -3,8 +3,7 @@
 //! afterwards. No gmail rules for Meta.
 
 use super::common::{
-    Kind, Spaces, country_alpha2, filter, international_digits, kind, non_empty, prepare,
-    split_email,
+    Kind, Spaces, country_alpha2, filter, international_digits, kind, non_empty, prepare, split_email,
 };
 use crate::hash::nfc;
 
@@ -53,11 +52,7 @@ pub fn meta_email(raw: &str) -> Option<String> {
 /// marks, default calling code for national numbers, extensions dropped).
 pub fn meta_phone(raw: &str, default_country_calling_code: Option<&str>) -> Option<String> {
     let digits = international_digits(raw, default_country_calling_code)?;
-    if (7..=15).contains(&digits.len()) {
-        Some(digits)
-    } else {
-        None
-    }
+    if (7..=15).contains(&digits.len()) { Some(digits) } else { None }
 }
 
 /// Meta's first/last name form (`fn`, `ln`): lowercased, whitespace,
@@ -165,10 +160,7 @@ pub fn meta_state(raw: &str) -> Option<String> {
 /// [`meta_country`] accepts) is the US, or when the value is 9 digits
 /// (ZIP+4 without its dash).
 pub fn meta_zip(raw: &str, country: Option<&str>) -> Option<String> {
-    let all: String = prepare(raw)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let all: String = prepare(raw).chars().filter(|c| !c.is_whitespace()).collect();
     let all = nfc(&all);
     let zip = all.split('-').next().unwrap_or_default();
     let is_us = country.and_then(country_alpha2).as_deref() == Some("US");
@@ -205,9 +197,7 @@ fn parse_num(s: &str, min_len: usize, max_len: usize) -> Option<u32> {
     if !(min_len..=max_len).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.bytes().try_fold(0u32, |acc, b| {
-        acc.checked_mul(10)?.checked_add(u32::from(b - b'0'))
-    })
+    s.bytes().try_fold(0u32, |acc, b| acc.checked_mul(10)?.checked_add(u32::from(b - b'0')))
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -273,17 +263,9 @@ pub fn meta_dob(raw: &str) -> Option<String> {
     }
     if a.len() == 4 {
         // Year first: YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD.
-        return ymd(
-            parse_num(a, 4, 4)?,
-            parse_num(b, 1, 2)?,
-            parse_num(c, 1, 2)?,
-        );
+        return ymd(parse_num(a, 4, 4)?, parse_num(b, 1, 2)?, parse_num(c, 1, 2)?);
     }
-    let (first, second, year) = (
-        parse_num(a, 1, 2)?,
-        parse_num(b, 1, 2)?,
-        parse_num(c, 4, 4)?,
-    );
+    let (first, second, year) = (parse_num(a, 1, 2)?, parse_num(b, 1, 2)?, parse_num(c, 4, 4)?);
     match sep {
         // D.M.YYYY
         '.' => ymd(year, second, first),
@@ -306,31 +288,16 @@ mod tests {
 
     #[test]
     fn email_rules() {
-        assert_eq!(
-            meta_email("John_Smith@gmail.com").as_deref(),
-            Some("john_smith@gmail.com")
-        );
+        assert_eq!(meta_email("John_Smith@gmail.com").as_deref(), Some("john_smith@gmail.com"));
         // No gmail rules.
         assert_eq!(
             meta_email("cloudy.sanfrancisco+shopping@gmail.com").as_deref(),
             Some("cloudy.sanfrancisco+shopping@gmail.com")
         );
-        assert_eq!(
-            meta_email("  Jane@Example.COM ").as_deref(),
-            Some("jane@example.com")
-        );
-        assert_eq!(
-            meta_email("o'brien@example.co.uk").as_deref(),
-            Some("o'brien@example.co.uk")
-        );
-        assert_eq!(
-            meta_email("jos\u{e9}@caf\u{e9}.com").as_deref(),
-            Some("jos\u{e9}@caf\u{e9}.com")
-        );
-        assert_eq!(
-            meta_email("a-b@my-host.example").as_deref(),
-            Some("a-b@my-host.example")
-        );
+        assert_eq!(meta_email("  Jane@Example.COM ").as_deref(), Some("jane@example.com"));
+        assert_eq!(meta_email("o'brien@example.co.uk").as_deref(), Some("o'brien@example.co.uk"));
+        assert_eq!(meta_email("jos\u{e9}@caf\u{e9}.com").as_deref(), Some("jos\u{e9}@caf\u{e9}.com"));
+        assert_eq!(meta_email("a-b@my-host.example").as_deref(), Some("a-b@my-host.example"));
         for bad in [
             "",
             "1234",
@@ -353,26 +320,11 @@ mod tests {
 
     #[test]
     fn phone_rules() {
-        assert_eq!(
-            meta_phone("(650)555-1212", Some("1")).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            meta_phone("+1 (650) 555-1212", None).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            meta_phone("16505551212", Some("1")).as_deref(),
-            Some("16505551212")
-        );
-        assert_eq!(
-            meta_phone("0049 151 2345678", None).as_deref(),
-            Some("491512345678")
-        );
-        assert_eq!(
-            meta_phone("0151 2345678", Some("49")).as_deref(),
-            Some("491512345678")
-        );
+        assert_eq!(meta_phone("(650)555-1212", Some("1")).as_deref(), Some("16505551212"));
+        assert_eq!(meta_phone("+1 (650) 555-1212", None).as_deref(), Some("16505551212"));
+        assert_eq!(meta_phone("16505551212", Some("1")).as_deref(), Some("16505551212"));
+        assert_eq!(meta_phone("0049 151 2345678", None).as_deref(), Some("491512345678"));
+        assert_eq!(meta_phone("0151 2345678", Some("49")).as_deref(), Some("491512345678"));
         assert_eq!(meta_phone("+1234567", None).as_deref(), Some("1234567"));
         assert_eq!(meta_phone("+123456", None), None);
         assert_eq!(meta_phone("+1234567890123456", None), None);
@@ -387,10 +339,7 @@ mod tests {
         assert_eq!(meta_name("O'Brien-Smith").as_deref(), Some("obriensmith"));
         assert_eq!(meta_name("\u{c815}").as_deref(), Some("\u{c815}"));
         assert_eq!(meta_name("Val\u{e9}ry").as_deref(), Some("val\u{e9}ry"));
-        assert_eq!(
-            meta_name("\u{130}STANBUL").as_deref(),
-            Some("i\u{307}stanbul")
-        );
+        assert_eq!(meta_name("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
         assert_eq!(meta_name(" .,- "), None);
     }
 
@@ -399,10 +348,7 @@ mod tests {
         assert_eq!(meta_city("New York").as_deref(), Some("newyork"));
         assert_eq!(meta_city(" Paris ").as_deref(), Some("paris"));
         assert_eq!(meta_city("St. Louis 2").as_deref(), Some("stlouis"));
-        assert_eq!(
-            meta_city("S\u{e3}o Paulo").as_deref(),
-            Some("s\u{e3}opaulo")
-        );
+        assert_eq!(meta_city("S\u{e3}o Paulo").as_deref(), Some("s\u{e3}opaulo"));
         assert_eq!(meta_city("123"), None);
 
         assert_eq!(meta_state("CA").as_deref(), Some("ca"));
@@ -412,20 +358,14 @@ mod tests {
         assert_eq!(meta_state("Ontario").as_deref(), Some("on"));
         assert_eq!(meta_state("Qu\u{e9}bec").as_deref(), Some("qc"));
         assert_eq!(meta_state("Bayern").as_deref(), Some("bayern"));
-        assert_eq!(
-            meta_state("Rh\u{f4}ne-Alpes").as_deref(),
-            Some("rh\u{f4}nealpes")
-        );
+        assert_eq!(meta_state("Rh\u{f4}ne-Alpes").as_deref(), Some("rh\u{f4}nealpes"));
         assert_eq!(meta_state(" - "), None);
 
         assert_eq!(meta_zip("94035", None).as_deref(), Some("94035"));
         assert_eq!(meta_zip("94035-1234", None).as_deref(), Some("94035"));
         assert_eq!(meta_zip("940351234", None).as_deref(), Some("94035"));
         assert_eq!(meta_zip("940351234", Some("us")).as_deref(), Some("94035"));
-        assert_eq!(
-            meta_zip("94035 1234", Some("United States")).as_deref(),
-            Some("94035")
-        );
+        assert_eq!(meta_zip("94035 1234", Some("United States")).as_deref(), Some("94035"));
         assert_eq!(meta_zip("M1 1AE", Some("GB")).as_deref(), Some("m11ae"));
         assert_eq!(meta_zip("1987", Some("AU")).as_deref(), Some("1987"));
         assert_eq!(meta_zip("75018", Some("FR")).as_deref(), Some("75018"));
@@ -441,13 +381,7 @@ mod tests {
 
     #[test]
     fn gender_rules() {
-        for (raw, want) in [
-            ("f", "f"),
-            ("F", "f"),
-            (" Female ", "f"),
-            ("m", "m"),
-            ("MALE", "m"),
-        ] {
+        for (raw, want) in [("f", "f"), ("F", "f"), (" Female ", "f"), ("m", "m"), ("MALE", "m")] {
             assert_eq!(meta_gender(raw).as_deref(), Some(want));
         }
         for bad in ["", "x", "fem", "woman", "males"] {

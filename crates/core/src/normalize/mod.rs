@@ -19,12 +19,11 @@ pub mod meta;
 pub mod tiktok;
 
 pub use google::{
-    google_city, google_country, google_email, google_name, google_phone, google_postal,
-    google_region, google_street,
+    google_city, google_country, google_email, google_name, google_phone, google_postal, google_region, google_street,
 };
 pub use meta::{
-    meta_city, meta_country, meta_dob, meta_email, meta_external_id, meta_gender, meta_name,
-    meta_phone, meta_state, meta_zip,
+    meta_city, meta_country, meta_dob, meta_email, meta_external_id, meta_gender, meta_name, meta_phone, meta_state,
+    meta_zip,
 };
 pub use tiktok::{tiktok_email, tiktok_external_id, tiktok_phone};
 
@@ -51,10 +50,7 @@ fn hash_field(raw: Option<&str>, normalise: impl FnOnce(&str) -> Option<String>)
 }
 
 /// A plain (unhashed) field; the normalisers return `None` for digests.
-fn plain_field(
-    raw: Option<&str>,
-    normalise: impl FnOnce(&str) -> Option<String>,
-) -> Option<String> {
+fn plain_field(raw: Option<&str>, normalise: impl FnOnce(&str) -> Option<String>) -> Option<String> {
     raw.and_then(normalise)
 }
 
@@ -103,12 +99,8 @@ impl UserData {
         let country = addr.and_then(|a| a.country.as_deref());
 
         let mut google = GoogleUserData::default();
-        google
-            .sha256_email_address
-            .extend(hash_field(email, google_email));
-        google
-            .sha256_phone_number
-            .extend(hash_field(phone, |p| google_phone(p, cc)));
+        google.sha256_email_address.extend(hash_field(email, google_email));
+        google.sha256_phone_number.extend(hash_field(phone, |p| google_phone(p, cc)));
         let address = GoogleAddress {
             sha256_first_name: hash_field(first, google_name),
             sha256_last_name: hash_field(last, google_name),
@@ -124,34 +116,20 @@ impl UserData {
 
         let meta = MetaUserData {
             em: hash_field(email, meta_email).into_iter().collect(),
-            ph: hash_field(phone, |p| meta_phone(p, cc))
-                .into_iter()
-                .collect(),
+            ph: hash_field(phone, |p| meta_phone(p, cc)).into_iter().collect(),
             first_name: hash_field(first, meta_name).into_iter().collect(),
             ln: hash_field(last, meta_name).into_iter().collect(),
-            db: hash_field(self.date_of_birth.as_deref(), meta_dob)
-                .into_iter()
-                .collect(),
-            ge: hash_field(self.gender.as_deref(), meta_gender)
-                .into_iter()
-                .collect(),
+            db: hash_field(self.date_of_birth.as_deref(), meta_dob).into_iter().collect(),
+            ge: hash_field(self.gender.as_deref(), meta_gender).into_iter().collect(),
             ct: hash_field(city, meta_city).into_iter().collect(),
             st: hash_field(region, meta_state).into_iter().collect(),
-            zp: hash_field(postal, |z| meta_zip(z, country))
-                .into_iter()
-                .collect(),
+            zp: hash_field(postal, |z| meta_zip(z, country)).into_iter().collect(),
             country: hash_field(country, meta_country).into_iter().collect(),
-            external_id: hash_field(self.external_id.as_deref(), meta_external_id)
-                .into_iter()
-                .collect(),
+            external_id: hash_field(self.external_id.as_deref(), meta_external_id).into_iter().collect(),
         };
 
         HashedUserData {
-            google: if google.is_empty() {
-                None
-            } else {
-                Some(google)
-            },
+            google: if google.is_empty() { None } else { Some(google) },
             meta: if meta.is_empty() { None } else { Some(meta) },
         }
     }
@@ -198,23 +176,15 @@ mod tests {
         let junk = UserData {
             email: Some("not an email".into()),
             phone: Some("call me".into()),
-            address: Some(Address {
-                street: Some(" ... ".into()),
-                ..Default::default()
-            }),
+            address: Some(Address { street: Some(" ... ".into()), ..Default::default() }),
             ..Default::default()
         };
-        assert_eq!(
-            junk.hashed(&NormalizeOptions::default()),
-            HashedUserData::default()
-        );
+        assert_eq!(junk.hashed(&NormalizeOptions::default()), HashedUserData::default());
     }
 
     #[test]
     fn full_user_data_both_families() {
-        let opts = NormalizeOptions {
-            default_calling_code: Some("1".into()),
-        };
+        let opts = NormalizeOptions { default_calling_code: Some("1".into()) };
         let out = full().hashed(&opts);
         let g = out.google.clone().unwrap();
         assert_eq!(g.sha256_email_address, [h("janedoe@gmail.com")]);
@@ -248,10 +218,7 @@ mod tests {
     #[test]
     fn google_address_only_when_something_survives() {
         let only_country = UserData {
-            address: Some(Address {
-                country: Some("de".into()),
-                ..Default::default()
-            }),
+            address: Some(Address { country: Some("de".into()), ..Default::default() }),
             ..Default::default()
         };
         let out = only_country.hashed(&NormalizeOptions::default());
@@ -260,26 +227,14 @@ mod tests {
         assert_eq!(g.address[0].country.as_deref(), Some("DE"));
         assert_eq!(out.meta.unwrap().country, [h("de")]);
 
-        let only_email = UserData {
-            email: Some("a@example.com".into()),
-            address: Some(Address::default()),
-            ..Default::default()
-        };
-        let g = only_email
-            .hashed(&NormalizeOptions::default())
-            .google
-            .unwrap();
+        let only_email =
+            UserData { email: Some("a@example.com".into()), address: Some(Address::default()), ..Default::default() };
+        let g = only_email.hashed(&NormalizeOptions::default()).google.unwrap();
         assert!(g.address.is_empty());
 
         // A name alone makes a Google address entry.
-        let only_name = UserData {
-            first_name: Some("Mary".into()),
-            ..Default::default()
-        };
-        let g = only_name
-            .hashed(&NormalizeOptions::default())
-            .google
-            .unwrap();
+        let only_name = UserData { first_name: Some("Mary".into()), ..Default::default() };
+        let g = only_name.hashed(&NormalizeOptions::default()).google.unwrap();
         assert_eq!(g.address[0].sha256_first_name, Some(h("mary")));
     }
 
@@ -314,21 +269,10 @@ mod tests {
 
     #[test]
     fn national_phone_needs_calling_code_for_trunk_zero() {
-        let u = UserData {
-            phone: Some("0151 2345678".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            u.hashed(&NormalizeOptions::default()),
-            HashedUserData::default()
-        );
-        let out = u.hashed(&NormalizeOptions {
-            default_calling_code: Some("+49".into()),
-        });
-        assert_eq!(
-            out.google.unwrap().sha256_phone_number,
-            [h("+491512345678")]
-        );
+        let u = UserData { phone: Some("0151 2345678".into()), ..Default::default() };
+        assert_eq!(u.hashed(&NormalizeOptions::default()), HashedUserData::default());
+        let out = u.hashed(&NormalizeOptions { default_calling_code: Some("+49".into()) });
+        assert_eq!(out.google.unwrap().sha256_phone_number, [h("+491512345678")]);
         assert_eq!(out.meta.unwrap().ph, [h("491512345678")]);
     }
 
@@ -352,35 +296,24 @@ mod tests {
     }
 
     fn user_data() -> impl Strategy<Value = UserData> {
-        (
-            (text(), text(), text(), text()),
-            (text(), text(), text()),
-            (text(), text(), text(), text(), text()),
+        ((text(), text(), text(), text()), (text(), text(), text()), (text(), text(), text(), text(), text())).prop_map(
+            |(
+                (email, phone, first_name, last_name),
+                (date_of_birth, gender, external_id),
+                (street, city, region, postal_code, country),
+            )| {
+                UserData {
+                    email,
+                    phone,
+                    first_name,
+                    last_name,
+                    date_of_birth,
+                    gender,
+                    external_id,
+                    address: Some(Address { street, city, region, postal_code, country }),
+                }
+            },
         )
-            .prop_map(
-                |(
-                    (email, phone, first_name, last_name),
-                    (date_of_birth, gender, external_id),
-                    (street, city, region, postal_code, country),
-                )| {
-                    UserData {
-                        email,
-                        phone,
-                        first_name,
-                        last_name,
-                        date_of_birth,
-                        gender,
-                        external_id,
-                        address: Some(Address {
-                            street,
-                            city,
-                            region,
-                            postal_code,
-                            country,
-                        }),
-                    }
-                },
-            )
     }
 
     proptest! {

@@ -3,7 +3,17 @@
 //! ```text
 //! tally serve [--config tally.toml]   run the collector (settings from the file, else TALLY_* variables)
 //! tally check [--config tally.toml]   validate the configuration and exit
+//! tally reconcile --orders orders.csv|orders.json --deliveries log.json [--json]
+//!                                     backend orders vs what each destination counted
 //! ```
+//!
+//! `reconcile` reads orders as CSV (`order_id,value,currency[,refunded]`) or a
+//! JSON array of `{order_id, value, currency, refunded?}`, and a delivery log as a
+//! JSON array (or one JSON object per line) of `{destination, kind: "purchase"|"refund",
+//! transaction_id, value?, currency, duplicate?}`. Transaction ids may be the order
+//! ids or the keys Tally sent to Google (`EventId::order_key`); both are matched.
+//! It prints one row per destination and currency and exits with status 3 when
+//! any row does not match (count, revenue to the cent, no double counting).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,8 +27,86 @@ use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: tally <serve|check> [--config tally.toml]");
+    eprintln!(
+        "usage: tally <serve|check> [--config tally.toml]\n       tally reconcile --orders <csv|json> --deliveries <json> [--json]"
+    );
     ExitCode::from(2)
+}
+
+fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
+    use tally_core::reconcile::{Delivery, OrderRecord, parse_orders_csv, reconcile};
+    let mut orders_path = None;
+    let mut log_path = None;
+    let mut json_out = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--orders" => orders_path = it.next(),
+            "--deliveries" => log_path = it.next(),
+            "--json" => json_out = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let (Some(orders_path), Some(log_path)) = (orders_path, log_path) else {
+        return Err("reconcile needs --orders <file> and --deliveries <file>".into());
+    };
+    let orders_text = std::fs::read_to_string(orders_path).map_err(|e| format!("{orders_path}: {e}"))?;
+    let orders: Vec<OrderRecord> = if orders_text.trim_start().starts_with('[') {
+        serde_json::from_str(&orders_text).map_err(|e| format!("{orders_path}: {e}"))?
+    } else {
+        parse_orders_csv(&orders_text).map_err(|e| format!("{orders_path}: {e}"))?
+    };
+    let log_text = std::fs::read_to_string(log_path).map_err(|e| format!("{log_path}: {e}"))?;
+    let mut log: Vec<Delivery> = if log_text.trim_start().starts_with('[') {
+        serde_json::from_str(&log_text).map_err(|e| format!("{log_path}: {e}"))?
+    } else {
+        log_text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| serde_json::from_str(l).map_err(|e| format!("{log_path}:{}: {e}", n + 1)))
+            .collect::<Result<_, _>>()?
+    };
+    // Google destinations know an order by its order key; map it back.
+    let keys: std::collections::HashMap<String, String> = orders
+        .iter()
+        .filter_map(|o| {
+            let t = tally_core::TransactionId::parse(&o.order_id).ok()?;
+            Some((tally_core::EventId::order_key(&t).as_str().to_owned(), o.order_id.clone()))
+        })
+        .collect();
+    for d in &mut log {
+        if let Some(id) = keys.get(&d.transaction_id) {
+            d.transaction_id = id.clone();
+        }
+    }
+    let report = reconcile(&orders, &log, &Default::default());
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "| destination | currency | orders | purchases | ratio | backend | destination | mismatch | duplicates | missing | unknown |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        let pct = |bp: Option<i64>| bp.map(|b| format!("{:.2} %", b as f64 / 100.0)).unwrap_or_else(|| "-".into());
+        for r in &report.rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.destination,
+                r.currency,
+                r.orders,
+                r.purchases,
+                pct(r.ratio_bp),
+                r.backend_revenue,
+                r.destination_revenue,
+                pct(r.revenue_mismatch_bp),
+                r.duplicates,
+                r.missing.len(),
+                r.unknown.len()
+            );
+        }
+    }
+    Ok(report.all_match())
 }
 
 fn load(args: &[String]) -> Result<TallyConfig, String> {
@@ -59,6 +147,19 @@ async fn main() -> ExitCode {
     let Some(cmd) = args.first() else {
         return usage();
     };
+    if cmd == "reconcile" {
+        return match reconcile_cmd(&args[1..]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("tally: some destinations do not match the backend orders");
+                ExitCode::from(3)
+            }
+            Err(e) => {
+                eprintln!("tally: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cfg = match load(&args[1..]) {
         Ok(c) => c,
         Err(e) => {

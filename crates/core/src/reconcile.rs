@@ -1,0 +1,411 @@
+//! Reconciliation against backend truth: backend orders vs what each
+//! destination counted, per destination and per currency, with exact money.
+//!
+//! Pure logic, no I/O. Inputs are easy to produce from a shop's own data:
+//! orders ([`OrderRecord`], from CSV with [`parse_orders_csv`] or JSON through
+//! serde) and a delivery log ([`Delivery`], one row per event a destination
+//! received). [`reconcile`] gives one [`ReconcileRow`] per destination and currency.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Amount;
+
+/// One backend order (the truth).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The order id (= the transaction id sent to destinations).
+    pub order_id: String,
+    /// Order total.
+    pub value: Amount,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Amount refunded so far, if any.
+    #[serde(default)]
+    pub refunded: Option<Amount>,
+}
+
+impl OrderRecord {
+    /// Net revenue: value minus refunds (never below zero).
+    pub fn net(&self) -> Amount {
+        let refunded = self.refunded.unwrap_or(Amount::ZERO);
+        match self.value.checked_sub(refunded) {
+            Some(n) if !n.is_negative() => n,
+            _ => Amount::ZERO,
+        }
+    }
+}
+
+/// What a delivery was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    /// A purchase / conversion.
+    Purchase,
+    /// A refund or downward adjustment; `value` is the amount refunded
+    /// (`None`: the whole order).
+    Refund,
+}
+
+/// One event a destination received (from its log or the sandbox's records).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Destination name (`ga4`, `google_ads`, …).
+    pub destination: String,
+    /// Purchase or refund.
+    pub kind: DeliveryKind,
+    /// Transaction / order id.
+    pub transaction_id: String,
+    /// Event id, if any (informational).
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// Value; `None` for a purchase without value or a full refund.
+    #[serde(default)]
+    pub value: Option<Amount>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// True when the destination flagged it as a duplicate (not counted).
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Per-destination counters that do not come from the delivery log itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationStatus {
+    /// Events not sent because consent did not allow them.
+    #[serde(default)]
+    pub consent_drops: u64,
+    /// Deliveries still waiting in the outbox.
+    #[serde(default)]
+    pub pending: u64,
+    /// Deliveries given up on (dead letters).
+    #[serde(default)]
+    pub dead: u64,
+}
+
+/// One line of the report: a destination in one currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReconcileRow {
+    /// Destination.
+    pub destination: String,
+    /// Currency.
+    pub currency: String,
+    /// Backend orders in this currency.
+    pub orders: u64,
+    /// Purchases the destination counts (distinct transactions, duplicates excluded).
+    pub purchases: u64,
+    /// `purchases / orders` in basis points (10 000 = 100 %); `None` without orders.
+    pub ratio_bp: Option<i64>,
+    /// Backend net revenue (orders minus refunds).
+    pub backend_revenue: Amount,
+    /// Net revenue the destination counts (purchases minus refunds).
+    pub destination_revenue: Amount,
+    /// `(destination - backend) / backend` in basis points; `None` when the backend revenue is zero.
+    pub revenue_mismatch_bp: Option<i64>,
+    /// Duplicates: deliveries the destination flagged, plus transactions it counted more than once.
+    pub duplicates: u64,
+    /// Transactions counted more than once (double counting the destination did not catch).
+    pub double_counted: Vec<String>,
+    /// Orders the destination never counted.
+    pub missing: Vec<String>,
+    /// Transactions counted that are not backend orders.
+    pub unknown: Vec<String>,
+    /// Consent drops (from [`DestinationStatus`]).
+    pub consent_drops: u64,
+    /// Pending deliveries (from [`DestinationStatus`]).
+    pub pending: u64,
+    /// Dead deliveries (from [`DestinationStatus`]).
+    pub dead: u64,
+}
+
+impl ReconcileRow {
+    /// Purchase count equals orders, revenue equal to the cent, nothing double counted.
+    pub fn matches(&self) -> bool {
+        self.purchases == self.orders
+            && self.destination_revenue == self.backend_revenue
+            && self.double_counted.is_empty()
+            && self.missing.is_empty()
+            && self.unknown.is_empty()
+    }
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// One row per destination and currency, sorted.
+    pub rows: Vec<ReconcileRow>,
+}
+
+impl ReconcileReport {
+    /// The row of `destination` in `currency`.
+    pub fn row(&self, destination: &str, currency: &str) -> Option<&ReconcileRow> {
+        self.rows.iter().find(|r| r.destination == destination && r.currency == currency)
+    }
+
+    /// Every row matches (see [`ReconcileRow::matches`]).
+    pub fn all_match(&self) -> bool {
+        self.rows.iter().all(ReconcileRow::matches)
+    }
+}
+
+fn mismatch_bp(dest: Amount, backend: Amount) -> Option<i64> {
+    dest.checked_sub(backend)?.ratio_bp(backend)
+}
+
+/// Reconciles `orders` against `deliveries` for every destination in
+/// `destinations` (plus any named in the log), per currency.
+pub fn reconcile(
+    orders: &[OrderRecord],
+    deliveries: &[Delivery],
+    destinations: &BTreeMap<String, DestinationStatus>,
+) -> ReconcileReport {
+    let mut currencies: BTreeSet<String> = orders.iter().map(|o| o.currency.to_ascii_uppercase()).collect();
+    let mut names: BTreeSet<String> = destinations.keys().cloned().collect();
+    for d in deliveries {
+        currencies.insert(d.currency.to_ascii_uppercase());
+        names.insert(d.destination.clone());
+    }
+    let by_id: BTreeMap<&str, &OrderRecord> = orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    let mut rows = Vec::new();
+    for dest in &names {
+        let status = destinations.get(dest).cloned().unwrap_or_default();
+        for cur in &currencies {
+            let cur_orders: Vec<&OrderRecord> =
+                orders.iter().filter(|o| o.currency.eq_ignore_ascii_case(cur)).collect();
+            let log: Vec<&Delivery> =
+                deliveries.iter().filter(|d| &d.destination == dest && d.currency.eq_ignore_ascii_case(cur)).collect();
+            if cur_orders.is_empty() && log.is_empty() {
+                continue;
+            }
+            let backend_revenue: Amount = cur_orders.iter().map(|o| o.net()).sum();
+            let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut revenue = Amount::ZERO;
+            let mut flagged = 0u64;
+            for d in &log {
+                if d.duplicate {
+                    flagged += 1;
+                    continue;
+                }
+                match d.kind {
+                    DeliveryKind::Purchase => {
+                        *counted.entry(d.transaction_id.as_str()).or_default() += 1;
+                        revenue = revenue.checked_add(d.value.unwrap_or(Amount::ZERO)).unwrap_or(revenue);
+                    }
+                    DeliveryKind::Refund => {
+                        let amount = match d.value {
+                            Some(v) => v,
+                            None => by_id.get(d.transaction_id.as_str()).map(|o| o.value).unwrap_or(Amount::ZERO),
+                        };
+                        revenue = revenue.checked_sub(amount).unwrap_or(revenue);
+                    }
+                }
+            }
+            let double_counted: Vec<String> =
+                counted.iter().filter(|(_, n)| **n > 1).map(|(t, _)| (*t).to_owned()).collect();
+            let extra: u64 = counted.values().map(|n| n.saturating_sub(1)).sum();
+            let missing: Vec<String> = cur_orders
+                .iter()
+                .filter(|o| !counted.contains_key(o.order_id.as_str()))
+                .map(|o| o.order_id.clone())
+                .collect();
+            let unknown: Vec<String> =
+                counted.keys().filter(|t| !by_id.contains_key(**t)).map(|t| (*t).to_owned()).collect();
+            let orders_n = cur_orders.len() as u64;
+            let purchases = counted.len() as u64;
+            rows.push(ReconcileRow {
+                destination: dest.clone(),
+                currency: cur.clone(),
+                orders: orders_n,
+                purchases,
+                ratio_bp: (orders_n > 0).then(|| (purchases as i64) * 10_000 / orders_n as i64),
+                backend_revenue,
+                destination_revenue: revenue,
+                revenue_mismatch_bp: mismatch_bp(revenue, backend_revenue),
+                duplicates: flagged + extra,
+                double_counted,
+                missing,
+                unknown,
+                consent_drops: status.consent_drops,
+                pending: status.pending,
+                dead: status.dead,
+            });
+        }
+    }
+    ReconcileReport { rows }
+}
+
+/// A problem reading an orders export.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Parses an orders CSV export. The header names the columns (any order):
+/// `order_id`, `value`, `currency`, and optionally `refunded`. No quoting.
+pub fn parse_orders_csv(text: &str) -> Result<Vec<OrderRecord>, ParseError> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let idx = |name: &str| cols.iter().position(|c| c == name);
+    let err = |line: usize, reason: &str| ParseError { line, reason: reason.to_owned() };
+    let (Some(i_id), Some(i_value), Some(i_cur)) = (idx("order_id"), idx("value"), idx("currency")) else {
+        return Err(err(1, "header needs order_id, value and currency"));
+    };
+    let i_ref = idx("refunded");
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        let line_no = n + 1;
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or("");
+        let id = get(i_id);
+        if id.is_empty() {
+            return Err(err(line_no, "empty order_id"));
+        }
+        let value = Amount::parse(get(i_value)).map_err(|_| err(line_no, "bad value"))?;
+        let currency = get(i_cur).to_ascii_uppercase();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(err(line_no, "bad currency"));
+        }
+        let refunded = match i_ref.map(get) {
+            None | Some("") => None,
+            Some(r) => Some(Amount::parse(r).map_err(|_| err(line_no, "bad refunded"))?),
+        };
+        out.push(OrderRecord { order_id: id.to_owned(), value, currency, refunded });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amt(s: &str) -> Amount {
+        Amount::parse(s).unwrap()
+    }
+
+    fn order(id: &str, v: &str, cur: &str) -> OrderRecord {
+        OrderRecord { order_id: id.into(), value: amt(v), currency: cur.into(), refunded: None }
+    }
+
+    fn purchase(dest: &str, id: &str, v: &str, cur: &str, duplicate: bool) -> Delivery {
+        Delivery {
+            destination: dest.into(),
+            kind: DeliveryKind::Purchase,
+            transaction_id: id.into(),
+            event_id: None,
+            value: Some(amt(v)),
+            currency: cur.into(),
+            duplicate,
+        }
+    }
+
+    #[test]
+    fn exact_match_per_destination() {
+        let orders = vec![order("A", "10.10", "EUR"), order("B", "0.20", "EUR")];
+        let log = vec![
+            purchase("ga4", "A", "10.10", "EUR", false),
+            purchase("ga4", "B", "0.20", "EUR", false),
+            purchase("ga4", "A", "10.10", "EUR", true),
+        ];
+        let r = reconcile(&orders, &log, &BTreeMap::new());
+        let row = r.row("ga4", "EUR").unwrap();
+        assert!(row.matches(), "{row:?}");
+        assert_eq!(row.ratio_bp, Some(10_000));
+        assert_eq!(row.revenue_mismatch_bp, Some(0));
+        assert_eq!(row.duplicates, 1);
+        assert_eq!(row.backend_revenue, amt("10.30"));
+    }
+
+    #[test]
+    fn double_counting_missing_and_mismatch() {
+        let orders = vec![order("A", "100", "EUR"), order("B", "50", "EUR")];
+        let log = vec![purchase("meta", "A", "100", "EUR", false), purchase("meta", "A", "100", "EUR", false)];
+        let r = reconcile(&orders, &log, &BTreeMap::new());
+        let row = r.row("meta", "EUR").unwrap();
+        assert!(!row.matches());
+        assert_eq!(row.purchases, 1);
+        assert_eq!(row.ratio_bp, Some(5_000));
+        assert_eq!(row.double_counted, vec!["A".to_owned()]);
+        assert_eq!(row.duplicates, 1);
+        assert_eq!(row.missing, vec!["B".to_owned()]);
+        assert_eq!(row.destination_revenue, amt("200"));
+        assert_eq!(row.revenue_mismatch_bp, Some(3_333));
+    }
+
+    #[test]
+    fn refunds_full_and_partial_and_currencies() {
+        let mut a = order("A", "80", "EUR");
+        a.refunded = Some(amt("80"));
+        let mut b = order("B", "30.50", "USD");
+        b.refunded = Some(amt("10.25"));
+        let orders = vec![a, b];
+        let refund = |id: &str, v: Option<&str>, cur: &str| Delivery {
+            destination: "google_ads".into(),
+            kind: DeliveryKind::Refund,
+            transaction_id: id.into(),
+            event_id: None,
+            value: v.map(amt),
+            currency: cur.into(),
+            duplicate: false,
+        };
+        let log = vec![
+            purchase("google_ads", "A", "80", "EUR", false),
+            refund("A", None, "EUR"),
+            purchase("google_ads", "B", "30.50", "USD", false),
+            refund("B", Some("10.25"), "USD"),
+        ];
+        let mut st = BTreeMap::new();
+        st.insert("google_ads".to_owned(), DestinationStatus { consent_drops: 2, pending: 1, dead: 0 });
+        let r = reconcile(&orders, &log, &st);
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.all_match(), "{r:?}");
+        let usd = r.row("google_ads", "USD").unwrap();
+        assert_eq!(usd.destination_revenue, amt("20.25"));
+        assert_eq!(usd.pending, 1);
+        assert_eq!(usd.consent_drops, 2);
+        let eur = r.row("google_ads", "EUR").unwrap();
+        assert_eq!(eur.backend_revenue, Amount::ZERO);
+        assert_eq!(eur.revenue_mismatch_bp, None);
+    }
+
+    #[test]
+    fn unknown_transactions_and_destination_without_events() {
+        let orders = vec![order("A", "5", "EUR")];
+        let log = vec![purchase("rokt", "Z", "5", "EUR", false)];
+        let mut st = BTreeMap::new();
+        st.insert("ga4".to_owned(), DestinationStatus::default());
+        let r = reconcile(&orders, &log, &st);
+        let rokt = r.row("rokt", "EUR").unwrap();
+        assert_eq!(rokt.unknown, vec!["Z".to_owned()]);
+        assert_eq!(rokt.missing, vec!["A".to_owned()]);
+        let ga4 = r.row("ga4", "EUR").unwrap();
+        assert_eq!(ga4.purchases, 0);
+        assert_eq!(ga4.ratio_bp, Some(0));
+        assert_eq!(ga4.revenue_mismatch_bp, Some(-10_000));
+    }
+
+    #[test]
+    fn csv_and_json_inputs() {
+        let csv = "currency,order_id,value,refunded\nEUR,ORD-1,19.99,\nusd,ORD-2,5.00,1.5\n";
+        let o = parse_orders_csv(csv).unwrap();
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[1].currency, "USD");
+        assert_eq!(o[1].net(), amt("3.5"));
+        assert!(parse_orders_csv("order_id,value\nA,1").is_err());
+        assert_eq!(parse_orders_csv("order_id,value,currency\nA,x,EUR").unwrap_err().line, 2);
+        let j: Vec<OrderRecord> = serde_json::from_str(r#"[{"order_id":"A","value":12.34,"currency":"EUR"}]"#).unwrap();
+        assert_eq!(j[0].value, amt("12.34"));
+        let d: Delivery = serde_json::from_str(
+            r#"{"destination":"ga4","kind":"purchase","transaction_id":"A","value":12.34,"currency":"EUR"}"#,
+        )
+        .unwrap();
+        assert!(!d.duplicate);
+    }
+}

@@ -1,0 +1,31 @@
+//! Scenario 6: consent denied for ads ("Analytics only"). No ad destination
+//! receives user data or click ids; analytics (GA4) and the first-party
+//! warehouse still get the purchase, reconciled to the cent.
+
+use tally_e2e::{Browser, GCLID, assert_reconciled, buy, start_demo, wait_paid};
+
+#[tokio::test]
+async fn ads_consent_denied_sends_no_user_data_or_click_ids_to_ads() {
+    let demo = start_demo(300).await;
+    let browser = Browser::launch().await;
+    let order_id = buy(&browser, &demo.base_url, "analytics", "SKU-311").await;
+    let shop = &demo.shop;
+    wait_paid(shop, &order_id).await;
+    let report = assert_reconciled(shop, &["ga4", "webhook:warehouse"], 1).await;
+
+    let order = shop.orders.get(&order_id).expect("order");
+    let email_hash = tally_core::hash::sha256_hex("jane.doe@example.com");
+    for prefix in ["/google-ads", "/meta", "/rokt"] {
+        for req in shop.sandbox.traffic.under(prefix) {
+            assert!(!req.body.contains(GCLID), "{prefix} got the gclid: {}", req.body);
+            assert!(!req.body.contains(&email_hash), "{prefix} got the hashed email: {}", req.body);
+            assert!(!req.body.contains("jane.doe"), "{prefix} got the email: {}", req.body);
+            assert!(!req.body.contains("IwAR_demo_e2e"), "{prefix} got the fbclid: {}", req.body);
+        }
+    }
+    assert!(shop.sandbox.google_ads.conversions().is_empty());
+    let ads = report.row("google_ads", "EUR").expect("ads row");
+    assert_eq!(ads.purchases, 0);
+    assert!(ads.consent_drops >= 1, "the consent drop is reported: {ads:?} {:?}", order.server_outcomes);
+    browser.close().await;
+}

@@ -1,0 +1,86 @@
+//! Scenario 5: a full refund and a partial refund from the admin page.
+//! Google Ads gets RETRACTION / RESTATEMENT, GA4 and the warehouse get refund
+//! events; net revenue reconciles to the cent. Meta and Rokt take no refunds:
+//! they keep the purchases, reconciled against the gross order totals.
+//!
+//! Google Ads refuses adjustments of conversions younger than 24 hours, so the
+//! orders are placed "yesterday": the server reports them with a purchase time
+//! 25 hours back (the webhook-lateness switch), and the browser tracker is
+//! blocked so that the server's dated purchase is the one Google counts (the
+//! visitor is stitched through the `_ga` / `_gcl_aw` cookies).
+
+use std::sync::atomic::Ordering;
+
+use tally_core::Amount;
+use tally_e2e::{Browser, GCLID, assert_reconciled, eventually, start_demo, wait_paid};
+
+const DAY_AND_HOUR_MS: u64 = 25 * 3_600_000;
+
+async fn buy_yesterday(browser: &Browser, shop: &tally_demo::Shop, base: &str, sku: &str) -> String {
+    let before = shop.orders.all().len();
+    browser.open(&format!("{base}/product/{sku}")).await;
+    browser.click("#add").await;
+    browser.open(&format!("{base}/checkout")).await;
+    browser.click("#pay").await;
+    assert!(eventually(15, || shop.orders.all().len() == before + 1).await, "an order was placed");
+    let id = shop.orders.all().into_iter().map(|o| o.id).max().expect("order");
+    wait_paid(shop, &id).await;
+    id
+}
+
+#[tokio::test]
+async fn full_and_partial_refunds_reconcile() {
+    let demo = start_demo(200).await;
+    let browser = Browser::launch().await;
+    let base = &demo.base_url;
+    let shop = &demo.shop;
+    shop.switches.webhook_late_ms.store(DAY_AND_HOUR_MS, Ordering::Relaxed);
+    browser.open(&format!("{base}/?blocked=tracker")).await;
+    browser.click("#consent-accept").await;
+    let click_s = tally_server::tracker::now_ms() / 1000 - 26 * 3600;
+    browser
+        .eval(&format!(
+            "document.cookie = '_ga=GA1.1.111222333.{click_s}; path=/'; document.cookie = '_gcl_aw=GCL.{click_s}.{GCLID}; path=/'; return true"
+        ))
+        .await;
+    let first = buy_yesterday(&browser, shop, base, "SKU-311").await;
+    let second = buy_yesterday(&browser, shop, base, "SKU-204").await;
+
+    browser.open(&format!("{base}/admin")).await;
+    browser.click(&format!(".refund-full[data-order='{first}']")).await;
+    assert!(eventually(10, || shop.orders.get(&first).is_some_and(|o| o.status == "refunded")).await);
+    browser.open(&format!("{base}/admin")).await;
+    let input = browser
+        .client
+        .find(fantoccini::Locator::Css(&format!(".refund-amount[data-order='{second}']")))
+        .await
+        .expect("amount input");
+    input.send_keys("10.25").await.expect("type");
+    browser.click(&format!(".refund-partial[data-order='{second}']")).await;
+    assert!(
+        eventually(10, || shop.orders.get(&second).is_some_and(|o| o.refunded_cents == 1025)).await,
+        "partial refund: {:?}",
+        shop.orders.get(&second)
+    );
+
+    let report = assert_reconciled(shop, &["ga4", "google_ads", "webhook:warehouse"], 2).await;
+    let ga4 = report.row("ga4", "EUR").expect("ga4");
+    let o1 = shop.orders.get(&first).expect("first");
+    let o2 = shop.orders.get(&second).expect("second");
+    let net = Amount::from_minor(o2.total_cents - 1025, 2).expect("amount");
+    assert_eq!(ga4.backend_revenue, net, "the fully refunded order counts zero");
+
+    let adj = shop.sandbox.google_ads.adjustments();
+    assert!(adj.iter().any(|a| a.adjustment_type == "RETRACTION"), "{adj:?}");
+    assert!(adj.iter().any(|a| a.adjustment_type == "RESTATEMENT"), "{adj:?}");
+    assert_eq!(shop.sandbox.ga4.events().iter().filter(|e| e.name == "refund").count(), 2);
+
+    // Meta and Rokt: purchases = orders, gross revenue to the cent.
+    for d in ["meta", "rokt"] {
+        let row = report.row(d, "EUR").expect("row");
+        assert_eq!(row.purchases, 2, "{d}: {row:?}");
+        let gross = Amount::from_minor(o1.total_cents + o2.total_cents, 2).expect("amount");
+        assert_eq!(row.destination_revenue, gross, "{d}: {row:?}");
+    }
+    browser.close().await;
+}

@@ -1,0 +1,26 @@
+//! Scenario 4: the provider delivers the same webhook three times.
+
+use std::sync::atomic::Ordering;
+
+use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, eventually, start_demo};
+
+#[tokio::test]
+async fn same_webhook_three_times_counts_once() {
+    let demo = start_demo(300).await;
+    demo.shop.switches.webhook_deliveries.store(3, Ordering::Relaxed);
+    let browser = Browser::launch().await;
+    let order_id = buy(&browser, &demo.base_url, "accept", "SKU-204").await;
+    let shop = &demo.shop;
+    assert!(
+        eventually(15, || shop.orders.get(&order_id).is_some_and(|o| o.webhook_deliveries == 3)).await,
+        "three deliveries: {:?}",
+        shop.orders.get(&order_id)
+    );
+    assert_reconciled(shop, &ALL_DESTINATIONS, 1).await;
+    assert_eq!(shop.sandbox.google_ads.conversions().len(), 1);
+    assert_eq!(
+        shop.sandbox.webhook.events("warehouse").iter().filter(|r| r.event_name == "purchase" && !r.duplicate).count(),
+        1
+    );
+    browser.close().await;
+}

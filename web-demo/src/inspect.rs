@@ -1,0 +1,195 @@
+//! What each sandbox destination received, turned into a delivery log and
+//! reconciled against the backend's orders ([`tally_core::reconcile`]).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tally_core::reconcile::{self, Delivery, DeliveryKind, DestinationStatus, OrderRecord, ReconcileReport};
+use tally_core::{Amount, EventId, EventName, TransactionId};
+
+use crate::Shop;
+use crate::orders::Order;
+
+/// The destinations the demo reconciles, by the tracker's names.
+pub const DESTINATIONS: [&str; 5] = ["ga4", "google_ads", "meta", "rokt", "webhook:warehouse"];
+
+fn amount(v: f64) -> Option<Amount> {
+    Amount::from_f64(v).ok()
+}
+
+fn amount_str(v: Option<&str>) -> Option<Amount> {
+    v.and_then(|s| Amount::parse(s).ok())
+}
+
+/// Backend orders as reconciliation input (paid or refunded orders only).
+pub fn order_records(orders: &[Order]) -> Vec<OrderRecord> {
+    orders
+        .iter()
+        .filter(|o| o.status != "pending")
+        .filter_map(|o| {
+            Some(OrderRecord {
+                order_id: o.id.clone(),
+                value: Amount::from_minor(o.total_cents, 2).ok()?,
+                currency: o.currency.clone(),
+                refunded: (o.refunded_cents > 0).then(|| Amount::from_minor(o.refunded_cents, 2).ok()).flatten(),
+            })
+        })
+        .collect()
+}
+
+/// Maps the keys destinations know an order by (the order id, or Google's
+/// order key derived from it) back to the order id.
+fn key_map(orders: &[Order]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for o in orders {
+        m.insert(o.id.clone(), o.id.clone());
+        if let Ok(t) = TransactionId::parse(&o.id) {
+            m.insert(EventId::order_key(&t).as_str().to_owned(), o.id.clone());
+            m.insert(EventId::for_transaction(&EventName::Purchase, &t).as_str().to_owned(), o.id.clone());
+        }
+    }
+    m
+}
+
+/// The delivery log of every sandbox destination.
+pub fn delivery_log(shop: &Shop, orders: &[Order]) -> Vec<Delivery> {
+    let keys = key_map(orders);
+    let txn = |raw: &str| keys.get(raw).cloned().unwrap_or_else(|| raw.to_owned());
+    let mut log = Vec::new();
+    let mut push = |destination: &str, kind, id: String, value: Option<Amount>, currency: Option<&str>, duplicate| {
+        log.push(Delivery {
+            destination: destination.to_owned(),
+            kind,
+            transaction_id: id,
+            event_id: None,
+            value,
+            currency: currency.unwrap_or("").to_owned(),
+            duplicate,
+        });
+    };
+    let sb = &shop.sandbox;
+    for e in sb.ga4.events() {
+        let kind = match e.name.as_str() {
+            "purchase" => DeliveryKind::Purchase,
+            "refund" => DeliveryKind::Refund,
+            _ => continue,
+        };
+        let value = e.params.get("value").and_then(Value::as_f64).and_then(amount);
+        push("ga4", kind, txn(e.transaction_id().unwrap_or("")), value, e.currency(), e.duplicate);
+    }
+    for c in sb.google_ads.conversions() {
+        let id = txn(c.order_id.as_deref().unwrap_or(""));
+        let value = c.value.and_then(amount);
+        let cur = c.currency.as_deref();
+        push("google_ads", DeliveryKind::Purchase, id.clone(), value, cur, false);
+        if c.retracted {
+            push("google_ads", DeliveryKind::Refund, id, value, cur, false);
+        } else if let (Some(v), Some(r)) = (value, c.restated_value.and_then(amount)) {
+            push("google_ads", DeliveryKind::Refund, id, v.checked_sub(r), cur, false);
+        }
+    }
+    for d in sb.google_ads.deduplicated() {
+        push("google_ads", DeliveryKind::Purchase, txn(d.order_id.as_deref().unwrap_or("")), None, Some("EUR"), true);
+    }
+    for e in sb.meta.events() {
+        if e.event_name != "Purchase" {
+            continue;
+        }
+        let id = e
+            .custom_data
+            .as_ref()
+            .and_then(|c| c.get("order_id"))
+            .and_then(Value::as_str)
+            .map(&txn)
+            .unwrap_or_else(|| e.event_id.clone().unwrap_or_default());
+        push("meta", DeliveryKind::Purchase, id, e.value().and_then(amount), e.currency(), e.duplicate);
+    }
+    for e in sb.rokt.events() {
+        if e.object("conversiontype") != Some("purchase") {
+            continue;
+        }
+        let id = txn(e.object("transactionid").unwrap_or(""));
+        push("rokt", DeliveryKind::Purchase, id, amount_str(e.object("amount")), e.object("currency"), e.duplicate);
+    }
+    for r in sb.webhook.events("warehouse") {
+        let kind = match r.event_name.as_str() {
+            "purchase" => DeliveryKind::Purchase,
+            "refund" => DeliveryKind::Refund,
+            _ => continue,
+        };
+        let id = txn(r.body.get("transaction_id").and_then(Value::as_str).unwrap_or(""));
+        let value = r.body.get("value").and_then(Value::as_f64).and_then(amount);
+        let cur = r.body.get("currency").and_then(Value::as_str);
+        push("webhook:warehouse", kind, id, value, cur, r.duplicate);
+    }
+    log
+}
+
+/// Consent drops and pending deliveries per destination, from the orders'
+/// server outcomes and the outbox's dead entries.
+pub fn statuses(shop: &Shop, orders: &[Order], log: &[Delivery]) -> BTreeMap<String, DestinationStatus> {
+    let mut st: BTreeMap<String, DestinationStatus> =
+        DESTINATIONS.iter().map(|d| ((*d).to_owned(), DestinationStatus::default())).collect();
+    for o in orders {
+        for (dest, outcome) in &o.server_outcomes {
+            let Some(s) = st.get_mut(dest) else { continue };
+            if outcome.starts_with("skipped: consent") {
+                s.consent_drops += 1;
+            }
+            let delivered = log.iter().any(|d| &d.destination == dest && d.transaction_id == o.id && !d.duplicate);
+            if outcome.starts_with("queued") && !delivered {
+                s.pending += 1;
+            }
+        }
+    }
+    if let Ok(dead) = shop.tracker.outbox().dead_entries(1000) {
+        for d in dead {
+            if let Some(s) = st.get_mut(&d.entry.destination) {
+                s.dead += 1;
+            }
+        }
+    }
+    st
+}
+
+/// The orders placed since the shop started (the sandboxes' records are in memory).
+pub fn session_orders(shop: &Shop) -> Vec<Order> {
+    shop.orders.all().into_iter().filter(|o| o.created_at_ms >= shop.started_at_ms).collect()
+}
+
+/// The reconciliation report for the shop as it is now.
+pub fn report(shop: &Shop) -> ReconcileReport {
+    let orders = session_orders(shop);
+    let log = delivery_log(shop, &orders);
+    let st = statuses(shop, &orders, &log);
+    reconcile::reconcile(&order_records(&orders), &log, &st)
+}
+
+/// Everything the inspector page shows.
+pub fn inspector_json(shop: &Shop) -> Value {
+    let orders = session_orders(shop);
+    let log = delivery_log(shop, &orders);
+    let st = statuses(shop, &orders, &log);
+    let report = reconcile::reconcile(&order_records(&orders), &log, &st);
+    let sb = &shop.sandbox;
+    let outbox = shop.tracker.outbox();
+    let stats = outbox.stats().ok();
+    let dead = outbox.dead_entries(50).unwrap_or_default();
+    json!({
+        "destinations": {
+            "ga4": { "accepted": sb.ga4.events(), "deduplicated": sb.ga4.events().into_iter().filter(|e| e.duplicate).count(), "dropped": sb.ga4.dropped() },
+            "google_ads": { "accepted": sb.google_ads.conversions(), "adjustments": sb.google_ads.adjustments(), "deduplicated": sb.google_ads.deduplicated(), "dropped": sb.google_ads.dropped() },
+            "meta": { "accepted": sb.meta.events(), "deduplicated": sb.meta.deduplicated().len(), "dropped": sb.meta.dropped() },
+            "rokt": { "accepted": sb.rokt.events(), "deduplicated": sb.rokt.events().into_iter().filter(|e| e.duplicate).count(), "dropped": sb.rokt.dropped() },
+            "webhook:warehouse": { "accepted": sb.webhook.events("warehouse"), "deduplicated": sb.webhook.events("warehouse").into_iter().filter(|e| e.duplicate).count(), "dropped": sb.webhook.dropped() },
+        },
+        "outbox": {
+            "queued": stats.as_ref().map(|s| s.queued),
+            "inFlight": stats.as_ref().map(|s| s.in_flight),
+            "dead": stats.as_ref().map(|s| s.dead),
+            "deadEntries": dead.iter().map(|d| json!({"destination": d.entry.destination, "reason": d.reason})).collect::<Vec<_>>(),
+        },
+        "reconciliation": report,
+        "orders": orders,
+    })
+}
