@@ -98,6 +98,7 @@ fn switches_json(shop: &Shop) -> Value {
         DESTINATIONS.iter().copied().filter(|d| fault_of(shop, d).is_some_and(|f| f.get() == Mode::Down)).collect();
     json!({
         "collectBlocked": sw.collect_blocked.load(Ordering::Relaxed),
+        "collectDown": sw.collect_down.load(Ordering::Relaxed),
         "webhookDelayMs": sw.webhook_delay_ms.load(Ordering::Relaxed),
         "webhookDeliveries": sw.webhook_deliveries.load(Ordering::Relaxed),
         "webhookLateMs": sw.webhook_late_ms.load(Ordering::Relaxed),
@@ -114,6 +115,7 @@ async fn get_switches(State(shop): State<Shop>) -> Json<Value> {
 #[serde(rename_all = "camelCase")]
 pub struct SwitchUpdate {
     collect_blocked: Option<bool>,
+    collect_down: Option<bool>,
     webhook_delay_ms: Option<u64>,
     webhook_deliveries: Option<u32>,
     webhook_late_ms: Option<u64>,
@@ -132,6 +134,9 @@ async fn set_switches(State(shop): State<Shop>, Json(u): Json<SwitchUpdate>) -> 
     let sw = &shop.switches;
     if let Some(b) = u.collect_blocked {
         sw.collect_blocked.store(b, Ordering::Relaxed);
+    }
+    if let Some(b) = u.collect_down {
+        sw.collect_down.store(b, Ordering::Relaxed);
     }
     if let Some(d) = u.webhook_delay_ms {
         sw.webhook_delay_ms.store(d.min(600_000), Ordering::Relaxed);

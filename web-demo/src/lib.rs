@@ -90,6 +90,8 @@ pub const WAREHOUSE_SECRET: &str = "whsec_demo_warehouse_0123456789";
 pub struct Switches {
     /// `/collect` answers 403, as when an ad blocker blocks the endpoint.
     pub collect_blocked: AtomicBool,
+    /// `/collect` answers 503, as when the endpoint is down (the browser keeps and retries).
+    pub collect_down: AtomicBool,
     /// Delay before the provider calls the webhook.
     pub webhook_delay_ms: AtomicU64,
     /// How many times each webhook is delivered.
@@ -191,6 +193,9 @@ async fn collect_switch(State(switches): State<Arc<Switches>>, req: Request, nex
     if switches.collect_blocked.load(Ordering::Relaxed) && req.uri().path().starts_with("/collect") {
         return (StatusCode::FORBIDDEN, "blocked (ad blocker simulation)").into_response();
     }
+    if switches.collect_down.load(Ordering::Relaxed) && req.uri().path().starts_with("/collect") {
+        return (StatusCode::SERVICE_UNAVAILABLE, "collector down (outage simulation)").into_response();
+    }
     next.run(req).await
 }
 
@@ -214,6 +219,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
     let orders = orders::Orders::open(&data_dir.join("orders.db"))?;
     let switches = Arc::new(Switches {
         collect_blocked: AtomicBool::new(false),
+        collect_down: AtomicBool::new(false),
         webhook_delay_ms: AtomicU64::new(config.webhook_delay_ms),
         webhook_deliveries: AtomicU32::new(config.webhook_deliveries.max(1)),
         webhook_late_ms: AtomicU64::new(0),

@@ -14,6 +14,7 @@ async function render(message = '') {
   app.innerHTML = `<h1>Admin</h1><p id="admin-message" class="muted">${esc(message)}</p>
     <h2>Switches</h2><div class="card">
     <p><label><input type="checkbox" id="sw-collect" ${sw.collectBlocked ? 'checked' : ''}> Ad blocker: block the collect endpoint (<code>/collect</code> answers 403)</label><br>
+    <label><input type="checkbox" id="sw-collect-down" ${sw.collectDown ? 'checked' : ''}> Collector outage (<code>/collect</code> answers 503; browsers keep and retry)</label><br>
     <span class="muted">Ad blocker on the tracker script: open the shop with <a href="/?blocked=tracker">?blocked=tracker</a>.</span></p>
     <p>Destination outage: ${DESTS.map((d) => `<label><input type="checkbox" class="sw-down" data-dest="${d}" ${sw.down.includes(d) ? 'checked' : ''}> ${d} down</label>`).join(' ')}
       <button id="flush" class="secondary">Flush the outbox</button></p>
@@ -29,6 +30,7 @@ async function render(message = '') {
       <button class="refund-partial secondary" data-order="${esc(o.id)}">Partial refund</button>`}</td></tr>`).join('')}</table>`;
   const act = (f) => async () => { try { await render(await f()); } catch (e) { await render(`Error: ${e.message}`); } };
   document.getElementById('sw-collect').onchange = act(async () => { await post('/api/admin/switches', { collectBlocked: document.getElementById('sw-collect').checked }); return 'Saved.'; });
+  document.getElementById('sw-collect-down').onchange = act(async () => { await post('/api/admin/switches', { collectDown: document.getElementById('sw-collect-down').checked }); return 'Saved.'; });
   app.querySelectorAll('.sw-down').forEach((b) => (b.onchange = act(async () => { await post('/api/admin/switches', { outage: { destination: b.dataset.dest, down: b.checked } }); return `${b.dataset.dest} ${b.checked ? 'down' : 'up'}.`; })));
   document.getElementById('sw-save').onclick = act(async () => {
     await post('/api/admin/switches', { webhookDelayMs: Number(document.getElementById('sw-delay').value), webhookDeliveries: Number(document.getElementById('sw-repeat').value), webhookLateMs: Number(document.getElementById('sw-late').value) });
