@@ -66,11 +66,13 @@ pub use super::Skip as Ga4Skip;
 /// The requests to send and, per input event, why it was left out.
 pub type Ga4Batch = super::Batch<Ga4Request>;
 
-fn num(a: Amount) -> Value {
+/// A JSON number for an amount (GA4, webhook records).
+pub(crate) fn num(a: Amount) -> Value {
     Number::from_f64(a.to_f64()).map_or(Value::Null, Value::Number)
 }
 
-fn item_json(item: &crate::item::Item) -> Value {
+/// An item with GA4's snake_case item fields (GA4 params, webhook records).
+pub(crate) fn item_fields(item: &crate::item::Item) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in item.text_fields() {
         if let Some(v) = v {
@@ -92,7 +94,7 @@ fn item_json(item: &crate::item::Item) -> Value {
     if let Some(i) = item.index {
         m.insert("index".into(), Value::from(i));
     }
-    Value::Object(m)
+    m
 }
 
 /// The GA4 params of one event, with `session_id` and `engagement_time_msec`
@@ -134,7 +136,7 @@ pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map
         p.insert(k.clone(), v);
     }
     if !e.items.is_empty() || matches!(e.name, EventName::Purchase) {
-        p.insert("items".into(), Value::Array(e.items.iter().map(item_json).collect()));
+        p.insert("items".into(), Value::Array(e.items.iter().map(|i| Value::Object(item_fields(i))).collect()));
     }
     p
 }

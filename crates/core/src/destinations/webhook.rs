@@ -12,7 +12,7 @@
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::DeliveryContext;
@@ -21,7 +21,6 @@ use crate::click_ids::ClickIds;
 use crate::consent::{ConsentSignal, DestinationKind};
 use crate::error::Result;
 use crate::event::{Event, ParamValue};
-use crate::item::Item;
 use crate::time::rfc3339_utc;
 use crate::user_data::HashedUserData;
 
@@ -153,34 +152,7 @@ pub struct WebhookBatch {
     pub skipped: Vec<(usize, WebhookSkip)>,
 }
 
-fn num(a: Amount) -> Value {
-    Number::from_f64(a.to_f64()).map_or(Value::Null, Value::Number)
-}
-
-fn item_json(item: &Item) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (k, v) in item.text_fields() {
-        if let Some(v) = v {
-            m.insert(k.to_owned(), Value::String(v.to_owned()));
-        }
-    }
-    if let Some(s) = &item.creative_slot {
-        m.insert("creative_slot".into(), Value::String(s.clone()));
-    }
-    if let Some(p) = item.price {
-        m.insert("price".into(), num(p));
-    }
-    if let Some(d) = item.discount {
-        m.insert("discount".into(), num(d));
-    }
-    if let Some(q) = item.quantity {
-        m.insert("quantity".into(), Value::from(q));
-    }
-    if let Some(i) = item.index {
-        m.insert("index".into(), Value::from(i));
-    }
-    m
-}
+use super::ga4::{item_fields as item_json, num};
 
 fn signal(s: ConsentSignal) -> &'static str {
     s.as_str()
