@@ -18,7 +18,7 @@ use crate::ga4::Ga4Destination;
 use crate::google_ads::GoogleAdsDestination;
 use crate::meta::MetaDestination;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, redact, retry_after};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error};
 use crate::rokt::RoktDestination;
 use crate::servoki::ServokiDestination;
 use crate::tiktok::TikTokDestination;
@@ -130,6 +130,23 @@ pub(crate) async fn send(
 fn transport_message(e: &reqwest::Error) -> String {
     // reqwest's Display includes the URL, which may carry a token: callers redact.
     if e.is_timeout() { format!("timed out: {e}") } else { e.to_string() }
+}
+
+/// The verdict for a destination whose answer means only its HTTP status:
+/// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
+/// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
+/// redacted, is the message.
+pub(crate) fn status_verdict(answer: &Answer, secrets: &[&str]) -> Verdict<()> {
+    let status = answer.status;
+    let message = redact(&excerpt(&answer.body), secrets);
+    match classify_status(status) {
+        StatusClass::Success => Verdict::Done(()),
+        StatusClass::Transient => {
+            Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
+        }
+        StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
+        StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+    }
 }
 
 /// A body excerpt for an error message: at most 500 characters.

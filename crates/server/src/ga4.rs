@@ -5,11 +5,10 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
 use crate::config::Ga4Config;
+use crate::destination::{send, status_verdict};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{
-    RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error, with_retries,
-};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
 
 /// A configured GA4 destination.
 #[derive(Debug, Clone)]
@@ -62,41 +61,24 @@ impl Ga4Destination {
         let secret = self.cfg.api_secret.as_str();
         let validate = self.cfg.validate;
         with_retries(retry, |_| async {
-            let resp = match http.post(&self.url).json(request).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    return Verdict::Retry(DeliveryError::Transport(redact(&e.to_string(), &[secret])), None);
-                }
+            let answer = match send(http.post(&self.url).json(request), retry, &[secret]).await {
+                Ok(a) => a,
+                Err(e) => return Verdict::Retry(e, None),
             };
-            let status = resp.status().as_u16();
-            let after = retry_after(&resp);
-            let body = resp.text().await.unwrap_or_default();
-            match classify_status(status) {
-                StatusClass::Success if validate => {
-                    let parsed: ValidationResponse = serde_json::from_str(&body).unwrap_or_default();
-                    if parsed.validation_messages.is_empty() {
-                        Verdict::Done(())
-                    } else {
-                        let message = parsed
-                            .validation_messages
-                            .iter()
-                            .map(|m| format!("{} {}: {}", m.validation_code, m.field_path, m.description))
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        Verdict::Fail(DeliveryError::Rejected { status, message })
-                    }
-                }
-                StatusClass::Success => Verdict::Done(()),
-                StatusClass::Transient => {
-                    Verdict::Retry(transient_error(status, redact(&body, &[secret]), after), after)
-                }
-                StatusClass::Unauthorized => {
-                    Verdict::Fail(DeliveryError::Unauthorized { status, message: redact(&body, &[secret]) })
-                }
-                StatusClass::Permanent => {
-                    Verdict::Fail(DeliveryError::Rejected { status, message: redact(&body, &[secret]) })
-                }
+            if !(validate && classify_status(answer.status) == StatusClass::Success) {
+                return status_verdict(&answer, &[secret]);
             }
+            let parsed: ValidationResponse = serde_json::from_str(&answer.body).unwrap_or_default();
+            if parsed.validation_messages.is_empty() {
+                return Verdict::Done(());
+            }
+            let message = parsed
+                .validation_messages
+                .iter()
+                .map(|m| format!("{} {}: {}", m.validation_code, m.field_path, m.description))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Verdict::Fail(DeliveryError::Rejected { status: answer.status, message })
         })
         .await
         .map(|((), attempts)| attempts)

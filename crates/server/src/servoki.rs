@@ -12,10 +12,10 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
 use crate::config::ServokiConfig;
-use crate::destination::{excerpt, finish, send};
+use crate::destination::{finish, send, status_verdict};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+use crate::retry::{RetryPolicy, Verdict, with_retries};
 
 /// A configured Servoki-style destination.
 #[derive(Debug, Clone)]
@@ -70,16 +70,7 @@ impl ServokiDestination {
                 Ok(a) => a,
                 Err(e) => return Verdict::Retry(e, None),
             };
-            let status = answer.status;
-            let message = redact(&excerpt(&answer.body), &secrets);
-            match classify_status(status) {
-                StatusClass::Success => Verdict::Done(()),
-                StatusClass::Transient => {
-                    Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
-                }
-                StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
-                StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
-            }
+            status_verdict(&answer, &secrets)
         })
         .await
         .map(|((), attempts)| attempts)

@@ -16,10 +16,10 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord};
 
 use crate::config::WebhookConfig;
-use crate::destination::{excerpt, finish, send};
+use crate::destination::{finish, send, status_verdict};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+use crate::retry::{RetryPolicy, Verdict, with_retries};
 use crate::tracker::now_ms;
 
 /// A configured webhook sink, named `webhook:<name>`.
@@ -90,16 +90,7 @@ impl WebhookDestination {
                     Ok(a) => a,
                     Err(e) => return Verdict::Retry(e, None),
                 };
-                let status = answer.status;
-                let message = redact(&excerpt(&answer.body), &secrets);
-                match classify_status(status) {
-                    StatusClass::Success => Verdict::Done(()),
-                    StatusClass::Transient => {
-                        Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
-                    }
-                    StatusClass::Unauthorized => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
-                    StatusClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
-                }
+                status_verdict(&answer, &secrets)
             }
         })
         .await
