@@ -1,8 +1,13 @@
 //! `cargo xtask bench`: Tally's figures beside its peers', measured on this
 //! machine in one run, written to BENCHMARKS.md.
 
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
+
+use report::Summary;
 
 use crate::{install, pkg, run};
 
@@ -55,6 +60,22 @@ fn sum(files: &[PathBuf]) -> Result<(u64, u64, u64), String> {
     Ok(t)
 }
 
+/// The directory `npm pack` + `tar` unpacked peer `name` into, and its version.
+fn peer_dir(peers: &Path, name: &str) -> Result<(PathBuf, String), String> {
+    let stem = name.trim_start_matches('@').replace('/', "-");
+    let dir = std::fs::read_dir(peers)
+        .map_err(|e| format!("reading {}: {e}", peers.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&stem)))
+        .ok_or_else(|| format!("{name} was not unpacked"))?;
+    let version = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().trim_start_matches(&stem).trim_start_matches('-').to_owned())
+        .unwrap_or_default();
+    Ok((dir, version))
+}
+
 fn sizes(root: &Path, work: &Path) -> Result<Vec<Bundle>, String> {
     let mut out = Vec::new();
     // Tally: the wasm plus its JS glue and entry, the JS minified as a site's bundler would.
@@ -88,17 +109,7 @@ fn sizes(root: &Path, work: &Path) -> Result<Vec<Bundle>, String> {
         }
     }
     for (name, file, needs_minify) in PEERS {
-        let stem = name.trim_start_matches('@').replace('/', "-");
-        let dir = std::fs::read_dir(&peers)
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.is_dir() && p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&stem)))
-            .ok_or_else(|| format!("{name} was not unpacked"))?;
-        let version = dir
-            .file_name()
-            .map(|f| f.to_string_lossy().trim_start_matches(&stem).trim_start_matches('-').to_owned())
-            .unwrap_or_default();
+        let (dir, version) = peer_dir(&peers, name)?;
         let mut path = dir.join(file);
         if needs_minify {
             let min = dir.join("bench.min.js");
@@ -147,15 +158,43 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} memory")
 }
 
+/// `@segment/analytics-node` from the npm registry into `work/node-peers`;
+/// returns its `node_modules` directory and the version installed.
+fn node_peers(work: &Path) -> Result<(PathBuf, String), String> {
+    let dir = work.join("node-peers");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut c = Command::new("npm");
+    c.args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"]).arg(&dir).arg(SEGMENT_NODE);
+    run::step("npm install @segment/analytics-node (from the npm registry, into target/bench)", c)?;
+    let modules = dir.join("node_modules");
+    let manifest = modules.join(SEGMENT_NODE).join("package.json");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+    let version = text
+        .split("\"version\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').nth(1))
+        .ok_or_else(|| format!("no version in {}", manifest.display()))?
+        .to_owned();
+    Ok((modules, version))
+}
+
+/// The server-side peer measured beside `ServerTracker`.
+const SEGMENT_NODE: &str = "@segment/analytics-node";
+
 /// Runs every benchmark and writes BENCHMARKS.md.
 pub fn all() -> Result<(), String> {
+    let started = Instant::now();
     install::npm_packages()?;
     install::wasm_toolchain()?;
+    install::apt_packages()?; // chromium and chromedriver for the main-thread benchmark
     let root = run::root();
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     pkg::build()?;
     let bundles = sizes(&root, &work)?;
+    let (segment_next, segment_next_version) = peer_dir(&work.join("peers"), "@segment/analytics-next")?;
+    let (node_modules, segment_node_version) = node_peers(&work)?;
     let core = capture(
         "core: build one purchase for every destination",
         run::cargo(&["bench", "-p", "tally-core", "--bench", "build_purchase"]),
@@ -164,6 +203,13 @@ pub fn all() -> Result<(), String> {
         "collector ingest on loopback",
         run::cargo(&["bench", "-p", "tally-server", "--bench", "collector_ingest"]),
     )?;
+    // The dev profile: the Rust side only serves the pages; what is timed runs in Chromium.
+    let mut main_thread = run::cargo(&["bench", "-p", "tally-e2e", "--bench", "main_thread", "--profile", "dev"]);
+    main_thread.env("TALLY_BENCH_SEGMENT_UMD", segment_next.join("package/dist/umd"));
+    let main_thread = Summary::parse(&capture("main-thread cost in headless Chromium", main_thread)?);
+    let mut fan_out = run::cargo(&["bench", "-p", "tally-server", "--bench", "fan_out"]);
+    fan_out.env("TALLY_BENCH_NODE_MODULES", &node_modules);
+    let fan_out = Summary::parse(&capture("server fan-out beside @segment/analytics-node", fan_out)?);
 
     let tally_gzip = bundles.first().map(|b| b.gzip).unwrap_or(0);
     let mut md = String::new();
@@ -186,7 +232,14 @@ pub fn all() -> Result<(), String> {
     md.push_str(core.lines().filter(|l| l.contains("µs")).collect::<Vec<_>>().join("\n").as_str());
     md.push_str("\n```\n\n## 3. Collector ingest (loopback)\n\n");
     md.push_str(&ingest);
-    md.push_str("\n## Not yet measured\n\n- Main-thread cost of one `add_to_cart` beside Segment analytics-next in headless Chromium.\n- Server fan-out (GA4 + Ads + Meta + webhook) beside `@segment/analytics-node`.\n");
+    md.push_str(&report::main_thread(&segment_next_version, &main_thread));
+    md.push_str(&report::fan_out(&segment_node_version, &fan_out));
+    let segment_gzip = bundles.iter().find(|b| b.name.starts_with("@segment/analytics-next")).map(|b| b.gzip);
+    md.push_str(&report::behind(tally_gzip, segment_gzip, &main_thread, &fan_out));
+    md.push_str(&format!(
+        "\nThe whole `cargo xtask bench` took {:.1} minutes, builds and npm fetches included.\n",
+        started.elapsed().as_secs_f64() / 60.0
+    ));
     std::fs::write(root.join("BENCHMARKS.md"), &md).map_err(|e| e.to_string())?;
     println!("{md}");
     println!("xtask: wrote BENCHMARKS.md");
