@@ -13,7 +13,8 @@
 //! which gives `performance.now()` its finest resolution (5 µs in Chromium).
 //!
 //! Nothing leaves loopback: Segment's CDN settings, lazy bundles and API host
-//! point at this server, and both SDKs' events are counted at its sinks, which
+//! point at this server (a page whose resource timing lists another origin
+//! fails the bench), and both SDKs' events are counted at its sinks, which
 //! must receive every event before the next page is opened.
 //!
 //! Run: `TALLY_BENCH_SEGMENT_UMD=<…/package/dist/umd> cargo bench -p tally-e2e --bench main_thread`
@@ -50,6 +51,8 @@ const SEGMENT_ENV: &str = "TALLY_BENCH_SEGMENT_UMD";
 /// The timing harness shared by both pages; the page defines `window.benchTrack(i)`.
 const HARNESS: &str = r#"
 <script>
+// Room for every request's entry: the check below proves nothing left loopback.
+performance.setResourceTimingBufferSize(100000);
 window.benchResult = null;
 window.benchStart = (n, warmup) => {
   run(n, warmup).then((r) => { window.benchResult = r; }, (e) => { window.benchResult = { error: String(e && e.stack || e) }; });
@@ -85,6 +88,8 @@ async function run(n, warmup) {
   return {
     median_us: d[Math.floor(n / 2)] * 1000, p95_us: d[Math.floor(n * 0.95)] * 1000, mean_us: mean * 1000,
     with_async_us: (loop - empty) * 1000, isolated: self.crossOriginIsolated, resolution_us: resolution * 1000,
+    other_origins: performance.getEntriesByType('resource').map((e) => e.name)
+      .filter((u) => !u.startsWith(location.origin + '/')).slice(0, 5),
   };
 }
 </script>"#;
@@ -244,6 +249,9 @@ async fn measure(browser: &Browser, url: &str, sink: &AtomicU64) -> Result<Page,
     };
     if let Some(e) = r.get("error") {
         return Err(format!("{url}: {e}"));
+    }
+    if let Some(urls) = r.get("other_origins").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+        return Err(format!("{url}: the page requested other origins than this server: {urls:?}"));
     }
     let f = |k: &str| r.get(k).and_then(Value::as_f64).ok_or_else(|| format!("{url}: result lacks {k}: {r}"));
     let page = Page {
