@@ -259,12 +259,13 @@ async fn child(mut cmd: tokio::process::Command, what: &str) -> Result<Run, Stri
     Run::from_json(&v)
 }
 
-/// A sink that counts the events of each `/v1/batch` body and answers 200.
-async fn segment_sink(count: Arc<AtomicU64>) -> Result<String, String> {
+/// A sink that counts requests and the events of each `/v1/batch` body, and answers 200.
+async fn segment_sink(count: Arc<AtomicU64>, requests: Arc<AtomicU64>) -> Result<String, String> {
     let app = Router::new().route(
         "/v1/batch",
         post(move |body: Bytes| {
             let count = count.clone();
+            requests.fetch_add(1, Ordering::Relaxed);
             async move {
                 let n = serde_json::from_slice::<Value>(&body)
                     .ok()
@@ -309,7 +310,8 @@ async fn parent() -> Result<(), String> {
     sandbox.webhook.set_secret("warehouse", WEBHOOK_SECRET);
     let sinks: RunningSandbox = sandbox.serve("127.0.0.1:0").await.map_err(|e| format!("sandbox: {e}"))?;
     let segment_count = Arc::new(AtomicU64::new(0));
-    let segment_url = segment_sink(segment_count.clone()).await?;
+    let segment_requests = Arc::new(AtomicU64::new(0));
+    let segment_url = segment_sink(segment_count.clone(), segment_requests.clone()).await?;
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let node = std::env::var_os(NODE_MODULES_ENV).map(PathBuf::from);
     let script = std::env::temp_dir().join(format!("tally-fanout-segment-{}.js", std::process::id()));
@@ -318,6 +320,7 @@ async fn parent() -> Result<(), String> {
     }
 
     let mut rows = Vec::new();
+    let mut requests = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         let before = counts(&sandbox);
         let mut cmd = tokio::process::Command::new(&exe);
@@ -336,10 +339,12 @@ async fn parent() -> Result<(), String> {
                 sandbox.webhook.dropped().first()
             ));
         }
+        requests.0.push(sandbox.traffic.all().len() as f64);
         sandbox.traffic.clear();
         let segment = match &node {
             Some(modules) => {
                 let before = segment_count.load(Ordering::Relaxed);
+                let requests_before = segment_requests.load(Ordering::Relaxed);
                 let mut cmd = tokio::process::Command::new("node");
                 cmd.arg(&script).arg(&segment_url).arg(PURCHASES.to_string()).arg(modules);
                 let s = child(cmd, "Segment analytics-node child").await?;
@@ -347,6 +352,7 @@ async fn parent() -> Result<(), String> {
                 if got as usize != PURCHASES {
                     return Err(format!("run {run}: the Segment sink received {got} of {PURCHASES} events"));
                 }
+                requests.1.push((segment_requests.load(Ordering::Relaxed) - requests_before) as f64);
                 Some(s)
             }
             None => None,
@@ -400,9 +406,12 @@ async fn parent() -> Result<(), String> {
     let [ga4, ads, meta, webhook] = counts(&sandbox);
     println!(
         "sandboxes accepted {ga4} GA4, {ads} Google Ads, {meta} Meta and {webhook} webhook purchases; \
-         Segment sink {} events; Tally's in-memory idempotency store and outbox; Tally peak RSS includes its \
-         idempotency keys ({PURCHASES} purchases × 4 destinations)",
-        segment_count.load(Ordering::Relaxed)
+         Segment sink {} events; HTTP requests per run (median): Tally {:.0} (four per purchase, and an OAuth \
+         token for Google Ads), Segment {:.0}; Tally's in-memory idempotency store and outbox, so its peak RSS \
+         includes the idempotency keys ({PURCHASES} purchases × 4 destinations)",
+        segment_count.load(Ordering::Relaxed),
+        median(requests.0),
+        median(requests.1),
     );
     if node.is_none() {
         println!("note: {NODE_MODULES_ENV} not set, so @segment/analytics-node was not measured");
