@@ -60,7 +60,7 @@ pub enum GoogleClick<'a> {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_CLICK_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_graphic() && !b"\"',;\\<>".contains(&b))
+        && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b',' | b';' | b'\\' | b'<' | b'>'))
 }
 
 fn check_token(field: &'static str, v: &str) -> Result<()> {
@@ -81,16 +81,25 @@ fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Whether click id `name` (`"gclid"`, `"fbc"` …) has a usable value.
+fn well_formed(name: &str, v: &str) -> bool {
+    is_token(v) && (!(name == "fbc" || name == "fbp") || is_meta_cookie(v))
+}
+
 /// Checks the Meta cookie shape `fb.<subdomain>.<ms>.<value>[.<appendix>]`
 /// (the optional fifth segment is the Parameter Builder appendix).
 fn is_meta_cookie(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    (parts.len() == 4 || parts.len() == 5)
-        && parts[0] == "fb"
-        && all_digits(parts[1])
-        && all_digits(parts[2])
-        && !parts[3].is_empty()
-        && parts.get(4).is_none_or(|a| !a.is_empty())
+    let mut parts = s.split('.');
+    let (Some("fb"), Some(version), Some(time), Some(value)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let appendix = parts.next();
+    parts.next().is_none()
+        && all_digits(version)
+        && all_digits(time)
+        && !value.is_empty()
+        && appendix.is_none_or(|a| !a.is_empty())
 }
 
 /// Builds `fbc` from a raw `fbclid` and the time it was first seen (Unix ms).
@@ -254,14 +263,21 @@ impl ClickIds {
     /// A copy with every malformed field dropped.
     pub fn validated(mut self) -> ClickIds {
         for (name, slot) in self.slots_mut() {
-            let ok = slot
-                .as_deref()
-                .is_some_and(|v| is_token(v) && (!(name == "fbc" || name == "fbp") || is_meta_cookie(v)));
-            if !ok {
+            if !slot.as_deref().is_some_and(|v| well_formed(name, v)) {
                 *slot = None;
             }
         }
         self
+    }
+
+    /// The `ttclid` when present and well formed (what [`validated`](Self::validated) keeps).
+    pub fn valid_ttclid(&self) -> Option<&str> {
+        self.ttclid.as_deref().filter(|v| well_formed("ttclid", v))
+    }
+
+    /// The `rtid` when present and well formed (what [`validated`](Self::validated) keeps).
+    pub fn valid_rtid(&self) -> Option<&str> {
+        self.rtid.as_deref().filter(|v| well_formed("rtid", v))
     }
 
     /// True when no field is set.

@@ -121,8 +121,8 @@ impl Event {
     }
 
     /// The key this event's order is known by at Google: the purchase's id.
-    pub fn order_key(&self) -> Option<EventId> {
-        self.transaction_id.as_ref().map(EventId::order_key)
+    pub fn order_key(&self) -> Option<&EventId> {
+        self.transaction_id.as_ref().map(TransactionId::order_key)
     }
 
     /// For a refund, whether it is full or partial.

@@ -50,11 +50,19 @@ fn format_uuid(b: &[u8; 16]) -> String {
 impl EventId {
     /// The deterministic id of `name` for transaction `txn`.
     pub fn for_transaction(name: &EventName, txn: &TransactionId) -> EventId {
+        if *name == EventName::Purchase {
+            return txn.order_key().clone();
+        }
+        EventId::derive(name, txn.as_str())
+    }
+
+    /// The id of `name` for the (already validated) transaction id `txn`.
+    pub(crate) fn derive(name: &EventName, txn: &str) -> EventId {
         let mut h = Sha256::new();
         h.update(b"tally.event-id.v1\0");
         h.update(name.as_str().as_bytes());
         h.update(b"\0");
-        h.update(txn.as_str().as_bytes());
+        h.update(txn.as_bytes());
         let digest = h.finalize();
         let mut b = [0u8; 16];
         b.copy_from_slice(&digest[..16]);
@@ -67,7 +75,7 @@ impl EventId {
     /// `orderId`): the id of its purchase event. Refunds and Ads adjustments
     /// use it so they match the purchase they correct.
     pub fn order_key(txn: &TransactionId) -> EventId {
-        EventId::for_transaction(&EventName::Purchase, txn)
+        txn.order_key().clone()
     }
 
     /// A random, time-ordered UUIDv7 from the time in Unix ms and 10 random bytes.

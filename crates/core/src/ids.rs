@@ -1,6 +1,8 @@
 //! Identifiers the site controls: the transaction id, the visitor id and the user id.
 
 use crate::error::{Result, bounded_text};
+use crate::event_id::EventId;
+use crate::event_name::EventName;
 
 /// Longest transaction id accepted (GA4 caps parameter values at 100 characters).
 pub const MAX_TRANSACTION_ID: usize = 100;
@@ -33,20 +35,54 @@ macro_rules! text_id {
     };
 }
 
-text_id!(
-    /// The shop's order or transaction id. Required for purchases and refunds;
-    /// never generated: an empty one is an error, because a made-up id could not
-    /// deduplicate against the other side.
+/// The shop's order or transaction id. Required for purchases and refunds;
+/// never generated: an empty one is an error, because a made-up id could not
+/// deduplicate against the other side.
+///
+/// ```
+/// use tally_core::TransactionId;
+/// assert!(TransactionId::parse("ORD-1001").is_ok());
+/// assert!(TransactionId::parse("  ").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId {
+    id: String,
+    /// Derived from `id` once, at parse time: every destination refers to the
+    /// order by it.
+    order_key: EventId,
+}
+
+impl TransactionId {
+    /// Validates: non-empty after trimming, bounded, no control characters.
+    pub fn parse(raw: &str) -> Result<TransactionId> {
+        let id = bounded_text("transactionId", raw, MAX_TRANSACTION_ID)?;
+        let order_key = EventId::derive(&EventName::Purchase, &id);
+        Ok(TransactionId { id, order_key })
+    }
+
+    /// The id as given (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+
+    /// The key the order is known by at every destination: the id of its
+    /// purchase event ([`EventId::order_key`]).
     ///
     /// ```
-    /// use tally_core::TransactionId;
-    /// assert!(TransactionId::parse("ORD-1001").is_ok());
-    /// assert!(TransactionId::parse("  ").is_err());
+    /// use tally_core::{EventId, EventName, TransactionId};
+    /// let t = TransactionId::parse("ORD-1001").unwrap();
+    /// assert_eq!(t.order_key(), &EventId::for_transaction(&EventName::Purchase, &t));
     /// ```
-    TransactionId,
-    "transactionId",
-    MAX_TRANSACTION_ID
-);
+    pub fn order_key(&self) -> &EventId {
+        &self.order_key
+    }
+}
+
+impl serde::Serialize for TransactionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.id)
+    }
+}
 
 text_id!(
     /// A visitor id the site sets (`setVisitor`), stitching browser and server

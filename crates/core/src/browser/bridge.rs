@@ -148,7 +148,7 @@ pub fn ads_conversion_json(e: &Event, ads_id: &str, label: &str) -> String {
     w.str("send_to", &send_to);
     let txn = match (&e.name, e.order_key()) {
         (EventName::Purchase | EventName::Refund, Some(k)) => k,
-        _ => e.id.clone(),
+        _ => &e.id,
     };
     w.str("transaction_id", txn.as_str());
     write_amount(&mut w, "value", e.value);

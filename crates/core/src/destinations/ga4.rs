@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use super::{DeliveryContext, split_batches};
+use super::{DeliveryContext, json_size, split_json_batches};
 use crate::amount::Amount;
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -215,10 +215,8 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
         ad_user_data: ctx.consent.ad_user_data.google_enum(),
         ad_personalization: ctx.consent.ad_personalization.google_enum(),
     };
-    let envelope_bytes = 512 + user_data.as_ref().map_or(0, |u| serde_json::to_string(u).map_or(0, |s| s.len()));
-    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope_bytes, |(_, e)| {
-        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-    });
+    let envelope_bytes = 512 + user_data.as_ref().map_or(0, json_size::upper_bound);
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES.saturating_sub(envelope_bytes));
     for (i, _) in oversized {
         skipped.push((i, Ga4Skip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, split_batches};
+use super::{DeliveryContext, split_json_batches};
 use crate::click_ids::GoogleClick;
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -394,7 +394,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
     let ids = if policy.click_ids { ctx.click_ids.clone().validated() } else { crate::click_ids::ClickIds::default() };
     let click = ids.primary_google();
     let braid = matches!(click, Some(GoogleClick::Gbraid(_) | GoogleClick::Wbraid(_)));
-    let identifiers: Vec<UserIdentifier> = match (&ctx.user_data, policy.user_data && !braid) {
+    let mut identifiers: Vec<UserIdentifier> = match (&ctx.user_data, policy.user_data && !braid) {
         (Some(h), true) => h
             .google
             .iter()
@@ -448,7 +448,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
             skipped.push((i, AdsSkip::NoAttribution));
             continue;
         }
-        let order_id = e.order_key().unwrap_or_else(|| e.id.clone());
+        let order_id = e.order_key().unwrap_or(&e.id).clone();
         clicks.push((
             i,
             ClickConversion {
@@ -460,18 +460,17 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
                 conversion_value: e.value.map(|v| v.to_f64()),
                 currency_code: e.value.and(e.currency).map(|c| c.as_str().to_owned()),
                 order_id: order_id.as_str().to_owned(),
-                user_identifiers: identifiers.clone(),
+                user_identifiers: super::share(&mut identifiers, i, events.len()),
                 consent: consent.clone(),
             },
         ));
     }
 
-    let (click_batches, oversized) = split_batches(clicks, MAX_CONVERSIONS, MAX_BODY_BYTES - 256, |(_, c)| json_len(c));
+    let (click_batches, oversized) = split_json_batches(clicks, MAX_CONVERSIONS, MAX_BODY_BYTES - 256);
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
-    let (adj_batches, oversized) =
-        split_batches(adjustments, MAX_ADJUSTMENTS, MAX_BODY_BYTES - 256, |(_, a)| json_len(a));
+    let (adj_batches, oversized) = split_json_batches(adjustments, MAX_ADJUSTMENTS, MAX_BODY_BYTES - 256);
     for (i, _) in oversized {
         skipped.push((i, too_large()));
     }
@@ -499,11 +498,6 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         });
     }
     Ok(batch)
-}
-
-/// Serialised length of a payload row plus its comma, for batching.
-fn json_len<T: Serialize>(v: &T) -> usize {
-    serde_json::to_string(v).map_or(usize::MAX, |s| s.len() + 1)
 }
 
 fn too_large() -> AdsSkip {
@@ -1001,7 +995,7 @@ mod tests {
           "partialFailure":true});
         assert_eq!(got, want);
         // The order key is the purchase's id, so the adjustment finds the conversion.
-        assert_eq!(key, purchase().id);
+        assert_eq!(key, &purchase().id);
     }
 
     #[test]

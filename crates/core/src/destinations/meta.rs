@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::is_hex64;
 use super::page_url;
 pub use super::{CLICK_ID_PARAMS, strip_click_ids};
-use super::{DeliveryContext, split_batches};
+use super::{DeliveryContext, split_json_batches};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
@@ -322,7 +322,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
     }
     let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let ids = if policy.click_ids { ctx.click_ids.clone().validated() } else { crate::click_ids::ClickIds::default() };
-    let user_data = MetaEventUserData {
+    let mut user_data = MetaEventUserData {
         hashed: match (&ctx.user_data, policy.user_data) {
             (Some(h), true) => h.meta.as_ref().map(hashed_only).unwrap_or_default(),
             _ => MetaUserData::default(),
@@ -369,7 +369,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
                 event_id: e.id.as_str().to_owned(),
                 action_source: config.action_source,
                 event_source_url: url,
-                user_data: user_data.clone(),
+                user_data: super::share(&mut user_data, i, events.len()),
                 custom_data: (!custom.is_empty()).then_some(custom),
                 opt_out: !policy.personalization,
                 data_processing_options: ldu.map(|_| vec!["LDU"]),
@@ -379,9 +379,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
         ));
     }
     let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
-        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-    });
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
     for (i, _) in oversized {
         skipped.push((i, MetaSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }

@@ -1,12 +1,14 @@
 //! Destination payload builders: typed structs that serialise to exactly what
 //! each API takes, with its limits enforced before anything is sent.
 //!
-//! Each builder takes canonical [`Event`](crate::Event)s plus a
+//! Each builder takes canonical [`Event`]s plus a
 //! [`DeliveryContext`] (who, consent, when) and applies the consent
 //! [`policy`](crate::policy) itself, so no caller can forget it.
 
 pub mod ga4;
 pub mod google_ads;
+pub mod json_body;
+pub mod json_size;
 pub mod meta;
 pub mod rokt;
 pub mod servoki;
@@ -51,6 +53,13 @@ impl<R> Default for Batch<R> {
     fn default() -> Self {
         Batch { requests: Vec::new(), indices: Vec::new(), skipped: Vec::new() }
     }
+}
+
+/// `value` for the event at `index` of `len` input events: cloned for every
+/// event but the last, which takes it, so building one event (the usual
+/// server call) copies nothing. `value` must not be read after the last event.
+pub(crate) fn share<T: Clone + Default>(value: &mut T, index: usize, len: usize) -> T {
+    if index + 1 == len { core::mem::take(value) } else { value.clone() }
 }
 
 /// A SHA-256 in lowercase hex: the only form hashed user data is forwarded in.
@@ -139,27 +148,52 @@ pub(crate) fn page_url(e: &Event, ctx: &DeliveryContext) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Splits `items` into batches of at most `max_count` entries whose serialised
-/// sizes (UTF-8 bytes, as returned by `size`) add up to at most `max_bytes`,
+/// Batches that fit, and the entries too large to fit any batch.
+pub type Split<T> = (Vec<Vec<T>>, Vec<T>);
+
+/// Splits `items` into batches of at most `max_count` entries whose sizes
+/// (UTF-8 bytes, as returned by `exact`) add up to at most `max_bytes`,
 /// keeping order. An entry larger than `max_bytes` on its own is returned in
 /// `oversized` instead of sinking a batch.
+///
+/// `upper` is a cheap size that is never below `exact`: batches are filled by
+/// upper sizes, and exact sizes are only taken for a batch that gets near its
+/// limit, so the usual small batch is never sized exactly.
 pub fn split_batches<T>(
     items: Vec<T>,
     max_count: usize,
     max_bytes: usize,
-    size: impl Fn(&T) -> usize,
-) -> (Vec<Vec<T>>, Vec<T>) {
+    upper: impl Fn(&T) -> usize,
+    exact: impl Fn(&T) -> usize,
+) -> Split<T> {
     let mut batches: Vec<Vec<T>> = Vec::new();
     let mut oversized = Vec::new();
     let mut current: Vec<T> = Vec::new();
+    // An upper bound of the current batch's size; exact once `refined`.
     let mut bytes = 0usize;
+    let mut refined = false;
     for it in items {
-        let n = size(&it);
+        if current.len() >= max_count {
+            batches.push(core::mem::take(&mut current));
+            (bytes, refined) = (0, false);
+        }
+        let guess = upper(&it);
+        if bytes.saturating_add(guess) <= max_bytes {
+            bytes += guess;
+            refined = false;
+            current.push(it);
+            continue;
+        }
+        if !refined {
+            bytes = current.iter().map(&exact).fold(0, usize::saturating_add);
+            refined = true;
+        }
+        let n = exact(&it);
         if n > max_bytes {
             oversized.push(it);
             continue;
         }
-        if !current.is_empty() && (current.len() >= max_count || bytes + n > max_bytes) {
+        if bytes.saturating_add(n) > max_bytes {
             batches.push(core::mem::take(&mut current));
             bytes = 0;
         }
@@ -172,6 +206,16 @@ pub fn split_batches<T>(
     (batches, oversized)
 }
 
+/// [`split_batches`] for payload entries tagged with their input index, sized
+/// as compact JSON (each with its separating comma).
+pub(crate) fn split_json_batches<E: serde::Serialize>(
+    items: Vec<(usize, E)>,
+    max_count: usize,
+    max_bytes: usize,
+) -> Split<(usize, E)> {
+    split_batches(items, max_count, max_bytes, |(_, e)| json_size::upper_bound(e), |(_, e)| json_size::exact(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,19 +223,45 @@ mod tests {
 
     #[test]
     fn splits_by_count_and_bytes() {
-        let (b, o) = split_batches((0..60).collect(), 25, 1000, |_| 10);
+        let (b, o) = split_batches((0..60).collect(), 25, 1000, |_| 10, |_| 10);
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 10]);
         assert!(o.is_empty());
-        let (b, o) = split_batches(vec![600, 600, 2000, 300], 25, 1000, |n| *n);
+        let (b, o) = split_batches(vec![600, 600, 2000, 300], 25, 1000, |n| *n, |n| *n);
         assert_eq!(b, vec![vec![600], vec![600, 300]]);
         assert_eq!(o, vec![2000]);
+    }
+
+    #[test]
+    fn loose_upper_sizes_do_not_split_batches_early() {
+        // Upper sizes of 6x the real size: ten entries of 150 bytes fit in
+        // 1,500 bytes, although their upper sizes add up to 9,000.
+        let (b, o) = split_batches(vec![150; 10], 25, 1500, |n| n * 6, |n| *n);
+        assert_eq!(b, vec![vec![150; 10]]);
+        assert!(o.is_empty());
+        // An entry whose upper size is over the limit but whose real size is not.
+        let (b, o) = split_batches(vec![900, 500], 25, 1000, |n| n * 6, |n| *n);
+        assert_eq!(b, vec![vec![900], vec![500]]);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn json_batches_fit_the_byte_limit_as_serialised() {
+        let items: Vec<(usize, String)> = (0..40).map(|i| (i, "\u{1}x".repeat(i * 5))).collect();
+        let (b, o) = split_json_batches(items, 25, 600);
+        for batch in &b {
+            let values: Vec<&String> = batch.iter().map(|(_, s)| s).collect();
+            assert!(serde_json::to_string(&values).unwrap().len() <= 600 + 1);
+        }
+        let kept: usize = b.iter().map(Vec::len).sum();
+        assert_eq!(kept + o.len(), 40);
+        assert!(o.iter().all(|(_, s)| serde_json::to_string(s).unwrap().len() > 600));
     }
 
     proptest! {
         #[test]
         fn batches_respect_limits(sizes in proptest::collection::vec(1usize..500, 0..200), count in 1usize..30) {
             let total = sizes.len();
-            let (b, o) = split_batches(sizes, count, 1000, |n| *n);
+            let (b, o) = split_batches(sizes, count, 1000, |n| n * 3, |n| *n);
             prop_assert_eq!(b.iter().map(Vec::len).sum::<usize>() + o.len(), total);
             for batch in &b {
                 prop_assert!(batch.len() <= count);

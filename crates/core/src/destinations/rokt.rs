@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, split_batches};
+use super::{DeliveryContext, split_json_batches};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -151,7 +151,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
     } else {
         None
     };
-    let rtid = if policy.click_ids { ctx.click_ids.clone().validated().rtid } else { None };
+    let rtid = if policy.click_ids { ctx.click_ids.valid_rtid() } else { None };
 
     let mut skipped = Vec::new();
     let mut ok = Vec::new();
@@ -176,8 +176,8 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
         if let Some(h) = &email {
             object.push(nv("emailsha256", h.clone()));
         }
-        if let Some(r) = &rtid {
-            object.push(nv("passbackconversiontrackingid", r.clone()));
+        if let Some(r) = rtid {
+            object.push(nv("passbackconversiontrackingid", r));
         }
         object.push(nv("conversiontype", e.name.as_str()));
         if let Some(v) = e.value {
@@ -210,9 +210,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
             },
         ));
     }
-    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - 128, |(_, e)| {
-        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-    });
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - 128);
     for (i, _) in oversized {
         skipped.push((i, RoktSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }

@@ -158,7 +158,8 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &ServokiConfig) ->
             props: props(e, !policy.click_ids),
             consent,
         };
-        if serde_json::to_string(&body).map_or(usize::MAX, |s| s.len()) > MAX_BODY_BYTES {
+        if super::json_size::upper_bound(&body) > MAX_BODY_BYTES && super::json_size::exact(&body) > MAX_BODY_BYTES + 1
+        {
             batch.skipped.push((i, ServokiSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
             continue;
         }

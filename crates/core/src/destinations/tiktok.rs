@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, split_batches};
+use super::{DeliveryContext, split_json_batches};
 use super::{page_url, strip_click_ids};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -250,11 +250,11 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> 
     let ud = ctx.user_data.as_ref().filter(|_| policy.user_data);
     let meta = ud.and_then(|h| h.meta.as_ref());
     let google = ud.and_then(|h| h.google.as_ref());
-    let user = TikTokUser {
+    let mut user = TikTokUser {
         email: first_hash(meta.map(|m| &m.em)),
         phone: first_hash(google.map(|g| &g.sha256_phone_number)),
         external_id: first_hash(meta.map(|m| &m.external_id)),
-        ttclid: if policy.click_ids { ctx.click_ids.clone().validated().ttclid } else { None },
+        ttclid: if policy.click_ids { ctx.click_ids.valid_ttclid().map(str::to_owned) } else { None },
         ip: if policy.user_data { clean(&ctx.ip_address) } else { None },
         user_agent: if policy.user_data { clean(&ctx.user_agent) } else { None },
     };
@@ -292,7 +292,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> 
                 event: e.name.tiktok_name().unwrap_or_else(|| e.name.as_str()).to_owned(),
                 event_time: at.div_euclid(1000),
                 event_id: e.id.as_str().to_owned(),
-                user: user.clone(),
+                user: super::share(&mut user, i, events.len()),
                 page,
                 properties: (props != TikTokProperties::default()).then_some(props),
                 limited_data_use,
@@ -300,9 +300,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> 
         ));
     }
     let envelope = 128 + pixel.len() + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) = split_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope, |(_, e)| {
-        serde_json::to_string(e).map_or(usize::MAX, |s| s.len() + 1)
-    });
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
     for (i, _) in oversized {
         skipped.push((i, TikTokSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
     }

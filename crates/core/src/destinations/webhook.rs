@@ -185,7 +185,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
     let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let click_ids =
         if policy.click_ids { Some(ctx.click_ids.clone().validated()).filter(|c| !c.is_empty()) } else { None };
-    let user = WebhookUser {
+    let mut user = WebhookUser {
         client_id: ctx.client_id.as_ref().filter(|_| policy.analytics_ids).map(|c| c.as_str().to_owned()),
         session_id: ctx.session_id.clone().filter(|_| policy.analytics_ids),
         visitor_id: ctx.visitor_id.as_ref().filter(|_| policy.analytics_ids).map(|v| v.as_str().to_owned()),
@@ -244,7 +244,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
             items: e.items.iter().map(item_json).collect(),
             params,
             page_url: clean(&ctx.page_url).map(|u| url(&u)),
-            user: user.clone(),
+            user: super::share(&mut user, i, events.len()),
             consent,
         });
     }
