@@ -268,7 +268,8 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
         .map(|raw| {
             let claimed_id: String =
                 raw.get("eventId").and_then(Value::as_str).unwrap_or_default().chars().take(64).collect();
-            let size = serde_json::to_string(raw).map(|s| s.len()).unwrap_or(usize::MAX);
+            // Counted without writing the JSON out (the count includes one separator byte).
+            let size = tally_core::destinations::json_size::exact(raw).saturating_sub(1);
             if size > max_event_bytes {
                 return Err((claimed_id, "event".to_owned(), format!("event is larger than {max_event_bytes} bytes")));
             }

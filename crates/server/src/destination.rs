@@ -136,6 +136,17 @@ fn transport_message(e: &reqwest::Error) -> String {
 /// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
 /// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
 /// redacted, is the message.
+/// Attaches `body` as the JSON request body, written by tally-core's
+/// [`json_body::to_vec`](tally_core::destinations::json_body::to_vec) (the bytes
+/// serde_json would write, in less time).
+pub(crate) fn with_json<T: serde::Serialize>(req: reqwest::RequestBuilder, body: &T) -> reqwest::RequestBuilder {
+    match tally_core::destinations::json_body::to_vec(body) {
+        Ok(bytes) => req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes),
+        // reqwest reports why the body cannot be serialised when the request is sent.
+        Err(_) => req.json(body),
+    }
+}
+
 pub(crate) fn status_verdict(answer: &Answer, secrets: &[&str]) -> Verdict<()> {
     let status = answer.status;
     let message = redact(&excerpt(&answer.body), secrets);

@@ -5,7 +5,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
 use crate::config::Ga4Config;
-use crate::destination::{send, status_verdict};
+use crate::destination::{send, status_verdict, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
@@ -61,7 +61,7 @@ impl Ga4Destination {
         let secret = self.cfg.api_secret.as_str();
         let validate = self.cfg.validate;
         with_retries(retry, |_| async {
-            let answer = match send(http.post(&self.url).json(request), retry, &[secret]).await {
+            let answer = match send(with_json(http.post(&self.url), request), retry, &[secret]).await {
                 Ok(a) => a,
                 Err(e) => return Verdict::Retry(e, None),
             };

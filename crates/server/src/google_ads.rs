@@ -45,7 +45,7 @@ use tally_core::destinations::google_ads::{
 use tally_core::{Event, EventName};
 
 use crate::config::GoogleAdsConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, send};
+use crate::destination::{Answer, excerpt, fan_out, finish, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::oauth::TokenCache;
 use crate::outcome::{Outcome, SkipReason};
@@ -239,7 +239,7 @@ impl GoogleAdsDestination {
                     Err(e) => return Verdict::Fail(e),
                 };
                 let secrets = self.secrets(&token);
-                let mut req = http.post(url.as_str()).bearer_auth(&token).json(body);
+                let mut req = with_json(http.post(url.as_str()).bearer_auth(&token), body);
                 if let Some(l) = &self.login_customer_id {
                     req = req.header(HEADER_LOGIN_CUSTOMER_ID, l.as_str());
                 }

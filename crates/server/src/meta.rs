@@ -21,7 +21,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
 use crate::config::MetaConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, send};
+use crate::destination::{Answer, excerpt, fan_out, finish, send, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -95,7 +95,7 @@ impl MetaDestination {
     ) -> Result<u32, DeliveryError> {
         let secrets = self.secrets();
         with_retries(retry, |_| async {
-            let req = http.post(&self.url).json(request);
+            let req = with_json(http.post(&self.url), request);
             match send(req, retry, &secrets).await {
                 Ok(answer) => judge(&answer, request.data.len(), &secrets),
                 Err(e) => Verdict::Retry(e, None),

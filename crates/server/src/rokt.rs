@@ -13,7 +13,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
 use crate::config::RoktConfig;
-use crate::destination::{excerpt, fan_out, finish, send};
+use crate::destination::{excerpt, fan_out, finish, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
@@ -89,8 +89,8 @@ impl RoktDestination {
                 .post(self.cfg.url.trim())
                 .header(reqwest::header::AUTHORIZATION, &self.authorization)
                 .header(core_rokt::HEADER_ROKT_VERSION, self.cfg.rokt_version.trim())
-                .header("Charset", "utf-8")
-                .json(request);
+                .header("Charset", "utf-8");
+            let req = with_json(req, request);
             let answer = match send(req, retry, &secrets).await {
                 Ok(a) => a,
                 Err(e) => return Verdict::Retry(e, None),

@@ -12,7 +12,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
 use crate::config::ServokiConfig;
-use crate::destination::{finish, send, status_verdict};
+use crate::destination::{finish, send, status_verdict, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, Verdict, with_retries};
@@ -65,7 +65,7 @@ impl ServokiDestination {
         let key = self.cfg.api_key.trim();
         let secrets = [key];
         with_retries(retry, |_| async {
-            let req = http.post(self.cfg.url.trim()).bearer_auth(key).json(body);
+            let req = with_json(http.post(self.cfg.url.trim()).bearer_auth(key), body);
             let answer = match send(req, retry, &secrets).await {
                 Ok(a) => a,
                 Err(e) => return Verdict::Retry(e, None),

@@ -15,7 +15,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
 
 use crate::config::TikTokConfig;
-use crate::destination::{excerpt, fan_out, finish, send};
+use crate::destination::{excerpt, fan_out, finish, send, with_json};
 use crate::error::{DeliveryError, RowError};
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -85,7 +85,8 @@ impl TikTokDestination {
         let token = self.cfg.access_token.trim();
         let secrets = [token];
         with_retries(retry, |_| async {
-            let req = http.post(self.cfg.url.trim()).header(core_tiktok::HEADER_ACCESS_TOKEN, token).json(request);
+            let req =
+                with_json(http.post(self.cfg.url.trim()).header(core_tiktok::HEADER_ACCESS_TOKEN, token), request);
             let answer = match send(req, retry, &secrets).await {
                 Ok(a) => a,
                 Err(e) => return Verdict::Retry(e, None),

@@ -71,7 +71,7 @@ impl WebhookDestination {
         retry: &RetryPolicy,
         record: &WebhookRecord,
     ) -> Result<u32, DeliveryError> {
-        let body = serde_json::to_vec(record)
+        let body = tally_core::destinations::json_body::to_vec(record)
             .map_err(|e| DeliveryError::Rejected { status: 0, message: format!("record not serialisable: {e}") })?;
         let secrets = [self.cfg.secret.as_str()];
         with_retries(retry, |_| {
