@@ -1223,7 +1223,9 @@ fn adjustment_row(
         return Err(err(C, "ADJUSTMENT_PRECEDES_CONVERSION", "The adjustment is dated before the conversion.")
             .at("adjustment_date_time"));
     }
-    if at - conv.conversion_time_ms < DAY_MS {
+    // Google: "the conversion occurred too recently. Try adjusting a conversion
+    // that occurred at least 24 hours ago" — its age now, not at adjustment time.
+    if now - conv.conversion_time_ms < DAY_MS {
         return Err(err(C, "TOO_RECENT_CONVERSION", "The conversion is less than 24 hours old; adjust it later.")
             .at("order_id"));
     }

@@ -111,6 +111,23 @@ impl DeliveryError {
         }
     }
 
+    /// When every row of a partial failure was refused only for being too
+    /// recent (Google Ads' `TOO_RECENT_*`: a refund within 24 h of its order, a
+    /// click under 6 h old), how long until sending it again can succeed. The
+    /// tracker keeps such events in the outbox for that long instead of
+    /// dropping them.
+    pub fn too_recent_wait(&self) -> Option<std::time::Duration> {
+        match self {
+            DeliveryError::PartialFailure(rows) if !rows.is_empty() => rows
+                .iter()
+                .map(|r| tally_core::destinations::google_ads::too_recent_wait_ms(&r.code))
+                .try_fold(0i64, |most, wait| wait.map(|w| most.max(w)))
+                .map(|ms| std::time::Duration::from_millis(ms.unsigned_abs())),
+            DeliveryError::RetriesExhausted { last, .. } => last.too_recent_wait(),
+            _ => None,
+        }
+    }
+
     /// The wait the destination asked for, if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
@@ -122,5 +139,34 @@ impl DeliveryError {
 
     fn is_retryable_status(&self) -> bool {
         matches!(self, DeliveryError::Rejected { status, .. } if matches!(status, 408 | 425 | 429 | 500..=599))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(code: &str) -> RowError {
+        RowError { index: 0, code: code.into(), message: String::new() }
+    }
+
+    #[test]
+    fn only_rows_refused_for_being_too_recent_wait() {
+        let hour = std::time::Duration::from_secs(3600);
+        let wait = |rows: Vec<RowError>| DeliveryError::PartialFailure(rows).too_recent_wait();
+        assert_eq!(wait(vec![row("conversionAdjustmentUploadError:TOO_RECENT_CONVERSION")]), Some(24 * hour));
+        assert_eq!(
+            wait(vec![row("conversionUploadError:TOO_RECENT_EVENT"), row("TOO_RECENT_CONVERSION")]),
+            Some(24 * hour),
+            "the longest wait of the rows"
+        );
+        assert_eq!(wait(vec![row("TOO_RECENT_EVENT"), row("conversionUploadError:UNPARSEABLE_GCLID")]), None);
+        assert_eq!(wait(vec![]), None);
+        assert_eq!(DeliveryError::Transport("down".into()).too_recent_wait(), None);
+        let exhausted = DeliveryError::RetriesExhausted {
+            attempts: 2,
+            last: Box::new(DeliveryError::PartialFailure(vec![row("TOO_RECENT_EVENT")])),
+        };
+        assert_eq!(exhausted.too_recent_wait(), Some(6 * hour));
     }
 }

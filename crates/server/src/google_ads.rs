@@ -21,11 +21,12 @@
 //!   (`ORDER_ID_ALREADY_IN_USE`, `CLICK_CONVERSION_ALREADY_EXISTS`,
 //!   `CONVERSION_ALREADY_RETRACTED` …) means the row is already there: `Sent`.
 //!   Any other row error fails that event only, with
-//!   [`DeliveryError::PartialFailure`]. Row errors are not retried by the
-//!   outbox: the "retryable" ones (`TOO_RECENT_EVENT`: the click is under 6 h
-//!   old; `TOO_RECENT_CONVERSION`: a refund less than 24 h after the purchase)
-//!   need hours, far beyond the retry budget, so they are dead-lettered with
-//!   their code for the application to submit again later.
+//!   [`DeliveryError::PartialFailure`]. A row refused only for being too
+//!   recent (`TOO_RECENT_CONVERSION`: a refund less than 24 h after the
+//!   purchase; `TOO_RECENT_EVENT`: the click is under 6 h old) stays in the
+//!   outbox and is sent again once Google can accept it (24 h, 6 h later:
+//!   [`DeliveryError::too_recent_wait`]); the caller gets
+//!   [`Outcome::Queued`](crate::Outcome::Queued) with the row's code.
 //! * 401: the token is dropped, a fresh one fetched and the request sent once
 //!   more; a second 401 is [`DeliveryError::Unauthorized`].
 //! * 429, 5xx, `UNAVAILABLE`/`INTERNAL`/`RESOURCE_EXHAUSTED`: transient (the

@@ -393,6 +393,17 @@ impl ServerTracker {
                     Outcome::Queued { error: e }
                 }
             }
+            // Refused only for being too recent: keep it until it can be accepted.
+            Outcome::Failed(e) | Outcome::Queued { error: e }
+                if p.attempt < inner.retry.max_attempts && e.too_recent_wait().is_some() =>
+            {
+                inner.store.release(&p.key);
+                let wait = e.too_recent_wait().unwrap_or_default();
+                let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                let _ = inner.outbox.retry(&p.id, at, &e.to_string());
+                inner.metrics.retried();
+                Outcome::Queued { error: e }
+            }
             Outcome::Failed(e) | Outcome::Queued { error: e } => {
                 inner.store.release(&p.key);
                 let _ = inner.outbox.dead(&p.id, &e.to_string());

@@ -404,19 +404,29 @@ async fn refunds_become_retractions_and_restatements() {
 }
 
 #[tokio::test]
-async fn a_refund_too_soon_after_the_purchase_is_reported_not_retried() {
+async fn a_refund_too_soon_after_the_purchase_waits_a_day_in_the_outbox() {
     let (sandbox, _run, tracker) = setup().await;
     let env = envelope();
     let usd_c = Currency::parse("USD").unwrap();
     assert!(outcome(&tracker.from_context(&env).track_purchase(purchase("ORD-SOON")).await.unwrap()).is_sent());
     let r = tracker.from_context(&env).track_refund(RefundInput::full("ORD-SOON", usd_c)).await.unwrap();
     match outcome(&r) {
-        Outcome::Failed(DeliveryError::PartialFailure(rows)) => {
+        Outcome::Queued { error: DeliveryError::PartialFailure(rows) } => {
             assert_eq!(rows[0].code, "conversionAdjustmentUploadError:TOO_RECENT_CONVERSION");
         }
         other => panic!("{other:?}"),
     }
     assert!(sandbox.google_ads.adjustments().is_empty());
+    // Kept, not dropped: not due before Google can accept it, due after.
+    let outbox = tracker.outbox();
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.queued, stats.dead), (1, 0), "{stats:?}");
+    let lease = Duration::from_secs(30);
+    assert!(outbox.lease(10, lease, now_ms() + DAY_MS - 3_600_000).unwrap().is_empty());
+    let due = outbox.lease(10, lease, now_ms() + DAY_MS + 60_000).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].entry.destination, "google_ads");
+    assert!(due[0].entry.last_error.as_deref().is_some_and(|e| e.contains("TOO_RECENT_CONVERSION")));
 }
 
 #[tokio::test]

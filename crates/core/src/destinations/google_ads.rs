@@ -814,6 +814,26 @@ pub fn is_retryable_row(code: &str) -> bool {
         || code.starts_with("quotaError:")
 }
 
+/// How long to wait before sending a row again that Google refused only for
+/// being too recent, in ms: `TOO_RECENT_CONVERSION` (an adjustment less than
+/// 24 h after its conversion) waits [`MIN_ADJUSTMENT_DELAY_HOURS`]; the other
+/// `TOO_RECENT_*` codes (a click under 6 h old, a conversion action created
+/// minutes ago) wait 6 h. `None` for every other code.
+///
+/// ```
+/// use tally_core::destinations::google_ads::too_recent_wait_ms;
+/// assert_eq!(too_recent_wait_ms("conversionAdjustmentUploadError:TOO_RECENT_CONVERSION"), Some(24 * 3_600_000));
+/// assert_eq!(too_recent_wait_ms("conversionUploadError:TOO_RECENT_EVENT"), Some(6 * 3_600_000));
+/// assert_eq!(too_recent_wait_ms("conversionUploadError:UNPARSEABLE_GCLID"), None);
+/// ```
+pub fn too_recent_wait_ms(code: &str) -> Option<i64> {
+    match bare_code(code) {
+        "TOO_RECENT_CONVERSION" => Some(i64::from(MIN_ADJUSTMENT_DELAY_HOURS) * 3_600_000),
+        c if c.starts_with("TOO_RECENT_") => Some(6 * 3_600_000),
+        _ => None,
+    }
+}
+
 /// What to do after a failed call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdsErrorClass {
