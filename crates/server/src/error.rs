@@ -66,6 +66,10 @@ pub enum DeliveryError {
         /// The destination's own message.
         message: String,
     },
+    /// The idempotency store could not be asked whether the event was already
+    /// delivered, so nothing was sent; the event stays in the outbox.
+    #[error("idempotency store unavailable; the event stays in the outbox and is tried again")]
+    StoreUnavailable,
     /// Some rows of a batch failed (Google Ads partial failure, Rokt unprocessed records).
     #[error("{} row(s) failed: {}", .0.len(), .0.iter().map(|r| format!("{} ({})", r.code, r.message)).collect::<Vec<_>>().join("; "))]
     PartialFailure(Vec<RowError>),
@@ -97,7 +101,10 @@ impl DeliveryError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            DeliveryError::Transport(_) | DeliveryError::Refused(_) | DeliveryError::RateLimited { .. } => true,
+            DeliveryError::Transport(_)
+            | DeliveryError::Refused(_)
+            | DeliveryError::RateLimited { .. }
+            | DeliveryError::StoreUnavailable => true,
             DeliveryError::RetriesExhausted { last, .. } => last.is_transient(),
             other => other.is_retryable_status(),
         }

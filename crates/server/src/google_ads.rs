@@ -26,7 +26,7 @@
 //!   purchase; `TOO_RECENT_EVENT`: the click is under 6 h old) stays in the
 //!   outbox and is sent again once Google can accept it (24 h, 6 h later:
 //!   [`DeliveryError::too_recent_wait`]); the caller gets
-//!   [`Outcome::Queued`](crate::Outcome::Queued) with the row's code.
+//!   [`Outcome::Queued`] with the row's code.
 //! * 401: the token is dropped, a fresh one fetched and the request sent once
 //!   more; a second 401 is [`DeliveryError::Unauthorized`].
 //! * 429, 5xx, `UNAVAILABLE`/`INTERNAL`/`RESOURCE_EXHAUSTED`: transient (the

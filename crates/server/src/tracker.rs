@@ -349,6 +349,14 @@ impl ServerTracker {
                     inner.metrics.duplicate();
                     out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
                 }
+                Claim::Unavailable => {
+                    // Cannot tell whether it was delivered: send nothing, try again later.
+                    let at = now_ms() + inner.retry.delay(p.attempt, None).as_millis() as i64;
+                    let error = DeliveryError::StoreUnavailable;
+                    let _ = inner.outbox.retry(&p.id, at, &error.to_string());
+                    inner.metrics.retried();
+                    out[i] = Some(Outcome::Queued { error });
+                }
             }
         }
         // Settle after every request-sized chunk, so a crash re-sends at most one

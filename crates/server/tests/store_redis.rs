@@ -216,10 +216,46 @@ fn a_lost_server_gives_errors_not_panics() {
     drop(server);
     assert!(matches!(s.enqueue(&[entry(2)]), Err(StoreError::Backend(_))));
     assert!(matches!(s.stats(), Err(StoreError::Backend(_))));
-    assert_eq!(s.claim("k", Duration::from_secs(1)), Claim::InFlight, "fails safe: do not send");
+    assert_eq!(s.claim("k", Duration::from_secs(1)), Claim::Unavailable, "fails safe: do not send");
     s.complete("k", Duration::from_secs(1));
     s.release("k");
     let err = RedisStore::connect("redis://127.0.0.1:1/", "tally:", 10).expect_err("nothing listens on port 1");
     assert!(err.to_string().contains("redis"), "{err}");
     assert!(matches!(RedisStore::connect("not a url", "p", 1), Err(StoreError::Backend(_))));
+}
+
+#[tokio::test]
+async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
+    use tally_core::{Amount, ContextEnvelope, Currency};
+    use tally_server::{DeliveryError, Ga4Config, Outcome, PurchaseInput, ServerTracker};
+
+    let sandbox = tally_sandbox::Sandbox::new();
+    let running = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let server = RedisServer::start();
+    let redis =
+        RedisStore::connect_with(&server.url(), "tally:", RedisOptions::new(10).timeout(Duration::from_secs(1)))
+            .expect("connect");
+    let outbox = Arc::new(outbox::MemoryOutbox::new(100));
+    let tracker = ServerTracker::builder()
+        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", running.base_url)))
+        .store(Arc::new(redis))
+        .outbox(outbox.clone())
+        .build()
+        .unwrap();
+    drop(server);
+    let env = ContextEnvelope::parse_json(
+        r#"{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","consent":{"analytics_storage":"granted"}}"#,
+    )
+    .unwrap();
+    let purchase = PurchaseInput::new("ORD-DOWN", Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap());
+    let r = tracker.from_context(&env).track_purchase(purchase).await.unwrap();
+    match r.get("ga4") {
+        Some(Outcome::Queued { error: DeliveryError::StoreUnavailable }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Nothing went out (it might have been a duplicate), and nothing was lost.
+    assert!(sandbox.ga4.events().is_empty());
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.queued, stats.dead), (1, 0), "{stats:?}");
+    assert!(tracker.metrics_text().contains("retried"), "{}", tracker.metrics_text());
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 /// The state of a key when a delivery wants to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Claim {
     /// Nobody has it: the caller now holds it for the lease.
     Acquired,
@@ -21,6 +22,9 @@ pub enum Claim {
     InFlight,
     /// It was delivered within the retention window.
     Delivered,
+    /// The store could not be asked (backend down, I/O error; the store logs
+    /// why). Nothing is sent: the event stays in the outbox and is tried again.
+    Unavailable,
 }
 
 /// Where idempotency keys live. Implementations: [`MemoryStore`] here;

@@ -50,8 +50,9 @@
 //! call reconnects; the failed call itself is not retried (a lost reply to a
 //! lease must not lease twice). Outbox methods return [`StoreError::Backend`];
 //! the [`IdempotencyStore`] methods cannot return errors, so they log with
-//! `tracing` and fail safe: `claim` answers [`Claim::InFlight`] (do not send
-//! now; the outbox entry is retried later).
+//! `tracing` and fail safe: `claim` answers [`Claim::Unavailable`] (do not send
+//! now; the outbox entry is retried later, and the caller sees
+//! `DeliveryError::StoreUnavailable`).
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
@@ -412,8 +413,8 @@ impl IdempotencyStore for RedisStore {
         match self.try_claim(key, lease) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, key, "idempotency claim failed; treating the key as in flight");
-                Claim::InFlight
+                tracing::error!(error = %e, key, "idempotency claim failed; the event stays in the outbox");
+                Claim::Unavailable
             }
         }
     }

@@ -48,9 +48,9 @@
 //!
 //! Outbox methods return [`StoreError::Backend`] with context. The
 //! [`IdempotencyStore`] methods cannot return errors; on a backend failure they
-//! log with `tracing` and fail safe: `claim` answers [`Claim::InFlight`] (do not
-//! send now; the outbox entry is retried later) rather than risking a second
-//! delivery.
+//! log with `tracing` and fail safe: `claim` answers [`Claim::Unavailable`] (do
+//! not send now; the outbox entry is retried later, and the caller sees
+//! `DeliveryError::StoreUnavailable`) rather than risking a second delivery.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -359,8 +359,8 @@ impl IdempotencyStore for SqliteStore {
         match self.try_claim(key, lease) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, key, "idempotency claim failed; treating the key as in flight");
-                Claim::InFlight
+                tracing::error!(error = %e, key, "idempotency claim failed; the event stays in the outbox");
+                Claim::Unavailable
             }
         }
     }
