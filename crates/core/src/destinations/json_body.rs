@@ -8,7 +8,7 @@
 
 use serde::ser::{self, Serialize};
 
-use super::json_size::Unserializable;
+use super::json_size::{Unserializable, forwarding_methods, integer_methods};
 
 /// Serialises `v` as compact JSON: the same bytes as `serde_json::to_vec(v)`.
 ///
@@ -116,7 +116,7 @@ impl Compound<'_> {
             self.out.push(b',');
         }
     }
-    fn end(self) -> Result<(), Unserializable> {
+    fn finish(self) -> Result<(), Unserializable> {
         self.out.extend_from_slice(self.close);
         Ok(())
     }
@@ -126,6 +126,15 @@ impl Compound<'_> {
         self.out.push(b':');
         value.serialize(Writer(self.out))
     }
+    fn entry_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unserializable> {
+        self.comma();
+        key.serialize(MapKey(self.out))?;
+        self.out.push(b':');
+        Ok(())
+    }
+    fn entry_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
+        value.serialize(Writer(self.out))
+    }
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
         self.comma();
         value.serialize(Writer(self.out))
@@ -133,6 +142,10 @@ impl Compound<'_> {
 }
 
 impl<'a> Writer<'a> {
+    fn int(self, v: impl itoa::Integer) -> Result<(), Unserializable> {
+        push_int(self.0, v);
+        Ok(())
+    }
     fn open(self, open: &[u8], close: &'static [u8]) -> Compound<'a> {
         self.0.extend_from_slice(open);
         Compound { out: self.0, first: true, close }
@@ -160,46 +173,8 @@ impl<'a> ser::Serializer for Writer<'a> {
         self.0.extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Unserializable> {
-        push_int(self.0, v);
-        Ok(())
-    }
+    integer_methods!();
+    forwarding_methods!(Compound<'a>);
     fn serialize_f32(self, v: f32) -> Result<(), Unserializable> {
         push_float(self.0, v)
     }
@@ -219,26 +194,11 @@ impl<'a> ser::Serializer for Writer<'a> {
         for b in v {
             seq.element(b)?;
         }
-        seq.end()
+        seq.finish()
     }
     fn serialize_none(self) -> Result<(), Unserializable> {
         self.0.extend_from_slice(b"null");
         Ok(())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Unserializable> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Unserializable> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unserializable> {
-        self.serialize_none()
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Unserializable> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Unserializable> {
-        value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -257,12 +217,6 @@ impl<'a> ser::Serializer for Writer<'a> {
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, Unserializable> {
         Ok(self.open(b"[", b"]"))
     }
-    fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, Unserializable> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Compound<'a>, Unserializable> {
-        self.serialize_seq(Some(len))
-    }
     fn serialize_tuple_variant(
         self,
         _: &'static str,
@@ -273,9 +227,6 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(self.variant_open(variant, b'[', b"]}"))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, Unserializable> {
-        Ok(self.open(b"{", b"}"))
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Unserializable> {
         Ok(self.open(b"{", b"}"))
     }
     fn serialize_struct_variant(
@@ -289,95 +240,14 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeMap for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unserializable> {
-        self.comma();
-        key.serialize(MapKey(self.out))?;
-        self.out.push(b':');
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        value.serialize(Writer(self.out))
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unserializable> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unserializable> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Compound::end(self)
-    }
-}
+super::json_size::compound_serializer!(Compound<'_>);
 
 /// Map keys: strings as they are, integers in quotes (as serde_json writes
 /// them); any other key is refused and [`to_vec`] lets serde_json decide.
 struct MapKey<'a>(&'a mut Vec<u8>);
 
 impl MapKey<'_> {
-    fn quoted_int(self, v: impl itoa::Integer) -> Result<(), Unserializable> {
+    fn int(self, v: impl itoa::Integer) -> Result<(), Unserializable> {
         self.0.push(b'"');
         push_int(self.0, v);
         self.0.push(b'"');
@@ -410,36 +280,7 @@ impl ser::Serializer for MapKey<'_> {
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Unserializable> {
         value.serialize(self)
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Unserializable> {
-        self.quoted_int(v)
-    }
+    integer_methods!();
     fn serialize_bool(self, _: bool) -> Result<(), Unserializable> {
         Err(Unserializable)
     }

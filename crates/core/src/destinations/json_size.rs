@@ -80,10 +80,114 @@ impl ser::Error for Unserializable {
     }
 }
 
+/// Implements serde's seven compound-serializer traits for `$ty`, an
+/// in-progress sequence, map or struct, by calling its inherent methods
+/// `element(&T)`, `entry_key(&T)`, `entry_value(&T)`, `field(&'static str, &T)`
+/// and `finish()`. The sizing serializer and the body writer share it.
+macro_rules! compound_serializer {
+    ($ty:ty) => {
+        $crate::destinations::json_size::compound_serializer!(@each $ty,
+            SerializeSeq serialize_element[] => element,
+            SerializeTuple serialize_element[] => element,
+            SerializeTupleStruct serialize_field[] => element,
+            SerializeTupleVariant serialize_field[] => element,
+            SerializeStruct serialize_field[key] => field,
+            SerializeStructVariant serialize_field[key] => field);
+        impl serde::ser::SerializeMap for $ty {
+            type Ok = ();
+            type Error = $crate::destinations::json_size::Unserializable;
+            fn serialize_key<T: serde::Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Self::Error> {
+                self.entry_key(key)
+            }
+            fn serialize_value<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+                self.entry_value(value)
+            }
+            fn end(self) -> Result<(), Self::Error> {
+                self.finish()
+            }
+        }
+    };
+    (@each $ty:ty, $($tr:ident $method:ident[$($key:ident)?] => $call:ident),*) => {
+        $(impl serde::ser::$tr for $ty {
+            type Ok = ();
+            type Error = $crate::destinations::json_size::Unserializable;
+            fn $method<T: serde::Serialize + ?Sized>(
+                &mut self,
+                $($key: &'static str,)?
+                value: &T,
+            ) -> Result<(), Self::Error> {
+                self.$call($($key,)? value)
+            }
+            fn end(self) -> Result<(), Self::Error> {
+                self.finish()
+            }
+        })*
+    };
+}
+pub(crate) use compound_serializer;
+
+/// The ten integer methods of a `serde::Serializer`, each calling the
+/// serializer's inherent `int(self, v)`.
+macro_rules! integer_methods {
+    () => {
+        $crate::destinations::json_size::integer_methods!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+            serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
+            serialize_u128: u128);
+    };
+    ($($method:ident: $t:ty),*) => {
+        $(fn $method(self, v: $t) -> Result<(), $crate::destinations::json_size::Unserializable> {
+            self.int(v)
+        })*
+    };
+}
+pub(crate) use integer_methods;
+
+/// The `serde::Serializer` methods both JSON serializers here answer the same
+/// way, by delegating (an option is its value, a unit is `null`, a struct is
+/// a map …). `$compound` is the serializer's compound type.
+macro_rules! forwarding_methods {
+    ($compound:ty) => {
+        fn serialize_some<T: serde::Serialize + ?Sized>(self, value: &T) -> Result<(), Self::Error> {
+            value.serialize(self)
+        }
+        fn serialize_unit(self) -> Result<(), Self::Error> {
+            self.serialize_none()
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<(), Self::Error> {
+            self.serialize_none()
+        }
+        fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Self::Error> {
+            self.serialize_str(variant)
+        }
+        fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            value: &T,
+        ) -> Result<(), Self::Error> {
+            value.serialize(self)
+        }
+        fn serialize_tuple(self, len: usize) -> Result<$compound, Self::Error> {
+            self.serialize_seq(Some(len))
+        }
+        fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<$compound, Self::Error> {
+            self.serialize_seq(Some(len))
+        }
+        fn serialize_struct(self, _: &'static str, len: usize) -> Result<$compound, Self::Error> {
+            self.serialize_map(Some(len))
+        }
+    };
+}
+pub(crate) use forwarding_methods;
+
 /// A serializer that adds an upper bound of each piece's JSON size to a counter.
 struct Bound<'a>(&'a mut usize);
 
 impl Bound<'_> {
+    /// Any integer: at most 40 characters (`i128::MIN`).
+    fn int<I: itoa::Integer>(mut self, _: I) -> Result<(), Unserializable> {
+        self.add(2 * INT);
+        Ok(())
+    }
     fn add(&mut self, n: usize) {
         *self.0 = self.0.saturating_add(n);
     }
@@ -107,40 +211,8 @@ impl<'a> ser::Serializer for Bound<'a> {
         self.add(5);
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i64(mut self, _: i64) -> Result<(), Unserializable> {
-        self.add(INT);
-        Ok(())
-    }
-    fn serialize_i128(mut self, _: i128) -> Result<(), Unserializable> {
-        self.add(2 * INT);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Unserializable> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_u64(mut self, _: u64) -> Result<(), Unserializable> {
-        self.add(INT);
-        Ok(())
-    }
-    fn serialize_u128(mut self, _: u128) -> Result<(), Unserializable> {
-        self.add(2 * INT);
-        Ok(())
-    }
+    integer_methods!();
+    forwarding_methods!(Bound<'a>);
     fn serialize_f32(mut self, _: f32) -> Result<(), Unserializable> {
         self.add(FLOAT);
         Ok(())
@@ -166,21 +238,6 @@ impl<'a> ser::Serializer for Bound<'a> {
         self.add(4);
         Ok(())
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Unserializable> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Unserializable> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unserializable> {
-        self.serialize_none()
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Unserializable> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Unserializable> {
-        value.serialize(self)
-    }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         mut self,
         _: &'static str,
@@ -194,12 +251,6 @@ impl<'a> ser::Serializer for Bound<'a> {
     fn serialize_seq(mut self, _: Option<usize>) -> Result<Bound<'a>, Unserializable> {
         self.add(2);
         Ok(self)
-    }
-    fn serialize_tuple(self, len: usize) -> Result<Bound<'a>, Unserializable> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Bound<'a>, Unserializable> {
-        self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
         mut self,
@@ -215,9 +266,6 @@ impl<'a> ser::Serializer for Bound<'a> {
         self.add(2);
         Ok(self)
     }
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Bound<'a>, Unserializable> {
-        self.serialize_map(Some(len))
-    }
     fn serialize_struct_variant(
         mut self,
         _: &'static str,
@@ -231,99 +279,29 @@ impl<'a> ser::Serializer for Bound<'a> {
 }
 
 impl Bound<'_> {
-    /// One element or entry value, with the comma before it.
+    /// One element, with the comma before it.
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
         self.add(1);
         value.serialize(self.nested())
     }
-    /// One entry key (a map key is always written as a string), with its colon.
-    fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unserializable> {
+    /// One entry key (a map key is always written as a string), with its comma and colon.
+    fn entry_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unserializable> {
         self.add(3); // comma, colon, and quotes around a numeric key
         key.serialize(self.nested())
     }
-}
-
-impl ser::SerializeSeq for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTuple for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeMap for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unserializable> {
-        self.key(key)
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
+    fn entry_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unserializable> {
         value.serialize(self.nested())
     }
-    fn end(self) -> Result<(), Unserializable> {
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unserializable> {
+        self.entry_key(key)?;
+        self.entry_value(value)
+    }
+    fn finish(self) -> Result<(), Unserializable> {
         Ok(())
     }
 }
 
-impl ser::SerializeStruct for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unserializable> {
-        self.key(key)?;
-        value.serialize(self.nested())
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Bound<'_> {
-    type Ok = ();
-    type Error = Unserializable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unserializable> {
-        self.key(key)?;
-        value.serialize(self.nested())
-    }
-    fn end(self) -> Result<(), Unserializable> {
-        Ok(())
-    }
-}
+compound_serializer!(Bound<'_>);
 
 #[cfg(test)]
 mod tests {
