@@ -3,7 +3,7 @@
 //! * `cargo xtask demo` builds the npm package into `pkg/` and starts the demo
 //!   shop on http://127.0.0.1:8080 with embedded defaults.
 //! * `cargo xtask test` installs what is missing (idempotently, saying what it
-//!   installs) and runs every check: fmt, clippy, native tests, the wasm tests
+//!   installs) and runs every check: fmt, clippy, rustdoc, native tests, the wasm tests
 //!   in headless Chromium, the package size budget and the end-to-end tests.
 //! * `cargo xtask pkg` only builds the npm package and prints its size.
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
@@ -60,6 +60,9 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    let mut docs = run::cargo(&["doc", "--workspace", "--no-deps"]);
+    docs.env("RUSTDOCFLAGS", "-D warnings");
+    run::step("cargo doc (broken links and doc warnings fail)", docs)?;
     run::step("native tests", run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]))?;
     let mut wasm_tests = run::cargo(&["test", "-p", "tally-web", "--target", "wasm32-unknown-unknown"]);
     wasm_tests.env("CHROMEDRIVER", "/usr/bin/chromedriver").env("WASM_BINDGEN_TEST_TIMEOUT", "120");
