@@ -2,71 +2,107 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::store::OutboxStats;
 
-/// Counters since start.
+/// One destination's counters since start.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DestinationCounts {
+    /// Events confirmed by the destination.
+    pub delivered: u64,
+    /// Attempts that failed transiently (or could not start) and were scheduled again.
+    pub retried: u64,
+    /// Events skipped because the same key was already delivered or in flight.
+    pub duplicates: u64,
+    /// Events not delivered, by reason (a stable snake_case code).
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+/// Counters since start, per destination (`ga4`, `webhook:warehouse` …), so an
+/// operator sees which destination is failing or falling behind.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    delivered: AtomicU64,
-    retried: AtomicU64,
-    duplicates: AtomicU64,
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
+    by_destination: Mutex<BTreeMap<String, DestinationCounts>>,
 }
 
 impl Metrics {
-    /// One event delivered.
-    pub fn delivered(&self) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+    fn count(&self, destination: &str, f: impl FnOnce(&mut DestinationCounts)) {
+        let mut m = self.by_destination.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(destination) {
+            Some(c) => f(c),
+            None => f(m.entry(destination.to_owned()).or_default()),
+        }
     }
 
-    /// One attempt failed transiently and was scheduled again.
-    pub fn retried(&self) {
-        self.retried.fetch_add(1, Ordering::Relaxed);
+    /// One event delivered to `destination`.
+    pub fn delivered(&self, destination: &str) {
+        self.count(destination, |c| c.delivered += 1);
     }
 
-    /// One event skipped as already delivered.
-    pub fn duplicate(&self) {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    /// One attempt for `destination` failed transiently and was scheduled again.
+    pub fn retried(&self, destination: &str) {
+        self.count(destination, |c| c.retried += 1);
     }
 
-    /// One event dropped for `reason` (a stable snake_case code).
-    pub fn dropped(&self, reason: &'static str) {
-        let mut m = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(reason).or_default() += 1;
+    /// One event for `destination` skipped as already delivered.
+    pub fn duplicate(&self, destination: &str) {
+        self.count(destination, |c| c.duplicates += 1);
     }
 
-    /// Dropped counts by reason.
+    /// One event for `destination` dropped for `reason` (a stable snake_case code).
+    pub fn dropped(&self, destination: &str, reason: &'static str) {
+        self.count(destination, |c| *c.dropped.entry(reason).or_default() += 1);
+    }
+
+    /// Every destination's counters.
+    pub fn by_destination(&self) -> BTreeMap<String, DestinationCounts> {
+        self.by_destination.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Dropped counts by reason, all destinations together.
     pub fn dropped_by_reason(&self) -> BTreeMap<&'static str, u64> {
-        self.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut out = BTreeMap::new();
+        for c in self.by_destination().values() {
+            for (reason, n) in &c.dropped {
+                *out.entry(*reason).or_default() += n;
+            }
+        }
+        out
     }
 
-    /// Delivered so far.
+    /// Delivered so far, all destinations together.
     pub fn delivered_total(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+        self.by_destination().values().map(|c| c.delivered).sum()
     }
 
-    /// The Prometheus text exposition, with the outbox gauges.
+    /// The Prometheus text exposition, every counter labelled by destination,
+    /// with the outbox gauges.
     pub fn render(&self, outbox: Option<OutboxStats>) -> String {
+        let all = self.by_destination();
         let mut s = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
-        };
-        counter("tally_events_delivered_total", "Events confirmed by a destination.", self.delivered_total());
-        counter(
-            "tally_events_retried_total",
-            "Attempts that failed transiently and were scheduled again.",
-            self.retried.load(Ordering::Relaxed),
-        );
-        counter(
-            "tally_events_duplicate_total",
-            "Events skipped because the same key was already delivered.",
-            self.duplicates.load(Ordering::Relaxed),
-        );
-        s.push_str("# HELP tally_events_dropped_total Events not delivered, by reason.\n# TYPE tally_events_dropped_total counter\n");
-        for (reason, n) in self.dropped_by_reason() {
-            s.push_str(&format!("tally_events_dropped_total{{reason=\"{reason}\"}} {n}\n"));
+        type Counter = (&'static str, &'static str, fn(&DestinationCounts) -> u64);
+        let counters: [Counter; 3] = [
+            ("tally_events_delivered_total", "Events confirmed by a destination.", |c| c.delivered),
+            ("tally_events_retried_total", "Attempts that failed transiently and were scheduled again.", |c| c.retried),
+            ("tally_events_duplicate_total", "Events skipped because the same key was already delivered.", |c| {
+                c.duplicates
+            }),
+        ];
+        for (name, help, get) in counters {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (d, c) in &all {
+                s.push_str(&format!("{name}{{destination=\"{}\"}} {}\n", label(d), get(c)));
+            }
+        }
+        s.push_str("# HELP tally_events_dropped_total Events not delivered, by destination and reason.\n");
+        s.push_str("# TYPE tally_events_dropped_total counter\n");
+        for (d, c) in &all {
+            for (reason, n) in &c.dropped {
+                s.push_str(&format!(
+                    "tally_events_dropped_total{{destination=\"{}\",reason=\"{reason}\"}} {n}\n",
+                    label(d)
+                ));
+            }
         }
         if let Some(o) = outbox {
             for (name, help, v) in [
@@ -81,6 +117,11 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,12 +129,23 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.delivered();
-        m.dropped("consent_denied");
-        m.dropped("consent_denied");
+        m.delivered("ga4");
+        m.delivered("meta");
+        m.delivered("meta");
+        m.dropped("meta", "consent_denied");
+        m.dropped("meta", "consent_denied");
+        m.dropped("webhook:\"odd\"", "rejected");
         let t = m.render(Some(OutboxStats { queued: 2, in_flight: 1, dead: 0 }));
-        assert!(t.contains("tally_events_delivered_total 1\n"));
-        assert!(t.contains("tally_events_dropped_total{reason=\"consent_denied\"} 2\n"));
+        assert!(t.contains("tally_events_delivered_total{destination=\"ga4\"} 1\n"), "{t}");
+        assert!(t.contains("tally_events_delivered_total{destination=\"meta\"} 2\n"), "{t}");
+        assert!(t.contains("tally_events_dropped_total{destination=\"meta\",reason=\"consent_denied\"} 2\n"), "{t}");
+        assert!(
+            t.contains("tally_events_dropped_total{destination=\"webhook:\\\"odd\\\"\",reason=\"rejected\"} 1\n"),
+            "{t}"
+        );
         assert!(t.contains("tally_outbox_queued 2\n"));
+        assert_eq!(t.matches("# TYPE tally_events_delivered_total counter").count(), 1);
+        assert_eq!(m.delivered_total(), 3);
+        assert_eq!(m.dropped_by_reason().get("consent_denied"), Some(&2));
     }
 }

@@ -294,7 +294,7 @@ impl ServerTracker {
     ) -> Vec<Outcome> {
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
             for _ in events {
-                self.inner.metrics.dropped("consent_denied");
+                self.inner.metrics.dropped(dest.name(), "consent_denied");
             }
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
@@ -316,7 +316,7 @@ impl ServerTracker {
             Ok(ids) => ids,
             Err(e) => {
                 for _ in events {
-                    self.inner.metrics.dropped("queue_full");
+                    self.inner.metrics.dropped(dest.name(), "queue_full");
                 }
                 return vec![Outcome::Failed(DeliveryError::Refused(e.to_string())); events.len()];
             }
@@ -340,13 +340,13 @@ impl ServerTracker {
                 Claim::Acquired => to_send.push(i),
                 Claim::Delivered => {
                     let _ = inner.outbox.ack(&p.id);
-                    inner.metrics.duplicate();
+                    inner.metrics.duplicate(dest.name());
                     out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
                 }
                 Claim::InFlight => {
                     // Another worker is sending this key now; look again after its lease.
                     let _ = inner.outbox.retry(&p.id, now_ms() + inner.lease.as_millis() as i64, "in flight elsewhere");
-                    inner.metrics.duplicate();
+                    inner.metrics.duplicate(dest.name());
                     out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
                 }
                 Claim::Unavailable => {
@@ -354,7 +354,7 @@ impl ServerTracker {
                     let at = now_ms() + inner.retry.delay(p.attempt, None).as_millis() as i64;
                     let error = DeliveryError::StoreUnavailable;
                     let _ = inner.outbox.retry(&p.id, at, &error.to_string());
-                    inner.metrics.retried();
+                    inner.metrics.retried(dest.name());
                     out[i] = Some(Outcome::Queued { error });
                 }
             }
@@ -366,14 +366,14 @@ impl ServerTracker {
             let batch: Vec<Event> = chunk.iter().map(|&i| pending[i].event.clone()).collect();
             let outcomes = dest.deliver(&inner.http, &single, &batch, ctx).await;
             for (&i, o) in chunk.iter().zip(outcomes) {
-                out[i] = Some(self.settle(&pending[i], o));
+                out[i] = Some(self.settle(dest.name(), &pending[i], o));
             }
         }
         out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate))).collect()
     }
 
     /// Records the result of an attempt in the store and the outbox.
-    fn settle(&self, p: &Pending, outcome: Outcome) -> Outcome {
+    fn settle(&self, dest: &str, p: &Pending, outcome: Outcome) -> Outcome {
         let inner = &self.inner;
         // Each call here is a single attempt; the outbox counts attempts.
         let outcome = match outcome {
@@ -384,7 +384,7 @@ impl ServerTracker {
             Outcome::Sent { .. } => {
                 inner.store.complete(&p.key, inner.retention);
                 let _ = inner.outbox.ack(&p.id);
-                inner.metrics.delivered();
+                inner.metrics.delivered(dest);
                 Outcome::Sent { attempts: p.attempt }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
@@ -392,12 +392,12 @@ impl ServerTracker {
                 if p.attempt >= inner.retry.max_attempts {
                     let reason = format!("retries exhausted after {} attempts: {e}", p.attempt);
                     let _ = inner.outbox.dead(&p.id, &reason);
-                    inner.metrics.dropped("retries_exhausted");
+                    inner.metrics.dropped(dest, "retries_exhausted");
                     Outcome::Failed(DeliveryError::RetriesExhausted { attempts: p.attempt, last: Box::new(e) })
                 } else {
                     let at = now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
                     let _ = inner.outbox.retry(&p.id, at, &e.to_string());
-                    inner.metrics.retried();
+                    inner.metrics.retried(dest);
                     Outcome::Queued { error: e }
                 }
             }
@@ -409,19 +409,19 @@ impl ServerTracker {
                 let wait = e.too_recent_wait().unwrap_or_default();
                 let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 let _ = inner.outbox.retry(&p.id, at, &e.to_string());
-                inner.metrics.retried();
+                inner.metrics.retried(dest);
                 Outcome::Queued { error: e }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } => {
                 inner.store.release(&p.key);
                 let _ = inner.outbox.dead(&p.id, &e.to_string());
-                inner.metrics.dropped("rejected");
+                inner.metrics.dropped(dest, "rejected");
                 Outcome::Failed(e)
             }
             Outcome::Skipped(r) => {
                 inner.store.release(&p.key);
                 let _ = inner.outbox.ack(&p.id);
-                inner.metrics.dropped(r.code());
+                inner.metrics.dropped(dest, r.code());
                 Outcome::Skipped(r)
             }
         }
@@ -527,7 +527,7 @@ async fn worker(weak: Weak<Inner>) {
                     .push(Pending { id: l.id, key: l.entry.key, event, attempt: l.entry.attempts + 1 }),
                 Err(e) => {
                     let _ = tracker.inner.outbox.dead(&l.id, &format!("unreadable outbox entry: {e}"));
-                    tracker.inner.metrics.dropped("invalid");
+                    tracker.inner.metrics.dropped(&l.entry.destination, "invalid");
                 }
             }
         }
@@ -536,7 +536,7 @@ async fn worker(weak: Weak<Inner>) {
             let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
                 for p in pending {
                     let _ = tracker.inner.outbox.dead(&p.id, "destination no longer configured");
-                    tracker.inner.metrics.dropped("not_configured");
+                    tracker.inner.metrics.dropped(&dest_name, "not_configured");
                 }
                 continue;
             };

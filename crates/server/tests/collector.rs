@@ -97,7 +97,7 @@ async fn accepts_json_and_beacon_text_and_reports_per_event() {
     assert_eq!(h.sandbox.ga4.purchases().len(), 1);
     // IPs are truncated before forwarding; the metrics endpoint counts deliveries.
     let m = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("tally_events_delivered_total 1"), "{m}");
+    assert!(m.contains("tally_events_delivered_total{destination=\"ga4\"} 1"), "{m}");
 }
 
 #[tokio::test]

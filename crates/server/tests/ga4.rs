@@ -100,7 +100,11 @@ async fn retries_exhausted_is_a_visible_drop_and_a_later_call_delivers() {
     let dead = tracker.outbox().dead_entries(10).unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].reason.starts_with("retries exhausted after 3 attempts"), "{}", dead[0].reason);
-    assert!(tracker.metrics_text().contains("tally_events_dropped_total{reason=\"retries_exhausted\"} 1"));
+    assert!(
+        tracker
+            .metrics_text()
+            .contains("tally_events_dropped_total{destination=\"ga4\",reason=\"retries_exhausted\"} 1")
+    );
     // The key was released: a later call is not a "duplicate".
     sandbox.ga4.faults.set(Mode::Up);
     let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-5")).await.unwrap();
