@@ -234,8 +234,8 @@ pub fn all() -> Result<(), String> {
     md.push_str(&ingest);
     md.push_str(&report::main_thread(&segment_next_version, &main_thread));
     md.push_str(&report::fan_out(&segment_node_version, &fan_out));
-    let segment_gzip = bundles.iter().find(|b| b.name.starts_with("@segment/analytics-next")).map(|b| b.gzip);
-    md.push_str(&report::behind(tally_gzip, segment_gzip, &main_thread, &fan_out));
+    let peers_gzip: Vec<(&str, u64)> = bundles.iter().skip(1).map(|b| (b.name.as_str(), b.gzip)).collect();
+    md.push_str(&report::behind(tally_gzip, &peers_gzip, &main_thread, &fan_out));
     md.push_str(&format!(
         "\nThe whole `cargo xtask bench` took {:.1} minutes, builds and npm fetches included.\n",
         started.elapsed().as_secs_f64() / 60.0

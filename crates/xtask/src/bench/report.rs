@@ -84,16 +84,21 @@ fn ratio(v: f64) -> String {
 }
 
 /// The closing note: every line where Tally is behind Segment, by how much and why.
-pub fn behind(tally_gzip: u64, segment_gzip: Option<u64>, main_thread: &Summary, fan_out: &Summary) -> String {
+pub fn behind(tally_gzip: u64, peers_gzip: &[(&str, u64)], main_thread: &Summary, fan_out: &Summary) -> String {
     let mut out = String::from("\n## Where Tally is behind\n\n");
     let mut lines = 0;
-    if let Some(seg) = segment_gzip.filter(|&s| s > 0 && tally_gzip > s) {
+    let smaller: Vec<String> = peers_gzip
+        .iter()
+        .filter(|(_, gzip)| *gzip > 0 && tally_gzip > *gzip)
+        .map(|(name, gzip)| format!("{} {name}", ratio(tally_gzip as f64 / *gzip as f64)))
+        .collect();
+    if !smaller.is_empty() {
         lines += 1;
         out.push_str(&format!(
-            "- **Package size:** {tally_gzip} B gzip, {} Segment analytics-next ({seg} B). The wasm carries the Rust \
-core (event model, consent rules, SHA-256 and normalisation, every destination's rules) that Segment leaves to its \
-cloud; the 20 KiB target is issue 4.\n",
-            ratio(tally_gzip as f64 / seg as f64)
+            "- **Package size:** {tally_gzip} B gzip: {}. The wasm carries the Rust core (event model, consent \
+rules, SHA-256 and normalisation, every destination's rules) that the CDP SDKs leave to their cloud; the 20 KiB \
+target is issue 4.\n",
+            smaller.join(", ")
         ));
     }
     let (m, a) = (main_thread.get("ratio_median"), main_thread.get("ratio_async"));
@@ -164,12 +169,12 @@ mod tests {
     fn behind_lists_only_lines_where_tally_is_behind() {
         let mt = Summary::parse("SUMMARY ratio_median=0.06 ratio_async=0.08");
         let fo = Summary::parse("SUMMARY ratio_rate=0.67 tally_per_s=2043 segment_per_s=3056 ratio_cpu=0.99");
-        let note = behind(83_000, Some(31_000), &mt, &fo);
-        assert!(note.contains("Package size") && note.contains("2.68×"));
+        let note = behind(83_000, &[("segment", 31_000), ("posthog", 122_000)], &mt, &fo);
+        assert!(note.contains("Package size") && note.contains("2.68× segment") && !note.contains("posthog"));
         assert!(!note.contains("Main thread"));
         assert!(note.contains("Fan-out rate") && note.contains("0.67×"));
         assert!(!note.contains("Fan-out CPU") && !note.contains("memory"));
-        let none = behind(1, Some(2), &Summary::parse(""), &Summary::parse(""));
+        let none = behind(1, &[("segment", 2)], &Summary::parse(""), &Summary::parse(""));
         assert!(none.contains("Nowhere"));
     }
 }
