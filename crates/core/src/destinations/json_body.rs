@@ -438,6 +438,66 @@ pub(crate) mod tests {
         })
     }
 
+    #[test]
+    fn every_destination_payload_is_written_as_serde_json_writes_it() {
+        use crate::destinations::{DeliveryContext, ga4, google_ads, meta, rokt, servoki, tiktok, webhook};
+        use crate::*;
+        let raw = UserData {
+            email: Some("Jane.Doe@gmail.com".into()),
+            phone: Some("+1 (650) 555-1212".into()),
+            first_name: Some("Zoë".into()),
+            last_name: Some("O'Brien".into()),
+            ..UserData::default()
+        };
+        let ctx = DeliveryContext {
+            client_id: Some(ClientId::parse("1958185836.1757409569").unwrap()),
+            session_id: Some("1757409568".into()),
+            user_id: Some(UserId::parse("cust \"1\"").unwrap()),
+            click_ids: ClickIds {
+                gclid: Some("Cj0KCQjw".into()),
+                fbc: Some("fb.1.1554763741205.IwAR2F4".into()),
+                ttclid: Some("E.C.P.x".into()),
+                rtid: Some("qjkp3xy7dtf9wvneazc5r2bh8ls1m06g".into()),
+                ..ClickIds::default()
+            },
+            consent: ConsentState::ALL_GRANTED,
+            user_data: Some(raw.hashed(&crate::normalize::NormalizeOptions::default())),
+            page_url: Some("https://shop.example/thank-you?q=\"a\\b\"&é=1".into()),
+            ip_address: Some("203.0.113.0".into()),
+            user_agent: Some("Mozilla/5.0 (X11; \"Linux\")\tTab".into()),
+            now_ms: 1_757_409_600_000,
+            ..Default::default()
+        };
+        let mut e =
+            Event::transactional(EventName::Purchase, TransactionId::parse("ORD-\"7\"").unwrap(), 1_757_409_591_000);
+        e.value = Some(Amount::parse("30.03").unwrap());
+        e.currency = Some(Currency::parse("EUR").unwrap());
+        e.coupon = Some("SUMMER\nSALE".into());
+        e.items.push(Item::new("SKU_1", "Tee \"Zoë\"").with_price(Amount::parse("10.01").unwrap(), 3));
+        let one = std::slice::from_ref(&e);
+        let same =
+            |bytes: Vec<u8>, reference: Vec<u8>| assert_eq!(String::from_utf8(bytes), String::from_utf8(reference));
+        macro_rules! check {
+            ($($v:expr),*) => {$(
+                let v = $v;
+                assert!(!v.is_empty(), "{} built nothing", stringify!($v));
+                same(to_vec(&v).unwrap(), serde_json::to_vec(&v).unwrap());
+            )*};
+        }
+        let ads = google_ads::AdsTarget::new("123-456-7890", "555666777").unwrap().for_event(EventName::Purchase);
+        check!(
+            ga4::build(one, &ctx).unwrap().requests,
+            google_ads::build(one, &ctx, &ads).unwrap().clicks,
+            meta::build(one, &ctx, &meta::MetaConfig::default()).unwrap().requests,
+            tiktok::build(one, &ctx, &tiktok::TikTokConfig { pixel_code: "PIXEL".into(), test_event_code: None })
+                .unwrap()
+                .requests,
+            rokt::build(one, &ctx, &rokt::RoktConfig { account_id: "12345".into() }).unwrap().requests,
+            servoki::build(one, &ctx, &servoki::ServokiConfig { site: "shop.example".into() }).unwrap().requests,
+            webhook::build(one, &ctx).unwrap().records
+        );
+    }
+
     proptest! {
         #[test]
         fn same_bytes_as_serde_json(v in json()) {
