@@ -96,8 +96,8 @@ pub fn behind(tally_gzip: u64, peers_gzip: &[(&str, u64)], main_thread: &Summary
         lines += 1;
         out.push_str(&format!(
             "- **Package size:** {tally_gzip} B gzip: {}. The wasm carries the Rust core (event model, consent \
-rules, SHA-256 and normalisation, every destination's rules) that the CDP SDKs leave to their cloud; the 20 KiB \
-target is issue 4.\n",
+rules, SHA-256 and normalisation, every destination's rules) that the CDP SDKs leave to their servers and Plausible \
+does not do; the 20 KiB target is issue 4.\n",
             smaller.join(", ")
         ));
     }
