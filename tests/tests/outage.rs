@@ -20,10 +20,14 @@ async fn destination_down_during_checkout_recovers_later() {
     let meta = report.row("meta", "EUR").expect("meta row");
     assert_eq!(meta.purchases, 0, "{meta:?} {:?}", order.server_outcomes);
     assert_eq!(meta.pending, 1, "the inspector shows the pending delivery: {meta:?} {:?}", order.server_outcomes);
-    assert!(
-        shop.tracker.outbox().stats().expect("stats").queued + shop.tracker.outbox().stats().expect("stats").in_flight
-            >= 1
-    );
+    // The backlog (the purchase and the browsing events before it) is Meta's
+    // alone, and /metrics says so per destination.
+    let by = shop.tracker.outbox().stats_by_destination().expect("stats by destination");
+    let waiting = |d: &str| by.get(d).map_or(0, |s| s.queued + s.in_flight);
+    assert!(waiting("meta") >= 1, "{by:?}");
+    assert_eq!(by.keys().filter(|d| waiting(d) > 0).collect::<Vec<_>>(), ["meta"], "{by:?}");
+    let metrics = shop.tracker.metrics_text();
+    assert!(metrics.contains("tally_outbox_queued{destination=\"meta\"} "), "{metrics}");
 
     shop.sandbox.meta.faults.set(Mode::Up);
     shop.tracker.flush(Duration::from_secs(10)).await;

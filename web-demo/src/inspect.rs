@@ -188,6 +188,9 @@ pub fn inspector_json(shop: &Shop) -> Value {
             "inFlight": stats.as_ref().map(|s| s.in_flight),
             "dead": stats.as_ref().map(|s| s.dead),
             "deadEntries": dead.iter().map(|d| json!({"destination": d.entry.destination, "reason": d.reason})).collect::<Vec<_>>(),
+            "byDestination": outbox.stats_by_destination().unwrap_or_default().into_iter()
+                .map(|(d, s)| json!({"destination": d, "queued": s.queued, "inFlight": s.in_flight, "dead": s.dead}))
+                .collect::<Vec<_>>(),
         },
         "reconciliation": report,
         "orders": orders,

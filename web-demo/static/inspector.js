@@ -37,6 +37,7 @@ async function render() {
       data.reconciliation.rows.map((r) => [esc(r.destination), esc(r.currency), r.orders, r.purchases, pct(r.ratio_bp), eur(r.backend_revenue), eur(r.destination_revenue), pct(r.revenue_mismatch_bp), r.duplicates, r.consent_drops, r.pending, r.dead,
         r.purchases === r.orders && r.revenue_mismatch_bp === 0 ? '<span class="ok">match</span>' : `<span class="bad">${esc([...r.missing.map((m) => `missing ${m}`), ...r.double_counted.map((m) => `counted twice ${m}`)].join(', ') || 'mismatch')}</span>`]))}
     <h2>Outbox</h2><p id="outbox">Queued ${ob.queued ?? '?'} · in flight ${ob.inFlight ?? '?'} · dead ${ob.dead ?? '?'}</p>
+    ${ob.byDestination.length ? table('outbox-by-destination', ['Destination', 'Queued', 'In flight', 'Dead'], ob.byDestination.map((d) => [esc(d.destination), d.queued, d.inFlight, d.dead])) : ''}
     ${ob.deadEntries.length ? table('dead', ['Destination', 'Reason'], ob.deadEntries.map((d) => [esc(d.destination), esc(d.reason)])) : ''}
     <h2>Orders (backend truth)</h2>
     ${table('orders', ['Order', 'Total', 'Refunded', 'Status', 'Webhooks', 'Server delivery'], data.orders.map((o) => [esc(o.id), `${(o.totalCents / 100).toFixed(2)} ${esc(o.currency)}`, (o.refundedCents / 100).toFixed(2), esc(o.status), o.webhookDeliveries,

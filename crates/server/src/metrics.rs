@@ -76,8 +76,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, every counter labelled by destination,
-    /// with the outbox gauges.
-    pub fn render(&self, outbox: Option<OutboxStats>) -> String {
+    /// with the outbox gauges: the totals, and per destination when known.
+    pub fn render(
+        &self,
+        outbox: Option<OutboxStats>,
+        by_destination: Option<&BTreeMap<String, OutboxStats>>,
+    ) -> String {
         let all = self.by_destination();
         let mut s = String::new();
         type Counter = (&'static str, &'static str, fn(&DestinationCounts) -> u64);
@@ -105,12 +109,17 @@ impl Metrics {
             }
         }
         if let Some(o) = outbox {
-            for (name, help, v) in [
-                ("tally_outbox_queued", "Deliveries waiting in the outbox.", o.queued),
-                ("tally_outbox_in_flight", "Deliveries leased by a worker.", o.in_flight),
-                ("tally_outbox_dead", "Deliveries given up on, kept for inspection.", o.dead),
-            ] {
-                s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"));
+            type Gauge = (&'static str, &'static str, fn(&OutboxStats) -> usize);
+            let gauges: [Gauge; 3] = [
+                ("tally_outbox_queued", "Deliveries waiting in the outbox.", |o| o.queued),
+                ("tally_outbox_in_flight", "Deliveries leased by a worker.", |o| o.in_flight),
+                ("tally_outbox_dead", "Deliveries given up on, kept for inspection.", |o| o.dead),
+            ];
+            for (name, help, get) in gauges {
+                s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", get(&o)));
+                for (d, per) in by_destination.into_iter().flatten() {
+                    s.push_str(&format!("{name}{{destination=\"{}\"}} {}\n", label(d), get(per)));
+                }
             }
         }
         s
@@ -135,7 +144,8 @@ mod tests {
         m.dropped("meta", "consent_denied");
         m.dropped("meta", "consent_denied");
         m.dropped("webhook:\"odd\"", "rejected");
-        let t = m.render(Some(OutboxStats { queued: 2, in_flight: 1, dead: 0 }));
+        let per = BTreeMap::from([("meta".to_owned(), OutboxStats { queued: 2, in_flight: 1, dead: 0 })]);
+        let t = m.render(Some(OutboxStats { queued: 2, in_flight: 1, dead: 0 }), Some(&per));
         assert!(t.contains("tally_events_delivered_total{destination=\"ga4\"} 1\n"), "{t}");
         assert!(t.contains("tally_events_delivered_total{destination=\"meta\"} 2\n"), "{t}");
         assert!(t.contains("tally_events_dropped_total{destination=\"meta\",reason=\"consent_denied\"} 2\n"), "{t}");
@@ -144,6 +154,8 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("tally_outbox_queued 2\n"));
+        assert!(t.contains("tally_outbox_queued{destination=\"meta\"} 2\n"), "{t}");
+        assert!(t.contains("tally_outbox_in_flight{destination=\"meta\"} 1\n"), "{t}");
         assert_eq!(t.matches("# TYPE tally_events_delivered_total counter").count(), 1);
         assert_eq!(m.delivered_total(), 3);
         assert_eq!(m.dropped_by_reason().get("consent_denied"), Some(&2));

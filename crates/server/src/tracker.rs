@@ -214,7 +214,8 @@ impl ServerTracker {
 
     /// The delivery counters and outbox gauges in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.render(self.inner.outbox.stats().ok())
+        let outbox = &self.inner.outbox;
+        self.inner.metrics.render(outbox.stats().ok(), outbox.stats_by_destination().ok().as_ref())
     }
 
     /// The delivery counters.

@@ -195,6 +195,8 @@ fn fields_round_trip_and_dead_list_is_capped() {
     assert_eq!(dead[0].entry.last_error, None);
     assert_eq!(dead[1].entry.key, "ga4|purchase|2");
     assert_eq!(s.stats().expect("stats").dead, 2);
+    let by = s.stats_by_destination().expect("stats by destination");
+    assert_eq!(by.get("ga4").map(|g| (g.queued, g.dead)), Some((0, 2)), "the capped-off entry is not counted: {by:?}");
     assert!(s.dead_entries(0).expect("dead entries").is_empty());
     // The first one went dead too (dropped from the capped list), after a retry:
     // check the retry fields via a fresh entry.

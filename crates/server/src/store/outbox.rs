@@ -87,6 +87,10 @@ pub trait Outbox: Send + Sync + 'static {
     fn dead(&self, id: &str, reason: &str) -> Result<(), StoreError>;
     /// Counts.
     fn stats(&self) -> Result<OutboxStats, StoreError>;
+    /// The same counts per destination (`ga4`, `webhook:warehouse` …), for
+    /// seeing which destination is falling behind. Destinations with nothing
+    /// queued, in flight or dead are left out.
+    fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError>;
     /// The most recent dead entries, newest first.
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError>;
 }
@@ -198,6 +202,24 @@ impl Outbox for MemoryOutbox {
         Ok(OutboxStats { queued: g.entries.len() - in_flight, in_flight, dead: g.dead.len() })
     }
 
+    fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError> {
+        let g = self.lock();
+        let now = unix_ms();
+        let mut out: BTreeMap<String, OutboxStats> = BTreeMap::new();
+        for e in g.entries.values() {
+            let s = out.entry(e.entry.destination.clone()).or_default();
+            if e.leased_until_ms > now {
+                s.in_flight += 1;
+            } else {
+                s.queued += 1;
+            }
+        }
+        for d in &g.dead {
+            out.entry(d.entry.destination.clone()).or_default().dead += 1;
+        }
+        Ok(out)
+    }
+
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
         Ok(self.lock().dead.iter().rev().take(limit).cloned().collect())
     }
@@ -243,6 +265,23 @@ pub fn conformance(o: &dyn Outbox) {
     o.ack(&due[0].id).expect("ack");
     let s = o.stats().expect("stats");
     assert_eq!((s.queued, s.in_flight, s.dead), (0, 0, 1));
+
+    // Per destination: two queued for Meta, one of them leased; one dead for ga4.
+    let meta = |n: u32| OutboxEntry { destination: "meta".into(), key: format!("meta|purchase|{n}"), ..entry(n) };
+    o.enqueue(&[meta(7), meta(8)]).expect("enqueue");
+    assert_eq!(o.lease(1, Duration::from_secs(60), unix_ms()).expect("lease").len(), 1);
+    let by = o.stats_by_destination().expect("stats by destination");
+    assert_eq!(by.get("meta"), Some(&OutboxStats { queued: 1, in_flight: 1, dead: 0 }), "{by:?}");
+    assert_eq!(by.get("ga4"), Some(&OutboxStats { queued: 0, in_flight: 0, dead: 1 }), "{by:?}");
+    assert_eq!(by.len(), 2, "{by:?}");
+    let total = o.stats().expect("stats");
+    assert_eq!(by.values().map(|s| s.queued + s.in_flight).sum::<usize>(), total.queued + total.in_flight);
+    assert_eq!(by.values().map(|s| s.dead).sum::<usize>(), total.dead);
+    for l in o.lease(10, Duration::from_secs(60), unix_ms() + 61_000).expect("lease") {
+        o.ack(&l.id).expect("ack");
+    }
+    let by = o.stats_by_destination().expect("stats by destination");
+    assert_eq!(by.get("meta"), None, "an emptied destination is left out: {by:?}");
 }
 
 #[cfg(test)]

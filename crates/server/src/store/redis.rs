@@ -54,6 +54,7 @@
 //! now; the outbox entry is retried later, and the caller sees
 //! `DeliveryError::StoreUnavailable`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -77,7 +78,7 @@ if redis.call('GET', KEYS[1]) == 'leased' then return redis.call('DEL', KEYS[1])
 return 0
 "#;
 
-/// `KEYS` = seq, due; `ARGV` = capacity, n, now, entry-key prefix, then 8 per
+/// `KEYS` = seq, due, per-destination counts; `ARGV` = capacity, n, now, entry-key prefix, then 8 per
 /// entry: destination, key, event_json, visitor_json, attempts,
 /// next_attempt_at_ms, has_error ('0'/'1'), error. Returns {0} when full, else
 /// {1, id...}.
@@ -96,6 +97,7 @@ for i = 0, n - 1 do
     'next_attempt_at_ms', ARGV[b + 5], 'leased_until_ms', '0', 'created_at_ms', ARGV[3])
   if ARGV[b + 6] == '1' then redis.call('HSET', k, 'last_error', ARGV[b + 7]) end
   redis.call('ZADD', KEYS[2], ARGV[b + 5], id)
+  redis.call('HINCRBY', KEYS[3], ARGV[b], 1)
   out[#out + 1] = id
 end
 return out
@@ -125,11 +127,14 @@ end
 return out
 "#;
 
-/// `KEYS` = due, leased, entry; `ARGV` = id.
+/// `KEYS` = due, leased, entry, per-destination counts; `ARGV` = id.
 const ACK_LUA: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('DEL', KEYS[3])
+local d = redis.call('HGET', KEYS[3], 'destination')
+local n = redis.call('DEL', KEYS[3])
+if n == 1 and d then redis.call('HINCRBY', KEYS[4], d, -1) end
+return n
 "#;
 
 /// `KEYS` = due, leased, entry; `ARGV` = id, next_attempt_at_ms, error.
@@ -141,7 +146,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 "#;
 
-/// `KEYS` = due, leased, entry, dead list; `ARGV` = id, reason, dead_at_ms, dead capacity.
+/// `KEYS` = due, leased, entry, dead list, per-destination counts, per-destination
+/// dead counts; `ARGV` = id, reason, dead_at_ms, dead capacity.
 const DEAD_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[3], 'destination', 'key', 'event_json', 'visitor_json',
@@ -153,11 +159,17 @@ local rec = {
 }
 if f[7] then rec['last_error'] = f[7] end
 local cap = tonumber(ARGV[4])
+redis.call('HINCRBY', KEYS[5], f[1], -1)
 if cap > 0 then
   redis.call('LPUSH', KEYS[4], cjson.encode(rec))
+  redis.call('HINCRBY', KEYS[6], f[1], 1)
+  for _, old in ipairs(redis.call('LRANGE', KEYS[4], cap, -1)) do
+    local ok, r = pcall(cjson.decode, old)
+    if ok and r.destination then redis.call('HINCRBY', KEYS[6], r.destination, -1) end
+  end
   redis.call('LTRIM', KEYS[4], 0, cap - 1)
 else
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', KEYS[4], KEYS[6])
 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -174,6 +186,18 @@ return {
 }
 "#;
 
+/// `KEYS` = leased, per-destination counts, per-destination dead counts;
+/// `ARGV` = now, entry-key prefix. Returns {counts, dead counts, in-flight
+/// destinations}, the first two as flat field/value lists.
+const STATS_BY_DESTINATION_LUA: &str = r#"
+local flying = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+  local d = redis.call('HGET', ARGV[2] .. id, 'destination')
+  if d then flying[#flying + 1] = d end
+end
+return { redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), flying }
+"#;
+
 struct Scripts {
     claim: Script,
     release: Script,
@@ -183,6 +207,7 @@ struct Scripts {
     retry: Script,
     dead: Script,
     stats: Script,
+    stats_by_destination: Script,
 }
 
 impl Scripts {
@@ -196,6 +221,7 @@ impl Scripts {
             retry: Script::new(RETRY_LUA),
             dead: Script::new(DEAD_LUA),
             stats: Script::new(STATS_LUA),
+            stats_by_destination: Script::new(STATS_BY_DESTINATION_LUA),
         }
     }
 }
@@ -369,6 +395,14 @@ impl RedisStore {
         format!("{}outbox:dead", self.prefix)
     }
 
+    fn counts_key(&self) -> String {
+        format!("{}outbox:by_destination", self.prefix)
+    }
+
+    fn dead_counts_key(&self) -> String {
+        format!("{}outbox:dead_by_destination", self.prefix)
+    }
+
     fn entry_prefix(&self) -> String {
         format!("{}outbox:e:", self.prefix)
     }
@@ -441,6 +475,7 @@ impl Outbox for RedisStore {
         let mut inv = self.scripts.enqueue.prepare_invoke();
         inv.key(self.seq_key())
             .key(self.due_key())
+            .key(self.counts_key())
             .arg(self.options.capacity)
             .arg(entries.len())
             .arg(unix_ms())
@@ -510,7 +545,14 @@ impl Outbox for RedisStore {
     fn ack(&self, id: &str) -> Result<(), StoreError> {
         let n = parse_id(id)?;
         self.run("ack", |c| {
-            self.scripts.ack.key(self.due_key()).key(self.leased_key()).key(self.entry_key(n)).arg(n).invoke::<i64>(c)
+            self.scripts
+                .ack
+                .key(self.due_key())
+                .key(self.leased_key())
+                .key(self.entry_key(n))
+                .key(self.counts_key())
+                .arg(n)
+                .invoke::<i64>(c)
         })?;
         Ok(())
     }
@@ -540,6 +582,8 @@ impl Outbox for RedisStore {
                 .key(self.leased_key())
                 .key(self.entry_key(n))
                 .key(self.dead_key())
+                .key(self.counts_key())
+                .key(self.dead_counts_key())
                 .arg(n)
                 .arg(reason)
                 .arg(unix_ms())
@@ -554,6 +598,35 @@ impl Outbox for RedisStore {
             self.scripts.stats.key(self.due_key()).key(self.leased_key()).key(self.dead_key()).arg(unix_ms()).invoke(c)
         })?;
         Ok(OutboxStats { queued: total.saturating_sub(in_flight), in_flight, dead })
+    }
+
+    fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError> {
+        type Counts = (Vec<(String, i64)>, Vec<(String, i64)>, Vec<String>);
+        let (counts, dead, flying): Counts = self.run("stats_by_destination", |c| {
+            self.scripts
+                .stats_by_destination
+                .key(self.leased_key())
+                .key(self.counts_key())
+                .key(self.dead_counts_key())
+                .arg(unix_ms())
+                .arg(self.entry_prefix())
+                .invoke(c)
+        })?;
+        let n = |v: i64| usize::try_from(v).unwrap_or(0);
+        let mut out: BTreeMap<String, OutboxStats> = BTreeMap::new();
+        for (d, total) in counts {
+            out.entry(d).or_default().queued = n(total);
+        }
+        for d in flying {
+            let s = out.entry(d).or_default();
+            s.in_flight += 1;
+            s.queued = s.queued.saturating_sub(1);
+        }
+        for (d, v) in dead {
+            out.entry(d).or_default().dead = n(v);
+        }
+        out.retain(|_, s| *s != OutboxStats::default());
+        Ok(out)
     }
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {

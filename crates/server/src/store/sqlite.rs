@@ -52,6 +52,7 @@
 //! not send now; the outbox entry is retried later, and the caller sees
 //! `DeliveryError::StoreUnavailable`) rather than risking a second delivery.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -521,6 +522,42 @@ impl Outbox for SqliteStore {
         tx.commit().map_err(backend("stats: end"))?;
         let n = |v: i64| usize::try_from(v.max(0)).unwrap_or(usize::MAX);
         Ok(OutboxStats { queued: n(total - in_flight), in_flight: n(in_flight), dead: n(dead) })
+    }
+
+    fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError> {
+        let conn = self.lock();
+        let now = unix_ms();
+        let n = |v: i64| usize::try_from(v.max(0)).unwrap_or(usize::MAX);
+        let mut out: BTreeMap<String, OutboxStats> = BTreeMap::new();
+        let tx = conn.unchecked_transaction().map_err(backend("stats by destination: begin"))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT destination, count(*), coalesce(sum(leased_until_ms > ?1), 0) FROM outbox GROUP BY destination",
+                )
+                .map_err(backend("stats by destination: queue"))?;
+            let rows = st
+                .query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .map_err(backend("stats by destination: queue"))?;
+            for row in rows {
+                let (d, total, in_flight) = row.map_err(backend("stats by destination: queue row"))?;
+                let s = out.entry(d).or_default();
+                s.queued = n(total - in_flight);
+                s.in_flight = n(in_flight);
+            }
+            let mut st = tx
+                .prepare_cached("SELECT destination, count(*) FROM dead GROUP BY destination")
+                .map_err(backend("stats by destination: dead"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(backend("stats by destination: dead"))?;
+            for row in rows {
+                let (d, dead) = row.map_err(backend("stats by destination: dead row"))?;
+                out.entry(d).or_default().dead = n(dead);
+            }
+        }
+        tx.commit().map_err(backend("stats by destination: end"))?;
+        Ok(out)
     }
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
