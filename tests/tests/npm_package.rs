@@ -1,10 +1,9 @@
 //! The npm package as a storefront installs it: `npm pack` of `pkg/`, installed
-//! into a fresh project, bundled with esbuild (Vite's own dependency bundler;
-//! Vite itself cannot be installed here with `npm ci`: the registry this
-//! machine reaches lacks rollup's optional platform packages, so npm rejects
-//! any lockfile that includes Vite), served, and run in headless Chromium. The
-//! purchase it tracks must reach the first-party endpoint with the event id the
-//! page got back.
+//! into a fresh Vite project, built with `vite build` (Vite as `cargo xtask
+//! test` installs it into `target/tools/vite`; nothing is fetched here), served,
+//! and run in headless Chromium. Vite must find and emit the wasm module by
+//! itself. The purchase the page tracks must reach the first-party endpoint
+//! with the event id the page got back.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,11 +30,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
 }
 
 #[tokio::test]
-async fn packed_package_works_in_a_fresh_bundled_project() {
+async fn packed_package_works_in_a_fresh_vite_project() {
     let root = root();
     assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
-    let esbuild = root.join("node_modules/.bin/esbuild");
-    assert!(esbuild.exists(), "npm ci installs esbuild (cargo xtask test does)");
+    let vite = root.join("target/tools/vite/node_modules/.bin/vite");
+    assert!(vite.exists(), "cargo xtask test installs Vite into target/tools/vite (missing: {})", vite.display());
     let work = std::env::temp_dir().join(format!("tally-pack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let app = work.join("app");
@@ -48,10 +47,8 @@ async fn packed_package_works_in_a_fresh_bundled_project() {
         .find(|p| p.extension().is_some_and(|e| e == "tgz"))
         .expect("npm pack wrote a tarball");
     std::fs::write(app.join("package.json"), r#"{"name":"vite-consumer","private":true,"type":"module"}"#).unwrap();
-    let dist = app.join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
     std::fs::write(
-        dist.join("index.html"),
+        app.join("index.html"),
         r#"<!doctype html><html><body><p id="out">loading</p><script type="module" src="/main.js"></script></body></html>"#,
     )
     .unwrap();
@@ -67,13 +64,14 @@ document.body.dataset.ready = '1';
     )
     .unwrap();
     run(&app, "npm", &["install", "--no-save", "--no-audit", "--no-fund", "--offline", tgz.to_str().unwrap()]);
-    run(
-        &app,
-        esbuild.to_str().unwrap(),
-        &["main.js", "--bundle", "--format=esm", "--minify", "--outfile=dist/main.js", "--log-level=warning"],
-    );
-    // esbuild leaves `new URL('./tally_web_bg.wasm', import.meta.url)` as is: ship the wasm beside the bundle.
-    std::fs::copy(app.join("node_modules/tally-web/tally_web_bg.wasm"), dist.join("tally_web_bg.wasm")).unwrap();
+    run(&app, vite.to_str().unwrap(), &["build", "--logLevel", "warn"]);
+    let dist = app.join("dist");
+    let assets: Vec<String> = std::fs::read_dir(dist.join("assets"))
+        .expect("vite build wrote dist/assets")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".wasm")), "Vite emitted the wasm module: {assets:?}");
 
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = received.clone();

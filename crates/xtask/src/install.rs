@@ -24,7 +24,37 @@ pub fn wasm_bindgen_version() -> Result<String, String> {
 pub fn all() -> Result<(), String> {
     wasm_toolchain()?;
     apt_packages()?;
-    npm_packages()
+    npm_packages()?;
+    vite()
+}
+
+/// The Vite the npm package test builds a fresh storefront with.
+pub const VITE_VERSION: &str = "8.3.8";
+
+/// Where [`vite`] installs Vite (the package test finds it there).
+pub fn vite_dir() -> std::path::PathBuf {
+    run::root().join("target/tools/vite")
+}
+
+/// Vite at [`VITE_VERSION`] in `target/tools/vite`, outside the workspace's
+/// lockfile: npm resolves Vite's native bundler for this platform only at
+/// install time, so a committed lockfile made on one platform is rejected by
+/// `npm ci` on another. The version is pinned here instead.
+pub fn vite() -> Result<(), String> {
+    let dir = vite_dir();
+    let installed = std::fs::read_to_string(dir.join("node_modules/vite/package.json")).unwrap_or_default();
+    let want = format!("\"version\": \"{VITE_VERSION}\"");
+    if installed.contains(&want) && dir.join("node_modules/.bin/vite").exists() {
+        return Ok(());
+    }
+    println!("install: vite {VITE_VERSION} into target/tools/vite (for the npm package test)");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("package.json"), "{\"private\":true}\n")
+        .map_err(|e| format!("writing package.json: {e}"))?;
+    let spec = format!("vite@{VITE_VERSION}");
+    let mut c = cmd("npm", &["install", "--no-audit", "--no-fund", "--no-package-lock", "--save-exact", &spec]);
+    c.current_dir(&dir);
+    run::step("npm install vite", c)
 }
 
 /// The wasm32 target and the wasm-bindgen CLI at the pinned version.
