@@ -8,8 +8,8 @@ use crate::run;
 /// The target for what a browser downloads (wasm + JS glue), gzip (issue 4).
 pub const BUDGET_GZIP_BYTES: u64 = 20 * 1024;
 /// The enforced ceiling until the target is met: a regression guard that only
-/// ever moves down, towards [`BUDGET_GZIP_BYTES`]. Last measured: 85,048 B gzip,
-/// 72,422 B brotli (the wasm-release profile, talc, compact SHA-256, JS-side
+/// ever moves down, towards [`BUDGET_GZIP_BYTES`]. Last measured: 85,114 B gzip,
+/// 72,540 B brotli (the wasm-release profile, talc, compact SHA-256, JS-side
 /// NFC/lowercasing, one exported method).
 pub const CEILING_GZIP_BYTES: u64 = 84 * 1024;
 
