@@ -273,12 +273,17 @@ impl ServerTracker {
         let visitor_json = stored_visitor(&ctx);
         let mut results: Vec<TrackResult> =
             events.iter().map(|e| TrackResult { event_id: e.id.clone(), destinations: BTreeMap::new() }).collect();
-        for dest in &self.inner.destinations {
-            let outcomes = if only(dest.kind()) {
-                self.deliver_to(dest, &events, &ctx, &visitor_json).await
+        // Every destination at once: a slow or failing one does not hold up the others.
+        let (events, ctx, visitor_json, only) = (&events, &ctx, &visitor_json, &only);
+        let deliveries = self.inner.destinations.iter().map(|dest| async move {
+            if only(dest.kind()) {
+                self.deliver_to(dest, events, ctx, visitor_json).await
             } else {
                 vec![Outcome::Skipped(SkipReason::Unsupported); events.len()]
-            };
+            }
+        });
+        let outcomes = futures_util::future::join_all(deliveries).await;
+        for (dest, outcomes) in self.inner.destinations.iter().zip(outcomes) {
             for (r, o) in results.iter_mut().zip(outcomes) {
                 r.destinations.insert(dest.name().to_owned(), o);
             }

@@ -555,3 +555,31 @@ async fn a_manager_account_mismatch_is_a_permission_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_slow_destination_does_not_hold_up_the_others() {
+    use tally_sandbox::rokt::{ACCOUNT_ID, PUBLIC_KEY, SECRET};
+    let sandbox = Sandbox::new();
+    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let retry = RetryPolicy { timeout: Duration::from_secs(20), ..fast_retry() };
+    let tracker = ServerTracker::builder()
+        .google_ads(ads(&run))
+        .rokt(tally_server::RoktConfig::new(ACCOUNT_ID, PUBLIC_KEY, SECRET).url(run.url("/rokt/v2/events")))
+        .retry(retry)
+        .build()
+        .unwrap();
+    // Google Ads comes first in the tracker's order; one after the other, Rokt
+    // would wait for its slow answer.
+    assert_eq!(tracker.destination_names(), ["google_ads", "rokt"]);
+    sandbox.google_ads.latency.set(Duration::from_secs(4));
+    let env = envelope();
+    let call = tokio::spawn(async move { tracker.from_context(&env).track_purchase(purchase("ORD-SLOW")).await });
+    let started = std::time::Instant::now();
+    while sandbox.rokt.purchases().is_empty() && started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sandbox.rokt.purchases().len(), 1, "Rokt got the purchase while Google Ads was still answering");
+    assert!(sandbox.google_ads.purchases().is_empty(), "Google Ads has not answered yet");
+    let r = call.await.unwrap().unwrap();
+    assert!(r.get("google_ads").unwrap().is_sent() && r.get("rokt").unwrap().is_sent(), "{r:?}");
+}
