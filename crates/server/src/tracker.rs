@@ -15,6 +15,7 @@
 //! A worker that dies mid-send loses both leases; another worker (or the
 //! restarted process) delivers the entry.
 
+use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -44,6 +45,9 @@ pub const LEASE: Duration = Duration::from_secs(30);
 /// Events handed to a destination between two settlements: one request's worth,
 /// so a crash re-sends at most one request (which the destination deduplicates
 /// by event id).
+/// How many (destination, visitor) groups the outbox worker sends at once.
+const WORKER_CONCURRENCY: usize = 8;
+
 fn settle_chunk(kind: DestinationKind) -> usize {
     match kind {
         DestinationKind::Ga4 => tally_core::destinations::ga4::MAX_EVENTS,
@@ -537,17 +541,22 @@ async fn worker(weak: Weak<Inner>) {
                 }
             }
         }
-        for ((dest_name, visitor_json), pending) in groups {
-            let dest = tracker.inner.destinations.iter().find(|d| d.name() == dest_name);
-            let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
-                for p in pending {
-                    let _ = tracker.inner.outbox.dead(&p.id, "destination no longer configured");
-                    tracker.inner.metrics.dropped(&dest_name, "not_configured");
-                }
-                continue;
-            };
-            tracker.attempt(dest, pending, &ctx).await;
-        }
+        // Groups go out a few at a time, so one destination timing out does not
+        // hold up the retries of the others.
+        let shared = &tracker;
+        futures_util::stream::iter(groups)
+            .for_each_concurrent(WORKER_CONCURRENCY, |((dest_name, visitor_json), pending)| async move {
+                let dest = shared.inner.destinations.iter().find(|d| d.name() == dest_name);
+                let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
+                    for p in pending {
+                        let _ = shared.inner.outbox.dead(&p.id, "destination no longer configured");
+                        shared.inner.metrics.dropped(&dest_name, "not_configured");
+                    }
+                    return;
+                };
+                shared.attempt(dest, pending, &ctx).await;
+            })
+            .await;
         let poll = tracker.inner.poll;
         if busy {
             drop(tracker);
