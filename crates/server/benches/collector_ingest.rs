@@ -1,7 +1,10 @@
 //! Collector ingest on loopback: accepted events per second and request latency
 //! at fixed concurrency levels, with the in-memory store, with the SQLite
 //! outbox, and beside a bare axum handler that only reads the body (this
-//! machine's ceiling). Destinations are the local GA4 sandbox.
+//! machine's ceiling). Destinations are the local GA4 sandbox. Then the SQLite
+//! outbox with `deliver_inline = false` (the answer comes once the events are
+//! in the outbox), each cell followed by the time the worker took to deliver
+//! the backlog.
 //!
 //! Run: `cargo bench -p tally-server --bench collector_ingest` (bounded: about
 //! 3 s per cell, loopback only; it stops by itself).
@@ -21,6 +24,8 @@ use tally_server::store::sqlite::SqliteStore;
 use tally_server::{Ga4Config, ServerTracker};
 
 const EVENTS_PER_REQUEST: usize = 10;
+/// Request numbers, never reused across cells: every event is new to every store.
+static SEQ: AtomicU64 = AtomicU64::new(0);
 const SECONDS: u64 = 3;
 
 async fn serve(app: Router) -> String {
@@ -48,14 +53,13 @@ struct Cell {
 
 async fn load(url: &str, concurrency: usize) -> Cell {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-    let seq = Arc::new(AtomicU64::new(0));
+    let seq = &SEQ;
     let deadline = Instant::now() + Duration::from_secs(SECONDS);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let http = http.clone();
         let url = url.to_owned();
-        let seq = seq.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut accepted = 0usize;
@@ -102,6 +106,9 @@ fn collector_config() -> CollectorConfig {
     }
 }
 
+/// The most a backlog may take to drain before the bench stops waiting.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
 #[tokio::main]
 async fn main() {
     let sandbox = Sandbox::new();
@@ -123,8 +130,10 @@ async fn main() {
         "| concurrency | bare axum (ceiling) ev/s | memory store ev/s | p50 ms | p99 ms | SQLite outbox ev/s | p50 ms | p99 ms | SQLite / ceiling |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut ceilings = Vec::new();
     for c in [1usize, 8, 32] {
         let b = load(&bare, c).await;
+        ceilings.push((c, b.events_per_sec));
         let m = load(&memory, c).await;
         let s = load(&sqlite_url, c).await;
         println!(
@@ -137,6 +146,35 @@ async fn main() {
             s.p50_ms,
             s.p99_ms,
             s.events_per_sec / b.events_per_sec
+        );
+    }
+    let queued_db = SqliteStore::open(dir.join("queued.db"), 10_000_000).unwrap();
+    let queued_tracker = ServerTracker::builder().ga4(ga4_cfg()).durable(Arc::new(queued_db)).build().unwrap();
+    let queued_url =
+        serve(router(queued_tracker.clone(), CollectorConfig { deliver_inline: false, ..collector_config() })).await;
+    println!();
+    println!(
+        "SQLite outbox with `deliver_inline = false`: the answer comes once the events are in the outbox; the worker delivers them after"
+    );
+    println!(
+        "| concurrency | ev/s answered | p50 ms | p99 ms | ÷ ceiling (row above) | backlog delivered in s | delivered ev/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (c, ceiling) in ceilings {
+        let before = sandbox.ga4.events().len();
+        let q = load(&queued_url, c).await;
+        let started = Instant::now();
+        let report = queued_tracker.flush(DRAIN_LIMIT).await;
+        let drained = started.elapsed().as_secs_f64();
+        let sent = sandbox.ga4.events().len() - before;
+        println!(
+            "| {c} | {:.0} | {:.2} | {:.2} | {:.2} | {}{drained:.1} | {:.0} |",
+            q.events_per_sec,
+            q.p50_ms,
+            q.p99_ms,
+            q.events_per_sec / ceiling,
+            if report.complete { "" } else { "over " },
+            sent as f64 / (SECONDS as f64 + drained)
         );
     }
     let delivered = sandbox.ga4.events().len();

@@ -76,6 +76,13 @@ pub struct CollectorConfig {
     pub visitor_cookie_days: Option<u32>,
     /// Also serve Prometheus metrics at `GET /metrics`.
     pub metrics: bool,
+    /// `true` (the default): a request returns after one delivery attempt per
+    /// destination, so the browser hears about duplicates. `false`: it returns
+    /// as soon as the events are in the outbox and the background worker
+    /// delivers them, in batches; far more requests per second and a faster
+    /// answer to the browser, with the same durability (a duplicate is then
+    /// dropped by the worker instead of being reported).
+    pub deliver_inline: bool,
 }
 
 impl Default for CollectorConfig {
@@ -93,6 +100,7 @@ impl Default for CollectorConfig {
             truncate_ip: true,
             visitor_cookie_days: Some(365),
             metrics: false,
+            deliver_inline: true,
         }
     }
 }
@@ -401,8 +409,24 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             }
         }
     }
-    let delivered = state.tracker.deliver(valid, &visitor).await;
     let mut refused = false;
+    if !state.config.deliver_inline {
+        let status = match state.tracker.admit(&valid, &visitor) {
+            Ok(true) => "accepted",
+            Ok(false) => "consent_denied",
+            // The outbox is full: nothing durable happened; the browser keeps the events.
+            Err(_) => {
+                refused = true;
+                "accepted"
+            }
+        };
+        for (pos, e) in positions.iter().zip(&valid) {
+            results[*pos] = Some(EventResult { event_id: e.id.as_str().to_owned(), status, field: None, reason: None });
+        }
+        positions.clear();
+        valid.clear();
+    }
+    let delivered = if valid.is_empty() { Vec::new() } else { state.tracker.deliver(valid, &visitor).await };
     for (pos, r) in positions.into_iter().zip(delivered) {
         let outcomes: Vec<&Outcome> = r.destinations.values().collect();
         let all = |f: &dyn Fn(&Outcome) -> bool| !outcomes.is_empty() && outcomes.iter().all(|o| f(o));

@@ -275,6 +275,10 @@ pub struct CollectorSection {
     /// Serve `/metrics`.
     #[serde(default)]
     pub metrics: bool,
+    /// Wait for one delivery attempt before answering (default true); `false`
+    /// answers once the events are in the outbox (see
+    /// [`CollectorConfig::deliver_inline`]).
+    pub deliver_inline: Option<bool>,
 }
 
 /// `[ga4]`.
@@ -488,6 +492,7 @@ impl TallyConfig {
             trust_forwarded_for: c.trust_forwarded_for,
             truncate_ip: c.truncate_ip.unwrap_or(true),
             metrics: c.metrics,
+            deliver_inline: c.deliver_inline.unwrap_or(d.deliver_inline),
             ..d
         })
     }

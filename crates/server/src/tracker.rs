@@ -36,7 +36,7 @@ use crate::input::{
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::retry::RetryPolicy;
-use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, idempotency_key};
+use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, StoreError, idempotency_key};
 
 /// How long a sender holds an idempotency key or an outbox entry before
 /// another worker may take over (a crashed worker's work resumes after this).
@@ -295,6 +295,43 @@ impl ServerTracker {
         results
     }
 
+    /// Writes `events` to the outbox for every destination consent allows, due
+    /// at once, and wakes the worker, which delivers them; nothing is sent here.
+    /// `Ok(true)` when some destination took them, `Ok(false)` when consent
+    /// refused them everywhere, `Err` when the outbox refused the whole batch
+    /// (full). The collector's outbox mode.
+    pub(crate) fn admit(&self, events: &[Event], visitor: &Visitor) -> Result<bool, StoreError> {
+        self.ensure_worker();
+        let ctx = self.delivery_context(visitor);
+        let visitor_json = stored_visitor(&ctx);
+        let now = now_ms();
+        let mut entries = Vec::new();
+        let mut taken = Vec::new();
+        for dest in &self.inner.destinations {
+            if ctx.consent.policy(dest.kind()).send.is_err() {
+                for _ in events {
+                    self.inner.metrics.dropped(dest.name(), "consent_denied");
+                }
+                continue;
+            }
+            taken.push(dest.name());
+            entries.extend(outbox_entries(dest, events, &visitor_json, now));
+        }
+        if entries.is_empty() {
+            return Ok(!taken.is_empty());
+        }
+        if let Err(e) = self.inner.outbox.enqueue(&entries) {
+            for name in taken {
+                for _ in events {
+                    self.inner.metrics.dropped(name, "queue_full");
+                }
+            }
+            return Err(e);
+        }
+        self.inner.wake.notify_one();
+        Ok(true)
+    }
+
     async fn deliver_to(
         &self,
         dest: &Destination,
@@ -308,20 +345,8 @@ impl ServerTracker {
             }
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
-        let now = now_ms();
-        let entries: Vec<OutboxEntry> = events
-            .iter()
-            .map(|e| OutboxEntry {
-                destination: dest.name().to_owned(),
-                key: idempotency_key(dest.name(), e.name.as_str(), e.id.as_str()),
-                event_json: e.to_json(),
-                visitor_json: visitor_json.to_owned(),
-                attempts: 0,
-                // Not due for the worker while this call makes the first attempt.
-                next_attempt_at_ms: now + self.inner.lease.as_millis() as i64,
-                last_error: None,
-            })
-            .collect();
+        // Not due for the worker while this call makes the first attempt.
+        let entries = outbox_entries(dest, events, visitor_json, now_ms() + self.inner.lease.as_millis() as i64);
         let ids = match self.inner.outbox.enqueue(&entries) {
             Ok(ids) => ids,
             Err(e) => {
@@ -473,6 +498,22 @@ impl ServerTracker {
 
 /// What the outbox keeps about a visitor: the envelope form (user data already
 /// hashed, never raw) plus IP and user agent.
+/// The outbox entries of `events` for `dest`, due at `due_at_ms`.
+fn outbox_entries(dest: &Destination, events: &[Event], visitor_json: &str, due_at_ms: i64) -> Vec<OutboxEntry> {
+    events
+        .iter()
+        .map(|e| OutboxEntry {
+            destination: dest.name().to_owned(),
+            key: idempotency_key(dest.name(), e.name.as_str(), e.id.as_str()),
+            event_json: e.to_json(),
+            visitor_json: visitor_json.to_owned(),
+            attempts: 0,
+            next_attempt_at_ms: due_at_ms,
+            last_error: None,
+        })
+        .collect()
+}
+
 fn stored_visitor(ctx: &DeliveryContext) -> String {
     let env = ContextEnvelope {
         created_at_ms: ctx.now_ms,

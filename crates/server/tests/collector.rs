@@ -19,6 +19,10 @@ struct Harness {
 }
 
 async fn harness(rate_per_ip: u32) -> Harness {
+    harness_with(rate_per_ip, true).await
+}
+
+async fn harness_with(rate_per_ip: u32, deliver_inline: bool) -> Harness {
     let sandbox = Sandbox::new();
     let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
     let tracker = ServerTracker::builder()
@@ -33,6 +37,7 @@ async fn harness(rate_per_ip: u32) -> Harness {
         burst_per_ip: rate_per_ip,
         max_body_bytes: 32 * 1024,
         metrics: true,
+        deliver_inline,
         ..CollectorConfig::default()
     };
     let app = router(tracker, config);
@@ -218,4 +223,39 @@ async fn rate_limit_per_ip() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
     assert!(codes.contains(&429));
+}
+
+#[tokio::test]
+async fn in_outbox_mode_the_answer_comes_before_delivery_and_the_worker_delivers_once() {
+    let h = harness_with(1000, false).await;
+    // GA4 is down: an inline collector would wait for the failed attempt; this one
+    // answers as soon as the events are in the outbox.
+    h.sandbox.ga4.faults.set(tally_sandbox::Mode::Down);
+    let body = batch(json!([purchase("Q-1"), {"name":"add_to_cart","currency":"EURO"}]), GRANTED).to_string();
+    let r = h.post(body.clone(), "application/json", Some(ORIGIN)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["status"], "accepted");
+    assert_eq!(v["results"][1]["status"], "invalid", "validation still answers at once");
+    assert!(h.sandbox.ga4.purchases().is_empty());
+    // The browser sends the batch again (its answer was lost): still accepted.
+    let v: Value = h.post(body, "text/plain", Some(ORIGIN)).await.json().await.unwrap();
+    assert_eq!(v["results"][0]["status"], "accepted");
+    h.sandbox.ga4.faults.set(tally_sandbox::Mode::Up);
+    let started = std::time::Instant::now();
+    while h.sandbox.ga4.purchases().is_empty() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.sandbox.ga4.purchases().len(), 1, "delivered by the worker, once");
+    // Consent is still enforced before anything is written.
+    let denied =
+        r#"{"ad_storage":"denied","analytics_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"}"#;
+    let v: Value = h
+        .post(batch(json!([purchase("Q-2")]), denied).to_string(), "application/json", Some(ORIGIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["results"][0]["status"], "consent_denied");
 }
