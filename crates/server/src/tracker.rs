@@ -15,7 +15,6 @@
 //! A worker that dies mid-send loses both leases; another worker (or the
 //! restarted process) delivers the entry.
 
-use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -45,9 +44,6 @@ pub const LEASE: Duration = Duration::from_secs(30);
 /// Events handed to a destination between two settlements: one request's worth,
 /// so a crash re-sends at most one request (which the destination deduplicates
 /// by event id).
-/// How many (destination, visitor) groups the outbox worker sends at once.
-const WORKER_CONCURRENCY: usize = 8;
-
 fn settle_chunk(kind: DestinationKind) -> usize {
     match kind {
         DestinationKind::Ga4 => tally_core::destinations::ga4::MAX_EVENTS,
@@ -395,7 +391,7 @@ impl ServerTracker {
             }
         }
         // Settle after every request-sized chunk, so a crash re-sends at most one
-        // request's worth of events (the destinations deduplicate those by event id).
+        // request's worth of events per destination (which deduplicates them by event id).
         let single = RetryPolicy { max_attempts: 1, ..inner.retry };
         for chunk in to_send.chunks(settle_chunk(dest.kind()).max(1)) {
             let batch: Vec<Event> = chunk.iter().map(|&i| pending[i].event.clone()).collect();
@@ -582,22 +578,28 @@ async fn worker(weak: Weak<Inner>) {
                 }
             }
         }
-        // Groups go out a few at a time, so one destination timing out does not
-        // hold up the retries of the others.
+        // Destinations are served at once, so one that times out does not hold up
+        // the others' retries; within a destination the groups go one after the
+        // other, so a crash re-sends at most one request's worth per destination.
+        let mut by_destination: BTreeMap<String, Vec<(String, Vec<Pending>)>> = BTreeMap::new();
+        for ((dest_name, visitor_json), pending) in groups {
+            by_destination.entry(dest_name).or_default().push((visitor_json, pending));
+        }
         let shared = &tracker;
-        futures_util::stream::iter(groups)
-            .for_each_concurrent(WORKER_CONCURRENCY, |((dest_name, visitor_json), pending)| async move {
+        let deliveries = by_destination.into_iter().map(|(dest_name, groups)| async move {
+            for (visitor_json, pending) in groups {
                 let dest = shared.inner.destinations.iter().find(|d| d.name() == dest_name);
                 let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
                     for p in pending {
                         let _ = shared.inner.outbox.dead(&p.id, "destination no longer configured");
                         shared.inner.metrics.dropped(&dest_name, "not_configured");
                     }
-                    return;
+                    continue;
                 };
                 shared.attempt(dest, pending, &ctx).await;
-            })
-            .await;
+            }
+        });
+        futures_util::future::join_all(deliveries).await;
         let poll = tracker.inner.poll;
         if busy {
             drop(tracker);
