@@ -51,7 +51,12 @@ impl Metrics {
 
     /// One event for `destination` dropped for `reason` (a stable snake_case code).
     pub fn dropped(&self, destination: &str, reason: &'static str) {
-        self.count(destination, |c| *c.dropped.entry(reason).or_default() += 1);
+        self.dropped_n(destination, reason, 1);
+    }
+
+    /// `n` events for `destination` dropped for `reason`.
+    pub fn dropped_n(&self, destination: &str, reason: &'static str, n: usize) {
+        self.count(destination, |c| *c.dropped.entry(reason).or_default() += n as u64);
     }
 
     /// Every destination's counters.

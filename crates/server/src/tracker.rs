@@ -305,9 +305,7 @@ impl ServerTracker {
         let mut taken = Vec::new();
         for dest in &self.inner.destinations {
             if ctx.consent.policy(dest.kind()).send.is_err() {
-                for _ in events {
-                    self.inner.metrics.dropped(dest.name(), "consent_denied");
-                }
+                self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
                 continue;
             }
             taken.push(dest.name());
@@ -318,9 +316,7 @@ impl ServerTracker {
         }
         if let Err(e) = self.inner.outbox.enqueue(&entries) {
             for name in taken {
-                for _ in events {
-                    self.inner.metrics.dropped(name, "queue_full");
-                }
+                self.inner.metrics.dropped_n(name, "queue_full", events.len());
             }
             return Err(e);
         }
@@ -336,9 +332,7 @@ impl ServerTracker {
         visitor_json: &str,
     ) -> Vec<Outcome> {
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
-            for _ in events {
-                self.inner.metrics.dropped(dest.name(), "consent_denied");
-            }
+            self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
         // Not due for the worker while this call makes the first attempt.
@@ -346,9 +340,7 @@ impl ServerTracker {
         let ids = match self.inner.outbox.enqueue(&entries) {
             Ok(ids) => ids,
             Err(e) => {
-                for _ in events {
-                    self.inner.metrics.dropped(dest.name(), "queue_full");
-                }
+                self.inner.metrics.dropped_n(dest.name(), "queue_full", events.len());
                 return vec![Outcome::Failed(DeliveryError::Refused(e.to_string())); events.len()];
             }
         };
@@ -382,11 +374,8 @@ impl ServerTracker {
                 }
                 Claim::Unavailable => {
                     // Cannot tell whether it was delivered: send nothing, try again later.
-                    let at = now_ms() + inner.retry.delay(p.attempt, None).as_millis() as i64;
-                    let error = DeliveryError::StoreUnavailable;
-                    let _ = inner.outbox.retry(&p.id, at, &error.to_string());
-                    inner.metrics.retried(dest.name());
-                    out[i] = Some(Outcome::Queued { error });
+                    let wait = inner.retry.delay(p.attempt, None);
+                    out[i] = Some(self.reschedule(dest.name(), p, wait, DeliveryError::StoreUnavailable));
                 }
             }
         }
@@ -426,25 +415,17 @@ impl ServerTracker {
                     inner.metrics.dropped(dest, "retries_exhausted");
                     Outcome::Failed(DeliveryError::RetriesExhausted { attempts: p.attempt, last: Box::new(e) })
                 } else {
-                    let at = now_ms() + inner.retry.delay(p.attempt, e.retry_after()).as_millis() as i64;
-                    let _ = inner.outbox.retry(&p.id, at, &e.to_string());
-                    inner.metrics.retried(dest);
-                    Outcome::Queued { error: e }
+                    self.reschedule(dest, p, inner.retry.delay(p.attempt, e.retry_after()), e)
                 }
-            }
-            // Refused only for being too recent: keep it until it can be accepted.
-            Outcome::Failed(e) | Outcome::Queued { error: e }
-                if p.attempt < inner.retry.max_attempts && e.too_recent_wait().is_some() =>
-            {
-                inner.store.release(&p.key);
-                let wait = e.too_recent_wait().unwrap_or_default();
-                let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-                let _ = inner.outbox.retry(&p.id, at, &e.to_string());
-                inner.metrics.retried(dest);
-                Outcome::Queued { error: e }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } => {
                 inner.store.release(&p.key);
+                // Refused only for being too recent: keep it until it can be accepted.
+                if p.attempt < inner.retry.max_attempts
+                    && let Some(wait) = e.too_recent_wait()
+                {
+                    return self.reschedule(dest, p, wait, e);
+                }
                 let _ = inner.outbox.dead(&p.id, &e.to_string());
                 inner.metrics.dropped(dest, "rejected");
                 Outcome::Failed(e)
@@ -456,6 +437,14 @@ impl ServerTracker {
                 Outcome::Skipped(r)
             }
         }
+    }
+
+    /// Puts `p` back in the outbox, due after `wait`, and reports it queued.
+    fn reschedule(&self, dest: &str, p: &Pending, wait: Duration, error: DeliveryError) -> Outcome {
+        let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        let _ = self.inner.outbox.retry(&p.id, at, &error.to_string());
+        self.inner.metrics.retried(dest);
+        Outcome::Queued { error }
     }
 
     fn delivery_context(&self, v: &Visitor) -> DeliveryContext {
@@ -492,8 +481,6 @@ impl ServerTracker {
     }
 }
 
-/// What the outbox keeps about a visitor: the envelope form (user data already
-/// hashed, never raw) plus IP and user agent.
 /// The outbox entries of `events` for `dest`, due at `due_at_ms`.
 fn outbox_entries(dest: &Destination, events: &[Event], visitor_json: &str, due_at_ms: i64) -> Vec<OutboxEntry> {
     events
@@ -510,6 +497,8 @@ fn outbox_entries(dest: &Destination, events: &[Event], visitor_json: &str, due_
         .collect()
 }
 
+/// What the outbox keeps about a visitor: the envelope form (user data already
+/// hashed, never raw) plus IP and user agent.
 fn stored_visitor(ctx: &DeliveryContext) -> String {
     let env = ContextEnvelope {
         created_at_ms: ctx.now_ms,
