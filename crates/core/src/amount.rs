@@ -1,6 +1,7 @@
 //! Exact monetary amounts.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// Fixed-point scale: amounts are whole millionths of a currency unit.
 const SCALE: i64 = 1_000_000;
@@ -55,7 +56,7 @@ impl Amount {
         if v.abs() > MAX_UNITS as f64 {
             return Err(Error::Invalid { field: "value", reason: "amount out of range" });
         }
-        Amount::from_micros((v * SCALE as f64).round() as i64)
+        Amount::from_micros(round_half_away(v * SCALE as f64))
     }
 
     /// Parses a plain decimal string (`"30.03"`, `"-5"`, `"0.000001"`) exactly.
@@ -202,6 +203,21 @@ impl<'de> serde::Deserialize<'de> for Amount {
     }
 }
 
+/// `f64::round` for values within ±2^63, without `std` (the browser build has no libm):
+/// rounds half away from zero. The subtraction is exact: the truncated part and
+/// `x` share an exponent range where every integer is representable.
+fn round_half_away(x: f64) -> i64 {
+    let whole = x as i64;
+    let frac = x - whole as f64;
+    if frac >= 0.5 {
+        whole + 1
+    } else if frac <= -0.5 {
+        whole - 1
+    } else {
+        whole
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +264,16 @@ mod tests {
         #[test]
         fn parse_never_panics(s in ".{0,40}") {
             let _ = Amount::parse(&s);
+        }
+
+        /// The no-std rounding used by `from_f64` agrees with `f64::round` over
+        /// the whole accepted range, halves and negative values included.
+        #[test]
+        fn rounding_matches_std(v in -1e18f64..1e18f64, half in -1_000_000_000_000i64..1_000_000_000_000i64) {
+            prop_assert_eq!(round_half_away(v), v.round() as i64);
+            let h = half as f64 + 0.5;
+            prop_assert_eq!(round_half_away(h), h.round() as i64);
+            prop_assert_eq!(round_half_away(-h), (-h).round() as i64);
         }
 
         #[test]

@@ -1,5 +1,6 @@
 //! Ad click identifiers: Google (gclid, gbraid, wbraid), Meta (fbc, fbp), TikTok (ttclid), Rokt (rtid).
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

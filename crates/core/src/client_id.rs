@@ -1,6 +1,7 @@
 //! The GA4 client id, read from `_ga` or minted in the same format.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// A GA4 client id: `<random>.<first-seen unix seconds>`, e.g. `1958185836.1757409569`.
 ///

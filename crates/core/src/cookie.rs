@@ -1,5 +1,7 @@
 //! Reading cookie headers (`Cookie:` on the server, `document.cookie` in the browser).
 
+use crate::prelude::*;
+
 /// All values of cookie `name` in a cookie string, trimmed, in order.
 /// Empty values are skipped; nothing here can fail.
 pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

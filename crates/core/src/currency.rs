@@ -1,6 +1,7 @@
 //! ISO 4217 currency codes.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// Active ISO 4217 alphabetic codes (2026 list, including X-codes used for
 /// precious metals and testing), three letters each, sorted.
@@ -70,7 +71,7 @@ impl serde::Serialize for Currency {
 
 impl<'de> serde::Deserialize<'de> for Currency {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let s = <alloc::borrow::Cow<'de, str>>::deserialize(d)?;
         Currency::parse(&s).map_err(serde::de::Error::custom)
     }
 }

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::event_id::EventId;
 use crate::ids::{UserId, VisitorId};
 use crate::json::ObjectWriter;
+use crate::prelude::*;
 use crate::user_data::{HashedUserData, UserData};
 
 /// Largest envelope accepted, in bytes of JSON.

@@ -1,5 +1,7 @@
 //! The one error type of `tally-core`.
 
+use crate::prelude::*;
+
 /// What was wrong with an input, naming the field so the caller knows what to fix.
 ///
 /// Every parser and builder in the core returns this instead of panicking.

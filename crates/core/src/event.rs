@@ -1,6 +1,7 @@
 //! The canonical event: what a browser or a backend reports, before any destination shapes it.
 
-use std::collections::BTreeMap;
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
 
 use crate::amount::Amount;
 use crate::currency::Currency;

@@ -1,5 +1,6 @@
 //! Event ids: deterministic for transactions, time-ordered and random for the rest.
 
+use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};

@@ -1,6 +1,7 @@
 //! Event names: the GA4 recommended events Tally knows, and validated custom names.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// An event name.
 ///

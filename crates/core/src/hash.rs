@@ -11,6 +11,7 @@
 //! input unchanged: the caller must pass NFC text, which the browser gets for
 //! free from `String.prototype.normalize('NFC')` before handing values to the core.
 
+use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

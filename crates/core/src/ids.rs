@@ -3,6 +3,7 @@
 use crate::error::{Result, bounded_text};
 use crate::event_id::EventId;
 use crate::event_name::EventName;
+use crate::prelude::*;
 
 /// Longest transaction id accepted (GA4 caps parameter values at 100 characters).
 pub const MAX_TRANSACTION_ID: usize = 100;

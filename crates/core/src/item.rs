@@ -1,5 +1,6 @@
 //! Items (products) carried by ecommerce events, with the GA4 item fields.
 
+use crate::prelude::*;
 use serde::Deserialize;
 
 use crate::amount::Amount;

@@ -4,6 +4,8 @@
 //! It writes compact JSON with keys in the order they are given. Strings are
 //! escaped per RFC 8259; numbers are integers or fixed-point decimals.
 
+use crate::prelude::*;
+
 /// Appends the decimal digits of `n`.
 pub fn push_u64(out: &mut String, mut n: u64) {
     let mut buf = [0u8; 20];

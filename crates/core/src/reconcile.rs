@@ -6,7 +6,8 @@
 //! serde) and a delivery log ([`Delivery`], one row per event a destination
 //! received). [`reconcile`] gives one [`ReconcileRow`] per destination and currency.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 

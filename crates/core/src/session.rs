@@ -1,6 +1,7 @@
 //! The GA4 session, read from the `_ga_<stream>` cookie (GS1 and GS2 formats).
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// A GA4 session: its id (the session start in Unix seconds) and number.
 ///

@@ -1,6 +1,7 @@
 //! Time formats each destination wants, computed from Unix milliseconds (no clock here).
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

@@ -5,6 +5,7 @@
 //! into one [`HashedUserData`] holding each destination family's own
 //! normalisation (Google and Meta differ: destinations.md §1.2).
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::json::ObjectWriter;

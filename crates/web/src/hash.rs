@@ -4,6 +4,8 @@
 //! `hashUserData`). Strings are put in NFC by the browser first
 //! (`String.prototype.normalize`).
 
+use alloc::string::String;
+
 use js_sys::JsString;
 use tally_core::browser::input;
 use tally_core::normalize::NormalizeOptions;

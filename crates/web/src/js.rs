@@ -3,6 +3,8 @@
 //! function degrades to a no-op (or `None`) when the API is missing or throws
 //! (private mode, sandboxed iframes, storage disabled).
 
+use alloc::{boxed::Box, string::String};
+
 use js_sys::{Array, JsString};
 use tally_core::browser::input::Value;
 use wasm_bindgen::JsCast;

@@ -29,6 +29,19 @@
 //! [wasm-bindgen]: https://rustwasm.github.io/docs/wasm-bindgen/
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+/// Without `std` (the npm package's build) a panic traps: the wasm carries no
+/// panic message, location or formatting code. Inputs never panic (they come
+/// back as typed errors); a trap would be a bug, reported by the JS engine as a
+/// `RuntimeError: unreachable`.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 /// The global allocator: talc instead of std's dlmalloc, a few KiB less of wasm.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]

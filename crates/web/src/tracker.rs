@@ -8,8 +8,10 @@
 //! POSTed to the collector, retried with backoff, flushed with `sendBeacon`
 //! when the page is hidden. Every decision on the way is the core's.
 
-use std::cell::{RefCell, RefMut};
-use std::rc::Rc;
+use alloc::{borrow::ToOwned, string::String, vec, vec::Vec};
+
+use alloc::rc::Rc;
+use core::cell::{RefCell, RefMut};
 
 use js_sys::{Array, Promise};
 use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
@@ -329,12 +331,12 @@ impl Inner {
         let now_persist = self.persist(&s);
         if !was_persist && now_persist {
             let mut q = queue::decode(&js::storage_get(Q_KEY).unwrap_or_default());
-            for e in std::mem::take(&mut s.mem) {
+            for e in core::mem::take(&mut s.mem) {
                 queue::push_unique(&mut q, e);
             }
             self.save(&mut s, q);
             let sent =
-                queue::sent_merge(&js::storage_get(SENT_KEY).unwrap_or_default(), &std::mem::take(&mut s.sent_mem));
+                queue::sent_merge(&js::storage_get(SENT_KEY).unwrap_or_default(), &core::mem::take(&mut s.sent_mem));
             if !sent.is_empty() {
                 js::storage_set(SENT_KEY, &sent);
             }
@@ -362,7 +364,7 @@ impl Inner {
             }
             self.save(&mut s, Vec::new());
         }
-        let pending = if after.is_decided() { std::mem::take(&mut s.pending) } else { Vec::new() };
+        let pending = if after.is_decided() { core::mem::take(&mut s.pending) } else { Vec::new() };
         drop(s);
         self.report(drops);
         js::call_global("gtag", &["consent".into(), "update".into(), forward]);
@@ -432,11 +434,11 @@ impl Inner {
             return self.pump();
         }
         s.draining = false;
-        let waiters = std::mem::take(&mut s.waiters);
+        let waiters = core::mem::take(&mut s.waiters);
         drop(s);
         let left = JsValue::from_f64(self.queue_len() as f64);
         for w in waiters {
-            js::apply(&w, &JsValue::UNDEFINED, std::slice::from_ref(&left));
+            js::apply(&w, &JsValue::UNDEFINED, core::slice::from_ref(&left));
         }
     }
 

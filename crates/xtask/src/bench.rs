@@ -29,37 +29,6 @@ const PEERS: [(&str, &str, bool); 5] = [
     ("@plausible-analytics/tracker", "package/plausible.js", false),
 ];
 
-fn node_sizes(file: &Path) -> Result<(u64, u64, u64), String> {
-    let script = "const z=require('zlib'),fs=require('fs');const b=fs.readFileSync(process.argv[1]);\
-        const g=z.gzipSync(b,{level:9}).length;const r=z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length;\
-        process.stdout.write(b.length+' '+g+' '+r)";
-    let out = run::output(Command::new("node").args(["-e", script]).arg(file))
-        .ok_or_else(|| format!("measuring {}", file.display()))?;
-    let n: Vec<u64> = out.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    match n.as_slice() {
-        [a, b, c] => Ok((*a, *b, *c)),
-        _ => Err(format!("measuring {}: {out}", file.display())),
-    }
-}
-
-fn minify(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
-    let mut c = Command::new(root.join("node_modules/.bin/esbuild"));
-    c.arg(src).arg("--minify").arg("--log-level=error").arg(format!("--outfile={}", dst.display()));
-    if src.extension().is_some_and(|e| e == "txt") {
-        c.arg("--loader:.txt=js");
-    }
-    run::step(&format!("esbuild --minify {}", src.display()), c)
-}
-
-fn sum(files: &[PathBuf]) -> Result<(u64, u64, u64), String> {
-    let mut t = (0, 0, 0);
-    for f in files {
-        let (a, b, c) = node_sizes(f)?;
-        t = (t.0 + a, t.1 + b, t.2 + c);
-    }
-    Ok(t)
-}
-
 /// The directory `npm pack` + `tar` unpacked peer `name` into, and its version.
 fn peer_dir(peers: &Path, name: &str) -> Result<(PathBuf, String), String> {
     let stem = name.trim_start_matches('@').replace('/', "-");
@@ -76,15 +45,10 @@ fn peer_dir(peers: &Path, name: &str) -> Result<(PathBuf, String), String> {
     Ok((dir, version))
 }
 
-fn sizes(root: &Path, work: &Path) -> Result<Vec<Bundle>, String> {
+fn sizes(root: &Path, work: &Path, tally: pkg::Sizes) -> Result<Vec<Bundle>, String> {
     let mut out = Vec::new();
     // Tally: the wasm plus its JS glue and entry, the JS minified as a site's bundler would.
-    let pkg_dir = root.join("pkg");
-    let glue = work.join("tally_web.min.js");
-    let entry = work.join("tally_index.min.js");
-    minify(root, &pkg_dir.join("tally_web.js"), &glue)?;
-    minify(root, &pkg_dir.join("index.js"), &entry)?;
-    let (raw, gzip, brotli) = sum(&[pkg_dir.join("tally_web_bg.wasm"), glue, entry])?;
+    let pkg::Sizes { raw, gzip, brotli } = tally;
     out.push(Bundle {
         name: "tally-web (this repo)".into(),
         file: "tally_web_bg.wasm + tally_web.js + index.js".into(),
@@ -113,10 +77,10 @@ fn sizes(root: &Path, work: &Path) -> Result<Vec<Bundle>, String> {
         let mut path = dir.join(file);
         if needs_minify {
             let min = dir.join("bench.min.js");
-            minify(root, &path, &min)?;
+            pkg::minify(root, &path, &min)?;
             path = min;
         }
-        let (raw, gzip, brotli) = node_sizes(&path)?;
+        let pkg::Sizes { raw, gzip, brotli } = pkg::file_sizes(&path)?;
         out.push(Bundle {
             name: format!("{name} {version}"),
             file: format!("{file}{}", if needs_minify { " (esbuild --minify)" } else { "" }),
@@ -191,8 +155,8 @@ pub fn all() -> Result<(), String> {
     let root = run::root();
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    pkg::build()?;
-    let bundles = sizes(&root, &work)?;
+    let package = pkg::build()?;
+    let bundles = sizes(&root, &work, package.downloaded)?;
     let (segment_next, segment_next_version) = peer_dir(&work.join("peers"), "@segment/analytics-next")?;
     let (node_modules, segment_node_version) = node_peers(&work)?;
     let core = capture(

@@ -60,6 +60,21 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    run::step(
+        "cargo clippy (wasm32, the npm package's no_std build)",
+        run::cargo(&[
+            "clippy",
+            "-p",
+            "tally-web",
+            "--no-default-features",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--lib",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     let mut docs = run::cargo(&["doc", "--workspace", "--no-deps"]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
     run::step("cargo doc (broken links and doc warnings fail)", docs)?;

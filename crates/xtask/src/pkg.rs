@@ -8,37 +8,51 @@ use crate::run;
 /// The target for what a browser downloads (wasm + JS glue), gzip (issue 4).
 pub const BUDGET_GZIP_BYTES: u64 = 20 * 1024;
 /// The enforced ceiling until the target is met: a regression guard that only
-/// ever moves down, towards [`BUDGET_GZIP_BYTES`]. Last measured: 85,114 B gzip,
-/// 72,540 B brotli (the wasm-release profile, talc, compact SHA-256, JS-side
-/// NFC/lowercasing, one exported method).
-pub const CEILING_GZIP_BYTES: u64 = 84 * 1024;
+/// ever moves down, towards [`BUDGET_GZIP_BYTES`], on the as-downloaded figure.
+/// Last measured: 80,240 B gzip, 67,723 B brotli (no_std wasm, minified JS).
+pub const CEILING_GZIP_BYTES: u64 = 80 * 1024;
 
-/// Measured sizes of the built package.
-pub struct PackageSize {
-    /// wasm + glue, raw bytes.
+/// Sizes of one set of files.
+#[derive(Clone, Copy, Default)]
+pub struct Sizes {
+    /// Raw bytes.
     pub raw: u64,
-    /// gzip -9.
+    /// gzip level 9 (Node's zlib).
     pub gzip: u64,
-    /// brotli (0 when no brotli tool is available).
+    /// brotli quality 11 (Node's zlib).
     pub brotli: u64,
+}
+
+/// The built package, measured twice.
+pub struct PackageSize {
+    /// The files as published in `pkg/`: the wasm, the wasm-bindgen glue and
+    /// `index.js`, readable JS.
+    pub shipped: Sizes,
+    /// What a browser downloads from a storefront built for production: the
+    /// same wasm with the two JS files minified (esbuild `--minify`, as a
+    /// site's bundler does and as size-limit measures). The budget applies here.
+    pub downloaded: Sizes,
 }
 
 impl PackageSize {
     /// Prints the figures; fails above the enforced ceiling, and says plainly
     /// when the package is over the target.
     pub fn check_budget(&self) -> Result<(), String> {
+        let (s, d) = (self.shipped, self.downloaded);
+        println!("==> package size as shipped in pkg/: {} B raw, {} B gzip, {} B brotli", s.raw, s.gzip, s.brotli);
         println!(
-            "==> package size: {} B raw, {} B gzip, {} B brotli (target {} B gzip, enforced ceiling {} B)",
-            self.raw, self.gzip, self.brotli, BUDGET_GZIP_BYTES, CEILING_GZIP_BYTES
+            "==> package size as a browser downloads it (JS minified): {} B raw, {} B gzip, {} B brotli \
+             (target {} B gzip, enforced ceiling {} B)",
+            d.raw, d.gzip, d.brotli, BUDGET_GZIP_BYTES, CEILING_GZIP_BYTES
         );
-        if self.gzip > CEILING_GZIP_BYTES {
-            return Err(format!("the npm package is {} B gzip, over the {} B ceiling", self.gzip, CEILING_GZIP_BYTES));
+        if d.gzip > CEILING_GZIP_BYTES {
+            return Err(format!("the npm package is {} B gzip, over the {} B ceiling", d.gzip, CEILING_GZIP_BYTES));
         }
-        if self.gzip > BUDGET_GZIP_BYTES {
+        if d.gzip > BUDGET_GZIP_BYTES {
             println!(
                 "WARNING: the npm package is {} B gzip, {} B over the {} B target (issue 4 stays open until it fits)",
-                self.gzip,
-                self.gzip - BUDGET_GZIP_BYTES,
+                d.gzip,
+                d.gzip - BUDGET_GZIP_BYTES,
                 BUDGET_GZIP_BYTES
             );
         }
@@ -50,12 +64,20 @@ impl PackageSize {
 /// with wasm-opt from the `binaryen` npm package, and measures.
 pub fn build() -> Result<PackageSize, String> {
     let root = run::root();
-    let mut build =
-        run::cargo(&["build", "-p", "tally-web", "--target", "wasm32-unknown-unknown", "--profile", "wasm-release"]);
+    let mut build = run::cargo(&[
+        "build",
+        "-p",
+        "tally-web",
+        "--no-default-features",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+    ]);
     if let Some(flags) = remap_registry() {
         build.env("RUSTFLAGS", flags);
     }
-    run::step("build tally-web (wasm32, profile wasm-release: release with opt-level z)", build)?;
+    run::step("build tally-web (wasm32, no_std, profile wasm-release: release with opt-level z)", build)?;
     let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/tally_web.wasm");
     let pkg = root.join("pkg");
     let mut bindgen = Command::new("wasm-bindgen");
@@ -77,7 +99,15 @@ pub fn build() -> Result<PackageSize, String> {
     } else {
         println!("note: node_modules/.bin/wasm-opt missing (run npm ci); package not optimised");
     }
-    measure(&[out, pkg.join("tally_web.js"), pkg.join("index.js")])
+    let min_dir = root.join("target/pkg-size");
+    std::fs::create_dir_all(&min_dir).map_err(|e| format!("creating {}: {e}", min_dir.display()))?;
+    let (glue, entry) = (min_dir.join("tally_web.min.js"), min_dir.join("index.min.js"));
+    minify(&root, &pkg.join("tally_web.js"), &glue)?;
+    minify(&root, &pkg.join("index.js"), &entry)?;
+    Ok(PackageSize {
+        shipped: sum(&[out.clone(), pkg.join("tally_web.js"), pkg.join("index.js")])?,
+        downloaded: sum(&[out, glue, entry])?,
+    })
 }
 
 /// `RUSTFLAGS` that shorten the crates.io sources' paths in the module's panic
@@ -91,28 +121,37 @@ fn remap_registry() -> Option<String> {
     Some(format!("--remap-path-prefix={home}/registry/src="))
 }
 
-fn measure(files: &[std::path::PathBuf]) -> Result<PackageSize, String> {
-    let mut size = PackageSize { raw: 0, gzip: 0, brotli: 0 };
-    for f in files.iter().filter(|f| f.exists()) {
-        size.raw += std::fs::metadata(f).map_err(|e| e.to_string())?.len();
-        size.gzip += compressed_len("gzip", &["-9", "-c"], f)?;
-        if run::on_path("brotli") {
-            size.brotli += compressed_len("brotli", &["-q", "11", "-c"], f)?;
-        } else if run::on_path("node") {
-            size.brotli += node_brotli_len(f)?;
-        }
+/// Minifies one JS file with the esbuild installed by `npm ci`.
+pub fn minify(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
+    let mut c = Command::new(root.join("node_modules/.bin/esbuild"));
+    c.arg(src).arg("--minify").arg("--log-level=error").arg(format!("--outfile={}", dst.display()));
+    if src.extension().is_some_and(|e| e == "txt") {
+        c.arg("--loader:.txt=js");
     }
-    Ok(size)
+    run::step(&format!("esbuild --minify {}", src.display()), c)
 }
 
-fn compressed_len(tool: &str, args: &[&str], file: &Path) -> Result<u64, String> {
-    let out = Command::new(tool).args(args).arg(file).output().map_err(|e| format!("{tool}: {e}"))?;
-    Ok(out.stdout.len() as u64)
+/// Raw, gzip -9 and brotli 11 sizes of one file, by Node's zlib (the same
+/// compressor for Tally and for every peer).
+pub fn file_sizes(file: &Path) -> Result<Sizes, String> {
+    let script = "const z=require('zlib'),fs=require('fs');const b=fs.readFileSync(process.argv[1]);\
+        const g=z.gzipSync(b,{level:9}).length;const r=z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length;\
+        process.stdout.write(b.length+' '+g+' '+r)";
+    let out = run::output(Command::new("node").args(["-e", script]).arg(file))
+        .ok_or_else(|| format!("measuring {}", file.display()))?;
+    let n: Vec<u64> = out.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    match n.as_slice() {
+        [raw, gzip, brotli] => Ok(Sizes { raw: *raw, gzip: *gzip, brotli: *brotli }),
+        _ => Err(format!("measuring {}: {out}", file.display())),
+    }
 }
 
-fn node_brotli_len(file: &Path) -> Result<u64, String> {
-    let script = "const z=require('zlib'),fs=require('fs');const b=z.brotliCompressSync(fs.readFileSync(process.argv[1]),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}});process.stdout.write(String(b.length))";
-    run::output(Command::new("node").args(["-e", script]).arg(file))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "node brotli measurement failed".to_owned())
+/// The summed sizes of `files`, each compressed on its own (as they are downloaded).
+pub fn sum(files: &[std::path::PathBuf]) -> Result<Sizes, String> {
+    let mut t = Sizes::default();
+    for f in files {
+        let s = file_sizes(f)?;
+        t = Sizes { raw: t.raw + s.raw, gzip: t.gzip + s.gzip, brotli: t.brotli + s.brotli };
+    }
+    Ok(t)
 }

@@ -18,6 +18,7 @@ use crate::event_name::EventName;
 use crate::ids::UserId;
 use crate::item::Item;
 use crate::json::{ObjectWriter, push_str};
+use crate::prelude::*;
 use crate::user_data::HashedUserData;
 
 use super::push_array;

@@ -3,6 +3,7 @@
 
 use super::input::Value;
 use super::queue::{DEFAULT_BATCH_EVENTS, DEFAULT_MAX_QUEUE_BYTES};
+use crate::prelude::*;
 
 /// A config problem.
 #[derive(Debug, Clone, PartialEq, Eq)]

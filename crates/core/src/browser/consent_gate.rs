@@ -7,6 +7,7 @@
 
 use crate::consent::{ConsentSignal, ConsentState, DestinationKind, StoragePurpose};
 use crate::envelope::ContextEnvelope;
+use crate::prelude::*;
 
 /// Whether the first-party collector may receive events at all.
 ///

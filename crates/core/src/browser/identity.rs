@@ -11,6 +11,7 @@ use crate::client_id::{ClientId, client_id_from_cookie_header};
 use crate::consent::{ConsentSignal, ConsentState};
 use crate::cookie;
 use crate::ids::VisitorId;
+use crate::prelude::*;
 use crate::session::{GaSession, session_cookie_name};
 
 /// Tally's own client id cookie (`_ga` format), used when gtag.js has not set `_ga`.

@@ -15,6 +15,7 @@ use crate::event_id::EventId;
 use crate::event_name::EventName;
 use crate::ids::TransactionId;
 use crate::item::Item;
+use crate::prelude::*;
 use crate::user_data::{Address, UserData};
 
 /// A JavaScript value, as far as the tracker reads it.
@@ -90,10 +91,15 @@ fn opt_amount(v: &Value, field: &'static str) -> Result<Option<Amount>> {
     r.map(Some).map_err(|_| invalid(field, "expected a finite decimal number such as 12.5"))
 }
 
+/// A number with no fractional part that fits an `i64` (`f64::fract` needs `std`).
+fn is_whole(f: f64) -> bool {
+    f == (f as i64) as f64
+}
+
 fn opt_u32(v: &Value, field: &'static str) -> Result<Option<u32>> {
     match v {
         Value::Absent => Ok(None),
-        Value::Num(f) if *f >= 0.0 && *f <= f64::from(u32::MAX) && f.fract() == 0.0 => Ok(Some(*f as u32)),
+        Value::Num(f) if *f >= 0.0 && *f <= f64::from(u32::MAX) && is_whole(*f) => Ok(Some(*f as u32)),
         _ => Err(invalid(field, "expected a whole number")),
     }
 }
@@ -141,7 +147,7 @@ pub fn item(o: &Value) -> Result<Item> {
                 if let Some(slot) = item_slot(&mut it, key) {
                     *slot = match v {
                         Value::Str(s) => Some(s.clone()),
-                        Value::Num(f) if f.fract() == 0.0 => {
+                        Value::Num(f) if is_whole(*f) => {
                             let mut s = String::new();
                             crate::json::push_i64(&mut s, *f as i64);
                             Some(s)
@@ -387,6 +393,16 @@ mod tests {
         assert_eq!(field(map(&[("params", s("x"))])), "params");
         assert_eq!(field(map(&[("params", map(&[("a", Value::Func)]))])), "params");
         assert_eq!(field(map(&[("coupon", Value::Num(1.0))])), "coupon");
+    }
+
+    #[test]
+    fn whole_numbers_are_told_apart_without_std() {
+        for f in [0.0, -0.0, 1.0, -7.0, 4_294_967_295.0, 1e15] {
+            assert!(is_whole(f), "{f}");
+        }
+        for f in [0.5, -1.25, 1e-9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+            assert!(!is_whole(f), "{f}");
+        }
     }
 
     #[test]

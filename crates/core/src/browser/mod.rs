@@ -23,6 +23,8 @@
 //! Nothing here allocates through `format!` or can panic on input: the
 //! browser build keeps `core::fmt` out of the wasm module.
 
+use crate::prelude::*;
+
 pub mod bridge;
 pub mod config;
 pub mod consent_gate;

@@ -10,6 +10,7 @@
 //! raw newline or tab inside the JSON.
 
 use super::parse_u64;
+use crate::prelude::*;
 
 /// Default cap of the persisted queue, bytes of JSON (far below the ~5 MB
 /// `localStorage` quota a site shares with everything else).
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn append_fast_path() {
         let a = e("a", 1, false, 3);
-        let s = encode(std::slice::from_ref(&a));
+        let s = encode(core::slice::from_ref(&a));
         let both = append(&s, &e("b", 2, true, 0), 1 << 20).unwrap();
         assert_eq!(decode(&both).len(), 2);
         assert_eq!(append(&both, &a, 1 << 20), None, "already queued");

@@ -9,6 +9,7 @@ use super::input::Value;
 use super::push_array;
 use super::queue::{Entry, batch_len};
 use crate::json::ObjectWriter;
+use crate::prelude::*;
 
 /// Most bytes in one beacon or keepalive request (the browser's shared budget).
 pub const MAX_BEACON_BYTES: usize = 64 * 1024;

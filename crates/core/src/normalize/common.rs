@@ -6,6 +6,7 @@
 //! build and the server build normalise the same input to the same string.
 
 use crate::hash::nfc;
+use crate::prelude::*;
 
 /// What a character is, for the "remove digits and symbols" rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

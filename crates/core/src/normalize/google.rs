@@ -7,6 +7,7 @@
 
 use super::common::{Spaces, country_alpha2, filter, international_digits, non_empty, prepare, split_email};
 use crate::hash::{is_prehashed, nfc};
+use crate::prelude::*;
 
 /// Google's email form: trimmed, lowercased, all whitespace removed; for
 /// `gmail.com` and `googlemail.com` the `+suffix` and every `.` of the local

@@ -6,6 +6,7 @@ use super::common::{
     Kind, Spaces, country_alpha2, filter, international_digits, kind, non_empty, prepare, split_email,
 };
 use crate::hash::nfc;
+use crate::prelude::*;
 
 /// Characters allowed in the local part of an email besides letters and digits (RFC 5322 `atext` and `.`).
 const LOCAL_EXTRA: &str = "!#$%&'*+/=?^_`{|}~.-";

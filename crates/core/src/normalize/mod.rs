@@ -13,6 +13,8 @@
 //! with `core`'s Unicode properties and a fixed table, independent of the
 //! `unicode` feature, so the browser and the server agree.
 
+use crate::prelude::*;
+
 mod common;
 pub mod google;
 pub mod meta;

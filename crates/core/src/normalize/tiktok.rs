@@ -3,6 +3,7 @@
 //! (E.164 with `+`), `external_id` trimmed and lowercased. All hashed afterwards.
 
 use super::{google_phone, meta_email, meta_external_id};
+use crate::prelude::*;
 
 /// TikTok's email form: the same as [`meta_email`].
 pub fn tiktok_email(raw: &str) -> Option<String> {
