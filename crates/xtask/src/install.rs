@@ -6,18 +6,25 @@ use std::process::Command;
 
 use crate::run;
 
-/// The wasm-bindgen version the `tally-web` crate pins (`=X.Y.Z`); the CLI must match.
+/// The wasm-bindgen version the workspace pins (`=X.Y.Z`); the CLI must match.
 pub fn wasm_bindgen_version() -> Result<String, String> {
     let manifest =
         std::fs::read_to_string(run::root().join("Cargo.toml")).map_err(|e| format!("reading Cargo.toml: {e}"))?;
-    manifest
-        .lines()
-        .find_map(|l| {
-            let l = l.trim();
-            let rest = l.strip_prefix("wasm-bindgen = \"=")?;
-            rest.split('"').next().map(str::to_owned)
-        })
-        .ok_or_else(|| "Cargo.toml must pin wasm-bindgen = \"=X.Y.Z\"".to_owned())
+    pinned_version(&manifest, "wasm-bindgen")
+        .ok_or_else(|| "Cargo.toml must pin wasm-bindgen = \"=X.Y.Z\" (or { version = \"=X.Y.Z\", … })".to_owned())
+}
+
+/// The exact version `=X.Y.Z` a `[workspace.dependencies]` line pins for
+/// `name`, written `name = "=X.Y.Z"` or `name = { version = "=X.Y.Z", … }`.
+fn pinned_version(manifest: &str, name: &str) -> Option<String> {
+    manifest.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix(name)?.trim_start().strip_prefix('=')?.trim_start();
+        let rest = match rest.strip_prefix('{') {
+            Some(table) => table.split("version").nth(1)?.trim_start().strip_prefix('=')?.trim_start(),
+            None => rest,
+        };
+        rest.strip_prefix("\"=")?.split('"').next().map(str::to_owned)
+    })
 }
 
 /// Everything `cargo xtask test` needs.
@@ -154,4 +161,19 @@ fn cmd(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pinned_version;
+
+    #[test]
+    fn reads_an_exact_pin_in_either_form() {
+        assert_eq!(pinned_version("wasm-bindgen = \"=0.2.130\"", "wasm-bindgen").as_deref(), Some("0.2.130"));
+        let table = "wasm-bindgen-test = \"0.3\"\nwasm-bindgen = { version = \"=0.2.130\", default-features = false }";
+        assert_eq!(pinned_version(table, "wasm-bindgen").as_deref(), Some("0.2.130"));
+        // A range is not a pin, and a longer name is another crate.
+        assert_eq!(pinned_version("wasm-bindgen = \"0.2.130\"", "wasm-bindgen"), None);
+        assert_eq!(pinned_version("wasm-bindgen-test = \"=0.3.80\"", "wasm-bindgen"), None);
+    }
 }
