@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::servoki::ServokiBatch;
+use tally_core::destinations::webhook::WebhookBatch;
+use tally_core::destinations::{Batch, DeliveryContext, Skip};
 use tally_core::{DestinationKind, Event};
 
 use crate::error::DeliveryError;
@@ -178,8 +180,81 @@ pub(crate) fn fan_out(out: &mut [Option<Outcome>], indices: &[usize], outcome: &
     }
 }
 
+/// A core builder's batch, which lists the input events it left out.
+pub(crate) trait Built {
+    /// `(index into the input, reason)` for the events left out, taken out of the batch.
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)>;
+}
+
+impl<R> Built for Batch<R> {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+impl Built for ServokiBatch {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+impl Built for WebhookBatch {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+/// The opening every single-builder sender shares: for `len` input events and
+/// the core builder's result, one outcome slot per event with the builder's
+/// skips filled in, and the batch to send. If the builder failed, every event
+/// is `Skipped(Invalid)` and that (`Err`) is the whole answer.
+pub(crate) fn open<B: Built>(
+    len: usize,
+    built: tally_core::Result<B>,
+) -> Result<(Vec<Option<Outcome>>, B), Vec<Outcome>> {
+    let mut batch = match built {
+        Ok(b) => b,
+        Err(e) => return Err(vec![Outcome::Skipped(SkipReason::Invalid(e)); len]),
+    };
+    let mut out: Vec<Option<Outcome>> = vec![None; len];
+    for (i, skip) in batch.take_skipped() {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(Outcome::Skipped(SkipReason::from(skip)));
+        }
+    }
+    Ok((out, batch))
+}
+
 /// The outcomes; an event no request or skip accounted for (none should be)
 /// is reported as `Skipped(Unsupported)`, as GA4 does.
 pub(crate) fn finish(out: Vec<Option<Outcome>>) -> Vec<Outcome> {
     out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Unsupported))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_marks_every_event_invalid_when_the_builder_fails() {
+        let err = tally_core::Error::Missing { field: "transactionId" };
+        let opened = open::<Batch<()>>(3, Err(err.clone()));
+        assert_eq!(opened.err(), Some(vec![Outcome::Skipped(SkipReason::Invalid(err)); 3]));
+    }
+
+    #[test]
+    fn open_fills_the_builders_skips_and_leaves_the_rest_empty() {
+        let batch = Batch {
+            requests: vec![()],
+            indices: vec![vec![1]],
+            skipped: vec![(0, Skip::Unsupported), (2, Skip::NoAttribution), (9, Skip::Unsupported)],
+        };
+        let Ok((out, batch)) = open(3, Ok(batch)) else { panic!("the builder succeeded") };
+        assert_eq!(
+            out,
+            [Some(Outcome::Skipped(SkipReason::Unsupported)), None, Some(Outcome::Skipped(SkipReason::NoAttribution))]
+        );
+        assert!(batch.skipped.is_empty());
+        assert_eq!(batch.indices, [vec![1]]);
+    }
 }
