@@ -8,6 +8,7 @@
 //! one [`Outcome`] per input event, in order. Secrets are redacted from every
 //! error message, and each delivery runs in a `tracing` span named `deliver`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tally_core::destinations::servoki::ServokiBatch;
@@ -225,6 +226,47 @@ pub(crate) fn open<B: Built>(
     Ok((out, batch))
 }
 
+/// The input events one request carries: one (one request per event) or several (a batch).
+pub(crate) trait Carried {
+    /// The indices into the input.
+    fn indices(&self) -> &[usize];
+}
+
+impl Carried for usize {
+    fn indices(&self) -> &[usize] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl Carried for Vec<usize> {
+    fn indices(&self) -> &[usize] {
+        self
+    }
+}
+
+/// Sends `requests` one after the other with `send` (which answers the
+/// attempts it took) and fills the slots of the events each carries
+/// (`carried[k]` for `requests[k]`): `Sent` or `Failed`, alike for all of a
+/// request's events. For destinations whose answer is all or nothing per request.
+pub(crate) async fn send_each<'a, R, C, F, Fut>(
+    out: &mut [Option<Outcome>],
+    requests: &'a [R],
+    carried: &[C],
+    mut send: F,
+) where
+    C: Carried,
+    F: FnMut(&'a R) -> Fut,
+    Fut: Future<Output = Result<u32, DeliveryError>>,
+{
+    for (request, c) in requests.iter().zip(carried) {
+        let outcome = match send(request).await {
+            Ok(attempts) => Outcome::Sent { attempts },
+            Err(e) => Outcome::Failed(e),
+        };
+        fan_out(out, c.indices(), &outcome);
+    }
+}
+
 /// The outcomes; an event no request or skip accounted for (none should be)
 /// is reported as `Skipped(Unsupported)`, as GA4 does.
 pub(crate) fn finish(out: Vec<Option<Outcome>>) -> Vec<Outcome> {
@@ -256,5 +298,20 @@ mod tests {
         );
         assert!(batch.skipped.is_empty());
         assert_eq!(batch.indices, [vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn send_each_fills_every_event_a_request_carries() {
+        let failed = DeliveryError::Transport("down".into());
+        let answer = |r: &&str| if *r == "ok" { Ok(2) } else { Err(failed.clone()) };
+        // One request per event.
+        let mut out = vec![None; 3];
+        send_each(&mut out, &["ok", "down"], &[2usize, 0], |r| std::future::ready(answer(r))).await;
+        assert_eq!(out, [Some(Outcome::Failed(failed.clone())), None, Some(Outcome::Sent { attempts: 2 })]);
+        // Batches.
+        let mut out = vec![None; 3];
+        send_each(&mut out, &["down", "ok"], &[vec![0, 2], vec![1]], |r| std::future::ready(answer(r))).await;
+        let f = Some(Outcome::Failed(failed.clone()));
+        assert_eq!(out, [f.clone(), Some(Outcome::Sent { attempts: 2 }), f]);
     }
 }

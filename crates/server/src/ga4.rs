@@ -5,7 +5,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
 use crate::config::Ga4Config;
-use crate::destination::{fan_out, finish, open, send, status_verdict, with_json};
+use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
@@ -36,13 +36,7 @@ impl Ga4Destination {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            let outcome = match self.send(http, retry, request).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            };
-            fan_out(&mut out, indices, &outcome);
-        }
+        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
         finish(out)
     }
 

@@ -21,7 +21,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
 use crate::config::MetaConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, open, send, with_json};
+use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
@@ -73,13 +73,7 @@ impl MetaDestination {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            let outcome = match self.send(http, retry, request).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            };
-            fan_out(&mut out, indices, &outcome);
-        }
+        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
         finish(out)
     }
 

@@ -12,7 +12,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
 use crate::config::ServokiConfig;
-use crate::destination::{finish, open, send, status_verdict, with_json};
+use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
@@ -43,12 +43,7 @@ impl ServokiDestination {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };
-        for (body, &i) in batch.requests.iter().zip(&batch.indices) {
-            out[i] = Some(match self.send(http, retry, body).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            });
-        }
+        send_each(&mut out, &batch.requests, &batch.indices, |body| self.send(http, retry, body)).await;
         finish(out)
     }
 

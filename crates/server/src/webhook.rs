@@ -16,7 +16,7 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord};
 
 use crate::config::WebhookConfig;
-use crate::destination::{finish, open, send, status_verdict};
+use crate::destination::{finish, open, send, send_each, status_verdict};
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
@@ -52,12 +52,7 @@ impl WebhookDestination {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };
-        for (record, &i) in batch.records.iter().zip(&batch.indices) {
-            out[i] = Some(match self.send(http, retry, record).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            });
-        }
+        send_each(&mut out, &batch.records, &batch.indices, |record| self.send(http, retry, record)).await;
         finish(out)
     }
 
