@@ -135,10 +135,6 @@ fn transport_message(e: &reqwest::Error) -> String {
     if e.is_timeout() { format!("timed out: {e}") } else { e.to_string() }
 }
 
-/// The verdict for a destination whose answer means only its HTTP status:
-/// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
-/// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
-/// redacted, is the message.
 /// Attaches `body` as the JSON request body, written by tally-core's
 /// [`json_body::to_vec`](tally_core::destinations::json_body::to_vec) (the bytes
 /// serde_json would write, in less time).
@@ -150,6 +146,10 @@ pub(crate) fn with_json<T: serde::Serialize>(req: reqwest::RequestBuilder, body:
     }
 }
 
+/// The verdict for a destination whose answer means only its HTTP status:
+/// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
+/// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
+/// redacted, is the message.
 pub(crate) fn status_verdict(answer: &Answer, secrets: &[&str]) -> Verdict<()> {
     let status = answer.status;
     let message = redact(&excerpt(&answer.body), secrets);
