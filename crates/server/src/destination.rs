@@ -8,9 +8,12 @@
 //! one [`Outcome`] per input event, in order. Secrets are redacted from every
 //! error message, and each delivery runs in a `tracing` span named `deliver`.
 
+use std::future::Future;
 use std::time::Duration;
 
-use tally_core::destinations::DeliveryContext;
+use tally_core::destinations::servoki::ServokiBatch;
+use tally_core::destinations::webhook::WebhookBatch;
+use tally_core::destinations::{Batch, DeliveryContext, Skip};
 use tally_core::{DestinationKind, Event};
 
 use crate::error::DeliveryError;
@@ -132,10 +135,6 @@ fn transport_message(e: &reqwest::Error) -> String {
     if e.is_timeout() { format!("timed out: {e}") } else { e.to_string() }
 }
 
-/// The verdict for a destination whose answer means only its HTTP status:
-/// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
-/// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
-/// redacted, is the message.
 /// Attaches `body` as the JSON request body, written by tally-core's
 /// [`json_body::to_vec`](tally_core::destinations::json_body::to_vec) (the bytes
 /// serde_json would write, in less time).
@@ -147,6 +146,10 @@ pub(crate) fn with_json<T: serde::Serialize>(req: reqwest::RequestBuilder, body:
     }
 }
 
+/// The verdict for a destination whose answer means only its HTTP status:
+/// 2xx done, 408/429/5xx retried (honouring `Retry-After`), 401/403
+/// credentials refused, other 4xx rejected; the body excerpt, with `secrets`
+/// redacted, is the message.
 pub(crate) fn status_verdict(answer: &Answer, secrets: &[&str]) -> Verdict<()> {
     let status = answer.status;
     let message = redact(&excerpt(&answer.body), secrets);
@@ -178,8 +181,137 @@ pub(crate) fn fan_out(out: &mut [Option<Outcome>], indices: &[usize], outcome: &
     }
 }
 
+/// A core builder's batch, which lists the input events it left out.
+pub(crate) trait Built {
+    /// `(index into the input, reason)` for the events left out, taken out of the batch.
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)>;
+}
+
+impl<R> Built for Batch<R> {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+impl Built for ServokiBatch {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+impl Built for WebhookBatch {
+    fn take_skipped(&mut self) -> Vec<(usize, Skip)> {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+/// The opening every single-builder sender shares: for `len` input events and
+/// the core builder's result, one outcome slot per event with the builder's
+/// skips filled in, and the batch to send. If the builder failed, every event
+/// is `Skipped(Invalid)` and that (`Err`) is the whole answer.
+pub(crate) fn open<B: Built>(
+    len: usize,
+    built: tally_core::Result<B>,
+) -> Result<(Vec<Option<Outcome>>, B), Vec<Outcome>> {
+    let mut batch = match built {
+        Ok(b) => b,
+        Err(e) => return Err(vec![Outcome::Skipped(SkipReason::Invalid(e)); len]),
+    };
+    let mut out: Vec<Option<Outcome>> = vec![None; len];
+    for (i, skip) in batch.take_skipped() {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(Outcome::Skipped(SkipReason::from(skip)));
+        }
+    }
+    Ok((out, batch))
+}
+
+/// The input events one request carries: one (one request per event) or several (a batch).
+pub(crate) trait Carried {
+    /// The indices into the input.
+    fn indices(&self) -> &[usize];
+}
+
+impl Carried for usize {
+    fn indices(&self) -> &[usize] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl Carried for Vec<usize> {
+    fn indices(&self) -> &[usize] {
+        self
+    }
+}
+
+/// Sends `requests` one after the other with `send` (which answers the
+/// attempts it took) and fills the slots of the events each carries
+/// (`carried[k]` for `requests[k]`): `Sent` or `Failed`, alike for all of a
+/// request's events. For destinations whose answer is all or nothing per request.
+pub(crate) async fn send_each<'a, R, C, F, Fut>(
+    out: &mut [Option<Outcome>],
+    requests: &'a [R],
+    carried: &[C],
+    mut send: F,
+) where
+    C: Carried,
+    F: FnMut(&'a R) -> Fut,
+    Fut: Future<Output = Result<u32, DeliveryError>>,
+{
+    for (request, c) in requests.iter().zip(carried) {
+        let outcome = match send(request).await {
+            Ok(attempts) => Outcome::Sent { attempts },
+            Err(e) => Outcome::Failed(e),
+        };
+        fan_out(out, c.indices(), &outcome);
+    }
+}
+
 /// The outcomes; an event no request or skip accounted for (none should be)
 /// is reported as `Skipped(Unsupported)`, as GA4 does.
 pub(crate) fn finish(out: Vec<Option<Outcome>>) -> Vec<Outcome> {
     out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Unsupported))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_marks_every_event_invalid_when_the_builder_fails() {
+        let err = tally_core::Error::Missing { field: "transactionId" };
+        let opened = open::<Batch<()>>(3, Err(err.clone()));
+        assert_eq!(opened.err(), Some(vec![Outcome::Skipped(SkipReason::Invalid(err)); 3]));
+    }
+
+    #[test]
+    fn open_fills_the_builders_skips_and_leaves_the_rest_empty() {
+        let batch = Batch {
+            requests: vec![()],
+            indices: vec![vec![1]],
+            skipped: vec![(0, Skip::Unsupported), (2, Skip::NoAttribution), (9, Skip::Unsupported)],
+        };
+        let Ok((out, batch)) = open(3, Ok(batch)) else { panic!("the builder succeeded") };
+        assert_eq!(
+            out,
+            [Some(Outcome::Skipped(SkipReason::Unsupported)), None, Some(Outcome::Skipped(SkipReason::NoAttribution))]
+        );
+        assert!(batch.skipped.is_empty());
+        assert_eq!(batch.indices, [vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn send_each_fills_every_event_a_request_carries() {
+        let failed = DeliveryError::Transport("down".into());
+        let answer = |r: &&str| if *r == "ok" { Ok(2) } else { Err(failed.clone()) };
+        // One request per event.
+        let mut out = vec![None; 3];
+        send_each(&mut out, &["ok", "down"], &[2usize, 0], |r| std::future::ready(answer(r))).await;
+        assert_eq!(out, [Some(Outcome::Failed(failed.clone())), None, Some(Outcome::Sent { attempts: 2 })]);
+        // Batches.
+        let mut out = vec![None; 3];
+        send_each(&mut out, &["down", "ok"], &[vec![0, 2], vec![1]], |r| std::future::ready(answer(r))).await;
+        let f = Some(Outcome::Failed(failed.clone()));
+        assert_eq!(out, [f.clone(), Some(Outcome::Sent { attempts: 2 }), f]);
+    }
 }

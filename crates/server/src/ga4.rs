@@ -5,9 +5,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
 use crate::config::Ga4Config;
-use crate::destination::{send, status_verdict, with_json};
+use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::DeliveryError;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
 
 /// A configured GA4 destination.
@@ -32,24 +32,12 @@ impl Ga4Destination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Outcome> = vec![Outcome::Skipped(SkipReason::Unsupported); events.len()];
-        let batch = match core_ga4::build(events, ctx) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_ga4::build(events, ctx)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Outcome::Skipped(SkipReason::from(skip));
-        }
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            let outcome = match self.send(http, retry, request).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            };
-            for &i in indices {
-                out[i] = outcome.clone();
-            }
-        }
-        out
+        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
+        finish(out)
     }
 
     async fn send(

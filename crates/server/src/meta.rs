@@ -21,9 +21,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
 use crate::config::MetaConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, send, with_json};
+use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
 use crate::error::DeliveryError;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
 
 /// A configured Meta CAPI destination.
@@ -69,21 +69,11 @@ impl MetaDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
-        let batch = match core_meta::build(events, ctx, &self.core) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_meta::build(events, ctx, &self.core)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
-        }
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            let outcome = match self.send(http, retry, request).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            };
-            fan_out(&mut out, indices, &outcome);
-        }
+        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
         finish(out)
     }
 

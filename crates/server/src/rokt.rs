@@ -13,9 +13,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
 use crate::config::RoktConfig;
-use crate::destination::{excerpt, fan_out, finish, send, with_json};
+use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
 
 /// A configured Rokt destination.
@@ -53,14 +53,10 @@ impl RoktDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
-        let batch = match core_rokt::build(events, ctx, &self.core) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_rokt::build(events, ctx, &self.core)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
-        }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             match self.send(http, retry, request).await {
                 Ok((rows, attempts)) => {

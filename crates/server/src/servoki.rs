@@ -12,9 +12,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
 use crate::config::ServokiConfig;
-use crate::destination::{finish, send, status_verdict, with_json};
+use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::DeliveryError;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
 
 /// A configured Servoki-style destination.
@@ -39,20 +39,11 @@ impl ServokiDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
-        let batch = match core_servoki::build(events, ctx, &self.core) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_servoki::build(events, ctx, &self.core)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
-        }
-        for (body, &i) in batch.requests.iter().zip(&batch.indices) {
-            out[i] = Some(match self.send(http, retry, body).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            });
-        }
+        send_each(&mut out, &batch.requests, &batch.indices, |body| self.send(http, retry, body)).await;
         finish(out)
     }
 

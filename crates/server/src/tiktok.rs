@@ -15,9 +15,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
 
 use crate::config::TikTokConfig;
-use crate::destination::{excerpt, fan_out, finish, send, with_json};
+use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
 use crate::error::{DeliveryError, RowError};
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
 
 /// A configured TikTok destination.
@@ -50,14 +50,10 @@ impl TikTokDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
-        let batch = match core_tiktok::build(events, ctx, &self.core) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_tiktok::build(events, ctx, &self.core)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
-        }
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             match self.send(http, retry, request).await {
                 Ok((Answered::Sent, attempts)) => fan_out(&mut out, indices, &Outcome::Sent { attempts }),

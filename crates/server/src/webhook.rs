@@ -16,9 +16,9 @@ use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord};
 
 use crate::config::WebhookConfig;
-use crate::destination::{finish, send, status_verdict};
+use crate::destination::{finish, open, send, send_each, status_verdict};
 use crate::error::DeliveryError;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
 use crate::tracker::now_ms;
 
@@ -48,20 +48,11 @@ impl WebhookDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
-        let batch = match core_webhook::build(events, ctx) {
-            Ok(b) => b,
-            Err(e) => return vec![Outcome::Skipped(SkipReason::Invalid(e)); events.len()],
+        let (mut out, batch) = match open(events.len(), core_webhook::build(events, ctx)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
         };
-        for (i, skip) in batch.skipped {
-            out[i] = Some(Outcome::Skipped(SkipReason::from(skip)));
-        }
-        for (record, &i) in batch.records.iter().zip(&batch.indices) {
-            out[i] = Some(match self.send(http, retry, record).await {
-                Ok(attempts) => Outcome::Sent { attempts },
-                Err(e) => Outcome::Failed(e),
-            });
-        }
+        send_each(&mut out, &batch.records, &batch.indices, |record| self.send(http, retry, record)).await;
         finish(out)
     }
 

@@ -1,45 +1,32 @@
 //! GA4 delivery against the local GA4 sandbox (loopback only).
 
+mod support;
+
 use std::time::Duration;
 
-use tally_core::{Amount, ContextEnvelope, Currency, Item};
-use tally_sandbox::{Mode, Sandbox};
-use tally_server::retry::RetryPolicy;
+use support::{amount, fast_retry, tracker_on_sandbox};
+use tally_core::{ContextEnvelope, Item};
+use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::{DeliveryError, Ga4Config, Outcome, PurchaseInput, ServerTracker, SkipReason};
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
-
-async fn setup(validate: bool) -> (Sandbox, tally_sandbox::RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let running = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let tracker = ServerTracker::builder()
-        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", running.base_url)).validate(validate))
-        .retry(fast_retry())
-        .build()
-        .unwrap();
-    (sandbox, running, tracker)
+async fn setup(validate: bool) -> (Sandbox, RunningSandbox, ServerTracker) {
+    tracker_on_sandbox(fast_retry(), |run, b| {
+        b.ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)).validate(validate))
+    })
+    .await
 }
 
 fn envelope(consent: &str) -> ContextEnvelope {
-    ContextEnvelope::parse_json(&format!(
+    support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","sessionId":"1757409568","consent":{consent}}}"#
     ))
-    .unwrap()
 }
 
 const GRANTED: &str =
     r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap())
-        .item(Item::new("SKU_1", "Tee").with_price(Amount::parse("10.01").unwrap(), 3))
+    support::purchase(txn, "30.03", "USD").item(Item::new("SKU_1", "Tee").with_price(amount("10.01"), 3))
 }
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! Google Ads delivery against the local Google Ads sandbox (loopback only):
 //! OAuth, click conversions, partial failures, adjustments, faults.
 
+mod support;
+
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
-use tally_core::{
-    Amount, ClickIds, ConsentState, ContextEnvelope, Currency, Event, EventName, TransactionId, UserData,
-};
+use tally_core::{ClickIds, ConsentState, ContextEnvelope, Currency, Event, EventName, TransactionId, UserData};
 use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
@@ -18,15 +19,6 @@ use tally_server::{
 };
 
 const DAY_MS: i64 = 86_400_000;
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
 
 fn ads(run: &RunningSandbox) -> GoogleAdsConfig {
     GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
@@ -42,35 +34,34 @@ async fn setup_with(
     configure: impl FnOnce(&RunningSandbox, GoogleAdsConfig) -> GoogleAdsConfig,
     retry: RetryPolicy,
 ) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let cfg = configure(&run, ads(&run));
-    let tracker = ServerTracker::builder().google_ads(cfg).retry(retry).build().unwrap();
-    (sandbox, run, tracker)
+    tracker_on_sandbox(retry, |run, b| b.google_ads(configure(run, ads(run)))).await
 }
 
 async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
     setup_with(|_, c| c, fast_retry()).await
 }
 
+/// Google Ads and GA4 on one tracker.
+async fn setup_with_ga4() -> (Sandbox, RunningSandbox, ServerTracker) {
+    tracker_on_sandbox(fast_retry(), |run, b| {
+        b.google_ads(ads(run)).ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(run.url("/ga4")))
+    })
+    .await
+}
+
 const GCLID: &str = "Cj0KCQjw-sandbox_gclid";
 
 fn envelope() -> ContextEnvelope {
-    ContextEnvelope::parse_json(&format!(
+    support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","sessionId":"1757409568",
             "clickIds":{{"gclid":"{GCLID}","wbraid":"WB123"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}},
             "userData":{{"email":"Jane.Doe@gmail.com","phone":"+1 (650) 555-1212"}}}}"#
     ))
-    .unwrap()
-}
-
-fn usd(v: &str) -> Amount {
-    Amount::parse(v).unwrap()
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, usd("129.99"), Currency::parse("USD").unwrap())
+    support::purchase(txn, "129.99", "USD")
 }
 
 fn outcome(r: &tally_server::TrackResult) -> &Outcome {
@@ -141,7 +132,7 @@ async fn partial_failure_fails_only_the_bad_row_and_the_duplicate_counts_as_sent
     let now = now_ms();
     let mk = |txn: &str, at: i64| {
         let mut e = Event::transactional(EventName::Purchase, TransactionId::parse(txn).unwrap(), at);
-        e.value = Some(usd("10"));
+        e.value = Some(amount("10"));
         e.currency = Some(Currency::parse("USD").unwrap());
         e
     };
@@ -376,14 +367,14 @@ async fn refunds_become_retractions_and_restatements() {
     let usd_c = Currency::parse("USD").unwrap();
     let two_days_ago = now_ms() - 2 * DAY_MS;
     for txn in ["ORD-FULL", "ORD-PART"] {
-        let p = PurchaseInput::new(txn, usd("100"), usd_c).occurred_at_ms(two_days_ago);
+        let p = PurchaseInput::new(txn, amount("100"), usd_c).occurred_at_ms(two_days_ago);
         assert!(outcome(&tracker.from_context(&env).track_purchase(p).await.unwrap()).is_sent());
     }
     let full = tracker.from_context(&env).track_refund(RefundInput::full("ORD-FULL", usd_c)).await.unwrap();
     assert!(outcome(&full).is_sent(), "{full:?} {:?}", sandbox.google_ads.dropped());
     let partial = tracker
         .from_context(&env)
-        .track_refund(RefundInput::partial("ORD-PART", usd("30"), usd("100"), usd_c))
+        .track_refund(RefundInput::partial("ORD-PART", amount("30"), amount("100"), usd_c))
         .await
         .unwrap();
     assert!(outcome(&partial).is_sent(), "{partial:?} {:?}", sandbox.google_ads.dropped());
@@ -431,13 +422,7 @@ async fn a_refund_too_soon_after_the_purchase_waits_a_day_in_the_outbox() {
 
 #[tokio::test]
 async fn labels_route_events_to_conversion_actions() {
-    let (sandbox, run, _) = setup().await;
-    let tracker = ServerTracker::builder()
-        .google_ads(ads(&run))
-        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(run.url("/ga4")))
-        .retry(fast_retry())
-        .build()
-        .unwrap();
+    let (sandbox, _run, tracker) = setup_with_ga4().await;
     let env = envelope();
     let r = tracker
         .from_context(&env)
@@ -474,8 +459,7 @@ async fn labels_route_events_to_conversion_actions() {
 
 #[tokio::test]
 async fn a_refund_without_a_purchase_label_is_not_sent() {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let (sandbox, run) = support::sandbox().await;
     let cfg = GoogleAdsConfig::new("1234567890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
         .base_url(run.url("/google-ads"))
         .token_url(run.url("/google-ads/token"))
@@ -493,13 +477,7 @@ async fn a_refund_without_a_purchase_label_is_not_sent() {
 
 #[tokio::test]
 async fn explicit_occurred_at_reaches_ga4_and_ads_and_old_events_are_outside_the_window() {
-    let (sandbox, run, _) = setup().await;
-    let tracker = ServerTracker::builder()
-        .google_ads(ads(&run))
-        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(run.url("/ga4")))
-        .retry(fast_retry())
-        .build()
-        .unwrap();
+    let (sandbox, _run, tracker) = setup_with_ga4().await;
     // 2026-05-01 20:32:45 UTC is long past; use "now − 2 h" rounded to the second.
     let at = (now_ms() - 2 * 3_600_000) / 1000 * 1000 + 123;
     let r = tracker.from_context(&envelope()).track_purchase(purchase("ORD-AT").occurred_at_ms(at)).await.unwrap();
@@ -559,15 +537,12 @@ async fn a_manager_account_mismatch_is_a_permission_error() {
 #[tokio::test]
 async fn a_slow_destination_does_not_hold_up_the_others() {
     use tally_sandbox::rokt::{ACCOUNT_ID, PUBLIC_KEY, SECRET};
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
     let retry = RetryPolicy { timeout: Duration::from_secs(20), ..fast_retry() };
-    let tracker = ServerTracker::builder()
-        .google_ads(ads(&run))
-        .rokt(tally_server::RoktConfig::new(ACCOUNT_ID, PUBLIC_KEY, SECRET).url(run.url("/rokt/v2/events")))
-        .retry(retry)
-        .build()
-        .unwrap();
+    let (sandbox, _run, tracker) = tracker_on_sandbox(retry, |run, b| {
+        b.google_ads(ads(run))
+            .rokt(tally_server::RoktConfig::new(ACCOUNT_ID, PUBLIC_KEY, SECRET).url(run.url("/rokt/v2/events")))
+    })
+    .await;
     // Google Ads comes first in the tracker's order; one after the other, Rokt
     // would wait for its slow answer.
     assert_eq!(tracker.destination_names(), ["google_ads", "rokt"]);

@@ -1,7 +1,10 @@
 //! Meta Conversions API delivery against the local Meta sandbox (loopback only).
 
+mod support;
+
 use std::time::Duration;
 
+use support::{fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
     Amount, ConsentSignal, ConsentState, ContextEnvelope, Currency, Event, EventId, EventName, TransactionId, UserData,
@@ -16,15 +19,6 @@ use tally_server::{
 
 const DAY_MS: i64 = 86_400_000;
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
-
 fn meta(run: &RunningSandbox) -> MetaConfig {
     MetaConfig::new("1234567890", ACCESS_TOKEN).base_url(run.url("/meta")).test_event_code("TEST123")
 }
@@ -33,10 +27,7 @@ async fn setup_with(
     retry: RetryPolicy,
     f: impl FnOnce(MetaConfig) -> MetaConfig,
 ) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let tracker = ServerTracker::builder().meta(f(meta(&run))).retry(retry).build().unwrap();
-    (sandbox, run, tracker)
+    tracker_on_sandbox(retry, |run, b| b.meta(f(meta(run)))).await
 }
 
 async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
@@ -47,14 +38,13 @@ const FBC: &str = "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890";
 const FBP: &str = "fb.1.1596403881668.1116446470";
 
 fn envelope() -> ContextEnvelope {
-    ContextEnvelope::parse_json(&format!(
+    support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569",
             "clickIds":{{"fbc":"{FBC}","fbp":"{FBP}"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"denied"}},
             "userData":{{"email":"Jane.Doe@gmail.com","phone":"+1 (650) 555-1212"}},
             "pageUrl":"https://shop.example/checkout/done?gclid=abc"}}"#
     ))
-    .unwrap()
 }
 
 fn browser() -> Visitor {
@@ -66,7 +56,7 @@ fn browser() -> Visitor {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, Amount::parse("100.2").unwrap(), Currency::parse("USD").unwrap()).visitor(browser())
+    support::purchase(txn, "100.2", "USD").visitor(browser())
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {

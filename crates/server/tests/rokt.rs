@@ -1,7 +1,10 @@
 //! Rokt Event API delivery against the local Rokt sandbox (loopback only).
 
+mod support;
+
 use std::time::Duration;
 
+use support::{fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
     Amount, ClickIds, ConsentState, ContextEnvelope, Currency, Event, EventName, TransactionId, UserData,
@@ -14,24 +17,12 @@ use tally_server::{
     DeliveryError, Outcome, PurchaseInput, RefundInput, RoktConfig, ServerTracker, SkipReason, TrackResult, Visitor,
 };
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
-
 fn rokt(run: &RunningSandbox) -> RoktConfig {
     RoktConfig::new(ACCOUNT_ID, PUBLIC_KEY, SECRET).url(run.url("/rokt/v2/events"))
 }
 
 async fn setup_with(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let tracker = ServerTracker::builder().rokt(rokt(&run)).retry(retry).build().unwrap();
-    (sandbox, run, tracker)
+    tracker_on_sandbox(retry, |run, b| b.rokt(rokt(run))).await
 }
 
 async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
@@ -39,16 +30,15 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope() -> ContextEnvelope {
-    ContextEnvelope::parse_json(
+    support::envelope(
         r#"{"v":1,"createdAt":1,"clickIds":{"rtid":"rokt-click-123"},
             "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"},
             "userData":{"email":" Jane.Doe@Gmail.com "}}"#,
     )
-    .unwrap()
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, Amount::parse("129.99").unwrap(), Currency::parse("USD").unwrap())
+    support::purchase(txn, "129.99", "USD")
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {

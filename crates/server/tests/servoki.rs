@@ -1,29 +1,22 @@
 //! Servoki-style server-events delivery against the local sandbox (loopback only).
 
+mod support;
+
 use std::time::Duration;
 
-use tally_core::{Amount, ContextEnvelope, Currency, Item};
+use support::{amount, fast_retry, tracker_on_sandbox};
+use tally_core::{ContextEnvelope, Item};
 use tally_sandbox::servoki::{API_KEY, SITE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
 use tally_server::tracker::now_ms;
 use tally_server::{DeliveryError, Outcome, PurchaseInput, ServerTracker, ServokiConfig, SkipReason, TrackResult};
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
-
 async fn setup_with(retry: RetryPolicy, site: &str, key: &str) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let cfg = ServokiConfig::new(site, key).url(run.url("/servoki/api/events/server"));
-    let tracker = ServerTracker::builder().servoki(cfg).retry(retry).build().unwrap();
-    (sandbox, run, tracker)
+    tracker_on_sandbox(retry, |run, b| {
+        b.servoki(ServokiConfig::new(site, key).url(run.url("/servoki/api/events/server")))
+    })
+    .await
 }
 
 async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
@@ -31,17 +24,15 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(analytics: &str) -> ContextEnvelope {
-    ContextEnvelope::parse_json(&format!(
+    support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"visitorId":"anon-abc123","clickIds":{{"gclid":"Cj0KCQjw"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"{analytics}","ad_user_data":"granted","ad_personalization":"granted"}},
             "userData":{{"email":"jane@example.com"}}}}"#
     ))
-    .unwrap()
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, Amount::parse("238").unwrap(), Currency::parse("EUR").unwrap())
-        .item(Item::new("SKU-204", "Merino runner").with_price(Amount::parse("119").unwrap(), 2))
+    support::purchase(txn, "238", "EUR").item(Item::new("SKU-204", "Merino runner").with_price(amount("119"), 2))
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {

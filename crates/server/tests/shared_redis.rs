@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::RedisServer;
-use tally_sandbox::{Mode, Sandbox};
+use tally_sandbox::Mode;
 use tally_server::collector::{CollectorConfig, router};
 use tally_server::retry::RetryPolicy;
 use tally_server::store::redis::RedisStore;
@@ -63,8 +63,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_webhook_three_times_across_two_instances_is_one_delivery() {
     let redis = RedisServer::start();
-    let sandbox = Sandbox::new();
-    let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let (sandbox, ga4) = support::sandbox().await;
     let a = instance(&redis, &ga4.base_url).await;
     let b = instance(&redis, &ga4.base_url).await;
     let http = reqwest::Client::new();
@@ -81,8 +80,7 @@ async fn same_webhook_three_times_across_two_instances_is_one_delivery() {
 async fn outage_backlog_is_drained_once_by_two_workers() {
     const N: usize = 200;
     let redis = RedisServer::start();
-    let sandbox = Sandbox::new();
-    let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let (sandbox, ga4) = support::sandbox().await;
     sandbox.ga4.faults.set(Mode::Down);
     let a = instance(&redis, &ga4.base_url).await;
     let b = instance(&redis, &ga4.base_url).await;

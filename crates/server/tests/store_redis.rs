@@ -228,11 +228,9 @@ fn a_lost_server_gives_errors_not_panics() {
 
 #[tokio::test]
 async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
-    use tally_core::{Amount, ContextEnvelope, Currency};
-    use tally_server::{DeliveryError, Ga4Config, Outcome, PurchaseInput, ServerTracker};
+    use tally_server::{DeliveryError, Ga4Config, Outcome, ServerTracker};
 
-    let sandbox = tally_sandbox::Sandbox::new();
-    let running = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let (sandbox, running) = support::sandbox().await;
     let server = RedisServer::start();
     let redis =
         RedisStore::connect_with(&server.url(), "tally:", RedisOptions::new(10).timeout(Duration::from_secs(1)))
@@ -245,11 +243,10 @@ async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
         .build()
         .unwrap();
     drop(server);
-    let env = ContextEnvelope::parse_json(
+    let env = support::envelope(
         r#"{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","consent":{"analytics_storage":"granted"}}"#,
-    )
-    .unwrap();
-    let purchase = PurchaseInput::new("ORD-DOWN", Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap());
+    );
+    let purchase = support::purchase("ORD-DOWN", "30.03", "USD");
     let r = tracker.from_context(&env).track_purchase(purchase).await.unwrap();
     match r.get("ga4") {
         Some(Outcome::Queued { error: DeliveryError::StoreUnavailable }) => {}

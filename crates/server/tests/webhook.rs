@@ -1,10 +1,13 @@
 //! destinations.md §6 against the local sandboxes (loopback only): the shop's
 //! own signed webhook / warehouse sinks, and the optional TikTok Events API.
 
+mod support;
+
 use std::time::Duration;
 
+use support::{fast_retry, tracker_on_sandbox};
 use tally_core::destinations::webhook::{DEFAULT_TOLERANCE_SECS, verify};
-use tally_core::{Amount, ContextEnvelope, Currency};
+use tally_core::{ContextEnvelope, Currency};
 use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
@@ -14,29 +17,17 @@ use tally_server::{
     WebhookConfig,
 };
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        timeout: Duration::from_secs(5),
-    }
-}
-
 const WAREHOUSE_SECRET: &str = "whsec_warehouse_0123456789";
 const CRM_SECRET: &str = "whsec_crm_abcdefghij";
 
 async fn setup_with(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let (sandbox, run, tracker) = tracker_on_sandbox(retry, |run, b| {
+        b.webhook("warehouse", WebhookConfig::new(run.url("/webhook/warehouse"), WAREHOUSE_SECRET))
+            .webhook("crm", WebhookConfig::new(run.url("/webhook/crm"), CRM_SECRET))
+    })
+    .await;
     sandbox.webhook.set_secret("warehouse", WAREHOUSE_SECRET);
     sandbox.webhook.set_secret("crm", CRM_SECRET);
-    let tracker = ServerTracker::builder()
-        .webhook("warehouse", WebhookConfig::new(run.url("/webhook/warehouse"), WAREHOUSE_SECRET))
-        .webhook("crm", WebhookConfig::new(run.url("/webhook/crm"), CRM_SECRET))
-        .retry(retry)
-        .build()
-        .unwrap();
     (sandbox, run, tracker)
 }
 
@@ -45,18 +36,17 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(ad_user_data: &str) -> ContextEnvelope {
-    ContextEnvelope::parse_json(&format!(
+    support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
             "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"{ad_user_data}","ad_personalization":"granted"}},
             "userData":{{"email":"jane@example.com","phone":"+16505551212"}},
             "pageUrl":"https://shop.example/checkout/done"}}"#
     ))
-    .unwrap()
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    PurchaseInput::new(txn, Amount::parse("30.03").unwrap(), Currency::parse("USD").unwrap())
+    support::purchase(txn, "30.03", "USD")
 }
 
 fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
@@ -174,11 +164,10 @@ async fn user_data_follows_consent_in_the_shops_own_sink() {
 // ---------------------------------------------------------------- TikTok
 
 async fn tiktok_setup(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
-    let sandbox = Sandbox::new();
-    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let cfg = TikTokConfig::new(PIXEL_CODE, TIKTOK_TOKEN).url(run.url("/tiktok/open_api/v1.3/event/track/"));
-    let tracker = ServerTracker::builder().tiktok(cfg).retry(retry).build().unwrap();
-    (sandbox, run, tracker)
+    tracker_on_sandbox(retry, |run, b| {
+        b.tiktok(TikTokConfig::new(PIXEL_CODE, TIKTOK_TOKEN).url(run.url("/tiktok/open_api/v1.3/event/track/")))
+    })
+    .await
 }
 
 #[tokio::test]

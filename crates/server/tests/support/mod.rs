@@ -1,5 +1,7 @@
-//! Test harness shared by the store tests: temporary directories and a real
-//! `redis-server` on a free loopback port.
+//! Test harness shared by the integration tests: temporary directories, a real
+//! `redis-server` on a free loopback port, and the fixtures the destination
+//! tests share (a tracker against a local sandbox, quick retries, envelopes
+//! and purchases).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -8,6 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tally_core::{Amount, ContextEnvelope, Currency};
+use tally_sandbox::{RunningSandbox, Sandbox};
+use tally_server::retry::RetryPolicy;
+use tally_server::{PurchaseInput, ServerTracker, ServerTrackerBuilder};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir {
@@ -160,4 +167,50 @@ fn ping(port: u16) -> bool {
         Ok(n) => buf[..n].starts_with(b"+PONG"),
         Err(_) => false,
     }
+}
+
+/// Retries quick enough for a test: three attempts, 10 to 50 ms apart, 5 s per request.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// The local sandbox (every destination's fake), serving on a free loopback port.
+pub async fn sandbox() -> (Sandbox, RunningSandbox) {
+    let sandbox = Sandbox::new();
+    let run = sandbox.serve("127.0.0.1:0").await.unwrap_or_else(|e| panic!("serving the sandbox: {e}"));
+    (sandbox, run)
+}
+
+/// A sandbox and a tracker against it: `configure` adds the destinations (it
+/// gets the running sandbox for their URLs), with `retry` as the retry policy.
+pub async fn tracker_on_sandbox(
+    retry: RetryPolicy,
+    configure: impl FnOnce(&RunningSandbox, ServerTrackerBuilder) -> ServerTrackerBuilder,
+) -> (Sandbox, RunningSandbox, ServerTracker) {
+    let (sandbox, run) = sandbox().await;
+    let tracker = configure(&run, ServerTracker::builder())
+        .retry(retry)
+        .build()
+        .unwrap_or_else(|e| panic!("building the tracker: {e}"));
+    (sandbox, run, tracker)
+}
+
+/// A context envelope from its JSON.
+pub fn envelope(json: &str) -> ContextEnvelope {
+    ContextEnvelope::parse_json(json).unwrap_or_else(|e| panic!("envelope {json}: {e}"))
+}
+
+/// A purchase `txn` of `value` (decimal text, `"30.03"`) in `currency` (`"USD"`).
+pub fn purchase(txn: &str, value: &str, currency: &str) -> PurchaseInput {
+    PurchaseInput::new(txn, amount(value), Currency::parse(currency).unwrap_or_else(|e| panic!("{currency}: {e}")))
+}
+
+/// An amount from decimal text.
+pub fn amount(value: &str) -> Amount {
+    Amount::parse(value).unwrap_or_else(|e| panic!("{value}: {e}"))
 }
