@@ -4,6 +4,8 @@
 //! every rule and does no I/O: no clock, no randomness, no network. Callers
 //! pass the time and random bytes in. It builds for `wasm32-unknown-unknown`
 //! (the browser tracker, `tally-web`) and natively (the server, `tally-server`).
+//! Without its `std` feature (on by default, implied by `serde_json`) it is
+//! `no_std` and needs only `alloc`: that is how the browser package builds it.
 //!
 //! What lives here:
 //!

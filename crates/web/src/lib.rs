@@ -25,6 +25,9 @@
 //! The wasm module exports one class with one method (`call`, by method number)
 //! and the hash functions; `pkg/index.js` gives the methods their names. The
 //! crate compiles to nothing outside `wasm32`: its rules are tested in the core.
+//! The package is built without the default `std` feature: the module is then
+//! `no_std` and a panic traps (see `cargo xtask pkg`); the wasm tests build
+//! with `std`, and the end-to-end tests run the package as built.
 //!
 //! [wasm-bindgen]: https://rustwasm.github.io/docs/wasm-bindgen/
 #![warn(missing_docs)]
