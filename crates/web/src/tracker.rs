@@ -8,9 +8,8 @@
 //! POSTed to the collector, retried with backoff, flushed with `sendBeacon`
 //! when the page is hidden. Every decision on the way is the core's.
 
-use alloc::{borrow::ToOwned, string::String, vec, vec::Vec};
-
 use alloc::rc::Rc;
+use alloc::{borrow::ToOwned, string::String, vec, vec::Vec};
 use core::cell::{RefCell, RefMut};
 
 use js_sys::{Array, Promise};
