@@ -37,3 +37,33 @@ pub fn on_path(program: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// A step that failed, with what it wrote to stderr.
+pub struct Failed {
+    /// `name failed (exit status: N)`, or why it could not start.
+    pub message: String,
+    /// Everything the command wrote to stderr (also shown as it ran).
+    pub stderr: String,
+}
+
+/// Like [`step`], but stderr is echoed as it comes and also kept, so the
+/// caller can decide from it what to try next.
+pub fn step_keeping_stderr(name: &str, mut cmd: Command) -> Result<(), Failed> {
+    use std::io::{BufRead, BufReader, Write};
+    println!("==> {name}");
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failed { message: format!("{name}: could not start: {e}"), stderr: String::new() })?;
+    let mut kept = String::new();
+    if let Some(err) = child.stderr.take() {
+        let mut echo = std::io::stderr();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = writeln!(echo, "{line}");
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    let status = child.wait().map_err(|e| Failed { message: format!("{name}: {e}"), stderr: kept.clone() })?;
+    if status.success() { Ok(()) } else { Err(Failed { message: format!("{name} failed ({status})"), stderr: kept }) }
+}
