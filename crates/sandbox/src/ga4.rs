@@ -84,6 +84,8 @@ pub struct Ga4Sandbox {
     inner: Arc<Mutex<Inner>>,
     /// Fault injection.
     pub faults: FaultSwitch,
+    /// A delay before each answer.
+    pub latency: crate::Latency,
 }
 
 #[derive(Deserialize)]
@@ -358,6 +360,8 @@ fn check_query(q: &MpQuery) -> Option<Ga4Drop> {
 }
 
 async fn collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = s.faults.enter();
+    s.latency.wait().await;
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;
@@ -377,6 +381,8 @@ async fn collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, headers:
 }
 
 async fn debug_collect(State(s): State<Ga4Sandbox>, Query(q): Query<MpQuery>, body: Bytes) -> Response {
+    let _in_flight = s.faults.enter();
+    s.latency.wait().await;
     s.lock().requests += 1;
     if let Some(r) = s.faults.response() {
         return r;

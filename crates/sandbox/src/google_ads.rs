@@ -552,6 +552,7 @@ async fn upload(
     body: Bytes,
 ) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     if let Some(r) = fault_response(&s, &version) {
         return r;

@@ -546,6 +546,7 @@ async fn events(
     body: Bytes,
 ) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     if let Some(r) = fault_response(&s) {
         return r;

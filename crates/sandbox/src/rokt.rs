@@ -236,6 +236,7 @@ fn check_event(e: &Value, now: i64) -> Result<Checked, String> {
 
 async fn events(State(s): State<RoktSandbox>, headers: HeaderMap, body: Bytes) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     match s.faults.take() {
         Mode::Up => {}

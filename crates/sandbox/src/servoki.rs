@@ -198,6 +198,7 @@ fn check(v: &Value, site: &str) -> Result<ServokiRecord, String> {
 
 async fn server_event(State(s): State<ServokiSandbox>, headers: HeaderMap, body: Bytes) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     if let Some(r) = s.faults.response() {
         return r;

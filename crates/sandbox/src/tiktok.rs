@@ -199,6 +199,7 @@ fn check_event(i: usize, e: &Value, now_s: i64) -> Result<(), String> {
 
 async fn track(State(s): State<TikTokSandbox>, headers: HeaderMap, body: Bytes) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     match s.faults.take() {
         Mode::Up => {}

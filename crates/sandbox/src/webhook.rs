@@ -152,6 +152,7 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     s.lock().requests += 1;
+    let _in_flight = s.faults.enter();
     s.latency.wait().await;
     if let Some(r) = s.faults.response() {
         return r;

@@ -204,7 +204,13 @@ async fn preflight(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.tracker.metrics_text()).into_response()
+    // The outbox gauges read the store: off the runtime, so a slow store
+    // delays this answer only.
+    let tracker = state.tracker.clone();
+    match tokio::task::spawn_blocking(move || tracker.metrics_text()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable").into_response(),
+    }
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
@@ -411,7 +417,7 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     }
     let mut refused = false;
     if !state.config.deliver_inline {
-        let status = match state.tracker.admit(&valid, &visitor) {
+        let status = match state.tracker.admit(&valid, &visitor).await {
             Ok(true) => "accepted",
             Ok(false) => "consent_denied",
             // The outbox is full: nothing durable happened; the browser keeps the events.

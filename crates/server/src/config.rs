@@ -777,6 +777,7 @@ pub struct ServerTrackerBuilder {
     pub(crate) retention: Duration,
     pub(crate) default_consent: ConsentState,
     pub(crate) order_id: tally_core::OrderIdForm,
+    pub(crate) lanes: std::collections::BTreeMap<String, crate::lane::LaneSettings>,
     pub(crate) http: Option<reqwest::Client>,
 }
 
@@ -799,6 +800,7 @@ impl Default for ServerTrackerBuilder {
             retention: Duration::from_secs(48 * 3600),
             default_consent: ConsentState::default(),
             order_id: tally_core::OrderIdForm::AsGiven,
+            lanes: std::collections::BTreeMap::new(),
             http: None,
         }
     }
@@ -886,6 +888,32 @@ impl ServerTrackerBuilder {
     pub fn order_id(mut self, form: tally_core::OrderIdForm) -> Self {
         self.order_id = form;
         self
+    }
+
+    /// How the lane of `destination` (`meta`, `ga4`, `webhook:warehouse`, …)
+    /// batches and paces its requests; each destination has its own defaults
+    /// ([`LaneSettings::for_kind`](crate::LaneSettings::for_kind)).
+    ///
+    /// ```
+    /// use tally_core::DestinationKind;
+    /// use tally_server::{LaneSettings, ServerTracker};
+    /// let b = ServerTracker::builder()
+    ///     .lane("meta", LaneSettings::for_kind(DestinationKind::Meta).window(2).max_requests_per_minute(Some(300)));
+    /// # drop(b);
+    /// ```
+    pub fn lane(mut self, destination: impl Into<String>, settings: crate::lane::LaneSettings) -> Self {
+        self.lanes.insert(destination.into(), settings);
+        self
+    }
+
+    /// The lane settings of `dest`: as set with [`ServerTrackerBuilder::lane`],
+    /// else its kind's defaults, the batch capped at what its API takes.
+    pub(crate) fn lane_settings_for(&self, dest: &crate::destination::Destination) -> crate::lane::LaneSettings {
+        let defaults = crate::lane::LaneSettings::for_kind(dest.kind());
+        match self.lanes.get(dest.name()) {
+            Some(s) => s.max_batch(s.max_batch.min(defaults.max_batch.max(1)).max(1)),
+            None => defaults,
+        }
     }
 
     /// The calling code prepended to national phone numbers before hashing (e.g. `"1"`).
@@ -1000,6 +1028,13 @@ impl ServerTrackerBuilder {
         }
         for (name, w) in self.webhooks.clone() {
             destinations.push(Destination::Webhook(WebhookDestination::new(&name, w)));
+        }
+        if let Some(unknown) = self.lanes.keys().find(|n| !destinations.iter().any(|d| d.name() == n.as_str())) {
+            let names: Vec<&str> = destinations.iter().map(Destination::name).collect();
+            return Err(ConfigError::Invalid {
+                setting: "lanes",
+                reason: format!("{unknown:?} is not a configured destination (configured: {})", names.join(", ")),
+            });
         }
         Ok(ServerTracker::from_parts(self, http, store, outbox, destinations))
     }

@@ -4,7 +4,7 @@
 //! ```toml
 //! [server]
 //! listen = "127.0.0.1:8787"
-//! store = "sqlite:/var/lib/tally/tally.db"   # or "redis://127.0.0.1:6379/0", or "memory"
+//! store = "sqlite:/var/lib/tally/tally.db"   # default "sqlite:tally.db"; or "redis://…", or "memory"
 //! default_consent = "unknown"                 # "granted" only where no consent is required
 //! order_id = "as_given"                       # or "hashed"; the browser's orderId must match
 //!
@@ -41,6 +41,12 @@
 //! [webhooks.warehouse]
 //! url = "https://warehouse.example/tally"
 //! secret = "env:WAREHOUSE_HMAC_SECRET"
+//!
+//! [lanes.meta]                                # optional, per destination
+//! window = 8                                  # requests in flight at most
+//! max_batch = 1000                            # events per request at most
+//! linger_ms = 5                               # how long a request waits to fill
+//! max_requests_per_minute = 300               # a quota, if the API has one
 //! ```
 //!
 //! Any string of the form `env:NAME` is read from the environment variable
@@ -85,6 +91,25 @@ pub struct TallyConfig {
     /// Webhook / warehouse sinks by name.
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookSection>,
+    /// Delivery lanes by destination name (`ga4`, `meta`, `webhook:warehouse`):
+    /// what is not set keeps the destination's default.
+    #[serde(default)]
+    pub lanes: BTreeMap<String, LaneSection>,
+}
+
+/// `[lanes.<destination>]`: how one destination's lane batches and paces
+/// requests (see [`LaneSettings`](crate::LaneSettings)).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LaneSection {
+    /// Requests in flight at most.
+    pub window: Option<usize>,
+    /// Events per request at most (capped at the API's limit).
+    pub max_batch: Option<usize>,
+    /// How long a request waits to fill, in ms.
+    pub linger_ms: Option<u64>,
+    /// Requests per minute at most (0 or absent: no limit).
+    pub max_requests_per_minute: Option<u32>,
 }
 
 /// `[google_ads]`.
@@ -193,7 +218,8 @@ pub struct ServerSection {
     /// Listen address.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// `memory`, `sqlite:<path>` or `redis://…`.
+    /// `sqlite:<path>` (default `sqlite:tally.db`, in the working directory),
+    /// `redis://…`, or `memory` (lost on restart).
     #[serde(default = "default_store")]
     pub store: String,
     /// Outbox capacity (entries).
@@ -223,8 +249,12 @@ pub struct ServerSection {
 fn default_listen() -> String {
     "127.0.0.1:8787".into()
 }
+/// Durable by default: a collector that lost its queue on restart would
+/// silently lose events. `memory` only when asked for.
+pub const DEFAULT_STORE: &str = "sqlite:tally.db";
+
 fn default_store() -> String {
-    "memory".into()
+    DEFAULT_STORE.into()
 }
 fn default_capacity() -> usize {
     100_000
@@ -392,6 +422,45 @@ impl TallyConfig {
                 reason: format!("{form:?}: use \"as_given\" or \"hashed\" (the browser's orderId must match)"),
             })?;
             b = b.order_id(form);
+        }
+        for (name, l) in &self.lanes {
+            let kind = match name.split(':').next().unwrap_or_default() {
+                "ga4" => tally_core::DestinationKind::Ga4,
+                "google_ads" => tally_core::DestinationKind::GoogleAds,
+                "meta" => tally_core::DestinationKind::Meta,
+                "rokt" => tally_core::DestinationKind::Rokt,
+                "servoki" => tally_core::DestinationKind::Servoki,
+                "tiktok" => tally_core::DestinationKind::TikTok,
+                "webhook" => tally_core::DestinationKind::Webhook,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        setting: "lanes",
+                        reason: format!(
+                            "[lanes.{name}]: name a destination (ga4, google_ads, meta, rokt, servoki, tiktok, \"webhook:<name>\")"
+                        ),
+                    });
+                }
+            };
+            if l.window == Some(0) || l.max_batch == Some(0) {
+                return Err(ConfigError::Invalid {
+                    setting: "lanes",
+                    reason: format!("[lanes.{name}]: window and max_batch must be at least 1"),
+                });
+            }
+            let mut settings = crate::LaneSettings::for_kind(kind);
+            if let Some(w) = l.window {
+                settings = settings.window(w);
+            }
+            if let Some(n) = l.max_batch {
+                settings = settings.max_batch(n);
+            }
+            if let Some(linger) = l.linger_ms {
+                settings = settings.linger(ms(linger));
+            }
+            if l.max_requests_per_minute.is_some() {
+                settings = settings.max_requests_per_minute(l.max_requests_per_minute);
+            }
+            b = b.lane(name.clone(), settings);
         }
         if let Some(g) = &self.ga4 {
             let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", &g.api_secret)?)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tally_core::destinations::servoki::ServokiBatch;
 use tally_core::destinations::webhook::WebhookBatch;
-use tally_core::destinations::{Batch, DeliveryContext, Skip};
+use tally_core::destinations::{Batch, DeliveryContext, Skip, VisitorEvents};
 use tally_core::{DestinationKind, Event};
 
 use crate::error::DeliveryError;
@@ -98,6 +98,51 @@ impl Destination {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Destination {
+    /// Whether one request may carry events of many visitors (Meta, TikTok,
+    /// Rokt): then a lane merges visitors into full requests.
+    pub fn merges_visitors(&self) -> bool {
+        matches!(self, Destination::Meta(_) | Destination::TikTok(_) | Destination::Rokt(_))
+    }
+
+    /// Sends one lane round: every visitor's events, merged into shared
+    /// requests where the destination allows it, else visitor by visitor.
+    /// One list of outcomes per visitor, in order.
+    pub(crate) async fn deliver_round(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Vec<Outcome>> {
+        use tracing::Instrument;
+        let total: usize = visitors.iter().map(|(e, _)| e.len()).sum();
+        let span = tracing::info_span!("deliver", destination = self.name(), events = total, visitors = visitors.len());
+        let merged = async {
+            match self {
+                Destination::Meta(d) => Some(d.deliver_many(http, retry, visitors).await),
+                Destination::TikTok(d) => Some(d.deliver_many(http, retry, visitors).await),
+                Destination::Rokt(d) => Some(d.deliver_many(http, retry, visitors).await),
+                _ => None,
+            }
+        }
+        .instrument(span)
+        .await;
+        match merged {
+            Some(flat) => {
+                let mut flat = flat.into_iter();
+                visitors.iter().map(|(events, _)| flat.by_ref().take(events.len()).collect()).collect()
+            }
+            None => {
+                let mut out = Vec::with_capacity(visitors.len());
+                for (events, ctx) in visitors {
+                    out.push(self.deliver(http, retry, events, ctx).await);
+                }
+                out
+            }
+        }
     }
 }
 

@@ -150,6 +150,7 @@ pub mod error;
 pub mod ga4;
 pub mod google_ads;
 pub mod input;
+pub mod lane;
 pub mod meta;
 pub mod metrics;
 pub mod oauth;
@@ -170,6 +171,7 @@ pub use error::{ConfigError, DeliveryError, TrackError};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
+pub use lane::LaneSettings;
 pub use outcome::{Outcome, SkipReason, TrackResult};
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 pub use tracker::{BoundTracker, FlushReport, ServerTracker};

@@ -17,8 +17,8 @@
 //! * code 100 and other 4xx: [`DeliveryError::Rejected`], not retried.
 
 use tally_core::Event;
-use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
+use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::MetaConfig;
 use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
@@ -69,7 +69,19 @@ impl MetaDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_meta::build(events, ctx, &self.core)) {
+        self.deliver_many(http, retry, &[(events, ctx)]).await
+    }
+
+    /// Sends the events of several visitors, batched together; one outcome
+    /// per event, in the order of the visitors and their events.
+    pub async fn deliver_many(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Outcome> {
+        let total = visitors.iter().map(|(events, _)| events.len()).sum();
+        let (mut out, batch) = match open(total, core_meta::build_many(visitors, &self.core)) {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };

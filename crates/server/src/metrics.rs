@@ -23,6 +23,7 @@ pub struct DestinationCounts {
 #[derive(Debug, Default)]
 pub struct Metrics {
     by_destination: Mutex<BTreeMap<String, DestinationCounts>>,
+    store_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -52,6 +53,18 @@ impl Metrics {
     /// One event for `destination` dropped for `reason` (a stable snake_case code).
     pub fn dropped(&self, destination: &str, reason: &'static str) {
         self.dropped_n(destination, reason, 1);
+    }
+
+    /// A store operation (`ack`, `retry`, …) failed; the store logged why.
+    /// The delivery it belonged to stays in the outbox and is tried again.
+    pub fn store_error(&self, operation: &'static str) {
+        let mut m = self.store_errors.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(operation).or_default() += 1;
+    }
+
+    /// Failed store operations since start, by operation.
+    pub fn store_errors(&self) -> BTreeMap<&'static str, u64> {
+        self.store_errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `n` events for `destination` dropped for `reason`.
@@ -113,6 +126,13 @@ impl Metrics {
                 ));
             }
         }
+        s.push_str(
+            "# HELP tally_store_errors_total Store operations that failed, by operation (the work stays queued).\n",
+        );
+        s.push_str("# TYPE tally_store_errors_total counter\n");
+        for (op, n) in self.store_errors() {
+            s.push_str(&format!("tally_store_errors_total{{operation=\"{op}\"}} {n}\n"));
+        }
         if let Some(o) = outbox {
             type Gauge = (&'static str, &'static str, fn(&OutboxStats) -> usize);
             let gauges: [Gauge; 3] = [
@@ -129,6 +149,22 @@ impl Metrics {
         }
         s
     }
+}
+
+/// The lane gauges: `(destination, window, rounds in flight)` each.
+pub(crate) fn render_lanes(lanes: &[(&str, usize, usize)]) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP tally_lane_window Requests a destination's lane may have in flight now (adaptive).\n");
+    s.push_str("# TYPE tally_lane_window gauge\n");
+    for (d, w, _) in lanes {
+        s.push_str(&format!("tally_lane_window{{destination=\"{}\"}} {w}\n", label(d)));
+    }
+    s.push_str("# HELP tally_lane_in_flight Requests a destination's lane has in flight.\n");
+    s.push_str("# TYPE tally_lane_in_flight gauge\n");
+    for (d, _, n) in lanes {
+        s.push_str(&format!("tally_lane_in_flight{{destination=\"{}\"}} {n}\n", label(d)));
+    }
+    s
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -164,5 +200,7 @@ mod tests {
         assert_eq!(t.matches("# TYPE tally_events_delivered_total counter").count(), 1);
         assert_eq!(m.delivered_total(), 3);
         assert_eq!(m.dropped_by_reason().get("consent_denied"), Some(&2));
+        m.store_error("ack");
+        assert!(m.render(None, None).contains("tally_store_errors_total{operation=\"ack\"} 1\n"));
     }
 }

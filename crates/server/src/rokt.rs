@@ -9,8 +9,8 @@
 //! 429 / 5xx are transient, 401 / 403 `Unauthorized`, other 4xx permanent.
 
 use tally_core::Event;
-use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
+use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::RoktConfig;
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
@@ -53,7 +53,19 @@ impl RoktDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_rokt::build(events, ctx, &self.core)) {
+        self.deliver_many(http, retry, &[(events, ctx)]).await
+    }
+
+    /// Sends the events of several visitors, batched together; one outcome
+    /// per event, in the order of the visitors and their events.
+    pub async fn deliver_many(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Outcome> {
+        let total = visitors.iter().map(|(events, _)| events.len()).sum();
+        let (mut out, batch) = match open(total, core_rokt::build_many(visitors, &self.core)) {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };

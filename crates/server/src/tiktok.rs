@@ -11,8 +11,8 @@
 //! TikTok's message.
 
 use tally_core::Event;
-use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
+use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::TikTokConfig;
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
@@ -50,7 +50,19 @@ impl TikTokDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_tiktok::build(events, ctx, &self.core)) {
+        self.deliver_many(http, retry, &[(events, ctx)]).await
+    }
+
+    /// Sends the events of several visitors, batched together; one outcome
+    /// per event, in the order of the visitors and their events.
+    pub async fn deliver_many(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Outcome> {
+        let total = visitors.iter().map(|(events, _)| events.len()).sum();
+        let (mut out, batch) = match open(total, core_tiktok::build_many(visitors, &self.core)) {
             Ok(opened) => opened,
             Err(invalid) => return invalid,
         };

@@ -4,20 +4,30 @@
 //!
 //! 1. the consent policy decides whether the destination may receive it;
 //! 2. the event is written to the outbox (durable with the SQLite or Redis store);
-//! 3. one attempt is made at once: the sender claims the idempotency key
-//!    `(destination, event name, event id)` first — a key already delivered is a
-//!    duplicate and nothing is sent;
+//! 3. it goes to the destination's [delivery lane](crate::lane), which batches
+//!    it with other visitors' events where the API allows and keeps a bounded
+//!    window of requests in flight; the lane claims the idempotency key
+//!    `(destination, event name, event id)` first — a key already delivered is
+//!    a duplicate and nothing is sent;
 //! 4. confirmed → the key is kept for the retention window and the entry removed;
-//!    transient failure → the entry waits for the background worker, which retries
-//!    with exponential backoff and jitter; permanent failure or retries exhausted →
-//!    the entry moves to the dead list with its reason.
+//!    transient failure → the entry waits for the background worker, which hands
+//!    it to the lane again after exponential backoff with jitter (or the
+//!    destination's `Retry-After`); permanent failure or retries exhausted → the
+//!    entry moves to the dead list with its reason.
 //!
-//! A worker that dies mid-send loses both leases; another worker (or the
-//! restarted process) delivers the entry.
+//! Inline calls wait for their events' first attempt; the collector's outbox
+//! mode and every retry go through the background worker. Store calls run off
+//! the async runtime (`spawn_blocking`), so a slow store delays deliveries, never
+//! the other requests a process serves. A worker that dies mid-send loses its
+//! leases; another worker (or the restarted process) delivers the entries, and
+//! the destination deduplicates what was in flight by event id: at most
+//! `window × max_batch` events per destination ([`LaneSettings`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_core::destinations::DeliveryContext;
@@ -32,6 +42,7 @@ use crate::error::{DeliveryError, TrackError};
 use crate::input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
+use crate::lane::{Job, Lane, LaneSettings, RoundRunner, Signal};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::retry::RetryPolicy;
@@ -41,19 +52,8 @@ use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, St
 /// another worker may take over (a crashed worker's work resumes after this).
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// Events handed to a destination between two settlements: one request's worth,
-/// so a crash re-sends at most one request (which the destination deduplicates
-/// by event id).
-fn settle_chunk(kind: DestinationKind) -> usize {
-    match kind {
-        DestinationKind::Ga4 => tally_core::destinations::ga4::MAX_EVENTS,
-        DestinationKind::GoogleAds => tally_core::destinations::google_ads::MAX_CONVERSIONS,
-        DestinationKind::Meta => tally_core::destinations::meta::MAX_EVENTS,
-        DestinationKind::TikTok => tally_core::destinations::tiktok::MAX_EVENTS,
-        DestinationKind::Rokt => tally_core::destinations::rokt::MAX_EVENTS,
-        _ => 1,
-    }
-}
+/// The most outbox entries the worker leases at once.
+const MAX_LEASE: usize = 5_000;
 
 /// The server tracker. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     store: Arc<dyn IdempotencyStore>,
     outbox: Arc<dyn Outbox>,
     destinations: Vec<Destination>,
+    lane_settings: Vec<LaneSettings>,
+    lanes: OnceLock<Vec<Lane<Pending>>>,
     normalize: NormalizeOptions,
     metrics: Metrics,
     wake: tokio::sync::Notify,
@@ -96,12 +98,15 @@ fn random_event_id() -> EventId {
 pub struct FlushReport {
     /// True when the outbox emptied before the deadline.
     pub complete: bool,
+    /// False when the store could not be read at the deadline: `remaining`
+    /// is then unknown (zeros), and the flush is not complete.
+    pub store_readable: bool,
     /// What is still queued or in flight.
     pub remaining: OutboxStats,
 }
 
 /// One event in flight inside the tracker.
-struct Pending {
+pub(crate) struct Pending {
     id: String,
     key: String,
     event: Event,
@@ -132,6 +137,8 @@ impl ServerTracker {
                 order_id: b.order_id,
                 store,
                 outbox,
+                lane_settings: destinations.iter().map(|d| b.lane_settings_for(d)).collect(),
+                lanes: OnceLock::new(),
                 destinations,
                 normalize: b.normalize.clone(),
                 metrics: Metrics::default(),
@@ -217,7 +224,13 @@ impl ServerTracker {
     /// The delivery counters and outbox gauges in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let outbox = &self.inner.outbox;
-        self.inner.metrics.render(outbox.stats().ok(), outbox.stats_by_destination().ok().as_ref())
+        let mut text = self.inner.metrics.render(outbox.stats().ok(), outbox.stats_by_destination().ok().as_ref());
+        if let Some(lanes) = self.inner.lanes.get() {
+            let gauges: Vec<(&str, usize, usize)> =
+                self.inner.destinations.iter().zip(lanes).map(|(d, l)| (d.name(), l.gauge().0, l.gauge().1)).collect();
+            text.push_str(&crate::metrics::render_lanes(&gauges));
+        }
+        text
     }
 
     /// The delivery counters.
@@ -231,17 +244,22 @@ impl ServerTracker {
     }
 
     /// Waits until the outbox is empty or `deadline` passes, and says what is
-    /// left. Serverless handlers call it before returning.
+    /// left. Serverless handlers call it before returning. A store that cannot
+    /// be read is never reported complete: the report says so.
     pub async fn flush(&self, deadline: Duration) -> FlushReport {
         self.ensure_worker();
         let until = Instant::now() + deadline;
         loop {
-            let remaining = self.inner.outbox.stats().unwrap_or_default();
-            if remaining.queued == 0 && remaining.in_flight == 0 {
-                return FlushReport { complete: true, remaining };
+            let stats = self.store_call("stats", |_, o| o.stats()).await;
+            let (remaining, readable) = match stats {
+                Some(Ok(s)) => (s, true),
+                _ => (OutboxStats::default(), false),
+            };
+            if readable && remaining.queued == 0 && remaining.in_flight == 0 {
+                return FlushReport { complete: true, store_readable: true, remaining };
             }
             if Instant::now() >= until {
-                return FlushReport { complete: false, remaining };
+                return FlushReport { complete: false, store_readable: readable, remaining };
             }
             self.inner.wake.notify_one();
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -271,15 +289,15 @@ impl ServerTracker {
         only: impl Fn(DestinationKind) -> bool,
     ) -> Vec<TrackResult> {
         self.ensure_worker();
-        let ctx = self.delivery_context(visitor);
+        let ctx = Arc::new(self.delivery_context(visitor));
         let visitor_json = stored_visitor(&ctx);
         let mut results: Vec<TrackResult> =
             events.iter().map(|e| TrackResult { event_id: e.id.clone(), destinations: BTreeMap::new() }).collect();
         // Every destination at once: a slow or failing one does not hold up the others.
         let (events, ctx, visitor_json, only) = (&events, &ctx, &visitor_json, &only);
-        let deliveries = self.inner.destinations.iter().map(|dest| async move {
+        let deliveries = self.inner.destinations.iter().enumerate().map(|(i, dest)| async move {
             if only(dest.kind()) {
-                self.deliver_to(dest, events, ctx, visitor_json).await
+                self.deliver_to(i, events, ctx, visitor_json).await
             } else {
                 vec![Outcome::Skipped(SkipReason::Unsupported); events.len()]
             }
@@ -297,8 +315,8 @@ impl ServerTracker {
     /// at once, and wakes the worker, which delivers them; nothing is sent here.
     /// `Ok(true)` when some destination took them, `Ok(false)` when consent
     /// refused them everywhere, `Err` when the outbox refused the whole batch
-    /// (full). The collector's outbox mode.
-    pub(crate) fn admit(&self, events: &[Event], visitor: &Visitor) -> Result<bool, StoreError> {
+    /// (full, or the store unavailable). The collector's outbox mode.
+    pub(crate) async fn admit(&self, events: &[Event], visitor: &Visitor) -> Result<bool, StoreError> {
         self.ensure_worker();
         let ctx = self.delivery_context(visitor);
         let visitor_json = stored_visitor(&ctx);
@@ -316,86 +334,201 @@ impl ServerTracker {
         if entries.is_empty() {
             return Ok(!taken.is_empty());
         }
-        if let Err(e) = self.inner.outbox.enqueue(&entries) {
-            for name in taken {
-                self.inner.metrics.dropped_n(name, "queue_full", events.len());
+        let stored = self.store_call("enqueue", move |_, o| o.enqueue(&entries)).await;
+        match stored {
+            Some(Ok(_)) => {
+                self.inner.wake.notify_one();
+                Ok(true)
             }
-            return Err(e);
+            failed => {
+                for name in taken {
+                    self.inner.metrics.dropped_n(name, "queue_full", events.len());
+                }
+                Err(match failed {
+                    Some(Err(e)) => e,
+                    _ => StoreError::Backend("the store call did not finish".into()),
+                })
+            }
         }
-        self.inner.wake.notify_one();
-        Ok(true)
     }
 
+    /// The first attempt of an inline call: into the outbox (not due for the
+    /// worker while this call waits), then through the destination's lane.
     async fn deliver_to(
         &self,
-        dest: &Destination,
+        index: usize,
         events: &[Event],
-        ctx: &DeliveryContext,
+        ctx: &Arc<DeliveryContext>,
         visitor_json: &str,
     ) -> Vec<Outcome> {
+        let dest = &self.inner.destinations[index];
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
             self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
-        // Not due for the worker while this call makes the first attempt.
         let entries = outbox_entries(dest, events, visitor_json, now_ms() + self.inner.lease.as_millis() as i64);
-        let ids = match self.inner.outbox.enqueue(&entries) {
-            Ok(ids) => ids,
-            Err(e) => {
+        let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+        let ids = match self.store_call("enqueue", move |_, o| o.enqueue(&entries)).await {
+            Some(Ok(ids)) => ids,
+            failed => {
                 self.inner.metrics.dropped_n(dest.name(), "queue_full", events.len());
-                return vec![Outcome::Failed(DeliveryError::Refused(e.to_string())); events.len()];
+                let why = match failed {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the store call did not finish".to_owned(),
+                };
+                return vec![Outcome::Failed(DeliveryError::Refused(why)); events.len()];
             }
         };
         let pending = ids
             .into_iter()
-            .zip(entries)
+            .zip(keys)
             .zip(events)
-            .map(|((id, entry), event)| Pending { id, key: entry.key, event: event.clone(), attempt: 1 })
+            .map(|((id, key), event)| Pending { id, key, event: event.clone(), attempt: 1 })
             .collect();
-        self.attempt(dest, pending, ctx).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job { pending, ctx: ctx.clone(), reply: Some(reply), leased_until: None };
+        match self.inner.lanes.get().and_then(|l| l.get(index)) {
+            Some(lane) => {
+                if let Err(job) = lane.submit(job).await {
+                    self.run_round(index, vec![job]).await;
+                }
+            }
+            None => {
+                self.run_round(index, vec![job]).await;
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            vec![Outcome::Queued { error: DeliveryError::Transport("the delivery lane stopped".into()) }; events.len()]
+        })
     }
 
-    /// One attempt for a batch of one destination and one visitor.
-    async fn attempt(&self, dest: &Destination, pending: Vec<Pending>, ctx: &DeliveryContext) -> Vec<Outcome> {
+    /// Runs `f` with the stores on a blocking thread, so a slow store never
+    /// stalls the async runtime. `None` if the call could not finish (the
+    /// runtime is shutting down); counted as a store error.
+    async fn store_call<T, F>(&self, operation: &'static str, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn IdempotencyStore, &dyn Outbox) -> T + Send + 'static,
+    {
+        let (store, outbox) = (self.inner.store.clone(), self.inner.outbox.clone());
+        let done = tokio::task::spawn_blocking(move || f(&*store, &*outbox)).await.ok();
+        if done.is_none() {
+            self.inner.metrics.store_error(operation);
+        }
+        done
+    }
+
+    /// One round of a lane: claims, sends, settles and answers every job.
+    async fn run_round(&self, index: usize, mut jobs: Vec<Job<Pending>>) -> Signal {
         let inner = &self.inner;
-        let mut out: Vec<Option<Outcome>> = vec![None; pending.len()];
-        let mut to_send = Vec::new();
-        for (i, p) in pending.iter().enumerate() {
-            match inner.store.claim(&p.key, inner.lease) {
-                Claim::Acquired => to_send.push(i),
-                Claim::Delivered => {
-                    let _ = inner.outbox.ack(&p.id);
-                    inner.metrics.duplicate(dest.name());
-                    out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
-                }
-                Claim::InFlight => {
-                    // Another worker is sending this key now; look again after its lease.
-                    let _ = inner.outbox.retry(&p.id, now_ms() + inner.lease.as_millis() as i64, "in flight elsewhere");
-                    inner.metrics.duplicate(dest.name());
-                    out[i] = Some(Outcome::Skipped(SkipReason::Duplicate));
-                }
-                Claim::Unavailable => {
-                    // Cannot tell whether it was delivered: send nothing, try again later.
-                    let wait = inner.retry.delay(p.attempt, None);
-                    out[i] = Some(self.reschedule(dest.name(), p, wait, DeliveryError::StoreUnavailable));
-                }
+        let dest = &inner.destinations[index];
+        let keys: Vec<String> = jobs.iter().flat_map(|j| j.pending.iter().map(|p| p.key.clone())).collect();
+        let n = keys.len();
+        let lease = inner.lease;
+        let claims = self
+            .store_call("claim", move |s, _| s.claim_many(&keys, lease))
+            .await
+            .unwrap_or_else(|| vec![Claim::Unavailable; n]);
+        let mut ops = StoreOps::default();
+        let mut outcomes: Vec<Vec<Option<Outcome>>> = jobs.iter().map(|j| vec![None; j.pending.len()]).collect();
+        let mut to_send: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
+        let mut claims = claims.into_iter();
+        for (j, job) in jobs.iter().enumerate() {
+            for (k, p) in job.pending.iter().enumerate() {
+                let outcome = match claims.next().unwrap_or(Claim::Unavailable) {
+                    Claim::Acquired => {
+                        to_send[j].push(k);
+                        continue;
+                    }
+                    Claim::Delivered => {
+                        ops.ack.push(p.id.clone());
+                        inner.metrics.duplicate(dest.name());
+                        Outcome::Skipped(SkipReason::Duplicate)
+                    }
+                    Claim::InFlight => {
+                        // Another worker is sending this key now; look again after its lease.
+                        ops.retry.push((
+                            p.id.clone(),
+                            now_ms() + lease.as_millis() as i64,
+                            "in flight elsewhere".into(),
+                        ));
+                        inner.metrics.duplicate(dest.name());
+                        Outcome::Skipped(SkipReason::Duplicate)
+                    }
+                    Claim::Unavailable => {
+                        // Cannot tell whether it was delivered: send nothing, try again later.
+                        let wait = inner.retry.delay(p.attempt, None);
+                        self.reschedule(dest.name(), p, wait, DeliveryError::StoreUnavailable, &mut ops)
+                    }
+                };
+                outcomes[j][k] = Some(outcome);
             }
         }
-        // Settle after every request-sized chunk, so a crash re-sends at most one
-        // request's worth of events per destination (which deduplicates them by event id).
+        // One request per round where the destination merges visitors; each
+        // attempt here is a single one — retries go through the outbox.
         let single = RetryPolicy { max_attempts: 1, ..inner.retry };
-        for chunk in to_send.chunks(settle_chunk(dest.kind()).max(1)) {
-            let batch: Vec<Event> = chunk.iter().map(|&i| pending[i].event.clone()).collect();
-            let outcomes = dest.deliver(&inner.http, &single, &batch, ctx).await;
-            for (&i, o) in chunk.iter().zip(outcomes) {
-                out[i] = Some(self.settle(dest.name(), &pending[i], o));
+        let groups: Vec<(usize, Vec<Event>)> = to_send
+            .iter()
+            .enumerate()
+            .filter(|(_, ks)| !ks.is_empty())
+            .map(|(j, ks)| (j, ks.iter().map(|&k| jobs[j].pending[k].event.clone()).collect()))
+            .collect();
+        let mut signal = Signal::Idle;
+        if !groups.is_empty() {
+            let visitors: Vec<(&[Event], &DeliveryContext)> =
+                groups.iter().map(|(j, events)| (events.as_slice(), &*jobs[*j].ctx)).collect();
+            let sent = dest.deliver_round(&inner.http, &single, &visitors).await;
+            let mut results = Vec::new();
+            for ((j, _), group_outcomes) in groups.iter().zip(sent) {
+                for (&k, o) in to_send[*j].iter().zip(group_outcomes) {
+                    results.push(o.clone());
+                    outcomes[*j][k] = Some(self.settle(dest.name(), &jobs[*j].pending[k], o, &mut ops));
+                }
+            }
+            signal = signal_of(&results);
+        }
+        self.apply(ops).await;
+        for (job, outs) in jobs.iter_mut().zip(outcomes) {
+            if let Some(reply) = job.reply.take() {
+                let outs = outs.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate))).collect();
+                // The caller may have gone (a client that hung up): its events are settled anyway.
+                if reply.send(outs).is_err() {
+                    tracing::debug!(destination = dest.name(), "an inline caller left before its answer");
+                }
             }
         }
-        out.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate))).collect()
+        signal
     }
 
-    /// Records the result of an attempt in the store and the outbox.
-    fn settle(&self, dest: &str, p: &Pending, outcome: Outcome) -> Outcome {
+    /// The lane is paused by the destination until `until`: the jobs' events
+    /// wait in the outbox until then, and inline callers hear that at once.
+    async fn defer(&self, index: usize, jobs: Vec<Job<Pending>>, until: Instant) {
+        let dest = &self.inner.destinations[index];
+        let wait = until.saturating_duration_since(Instant::now());
+        let error = DeliveryError::RateLimited {
+            retry_after_secs: Some(wait.as_secs().max(1)),
+            message: "the destination asked to wait (Retry-After); the lane is paused".into(),
+        };
+        let mut ops = StoreOps::default();
+        let mut replies = Vec::new();
+        for mut job in jobs {
+            let outs: Vec<Outcome> =
+                job.pending.iter().map(|p| self.reschedule(dest.name(), p, wait, error.clone(), &mut ops)).collect();
+            if let Some(reply) = job.reply.take() {
+                replies.push((reply, outs));
+            }
+        }
+        // Keys were not claimed: nothing to release.
+        self.apply(ops).await;
+        for (reply, outs) in replies {
+            if reply.send(outs).is_err() {
+                tracing::debug!(destination = dest.name(), "an inline caller left before its answer");
+            }
+        }
+    }
+
+    /// The store effects of a settled outcome, into `ops`; the outcome as the caller sees it.
+    fn settle(&self, dest: &str, p: &Pending, outcome: Outcome, ops: &mut StoreOps) -> Outcome {
         let inner = &self.inner;
         // Each call here is a single attempt; the outbox counts attempts.
         let outcome = match outcome {
@@ -404,37 +537,37 @@ impl ServerTracker {
         };
         match outcome {
             Outcome::Sent { .. } => {
-                inner.store.complete(&p.key, inner.retention);
-                let _ = inner.outbox.ack(&p.id);
+                ops.complete.push(p.key.clone());
+                ops.ack.push(p.id.clone());
                 inner.metrics.delivered(dest);
                 Outcome::Sent { attempts: p.attempt }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
-                inner.store.release(&p.key);
+                ops.release.push(p.key.clone());
                 if p.attempt >= inner.retry.max_attempts {
                     let reason = format!("retries exhausted after {} attempts: {e}", p.attempt);
-                    let _ = inner.outbox.dead(&p.id, &reason);
+                    ops.dead.push((p.id.clone(), reason));
                     inner.metrics.dropped(dest, "retries_exhausted");
                     Outcome::Failed(DeliveryError::RetriesExhausted { attempts: p.attempt, last: Box::new(e) })
                 } else {
-                    self.reschedule(dest, p, inner.retry.delay(p.attempt, e.retry_after()), e)
+                    self.reschedule(dest, p, inner.retry.delay(p.attempt, e.retry_after()), e, ops)
                 }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } => {
-                inner.store.release(&p.key);
+                ops.release.push(p.key.clone());
                 // Refused only for being too recent: keep it until it can be accepted.
                 if p.attempt < inner.retry.max_attempts
                     && let Some(wait) = e.too_recent_wait()
                 {
-                    return self.reschedule(dest, p, wait, e);
+                    return self.reschedule(dest, p, wait, e, ops);
                 }
-                let _ = inner.outbox.dead(&p.id, &e.to_string());
+                ops.dead.push((p.id.clone(), e.to_string()));
                 inner.metrics.dropped(dest, "rejected");
                 Outcome::Failed(e)
             }
             Outcome::Skipped(r) => {
-                inner.store.release(&p.key);
-                let _ = inner.outbox.ack(&p.id);
+                ops.release.push(p.key.clone());
+                ops.ack.push(p.id.clone());
                 inner.metrics.dropped(dest, r.code());
                 Outcome::Skipped(r)
             }
@@ -442,11 +575,25 @@ impl ServerTracker {
     }
 
     /// Puts `p` back in the outbox, due after `wait`, and reports it queued.
-    fn reschedule(&self, dest: &str, p: &Pending, wait: Duration, error: DeliveryError) -> Outcome {
+    fn reschedule(&self, dest: &str, p: &Pending, wait: Duration, error: DeliveryError, ops: &mut StoreOps) -> Outcome {
         let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-        let _ = self.inner.outbox.retry(&p.id, at, &error.to_string());
+        ops.retry.push((p.id.clone(), at, error.to_string()));
         self.inner.metrics.retried(dest);
         Outcome::Queued { error }
+    }
+
+    /// Carries out `ops` in one blocking call; every failure is logged and
+    /// counted (the entry stays in the outbox and comes back after its lease).
+    async fn apply(&self, ops: StoreOps) {
+        if ops.is_empty() {
+            return;
+        }
+        let retention = self.inner.retention;
+        let failures = self.store_call("settle", move |s, o| ops.run(s, o, retention)).await.unwrap_or_default();
+        for (operation, e) in failures {
+            tracing::error!(operation, error = %e, "a store operation failed; the delivery stays in the outbox");
+            self.inner.metrics.store_error(operation);
+        }
     }
 
     fn delivery_context(&self, v: &Visitor) -> DeliveryContext {
@@ -470,17 +617,133 @@ impl ServerTracker {
         }
     }
 
-    /// Starts the background worker once, inside the current tokio runtime.
+    /// Starts the lanes and the background worker once, inside the current
+    /// tokio runtime.
     fn ensure_worker(&self) {
         if self.inner.worker_started.swap(true, Ordering::SeqCst) {
             return;
         }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(worker(Arc::downgrade(&self.inner)));
+                let _entered = rt.enter();
+                let weak = Arc::downgrade(&self.inner);
+                let lanes = self
+                    .inner
+                    .destinations
+                    .iter()
+                    .zip(&self.inner.lane_settings)
+                    .enumerate()
+                    .map(|(index, (dest, settings))| {
+                        let runner: Arc<dyn RoundRunner<Pending>> = Arc::new(LaneRunner { inner: weak.clone(), index });
+                        Lane::start(*settings, dest.merges_visitors(), runner)
+                    })
+                    .collect();
+                // Only this call gets here (the swap above), so the cell is empty.
+                let _unset = self.inner.lanes.set(lanes);
+                rt.spawn(worker(weak));
             }
             Err(_) => self.inner.worker_started.store(false, Ordering::SeqCst),
         }
+    }
+}
+
+/// The store effects of one round, carried out together off the runtime.
+#[derive(Debug, Default)]
+struct StoreOps {
+    complete: Vec<String>,
+    release: Vec<String>,
+    ack: Vec<String>,
+    retry: Vec<(String, i64, String)>,
+    dead: Vec<(String, String)>,
+}
+
+impl StoreOps {
+    fn is_empty(&self) -> bool {
+        self.complete.is_empty()
+            && self.release.is_empty()
+            && self.ack.is_empty()
+            && self.retry.is_empty()
+            && self.dead.is_empty()
+    }
+
+    /// Runs every operation; the failures, by operation.
+    fn run(self, s: &dyn IdempotencyStore, o: &dyn Outbox, retention: Duration) -> Vec<(&'static str, StoreError)> {
+        let mut failures = Vec::new();
+        // The key first: once it says delivered, a crash before the ack only
+        // makes the outbox hand out an entry that is then skipped as a duplicate.
+        s.complete_many(&self.complete, retention);
+        for k in &self.release {
+            s.release(k);
+        }
+        if let Err(e) = o.ack_many(&self.ack) {
+            failures.push(("ack", e));
+        }
+        for (id, at, error) in &self.retry {
+            if let Err(e) = o.retry(id, *at, error) {
+                failures.push(("retry", e));
+            }
+        }
+        for (id, reason) in &self.dead {
+            if let Err(e) = o.dead(id, reason) {
+                failures.push(("dead", e));
+            }
+        }
+        failures
+    }
+}
+
+/// How a round's outcomes speak of the destination: throttled (pause for the
+/// longest `Retry-After`), struggling (transient failures), healthy, or idle.
+fn signal_of(outcomes: &[Outcome]) -> Signal {
+    let errors = outcomes.iter().filter_map(|o| match o {
+        Outcome::Failed(e) | Outcome::Queued { error: e } => Some(e),
+        _ => None,
+    });
+    let mut signal = if outcomes.is_empty() { Signal::Idle } else { Signal::Healthy };
+    for e in errors {
+        let last = match e {
+            DeliveryError::RetriesExhausted { last, .. } => last,
+            e => e,
+        };
+        match last {
+            DeliveryError::RateLimited { retry_after_secs, .. } => {
+                let after = retry_after_secs.map(Duration::from_secs);
+                signal = match signal {
+                    Signal::Throttled(prev) => Signal::Throttled(prev.max(after)),
+                    _ => Signal::Throttled(after),
+                };
+            }
+            e if e.is_transient() && signal != Signal::Idle && !matches!(signal, Signal::Throttled(_)) => {
+                signal = Signal::Struggling;
+            }
+            _ => {}
+        }
+    }
+    signal
+}
+
+/// Connects a lane to the tracker that owns it, without keeping it alive.
+struct LaneRunner {
+    inner: Weak<Inner>,
+    index: usize,
+}
+
+impl RoundRunner<Pending> for LaneRunner {
+    fn run(&self, round: Vec<Job<Pending>>) -> Pin<Box<dyn Future<Output = Signal> + Send + '_>> {
+        Box::pin(async move {
+            match self.inner.upgrade() {
+                Some(inner) => ServerTracker { inner }.run_round(self.index, round).await,
+                None => Signal::Idle,
+            }
+        })
+    }
+
+    fn defer(&self, jobs: Vec<Job<Pending>>, until: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(inner) = self.inner.upgrade() {
+                ServerTracker { inner }.defer(self.index, jobs, until).await;
+            }
+        })
     }
 }
 
@@ -545,8 +808,10 @@ fn restore_visitor(json: &str, order_id: tally_core::OrderIdForm) -> Option<Deli
     })
 }
 
-/// The background worker: leases due outbox entries and attempts them, until
-/// the tracker is dropped or shut down.
+/// The background worker: leases due outbox entries, as many as the lanes
+/// have room for, and hands them to the lanes, until the tracker is dropped or
+/// shut down. Entries a lane cannot take stay leased and come back when the
+/// lease ends.
 async fn worker(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -554,10 +819,27 @@ async fn worker(weak: Weak<Inner>) {
             return;
         }
         let tracker = ServerTracker { inner };
-        let leased = tracker.inner.outbox.lease(200, tracker.inner.lease, now_ms()).unwrap_or_default();
+        let room: usize = tracker.inner.lanes.get().map_or(0, |l| l.iter().map(Lane::room).sum());
+        let room = room.min(MAX_LEASE);
+        let lease = tracker.inner.lease;
+        let leased = if room == 0 {
+            Vec::new()
+        } else {
+            match tracker.store_call("lease", move |_, o| o.lease(room, lease, now_ms())).await {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "leasing outbox entries failed; trying again");
+                    tracker.inner.metrics.store_error("lease");
+                    Vec::new()
+                }
+                None => Vec::new(),
+            }
+        };
         let busy = !leased.is_empty();
-        // Group by (destination, visitor) so each group is one request's worth.
+        let leased_until = Instant::now() + lease;
+        // One job per (destination, visitor), restored once.
         let mut groups: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
+        let mut dead = StoreOps::default();
         for l in leased {
             let fallback = || EventId::random_v7(0, [0; 10]);
             match Event::from_json(&l.entry.event_json, fallback) {
@@ -566,33 +848,35 @@ async fn worker(weak: Weak<Inner>) {
                     .or_default()
                     .push(Pending { id: l.id, key: l.entry.key, event, attempt: l.entry.attempts + 1 }),
                 Err(e) => {
-                    let _ = tracker.inner.outbox.dead(&l.id, &format!("unreadable outbox entry: {e}"));
+                    dead.dead.push((l.id, format!("unreadable outbox entry: {e}")));
                     tracker.inner.metrics.dropped(&l.entry.destination, "invalid");
                 }
             }
         }
-        // Destinations are served at once, so one that times out does not hold up
-        // the others' retries; within a destination the groups go one after the
-        // other, so a crash re-sends at most one request's worth per destination.
-        let mut by_destination: BTreeMap<String, Vec<(String, Vec<Pending>)>> = BTreeMap::new();
         for ((dest_name, visitor_json), pending) in groups {
-            by_destination.entry(dest_name).or_default().push((visitor_json, pending));
-        }
-        let shared = &tracker;
-        let deliveries = by_destination.into_iter().map(|(dest_name, groups)| async move {
-            for (visitor_json, pending) in groups {
-                let dest = shared.inner.destinations.iter().find(|d| d.name() == dest_name);
-                let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json, shared.inner.order_id)) else {
-                    for p in pending {
-                        let _ = shared.inner.outbox.dead(&p.id, "destination no longer configured");
-                        shared.inner.metrics.dropped(&dest_name, "not_configured");
-                    }
-                    continue;
-                };
-                shared.attempt(dest, pending, &ctx).await;
+            let index = tracker.inner.destinations.iter().position(|d| d.name() == dest_name);
+            let lane = index.and_then(|i| tracker.inner.lanes.get().and_then(|l| l.get(i)));
+            let (Some(lane), Some(ctx)) = (lane, restore_visitor(&visitor_json, tracker.inner.order_id)) else {
+                for p in pending {
+                    dead.dead.push((p.id, "destination no longer configured".into()));
+                    tracker.inner.metrics.dropped(&dest_name, "not_configured");
+                }
+                continue;
+            };
+            // No job above a round's size, so what one crash can re-send stays
+            // within window × max_batch.
+            let ctx = Arc::new(ctx);
+            let max = index.and_then(|i| tracker.inner.lane_settings.get(i)).map_or(1, |s| s.max_batch.max(1));
+            let mut pending = pending.into_iter().peekable();
+            while pending.peek().is_some() {
+                let chunk: Vec<Pending> = pending.by_ref().take(max).collect();
+                let job = Job { pending: chunk, ctx: ctx.clone(), reply: None, leased_until: Some(leased_until) };
+                if lane.offer(job).is_err() {
+                    tracing::debug!(destination = dest_name, "lane full; the entries come back when their lease ends");
+                }
             }
-        });
-        futures_util::future::join_all(deliveries).await;
+        }
+        tracker.apply(dead).await;
         let poll = tracker.inner.poll;
         if busy {
             drop(tracker);
@@ -600,7 +884,7 @@ async fn worker(weak: Weak<Inner>) {
             continue;
         }
         // Holding the tracker while waiting delays noticing its drop by at most `poll`.
-        let _ = tokio::time::timeout(poll, tracker.inner.wake.notified()).await;
+        let _woken = tokio::time::timeout(poll, tracker.inner.wake.notified()).await;
     }
 }
 

@@ -8,14 +8,16 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
-use tally_core::{ClickIds, ConsentState, ContextEnvelope, Currency, Event, EventName, TransactionId, UserData};
+use tally_core::{
+    ClickIds, ConsentState, ContextEnvelope, Currency, DestinationKind, Event, EventName, TransactionId, UserData,
+};
 use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
 use tally_server::tracker::now_ms;
 use tally_server::{
-    ConversionInput, DeliveryError, Ga4Config, GoogleAdsConfig, Outcome, PurchaseInput, RefundInput, ServerTracker,
-    SignUpInput, SkipReason, Visitor,
+    ConversionInput, DeliveryError, Ga4Config, GoogleAdsConfig, LaneSettings, Outcome, PurchaseInput, RefundInput,
+    ServerTracker, SignUpInput, SkipReason, Visitor,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -265,7 +267,10 @@ async fn a_failed_refresh_is_not_cached_and_is_retried_later() {
 
 #[tokio::test]
 async fn callers_waiting_on_a_failed_refresh_share_its_failure() {
-    let (sandbox, _run, tracker) = setup().await;
+    // A window wide enough that all five callers' requests wait on the one refresh.
+    let lane = LaneSettings::for_kind(DestinationKind::GoogleAds).window(8);
+    let (sandbox, _run, tracker) =
+        tracker_on_sandbox(fast_retry(), |run, b| b.google_ads(ads(run)).lane("google_ads", lane)).await;
     sandbox.google_ads.token_latency.set(Duration::from_millis(200));
     sandbox.google_ads.token_faults.fail_next(1);
     let env = envelope();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::is_hex64;
 use super::page_url;
 pub use super::{CLICK_ID_PARAMS, strip_click_ids};
-use super::{DeliveryContext, split_json_batches};
+use super::{DeliveryContext, VisitorEvents, split_json_batches};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
@@ -313,12 +313,49 @@ fn custom_data(e: &Event) -> CustomData {
 /// assert_eq!(ev.event_id, e.id.as_str());
 /// ```
 pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Result<MetaBatch> {
+    build_many(&[(events, ctx)], config)
+}
+
+/// [`build`] for the events of several visitors at once, so one request carries
+/// events of many visitors (each event keeps its own visitor's user data and
+/// consent). Indices in the batch count through the groups' events in order.
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &MetaConfig) -> Result<MetaBatch> {
+    let mut skipped = Vec::new();
+    let mut ok = Vec::new();
+    let mut offset = 0;
+    for &(events, ctx) in groups {
+        visitor_events(events, ctx, config, offset, &mut ok, &mut skipped);
+        offset += events.len();
+    }
+    let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
+    for (i, _) in oversized {
+        skipped.push((i, MetaSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
+    }
+    skipped.sort_by_key(|(i, _)| *i);
+    let mut batch = MetaBatch { skipped, ..MetaBatch::default() };
+    for b in batches {
+        let (idx, data): (Vec<usize>, Vec<MetaEvent>) = b.into_iter().unzip();
+        batch.indices.push(idx);
+        batch.requests.push(MetaRequest { data, test_event_code: config.test_event_code.clone() });
+    }
+    Ok(batch)
+}
+
+/// One visitor's events: the accepted ones into `ok`, the others into `skipped`,
+/// indexed from `offset`.
+fn visitor_events(
+    events: &[Event],
+    ctx: &DeliveryContext,
+    config: &MetaConfig,
+    offset: usize,
+    ok: &mut Vec<(usize, MetaEvent)>,
+    skipped: &mut Vec<(usize, MetaSkip)>,
+) {
     let policy = ctx.consent.policy(DestinationKind::Meta);
     if let Err(denial) = policy.send {
-        return Ok(MetaBatch {
-            skipped: (0..events.len()).map(|i| (i, MetaSkip::Consent(denial))).collect(),
-            ..MetaBatch::default()
-        });
+        skipped.extend((0..events.len()).map(|i| (offset + i, MetaSkip::Consent(denial))));
+        return;
     }
     let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let ids = if policy.click_ids { ctx.click_ids.clone().validated() } else { crate::click_ids::ClickIds::default() };
@@ -335,34 +372,32 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
     let website = config.action_source == ActionSource::Website;
     let ldu = config.limited_data_use;
 
-    let mut skipped = Vec::new();
-    let mut ok = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if e.name == EventName::Refund {
-            skipped.push((i, MetaSkip::Unsupported));
+            skipped.push((offset + i, MetaSkip::Unsupported));
             continue;
         }
         if let Err(err) = e.validate().and_then(|()| check_window(e, config.action_source, ctx.now_ms)) {
-            skipped.push((i, MetaSkip::Invalid(err)));
+            skipped.push((offset + i, MetaSkip::Invalid(err)));
             continue;
         }
         let url = page_url(e, ctx).map(|u| if policy.click_ids { u } else { strip_click_ids(&u) });
         if website && url.is_none() {
-            skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "event_source_url" })));
+            skipped.push((offset + i, MetaSkip::Invalid(Error::Missing { field: "event_source_url" })));
             continue;
         }
         if website && user_data.client_user_agent.is_none() {
-            skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "client_user_agent" })));
+            skipped.push((offset + i, MetaSkip::Invalid(Error::Missing { field: "client_user_agent" })));
             continue;
         }
         if user_data.is_empty() {
-            skipped.push((i, MetaSkip::Invalid(Error::Missing { field: "user_data" })));
+            skipped.push((offset + i, MetaSkip::Invalid(Error::Missing { field: "user_data" })));
             continue;
         }
         let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         let custom = custom_data(e);
         ok.push((
-            i,
+            offset + i,
             MetaEvent {
                 event_name: e.name.meta_name().to_owned(),
                 event_time: at.div_euclid(1000),
@@ -378,19 +413,6 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
             },
         ));
     }
-    let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
-    for (i, _) in oversized {
-        skipped.push((i, MetaSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
-    }
-    skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = MetaBatch { skipped, ..MetaBatch::default() };
-    for b in batches {
-        let (idx, data): (Vec<usize>, Vec<MetaEvent>) = b.into_iter().unzip();
-        batch.indices.push(idx);
-        batch.requests.push(MetaRequest { data, test_event_code: config.test_event_code.clone() });
-    }
-    Ok(batch)
 }
 
 /// Validates a pixel (dataset) id: digits only.
@@ -552,6 +574,40 @@ mod tests {
         e.currency = Some(Currency::parse("usd").unwrap());
         e.items.push(Item::new("product.id.123", "Tee").with_price(Amount::parse("100.2").unwrap(), 1));
         e
+    }
+
+    #[test]
+    fn one_request_carries_many_visitors_each_with_its_own_user_data_and_consent() {
+        let a = ctx();
+        let mut b = ctx();
+        b.click_ids.fbp = Some("fb.1.1558571054389.2222222222".into());
+        let mut denied = ctx();
+        denied.consent = ConsentState::default();
+        let (ea, eb, ed) = ([purchase(), purchase()], [purchase()], [purchase()]);
+        let groups: [VisitorEvents<'_>; 3] = [(&ea, &a), (&ed, &denied), (&eb, &b)];
+        let batch = build_many(&groups, &MetaConfig::default()).unwrap();
+        assert_eq!(batch.requests.len(), 1, "one request for all visitors");
+        assert_eq!(batch.indices, [vec![0, 1, 3]], "indices count through the groups");
+        assert_eq!(batch.skipped.len(), 1);
+        assert_eq!(batch.skipped[0].0, 2, "the denied visitor's event is skipped by its own index");
+        assert!(matches!(batch.skipped[0].1, MetaSkip::Consent(_)));
+        let fbp: Vec<_> = batch.requests[0].data.iter().map(|e| e.user_data.fbp.clone().unwrap()).collect();
+        assert_eq!(
+            fbp,
+            ["fb.1.1558571054389.1098115397", "fb.1.1558571054389.1098115397", "fb.1.1558571054389.2222222222"]
+        );
+        // The same as building each visitor alone.
+        let alone = build(&eb, &b, &MetaConfig::default()).unwrap();
+        assert_eq!(alone.requests[0].data[0], batch.requests[0].data[2]);
+    }
+
+    #[test]
+    fn visitors_beyond_the_request_limit_split_into_full_requests() {
+        let c = ctx();
+        let events: Vec<[Event; 1]> = (0..MAX_EVENTS + 5).map(|_| [purchase()]).collect();
+        let groups: Vec<VisitorEvents<'_>> = events.iter().map(|e| (&e[..], &c)).collect();
+        let batch = build_many(&groups, &MetaConfig::default()).unwrap();
+        assert_eq!(batch.requests.iter().map(|r| r.data.len()).collect::<Vec<_>>(), [MAX_EVENTS, 5]);
     }
 
     fn ctx() -> DeliveryContext {

@@ -67,6 +67,10 @@ pub(crate) fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// One visitor's events with what is known about that visitor: the unit the
+/// builders that batch across visitors (Meta, TikTok, Rokt) take several of.
+pub type VisitorEvents<'a> = (&'a [Event], &'a DeliveryContext);
+
 /// Everything about the visitor a destination may use, before consent is applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryContext {

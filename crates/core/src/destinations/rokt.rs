@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, split_json_batches};
+use super::{DeliveryContext, VisitorEvents, split_json_batches};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -132,6 +132,13 @@ pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
 /// assert_eq!(batch.requests[0].events[0].client_event_id, e.id.as_str());
 /// ```
 pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Result<RoktBatch> {
+    build_many(&[(events, ctx)], config)
+}
+
+/// [`build`] for the events of several visitors at once, so one request carries
+/// events of many visitors (each event keeps its own visitor's user data and
+/// consent). Indices in the batch count through the groups' events in order.
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &RoktConfig) -> Result<RoktBatch> {
     let account = config.account_id.trim();
     if account.is_empty() {
         return Err(Error::Missing { field: "rokt.account_id" });
@@ -139,12 +146,40 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
     if account.chars().count() > MAX_ACCOUNT_ID {
         return Err(Error::TooLong { field: "rokt.account_id", max: MAX_ACCOUNT_ID });
     }
+    let mut skipped = Vec::new();
+    let mut ok = Vec::new();
+    let mut offset = 0;
+    for &(events, ctx) in groups {
+        visitor_events(events, ctx, offset, &mut ok, &mut skipped);
+        offset += events.len();
+    }
+    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - 128);
+    for (i, _) in oversized {
+        skipped.push((i, RoktSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
+    }
+    skipped.sort_by_key(|(i, _)| *i);
+    let mut batch = RoktBatch { skipped, ..RoktBatch::default() };
+    for b in batches {
+        let (idx, events): (Vec<usize>, Vec<RoktEvent>) = b.into_iter().unzip();
+        batch.indices.push(idx);
+        batch.requests.push(RoktRequest { account_id: account.to_owned(), events });
+    }
+    Ok(batch)
+}
+
+/// One visitor's events: the accepted ones into `ok`, the others into `skipped`,
+/// indexed from `offset`.
+fn visitor_events(
+    events: &[Event],
+    ctx: &DeliveryContext,
+    offset: usize,
+    ok: &mut Vec<(usize, RoktEvent)>,
+    skipped: &mut Vec<(usize, RoktSkip)>,
+) {
     let policy = ctx.consent.policy(DestinationKind::Rokt);
     if let Err(denial) = policy.send {
-        return Ok(RoktBatch {
-            skipped: (0..events.len()).map(|i| (i, RoktSkip::Consent(denial))).collect(),
-            ..RoktBatch::default()
-        });
+        skipped.extend((0..events.len()).map(|i| (offset + i, RoktSkip::Consent(denial))));
+        return;
     }
     let email = if policy.user_data {
         ctx.user_data.as_ref().and_then(|h| h.meta.as_ref()).and_then(|m| m.em.iter().find(|s| is_hex64(s)).cloned())
@@ -153,23 +188,21 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
     };
     let rtid = if policy.click_ids { ctx.click_ids.valid_rtid() } else { None };
 
-    let mut skipped = Vec::new();
-    let mut ok = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if e.name == EventName::Refund {
-            skipped.push((i, RoktSkip::Unsupported));
+            skipped.push((offset + i, RoktSkip::Unsupported));
             continue;
         }
         if let Err(err) = e.validate().and_then(|()| check_window(e, ctx.now_ms)) {
-            skipped.push((i, RoktSkip::Invalid(err)));
+            skipped.push((offset + i, RoktSkip::Invalid(err)));
             continue;
         }
         if e.id.as_str().len() > MAX_EVENT_ID {
-            skipped.push((i, RoktSkip::Invalid(Error::TooLong { field: "eventId", max: MAX_EVENT_ID })));
+            skipped.push((offset + i, RoktSkip::Invalid(Error::TooLong { field: "eventId", max: MAX_EVENT_ID })));
             continue;
         }
         if email.is_none() && rtid.is_none() {
-            skipped.push((i, RoktSkip::NoAttribution));
+            skipped.push((offset + i, RoktSkip::NoAttribution));
             continue;
         }
         let mut object = Vec::with_capacity(9);
@@ -195,12 +228,12 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
             object.push(nv("confirmationref", t.as_str()));
         }
         if object.iter().any(|o| o.value.chars().count() > MAX_VALUE_CHARS) {
-            skipped.push((i, RoktSkip::Invalid(Error::TooLong { field: "objectData", max: MAX_VALUE_CHARS })));
+            skipped.push((offset + i, RoktSkip::Invalid(Error::TooLong { field: "objectData", max: MAX_VALUE_CHARS })));
             continue;
         }
         let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
         ok.push((
-            i,
+            offset + i,
             RoktEvent {
                 client_event_id: e.id.as_str().to_owned(),
                 event_type: "conversion",
@@ -210,18 +243,6 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Re
             },
         ));
     }
-    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - 128);
-    for (i, _) in oversized {
-        skipped.push((i, RoktSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
-    }
-    skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = RoktBatch { skipped, ..RoktBatch::default() };
-    for b in batches {
-        let (idx, events): (Vec<usize>, Vec<RoktEvent>) = b.into_iter().unzip();
-        batch.indices.push(idx);
-        batch.requests.push(RoktRequest { account_id: account.to_owned(), events });
-    }
-    Ok(batch)
 }
 
 fn key_part(field: &'static str, prefix: &'static str, raw: &str) -> Result<String> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, split_json_batches};
+use super::{DeliveryContext, VisitorEvents, split_json_batches};
 use super::{page_url, strip_click_ids};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -235,69 +235,23 @@ fn properties(e: &Event) -> TikTokProperties {
 /// assert_eq!(batch.requests[0].data[0].event, "CompletePayment");
 /// ```
 pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> Result<TikTokBatch> {
+    build_many(&[(events, ctx)], config)
+}
+
+/// [`build`] for the events of several visitors at once, so one request carries
+/// events of many visitors (each event keeps its own visitor's user data and
+/// consent). Indices in the batch count through the groups' events in order.
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &TikTokConfig) -> Result<TikTokBatch> {
     let pixel = config.pixel_code.trim();
     if pixel.is_empty() {
         return Err(Error::Missing { field: "tiktok.pixel_code" });
     }
-    let policy = ctx.consent.policy(DestinationKind::TikTok);
-    if let Err(denial) = policy.send {
-        return Ok(TikTokBatch {
-            skipped: (0..events.len()).map(|i| (i, TikTokSkip::Consent(denial))).collect(),
-            ..TikTokBatch::default()
-        });
-    }
-    let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let ud = ctx.user_data.as_ref().filter(|_| policy.user_data);
-    let meta = ud.and_then(|h| h.meta.as_ref());
-    let google = ud.and_then(|h| h.google.as_ref());
-    let mut user = TikTokUser {
-        email: first_hash(meta.map(|m| &m.em)),
-        phone: first_hash(google.map(|g| &g.sha256_phone_number)),
-        external_id: first_hash(meta.map(|m| &m.external_id)),
-        ttclid: if policy.click_ids { ctx.click_ids.valid_ttclid().map(str::to_owned) } else { None },
-        ip: if policy.user_data { clean(&ctx.ip_address) } else { None },
-        user_agent: if policy.user_data { clean(&ctx.user_agent) } else { None },
-    };
-    let limited_data_use = !(policy.user_data && policy.personalization);
-
     let mut skipped = Vec::new();
     let mut ok = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        if e.name == EventName::Refund {
-            skipped.push((i, TikTokSkip::Unsupported));
-            continue;
-        }
-        if let Err(err) = e.validate().and_then(|()| check_window(e, ctx.now_ms)) {
-            skipped.push((i, TikTokSkip::Invalid(err)));
-            continue;
-        }
-        if user.is_empty() {
-            skipped.push((i, TikTokSkip::NoAttribution));
-            continue;
-        }
-        let page = page_url(e, ctx).map(|u| TikTokPage {
-            url: if policy.click_ids { u } else { strip_click_ids(&u) },
-            referrer: match e.params.get("page_referrer") {
-                Some(ParamValue::Text(r)) if !r.trim().is_empty() => {
-                    Some(if policy.click_ids { r.clone() } else { strip_click_ids(r) })
-                }
-                _ => None,
-            },
-        });
-        let props = properties(e);
-        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
-        ok.push((
-            i,
-            TikTokEvent {
-                event: e.name.tiktok_name().unwrap_or_else(|| e.name.as_str()).to_owned(),
-                event_time: at.div_euclid(1000),
-                event_id: e.id.as_str().to_owned(),
-                user: super::share(&mut user, i, events.len()),
-                page,
-                properties: (props != TikTokProperties::default()).then_some(props),
-                limited_data_use,
-            },
-        ));
+    let mut offset = 0;
+    for &(events, ctx) in groups {
+        visitor_events(events, ctx, offset, &mut ok, &mut skipped);
+        offset += events.len();
     }
     let envelope = 128 + pixel.len() + config.test_event_code.as_ref().map_or(0, String::len);
     let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
@@ -317,6 +271,73 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> 
         });
     }
     Ok(batch)
+}
+
+/// One visitor's events: the accepted ones into `ok`, the others into `skipped`,
+/// indexed from `offset`.
+fn visitor_events(
+    events: &[Event],
+    ctx: &DeliveryContext,
+    offset: usize,
+    ok: &mut Vec<(usize, TikTokEvent)>,
+    skipped: &mut Vec<(usize, TikTokSkip)>,
+) {
+    let policy = ctx.consent.policy(DestinationKind::TikTok);
+    if let Err(denial) = policy.send {
+        skipped.extend((0..events.len()).map(|i| (offset + i, TikTokSkip::Consent(denial))));
+        return;
+    }
+    let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let ud = ctx.user_data.as_ref().filter(|_| policy.user_data);
+    let meta = ud.and_then(|h| h.meta.as_ref());
+    let google = ud.and_then(|h| h.google.as_ref());
+    let mut user = TikTokUser {
+        email: first_hash(meta.map(|m| &m.em)),
+        phone: first_hash(google.map(|g| &g.sha256_phone_number)),
+        external_id: first_hash(meta.map(|m| &m.external_id)),
+        ttclid: if policy.click_ids { ctx.click_ids.valid_ttclid().map(str::to_owned) } else { None },
+        ip: if policy.user_data { clean(&ctx.ip_address) } else { None },
+        user_agent: if policy.user_data { clean(&ctx.user_agent) } else { None },
+    };
+    let limited_data_use = !(policy.user_data && policy.personalization);
+
+    for (i, e) in events.iter().enumerate() {
+        if e.name == EventName::Refund {
+            skipped.push((offset + i, TikTokSkip::Unsupported));
+            continue;
+        }
+        if let Err(err) = e.validate().and_then(|()| check_window(e, ctx.now_ms)) {
+            skipped.push((offset + i, TikTokSkip::Invalid(err)));
+            continue;
+        }
+        if user.is_empty() {
+            skipped.push((offset + i, TikTokSkip::NoAttribution));
+            continue;
+        }
+        let page = page_url(e, ctx).map(|u| TikTokPage {
+            url: if policy.click_ids { u } else { strip_click_ids(&u) },
+            referrer: match e.params.get("page_referrer") {
+                Some(ParamValue::Text(r)) if !r.trim().is_empty() => {
+                    Some(if policy.click_ids { r.clone() } else { strip_click_ids(r) })
+                }
+                _ => None,
+            },
+        });
+        let props = properties(e);
+        let at = if e.occurred_at_ms > 0 { e.occurred_at_ms } else { ctx.now_ms };
+        ok.push((
+            offset + i,
+            TikTokEvent {
+                event: e.name.tiktok_name().unwrap_or_else(|| e.name.as_str()).to_owned(),
+                event_time: at.div_euclid(1000),
+                event_id: e.id.as_str().to_owned(),
+                user: super::share(&mut user, i, events.len()),
+                page,
+                properties: (props != TikTokProperties::default()).then_some(props),
+                limited_data_use,
+            },
+        ));
+    }
 }
 
 /// The answer (HTTP 200 even for most errors: classify by `code`).

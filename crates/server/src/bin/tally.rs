@@ -189,6 +189,20 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Where the queue lives, said at start: a memory store loses it on restart.
+fn store_note(store: &str) -> String {
+    match store.strip_prefix("sqlite:") {
+        Some(path) => {
+            let full = std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_else(|_| path.to_owned());
+            format!("outbox and dedup keys in SQLite at {full} (kept across restarts)")
+        }
+        None if store == "memory" => {
+            "outbox and dedup keys in memory (store = \"memory\"): a restart loses what is queued".to_owned()
+        }
+        None => format!("outbox and dedup keys in {}", store.split('@').next_back().unwrap_or(store)),
+    }
+}
+
 async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
     let app =
         collector::router(tracker.clone(), collector_cfg).route("/healthz", axum::routing::get(|| async { "ok" }));
@@ -201,8 +215,9 @@ async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collect
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     println!("tally: collecting on http://{addr}/collect ({})", tracker.destination_names().join(", "));
+    println!("tally: {}", store_note(&cfg.server.store));
     // Deliveries left in a durable outbox by a previous process start again now.
-    let _ = tracker.flush(Duration::ZERO).await;
+    let _started = tracker.flush(Duration::ZERO).await;
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {

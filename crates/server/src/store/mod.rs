@@ -36,6 +36,17 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn complete(&self, key: &str, retention: Duration);
     /// Gives `key` back after a failed delivery, so a later attempt can send it.
     fn release(&self, key: &str);
+    /// [`IdempotencyStore::claim`] for many keys, one answer per key in order;
+    /// a backend does them in one round trip or transaction where it can.
+    fn claim_many(&self, keys: &[String], lease: Duration) -> Vec<Claim> {
+        keys.iter().map(|k| self.claim(k, lease)).collect()
+    }
+    /// [`IdempotencyStore::complete`] for many keys.
+    fn complete_many(&self, keys: &[String], retention: Duration) {
+        for k in keys {
+            self.complete(k, retention);
+        }
+    }
 }
 
 /// The key for (destination, event name, event id).
@@ -116,6 +127,15 @@ pub fn idempotency_conformance(s: &dyn IdempotencyStore) {
     assert_eq!(s.claim(&short, Duration::from_millis(1)), Claim::Acquired);
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(s.claim(&short, Duration::from_secs(60)), Claim::Acquired, "an expired lease is taken over");
+    // The batched forms agree with the single ones.
+    let keys: Vec<String> = ["a", "b", "c"].iter().map(|k| idempotency_key("meta", "purchase", k)).collect();
+    s.complete(&keys[1], Duration::from_secs(60));
+    assert_eq!(s.claim(&keys[2], Duration::from_secs(60)), Claim::Acquired);
+    let lease = Duration::from_secs(60);
+    assert_eq!(s.claim_many(&keys, lease), [Claim::Acquired, Claim::Delivered, Claim::InFlight]);
+    s.complete_many(&keys[..1], Duration::from_secs(60));
+    assert_eq!(s.claim_many(&keys[..1], lease), [Claim::Delivered]);
+    assert!(s.claim_many(&[], lease).is_empty());
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub trait Outbox: Send + Sync + 'static {
     fn lease(&self, max: usize, lease: Duration, now_ms: i64) -> Result<Vec<Leased>, StoreError>;
     /// The destination confirmed: remove.
     fn ack(&self, id: &str) -> Result<(), StoreError>;
+    /// [`Outbox::ack`] for many entries, in one transaction where the backend can.
+    fn ack_many(&self, ids: &[String]) -> Result<(), StoreError> {
+        ids.iter().try_for_each(|id| self.ack(id))
+    }
     /// A transient failure: record it and make the entry due again at `next_attempt_at_ms`.
     fn retry(&self, id: &str, next_attempt_at_ms: i64, error: &str) -> Result<(), StoreError>;
     /// Give up: move the entry to the dead list with `reason`.

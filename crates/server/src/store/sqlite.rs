@@ -303,30 +303,61 @@ impl SqliteStore {
     }
 
     fn try_claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        Ok(self.try_claim_many(std::slice::from_ref(&key), lease)?.pop().unwrap_or(Claim::Unavailable))
+    }
+
+    /// Claims every key in one transaction.
+    fn try_claim_many<K: AsRef<str>>(&self, keys: &[K], lease: Duration) -> Result<Vec<Claim>, StoreError> {
         let mut conn = self.lock();
         let now = unix_ms();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("claim: begin"))?;
-        let current: Option<(i64, i64)> = tx
-            .prepare_cached("SELECT state, until_ms FROM idempotency WHERE key = ?1")
-            .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(backend("claim: reading key"))?;
-        let claim = match current {
-            Some((STATE_DELIVERED, until)) if until > now => Claim::Delivered,
-            Some((_, until)) if until > now => Claim::InFlight,
-            _ => {
-                tx.prepare_cached(
+        let claims = keys.iter().map(|k| claim_in(&tx, k.as_ref(), lease, now)).collect::<Result<Vec<_>, _>>()?;
+        tx.commit().map_err(backend("claim: commit"))?;
+        Ok(claims)
+    }
+
+    fn try_complete_many(&self, keys: &[String], retention: Duration) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let until = unix_ms().saturating_add(duration_ms(retention));
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("complete: begin"))?;
+        {
+            let mut st = tx
+                .prepare_cached(
                     "INSERT INTO idempotency (key, state, until_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (key) DO UPDATE SET state = excluded.state, until_ms = excluded.until_ms",
                 )
-                .and_then(|mut st| st.execute(params![key, STATE_LEASED, now.saturating_add(duration_ms(lease))]))
-                .map_err(backend("claim: writing lease"))?;
-                Claim::Acquired
+                .map_err(backend("complete: preparing"))?;
+            for k in keys {
+                st.execute(params![k, STATE_DELIVERED, until]).map_err(backend("complete: writing key"))?;
             }
-        };
-        tx.commit().map_err(backend("claim: commit"))?;
-        Ok(claim)
+        }
+        tx.commit().map_err(backend("complete: commit"))
     }
+}
 
+/// Claims `key` inside `tx`.
+fn claim_in(tx: &rusqlite::Transaction<'_>, key: &str, lease: Duration, now: i64) -> Result<Claim, StoreError> {
+    let current: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT state, until_ms FROM idempotency WHERE key = ?1")
+        .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(backend("claim: reading key"))?;
+    let claim = match current {
+        Some((STATE_DELIVERED, until)) if until > now => Claim::Delivered,
+        Some((_, until)) if until > now => Claim::InFlight,
+        _ => {
+            tx.prepare_cached(
+                "INSERT INTO idempotency (key, state, until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, until_ms = excluded.until_ms",
+            )
+            .and_then(|mut st| st.execute(params![key, STATE_LEASED, now.saturating_add(duration_ms(lease))]))
+            .map_err(backend("claim: writing lease"))?;
+            Claim::Acquired
+        }
+    };
+    Ok(claim)
+}
+
+impl SqliteStore {
     fn try_complete(&self, key: &str, retention: Duration) -> Result<(), StoreError> {
         let conn = self.lock();
         let until = unix_ms().saturating_add(duration_ms(retention));
@@ -375,6 +406,29 @@ impl IdempotencyStore for SqliteStore {
     fn release(&self, key: &str) {
         if let Err(e) = self.try_release(key) {
             tracing::warn!(error = %e, key, "releasing a key failed; it frees itself when the lease ends");
+        }
+    }
+
+    fn claim_many(&self, keys: &[String], lease: Duration) -> Vec<Claim> {
+        let n = self.claims.fetch_add(keys.len() as u64, Ordering::Relaxed) + keys.len() as u64;
+        let every = self.options.sweep_every.max(1);
+        if n / every != (n - keys.len() as u64) / every
+            && let Err(e) = self.sweep_idempotency()
+        {
+            tracing::warn!(error = %e, "idempotency sweep failed; will retry");
+        }
+        match self.try_claim_many(keys, lease) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, keys = keys.len(), "idempotency claims failed; the events stay in the outbox");
+                vec![Claim::Unavailable; keys.len()]
+            }
+        }
+    }
+
+    fn complete_many(&self, keys: &[String], retention: Duration) {
+        if let Err(e) = self.try_complete_many(keys, retention) {
+            tracing::error!(error = %e, keys = keys.len(), "marking keys delivered failed; duplicates may be sent after the lease ends");
         }
     }
 }
@@ -463,6 +517,19 @@ impl Outbox for SqliteStore {
             .and_then(|mut st| st.execute([id]))
             .map_err(backend("ack: deleting entry"))?;
         Ok(())
+    }
+
+    fn ack_many(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.iter().map(|id| parse_id(id)).collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("ack: begin"))?;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(backend("ack: preparing"))?;
+            for id in ids {
+                st.execute([id]).map_err(backend("ack: deleting entry"))?;
+            }
+        }
+        tx.commit().map_err(backend("ack: commit"))
     }
 
     fn retry(&self, id: &str, next_attempt_at_ms: i64, error: &str) -> Result<(), StoreError> {
