@@ -252,7 +252,9 @@ impl<P: Send + 'static> Lane<P> {
     /// Starts a lane on the current runtime. `merges`: whether rounds may
     /// carry several visitors' events.
     pub(crate) fn start(settings: LaneSettings, merges: bool, runner: Arc<dyn RoundRunner<P>>) -> Lane<P> {
-        let capacity = (settings.window * 4).max(64);
+        // Room for what the worker may hand over (two windows of full rounds,
+        // see `room`) even if every job is a single event, plus inline callers.
+        let capacity = 2 * settings.window.max(1) * settings.max_batch.max(1) + 64;
         let (tx, rx) = mpsc::channel(capacity);
         let queued = Arc::new(AtomicUsize::new(0));
         let pressure = Arc::new(Mutex::new(Pressure::new(&settings)));

@@ -544,7 +544,10 @@ impl ServerTracker {
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
                 ops.release.push(p.key.clone());
-                if p.attempt >= inner.retry.max_attempts {
+                // Being rate limited says nothing about the event: it waits as
+                // long as the destination asks, without using up its retries.
+                let throttled = matches!(e, DeliveryError::RateLimited { .. });
+                if p.attempt >= inner.retry.max_attempts && !throttled {
                     let reason = format!("retries exhausted after {} attempts: {e}", p.attempt);
                     ops.dead.push((p.id.clone(), reason));
                     inner.metrics.dropped(dest, "retries_exhausted");

@@ -32,6 +32,29 @@ fn spawn(config: &std::path::Path) -> Tally {
     Tally(child)
 }
 
+/// `tally serve` in `dir` as its working directory; also returns the first
+/// lines it prints.
+fn spawn_in(config: &std::path::Path, dir: &std::path::Path) -> (Tally, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tally");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Tally(child), rx)
+}
+
 async fn wait_healthy(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -152,5 +175,61 @@ base_url = "{ga4}/ga4"
         N - before_restart,
         raw - N
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// No `store` setting: `tally serve` keeps its queue in `tally.db` in its
+/// working directory, says so, and delivers it after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_serve_without_a_store_setting_keeps_its_queue_across_a_restart() {
+    let sandbox = Sandbox::new();
+    let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
+    sandbox.ga4.faults.set(Mode::Down);
+    let dir = std::env::temp_dir().join(format!("tally-default-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = dir.join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+retry_base_ms = 20
+retry_max_delay_ms = 100
+[collector]
+server_secrets = ["s2s"]
+[ga4]
+measurement_id = "G-DEFAULT1"
+api_secret = "secret"
+base_url = "{ga4}/ga4"
+"#,
+            ga4 = ga4.base_url
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let (tally, said) = spawn_in(&config, &dir);
+    wait_healthy(&http, &base).await;
+    let lines: Vec<String> = said.try_iter().collect();
+    let db = std::fs::canonicalize(dir.join("tally.db")).expect("tally.db created in the working directory");
+    assert!(
+        lines.iter().any(|l| l.contains("SQLite") && l.contains(&db.display().to_string())),
+        "tally serve says where its queue lives: {lines:?}"
+    );
+    let body = json!({"context":{"v":1,"createdAt":1,"clientId":"1.2","consent":{"analytics_storage":"granted"}},
+                      "events":[{"name":"purchase","transactionId":"ORD-KEPT","value":3,"currency":"EUR"}]});
+    let r = http.post(format!("{base}/collect")).bearer_auth("s2s").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    drop(tally); // killed with the purchase still queued (GA4 is down)
+    assert!(sandbox.ga4.purchases().is_empty());
+
+    sandbox.ga4.faults.set(Mode::Up);
+    let (_tally, _said) = spawn_in(&config, &dir);
+    wait_healthy(&http, &base).await;
+    assert!(wait_until(20, || sandbox.ga4.purchases().len() == 1).await, "the queued purchase was lost on restart");
+    assert_eq!(sandbox.ga4.purchases()[0].transaction_id(), Some("ORD-KEPT"));
     let _ = std::fs::remove_dir_all(&dir);
 }
