@@ -145,7 +145,9 @@ impl DeliveryError {
     }
 
     fn is_retryable_status(&self) -> bool {
-        matches!(self, DeliveryError::Rejected { status, .. } if matches!(status, 408 | 425 | 429 | 500..=599))
+        // The one status rule: crate::retry::classify_status.
+        matches!(self, DeliveryError::Rejected { status, .. }
+            if crate::retry::classify_status(*status) == crate::retry::StatusClass::Transient)
     }
 }
 

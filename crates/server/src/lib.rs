@@ -29,6 +29,12 @@
 //! [`SkipReason`] (consent, duplicate, not configured …). Configuration mistakes
 //! fail at [`ServerTrackerBuilder::build`]; delivery failures come back as values.
 //!
+//! Every event is written to the [outbox](store) before it is sent, then goes
+//! through its destination's [delivery lane](lane): batched with other
+//! visitors' events where the API allows, a bounded and adaptive window of
+//! requests in flight, paused by `Retry-After` ([`LaneSettings`]). Store calls
+//! run off the async runtime.
+//!
 //! ## Example: a payment webhook delivering to several destinations
 //!
 //! One tracker per process, configured for GA4, Google Ads (purchases, and

@@ -16,6 +16,7 @@ use tally_core::{ContextEnvelope, DestinationKind};
 use tally_sandbox::Mode;
 use tally_sandbox::meta::ACCESS_TOKEN;
 use tally_server::collector::{self, CollectorConfig};
+use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 use tally_server::{DeliveryError, Ga4Config, LaneSettings, MetaConfig, Outcome, ServerTracker, Visitor};
 
@@ -161,22 +162,8 @@ async fn a_429_storm_and_an_outage_lose_nothing_and_count_nothing_twice() {
     assert_eq!(tracker.outbox().stats().unwrap().dead, 0);
 }
 
-/// A collector whose SQLite store is locked by another process for a while
-/// still answers every request that does not need the store; the one that
-/// does waits for the store and then succeeds. On a single-threaded runtime,
-/// so a store call on the runtime would stall everything.
-#[tokio::test(flavor = "current_thread")]
-async fn a_slow_store_does_not_stall_the_collector() {
-    let dir = TempDir::new("slow-store");
-    let db = dir.join("tally.db");
-    let (sandbox, run) = support::sandbox().await;
-    let store = Arc::new(SqliteStore::open(&db, 1000).unwrap());
-    let tracker = ServerTracker::builder()
-        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)))
-        .retry(fast_retry())
-        .durable(store)
-        .build()
-        .unwrap();
+/// The collector on `tracker`, on a free port; its `/collect` URL's base.
+async fn serve_collector(tracker: &ServerTracker) -> String {
     let cfg = CollectorConfig {
         server_secrets: ["s2s".to_owned()].into_iter().collect(),
         rate_per_ip: 0,
@@ -188,12 +175,26 @@ async fn a_slow_store_does_not_stall_the_collector() {
     tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     });
+    base
+}
 
-    // Another process holds the database.
-    let lock = rusqlite::Connection::open(&db).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-
+/// While the store is held up (`hold` starts it, `release` ends it), a
+/// purchase waits for the store and every request that does not need it is
+/// answered; after it, the purchase succeeds and is delivered once. On a
+/// single-threaded runtime, so a store call made on the runtime would stall
+/// everything.
+async fn collector_answers_while_the_store_is_slow(
+    tracker: ServerTracker,
+    sandbox: &tally_sandbox::Sandbox,
+    hold: impl FnOnce(),
+    release: impl FnOnce(),
+) {
+    let base = serve_collector(&tracker).await;
     let http = reqwest::Client::new();
+    // Warm up (connections, schema) before the store is held.
+    let r = http.post(format!("{base}/collect")).bearer_auth("wrong").body("{}").send().await.unwrap();
+    assert!(r.status().is_client_error());
+    hold();
     let body = json!({"context":{"v":1,"createdAt":1,"clientId":"1.2","consent":{"analytics_storage":"granted"}},
                       "events":[{"name":"purchase","transactionId":"ORD-SLOW","value":5,"currency":"EUR"}]});
     let slow = {
@@ -201,16 +202,62 @@ async fn a_slow_store_does_not_stall_the_collector() {
         tokio::spawn(async move { http.post(format!("{base}/collect")).bearer_auth("s2s").json(&body).send().await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!slow.is_finished(), "the store is locked: this call waits for it");
-    // Meanwhile everything that does not need the store is answered.
+    assert!(!slow.is_finished(), "the store is held: this call waits for it");
     for _ in 0..10 {
         let r = http.post(format!("{base}/collect")).bearer_auth("wrong").body("{}").send().await.unwrap();
         assert!(r.status().is_client_error(), "{}", r.status());
     }
-    assert!(!slow.is_finished(), "the other answers came while the store was still locked");
-    lock.execute_batch("COMMIT").unwrap();
+    assert!(!slow.is_finished(), "the other answers came while the store was still held");
+    release();
     let r = slow.await.unwrap().unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert!(tracker.flush(Duration::from_secs(10)).await.complete);
     assert_eq!(sandbox.ga4.purchases().len(), 1);
+}
+
+fn ga4_tracker_on<S>(run: &tally_sandbox::RunningSandbox, store: Arc<S>) -> ServerTracker
+where
+    S: tally_server::IdempotencyStore + tally_server::Outbox,
+{
+    ServerTracker::builder()
+        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)))
+        .retry(fast_retry())
+        .durable(store)
+        .build()
+        .unwrap()
+}
+
+/// SQLite held by another process's `BEGIN EXCLUSIVE`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_locked_sqlite_store_does_not_stall_the_collector() {
+    let dir = TempDir::new("slow-store");
+    let db = dir.join("tally.db");
+    let (sandbox, run) = support::sandbox().await;
+    let tracker = ga4_tracker_on(&run, Arc::new(SqliteStore::open(&db, 1000).unwrap()));
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    collector_answers_while_the_store_is_slow(
+        tracker,
+        &sandbox,
+        || lock.execute_batch("BEGIN EXCLUSIVE").unwrap(),
+        || lock.execute_batch("COMMIT").unwrap(),
+    )
+    .await;
+}
+
+/// A real Redis busy for 1.5 s (`DEBUG SLEEP`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_redis_does_not_stall_the_collector() {
+    use std::io::Write;
+    let redis = support::RedisServer::start();
+    let (sandbox, run) = support::sandbox().await;
+    let store = RedisStore::connect(&redis.url(), "slow", 1000).unwrap();
+    let tracker = ga4_tracker_on(&run, Arc::new(store));
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    collector_answers_while_the_store_is_slow(
+        tracker,
+        &sandbox,
+        || admin.write_all(b"DEBUG SLEEP 1.5\r\n").unwrap(),
+        || {},
+    )
+    .await;
 }

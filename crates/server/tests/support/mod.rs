@@ -92,6 +92,8 @@ impl RedisServer {
                 .arg(port.to_string())
                 .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .args(["--protected-mode", "yes"])
+                // DEBUG SLEEP makes a slow Redis for the lane tests (loopback only).
+                .args(["--enable-debug-command", "local"])
                 .arg("--dir")
                 .arg(dir.path())
                 .arg("--logfile")
