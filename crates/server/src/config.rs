@@ -28,7 +28,7 @@ use crate::tracker::ServerTracker;
 use crate::webhook::WebhookDestination;
 
 /// GA4 Measurement Protocol settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ga4Config {
     /// `G-…` measurement id of the web stream.
     pub measurement_id: String,
@@ -38,6 +38,17 @@ pub struct Ga4Config {
     pub base_url: String,
     /// Send to `/debug/mp/collect` and turn `validationMessages` into errors.
     pub validate: bool,
+}
+
+impl fmt::Debug for Ga4Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ga4Config")
+            .field("measurement_id", &self.measurement_id)
+            .field("api_secret", &REDACTED)
+            .field("base_url", &self.base_url)
+            .field("validate", &self.validate)
+            .finish()
+    }
 }
 
 impl Ga4Config {

@@ -65,6 +65,7 @@ use crate::config::{
     WebhookConfig,
 };
 use crate::error::ConfigError;
+use crate::secret::Secret;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -123,11 +124,11 @@ pub struct GoogleAdsSection {
     /// OAuth client id.
     pub client_id: String,
     /// OAuth client secret.
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// OAuth refresh token.
-    pub refresh_token: String,
+    pub refresh_token: Secret,
     /// Optional developer token.
-    pub developer_token: Option<String>,
+    pub developer_token: Option<Secret>,
     /// API version (default: a current one).
     pub api_version: Option<String>,
     /// Base URL override.
@@ -152,7 +153,7 @@ pub struct MetaSection {
     /// Pixel (dataset) id.
     pub pixel_id: String,
     /// System-user access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// Graph API version.
     pub api_version: Option<String>,
     /// Base URL override.
@@ -168,9 +169,9 @@ pub struct RoktSection {
     /// Account id.
     pub account_id: String,
     /// `rpub-…` key.
-    pub public_key: String,
+    pub public_key: Secret,
     /// `rsec-…` key.
-    pub secret: String,
+    pub secret: Secret,
     /// URL override.
     pub url: Option<String>,
 }
@@ -182,7 +183,7 @@ pub struct ServokiSection {
     /// Site (domain or code).
     pub site: String,
     /// API key.
-    pub api_key: String,
+    pub api_key: Secret,
     /// URL override.
     pub url: Option<String>,
 }
@@ -194,7 +195,7 @@ pub struct TikTokSection {
     /// Pixel code.
     pub pixel_code: String,
     /// Events API access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// Test event code.
     pub test_event_code: Option<String>,
     /// URL override.
@@ -208,7 +209,7 @@ pub struct WebhookSection {
     /// Where to POST.
     pub url: String,
     /// HMAC secret.
-    pub secret: String,
+    pub secret: Secret,
 }
 
 /// `[server]`.
@@ -296,7 +297,7 @@ pub struct CollectorSection {
     pub allowed_origins: Vec<String>,
     /// Bearer secrets for server-to-server calls.
     #[serde(default)]
-    pub server_secrets: Vec<String>,
+    pub server_secrets: Vec<Secret>,
     /// Requests per second per IP.
     pub rate_per_ip: Option<u32>,
     /// Burst per IP.
@@ -322,7 +323,7 @@ pub struct Ga4Section {
     /// `G-…`.
     pub measurement_id: String,
     /// API secret (use `env:NAME`).
-    pub api_secret: String,
+    pub api_secret: Secret,
     /// Base URL override.
     pub base_url: Option<String>,
     /// Use the EU endpoint.
@@ -374,14 +375,16 @@ impl TallyConfig {
         }
         c.collector.site_keys = list("TALLY_SITE_KEYS");
         c.collector.allowed_origins = list("TALLY_ALLOWED_ORIGINS");
-        c.collector.server_secrets = list("TALLY_SERVER_SECRETS");
+        c.collector.server_secrets = list("TALLY_SERVER_SECRETS").into_iter().map(Secret::from).collect();
         if let Some(id) = get("TALLY_GA4_MEASUREMENT_ID") {
             c.ga4 = Some(Ga4Section {
                 measurement_id: id,
-                api_secret: get("TALLY_GA4_API_SECRET").ok_or(ConfigError::Missing {
-                    setting: "TALLY_GA4_API_SECRET",
-                    hint: "set it with TALLY_GA4_MEASUREMENT_ID",
-                })?,
+                api_secret: get("TALLY_GA4_API_SECRET")
+                    .ok_or(ConfigError::Missing {
+                        setting: "TALLY_GA4_API_SECRET",
+                        hint: "set it with TALLY_GA4_MEASUREMENT_ID",
+                    })?
+                    .into(),
                 base_url: get("TALLY_GA4_BASE_URL"),
                 eu: false,
                 validate: false,
@@ -463,7 +466,7 @@ impl TallyConfig {
             b = b.lane(name.clone(), settings);
         }
         if let Some(g) = &self.ga4 {
-            let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", &g.api_secret)?)
+            let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", g.api_secret.expose())?)
                 .validate(g.validate);
             if g.eu {
                 cfg = cfg.eu();
@@ -477,15 +480,15 @@ impl TallyConfig {
             let mut cfg = GoogleAdsConfig::new(
                 a.customer_id.clone(),
                 resolve("google_ads.client_id", &a.client_id)?,
-                resolve("google_ads.client_secret", &a.client_secret)?,
-                resolve("google_ads.refresh_token", &a.refresh_token)?,
+                resolve("google_ads.client_secret", a.client_secret.expose())?,
+                resolve("google_ads.refresh_token", a.refresh_token.expose())?,
             )
             .validate_only(a.validate_only);
             if let Some(v) = &a.login_customer_id {
                 cfg = cfg.login_customer_id(v.clone());
             }
             if let Some(v) = &a.developer_token {
-                cfg = cfg.developer_token(resolve("google_ads.developer_token", v)?);
+                cfg = cfg.developer_token(resolve("google_ads.developer_token", v.expose())?);
             }
             if let Some(v) = &a.api_version {
                 cfg = cfg.api_version(v.clone());
@@ -505,7 +508,7 @@ impl TallyConfig {
             b = b.google_ads(cfg);
         }
         if let Some(m) = &self.meta {
-            let mut cfg = MetaConfig::new(m.pixel_id.clone(), resolve("meta.access_token", &m.access_token)?);
+            let mut cfg = MetaConfig::new(m.pixel_id.clone(), resolve("meta.access_token", m.access_token.expose())?);
             if let Some(v) = &m.api_version {
                 cfg = cfg.api_version(v.clone());
             }
@@ -520,8 +523,8 @@ impl TallyConfig {
         if let Some(r) = &self.rokt {
             let mut cfg = RoktConfig::new(
                 r.account_id.clone(),
-                resolve("rokt.public_key", &r.public_key)?,
-                resolve("rokt.secret", &r.secret)?,
+                resolve("rokt.public_key", r.public_key.expose())?,
+                resolve("rokt.secret", r.secret.expose())?,
             );
             if let Some(v) = &r.url {
                 cfg = cfg.url(v.clone());
@@ -529,14 +532,15 @@ impl TallyConfig {
             b = b.rokt(cfg);
         }
         if let Some(sv) = &self.servoki {
-            let mut cfg = ServokiConfig::new(sv.site.clone(), resolve("servoki.api_key", &sv.api_key)?);
+            let mut cfg = ServokiConfig::new(sv.site.clone(), resolve("servoki.api_key", sv.api_key.expose())?);
             if let Some(v) = &sv.url {
                 cfg = cfg.url(v.clone());
             }
             b = b.servoki(cfg);
         }
         if let Some(t) = &self.tiktok {
-            let mut cfg = TikTokConfig::new(t.pixel_code.clone(), resolve("tiktok.access_token", &t.access_token)?);
+            let mut cfg =
+                TikTokConfig::new(t.pixel_code.clone(), resolve("tiktok.access_token", t.access_token.expose())?);
             if let Some(v) = &t.url {
                 cfg = cfg.url(v.clone());
             }
@@ -546,7 +550,10 @@ impl TallyConfig {
             b = b.tiktok(cfg);
         }
         for (name, w) in &self.webhooks {
-            b = b.webhook(name.clone(), WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", &w.secret)?));
+            b = b.webhook(
+                name.clone(),
+                WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", w.secret.expose())?),
+            );
         }
         Ok(b)
     }
@@ -554,8 +561,11 @@ impl TallyConfig {
     /// The collector settings.
     pub fn collector_config(&self) -> Result<CollectorConfig, ConfigError> {
         let c = &self.collector;
-        let secrets =
-            c.server_secrets.iter().map(|s| resolve("collector.server_secrets", s)).collect::<Result<_, _>>()?;
+        let secrets = c
+            .server_secrets
+            .iter()
+            .map(|s| resolve("collector.server_secrets", s.expose()))
+            .collect::<Result<_, _>>()?;
         if c.site_keys.is_empty() && c.server_secrets.is_empty() {
             return Err(ConfigError::Missing {
                 setting: "collector.site_keys",
@@ -581,6 +591,32 @@ impl TallyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_configuration_shows_no_secret() {
+        let text = r#"
+[collector]
+server_secrets = ["srv-s3kr1t-1", "env:TALLY_SERVER_SECRET"]
+[ga4]
+measurement_id = "G-ABC123"
+api_secret = "ga4-s3kr1t-2"
+[meta]
+pixel_id = "1234567890"
+access_token = "meta-s3kr1t-3"
+[webhooks.wh]
+url = "https://warehouse.example/t"
+secret = "wh-s3kr1t-4"
+"#;
+        let cfg = TallyConfig::from_toml(text).unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3kr1t"), "{shown}");
+        assert!(shown.contains("env:TALLY_SERVER_SECRET"), "references are not secret: {shown}");
+        cfg.tracker_builder().unwrap().build().unwrap();
+        let ga4 = crate::Ga4Config::new("G-ABC123", "ga4-s3kr1t-2");
+        assert!(!format!("{ga4:?}").contains("s3kr1t"));
+        let dest = crate::ga4::Ga4Destination::new(ga4);
+        assert!(!format!("{dest:?}").contains("s3kr1t"), "{dest:?}");
+    }
 
     #[test]
     fn parses_the_documented_example() {

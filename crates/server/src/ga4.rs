@@ -11,10 +11,17 @@ use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
 
 /// A configured GA4 destination.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ga4Destination {
     cfg: Ga4Config,
     url: String,
+}
+
+impl std::fmt::Debug for Ga4Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL carries the API secret: never shown.
+        f.debug_struct("Ga4Destination").field("cfg", &self.cfg).finish()
+    }
 }
 
 impl Ga4Destination {

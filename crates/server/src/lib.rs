@@ -163,6 +163,7 @@ pub mod oauth;
 pub mod outcome;
 pub mod retry;
 pub mod rokt;
+pub mod secret;
 pub mod servoki;
 pub mod store;
 pub mod tiktok;
@@ -179,5 +180,6 @@ pub use input::{
 };
 pub use lane::LaneSettings;
 pub use outcome::{Outcome, SkipReason, TrackResult};
+pub use secret::Secret;
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 pub use tracker::{BoundTracker, FlushReport, ServerTracker};
