@@ -285,6 +285,12 @@ impl Ga4Sandbox {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many purchases [`purchases`](Self::purchases) would list, without
+    /// copying them (for polling a long run).
+    pub fn purchase_count(&self) -> usize {
+        self.lock().accepted.iter().filter(|r| r.name == "purchase" && !r.duplicate).count()
+    }
+
     /// Every accepted event, in arrival order.
     pub fn events(&self) -> Vec<Ga4Record> {
         self.lock().accepted.clone()

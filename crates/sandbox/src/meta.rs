@@ -256,6 +256,12 @@ impl MetaSandbox {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many purchases [`purchases`](Self::purchases) would list, without
+    /// copying them (for polling a long run).
+    pub fn purchase_count(&self) -> usize {
+        self.lock().accepted.iter().filter(|r| r.event_name == "Purchase" && !r.duplicate).count()
+    }
+
     /// Every accepted event, in arrival order (duplicates included, flagged).
     pub fn events(&self) -> Vec<MetaRecord> {
         self.lock().accepted.clone()

@@ -151,8 +151,8 @@ async fn ingest(url: &str, n: usize, per_request: usize, tag: &str) {
 
 fn delivered(s: &Sandbox, dest: Dest) -> usize {
     match dest {
-        Dest::Ga4 => s.ga4.purchases().len(),
-        Dest::Meta => s.meta.events().len(),
+        Dest::Ga4 => s.ga4.purchase_count(),
+        Dest::Meta => s.meta.purchase_count(),
     }
 }
 
@@ -179,7 +179,7 @@ async fn drain_cell(dest: Dest, latency_ms: u64, n: usize, per_request: usize) -
     faults.set(Mode::Up);
     let deadline = started + Duration::from_secs(300);
     while delivered(&s.sandbox, dest) < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_us() - cpu0;

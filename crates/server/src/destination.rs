@@ -135,12 +135,10 @@ impl Destination {
                 let mut flat = flat.into_iter();
                 visitors.iter().map(|(events, _)| flat.by_ref().take(events.len()).collect()).collect()
             }
+            // One request per visitor (the lane counts each against its window), all at once.
             None => {
-                let mut out = Vec::with_capacity(visitors.len());
-                for (events, ctx) in visitors {
-                    out.push(self.deliver(http, retry, events, ctx).await);
-                }
-                out
+                let each = visitors.iter().map(|(events, ctx)| self.deliver(http, retry, events, ctx));
+                futures_util::future::join_all(each).await
             }
         }
     }

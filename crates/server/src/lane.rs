@@ -119,8 +119,8 @@ pub(crate) enum Signal {
 /// Whether a round may leave now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admit {
-    /// Yes.
-    Go,
+    /// Yes: this many requests may start.
+    Go(usize),
     /// The window is full: wait for a round to finish.
     Full,
     /// Paused (`Retry-After`) or over the rate limit until then.
@@ -184,22 +184,25 @@ impl Pressure {
                 return Admit::Until(*first + Duration::from_secs(60));
             }
         }
-        if self.in_flight >= self.window() { Admit::Full } else { Admit::Go }
+        let window = self.window();
+        if self.in_flight >= window { Admit::Full } else { Admit::Go(window - self.in_flight) }
     }
 
-    /// A round started at `now`.
-    pub(crate) fn start(&mut self, now: Instant) {
-        self.in_flight += 1;
+    /// A round of `requests` requests started at `now`.
+    pub(crate) fn start(&mut self, now: Instant, requests: usize) {
+        self.in_flight += requests;
         if self.per_minute.is_some() {
-            self.starts.push_back(now);
+            self.starts.extend(std::iter::repeat_n(now, requests));
         }
     }
 
-    /// A round finished at `now` with `signal`.
-    pub(crate) fn finish(&mut self, signal: Signal, now: Instant) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// A round of `requests` requests finished at `now` with `signal`.
+    pub(crate) fn finish(&mut self, signal: Signal, now: Instant, requests: usize) {
+        self.in_flight = self.in_flight.saturating_sub(requests);
         match signal {
-            Signal::Healthy => self.window = (self.window + 1.0 / self.window).min(self.max as f64),
+            Signal::Healthy => {
+                self.window = (self.window + requests as f64 / self.window).min(self.max as f64);
+            }
             Signal::Throttled(after) => {
                 self.window = (self.window / 2.0).max(1.0);
                 let until = now + after.unwrap_or(DEFAULT_PAUSE);
@@ -327,108 +330,109 @@ impl<P: Send + 'static> LaneLoop<P> {
     }
 
     async fn run(mut self) {
-        let mut carry: Option<Job<P>> = None;
-        let mut closed = false;
+        let max = self.settings.max_batch.max(1);
+        let mut waiting = Waiting { jobs: VecDeque::new(), events: 0, closed: false };
         loop {
-            let first = match carry.take() {
-                Some(j) => j,
-                None => match self.rx.recv().await {
-                    Some(j) => j,
+            if waiting.jobs.is_empty() {
+                match self.rx.recv().await {
+                    Some(job) => waiting.push(job),
                     None => return,
-                },
-            };
-            let mut round = Round { jobs: vec![first], events: 0, max: self.settings.max_batch.max(1) };
-            round.events = round.jobs[0].len();
-            if self.merges {
-                self.fill_now(&mut round, &mut carry);
-                if !round.full() && carry.is_none() && !self.settings.linger.is_zero() {
-                    let until = tokio::time::Instant::now() + self.settings.linger;
-                    while !round.full() && carry.is_none() {
-                        match tokio::time::timeout_at(until, self.rx.recv()).await {
-                            Ok(Some(job)) => round.add(job, &mut carry),
-                            _ => break,
-                        }
+                }
+            }
+            // What is already waiting joins, then a short linger to fill the round.
+            while waiting.events < max {
+                match self.rx.try_recv() {
+                    Ok(job) => waiting.push(job),
+                    Err(_) => break,
+                }
+            }
+            if waiting.events < max && !waiting.closed && !self.settings.linger.is_zero() {
+                let until = tokio::time::Instant::now() + self.settings.linger;
+                while waiting.events < max {
+                    match tokio::time::timeout_at(until, self.rx.recv()).await {
+                        Ok(Some(job)) => waiting.push(job),
+                        Ok(None) => waiting.closed = true,
+                        Err(_) => break,
+                    }
+                    if waiting.closed {
+                        break;
                     }
                 }
             }
-            // Wait for the window; what arrives meanwhile joins the round.
-            let go = loop {
+            // Wait for room in the window; what arrives meanwhile joins.
+            let slots = loop {
                 let admit = self.pressure().admit(Instant::now());
                 match admit {
-                    Admit::Go => break true,
+                    Admit::Go(n) => break Some(n),
                     Admit::Paused(until) => {
-                        self.queued.fetch_sub(round.events, Ordering::SeqCst);
-                        let jobs = std::mem::take(&mut round.jobs);
+                        self.queued.fetch_sub(waiting.events, Ordering::SeqCst);
+                        waiting.events = 0;
+                        let jobs: Vec<Job<P>> = waiting.jobs.drain(..).collect();
                         self.runner.defer(jobs, until).await;
-                        break false;
+                        break None;
                     }
                     Admit::Full | Admit::Until(_) => {
                         let wake = match admit {
                             Admit::Until(t) => tokio::time::Instant::from_std(t),
                             _ => tokio::time::Instant::now() + Duration::from_secs(1),
                         };
-                        let open = self.merges && !round.full() && carry.is_none() && !closed;
+                        let open = waiting.events < max && !waiting.closed;
                         tokio::select! {
                             _ = self.done.notified() => {}
                             _ = tokio::time::sleep_until(wake) => {}
                             job = self.rx.recv(), if open => match job {
-                                Some(job) => round.add(job, &mut carry),
-                                None => closed = true,
+                                Some(job) => waiting.push(job),
+                                None => waiting.closed = true,
                             },
                         }
                     }
                 }
             };
-            if !go {
-                continue;
+            let Some(slots) = slots else { continue };
+            // One round: up to `max` events. Merged, it is one request; else
+            // each visitor's events are a request, as many as the window has room for.
+            let max_jobs = if self.merges { usize::MAX } else { slots.max(1) };
+            let mut jobs = Vec::new();
+            let mut events = 0;
+            while let Some(next) = waiting.jobs.front() {
+                if !jobs.is_empty() && (events + next.len() > max || jobs.len() >= max_jobs) {
+                    break;
+                }
+                let Some(job) = waiting.jobs.pop_front() else { break };
+                events += job.len();
+                jobs.push(job);
             }
-            self.queued.fetch_sub(round.events, Ordering::SeqCst);
+            waiting.events -= events;
+            self.queued.fetch_sub(events, Ordering::SeqCst);
             let now = Instant::now();
             // Outbox work whose lease ended while it waited is the outbox's again.
-            round.jobs.retain(|j| j.leased_until.is_none_or(|until| until > now));
-            if round.jobs.is_empty() {
+            jobs.retain(|j| j.leased_until.is_none_or(|until| until > now));
+            if jobs.is_empty() {
                 continue;
             }
-            self.pressure().start(now);
+            let requests = if self.merges { 1 } else { jobs.len() };
+            self.pressure().start(now, requests);
             let (runner, pressure, done) = (self.runner.clone(), self.pressure.clone(), self.done.clone());
             tokio::spawn(async move {
-                let signal = runner.run(round.jobs).await;
-                pressure.lock().unwrap_or_else(|e| e.into_inner()).finish(signal, Instant::now());
+                let signal = runner.run(jobs).await;
+                pressure.lock().unwrap_or_else(|e| e.into_inner()).finish(signal, Instant::now(), requests);
                 done.notify_one();
             });
         }
     }
-
-    /// Adds what is already waiting, up to the round's size.
-    fn fill_now(&mut self, round: &mut Round<P>, carry: &mut Option<Job<P>>) {
-        while !round.full() && carry.is_none() {
-            match self.rx.try_recv() {
-                Ok(job) => round.add(job, carry),
-                Err(_) => break,
-            }
-        }
-    }
 }
 
-struct Round<P> {
-    jobs: Vec<Job<P>>,
+/// Work received and not yet sent, oldest first.
+struct Waiting<P> {
+    jobs: VecDeque<Job<P>>,
     events: usize,
-    max: usize,
+    closed: bool,
 }
 
-impl<P> Round<P> {
-    fn full(&self) -> bool {
-        self.events >= self.max
-    }
-
-    /// Takes `job` if it fits; otherwise it opens the next round.
-    fn add(&mut self, job: Job<P>, carry: &mut Option<Job<P>>) {
-        if self.events + job.len() > self.max {
-            *carry = Some(job);
-        } else {
-            self.events += job.len();
-            self.jobs.push(job);
-        }
+impl<P> Waiting<P> {
+    fn push(&mut self, job: Job<P>) {
+        self.events += job.len();
+        self.jobs.push_back(job);
     }
 }
 
@@ -444,43 +448,49 @@ mod tests {
     fn the_window_bounds_rounds_in_flight() {
         let now = Instant::now();
         let mut p = Pressure::new(&settings(2));
-        assert_eq!(p.admit(now), Admit::Go);
-        p.start(now);
-        assert_eq!(p.admit(now), Admit::Go);
-        p.start(now);
+        assert_eq!(p.admit(now), Admit::Go(2));
+        p.start(now, 1);
+        assert_eq!(p.admit(now), Admit::Go(1));
+        p.start(now, 1);
         assert_eq!(p.admit(now), Admit::Full);
-        p.finish(Signal::Healthy, now);
-        assert_eq!(p.admit(now), Admit::Go);
+        p.finish(Signal::Healthy, now, 1);
+        assert_eq!(p.admit(now), Admit::Go(1));
+        // A round of several requests takes several places.
+        let mut q = Pressure::new(&settings(8));
+        q.start(now, 5);
+        assert_eq!(q.admit(now), Admit::Go(3));
+        q.finish(Signal::Idle, now, 5);
+        assert_eq!(q.admit(now), Admit::Go(8));
     }
 
     #[test]
     fn throttling_pauses_and_halves_and_success_grows_back() {
         let now = Instant::now();
         let mut p = Pressure::new(&settings(8));
-        p.start(now);
-        p.finish(Signal::Throttled(Some(Duration::from_secs(5))), now);
+        p.start(now, 1);
+        p.finish(Signal::Throttled(Some(Duration::from_secs(5))), now, 1);
         assert_eq!(p.window(), 4);
         assert_eq!(p.admit(now + Duration::from_secs(4)), Admit::Paused(now + Duration::from_secs(5)));
-        assert_eq!(p.admit(now + Duration::from_secs(5)), Admit::Go, "the pause ends at Retry-After");
+        assert!(matches!(p.admit(now + Duration::from_secs(5)), Admit::Go(_)), "the pause ends at Retry-After");
         // A later, shorter pause does not shorten a longer one.
-        p.finish(Signal::Throttled(Some(Duration::from_secs(10))), now);
-        p.finish(Signal::Throttled(Some(Duration::from_secs(1))), now);
+        p.finish(Signal::Throttled(Some(Duration::from_secs(10))), now, 1);
+        p.finish(Signal::Throttled(Some(Duration::from_secs(1))), now, 1);
         assert_eq!(p.admit(now + Duration::from_secs(9)), Admit::Paused(now + Duration::from_secs(10)));
         // No Retry-After: a second.
         let mut q = Pressure::new(&settings(8));
-        q.finish(Signal::Throttled(None), now);
+        q.finish(Signal::Throttled(None), now, 1);
         assert!(matches!(q.admit(now), Admit::Paused(t) if t == now + DEFAULT_PAUSE));
         // Growth: back to 8 after enough successes, never beyond.
         let mut r = Pressure::new(&settings(8));
         for _ in 0..3 {
-            r.finish(Signal::Struggling, now);
+            r.finish(Signal::Struggling, now, 1);
         }
         assert_eq!(r.window(), 1);
         for _ in 0..200 {
-            r.finish(Signal::Healthy, now);
+            r.finish(Signal::Healthy, now, 1);
         }
         assert_eq!(r.window(), 8);
-        r.finish(Signal::Idle, now);
+        r.finish(Signal::Idle, now, 1);
         assert_eq!(r.window(), 8);
     }
 
@@ -488,15 +498,16 @@ mod tests {
     fn a_rate_limit_holds_rounds_until_the_minute_allows() {
         let now = Instant::now();
         let mut p = Pressure::new(&LaneSettings { max_requests_per_minute: Some(2), ..settings(8) });
-        p.start(now);
-        p.finish(Signal::Healthy, now);
-        p.start(now + Duration::from_secs(1));
-        p.finish(Signal::Healthy, now);
+        p.start(now, 1);
+        p.finish(Signal::Healthy, now, 1);
+        p.start(now + Duration::from_secs(1), 1);
+        p.finish(Signal::Healthy, now, 1);
         assert_eq!(p.admit(now + Duration::from_secs(30)), Admit::Until(now + Duration::from_secs(60)));
-        assert_eq!(p.admit(now + Duration::from_secs(60)), Admit::Go);
+        assert!(matches!(p.admit(now + Duration::from_secs(60)), Admit::Go(_)));
     }
 
     struct Recorder {
+        merges: bool,
         rounds: Mutex<Vec<Vec<usize>>>,
         peak: AtomicUsize,
         now: AtomicUsize,
@@ -506,11 +517,12 @@ mod tests {
     impl RoundRunner<usize> for Recorder {
         fn run(&self, round: Vec<Job<usize>>) -> Pin<Box<dyn Future<Output = Signal> + Send + '_>> {
             Box::pin(async move {
-                let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+                let requests = if self.merges { 1 } else { round.len() };
+                let n = self.now.fetch_add(requests, Ordering::SeqCst) + requests;
                 self.peak.fetch_max(n, Ordering::SeqCst);
                 self.rounds.lock().unwrap().push(round.iter().flat_map(|j| j.pending.clone()).collect());
                 tokio::time::sleep(self.latency).await;
-                self.now.fetch_sub(1, Ordering::SeqCst);
+                self.now.fetch_sub(requests, Ordering::SeqCst);
                 for j in round {
                     if let Some(r) = j.reply {
                         let _ = r.send(vec![Outcome::Sent { attempts: 1 }; j.pending.len()]);
@@ -532,6 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_destination_gets_full_batches_and_never_more_than_the_window() {
         let rec = Arc::new(Recorder {
+            merges: true,
             rounds: Mutex::default(),
             peak: AtomicUsize::new(0),
             now: AtomicUsize::new(0),
@@ -557,16 +570,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lane_that_does_not_merge_sends_one_visitor_per_round() {
+    async fn a_lane_that_does_not_merge_sends_each_visitor_as_a_request_within_the_window() {
         let rec = Arc::new(Recorder {
+            merges: false,
             rounds: Mutex::default(),
             peak: AtomicUsize::new(0),
             now: AtomicUsize::new(0),
-            latency: Duration::from_millis(5),
+            latency: Duration::from_millis(20),
         });
         let lane = Lane::start(settings(4), false, rec.clone());
         let mut waits = Vec::new();
-        for i in 0..20 {
+        for i in 0..40 {
             let (j, rx) = job(i);
             lane.submit(j).await.ok().unwrap();
             waits.push(rx);
@@ -575,8 +589,12 @@ mod tests {
             w.await.unwrap();
         }
         let rounds = rec.rounds.lock().unwrap().clone();
-        assert_eq!(rounds.len(), 20);
-        assert!(rec.peak.load(Ordering::SeqCst) <= 4);
-        assert!(rec.peak.load(Ordering::SeqCst) >= 2, "rounds overlap up to the window");
+        let mut all: Vec<usize> = rounds.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..40).collect::<Vec<_>>(), "every visitor once");
+        let peak = rec.peak.load(Ordering::SeqCst);
+        assert!(peak <= 4, "{peak} requests at once, window 4");
+        assert!(peak >= 2, "requests overlap up to the window");
+        assert!(rounds.len() < 40, "visitors share rounds (and their store calls): {} rounds", rounds.len());
     }
 }
