@@ -89,10 +89,10 @@ impl Destination {
             match self {
                 Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
                 Destination::GoogleAds(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::Meta(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::Rokt(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::Meta(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
+                Destination::Rokt(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
                 Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::TikTok(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::TikTok(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
                 Destination::Webhook(d) => d.deliver(http, retry, events, ctx).await,
             }
         }

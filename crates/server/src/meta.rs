@@ -16,9 +16,8 @@
 //!   codes 1, 2, `is_transient`, 429, 5xx: transient — the outbox retries.
 //! * code 100 and other 4xx: [`DeliveryError::Rejected`], not retried.
 
-use tally_core::Event;
+use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
-use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::MetaConfig;
 use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
@@ -61,19 +60,8 @@ impl MetaDestination {
         [self.cfg.access_token.trim(), self.encoded_token.as_str()]
     }
 
-    /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        self.deliver_many(http, retry, &[(events, ctx)]).await
-    }
-
-    /// Sends the events of several visitors, batched together; one outcome
-    /// per event, in the order of the visitors and their events.
+    /// Sends the events of one or several visitors, batched together; one
+    /// outcome per event, in the order of the visitors and their events.
     pub async fn deliver_many(
         &self,
         http: &reqwest::Client,

@@ -8,9 +8,8 @@
 //! was not matched otherwise (the conservative reading: they may have failed).
 //! 429 / 5xx are transient, 401 / 403 `Unauthorized`, other 4xx permanent.
 
-use tally_core::Event;
+use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
-use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::RoktConfig;
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
@@ -45,19 +44,8 @@ impl RoktDestination {
         [self.cfg.secret.trim(), self.authorization.as_str(), self.authorization.trim_start_matches("Basic ")]
     }
 
-    /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        self.deliver_many(http, retry, &[(events, ctx)]).await
-    }
-
-    /// Sends the events of several visitors, batched together; one outcome
-    /// per event, in the order of the visitors and their events.
+    /// Sends the events of one or several visitors, batched together; one
+    /// outcome per event, in the order of the visitors and their events.
     pub async fn deliver_many(
         &self,
         http: &reqwest::Client,

@@ -10,9 +10,8 @@
 //! that request is reported as a [`DeliveryError::PartialFailure`] carrying
 //! TikTok's message.
 
-use tally_core::Event;
+use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
-use tally_core::destinations::{DeliveryContext, VisitorEvents};
 
 use crate::config::TikTokConfig;
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
@@ -42,19 +41,8 @@ impl TikTokDestination {
         TikTokDestination { cfg, core }
     }
 
-    /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        self.deliver_many(http, retry, &[(events, ctx)]).await
-    }
-
-    /// Sends the events of several visitors, batched together; one outcome
-    /// per event, in the order of the visitors and their events.
+    /// Sends the events of one or several visitors, batched together; one
+    /// outcome per event, in the order of the visitors and their events.
     pub async fn deliver_many(
         &self,
         http: &reqwest::Client,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::is_hex64;
 use super::page_url;
 pub use super::{CLICK_ID_PARAMS, strip_click_ids};
-use super::{DeliveryContext, VisitorEvents, split_json_batches};
+use super::{DeliveryContext, VisitorEvents};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
@@ -320,26 +320,13 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Re
 /// events of many visitors (each event keeps its own visitor's user data and
 /// consent). Indices in the batch count through the groups' events in order.
 pub fn build_many(groups: &[VisitorEvents<'_>], config: &MetaConfig) -> Result<MetaBatch> {
-    let mut skipped = Vec::new();
-    let mut ok = Vec::new();
-    let mut offset = 0;
-    for &(events, ctx) in groups {
-        visitor_events(events, ctx, config, offset, &mut ok, &mut skipped);
-        offset += events.len();
-    }
     let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
-    for (i, _) in oversized {
-        skipped.push((i, MetaSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
-    }
-    skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = MetaBatch { skipped, ..MetaBatch::default() };
-    for b in batches {
-        let (idx, data): (Vec<usize>, Vec<MetaEvent>) = b.into_iter().unzip();
-        batch.indices.push(idx);
-        batch.requests.push(MetaRequest { data, test_event_code: config.test_event_code.clone() });
-    }
-    Ok(batch)
+    Ok(super::pack_visitors(
+        groups,
+        |events, ctx, offset, ok, skipped| visitor_events(events, ctx, config, offset, ok, skipped),
+        (MAX_EVENTS, MAX_BODY_BYTES - envelope, MAX_BODY_BYTES),
+        |data| MetaRequest { data, test_event_code: config.test_event_code.clone() },
+    ))
 }
 
 /// One visitor's events: the accepted ones into `ok`, the others into `skipped`,

@@ -213,6 +213,39 @@ pub fn split_batches<T>(
     (batches, oversized)
 }
 
+/// The requests of a builder that batches across visitors: `visitor` sorts
+/// each visitor's events into accepted (`ok`) and `skipped`, indexed from the
+/// offset it is given; the accepted ones are split into requests of at most
+/// `max_count` events and `max_bytes` of events, each made by `request`. An
+/// event too large for any request is skipped as such (the API's body limit
+/// `body_limit` named in the error).
+pub(crate) fn pack_visitors<E: serde::Serialize, R>(
+    groups: &[VisitorEvents<'_>],
+    mut visitor: impl FnMut(&[Event], &DeliveryContext, usize, &mut Vec<(usize, E)>, &mut Vec<(usize, Skip)>),
+    (max_count, max_bytes, body_limit): (usize, usize, usize),
+    mut request: impl FnMut(Vec<E>) -> R,
+) -> Batch<R> {
+    let mut skipped = Vec::new();
+    let mut ok = Vec::new();
+    let mut offset = 0;
+    for &(events, ctx) in groups {
+        visitor(events, ctx, offset, &mut ok, &mut skipped);
+        offset += events.len();
+    }
+    let (batches, oversized) = split_json_batches(ok, max_count, max_bytes);
+    for (i, _) in oversized {
+        skipped.push((i, Skip::Invalid(crate::Error::TooLarge { field: "event", max: body_limit })));
+    }
+    skipped.sort_by_key(|(i, _)| *i);
+    let mut batch = Batch { skipped, ..Batch::default() };
+    for b in batches {
+        let (idx, data): (Vec<usize>, Vec<E>) = b.into_iter().unzip();
+        batch.indices.push(idx);
+        batch.requests.push(request(data));
+    }
+    batch
+}
+
 /// [`split_batches`] for payload entries tagged with their input index, sized
 /// as compact JSON (each with its separating comma).
 pub(crate) fn split_json_batches<E: serde::Serialize>(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, VisitorEvents, split_json_batches};
+use super::{DeliveryContext, VisitorEvents};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -146,25 +146,9 @@ pub fn build_many(groups: &[VisitorEvents<'_>], config: &RoktConfig) -> Result<R
     if account.chars().count() > MAX_ACCOUNT_ID {
         return Err(Error::TooLong { field: "rokt.account_id", max: MAX_ACCOUNT_ID });
     }
-    let mut skipped = Vec::new();
-    let mut ok = Vec::new();
-    let mut offset = 0;
-    for &(events, ctx) in groups {
-        visitor_events(events, ctx, offset, &mut ok, &mut skipped);
-        offset += events.len();
-    }
-    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - 128);
-    for (i, _) in oversized {
-        skipped.push((i, RoktSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
-    }
-    skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = RoktBatch { skipped, ..RoktBatch::default() };
-    for b in batches {
-        let (idx, events): (Vec<usize>, Vec<RoktEvent>) = b.into_iter().unzip();
-        batch.indices.push(idx);
-        batch.requests.push(RoktRequest { account_id: account.to_owned(), events });
-    }
-    Ok(batch)
+    Ok(super::pack_visitors(groups, visitor_events, (MAX_EVENTS, MAX_BODY_BYTES - 128, MAX_BODY_BYTES), |events| {
+        RoktRequest { account_id: account.to_owned(), events }
+    }))
 }
 
 /// One visitor's events: the accepted ones into `ok`, the others into `skipped`,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::is_hex64;
-use super::{DeliveryContext, VisitorEvents, split_json_batches};
+use super::{DeliveryContext, VisitorEvents};
 use super::{page_url, strip_click_ids};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
@@ -246,31 +246,15 @@ pub fn build_many(groups: &[VisitorEvents<'_>], config: &TikTokConfig) -> Result
     if pixel.is_empty() {
         return Err(Error::Missing { field: "tiktok.pixel_code" });
     }
-    let mut skipped = Vec::new();
-    let mut ok = Vec::new();
-    let mut offset = 0;
-    for &(events, ctx) in groups {
-        visitor_events(events, ctx, offset, &mut ok, &mut skipped);
-        offset += events.len();
-    }
     let envelope = 128 + pixel.len() + config.test_event_code.as_ref().map_or(0, String::len);
-    let (batches, oversized) = split_json_batches(ok, MAX_EVENTS, MAX_BODY_BYTES - envelope);
-    for (i, _) in oversized {
-        skipped.push((i, TikTokSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })));
-    }
-    skipped.sort_by_key(|(i, _)| *i);
-    let mut batch = TikTokBatch { skipped, ..TikTokBatch::default() };
-    for b in batches {
-        let (idx, data): (Vec<usize>, Vec<TikTokEvent>) = b.into_iter().unzip();
-        batch.indices.push(idx);
-        batch.requests.push(TikTokRequest {
+    Ok(super::pack_visitors(groups, visitor_events, (MAX_EVENTS, MAX_BODY_BYTES - envelope, MAX_BODY_BYTES), |data| {
+        TikTokRequest {
             event_source: "web",
             event_source_id: pixel.to_owned(),
             test_event_code: config.test_event_code.clone(),
             data,
-        });
-    }
-    Ok(batch)
+        }
+    }))
 }
 
 /// One visitor's events: the accepted ones into `ok`, the others into `skipped`,
