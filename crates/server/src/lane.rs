@@ -135,6 +135,11 @@ pub(crate) enum Admit {
 pub(crate) struct Pressure {
     max: usize,
     window: f64,
+    /// Below this the window doubles per round trip (slow start, as TCP
+    /// does): a lane that shrank to 1 during an outage is back at full width
+    /// after a few round trips, not one request per round trip later.
+    /// Throttling lowers it; an outage does not (it says nothing of capacity).
+    threshold: f64,
     in_flight: usize,
     paused_until: Option<Instant>,
     per_minute: Option<u32>,
@@ -150,6 +155,7 @@ impl Pressure {
         Pressure {
             max,
             window: max as f64,
+            threshold: max as f64,
             in_flight: 0,
             paused_until: None,
             per_minute: settings.max_requests_per_minute,
@@ -201,10 +207,16 @@ impl Pressure {
         self.in_flight = self.in_flight.saturating_sub(requests);
         match signal {
             Signal::Healthy => {
-                self.window = (self.window + requests as f64 / self.window).min(self.max as f64);
+                let grown = if self.window < self.threshold {
+                    self.window + requests as f64
+                } else {
+                    self.window + requests as f64 / self.window
+                };
+                self.window = grown.min(self.max as f64);
             }
             Signal::Throttled(after) => {
                 self.window = (self.window / 2.0).max(1.0);
+                self.threshold = self.window;
                 let until = now + after.unwrap_or(DEFAULT_PAUSE);
                 self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
             }
@@ -480,16 +492,26 @@ mod tests {
         let mut q = Pressure::new(&settings(8));
         q.finish(Signal::Throttled(None), now, 1);
         assert!(matches!(q.admit(now), Admit::Paused(t) if t == now + DEFAULT_PAUSE));
-        // Growth: back to 8 after enough successes, never beyond.
+        // After an outage: slow start, the window doubling per window's worth
+        // of successes, back to 8, never beyond.
         let mut r = Pressure::new(&settings(8));
         for _ in 0..3 {
             r.finish(Signal::Struggling, now, 1);
         }
         assert_eq!(r.window(), 1);
-        for _ in 0..200 {
-            r.finish(Signal::Healthy, now, 1);
+        let mut widths = Vec::new();
+        for _ in 0..4 {
+            let w = r.window();
+            r.finish(Signal::Healthy, now, w);
+            widths.push(r.window());
         }
-        assert_eq!(r.window(), 8);
+        assert_eq!(widths, [2, 4, 8, 8]);
+        // After throttling: additive above the halved threshold.
+        let mut t = Pressure::new(&settings(8));
+        t.finish(Signal::Throttled(Some(Duration::ZERO)), now, 1);
+        assert_eq!(t.window(), 4);
+        t.finish(Signal::Healthy, now, 4);
+        assert_eq!(t.window(), 5, "one more per window's worth of successes");
         r.finish(Signal::Idle, now, 1);
         assert_eq!(r.window(), 8);
     }

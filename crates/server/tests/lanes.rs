@@ -137,9 +137,12 @@ async fn retry_after_pauses_the_whole_lane_and_inline_callers_hear_it_at_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_and_an_outage_lose_nothing_and_count_nothing_twice() {
+    // Small Meta requests, so there are many of them to throttle.
+    let meta_lane = LaneSettings::for_kind(DestinationKind::Meta).max_batch(10);
     let (sandbox, _run, tracker) = tracker_on_sandbox(fast_retry(), |run, b| {
         b.meta(MetaConfig::new("1234567890", ACCESS_TOKEN).base_url(run.url("/meta")))
             .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)))
+            .lane("meta", meta_lane)
     })
     .await;
     sandbox.meta.latency.set(Duration::from_millis(20));
