@@ -1,7 +1,8 @@
 // Tally browser tracker: the npm entry point. Loads the wasm module, then hands
 // out the tracker implemented in Rust (crates/web). During server-side
-// rendering (no `window`) it returns a tracker whose methods do nothing.
-import init, { BrowserTracker as Wasm, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
+// rendering (no `window`) it returns a tracker whose methods do nothing, after
+// checking its config with the same module when Node can read it.
+import init, { initSync, BrowserTracker as Wasm, checkConfig, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
 
 const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
 let loading;
@@ -9,15 +10,37 @@ let loading;
 /** Loads and instantiates the wasm module once (resolves to false outside a browser). */
 export function ready(options) {
   if (!inBrowser) return Promise.resolve(false);
-  const url = options && options.wasmUrl;
-  loading ||= init({ module_or_path: url || new URL('./tally_web_bg.wasm', import.meta.url) }).then(
+  const url = (options && options.wasmUrl) || new URL('./tally_web_bg.wasm', import.meta.url);
+  loading ||= init({ module_or_path: url }).then(
     () => true,
     (e) => {
       loading = undefined;
-      throw e;
+      throw new Error(
+        `[tally] could not load the wasm module tally_web_bg.wasm from ${url} (${e && e.message}). ` +
+          'If your bundler does not emit it (plain esbuild or Rollup), copy tally_web_bg.wasm next to your bundle ' +
+          'or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        { cause: e },
+      );
     },
   );
   return loading;
+}
+
+/**
+ * Outside a browser: checks `config` with the wasm module read from disk
+ * (Node's `process.getBuiltinModule('fs')`, so bundlers see no Node import).
+ * Throws the tracker's own config error; does nothing where the module
+ * cannot be read (no Node, or a server bundle that moved the file).
+ */
+function checkOnServer(config) {
+  let bytes;
+  try {
+    bytes = globalThis.process.getBuiltinModule('fs').readFileSync(new URL('./tally_web_bg.wasm', import.meta.url));
+  } catch {
+    return;
+  }
+  initSync({ module: bytes });
+  checkConfig(config);
 }
 
 const none = () => undefined;
@@ -67,10 +90,11 @@ BrowserTracker.prototype.flush = function () {
 
 /**
  * Creates the tracker. Rejects with an Error that names the option to fix when
- * the config is wrong. Outside a browser it resolves to a no-op tracker.
+ * the config is wrong. Outside a browser it checks the config the same way and
+ * resolves to a no-op tracker.
  */
 export async function createBrowserTracker(config, options) {
-  if (!(await ready(options))) return noop;
+  if (!(await ready(options))) return checkOnServer(config), noop;
   return new BrowserTracker(config);
 }
 

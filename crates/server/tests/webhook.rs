@@ -54,6 +54,32 @@ fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
 }
 
 #[tokio::test]
+async fn every_click_id_reaches_the_warehouse() {
+    let (sandbox, _run, tracker) = setup().await;
+    let env = support::envelope(
+        r#"{"v":1,"createdAt":1,"clientId":"1958185836.1757409569",
+            "clickIds":{"gclid":"G","msclkid":"M1","twclid":"T1","li_fat_id":"L1","ScCid":"S1","epik":"E1","rdt_cid":"R1","dclid":"D1"},
+            "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}}"#,
+    );
+    let r = tracker.from_context(&env).track_purchase(purchase("ORD-CLICKS")).await.unwrap();
+    assert!(at(&r, "webhook:warehouse").is_sent(), "{r:?} {:?}", sandbox.webhook.dropped());
+    let got = sandbox.webhook.events("warehouse");
+    let clicks = &got[0].body["user"]["click_ids"];
+    for (k, v) in [
+        ("gclid", "G"),
+        ("msclkid", "M1"),
+        ("twclid", "T1"),
+        ("li_fat_id", "L1"),
+        ("ScCid", "S1"),
+        ("epik", "E1"),
+        ("rdt_cid", "R1"),
+        ("dclid", "D1"),
+    ] {
+        assert_eq!(clicks[k], v, "{k} in {clicks}");
+    }
+}
+
+#[tokio::test]
 async fn every_sink_receives_the_signed_record_with_an_idempotency_key() {
     let (sandbox, _run, tracker) = setup().await;
     assert_eq!(tracker.destination_names(), ["webhook:warehouse", "webhook:crm"]);

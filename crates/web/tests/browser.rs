@@ -311,6 +311,38 @@ async fn click_ids_from_url_and_cookies() {
 }
 
 #[wasm_bindgen_test]
+async fn every_click_id_is_captured_stored_and_exported() {
+    let h = reset();
+    js(
+        "history.replaceState(null, '', location.pathname + '?msclkid=M1&twclid=T1&li_fat_id=L1&ScCid=S1&epik=E1&rdt_cid=R1&dclid=D1')",
+    );
+    let t = tracker("{ endpoint: '/c/clicks' }");
+    assert_eq!(cookie("_tally_msclkid"), None, "nothing stored before ad_storage");
+    t.update_consent(js("({ analytics_storage: 'granted', ad_storage: 'granted' })")).unwrap();
+    let ids = t.get_click_identifiers();
+    let ctx = get(&t.export_context(JsValue::UNDEFINED).unwrap(), "clickIds");
+    for (k, v) in [
+        ("msclkid", "M1"),
+        ("twclid", "T1"),
+        ("li_fat_id", "L1"),
+        ("ScCid", "S1"),
+        ("epik", "E1"),
+        ("rdt_cid", "R1"),
+        ("dclid", "D1"),
+    ] {
+        assert_eq!(s(&ids, k).as_deref(), Some(v), "{k}");
+        assert_eq!(s(&ctx, k).as_deref(), Some(v), "{k} in the envelope");
+        assert_eq!(cookie(&format!("_tally_{k}")).as_deref(), Some(v), "{k} cookie");
+    }
+    js("history.replaceState(null, '', location.pathname)");
+    let next = tracker("{ endpoint: '/c/clicks' }");
+    next.update_consent(js("({ ad_storage: 'denied' })")).unwrap();
+    assert_eq!(cookie("_tally_li_fat_id"), None, "denying ad_storage removes them");
+    assert!(s(&get(&next.export_context(JsValue::UNDEFINED).unwrap(), "clickIds"), "msclkid").is_none());
+    let _ = h;
+}
+
+#[wasm_bindgen_test]
 async fn ad_data_waits_for_ad_storage() {
     let h = reset();
     js("history.replaceState(null, '', location.pathname + '?gclid=G1')");
