@@ -125,7 +125,15 @@ pub fn build() -> Result<PackageSize, String> {
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     if wasm_opt.exists() {
         let mut c = Command::new(&wasm_opt);
+        // `--converge` repeats -Oz while it still shrinks the module;
+        // `--low-memory-unused` lets binaryen fold constant offsets below
+        // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
+        // from 1 MiB, its data above it, so the lowest KiB is never used).
+        // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
         c.arg("-Oz")
+            .arg("--converge")
+            .arg("--low-memory-unused")
+            .arg("--strip-producers")
             .arg("--enable-bulk-memory")
             .arg("--enable-nontrapping-float-to-int")
             .arg("--enable-sign-ext")
@@ -133,7 +141,7 @@ pub fn build() -> Result<PackageSize, String> {
             .arg(&out)
             .arg("-o")
             .arg(&out);
-        run::step("wasm-opt -Oz", c)?;
+        run::step("wasm-opt -Oz --converge", c)?;
     } else {
         println!("note: node_modules/.bin/wasm-opt missing (run npm ci); package not optimised");
     }
