@@ -43,20 +43,6 @@ function checkOnServer(config) {
   checkConfig(config);
 }
 
-const none = () => undefined;
-const noId = () => '';
-const noop = Object.freeze({
-  ssr: true,
-  getClientId: none, getSessionId: none, getClickIdentifiers: none, getConsent: none,
-  updateConsent: none, setVisitor: none, getVisitorId: none, identifyUser: none, clearUser: none,
-  exportContext: none, exportContextJson: noId, setDebug: none, getDroppedEvents: () => [],
-  getQueueSize: () => 0, flush: () => Promise.resolve(0), destroy: none,
-  trackPageView: noId, trackEvent: noId, trackConversion: noId, trackViewItem: noId,
-  trackAddToCart: noId, trackRemoveFromCart: noId, trackBeginCheckout: noId,
-  trackAddShippingInfo: noId, trackAddPaymentInfo: noId, trackPurchase: noId, trackRefund: noId,
-  trackSignUp: noId, trackLead: noId,
-});
-
 // The tracker's methods, numbered as the wasm module's `call(op, a, b)` takes them
 // (crates/web/src/tracker.rs, METHODS): one export instead of twenty-nine.
 const METHODS = [
@@ -67,6 +53,15 @@ const METHODS = [
   'clearUser', 'exportContext', 'exportContextJson', 'setDebug', 'getDroppedEvents', 'getQueueSize',
   'flush', 'destroy',
 ];
+
+// The tracker during server-side rendering: the same methods, doing nothing
+// (helpers return '', getters undefined, getDroppedEvents [], getQueueSize 0).
+const noop = { ssr: true };
+for (const name of METHODS) noop[name] = /^track|Json$/.test(name) ? () => '' : () => undefined;
+noop.getDroppedEvents = () => [];
+noop.getQueueSize = () => 0;
+noop.flush = () => Promise.resolve(0);
+Object.freeze(noop);
 
 /** The tracker (usable once `ready()` resolved); prefer `createBrowserTracker`. */
 export class BrowserTracker {
