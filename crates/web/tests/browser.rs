@@ -313,26 +313,24 @@ async fn click_ids_from_url_and_cookies() {
 #[wasm_bindgen_test]
 async fn every_click_id_is_captured_stored_and_exported() {
     let h = reset();
-    js(
-        "history.replaceState(null, '', location.pathname + '?msclkid=M1&twclid=T1&li_fat_id=L1&ScCid=S1&epik=E1&rdt_cid=R1&dclid=D1')",
-    );
+    // Every URL click id of the core's table (fbclid becomes fbc, checked above).
+    let ids: Vec<(&str, String)> = tally_core::click_ids::CLICK_IDS
+        .iter()
+        .filter(|k| !k.url_param.is_empty() && k.key != "fbc")
+        .map(|k| (k.url_param, format!("V{}", k.key)))
+        .collect();
+    assert!(ids.iter().any(|(k, _)| *k == "li_fat_id") && ids.iter().any(|(k, _)| *k == "ScCid"));
+    let query: Vec<String> = ids.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    js(&format!("history.replaceState(null, '', location.pathname + '?{}')", query.join("&")));
     let t = tracker("{ endpoint: '/c/clicks' }");
     assert_eq!(cookie("_tally_msclkid"), None, "nothing stored before ad_storage");
     t.update_consent(js("({ analytics_storage: 'granted', ad_storage: 'granted' })")).unwrap();
-    let ids = t.get_click_identifiers();
+    let got = t.get_click_identifiers();
     let ctx = get(&t.export_context(JsValue::UNDEFINED).unwrap(), "clickIds");
-    for (k, v) in [
-        ("msclkid", "M1"),
-        ("twclid", "T1"),
-        ("li_fat_id", "L1"),
-        ("ScCid", "S1"),
-        ("epik", "E1"),
-        ("rdt_cid", "R1"),
-        ("dclid", "D1"),
-    ] {
-        assert_eq!(s(&ids, k).as_deref(), Some(v), "{k}");
-        assert_eq!(s(&ctx, k).as_deref(), Some(v), "{k} in the envelope");
-        assert_eq!(cookie(&format!("_tally_{k}")).as_deref(), Some(v), "{k} cookie");
+    for (k, v) in &ids {
+        assert_eq!(s(&got, k).as_deref(), Some(v.as_str()), "{k}");
+        assert_eq!(s(&ctx, k).as_deref(), Some(v.as_str()), "{k} in the envelope");
+        assert_eq!(cookie(&format!("_tally_{k}")).as_deref(), Some(v.as_str()), "{k} cookie");
     }
     js("history.replaceState(null, '', location.pathname)");
     let next = tracker("{ endpoint: '/c/clicks' }");
