@@ -112,6 +112,20 @@ export interface ClickIdentifiers {
   ttclid?: string;
   /** Rokt click id. */
   rtid?: string;
+  /** Microsoft Advertising click id. */
+  msclkid?: string;
+  /** X (Twitter) click id. */
+  twclid?: string;
+  /** LinkedIn first-party ad tracking id. */
+  li_fat_id?: string;
+  /** Snapchat click id. */
+  ScCid?: string;
+  /** Pinterest click id. */
+  epik?: string;
+  /** Reddit click id. */
+  rdt_cid?: string;
+  /** Campaign Manager / Display & Video 360 click id. */
+  dclid?: string;
 }
 
 export interface Address {
@@ -326,7 +340,9 @@ export interface LoadOptions {
 
 /**
  * Loads the wasm module and creates the tracker. Rejects with an Error naming the
- * option to fix when the config is wrong. Without `window` (SSR) it resolves to a
+ * option to fix when the config is wrong, or with a `[tally]` Error naming the file and
+ * `wasmUrl` when the wasm module cannot be fetched. Without `window` (SSR) it checks the
+ * config the same way (in Node, when the module can be read from disk) and resolves to a
  * tracker whose methods do nothing.
  */
 export function createBrowserTracker(config: BrowserTrackerConfig, options?: LoadOptions): Promise<Tracker>;

@@ -1,7 +1,8 @@
 // Tally browser tracker: the npm entry point. Loads the wasm module, then hands
 // out the tracker implemented in Rust (crates/web). During server-side
-// rendering (no `window`) it returns a tracker whose methods do nothing.
-import init, { BrowserTracker as Wasm, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
+// rendering (no `window`) it returns a tracker whose methods do nothing, after
+// checking its config with the same module when Node can read it.
+import init, { initSync, BrowserTracker as Wasm, checkConfig, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
 
 const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
 let loading;
@@ -9,30 +10,38 @@ let loading;
 /** Loads and instantiates the wasm module once (resolves to false outside a browser). */
 export function ready(options) {
   if (!inBrowser) return Promise.resolve(false);
-  const url = options && options.wasmUrl;
-  loading ||= init({ module_or_path: url || new URL('./tally_web_bg.wasm', import.meta.url) }).then(
+  const url = (options && options.wasmUrl) || new URL('./tally_web_bg.wasm', import.meta.url);
+  loading ||= init({ module_or_path: url }).then(
     () => true,
     (e) => {
       loading = undefined;
-      throw e;
+      throw new Error(
+        `[tally] could not load the wasm module tally_web_bg.wasm from ${url} (${e && e.message}). ` +
+          'If your bundler does not emit it (plain esbuild or Rollup), copy tally_web_bg.wasm next to your bundle ' +
+          'or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        { cause: e },
+      );
     },
   );
   return loading;
 }
 
-const none = () => undefined;
-const noId = () => '';
-const noop = Object.freeze({
-  ssr: true,
-  getClientId: none, getSessionId: none, getClickIdentifiers: none, getConsent: none,
-  updateConsent: none, setVisitor: none, getVisitorId: none, identifyUser: none, clearUser: none,
-  exportContext: none, exportContextJson: noId, setDebug: none, getDroppedEvents: () => [],
-  getQueueSize: () => 0, flush: () => Promise.resolve(0), destroy: none,
-  trackPageView: noId, trackEvent: noId, trackConversion: noId, trackViewItem: noId,
-  trackAddToCart: noId, trackRemoveFromCart: noId, trackBeginCheckout: noId,
-  trackAddShippingInfo: noId, trackAddPaymentInfo: noId, trackPurchase: noId, trackRefund: noId,
-  trackSignUp: noId, trackLead: noId,
-});
+/**
+ * Outside a browser: checks `config` with the wasm module read from disk
+ * (Node's `process.getBuiltinModule('fs')`, so bundlers see no Node import).
+ * Throws the tracker's own config error; does nothing where the module
+ * cannot be read (no Node, or a server bundle that moved the file).
+ */
+function checkOnServer(config) {
+  let bytes;
+  try {
+    bytes = globalThis.process.getBuiltinModule('fs').readFileSync(new URL('./tally_web_bg.wasm', import.meta.url));
+  } catch {
+    return;
+  }
+  initSync({ module: bytes });
+  checkConfig(config);
+}
 
 // The tracker's methods, numbered as the wasm module's `call(op, a, b)` takes them
 // (crates/web/src/tracker.rs, METHODS): one export instead of twenty-nine.
@@ -44,6 +53,15 @@ const METHODS = [
   'clearUser', 'exportContext', 'exportContextJson', 'setDebug', 'getDroppedEvents', 'getQueueSize',
   'flush', 'destroy',
 ];
+
+// The tracker during server-side rendering: the same methods, doing nothing
+// (helpers return '', getters undefined, getDroppedEvents [], getQueueSize 0).
+const noop = { ssr: true };
+for (const name of METHODS) noop[name] = /^track|Json$/.test(name) ? () => '' : () => undefined;
+noop.getDroppedEvents = () => [];
+noop.getQueueSize = () => 0;
+noop.flush = () => Promise.resolve(0);
+Object.freeze(noop);
 
 /** The tracker (usable once `ready()` resolved); prefer `createBrowserTracker`. */
 export class BrowserTracker {
@@ -67,10 +85,11 @@ BrowserTracker.prototype.flush = function () {
 
 /**
  * Creates the tracker. Rejects with an Error that names the option to fix when
- * the config is wrong. Outside a browser it resolves to a no-op tracker.
+ * the config is wrong. Outside a browser it checks the config the same way and
+ * resolves to a no-op tracker.
  */
 export async function createBrowserTracker(config, options) {
-  if (!(await ready(options))) return noop;
+  if (!(await ready(options))) return checkOnServer(config), noop;
   return new BrowserTracker(config);
 }
 

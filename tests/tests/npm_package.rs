@@ -29,6 +29,21 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
     );
 }
 
+/// Serves `router` on a loopback port, opens its `/` in headless Chromium once
+/// the page sets `body[data-ready]`, and returns the browser and the text of `#out`.
+async fn open_page(router: Router) -> (Browser, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let browser = Browser::launch().await;
+    browser.open(&format!("{base}/")).await;
+    let out = browser.eval("return document.getElementById('out').textContent").await;
+    let out = out.as_str().unwrap_or_default().to_owned();
+    (browser, out)
+}
+
 #[tokio::test]
 async fn packed_package_works_in_a_fresh_vite_project() {
     let root = root();
@@ -92,16 +107,7 @@ document.body.dataset.ready = '1';
     let app_router = Router::new()
         .route("/collect", collect)
         .fallback_service(tower_http::services::ServeDir::new(app.join("dist")));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app_router).await;
-    });
-
-    let browser = Browser::launch().await;
-    browser.open(&format!("{base}/")).await;
-    let id = browser.eval("return document.getElementById('out').textContent").await;
-    let id = id.as_str().unwrap().to_owned();
+    let (browser, id) = open_page(app_router).await;
     assert_eq!(id.len(), 36, "the helper returned the event id: {id:?}");
     assert!(
         eventually(10, || received.lock().unwrap().iter().any(|b| b["events"].as_array().is_some_and(|a| a
@@ -113,4 +119,78 @@ document.body.dataset.ready = '1';
     );
     browser.close().await;
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Output of `node --input-type=module -e <script>` run from the repository
+/// root: what Node prints, and whether it exited 0.
+fn node(script: &str) -> (bool, String) {
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", script])
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("node: {e}"));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn node_import_checks_the_config_and_returns_the_no_op_tracker() {
+    assert!(root().join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let (ok, out) = node(
+        "import { createBrowserTracker } from './pkg/index.js';
+         const t = await createBrowserTracker({ endpoint: '/collect', consentMode: 'off' });
+         console.log(JSON.stringify([t.ssr, t.trackPurchase({ transactionId: 'T1' }), t.exportContextJson(), t.getClientId(),
+           t.getDroppedEvents(), t.getQueueSize(), await t.flush(), Object.isFrozen(t)]));
+         try { await createBrowserTracker({ endpoint: '/collect', consentMod: 'off' }); console.log('accepted'); }
+         catch (e) { console.log(e.message); }",
+    );
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&r#"[true,"","",null,[],0,0,true]"#),
+        "a valid config still gives the no-op tracker: {out}"
+    );
+    let err = lines.get(1).copied().unwrap_or_default();
+    assert!(err.starts_with("[tally]") && err.contains("consentMod"), "the typo is named: {out}");
+}
+
+#[tokio::test]
+async fn a_bundle_without_the_wasm_names_the_file_and_wasm_url() {
+    let root = root();
+    assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let work = std::env::temp_dir().join(format!("tally-esbuild-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("main.js"),
+        format!(
+            r#"import {{ createBrowserTracker }} from '{}';
+let out;
+try {{ await createBrowserTracker({{ endpoint: '/collect' }}); out = 'created'; }} catch (e) {{ out = e.message; }}
+document.getElementById('out').textContent = out;
+document.body.dataset.ready = '1';
+"#,
+            root.join("pkg/index.js").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("index.html"),
+        r#"<!doctype html><html><body><p id="out"></p><script type="module" src="/bundle.js"></script></body></html>"#,
+    )
+    .unwrap();
+    // Plain esbuild leaves `new URL('./tally_web_bg.wasm', import.meta.url)`
+    // as it is and does not copy the file: the fetch gets a 404.
+    let esbuild = root.join("node_modules/.bin/esbuild");
+    run(
+        &work,
+        esbuild.to_str().unwrap(),
+        &["main.js", "--bundle", "--format=esm", "--outfile=bundle.js", "--log-level=error"],
+    );
+    let router = Router::new().fallback_service(tower_http::services::ServeDir::new(&work));
+    let (browser, msg) = open_page(router).await;
+    browser.close().await;
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(msg.starts_with("[tally]"), "{msg}");
+    assert!(msg.contains("tally_web_bg.wasm") && msg.contains("wasmUrl") && msg.contains("404"), "{msg}");
 }

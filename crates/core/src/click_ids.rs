@@ -1,4 +1,6 @@
-//! Ad click identifiers: Google (gclid, gbraid, wbraid), Meta (fbc, fbp), TikTok (ttclid), Rokt (rtid).
+//! Ad click identifiers: Google (gclid, gbraid, wbraid, dclid), Meta (fbc, fbp), TikTok (ttclid), Rokt (rtid),
+//! Microsoft (msclkid), X (twclid), LinkedIn (li_fat_id), Snapchat (ScCid), Pinterest (epik), Reddit (rdt_cid).
+//! One table, [`CLICK_IDS`], lists them all.
 
 use crate::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -8,41 +10,102 @@ use crate::error::{Error, Result};
 /// The longest click id accepted; real ones are well under this.
 pub const MAX_CLICK_ID_LEN: usize = 512;
 
-/// Click identifiers captured in the browser and carried in the envelope.
-///
-/// Every field is optional. Values are validated on the way in
-/// ([`ClickIds::validated`]) so a malformed cookie never reaches a destination.
-///
-/// ```
-/// use tally_core::ClickIds;
-/// let ids = ClickIds::from_query("?utm_source=x&gclid=Cj0KCQ&fbclid=IwAR2F4", 1554763741205);
-/// assert_eq!(ids.gclid.as_deref(), Some("Cj0KCQ"));
-/// assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.IwAR2F4"));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClickIds {
+/// Declares [`ClickIds`] and [`CLICK_IDS`] from one list, so that every click
+/// id is captured, stored, validated, carried and forwarded the same way.
+macro_rules! click_id_table {
+    ($($(#[doc = $doc:literal])* $field:ident = $key:literal, url $url:literal;)*) => {
+        /// Click identifiers captured in the browser and carried in the envelope.
+        ///
+        /// Every field is optional. Values are validated on the way in
+        /// ([`ClickIds::validated`]) so a malformed cookie never reaches a destination.
+        /// The envelope, `getClickIdentifiers()`, webhooks and the warehouse sink
+        /// name each id by its URL parameter ([`CLICK_IDS`]).
+        ///
+        /// ```
+        /// use tally_core::ClickIds;
+        /// let ids = ClickIds::from_query("?utm_source=x&gclid=Cj0KCQ&fbclid=IwAR2F4&msclkid=m1", 1554763741205);
+        /// assert_eq!(ids.gclid.as_deref(), Some("Cj0KCQ"));
+        /// assert_eq!(ids.fbc.as_deref(), Some("fb.1.1554763741205.IwAR2F4"));
+        /// assert_eq!(ids.msclkid.as_deref(), Some("m1"));
+        /// ```
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub struct ClickIds {
+            $($(#[doc = $doc])*
+            #[serde(rename = $key, default, skip_serializing_if = "Option::is_none")]
+            pub $field: Option<String>,)*
+        }
+
+        /// Every click id Tally knows, in a stable order: its name in the
+        /// envelope and in Tally's cookie (`_tally_<key>`), the URL parameter
+        /// it is captured from (`""` for none), and the field named in errors.
+        pub const CLICK_IDS: [ClickIdKind; click_id_table!(@count $($key)*)] =
+            [$(ClickIdKind { key: $key, url_param: $url, field: concat!("clickIds.", $key) },)*];
+
+        impl ClickIds {
+            /// `(name, value)` pairs in [`CLICK_IDS`] order, for cookies and payloads.
+            pub fn slots(&self) -> [(&'static str, &Option<String>); CLICK_IDS.len()] {
+                [$(($key, &self.$field),)*]
+            }
+
+            /// The same pairs, writable.
+            pub(crate) fn slots_mut(&mut self) -> [(&'static str, &mut Option<String>); CLICK_IDS.len()] {
+                [$(($key, &mut self.$field),)*]
+            }
+        }
+    };
+    (@count $($k:literal)*) => { 0 $(+ click_id_table!(@one $k))* };
+    (@one $k:literal) => { 1 };
+}
+
+/// One row of [`CLICK_IDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClickIdKind {
+    /// The name in the envelope's `clickIds`, in `getClickIdentifiers()`, in
+    /// webhook payloads and in Tally's cookie `_tally_<key>`.
+    pub key: &'static str,
+    /// The landing-page URL parameter it is captured from (`fbclid` for `fbc`;
+    /// empty when it never comes from a URL).
+    pub url_param: &'static str,
+    /// The field named in validation errors (`clickIds.<key>`).
+    pub field: &'static str,
+}
+
+click_id_table! {
     /// Google click id (`gclid` URL parameter or `_gcl_aw`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gclid: Option<String>,
+    gclid = "gclid", url "gclid";
     /// Google app-campaign click id on iOS (`gbraid`, `_gcl_gb`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gbraid: Option<String>,
+    gbraid = "gbraid", url "gbraid";
     /// Google web click id on iOS (`wbraid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wbraid: Option<String>,
+    wbraid = "wbraid", url "wbraid";
     /// Meta click id in cookie form `fb.1.<ms>.<fbclid>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fbc: Option<String>,
+    fbc = "fbc", url "fbclid";
     /// Meta browser id (`_fbp`), passed through unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fbp: Option<String>,
+    fbp = "fbp", url "";
     /// TikTok click id (`ttclid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttclid: Option<String>,
+    ttclid = "ttclid", url "ttclid";
     /// Rokt click id (`rtid`, Rokt's `passbackconversiontrackingid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rtid: Option<String>,
+    rtid = "rtid", url "rtid";
+    /// Microsoft Advertising click id (`msclkid`).
+    msclkid = "msclkid", url "msclkid";
+    /// X (Twitter) click id (`twclid`).
+    twclid = "twclid", url "twclid";
+    /// LinkedIn first-party ad tracking id (`li_fat_id`).
+    li_fat_id = "li_fat_id", url "li_fat_id";
+    /// Snapchat click id (`ScCid`, case as Snap writes it).
+    sc_cid = "ScCid", url "ScCid";
+    /// Pinterest click id (`epik`).
+    epik = "epik", url "epik";
+    /// Reddit click id (`rdt_cid`).
+    rdt_cid = "rdt_cid", url "rdt_cid";
+    /// Google Campaign Manager / Display & Video 360 click id (`dclid`).
+    dclid = "dclid", url "dclid";
+}
+
+/// Whether `key` is a URL parameter that carries a click id ([`CLICK_IDS`],
+/// plus `gclsrc`, the source of a gclid), compared in any case.
+pub fn is_click_id_param(key: &str) -> bool {
+    key.eq_ignore_ascii_case("gclsrc")
+        || CLICK_IDS.iter().any(|k| !k.url_param.is_empty() && key.eq_ignore_ascii_case(k.url_param))
 }
 
 /// The one Google click id sent with a conversion (the Ads API takes exactly one).
@@ -152,22 +215,10 @@ impl ClickIds {
             if !is_token(v) {
                 continue;
             }
-            let slot = match k.as_str() {
-                "gclid" => &mut ids.gclid,
-                "gbraid" => &mut ids.gbraid,
-                "wbraid" => &mut ids.wbraid,
-                "ttclid" => &mut ids.ttclid,
-                "rtid" => &mut ids.rtid,
-                "fbclid" => {
-                    if ids.fbc.is_none() {
-                        ids.fbc = fbc_from_fbclid(v, now_ms).ok();
-                    }
-                    continue;
+            for ((name, slot), kind) in ids.slots_mut().into_iter().zip(&CLICK_IDS) {
+                if slot.is_none() && !kind.url_param.is_empty() && k == kind.url_param {
+                    *slot = if name == "fbc" { fbc_from_fbclid(v, now_ms).ok() } else { Some(v.to_owned()) };
                 }
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v.to_owned());
             }
         }
         ids
@@ -215,44 +266,11 @@ impl ClickIds {
         }
     }
 
-    /// `(name, value)` pairs in a stable order, for cookies and payloads.
-    pub fn slots(&self) -> [(&'static str, &Option<String>); 7] {
-        [
-            ("gclid", &self.gclid),
-            ("gbraid", &self.gbraid),
-            ("wbraid", &self.wbraid),
-            ("fbc", &self.fbc),
-            ("fbp", &self.fbp),
-            ("ttclid", &self.ttclid),
-            ("rtid", &self.rtid),
-        ]
-    }
-
-    fn slots_mut(&mut self) -> [(&'static str, &mut Option<String>); 7] {
-        [
-            ("gclid", &mut self.gclid),
-            ("gbraid", &mut self.gbraid),
-            ("wbraid", &mut self.wbraid),
-            ("fbc", &mut self.fbc),
-            ("fbp", &mut self.fbp),
-            ("ttclid", &mut self.ttclid),
-            ("rtid", &mut self.rtid),
-        ]
-    }
-
     /// Checks every present field; the first bad one is reported by name.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in self.slots() {
+        for ((name, v), kind) in self.slots().into_iter().zip(&CLICK_IDS) {
             let Some(v) = v else { continue };
-            let field = match name {
-                "gclid" => "clickIds.gclid",
-                "gbraid" => "clickIds.gbraid",
-                "wbraid" => "clickIds.wbraid",
-                "fbc" => "clickIds.fbc",
-                "fbp" => "clickIds.fbp",
-                "ttclid" => "clickIds.ttclid",
-                _ => "clickIds.rtid",
-            };
+            let field = kind.field;
             check_token(field, v)?;
             if (name == "fbc" || name == "fbp") && !is_meta_cookie(v) {
                 return Err(Error::Invalid { field, reason: "expected fb.<subdomain>.<ms>.<value>" });
@@ -383,6 +401,39 @@ mod tests {
         assert_eq!(ids.validate().unwrap_err().field(), "clickIds.fbc");
         let ids = ClickIds { gclid: Some("x".repeat(600)), ..Default::default() };
         assert_eq!(ids.validate().unwrap_err().field(), "clickIds.gclid");
+    }
+
+    /// Every id of the table travels the same way: captured from its URL
+    /// parameter, written to and read back from Tally's cookie, named in errors.
+    #[test]
+    fn one_table_serves_every_click_id() {
+        let q = "?msclkid=M1&twclid=T1&li_fat_id=L1&ScCid=S1&epik=E1&rdt_cid=R1&dclid=D1&sccid=lower";
+        let ids = ClickIds::from_query(q, 1);
+        let want = [
+            ("msclkid", "M1"),
+            ("twclid", "T1"),
+            ("li_fat_id", "L1"),
+            ("ScCid", "S1"),
+            ("epik", "E1"),
+            ("rdt_cid", "R1"),
+            ("dclid", "D1"),
+        ];
+        let got: Vec<(&str, &str)> = ids.slots().into_iter().filter_map(|(k, v)| Some((k, v.as_deref()?))).collect();
+        assert_eq!(got, want);
+        let jar: String = want.iter().map(|(k, v)| format!("{}={v}; ", tally_cookie_name(k))).collect();
+        assert_eq!(ClickIds::from_cookie_header(&jar), ids);
+        assert_eq!(serde_json::to_value(&ids).unwrap()["ScCid"], "S1");
+        for kind in &CLICK_IDS {
+            let mut bad = ClickIds::default();
+            for (k, slot) in bad.slots_mut() {
+                if k == kind.key {
+                    *slot = Some("a b".into());
+                }
+            }
+            assert_eq!(bad.validate().unwrap_err().field(), kind.field);
+        }
+        assert!(is_click_id_param("MSCLKID") && is_click_id_param("fbclid") && is_click_id_param("gclsrc"));
+        assert!(!is_click_id_param("fbp") && !is_click_id_param("utm_source"));
     }
 
     proptest! {

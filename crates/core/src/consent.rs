@@ -237,7 +237,7 @@ pub struct DestinationPolicy {
     pub send: Result<(), ConsentDenial>,
     /// Cookie-derived analytics identifiers (client id, session id, visitor id).
     pub analytics_ids: bool,
-    /// Click ids and ad cookies (gclid/gbraid/wbraid, fbc/fbp, ttclid, rtid).
+    /// Click ids and ad cookies (every id of [`crate::click_ids::CLICK_IDS`]: gclid, fbc/fbp, ttclid, msclkid …).
     pub click_ids: bool,
     /// Hashed user data (email, phone, names, address) and the user id for ads.
     pub user_data: bool,

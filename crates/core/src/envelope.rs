@@ -195,16 +195,10 @@ mod parse {
     }
 
     fn click_ids(m: &Map<String, Value>) -> Result<ClickIds> {
-        let get = |k: &str, field: &'static str| opt_str(m, k, field).map(|v| v.map(|s| s.trim().to_owned()));
-        let ids = ClickIds {
-            gclid: get("gclid", "clickIds.gclid")?,
-            gbraid: get("gbraid", "clickIds.gbraid")?,
-            wbraid: get("wbraid", "clickIds.wbraid")?,
-            fbc: get("fbc", "clickIds.fbc")?,
-            fbp: get("fbp", "clickIds.fbp")?,
-            ttclid: get("ttclid", "clickIds.ttclid")?,
-            rtid: get("rtid", "clickIds.rtid")?,
-        };
+        let mut ids = ClickIds::default();
+        for ((key, slot), kind) in ids.slots_mut().into_iter().zip(&crate::click_ids::CLICK_IDS) {
+            *slot = opt_str(m, key, kind.field)?.map(|s| s.trim().to_owned());
+        }
         ids.validate()?;
         Ok(ids)
     }
@@ -418,6 +412,19 @@ mod tests {
         assert_eq!(env.click_ids.gclid.as_deref(), Some("Cj0KCQ..."));
         assert_eq!(env.consent.ad_personalization, ConsentSignal::Denied);
         assert_eq!(env.raw_user_data.unwrap().email.as_deref(), Some("jane@example.com"));
+    }
+
+    #[test]
+    fn every_click_id_round_trips() {
+        let json = r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"G","msclkid":"M","twclid":"T","li_fat_id":"L","ScCid":"S","epik":"E","rdt_cid":"R","dclid":"D"}}"#;
+        let env = ContextEnvelope::parse_json(json).unwrap();
+        assert_eq!(env.click_ids.msclkid.as_deref(), Some("M"));
+        assert_eq!(env.click_ids.sc_cid.as_deref(), Some("S"));
+        assert_eq!(env.click_ids.dclid.as_deref(), Some("D"));
+        assert!(env.to_json().contains(r#""clickIds":{"gclid":"G","msclkid":"M","twclid":"T","li_fat_id":"L","ScCid":"S","epik":"E","rdt_cid":"R","dclid":"D"}"#));
+        assert_eq!(ContextEnvelope::parse_json(&env.to_json()).unwrap(), env);
+        let bad = r#"{"v":1,"createdAt":1,"clickIds":{"li_fat_id":"a;b"}}"#;
+        assert_eq!(ContextEnvelope::parse_json(bad).unwrap_err().field(), "clickIds.li_fat_id");
     }
 
     #[test]

@@ -213,6 +213,13 @@ fn needles() -> Needles {
             "fb.1.1750842798656.FBPNEEDLE".into(),
             "E.C.P.TTCLIDNEEDLE".into(),
             "RTIDNEEDLE".into(),
+            "MSCLKIDNEEDLE".into(),
+            "TWCLIDNEEDLE".into(),
+            "LIFATIDNEEDLE".into(),
+            "SCCIDNEEDLE".into(),
+            "EPIKNEEDLE".into(),
+            "RDTCIDNEEDLE".into(),
+            "DCLIDNEEDLE".into(),
         ],
     }
 }
@@ -232,6 +239,13 @@ fn needle_ctx(consent: ConsentState, now_ms: i64) -> DeliveryContext {
             fbp: Some("fb.1.1750842798656.FBPNEEDLE".into()),
             ttclid: Some("E.C.P.TTCLIDNEEDLE".into()),
             rtid: Some("RTIDNEEDLE".into()),
+            msclkid: Some("MSCLKIDNEEDLE".into()),
+            twclid: Some("TWCLIDNEEDLE".into()),
+            li_fat_id: Some("LIFATIDNEEDLE".into()),
+            sc_cid: Some("SCCIDNEEDLE".into()),
+            epik: Some("EPIKNEEDLE".into()),
+            rdt_cid: Some("RDTCIDNEEDLE".into()),
+            dclid: Some("DCLIDNEEDLE".into()),
         },
         consent,
         user_data: Some(HashedUserData {
@@ -252,7 +266,7 @@ fn needle_ctx(consent: ConsentState, now_ms: i64) -> DeliveryContext {
             }),
         }),
         page_url: Some(
-            "https://shop.example/landing?utm_source=x&gclid=GCLIDNEEDLE&fbclid=FBCLIDNEEDLE&ttclid=E.C.P.TTCLIDNEEDLE&rtid=RTIDNEEDLE"
+            "https://shop.example/landing?utm_source=x&gclid=GCLIDNEEDLE&fbclid=FBCLIDNEEDLE&ttclid=E.C.P.TTCLIDNEEDLE&rtid=RTIDNEEDLE&msclkid=MSCLKIDNEEDLE&li_fat_id=LIFATIDNEEDLE&ScCid=SCCIDNEEDLE"
                 .into(),
         ),
         ip_address: Some("198.51.100.231".into()),

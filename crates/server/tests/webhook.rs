@@ -54,6 +54,32 @@ fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
 }
 
 #[tokio::test]
+async fn every_click_id_reaches_the_warehouse() {
+    let (sandbox, _run, tracker) = setup().await;
+    // Every click id of the core's table but Meta's two (cookie-shaped, covered elsewhere).
+    let ids: Vec<(&str, String)> = tally_core::click_ids::CLICK_IDS
+        .iter()
+        .filter(|k| k.key != "fbc" && k.key != "fbp")
+        .map(|k| (k.key, format!("V{}", k.key)))
+        .collect();
+    assert!(ids.iter().any(|(k, _)| *k == "msclkid") && ids.iter().any(|(k, _)| *k == "rdt_cid"));
+    let clicks: serde_json::Map<String, serde_json::Value> =
+        ids.iter().map(|(k, v)| ((*k).to_owned(), v.as_str().into())).collect();
+    let env = support::envelope(
+        &serde_json::json!({"v":1,"createdAt":1,"clientId":"1958185836.1757409569","clickIds":clicks,
+            "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}})
+        .to_string(),
+    );
+    let r = tracker.from_context(&env).track_purchase(purchase("ORD-CLICKS")).await.unwrap();
+    assert!(at(&r, "webhook:warehouse").is_sent(), "{r:?} {:?}", sandbox.webhook.dropped());
+    let got = sandbox.webhook.events("warehouse");
+    let sent = &got[0].body["user"]["click_ids"];
+    for (k, v) in &ids {
+        assert_eq!(sent[k], v.as_str(), "{k} in {sent}");
+    }
+}
+
+#[tokio::test]
 async fn every_sink_receives_the_signed_record_with_an_idempotency_key() {
     let (sandbox, _run, tracker) = setup().await;
     assert_eq!(tracker.destination_names(), ["webhook:warehouse", "webhook:crm"]);

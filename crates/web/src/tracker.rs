@@ -99,6 +99,20 @@ fn string_arg(v: &JsValue, field: &'static str) -> Result<String, Error> {
     v.as_string().ok_or(Error::Invalid { field, reason: "expected a string" })
 }
 
+/// The config as the core reads it, or the error naming the option to fix.
+fn read_config(config: &JsValue) -> Result<BrowserConfig, JsValue> {
+    BrowserConfig::from_value(&js::value(config, Text::Raw, 3), &js::location("hostname"))
+        .map_err(|e| js::error(&e.message()))
+}
+
+/// Checks a config exactly as `createBrowserTracker` does, without touching
+/// the page: the npm entry calls it in Node (server-side rendering), so a
+/// misspelled option fails there too.
+#[wasm_bindgen(js_name = checkConfig)]
+pub fn check_config(config: JsValue) -> Result<(), JsValue> {
+    read_config(&config).map(|_| ())
+}
+
 impl Inner {
     /// The state; `None` only on a re-entrant call from a page callback, which then does nothing.
     fn st(&self) -> Option<RefMut<'_, State>> {
@@ -637,8 +651,7 @@ impl BrowserTracker {
     /// wasm module first and is safe during server-side rendering.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<BrowserTracker, JsValue> {
-        let cfg = BrowserConfig::from_value(&js::value(&config, Text::Raw, 3), &js::location("hostname"))
-            .map_err(|e| js::error(&e.message()))?;
+        let cfg = read_config(&config)?;
         let on_drop = js::get(&config, "onDrop");
         let search = js::location("search");
         let storage_ok = js::storage_available();
@@ -748,7 +761,7 @@ impl BrowserTracker {
         identity::session_from_jar(&js::cookies(), self.inner.cfg.ga4.as_deref()?).map(|s| s.session_id)
     }
 
-    /// The click ids captured (`gclid`, `gbraid`, `wbraid`, `fbc`, `fbp`, `ttclid`, `rtid`).
+    /// The click ids captured, one key per row of `tally_core::click_ids::CLICK_IDS` (`gclid` … `dclid`).
     pub fn get_click_identifiers(&self) -> JsValue {
         let ids = match self.inner.st() {
             Some(s) => self.inner.click_ids(&s),

@@ -311,6 +311,36 @@ async fn click_ids_from_url_and_cookies() {
 }
 
 #[wasm_bindgen_test]
+async fn every_click_id_is_captured_stored_and_exported() {
+    let h = reset();
+    // Every URL click id of the core's table (fbclid becomes fbc, checked above).
+    let ids: Vec<(&str, String)> = tally_core::click_ids::CLICK_IDS
+        .iter()
+        .filter(|k| !k.url_param.is_empty() && k.key != "fbc")
+        .map(|k| (k.url_param, format!("V{}", k.key)))
+        .collect();
+    assert!(ids.iter().any(|(k, _)| *k == "li_fat_id") && ids.iter().any(|(k, _)| *k == "ScCid"));
+    let query: Vec<String> = ids.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    js(&format!("history.replaceState(null, '', location.pathname + '?{}')", query.join("&")));
+    let t = tracker("{ endpoint: '/c/clicks' }");
+    assert_eq!(cookie("_tally_msclkid"), None, "nothing stored before ad_storage");
+    t.update_consent(js("({ analytics_storage: 'granted', ad_storage: 'granted' })")).unwrap();
+    let got = t.get_click_identifiers();
+    let ctx = get(&t.export_context(JsValue::UNDEFINED).unwrap(), "clickIds");
+    for (k, v) in &ids {
+        assert_eq!(s(&got, k).as_deref(), Some(v.as_str()), "{k}");
+        assert_eq!(s(&ctx, k).as_deref(), Some(v.as_str()), "{k} in the envelope");
+        assert_eq!(cookie(&format!("_tally_{k}")).as_deref(), Some(v.as_str()), "{k} cookie");
+    }
+    js("history.replaceState(null, '', location.pathname)");
+    let next = tracker("{ endpoint: '/c/clicks' }");
+    next.update_consent(js("({ ad_storage: 'denied' })")).unwrap();
+    assert_eq!(cookie("_tally_li_fat_id"), None, "denying ad_storage removes them");
+    assert!(s(&get(&next.export_context(JsValue::UNDEFINED).unwrap(), "clickIds"), "msclkid").is_none());
+    let _ = h;
+}
+
+#[wasm_bindgen_test]
 async fn ad_data_waits_for_ad_storage() {
     let h = reset();
     js("history.replaceState(null, '', location.pathname + '?gclid=G1')");

@@ -5,12 +5,40 @@ use std::process::Command;
 
 use crate::run;
 
-/// The target for what a browser downloads (wasm + JS glue), gzip (issue 4).
-pub const BUDGET_GZIP_BYTES: u64 = 20 * 1024;
-/// The enforced ceiling until the target is met: a regression guard that only
-/// ever moves down, towards [`BUDGET_GZIP_BYTES`], on the as-downloaded figure.
-/// Last measured: 80,240 B gzip, 67,723 B brotli (no_std wasm, minified JS).
-pub const CEILING_GZIP_BYTES: u64 = 80 * 1024;
+/// The issue-16 budget for what a browser downloads (wasm + minified JS), gzip.
+pub const BUDGET_GZIP_BYTES: u64 = 31 * 1024;
+/// What a page must load before its first `track` call, gzip (issue 16).
+pub const FIRST_TRACK_BUDGET_GZIP_BYTES: u64 = 24 * 1024;
+/// The stretch target (issue 16).
+pub const STRETCH_GZIP_BYTES: u64 = 20 * 1024;
+/// The enforced ceiling, in bytes gzip on the as-downloaded figure: a
+/// regression guard that can only shrink. `check_budget` fails above it and,
+/// when the package came out smaller, lowers it to the new size in this file
+/// (commit the change with the change that shrank the package).
+pub const CEILING_FILE: &str = "crates/xtask/pkg-ceiling";
+
+/// The ceiling in [`CEILING_FILE`] (a decimal byte count; `#` starts a comment).
+fn read_ceiling(root: &Path) -> Result<u64, String> {
+    let path = root.join(CEILING_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .find(|l| !l.is_empty())
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| format!("{}: expected the ceiling as a byte count", path.display()))
+}
+
+/// The ceiling after measuring `gzip` bytes: `Err` above `ceiling`, else the
+/// (possibly lower) ceiling to keep.
+fn ratchet(ceiling: u64, gzip: u64) -> Result<u64, String> {
+    if gzip > ceiling {
+        Err(format!(
+            "the npm package is {gzip} B gzip, over the {ceiling} B ceiling in {CEILING_FILE} (it can only shrink)"
+        ))
+    } else {
+        Ok(gzip)
+    }
+}
 
 /// Sizes of one set of files.
 #[derive(Clone, Copy, Default)]
@@ -35,22 +63,32 @@ pub struct PackageSize {
 }
 
 impl PackageSize {
-    /// Prints the figures; fails above the enforced ceiling, and says plainly
-    /// when the package is over the target.
+    /// Prints the figures; fails above the enforced ceiling, lowers the
+    /// ceiling when the package shrank, and says plainly when the package is
+    /// over the budget.
     pub fn check_budget(&self) -> Result<(), String> {
         let (s, d) = (self.shipped, self.downloaded);
+        let root = run::root();
+        let ceiling = read_ceiling(&root)?;
         println!("==> package size as shipped in pkg/: {} B raw, {} B gzip, {} B brotli", s.raw, s.gzip, s.brotli);
         println!(
             "==> package size as a browser downloads it (JS minified): {} B raw, {} B gzip, {} B brotli \
-             (target {} B gzip, enforced ceiling {} B)",
-            d.raw, d.gzip, d.brotli, BUDGET_GZIP_BYTES, CEILING_GZIP_BYTES
+             (budget {} B gzip, stretch {} B, enforced ceiling {} B)",
+            d.raw, d.gzip, d.brotli, BUDGET_GZIP_BYTES, STRETCH_GZIP_BYTES, ceiling
         );
-        if d.gzip > CEILING_GZIP_BYTES {
-            return Err(format!("the npm package is {} B gzip, over the {} B ceiling", d.gzip, CEILING_GZIP_BYTES));
+        println!(
+            "==> before the first track: {} B gzip (the one wasm module and both JS files; budget {} B)",
+            d.gzip, FIRST_TRACK_BUDGET_GZIP_BYTES
+        );
+        let kept = ratchet(ceiling, d.gzip)?;
+        if kept < ceiling {
+            let path = root.join(CEILING_FILE);
+            std::fs::write(&path, format!("{kept}\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            println!("==> ceiling lowered from {ceiling} B to {kept} B in {CEILING_FILE}: commit it");
         }
         if d.gzip > BUDGET_GZIP_BYTES {
             println!(
-                "WARNING: the npm package is {} B gzip, {} B over the {} B target (issue 4 stays open until it fits)",
+                "WARNING: the npm package is {} B gzip, {} B over the {} B budget (issue 16 stays open until it fits)",
                 d.gzip,
                 d.gzip - BUDGET_GZIP_BYTES,
                 BUDGET_GZIP_BYTES
@@ -87,7 +125,15 @@ pub fn build() -> Result<PackageSize, String> {
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     if wasm_opt.exists() {
         let mut c = Command::new(&wasm_opt);
+        // `--converge` repeats -Oz while it still shrinks the module;
+        // `--low-memory-unused` lets binaryen fold constant offsets below
+        // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
+        // from 1 MiB, its data above it, so the lowest KiB is never used).
+        // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
         c.arg("-Oz")
+            .arg("--converge")
+            .arg("--low-memory-unused")
+            .arg("--strip-producers")
             .arg("--enable-bulk-memory")
             .arg("--enable-nontrapping-float-to-int")
             .arg("--enable-sign-ext")
@@ -95,7 +141,7 @@ pub fn build() -> Result<PackageSize, String> {
             .arg(&out)
             .arg("-o")
             .arg(&out);
-        run::step("wasm-opt -Oz", c)?;
+        run::step("wasm-opt -Oz --converge", c)?;
     } else {
         println!("note: node_modules/.bin/wasm-opt missing (run npm ci); package not optimised");
     }
@@ -157,5 +203,23 @@ impl std::ops::Add for Sizes {
     type Output = Sizes;
     fn add(self, o: Sizes) -> Sizes {
         Sizes { raw: self.raw + o.raw, gzip: self.gzip + o.gzip, brotli: self.brotli + o.brotli }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_only_moves_down() {
+        assert_eq!(ratchet(1000, 900), Ok(900));
+        assert_eq!(ratchet(1000, 1000), Ok(1000));
+        assert!(ratchet(1000, 1001).unwrap_err().contains("over the 1000 B ceiling"));
+    }
+
+    #[test]
+    fn the_committed_ceiling_reads() {
+        let c = read_ceiling(&run::root()).unwrap();
+        assert!(c > 0 && c < 200 * 1024, "{c}");
     }
 }

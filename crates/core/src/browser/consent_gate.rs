@@ -60,11 +60,9 @@ pub fn strip_envelope(env: &mut ContextEnvelope) {
     env.referrer = env.referrer.as_deref().map(redact_url);
 }
 
-/// Query parameters that carry ad click ids, or GA's linker (`_gl`), which embeds them.
-pub const CLICK_PARAMS: [&str; 10] =
-    ["gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid", "_gl"];
-
-/// A URL without its click-id parameters ([`CLICK_PARAMS`], any case) and
+/// A URL without its click-id parameters (those of
+/// [`is_click_id_param`](crate::click_ids::is_click_id_param), and GA's linker
+/// `_gl`, which embeds them; any case) and
 /// without empty `&&` pairs: click ids travel only in `clickIds`, where consent
 /// governs them, never hidden in a page URL. The fragment is kept.
 ///
@@ -83,7 +81,7 @@ pub fn redact_url(url: &str) -> String {
     let mut sep = '?';
     for pair in query.split('&') {
         let key = pair.split('=').next().unwrap_or_default();
-        if pair.is_empty() || CLICK_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p)) {
+        if pair.is_empty() || crate::click_ids::is_click_id_param(key) || key.eq_ignore_ascii_case("_gl") {
             continue;
         }
         out.push(sep);

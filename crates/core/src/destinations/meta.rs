@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::is_hex64;
 use super::page_url;
-pub use super::{CLICK_ID_PARAMS, strip_click_ids};
+pub use super::strip_click_ids;
 use super::{DeliveryContext, VisitorEvents};
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};

@@ -101,13 +101,10 @@ pub struct DeliveryContext {
     pub order_id: crate::ids::OrderIdForm,
 }
 
-/// URL query parameters that carry ad click ids. They are removed from page
-/// URLs forwarded to a destination when `ad_storage` is not granted.
-pub const CLICK_ID_PARAMS: [&str; 9] =
-    ["gclid", "gbraid", "wbraid", "gclsrc", "dclid", "fbclid", "ttclid", "rtid", "msclkid"];
-
-/// Removes the query parameters that carry ad click ids ([`CLICK_ID_PARAMS`],
-/// any case) from a URL, keeping everything else as it was.
+/// Removes the query parameters that carry ad click ids
+/// ([`is_click_id_param`](crate::click_ids::is_click_id_param), any case) from
+/// a URL, keeping everything else as it was. Used on page URLs forwarded to a
+/// destination when `ad_storage` is not granted.
 ///
 /// ```
 /// use tally_core::destinations::strip_click_ids;
@@ -126,7 +123,7 @@ pub fn strip_click_ids(url: &str) -> String {
         .split('&')
         .filter(|pair| {
             let key = pair.split('=').next().unwrap_or_default();
-            !CLICK_ID_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p))
+            !crate::click_ids::is_click_id_param(key)
         })
         .collect();
     let mut s = String::with_capacity(url.len());
