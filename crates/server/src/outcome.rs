@@ -30,6 +30,19 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every [`SkipReason::code`], in declaration order: the names the
+    /// collector's answer, the OpenAPI document and `tally-web/server`'s types use.
+    pub const CODES: &'static [&'static str] = &[
+        "not_configured",
+        "no_label_configured",
+        "consent_denied",
+        "duplicate",
+        "outside_window",
+        "unsupported",
+        "no_attribution",
+        "invalid",
+    ];
+
     /// A stable snake_case code for logs, metrics and JSON.
     pub fn code(&self) -> &'static str {
         match self {
@@ -89,6 +102,27 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every [`Outcome::code`], in declaration order.
+    pub const CODES: &'static [&'static str] = &["sent", "queued", "failed", "skipped"];
+
+    /// A stable snake_case code for JSON: `sent`, `queued`, `failed` or `skipped`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Queued { .. } => "queued",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+
+    /// The delivery error of a queued or failed outcome.
+    pub fn error(&self) -> Option<&DeliveryError> {
+        match self {
+            Outcome::Queued { error } | Outcome::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
     /// True for `Sent`.
     pub fn is_sent(&self) -> bool {
         matches!(self, Outcome::Sent { .. })
@@ -133,5 +167,66 @@ impl TrackResult {
     /// True when no destination failed.
     pub fn all_ok(&self) -> bool {
         self.destinations.values().all(|o| !matches!(o, Outcome::Failed(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RowError;
+
+    /// One of each variant; the exhaustive matches make a new variant a compile
+    /// error here until it is listed (and given a code in `CODES`).
+    fn every_skip_reason() -> Vec<SkipReason> {
+        let all = vec![
+            SkipReason::NotConfigured,
+            SkipReason::NoLabelConfigured,
+            SkipReason::ConsentDenied(ConsentDenial::AdUserData),
+            SkipReason::Duplicate,
+            SkipReason::OutsideWindow,
+            SkipReason::Unsupported,
+            SkipReason::NoAttribution,
+            SkipReason::Invalid(tally_core::Error::Missing { field: "value" }),
+        ];
+        for r in &all {
+            match r {
+                SkipReason::NotConfigured
+                | SkipReason::NoLabelConfigured
+                | SkipReason::ConsentDenied(_)
+                | SkipReason::Duplicate
+                | SkipReason::OutsideWindow
+                | SkipReason::Unsupported
+                | SkipReason::NoAttribution
+                | SkipReason::Invalid(_) => {}
+            }
+        }
+        all
+    }
+
+    fn every_outcome() -> Vec<Outcome> {
+        let all = vec![
+            Outcome::Sent { attempts: 1 },
+            Outcome::Queued { error: DeliveryError::Transport("down".into()) },
+            Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
+                index: 0,
+                code: "x".into(),
+                message: String::new(),
+            }])),
+            Outcome::Skipped(SkipReason::Duplicate),
+        ];
+        for o in &all {
+            match o {
+                Outcome::Sent { .. } | Outcome::Queued { .. } | Outcome::Failed(_) | Outcome::Skipped(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn codes_list_every_variant_once() {
+        let skip: Vec<&str> = every_skip_reason().iter().map(SkipReason::code).collect();
+        assert_eq!(skip, SkipReason::CODES);
+        let outcomes: Vec<&str> = every_outcome().iter().map(Outcome::code).collect();
+        assert_eq!(outcomes, Outcome::CODES);
     }
 }
