@@ -26,8 +26,28 @@
 //! (413), per-IP request rate (429 with `Retry-After`). Browsers authenticate
 //! with a site key from an allowed origin (CORS answers that exact origin, with
 //! credentials); server-to-server callers with `Authorization: Bearer <secret>`.
+//!
+//! ## Server-to-server calls
+//!
+//! A bearer-authenticated call (a backend, `tally-web/server`) is always
+//! delivered inline, and each event's result also carries the outcome at every
+//! configured destination, by destination name ([`OutcomeReport`]):
+//!
+//! ```json
+//! {"results":[{"eventId":"…","status":"accepted","destinations":{
+//!   "ga4":{"outcome":"sent","attempts":1},
+//!   "meta":{"outcome":"queued","error":{"code":"transport","message":"…"}},
+//!   "google_ads":{"outcome":"skipped","reason":"consent_denied","detail":"…"}}}]}
+//! ```
+//!
+//! Outcomes are [`Outcome::CODES`], error codes [`DeliveryError::CODES`], skip
+//! reasons [`SkipReason::CODES`]. Raw `userData` in the context travels over
+//! this authenticated request and is normalised and hashed here, per
+//! destination; a backend's own address is not the visitor's, so the request's
+//! IP and `User-Agent` are not used: the body may give the visitor's as
+//! `ipAddress` and `userAgent` (ignored from browsers). No visitor cookie is set.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +65,7 @@ use tally_core::{ClickIds, ClientId, ContextEnvelope, Event, EventId, VisitorId,
 
 use crate::error::DeliveryError;
 use crate::input::Visitor;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::{Outcome, OutcomeReport, SkipReason};
 use crate::tracker::ServerTracker;
 
 /// Collector settings.
@@ -168,6 +188,9 @@ pub struct EventResult {
     /// A human readable reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Server-to-server calls only: the outcome at each configured destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<BTreeMap<String, OutcomeReport>>,
 }
 
 fn error(status: StatusCode, reason: &str, cors: &HeaderMap) -> Response {
@@ -241,6 +264,10 @@ pub struct ParsedBatch {
     pub envelope: ContextEnvelope,
     /// Each event, in order.
     pub events: Vec<Result<Event, (String, String, String)>>,
+    /// `ipAddress`: the visitor's IP, as a server-to-server caller gives it.
+    pub ip_address: Option<IpAddr>,
+    /// `userAgent`: the visitor's user agent, as a server-to-server caller gives it.
+    pub user_agent: Option<String>,
 }
 
 fn reject(status: StatusCode, reason: &str) -> Rejection {
@@ -256,6 +283,25 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
     })?;
     let obj = doc.as_object().ok_or_else(|| reject(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
     let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let ip_address = match obj.get("ipAddress") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_str().and_then(|s| s.trim().parse::<IpAddr>().ok()).ok_or_else(|| Rejection {
+            status: StatusCode::BAD_REQUEST,
+            reason: "ipAddress must be an IPv4 or IPv6 address".to_owned(),
+            field: Some("ipAddress".to_owned()),
+        })?),
+    };
+    let user_agent = match obj.get("userAgent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.chars().take(512).collect()),
+        Some(_) => {
+            return Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                reason: "userAgent must be a string".to_owned(),
+                field: Some("userAgent".to_owned()),
+            });
+        }
+    };
     let raw_events = obj
         .get("events")
         .and_then(Value::as_array)
@@ -289,7 +335,7 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
             Event::from_json_value(raw, fallback).map_err(|e| (claimed_id, e.field().to_owned(), e.to_string()))
         })
         .collect();
-    Ok(ParsedBatch { site_key, envelope, events })
+    Ok(ParsedBatch { site_key, envelope, events, ip_address, user_agent })
 }
 
 /// Zeroes the host part of an address: IPv4 to /24, IPv6 to /48.
@@ -374,7 +420,8 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             return (r.status, cors, axum::Json(v)).into_response();
         }
     };
-    if !bearer_ok(&state, &headers) {
+    let server = bearer_ok(&state, &headers);
+    if !server {
         if !state.config.site_keys.contains(batch.site_key.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "unknown siteKey (or a missing bearer secret)", &cors);
         }
@@ -385,8 +432,13 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     let envelope = batch.envelope;
     let mut visitor = Visitor::from_envelope(&envelope);
     fill_from_cookies(&mut visitor, &headers);
-    visitor.user_agent =
-        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+    // A backend's own address and user agent are not the visitor's.
+    let (ip, user_agent) = if server {
+        (batch.ip_address, batch.user_agent)
+    } else {
+        (ip, headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()))
+    };
+    visitor.user_agent = user_agent;
     visitor.ip_address =
         ip.map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip }).map(|ip| ip.to_string());
 
@@ -405,12 +457,14 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
                     status: "invalid",
                     field: Some(field),
                     reason: Some(reason),
+                    destinations: None,
                 });
             }
         }
     }
     let mut refused = false;
-    if !state.config.deliver_inline {
+    // Server-to-server calls are delivered inline: their answer reports every destination.
+    if !state.config.deliver_inline && !server {
         let status = match state.tracker.admit(&valid, &visitor) {
             Ok(true) => "accepted",
             Ok(false) => "consent_denied",
@@ -421,7 +475,13 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             }
         };
         for (pos, e) in positions.iter().zip(&valid) {
-            results[*pos] = Some(EventResult { event_id: e.id.as_str().to_owned(), status, field: None, reason: None });
+            results[*pos] = Some(EventResult {
+                event_id: e.id.as_str().to_owned(),
+                status,
+                field: None,
+                reason: None,
+                destinations: None,
+            });
         }
         positions.clear();
         valid.clear();
@@ -441,13 +501,20 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         } else {
             "accepted"
         };
-        results[pos] =
-            Some(EventResult { event_id: r.event_id.as_str().to_owned(), status, field: None, reason: None });
+        let destinations =
+            server.then(|| r.destinations.iter().map(|(name, o)| (name.clone(), OutcomeReport::from(o))).collect());
+        results[pos] = Some(EventResult {
+            event_id: r.event_id.as_str().to_owned(),
+            status,
+            field: None,
+            reason: None,
+            destinations,
+        });
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
     let code = if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut out_headers = cors;
-    if let (Some(days), Some(vid)) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref()) {
+    if let (Some(days), Some(vid), false) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref(), server) {
         let secure =
             if headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).is_some_and(|o| o.starts_with("https://")) {
                 "; Secure"

@@ -170,6 +170,6 @@ pub use error::{ConfigError, DeliveryError, TrackError};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
-pub use outcome::{Outcome, SkipReason, TrackResult};
+pub use outcome::{ErrorReport, Outcome, OutcomeReport, SkipReason, TrackResult};
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 pub use tracker::{BoundTracker, FlushReport, ServerTracker};
