@@ -268,6 +268,9 @@ pub struct ParsedBatch {
     pub ip_address: Option<IpAddr>,
     /// `userAgent`: the visitor's user agent, as a server-to-server caller gives it.
     pub user_agent: Option<String>,
+    /// Whether the context carried a `consent` object (without one, the
+    /// tracker's default consent applies).
+    pub consent_given: bool,
 }
 
 fn reject(status: StatusCode, reason: &str) -> Rejection {
@@ -335,7 +338,8 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
             Event::from_json_value(raw, fallback).map_err(|e| (claimed_id, e.field().to_owned(), e.to_string()))
         })
         .collect();
-    Ok(ParsedBatch { site_key, envelope, events, ip_address, user_agent })
+    let consent_given = obj.get("context").and_then(|c| c.get("consent")).is_some_and(|c| !c.is_null());
+    Ok(ParsedBatch { site_key, envelope, events, ip_address, user_agent, consent_given })
 }
 
 /// Zeroes the host part of an address: IPv4 to /24, IPv6 to /48.
@@ -431,6 +435,10 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     }
     let envelope = batch.envelope;
     let mut visitor = Visitor::from_envelope(&envelope);
+    if !batch.consent_given {
+        // No consent said: the tracker's default consent (`default_consent`) decides.
+        visitor.consent = None;
+    }
     fill_from_cookies(&mut visitor, &headers);
     // A backend's own address and user agent are not the visitor's.
     let (ip, user_agent) = if server {

@@ -272,6 +272,11 @@ async fn server_harness() -> (Sandbox, tally_sandbox::RunningSandbox, String, re
     let tracker = ServerTracker::builder()
         .ga4(Ga4Config::new("G-TEST123", "s").base_url(run.url("/ga4")))
         .meta(tally_server::MetaConfig::new("1234567890", tally_sandbox::meta::ACCESS_TOKEN).base_url(run.url("/meta")))
+        // Analytics only, for calls whose context says nothing about consent.
+        .default_consent(tally_core::ConsentState {
+            analytics_storage: tally_core::ConsentSignal::Granted,
+            ..Default::default()
+        })
         .retry(tally_server::retry::RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(20),
@@ -362,6 +367,13 @@ async fn server_calls_get_the_outcome_at_every_destination() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sandbox.meta.purchases().len(), 2, "S-1 and S-3, once each");
+
+    // A context without consent: the tracker's default consent decides (analytics only here).
+    let mut unsaid = server_body("S-6", GRANTED);
+    unsaid["context"].as_object_mut().unwrap().remove("consent");
+    let v: Value = post(unsaid).await.unwrap().json().await.unwrap();
+    assert_eq!(v["results"][0]["destinations"]["ga4"]["outcome"], "sent", "{v}");
+    assert_eq!(v["results"][0]["destinations"]["meta"]["reason"], "consent_denied", "{v}");
 
     // A wrong secret is a 401 that says what is missing.
     let r = http.post(&url).bearer_auth("wrong").json(&server_body("S-4", GRANTED)).send().await.unwrap();
