@@ -237,3 +237,59 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
     assert!(stdout.contains("pass 6") && stdout.contains("fail 0"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The ```ts block of `readme` that starts with `first_line`.
+fn ts_block(readme: &Path, first_line: &str) -> String {
+    let text = std::fs::read_to_string(readme).unwrap();
+    let start = text
+        .find(&format!("```ts\n{first_line}"))
+        .unwrap_or_else(|| panic!("{} has no ```ts block starting with {first_line:?}", readme.display()))
+        + "```ts\n".len();
+    let len = text[start..].find("\n```").expect("the block ends");
+    text[start..=start + len].to_owned()
+}
+
+/// Runs `tsc` (from `npm ci`) on `route.ts` in a fresh project where `tally-web`
+/// is the package directory itself, so `tally-web/server` resolves through its
+/// `exports` map and `types` condition as in an app. `Err` carries tsc's output.
+fn type_check(route: &str) -> Result<(), String> {
+    let root = root();
+    let tsc = root.join("node_modules/.bin/tsc");
+    assert!(tsc.exists(), "{} is missing: `cargo xtask install` (npm ci) installs typescript", tsc.display());
+    let dir = std::env::temp_dir().join(format!("tally-tsc-{}-{}", std::process::id(), route.len()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+    std::os::unix::fs::symlink(root.join("pkg"), dir.join("node_modules/tally-web")).unwrap();
+    std::fs::write(dir.join("route.ts"), route).unwrap();
+    // What @types/node would declare for this file (not installed here).
+    std::fs::write(dir.join("env.d.ts"), "declare const process: { env: Record<string, string | undefined> };\n")
+        .unwrap();
+    std::fs::write(
+        dir.join("tsconfig.json"),
+        r#"{"compilerOptions":{"strict":true,"noEmit":true,"target":"es2022","module":"esnext",
+            "moduleResolution":"bundler","lib":["es2022","dom"],"types":[],"skipLibCheck":false,
+            "noUnusedLocals":true},"files":["route.ts","env.d.ts"]}"#,
+    )
+    .unwrap();
+    let out = Command::new(&tsc).args(["-p", "tsconfig.json"]).current_dir(&dir).output().expect("run tsc");
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn the_readme_route_handler_type_checks_against_the_package_types() {
+    const FIRST: &str = "// app/api/webhooks/payments/route.ts";
+    let readme = ts_block(&root().join("README.md"), FIRST);
+    let pkg_readme = ts_block(&root().join("pkg/README.md"), FIRST);
+    assert_eq!(readme, pkg_readme, "README.md and pkg/README.md show the same route handler");
+    type_check(&readme).unwrap_or_else(|e| panic!("the README's route handler does not type-check:\n{e}"));
+    // The check has teeth: a misspelt field and a wrong outcome name are type errors.
+    let typo = readme.replace("transactionId: order.id,", "transactionID: order.id,");
+    assert!(type_check(&typo).is_err_and(|e| e.contains("transactionID")), "a misspelt field type-checked");
+    let wrong = readme.replace("r.outcome === 'failed'", "r.outcome === 'error'");
+    assert!(type_check(&wrong).is_err(), "an outcome that does not exist type-checked");
+}

@@ -244,7 +244,7 @@ pub fn npm_packages() -> Result<(), String> {
     if current {
         return Ok(());
     }
-    println!("install: npm ci (esbuild and binaryen's wasm-opt from package-lock.json, into node_modules)");
+    println!("install: npm ci (esbuild, binaryen's wasm-opt and typescript from package-lock.json, into node_modules)");
     let mut ci = cmd("npm", &["ci", "--no-audit", "--no-fund"]);
     ci.current_dir(&root);
     if let Err(failed) = run::step_keeping_stderr("npm ci", ci) {
