@@ -22,6 +22,9 @@
 //! the answer is 503, so the browser keeps the batch and retries; events already
 //! delivered then come back as `duplicate`.
 //!
+//! The HTTP API is described by an OpenAPI 3.1 document, [`OPENAPI_JSON`]
+//! (`crates/server/openapi.json`), which [`serve_router`] serves at `GET /openapi.json`.
+//!
 //! Limits are checked before parsing: body size (413), events per request
 //! (413), per-IP request rate (429 with `Retry-After`). Browsers authenticate
 //! with a site key from an allowed origin (CORS answers that exact origin, with
@@ -57,7 +60,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, options, post};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -162,14 +165,44 @@ struct AppState {
     limiter: RateLimiter,
 }
 
+/// The OpenAPI 3.1 document of the collector's HTTP API (`crates/server/openapi.json`),
+/// served by [`serve_router`] at `GET /openapi.json`. A test checks it against
+/// [`ROUTES`], [`SERVE_ROUTES`] and the outcome codes, so they cannot drift.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The routes of [`router`], as (method, path); `GET /metrics` only with
+/// [`CollectorConfig::metrics`]. The router is built from this list.
+pub const ROUTES: &[(&str, &str)] = &[("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/metrics")];
+
+/// The routes [`serve_router`] (what `tally serve` runs) adds to [`ROUTES`].
+pub const SERVE_ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/openapi.json")];
+
 /// The collector's routes: `POST /collect`, its CORS preflight, and `GET /metrics` when enabled.
 pub fn router(tracker: ServerTracker, config: CollectorConfig) -> Router {
+    routes(tracker, config, &[ROUTES])
+}
+
+/// What `tally serve` runs: [`router`] plus `GET /healthz` and `GET /openapi.json`
+/// (the [`OPENAPI_JSON`] document).
+pub fn serve_router(tracker: ServerTracker, config: CollectorConfig) -> Router {
+    routes(tracker, config, &[ROUTES, SERVE_ROUTES])
+}
+
+fn routes(tracker: ServerTracker, config: CollectorConfig, lists: &[&[(&str, &str)]]) -> Router {
     let limit = config.max_body_bytes;
     let metrics = config.metrics;
     let state = Arc::new(AppState { tracker, config, limiter: RateLimiter { buckets: Mutex::new(HashMap::new()) } });
-    let mut r = Router::new().route("/collect", post(collect).options(preflight));
-    if metrics {
-        r = r.route("/metrics", get(metrics_text));
+    let mut r = Router::new();
+    for &(method, path) in lists.iter().copied().flatten() {
+        let handler: MethodRouter<Arc<AppState>> = match (method, path) {
+            ("POST", "/collect") => post(collect),
+            ("OPTIONS", "/collect") => options(preflight),
+            ("GET", "/metrics") if metrics => get(metrics_text),
+            ("GET", "/healthz") => get(|| async { "ok" }),
+            ("GET", "/openapi.json") => get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+            _ => continue,
+        };
+        r = r.route(path, handler);
     }
     r.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
@@ -191,6 +224,11 @@ pub struct EventResult {
     /// Server-to-server calls only: the outcome at each configured destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destinations: Option<BTreeMap<String, OutcomeReport>>,
+}
+
+impl EventResult {
+    /// Every `status` an event can get.
+    pub const STATUSES: &'static [&'static str] = &["accepted", "duplicate", "invalid", "consent_denied"];
 }
 
 fn error(status: StatusCode, reason: &str, cors: &HeaderMap) -> Response {

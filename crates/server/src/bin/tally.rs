@@ -190,8 +190,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
-    let app =
-        collector::router(tracker.clone(), collector_cfg).route("/healthz", axum::routing::get(|| async { "ok" }));
+    let app = collector::serve_router(tracker.clone(), collector_cfg);
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
         Ok(l) => l,
         Err(e) => {
