@@ -2,9 +2,11 @@
 // (Node >= 18, Bun, Deno, Vercel Edge, Cloudflare Workers). No wasm, no
 // dependencies, `fetch` only.
 
-import type { Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext } from './index.js';
+import type {
+  Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext, UserData,
+} from './index.js';
 
-export type { Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext };
+export type { Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext, UserData };
 
 /** Outcome codes at one destination, as the collector answers them. */
 export type OutcomeCode = 'sent' | 'queued' | 'failed' | 'skipped';
@@ -132,23 +134,11 @@ export interface ServerConsent {
 }
 
 /**
- * User data as your backend has it, raw. It travels over the authenticated
- * request to the collector, which normalises and hashes it per destination, and
- * sends it only with `ad_user_data` granted.
+ * User data as your backend has it, raw (the browser's `UserData` shape). It
+ * travels over the authenticated request to the collector, which normalises and
+ * hashes it per destination, and sends it only with `ad_user_data` granted.
  */
-export interface ServerUserData {
-  email?: string;
-  /** Ideally with the country code (`+1 650 555 1212`). */
-  phone?: string;
-  firstName?: string;
-  lastName?: string;
-  /** `YYYY-MM-DD`. */
-  dateOfBirth?: string;
-  gender?: string;
-  /** Your own customer id. */
-  externalId?: string;
-  address?: Address;
-}
+export type ServerUserData = UserData;
 
 /**
  * Who the event is about. On a tracker from `fromContext`, every field given

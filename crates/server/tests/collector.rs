@@ -30,29 +30,42 @@ async fn harness_with(rate_per_ip: u32, deliver_inline: bool) -> Harness {
         .build()
         .unwrap();
     let config = CollectorConfig {
-        site_keys: ["site-1".to_owned()].into(),
-        allowed_origins: [ORIGIN.to_owned()].into(),
-        server_secrets: ["s2s-secret".to_owned()].into(),
         rate_per_ip,
         burst_per_ip: rate_per_ip,
         max_body_bytes: 32 * 1024,
         metrics: true,
         deliver_inline,
-        ..CollectorConfig::default()
+        ..browser_and_server_config()
     };
+    let (url, task) = listen(tracker, config).await;
+    Harness {
+        sandbox,
+        _ga4: ga4,
+        url,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        _task: task,
+    }
+}
+
+/// Site key `site-1` from [`ORIGIN`], and the server secret `s2s-secret`.
+fn browser_and_server_config() -> CollectorConfig {
+    CollectorConfig {
+        site_keys: ["site-1".to_owned()].into(),
+        allowed_origins: [ORIGIN.to_owned()].into(),
+        server_secrets: ["s2s-secret".to_owned()].into(),
+        ..CollectorConfig::default()
+    }
+}
+
+/// The collector for `tracker` on a free loopback port: its base URL and task.
+async fn listen(tracker: ServerTracker, config: CollectorConfig) -> (String, tokio::task::JoinHandle<()>) {
     let app = router(tracker, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Harness {
-        sandbox,
-        _ga4: ga4,
-        url: format!("http://{addr}"),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
-        _task: task,
-    }
+    (format!("http://{addr}"), task)
 }
 
 const GRANTED: &str =
@@ -285,22 +298,10 @@ async fn server_harness() -> (Sandbox, tally_sandbox::RunningSandbox, String, re
         })
         .build()
         .unwrap();
-    let config = CollectorConfig {
-        site_keys: ["site-1".to_owned()].into(),
-        allowed_origins: [ORIGIN.to_owned()].into(),
-        server_secrets: ["s2s-secret".to_owned()].into(),
-        rate_per_ip: 0,
-        // Browsers would get an answer before delivery; server calls never do.
-        deliver_inline: false,
-        ..CollectorConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(tracker, config);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
-    (sandbox, run, format!("http://{addr}/collect"), reqwest::Client::new())
+    // Browsers would get an answer before delivery; server calls never do.
+    let config = CollectorConfig { rate_per_ip: 0, deliver_inline: false, ..browser_and_server_config() };
+    let (url, _task) = listen(tracker, config).await;
+    (sandbox, run, format!("{url}/collect"), reqwest::Client::new())
 }
 
 fn server_body(txn: &str, consent: &str) -> Value {

@@ -7,14 +7,16 @@
 //! outage switch); everything the Node test asserts on went through the
 //! collector and the stand-ins' own checks.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use support::{TallyServe, free_port};
 use tally_sandbox::{Mode, Sandbox, google_ads, meta, rokt, servoki, tiktok};
 
 const SECRET: &str = "s2s-node-secret";
@@ -23,19 +25,6 @@ const ORIGIN: &str = "https://shop.example";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Tally(Child);
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `node` on PATH, or a failure that says how to get it (these tests never skip).
@@ -174,18 +163,6 @@ secret = "{webhook_secret}"
     config
 }
 
-async fn wait_healthy(base: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tally serve did not become healthy at {base}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_server_tracker_against_a_real_tally_serve() {
     let node = node();
@@ -204,17 +181,7 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
     let port = free_port();
     let config = write_config(&dir, port, &stand_ins.base_url);
     let base = format!("http://127.0.0.1:{port}");
-    let _tally = Tally(
-        Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tally serve"),
-    );
-    wait_healthy(&base).await;
+    let _tally = TallyServe::start(&config, &base).await;
 
     let test_file = root().join("pkg/test/server.test.mjs");
     let out = tokio::process::Command::new(node)
