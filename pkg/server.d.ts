@@ -142,11 +142,12 @@ export type ServerUserData = UserData;
 
 /**
  * Who the event is about. On a tracker from `fromContext`, every field given
- * here wins over the envelope's, field by field: click ids per id (a `gclid`
+ * here wins over the envelope's, field by field: click ids (`gclid`, `gbraid`,
+ * `wbraid`, `fbc`, `fbp`, `ttclid`, `rtid`) per id (a `gclid`
  * here keeps the envelope's `fbc`), user data (`userData`/`hashedUserData`)
  * and consent as a whole.
  */
-export interface ServerVisitor {
+export interface ServerVisitor extends ClickIdentifiers {
   /** GA4 client id (GA4 needs one). */
   clientId?: string;
   /** GA4 session id. */
@@ -155,16 +156,6 @@ export interface ServerVisitor {
   userId?: string;
   /** The site's visitor id. */
   visitorId?: string;
-  gclid?: string;
-  gbraid?: string;
-  wbraid?: string;
-  /** Meta click id in cookie form `fb.1.<ms>.<fbclid>`. */
-  fbc?: string;
-  /** Meta browser id (`_fbp`). */
-  fbp?: string;
-  ttclid?: string;
-  /** Rokt click id. */
-  rtid?: string;
   consent?: ServerConsent;
   /** Raw user data: normalised and hashed by the collector. */
   userData?: ServerUserData;
