@@ -5,7 +5,7 @@
 //! at once, and CPU per delivered event. Then the peak RSS of the process while
 //! a large backlog waits in the outbox.
 //!
-//! The path is the production one: `/collect` with a server secret and
+//! The path is the production one: browsers' `/collect` calls with
 //! `deliver_inline = false` (events go to the outbox, the worker hands them to
 //! the destination's lane). Every event comes from its own visitor (GA4 cannot
 //! merge clients; Meta merges any). Backoff is capped at one second for the
@@ -101,7 +101,7 @@ async fn setup(dest: Dest, tag: &str, capacity: usize) -> Setup {
     };
     let tracker = b.build().unwrap();
     let cfg = CollectorConfig {
-        server_secrets: ["bench".to_owned()].into_iter().collect(),
+        site_keys: ["bench".to_owned()].into_iter().collect(),
         rate_per_ip: 0,
         deliver_inline: false,
         ..CollectorConfig::default()
@@ -133,12 +133,13 @@ async fn ingest(url: &str, n: usize, per_request: usize, tag: &str) {
                         .map(|i| json!({"name":"purchase","transactionId":format!("{tag}-{r}-{i}"),"value":12.5,"currency":"EUR"}))
                         .collect();
                     let body = json!({
+                        "siteKey":"bench",
                         "context":{"v":1,"createdAt":1,"clientId":format!("{}.1757409569", r + 1),
                                    "clickIds":{"fbp":format!("fb.1.1596403881668.{r}")},
                                    "consent":{"analytics_storage":"granted","ad_storage":"granted","ad_user_data":"granted"},
                                    "pageUrl":"https://shop.example/checkout/done"},
                         "events":events});
-                    let resp = http.post(&url).bearer_auth("bench").json(&body).send().await.unwrap();
+                    let resp = http.post(&url).json(&body).send().await.unwrap();
                     assert!(resp.status().is_success(), "{}", resp.status());
                 }
             })
@@ -163,12 +164,12 @@ async fn drain_cell(dest: Dest, latency_ms: u64, n: usize, per_request: usize) -
         Dest::Ga4 => &s.sandbox.ga4.faults,
         Dest::Meta => &s.sandbox.meta.faults,
     };
+    faults.set(Mode::Down);
+    ingest(&s.url, n, per_request, &tag).await;
     match dest {
         Dest::Ga4 => s.sandbox.ga4.latency.set(Duration::from_millis(latency_ms)),
         Dest::Meta => s.sandbox.meta.latency.set(Duration::from_millis(latency_ms)),
     }
-    faults.set(Mode::Down);
-    ingest(&s.url, n, per_request, &tag).await;
     let before = match dest {
         Dest::Ga4 => s.sandbox.ga4.requests(),
         Dest::Meta => s.sandbox.meta.requests(),

@@ -22,12 +22,35 @@
 //! the answer is 503, so the browser keeps the batch and retries; events already
 //! delivered then come back as `duplicate`.
 //!
+//! The HTTP API is described by an OpenAPI 3.1 document, [`OPENAPI_JSON`]
+//! (`crates/server/openapi.json`), which [`serve_router`] serves at `GET /openapi.json`.
+//!
 //! Limits are checked before parsing: body size (413), events per request
 //! (413), per-IP request rate (429 with `Retry-After`). Browsers authenticate
 //! with a site key from an allowed origin (CORS answers that exact origin, with
 //! credentials); server-to-server callers with `Authorization: Bearer <secret>`.
+//!
+//! ## Server-to-server calls
+//!
+//! A bearer-authenticated call (a backend, `tally-web/server`) is always
+//! delivered inline, and each event's result also carries the outcome at every
+//! configured destination, by destination name ([`OutcomeReport`]):
+//!
+//! ```json
+//! {"results":[{"eventId":"…","status":"accepted","destinations":{
+//!   "ga4":{"outcome":"sent","attempts":1},
+//!   "meta":{"outcome":"queued","error":{"code":"transport","message":"…"}},
+//!   "google_ads":{"outcome":"skipped","reason":"consent_denied","detail":"…"}}}]}
+//! ```
+//!
+//! Outcomes are [`Outcome::CODES`], error codes [`DeliveryError::CODES`], skip
+//! reasons [`SkipReason::CODES`]. Raw `userData` in the context travels over
+//! this authenticated request and is normalised and hashed here, per
+//! destination; a backend's own address is not the visitor's, so the request's
+//! IP and `User-Agent` are not used: the body may give the visitor's as
+//! `ipAddress` and `userAgent` (ignored from browsers). No visitor cookie is set.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +60,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, options, post};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -45,7 +68,7 @@ use tally_core::{ClickIds, ClientId, ContextEnvelope, Event, EventId, VisitorId,
 
 use crate::error::DeliveryError;
 use crate::input::Visitor;
-use crate::outcome::{Outcome, SkipReason};
+use crate::outcome::{Outcome, OutcomeReport, SkipReason};
 use crate::tracker::ServerTracker;
 
 /// Collector settings.
@@ -142,14 +165,44 @@ struct AppState {
     limiter: RateLimiter,
 }
 
+/// The OpenAPI 3.1 document of the collector's HTTP API (`crates/server/openapi.json`),
+/// served by [`serve_router`] at `GET /openapi.json`. A test checks it against
+/// [`ROUTES`], [`SERVE_ROUTES`] and the outcome codes, so they cannot drift.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The routes of [`router`], as (method, path); `GET /metrics` only with
+/// [`CollectorConfig::metrics`]. The router is built from this list.
+pub const ROUTES: &[(&str, &str)] = &[("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/metrics")];
+
+/// The routes [`serve_router`] (what `tally serve` runs) adds to [`ROUTES`].
+pub const SERVE_ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/openapi.json")];
+
 /// The collector's routes: `POST /collect`, its CORS preflight, and `GET /metrics` when enabled.
 pub fn router(tracker: ServerTracker, config: CollectorConfig) -> Router {
+    routes(tracker, config, &[ROUTES])
+}
+
+/// What `tally serve` runs: [`router`] plus `GET /healthz` and `GET /openapi.json`
+/// (the [`OPENAPI_JSON`] document).
+pub fn serve_router(tracker: ServerTracker, config: CollectorConfig) -> Router {
+    routes(tracker, config, &[ROUTES, SERVE_ROUTES])
+}
+
+fn routes(tracker: ServerTracker, config: CollectorConfig, lists: &[&[(&str, &str)]]) -> Router {
     let limit = config.max_body_bytes;
     let metrics = config.metrics;
     let state = Arc::new(AppState { tracker, config, limiter: RateLimiter { buckets: Mutex::new(HashMap::new()) } });
-    let mut r = Router::new().route("/collect", post(collect).options(preflight));
-    if metrics {
-        r = r.route("/metrics", get(metrics_text));
+    let mut r = Router::new();
+    for &(method, path) in lists.iter().copied().flatten() {
+        let handler: MethodRouter<Arc<AppState>> = match (method, path) {
+            ("POST", "/collect") => post(collect),
+            ("OPTIONS", "/collect") => options(preflight),
+            ("GET", "/metrics") if metrics => get(metrics_text),
+            ("GET", "/healthz") => get(|| async { "ok" }),
+            ("GET", "/openapi.json") => get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+            _ => continue,
+        };
+        r = r.route(path, handler);
     }
     r.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
@@ -168,6 +221,14 @@ pub struct EventResult {
     /// A human readable reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Server-to-server calls only: the outcome at each configured destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<BTreeMap<String, OutcomeReport>>,
+}
+
+impl EventResult {
+    /// Every `status` an event can get.
+    pub const STATUSES: &'static [&'static str] = &["accepted", "duplicate", "invalid", "consent_denied"];
 }
 
 fn error(status: StatusCode, reason: &str, cors: &HeaderMap) -> Response {
@@ -247,6 +308,13 @@ pub struct ParsedBatch {
     pub envelope: ContextEnvelope,
     /// Each event, in order.
     pub events: Vec<Result<Event, (String, String, String)>>,
+    /// `ipAddress`: the visitor's IP, as a server-to-server caller gives it.
+    pub ip_address: Option<IpAddr>,
+    /// `userAgent`: the visitor's user agent, as a server-to-server caller gives it.
+    pub user_agent: Option<String>,
+    /// Whether the context carried a `consent` object (without one, the
+    /// tracker's default consent applies).
+    pub consent_given: bool,
 }
 
 fn reject(status: StatusCode, reason: &str) -> Rejection {
@@ -262,6 +330,25 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
     })?;
     let obj = doc.as_object().ok_or_else(|| reject(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
     let site_key = obj.get("siteKey").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let ip_address = match obj.get("ipAddress") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_str().and_then(|s| s.trim().parse::<IpAddr>().ok()).ok_or_else(|| Rejection {
+            status: StatusCode::BAD_REQUEST,
+            reason: "ipAddress must be an IPv4 or IPv6 address".to_owned(),
+            field: Some("ipAddress".to_owned()),
+        })?),
+    };
+    let user_agent = match obj.get("userAgent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.chars().take(512).collect()),
+        Some(_) => {
+            return Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                reason: "userAgent must be a string".to_owned(),
+                field: Some("userAgent".to_owned()),
+            });
+        }
+    };
     let raw_events = obj
         .get("events")
         .and_then(Value::as_array)
@@ -295,7 +382,8 @@ pub fn parse_batch(body: &[u8], max_events: usize, max_event_bytes: usize) -> Re
             Event::from_json_value(raw, fallback).map_err(|e| (claimed_id, e.field().to_owned(), e.to_string()))
         })
         .collect();
-    Ok(ParsedBatch { site_key, envelope, events })
+    let consent_given = obj.get("context").and_then(|c| c.get("consent")).is_some_and(|c| !c.is_null());
+    Ok(ParsedBatch { site_key, envelope, events, ip_address, user_agent, consent_given })
 }
 
 /// Zeroes the host part of an address: IPv4 to /24, IPv6 to /48.
@@ -380,7 +468,8 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             return (r.status, cors, axum::Json(v)).into_response();
         }
     };
-    if !bearer_ok(&state, &headers) {
+    let server = bearer_ok(&state, &headers);
+    if !server {
         if !state.config.site_keys.contains(batch.site_key.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "unknown siteKey (or a missing bearer secret)", &cors);
         }
@@ -390,9 +479,18 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     }
     let envelope = batch.envelope;
     let mut visitor = Visitor::from_envelope(&envelope);
+    if !batch.consent_given {
+        // No consent said: the tracker's default consent (`default_consent`) decides.
+        visitor.consent = None;
+    }
     fill_from_cookies(&mut visitor, &headers);
-    visitor.user_agent =
-        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+    // A backend's own address and user agent are not the visitor's.
+    let (ip, user_agent) = if server {
+        (batch.ip_address, batch.user_agent)
+    } else {
+        (ip, headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()))
+    };
+    visitor.user_agent = user_agent;
     visitor.ip_address =
         ip.map(|ip| if state.config.truncate_ip { truncate_ip(ip) } else { ip }).map(|ip| ip.to_string());
 
@@ -411,12 +509,15 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
                     status: "invalid",
                     field: Some(field),
                     reason: Some(reason),
+                    destinations: None,
                 });
             }
         }
     }
     let mut refused = false;
-    if !state.config.deliver_inline {
+    // Server-to-server calls are delivered inline: their answer reports every
+    // destination (their lanes batch them with other callers' events).
+    if !state.config.deliver_inline && !server {
         let status = match state.tracker.admit(&valid, &visitor).await {
             Ok(true) => "accepted",
             Ok(false) => "consent_denied",
@@ -427,7 +528,13 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             }
         };
         for (pos, e) in positions.iter().zip(&valid) {
-            results[*pos] = Some(EventResult { event_id: e.id.as_str().to_owned(), status, field: None, reason: None });
+            results[*pos] = Some(EventResult {
+                event_id: e.id.as_str().to_owned(),
+                status,
+                field: None,
+                reason: None,
+                destinations: None,
+            });
         }
         positions.clear();
         valid.clear();
@@ -447,13 +554,20 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         } else {
             "accepted"
         };
-        results[pos] =
-            Some(EventResult { event_id: r.event_id.as_str().to_owned(), status, field: None, reason: None });
+        let destinations =
+            server.then(|| r.destinations.iter().map(|(name, o)| (name.clone(), OutcomeReport::from(o))).collect());
+        results[pos] = Some(EventResult {
+            event_id: r.event_id.as_str().to_owned(),
+            status,
+            field: None,
+            reason: None,
+            destinations,
+        });
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
     let code = if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut out_headers = cors;
-    if let (Some(days), Some(vid)) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref()) {
+    if let (Some(days), Some(vid), false) = (state.config.visitor_cookie_days, visitor.visitor_id.as_ref(), server) {
         let secure =
             if headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).is_some_and(|o| o.starts_with("https://")) {
                 "; Secure"

@@ -98,6 +98,43 @@ pub struct RowError {
 }
 
 impl DeliveryError {
+    /// Every [`DeliveryError::code`], in declaration order: the names the
+    /// collector's answer, the OpenAPI document and `tally-web/server`'s types use.
+    pub const CODES: &'static [&'static str] = &[
+        "transport",
+        "rejected",
+        "rate_limited",
+        "unauthorized",
+        "store_unavailable",
+        "partial_failure",
+        "refused",
+        "retries_exhausted",
+    ];
+
+    /// A stable snake_case code for JSON and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeliveryError::Transport(_) => "transport",
+            DeliveryError::Rejected { .. } => "rejected",
+            DeliveryError::RateLimited { .. } => "rate_limited",
+            DeliveryError::Unauthorized { .. } => "unauthorized",
+            DeliveryError::StoreUnavailable => "store_unavailable",
+            DeliveryError::PartialFailure(_) => "partial_failure",
+            DeliveryError::Refused(_) => "refused",
+            DeliveryError::RetriesExhausted { .. } => "retries_exhausted",
+        }
+    }
+
+    /// The HTTP status the destination answered with, when it answered.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            DeliveryError::Rejected { status, .. } | DeliveryError::Unauthorized { status, .. } => Some(*status),
+            DeliveryError::RateLimited { .. } => Some(429),
+            DeliveryError::RetriesExhausted { last, .. } => last.http_status(),
+            _ => None,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -157,6 +194,35 @@ mod tests {
 
     fn row(code: &str) -> RowError {
         RowError { index: 0, code: code.into(), message: String::new() }
+    }
+
+    #[test]
+    fn codes_list_every_variant_once() {
+        let all = [
+            DeliveryError::Transport(String::new()),
+            DeliveryError::Rejected { status: 400, message: String::new() },
+            DeliveryError::RateLimited { retry_after_secs: None, message: String::new() },
+            DeliveryError::Unauthorized { status: 401, message: String::new() },
+            DeliveryError::StoreUnavailable,
+            DeliveryError::PartialFailure(vec![]),
+            DeliveryError::Refused(String::new()),
+            DeliveryError::RetriesExhausted { attempts: 1, last: Box::new(DeliveryError::StoreUnavailable) },
+        ];
+        // Exhaustive: a new variant does not compile here until it is listed above.
+        for e in &all {
+            match e {
+                DeliveryError::Transport(_)
+                | DeliveryError::Rejected { .. }
+                | DeliveryError::RateLimited { .. }
+                | DeliveryError::Unauthorized { .. }
+                | DeliveryError::StoreUnavailable
+                | DeliveryError::PartialFailure(_)
+                | DeliveryError::Refused(_)
+                | DeliveryError::RetriesExhausted { .. } => {}
+            }
+        }
+        let codes: Vec<&str> = all.iter().map(DeliveryError::code).collect();
+        assert_eq!(codes, DeliveryError::CODES);
     }
 
     #[test]

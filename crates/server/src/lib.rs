@@ -179,7 +179,7 @@ pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
 pub use lane::LaneSettings;
-pub use outcome::{Outcome, SkipReason, TrackResult};
+pub use outcome::{ErrorReport, Outcome, OutcomeReport, SkipReason, TrackResult};
 pub use secret::Secret;
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 pub use tracker::{BoundTracker, FlushReport, ServerTracker};

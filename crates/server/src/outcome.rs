@@ -30,6 +30,19 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every [`SkipReason::code`], in declaration order: the names the
+    /// collector's answer, the OpenAPI document and `tally-web/server`'s types use.
+    pub const CODES: &'static [&'static str] = &[
+        "not_configured",
+        "no_label_configured",
+        "consent_denied",
+        "duplicate",
+        "outside_window",
+        "unsupported",
+        "no_attribution",
+        "invalid",
+    ];
+
     /// A stable snake_case code for logs, metrics and JSON.
     pub fn code(&self) -> &'static str {
         match self {
@@ -89,6 +102,27 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every [`Outcome::code`], in declaration order.
+    pub const CODES: &'static [&'static str] = &["sent", "queued", "failed", "skipped"];
+
+    /// A stable snake_case code for JSON: `sent`, `queued`, `failed` or `skipped`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Queued { .. } => "queued",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+
+    /// The delivery error of a queued or failed outcome.
+    pub fn error(&self) -> Option<&DeliveryError> {
+        match self {
+            Outcome::Queued { error } | Outcome::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
     /// True for `Sent`.
     pub fn is_sent(&self) -> bool {
         matches!(self, Outcome::Sent { .. })
@@ -114,6 +148,71 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The JSON form of an [`Outcome`], as the collector answers a server-to-server
+/// call (one per destination) and `tally-web/server` returns it:
+///
+/// ```json
+/// {"outcome":"sent","attempts":1}
+/// {"outcome":"queued","error":{"code":"transport","message":"transport error: …"}}
+/// {"outcome":"failed","error":{"code":"rejected","message":"…","httpStatus":400}}
+/// {"outcome":"skipped","reason":"consent_denied","detail":"consent denied (ad_user_data)"}
+/// ```
+///
+/// `outcome` is one of [`Outcome::CODES`], `error.code` one of
+/// [`DeliveryError::CODES`], `reason` one of [`SkipReason::CODES`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeReport {
+    /// [`Outcome::code`].
+    pub outcome: &'static str,
+    /// For `sent`: the attempts it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// For `queued` and `failed`: the delivery error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    /// For `skipped`: [`SkipReason::code`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// For `skipped`: the reason in words (the consent signal, the rule broken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The JSON form of a [`DeliveryError`] inside an [`OutcomeReport`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    /// [`DeliveryError::code`].
+    pub code: &'static str,
+    /// The error's message (what the destination said, what to fix).
+    pub message: String,
+    /// The destination's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+impl From<&DeliveryError> for ErrorReport {
+    fn from(e: &DeliveryError) -> ErrorReport {
+        ErrorReport { code: e.code(), message: e.to_string(), http_status: e.http_status() }
+    }
+}
+
+impl From<&Outcome> for OutcomeReport {
+    fn from(o: &Outcome) -> OutcomeReport {
+        let mut r = OutcomeReport { outcome: o.code(), attempts: None, error: None, reason: None, detail: None };
+        match o {
+            Outcome::Sent { attempts } => r.attempts = Some(*attempts),
+            Outcome::Queued { error } | Outcome::Failed(error) => r.error = Some(error.into()),
+            Outcome::Skipped(reason) => {
+                r.reason = Some(reason.code());
+                r.detail = Some(reason.to_string());
+            }
+        }
+        r
+    }
+}
+
 /// The result of one tracking call: the event id used and one outcome per
 /// configured destination (by destination name, e.g. `ga4`, `webhook:warehouse`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,5 +232,85 @@ impl TrackResult {
     /// True when no destination failed.
     pub fn all_ok(&self) -> bool {
         self.destinations.values().all(|o| !matches!(o, Outcome::Failed(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RowError;
+
+    /// One of each variant; the exhaustive matches make a new variant a compile
+    /// error here until it is listed (and given a code in `CODES`).
+    fn every_skip_reason() -> Vec<SkipReason> {
+        let all = vec![
+            SkipReason::NotConfigured,
+            SkipReason::NoLabelConfigured,
+            SkipReason::ConsentDenied(ConsentDenial::AdUserData),
+            SkipReason::Duplicate,
+            SkipReason::OutsideWindow,
+            SkipReason::Unsupported,
+            SkipReason::NoAttribution,
+            SkipReason::Invalid(tally_core::Error::Missing { field: "value" }),
+        ];
+        for r in &all {
+            match r {
+                SkipReason::NotConfigured
+                | SkipReason::NoLabelConfigured
+                | SkipReason::ConsentDenied(_)
+                | SkipReason::Duplicate
+                | SkipReason::OutsideWindow
+                | SkipReason::Unsupported
+                | SkipReason::NoAttribution
+                | SkipReason::Invalid(_) => {}
+            }
+        }
+        all
+    }
+
+    fn every_outcome() -> Vec<Outcome> {
+        let all = vec![
+            Outcome::Sent { attempts: 1 },
+            Outcome::Queued { error: DeliveryError::Transport("down".into()) },
+            Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
+                index: 0,
+                code: "x".into(),
+                message: String::new(),
+            }])),
+            Outcome::Skipped(SkipReason::Duplicate),
+        ];
+        for o in &all {
+            match o {
+                Outcome::Sent { .. } | Outcome::Queued { .. } | Outcome::Failed(_) | Outcome::Skipped(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn codes_list_every_variant_once() {
+        let skip: Vec<&str> = every_skip_reason().iter().map(SkipReason::code).collect();
+        assert_eq!(skip, SkipReason::CODES);
+        let outcomes: Vec<&str> = every_outcome().iter().map(Outcome::code).collect();
+        assert_eq!(outcomes, Outcome::CODES);
+    }
+
+    #[test]
+    fn reports_carry_the_codes() {
+        let json = |o: &Outcome| serde_json::to_value(OutcomeReport::from(o)).unwrap();
+        assert_eq!(json(&Outcome::Sent { attempts: 2 }), serde_json::json!({"outcome":"sent","attempts":2}));
+        let queued = json(&Outcome::Queued {
+            error: DeliveryError::RetriesExhausted {
+                attempts: 3,
+                last: Box::new(DeliveryError::Rejected { status: 503, message: "down".into() }),
+            },
+        });
+        assert_eq!(queued["outcome"], "queued");
+        assert_eq!(queued["error"]["code"], "retries_exhausted");
+        assert_eq!(queued["error"]["httpStatus"], 503);
+        let skipped = json(&Outcome::Skipped(SkipReason::ConsentDenied(ConsentDenial::AdUserData)));
+        assert_eq!(skipped["reason"], "consent_denied");
+        assert!(skipped["detail"].as_str().unwrap().contains("ad_user_data"), "{skipped}");
+        assert!(skipped.get("error").is_none() && skipped.get("attempts").is_none());
     }
 }

@@ -30,29 +30,42 @@ async fn harness_with(rate_per_ip: u32, deliver_inline: bool) -> Harness {
         .build()
         .unwrap();
     let config = CollectorConfig {
-        site_keys: ["site-1".to_owned()].into(),
-        allowed_origins: [ORIGIN.to_owned()].into(),
-        server_secrets: ["s2s-secret".to_owned()].into(),
         rate_per_ip,
         burst_per_ip: rate_per_ip,
         max_body_bytes: 32 * 1024,
         metrics: true,
         deliver_inline,
-        ..CollectorConfig::default()
+        ..browser_and_server_config()
     };
+    let (url, task) = listen(tracker, config).await;
+    Harness {
+        sandbox,
+        _ga4: ga4,
+        url,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        _task: task,
+    }
+}
+
+/// Site key `site-1` from [`ORIGIN`], and the server secret `s2s-secret`.
+fn browser_and_server_config() -> CollectorConfig {
+    CollectorConfig {
+        site_keys: ["site-1".to_owned()].into(),
+        allowed_origins: [ORIGIN.to_owned()].into(),
+        server_secrets: ["s2s-secret".to_owned()].into(),
+        ..CollectorConfig::default()
+    }
+}
+
+/// The collector for `tracker` on a free loopback port: its base URL and task.
+async fn listen(tracker: ServerTracker, config: CollectorConfig) -> (String, tokio::task::JoinHandle<()>) {
     let app = router(tracker, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Harness {
-        sandbox,
-        _ga4: ga4,
-        url: format!("http://{addr}"),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
-        _task: task,
-    }
+    (format!("http://{addr}"), task)
 }
 
 const GRANTED: &str =
@@ -262,4 +275,116 @@ async fn in_outbox_mode_the_answer_comes_before_delivery_and_the_worker_delivers
         .await
         .unwrap();
     assert_eq!(v["results"][0]["status"], "consent_denied");
+}
+
+/// A collector delivering to GA4 and Meta (in outbox mode for browsers), and a
+/// bearer-authenticated POST of `body`.
+async fn server_harness() -> (Sandbox, tally_sandbox::RunningSandbox, String, reqwest::Client) {
+    let sandbox = Sandbox::new();
+    let run = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let tracker = ServerTracker::builder()
+        .ga4(Ga4Config::new("G-TEST123", "s").base_url(run.url("/ga4")))
+        .meta(tally_server::MetaConfig::new("1234567890", tally_sandbox::meta::ACCESS_TOKEN).base_url(run.url("/meta")))
+        // Analytics only, for calls whose context says nothing about consent.
+        .default_consent(tally_core::ConsentState {
+            analytics_storage: tally_core::ConsentSignal::Granted,
+            ..Default::default()
+        })
+        .retry(tally_server::retry::RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+        })
+        .build()
+        .unwrap();
+    // Browsers would get an answer before delivery; server calls never do.
+    let config = CollectorConfig { rate_per_ip: 0, deliver_inline: false, ..browser_and_server_config() };
+    let (url, _task) = listen(tracker, config).await;
+    (sandbox, run, format!("{url}/collect"), reqwest::Client::new())
+}
+
+fn server_body(txn: &str, consent: &str) -> Value {
+    let context: Value = serde_json::from_str(&format!(
+        r#"{{"v":1,"createdAt":1,"clientId":"123.456","pageUrl":"https://shop.example/checkout","consent":{consent},"userData":{{"email":"Jane.Doe@Example.com"}}}}"#
+    ))
+    .unwrap();
+    json!({"context": context, "ipAddress": "203.0.113.77", "userAgent": "Mozilla/5.0 (buyer)", "events": [purchase(txn), {"name":"purchase"}]})
+}
+
+#[tokio::test]
+async fn server_calls_get_the_outcome_at_every_destination() {
+    let (sandbox, _run, url, http) = server_harness().await;
+    let post = |body: Value| http.post(&url).bearer_auth("s2s-secret").json(&body).send();
+    let r = post(server_body("S-1", GRANTED)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none(), "no visitor cookie for a backend");
+    let v: Value = r.json().await.unwrap();
+    let first = &v["results"][0];
+    assert_eq!(first["status"], "accepted");
+    assert_eq!(first["destinations"]["ga4"], json!({"outcome":"sent","attempts":1}), "{v}");
+    assert_eq!(first["destinations"]["meta"], json!({"outcome":"sent","attempts":1}), "{v}");
+    // An invalid event is answered as before, with no destinations.
+    assert_eq!(v["results"][1]["status"], "invalid");
+    assert!(v["results"][1].get("destinations").is_none());
+    assert_eq!(sandbox.ga4.purchases().len(), 1);
+    // The visitor's IP (truncated) and user agent came from the body, not from the backend's request;
+    // the raw email was hashed by the collector.
+    let meta = sandbox.traffic.under("/meta");
+    assert!(meta[0].body.contains("203.0.113.0") && meta[0].body.contains("Mozilla/5.0 (buyer)"), "{}", meta[0].body);
+    assert!(!meta[0].body.to_lowercase().contains("jane.doe"), "raw email left the collector");
+    assert!(meta[0].body.contains("\"em\""), "the hashed email went to Meta: {}", meta[0].body);
+
+    // The same purchase again: a duplicate everywhere.
+    let v: Value = post(server_body("S-1", GRANTED)).await.unwrap().json().await.unwrap();
+    for d in ["ga4", "meta"] {
+        assert_eq!(
+            v["results"][0]["destinations"][d],
+            json!({"outcome":"skipped","reason":"duplicate","detail":"duplicate"})
+        );
+    }
+    assert_eq!(v["results"][0]["status"], "duplicate");
+
+    // ad_user_data denied: Meta is skipped with the consent reason, GA4 still gets it.
+    let no_user_data = r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"denied","ad_personalization":"denied"}"#;
+    let v: Value = post(server_body("S-2", no_user_data)).await.unwrap().json().await.unwrap();
+    let meta = &v["results"][0]["destinations"]["meta"];
+    assert_eq!(meta["outcome"], "skipped");
+    assert_eq!(meta["reason"], "consent_denied");
+    assert_eq!(v["results"][0]["destinations"]["ga4"]["outcome"], "sent");
+
+    // Meta is down: queued with the typed error, then delivered once by the worker.
+    sandbox.meta.faults.set(tally_sandbox::Mode::Down);
+    let v: Value = post(server_body("S-3", GRANTED)).await.unwrap().json().await.unwrap();
+    let meta = &v["results"][0]["destinations"]["meta"];
+    assert_eq!(meta["outcome"], "queued", "{v}");
+    assert_eq!(meta["error"]["code"], "rejected", "{v}");
+    assert_eq!(meta["error"]["httpStatus"], 503, "{v}");
+    assert_eq!(v["results"][0]["status"], "accepted");
+    sandbox.meta.faults.set(tally_sandbox::Mode::Up);
+    let delivered = |n: usize| sandbox.meta.purchases().iter().filter(|p| p.currency() == Some("EUR")).count() >= n;
+    let started = std::time::Instant::now();
+    while !delivered(2) && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sandbox.meta.purchases().len(), 2, "S-1 and S-3, once each");
+
+    // A context without consent: the tracker's default consent decides (analytics only here).
+    let mut unsaid = server_body("S-6", GRANTED);
+    unsaid["context"].as_object_mut().unwrap().remove("consent");
+    let v: Value = post(unsaid).await.unwrap().json().await.unwrap();
+    assert_eq!(v["results"][0]["destinations"]["ga4"]["outcome"], "sent", "{v}");
+    assert_eq!(v["results"][0]["destinations"]["meta"]["reason"], "consent_denied", "{v}");
+
+    // A wrong secret is a 401 that says what is missing.
+    let r = http.post(&url).bearer_auth("wrong").json(&server_body("S-4", GRANTED)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("bearer"), "{v}");
+    // A malformed ipAddress is refused, naming the field.
+    let mut bad = server_body("S-5", GRANTED);
+    bad["ipAddress"] = json!("not an ip");
+    let r = post(bad).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "ipAddress");
 }

@@ -204,8 +204,8 @@ pub fn all() -> Result<(), String> {
     md.push_str(&report::fan_out(&segment_node_version, &fan_out));
     md.push_str("\n## 6. Delivery at production latency (outbox mode)\n\n");
     md.push_str(
-        "`crates/server/benches/delivery_lanes.rs`: a backlog built in the SQLite outbox through `/collect` \
-         (server secret, `deliver_inline = false`) while the destination's stand-in answers 503, then drained \
+        "`crates/server/benches/delivery_lanes.rs`: a backlog built in the SQLite outbox through browsers' `/collect` \
+         calls (`deliver_inline = false`) while the destination's stand-in answers 503, then drained \
          after it recovers, the stand-in answering after 0, 50, 100 and 250 ms. Every event comes from its own \
          visitor. Backoff is capped at 1 s for the bench so a drain measures delivery, not a long backoff. CPU \
          is the bench process's, which also runs the stand-in validating every event.\n\n",

@@ -34,7 +34,35 @@ pub fn all() -> Result<(), String> {
     wasm_toolchain()?;
     apt_packages()?;
     npm_packages()?;
-    vite()
+    vite()?;
+    schemathesis()
+}
+
+/// The schemathesis the API fuzz test (`crates/server/tests/api_fuzz.rs`) runs.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// schemathesis at [`SCHEMATHESIS_VERSION`] from PyPI, in its own Python venv
+/// in `target/tools/schemathesis` (the fuzz test finds `bin/st` there).
+pub fn schemathesis() -> Result<(), String> {
+    let dir = run::root().join("target/tools/schemathesis");
+    let stamp_path = dir.join(".tally-installed");
+    let current = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.trim() == SCHEMATHESIS_VERSION)
+        && dir.join("bin/st").exists();
+    if current {
+        return Ok(());
+    }
+    println!(
+        "install: schemathesis {SCHEMATHESIS_VERSION} from PyPI into target/tools/schemathesis (a Python venv, for the API fuzz test)"
+    );
+    let dir_arg = dir.to_string_lossy().into_owned();
+    run::step("python3 -m venv target/tools/schemathesis", cmd("python3", &["-m", "venv", &dir_arg]))?;
+    let pip = dir.join("bin/pip").to_string_lossy().into_owned();
+    let spec = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+    run::step("pip install schemathesis", cmd(&pip, &["install", "--quiet", "--disable-pip-version-check", &spec]))
+        .map_err(|e| {
+            format!("{e}: schemathesis comes from PyPI; is https://pypi.org reachable (or PIP_INDEX_URL set)?")
+        })?;
+    std::fs::write(&stamp_path, SCHEMATHESIS_VERSION).map_err(|e| format!("writing {}: {e}", stamp_path.display()))
 }
 
 /// The Vite the npm package test builds a fresh storefront with.
@@ -244,7 +272,7 @@ pub fn npm_packages() -> Result<(), String> {
     if current {
         return Ok(());
     }
-    println!("install: npm ci (esbuild and binaryen's wasm-opt from package-lock.json, into node_modules)");
+    println!("install: npm ci (esbuild, binaryen's wasm-opt and typescript from package-lock.json, into node_modules)");
     let mut ci = cmd("npm", &["ci", "--no-audit", "--no-fund"]);
     ci.current_dir(&root);
     if let Err(failed) = run::step_keeping_stderr("npm ci", ci) {

@@ -204,8 +204,7 @@ fn store_note(store: &str) -> String {
 }
 
 async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
-    let app =
-        collector::router(tracker.clone(), collector_cfg).route("/healthz", axum::routing::get(|| async { "ok" }));
+    let app = collector::serve_router(tracker.clone(), collector_cfg);
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -150,7 +150,8 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (probed; it may be taken again before it is bound).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("probing a free port: {e}"));
     l.local_addr().unwrap_or_else(|e| panic!("probing a free port: {e}")).port()
 }
@@ -215,4 +216,45 @@ pub fn purchase(txn: &str, value: &str, currency: &str) -> PurchaseInput {
 /// An amount from decimal text.
 pub fn amount(value: &str) -> Amount {
     Amount::parse(value).unwrap_or_else(|e| panic!("{value}: {e}"))
+}
+
+/// A `tally serve --config <file>` child process (the crate's own binary),
+/// killed on drop.
+pub struct TallyServe(Child);
+
+impl TallyServe {
+    /// Starts `tally serve` with `config` and waits until `base_url`/healthz answers.
+    pub async fn start(config: &Path, base_url: &str) -> TallyServe {
+        let child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning tally serve: {e}"));
+        let serve = TallyServe(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy(base_url).await {
+            assert!(Instant::now() < deadline, "tally serve did not become healthy at {base_url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+}
+
+impl Drop for TallyServe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `GET base_url/healthz` answers 2xx.
+pub async fn healthy(base_url: &str) -> bool {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+    match http {
+        Ok(h) => h.get(format!("{base_url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    }
 }
