@@ -5,15 +5,20 @@
 //! tally check [--config tally.toml]   validate the configuration and exit
 //! tally reconcile --orders orders.csv|orders.json --deliveries log.json [--json]
 //!                                     backend orders vs what each destination counted
+//! tally help | --help | -h            the usage; tally --version | -V: the version
 //! ```
+//!
+//! Help and version need no configuration; an unknown command is named, with the real ones.
 //!
 //! `reconcile` reads orders as CSV (`order_id,value,currency[,refunded]`) or a
 //! JSON array of `{order_id, value, currency, refunded?}`, and a delivery log as a
 //! JSON array (or one JSON object per line) of `{destination, kind: "purchase"|"refund",
 //! transaction_id, value?, currency, duplicate?}`. Transaction ids may be the order
 //! ids or the keys Tally sent to Google (`EventId::order_key`); both are matched.
-//! It prints one row per destination and currency and exits with status 3 when
-//! any row does not match (count, revenue to the cent, no double counting).
+//! It prints one row per destination and currency, money in the currency's minor
+//! unit (`10.00 EUR`, `1200 JPY`) and the missing and unknown orders by id (the
+//! first five, then how many more), and exits with status 3 when any row does
+//! not match (count, revenue to the cent, no double counting).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,15 +31,63 @@ use tally_server::config_file::TallyConfig;
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 
+/// The subcommands, in the order the help lists them.
+const COMMANDS: [&str; 4] = ["serve", "check", "reconcile", "help"];
+
+const USAGE: &str = "\
+usage: tally <command> [options]
+
+commands:
+  serve [--config tally.toml]   run the first-party collector (POST /collect); without --config
+                                the settings come from TALLY_* environment variables
+  check [--config tally.toml]   validate the configuration and exit
+  reconcile --orders <orders.csv|orders.json> --deliveries <log.json|log.jsonl> [--json]
+                                compare your order export with what each destination counted,
+                                per currency (exit status 3 when anything does not match)
+  help                          print this help (also -h, --help)
+
+  --version                     print the version (also -V)
+";
+
+/// What the command line asks for, read before any configuration is loaded.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    Help,
+    Version,
+    Serve(&'a [String]),
+    Check(&'a [String]),
+    Reconcile(&'a [String]),
+    /// Nothing given: the usage goes to stderr.
+    Missing,
+    Unknown(&'a str),
+}
+
+fn parse_command(args: &[String]) -> Command<'_> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Command::Missing;
+    };
+    let wants_help = rest.iter().any(|a| a == "--help" || a == "-h");
+    match cmd.as_str() {
+        "help" | "--help" | "-h" => Command::Help,
+        "--version" | "-V" | "version" => Command::Version,
+        "serve" | "check" | "reconcile" if wants_help => Command::Help,
+        "serve" => Command::Serve(rest),
+        "check" => Command::Check(rest),
+        "reconcile" => Command::Reconcile(rest),
+        other => Command::Unknown(other),
+    }
+}
+
 fn usage() -> ExitCode {
-    eprintln!(
-        "usage: tally <serve|check> [--config tally.toml]\n       tally reconcile --orders <csv|json> --deliveries <json> [--json]"
-    );
+    eprint!("{USAGE}");
     ExitCode::from(2)
 }
 
+/// How many order ids a `missing` or `unknown` cell lists before "and N more".
+const SHOWN_IDS: usize = 5;
+
 fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
-    use tally_core::reconcile::{Delivery, OrderRecord, parse_orders_csv, reconcile};
+    use tally_core::reconcile::{Delivery, OrderRecord, list_ids, money, parse_orders_csv, reconcile};
     let mut orders_path = None;
     let mut log_path = None;
     let mut json_out = false;
@@ -97,12 +150,12 @@ fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
                 r.orders,
                 r.purchases,
                 pct(r.ratio_bp),
-                r.backend_revenue,
-                r.destination_revenue,
+                money(r.backend_revenue, &r.currency),
+                money(r.destination_revenue, &r.currency),
                 pct(r.revenue_mismatch_bp),
                 r.duplicates,
-                r.missing.len(),
-                r.unknown.len()
+                list_ids(&r.missing, SHOWN_IDS),
+                list_ids(&r.unknown, SHOWN_IDS)
             );
         }
     }
@@ -144,23 +197,37 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        return usage();
+    let (serve, config_args) = match parse_command(&args) {
+        Command::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("tally {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Missing => return usage(),
+        Command::Unknown(other) => {
+            eprintln!("tally: unknown command {other:?}; the commands are {} (see tally --help)", COMMANDS.join(", "));
+            return ExitCode::from(2);
+        }
+        Command::Reconcile(rest) => {
+            return match reconcile_cmd(rest) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("tally: some destinations do not match the backend orders");
+                    ExitCode::from(3)
+                }
+                Err(e) => {
+                    eprintln!("tally: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Serve(rest) => (true, rest),
+        Command::Check(rest) => (false, rest),
     };
-    if cmd == "reconcile" {
-        return match reconcile_cmd(&args[1..]) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => {
-                eprintln!("tally: some destinations do not match the backend orders");
-                ExitCode::from(3)
-            }
-            Err(e) => {
-                eprintln!("tally: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let cfg = match load(&args[1..]) {
+    let cfg = match load(config_args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tally: {e}");
@@ -175,21 +242,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cmd.as_str() {
-        "check" => {
-            println!(
-                "tally: configuration ok ({} destination(s): {})",
-                tracker.destination_names().len(),
-                tracker.destination_names().join(", ")
-            );
-            ExitCode::SUCCESS
-        }
-        "serve" => serve(&cfg, tracker, collector_cfg).await,
-        _ => usage(),
+    if serve {
+        return serve_collector(&cfg, tracker, collector_cfg).await;
     }
+    println!(
+        "tally: configuration ok ({} destination(s): {})",
+        tracker.destination_names().len(),
+        tracker.destination_names().join(", ")
+    );
+    ExitCode::SUCCESS
 }
 
-async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
+async fn serve_collector(
+    cfg: &TallyConfig,
+    tracker: ServerTracker,
+    collector_cfg: collector::CollectorConfig,
+) -> ExitCode {
     let app =
         collector::router(tracker.clone(), collector_cfg).route("/healthz", axum::routing::get(|| async { "ok" }));
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
