@@ -92,6 +92,12 @@ export interface BrowserTrackerConfig {
   maxQueueBytes?: number;
   /** Most events per request (1-100). Default 20. */
   batchSize?: number;
+  /**
+   * How the order id fills gtag's `transaction_id`: `'asGiven'` (the shop's order id, so reports
+   * match the order export; default) or `'hashed'` (an id derived from it). The server's
+   * `order_id` setting must be the same, or GA4 and Google Ads cannot pair the two reports.
+   */
+  orderId?: 'asGiven' | 'hashed';
 }
 
 /** Click identifiers captured from the landing URL and ad platforms' cookies. */

@@ -121,9 +121,15 @@ impl Event {
         self
     }
 
-    /// The key this event's order is known by at Google: the purchase's id.
+    /// The key derived from this event's order id: the purchase's event id.
     pub fn order_key(&self) -> Option<&EventId> {
         self.transaction_id.as_ref().map(TransactionId::order_key)
+    }
+
+    /// The order id as a destination's order or transaction id field carries
+    /// it ([`OrderIdForm`]); `None` for an event without a transaction id.
+    pub fn order_ref(&self, form: crate::ids::OrderIdForm) -> Option<&str> {
+        self.transaction_id.as_ref().map(|t| t.sent_as(form))
     }
 
     /// For a refund, whether it is full or partial.

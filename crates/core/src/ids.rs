@@ -85,6 +85,55 @@ impl serde::Serialize for TransactionId {
     }
 }
 
+/// How the shop's order id is written into a destination's order or
+/// transaction id field (GA4 `transaction_id`, Google Ads `orderId` /
+/// `transactionId`, the gtag calls).
+///
+/// The browser and the server must use the same form, so that GA4 and Google
+/// Ads pair the two reports of one order.
+///
+/// ```
+/// use tally_core::{OrderIdForm, TransactionId};
+/// let t = TransactionId::parse("ORD-1001").unwrap();
+/// assert_eq!(t.sent_as(OrderIdForm::AsGiven), "ORD-1001");
+/// assert_eq!(t.sent_as(OrderIdForm::Hashed), t.order_key().as_str());
+/// assert_eq!(OrderIdForm::parse("hashed"), Ok(OrderIdForm::Hashed));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OrderIdForm {
+    /// The order id as the shop gave it (`ORD-1001`), so destination reports
+    /// line up with the shop's own order export. The default.
+    #[default]
+    AsGiven,
+    /// The order key instead: a UUID derived from the SHA-256 of the order id
+    /// ([`TransactionId::order_key`]), for shops whose order numbers must not
+    /// appear in ad and analytics reports. A hash of a short sequential
+    /// number can be recovered by trying every number: it keeps order numbers
+    /// out of reports, it does not make them secret.
+    Hashed,
+}
+
+impl OrderIdForm {
+    /// `as_given` or `hashed` (also `asGiven`, as the browser option is spelt).
+    pub fn parse(raw: &str) -> Result<OrderIdForm> {
+        match raw.trim() {
+            "as_given" | "asGiven" => Ok(OrderIdForm::AsGiven),
+            "hashed" => Ok(OrderIdForm::Hashed),
+            _ => Err(crate::error::Error::Invalid { field: "orderId", reason: "must be as_given or hashed" }),
+        }
+    }
+}
+
+impl TransactionId {
+    /// The id as a destination's order field carries it, in `form`.
+    pub fn sent_as(&self, form: OrderIdForm) -> &str {
+        match form {
+            OrderIdForm::AsGiven => &self.id,
+            OrderIdForm::Hashed => self.order_key.as_str(),
+        }
+    }
+}
+
 text_id!(
     /// A visitor id the site sets (`setVisitor`), stitching browser and server
     /// events of one visitor without relying on GA's cookie.

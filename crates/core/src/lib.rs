@@ -88,7 +88,7 @@ pub use error::{Error, Result};
 pub use event::{Event, ParamValue, RefundScope};
 pub use event_id::EventId;
 pub use event_name::EventName;
-pub use ids::{TransactionId, UserId, VisitorId};
+pub use ids::{OrderIdForm, TransactionId, UserId, VisitorId};
 pub use item::Item;
 pub use session::GaSession;
 pub use user_data::{HashedUserData, UserData};

@@ -65,6 +65,7 @@ fn ctx() -> DeliveryContext {
         ip_address: Some("203.0.113.7".into()),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         now_ms: NOW,
+        order_id: Default::default(),
     }
 }
 
@@ -159,6 +160,11 @@ fn every_destination_uses_the_same_dedup_key() {
     let c = ctx();
     let e = [purchase()];
     let ads = google_ads::build(&e, &c, &ads_target()).unwrap();
+    // Google's order field carries the shop's order id (as GA4's transaction_id does), or
+    // the event id when the shop asked for hashed order ids.
+    assert_eq!(ads.clicks[0].conversions[0].order_id, "ORD-1001");
+    let hashed = DeliveryContext { order_id: OrderIdForm::Hashed, ..ctx() };
+    let ads = google_ads::build(&e, &hashed, &ads_target()).unwrap();
     let m = meta::build(&e, &c, &meta_config()).unwrap();
     let t = tiktok::build(&e, &c, &tiktok_config()).unwrap();
     let r = rokt::build(&e, &c, &rokt_config()).unwrap();
@@ -252,6 +258,7 @@ fn needle_ctx(consent: ConsentState, now_ms: i64) -> DeliveryContext {
         ip_address: Some("198.51.100.231".into()),
         user_agent: Some("NeedleAgent/9.9".into()),
         now_ms,
+        order_id: Default::default(),
     }
 }
 

@@ -776,6 +776,7 @@ pub struct ServerTrackerBuilder {
     pub(crate) normalize: NormalizeOptions,
     pub(crate) retention: Duration,
     pub(crate) default_consent: ConsentState,
+    pub(crate) order_id: tally_core::OrderIdForm,
     pub(crate) http: Option<reqwest::Client>,
 }
 
@@ -797,6 +798,7 @@ impl Default for ServerTrackerBuilder {
             normalize: NormalizeOptions::default(),
             retention: Duration::from_secs(48 * 3600),
             default_consent: ConsentState::default(),
+            order_id: tally_core::OrderIdForm::AsGiven,
             http: None,
         }
     }
@@ -873,6 +875,16 @@ impl ServerTrackerBuilder {
     /// How often the background worker looks for due entries when idle (default 250 ms).
     pub fn poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
+        self
+    }
+
+    /// How the order id fills the destinations' order and transaction id
+    /// fields (GA4 `transaction_id`, Google Ads `orderId`): as given (the
+    /// default, so reports match the shop's order export) or
+    /// [`OrderIdForm::Hashed`](tally_core::OrderIdForm::Hashed). The browser's
+    /// `orderId` option must be the same.
+    pub fn order_id(mut self, form: tally_core::OrderIdForm) -> Self {
+        self.order_id = form;
         self
     }
 

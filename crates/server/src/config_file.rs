@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:8787"
 //! store = "sqlite:/var/lib/tally/tally.db"   # or "redis://127.0.0.1:6379/0", or "memory"
 //! default_consent = "unknown"                 # "granted" only where no consent is required
+//! order_id = "as_given"                       # or "hashed"; the browser's orderId must match
 //!
 //! [collector]
 //! site_keys = ["pk_live_1"]
@@ -201,6 +202,8 @@ pub struct ServerSection {
     /// Consent assumed when a request carries none: `unknown` (default) or `granted`.
     #[serde(default = "default_consent")]
     pub default_consent: String,
+    /// How order ids fill the destinations' order fields: `as_given` (default) or `hashed`.
+    pub order_id: Option<String>,
     /// Dedup retention in hours (at least 48).
     #[serde(default = "default_retention")]
     pub dedup_retention_hours: u64,
@@ -240,6 +243,7 @@ impl Default for ServerSection {
             store: default_store(),
             outbox_capacity: default_capacity(),
             default_consent: default_consent(),
+            order_id: None,
             dedup_retention_hours: default_retention(),
             retry_max_attempts: None,
             retry_base_ms: None,
@@ -382,6 +386,13 @@ impl TallyConfig {
                 });
             }
         };
+        if let Some(form) = &self.server.order_id {
+            let form = tally_core::OrderIdForm::parse(form).map_err(|_| ConfigError::Invalid {
+                setting: "server.order_id",
+                reason: format!("{form:?}: use \"as_given\" or \"hashed\" (the browser's orderId must match)"),
+            })?;
+            b = b.order_id(form);
+        }
         if let Some(g) = &self.ga4 {
             let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", &g.api_secret)?)
                 .validate(g.validate);

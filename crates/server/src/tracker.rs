@@ -68,6 +68,7 @@ pub(crate) struct Inner {
     lease: Duration,
     poll: Duration,
     default_consent: ConsentState,
+    order_id: tally_core::OrderIdForm,
     store: Arc<dyn IdempotencyStore>,
     outbox: Arc<dyn Outbox>,
     destinations: Vec<Destination>,
@@ -128,6 +129,7 @@ impl ServerTracker {
                 lease: b.lease,
                 poll: b.poll_interval,
                 default_consent: b.default_consent,
+                order_id: b.order_id,
                 store,
                 outbox,
                 destinations,
@@ -464,6 +466,7 @@ impl ServerTracker {
             ip_address: v.ip_address.clone(),
             user_agent: v.user_agent.clone(),
             now_ms: now_ms(),
+            order_id: self.inner.order_id,
         }
     }
 
@@ -523,7 +526,7 @@ fn stored_visitor(ctx: &DeliveryContext) -> String {
     .to_string()
 }
 
-fn restore_visitor(json: &str) -> Option<DeliveryContext> {
+fn restore_visitor(json: &str, order_id: tally_core::OrderIdForm) -> Option<DeliveryContext> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let env = ContextEnvelope::parse_json(v.get("envelope")?.as_str()?).ok()?;
     Some(DeliveryContext {
@@ -538,6 +541,7 @@ fn restore_visitor(json: &str) -> Option<DeliveryContext> {
         ip_address: v.get("ip").and_then(|x| x.as_str()).map(str::to_owned),
         user_agent: v.get("ua").and_then(|x| x.as_str()).map(str::to_owned),
         now_ms: now_ms(),
+        order_id,
     })
 }
 
@@ -578,7 +582,7 @@ async fn worker(weak: Weak<Inner>) {
         let deliveries = by_destination.into_iter().map(|(dest_name, groups)| async move {
             for (visitor_json, pending) in groups {
                 let dest = shared.inner.destinations.iter().find(|d| d.name() == dest_name);
-                let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json)) else {
+                let (Some(dest), Some(ctx)) = (dest, restore_visitor(&visitor_json, shared.inner.order_id)) else {
                     for p in pending {
                         let _ = shared.inner.outbox.dead(&p.id, "destination no longer configured");
                         shared.inner.metrics.dropped(&dest_name, "not_configured");

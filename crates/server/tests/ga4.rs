@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::{amount, fast_retry, tracker_on_sandbox};
-use tally_core::{ContextEnvelope, Item};
+use tally_core::{ContextEnvelope, Item, OrderIdForm, TransactionId};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::{DeliveryError, Ga4Config, Outcome, PurchaseInput, ServerTracker, SkipReason};
 
@@ -43,10 +43,25 @@ async fn purchase_reaches_ga4_once() {
     assert_eq!(events.len(), 1, "dropped: {:?}", sandbox.ga4.dropped());
     let e = &events[0];
     assert_eq!(e.client_id, "1958185836.1757409569");
-    assert_eq!(e.transaction_id(), Some(first.event_id.as_str()));
+    // The shop's order number, so GA4's reports read against the order export.
+    assert_eq!(e.transaction_id(), Some("ORD-1"));
     assert_eq!(e.value_micros(), Some(30_030_000));
     assert_eq!(e.params["session_id"], "1757409568");
     assert!(sandbox.ga4.dropped().is_empty());
+}
+
+#[tokio::test]
+async fn a_shop_can_send_its_order_ids_hashed() {
+    let (sandbox, _run, tracker) = tracker_on_sandbox(fast_retry(), |run, b| {
+        b.ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)))
+            .order_id(OrderIdForm::Hashed)
+    })
+    .await;
+    let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-1")).await.unwrap();
+    assert!(r.get("ga4").unwrap().is_sent(), "{r:?}");
+    let key = TransactionId::parse("ORD-1").unwrap().order_key().as_str().to_owned();
+    assert_eq!(sandbox.ga4.events()[0].transaction_id(), Some(key.as_str()));
+    assert_ne!(key, "ORD-1");
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ async fn purchase_uploads_one_click_conversion_with_hashed_identifiers() {
     assert_eq!(c.conversion_action, "customers/1234567890/conversionActions/555666777");
     assert_eq!(c.gclid.as_deref(), Some(GCLID));
     assert!(c.wbraid.is_none() && c.gbraid.is_none(), "exactly one click id");
-    assert_eq!(c.order_id.as_deref(), Some(r.event_id.as_str()));
+    assert_eq!(c.order_id.as_deref(), Some("ORD-1001"), "the shop's order number, not the event id");
     assert_eq!(c.value, Some(129.99));
     assert_eq!(c.currency.as_deref(), Some("USD"));
     assert_eq!(c.ad_user_data.as_deref(), Some("GRANTED"));

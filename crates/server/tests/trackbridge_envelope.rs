@@ -62,7 +62,7 @@ async fn a_trackbridge_envelope_drives_every_destination() {
     assert_eq!(ga4[0].client_id, "1234567890.1777000000");
     assert_eq!(ga4[0].user_id.as_deref(), Some("user_42"));
     assert_eq!(ga4[0].params["session_id"], "1777699000");
-    assert_eq!(ga4[0].transaction_id(), Some(r.event_id.as_str()));
+    assert_eq!(ga4[0].transaction_id(), Some("ORD-1001"));
 
     // Google Ads: the envelope's gclid, and the raw user data hashed the Google way.
     let c = &sandbox.google_ads.conversions()[0];

@@ -308,6 +308,7 @@ impl Inner {
             label: label.as_deref(),
             pixel: self.cfg.pixel.as_deref(),
             hashed: hashed.as_ref(),
+            order_id: self.cfg.order_id,
         };
         Self::call_bridge(bridge::event_calls(&e, &consent, &ctx));
         self.log(false, "tracked", || js::parse_json(&e.to_json()));

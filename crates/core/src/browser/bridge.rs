@@ -15,7 +15,7 @@ use crate::amount::Amount;
 use crate::consent::{ConsentState, DestinationKind};
 use crate::event::{Event, ParamValue};
 use crate::event_name::EventName;
-use crate::ids::UserId;
+use crate::ids::{OrderIdForm, UserId};
 use crate::item::Item;
 use crate::json::{ObjectWriter, push_str};
 use crate::prelude::*;
@@ -39,13 +39,14 @@ pub enum Ga4Value<'a> {
 }
 
 /// Visits the GA4 parameters of an event, in GA4's order: `transaction_id`
-/// (the order key, purchases and refunds), `currency`, `value`, `shipping`,
-/// `tax`, `coupon`, `affiliation`, the event's own params, then `items`
-/// (always for a purchase). Session and engagement params are the sender's.
-pub fn for_each_ga4_param(e: &Event, emit: &mut dyn FnMut(&str, Ga4Value<'_>)) {
+/// (the order id in `order_id` form, purchases and refunds), `currency`,
+/// `value`, `shipping`, `tax`, `coupon`, `affiliation`, the event's own
+/// params, then `items` (always for a purchase). Session and engagement
+/// params are the sender's.
+pub fn for_each_ga4_param(e: &Event, order_id: OrderIdForm, emit: &mut dyn FnMut(&str, Ga4Value<'_>)) {
     if matches!(e.name, EventName::Purchase | EventName::Refund) {
-        if let Some(k) = e.order_key() {
-            emit("transaction_id", Ga4Value::Text(k.as_str()));
+        if let Some(id) = e.order_ref(order_id) {
+            emit("transaction_id", Ga4Value::Text(id));
         }
     }
     if let Some(c) = &e.currency {
@@ -121,11 +122,11 @@ fn write_ga4(w: &mut ObjectWriter<'_>, k: &str, v: Ga4Value<'_>) {
 
 /// GA4 event parameters for `gtag('event', name, params)`, as JSON: `send_to`
 /// first, then [`for_each_ga4_param`].
-pub fn ga4_params_json(e: &Event, send_to: Option<&str>) -> String {
+pub fn ga4_params_json(e: &Event, send_to: Option<&str>, order_id: OrderIdForm) -> String {
     let mut out = String::with_capacity(256);
     let mut w = ObjectWriter::new(&mut out);
     w.opt_str("send_to", send_to);
-    for_each_ga4_param(e, &mut |k, v| write_ga4(&mut w, k, v));
+    for_each_ga4_param(e, order_id, &mut |k, v| write_ga4(&mut w, k, v));
     w.finish();
     out
 }
@@ -137,9 +138,9 @@ fn write_amount(w: &mut ObjectWriter<'_>, k: &str, v: Option<Amount>) {
 }
 
 /// Google Ads conversion parameters for `gtag('event', 'conversion', params)`:
-/// `send_to: 'AW-…/label'`, `transaction_id` (the order key for purchases and
-/// refunds, the event id otherwise), `value`, `currency`.
-pub fn ads_conversion_json(e: &Event, ads_id: &str, label: &str) -> String {
+/// `send_to: 'AW-…/label'`, `transaction_id` (the order id in `order_id` form
+/// for purchases and refunds, the event id otherwise), `value`, `currency`.
+pub fn ads_conversion_json(e: &Event, ads_id: &str, label: &str, order_id: OrderIdForm) -> String {
     let mut out = String::with_capacity(160);
     let mut w = ObjectWriter::new(&mut out);
     let mut send_to = String::with_capacity(ads_id.len() + label.len() + 1);
@@ -147,11 +148,11 @@ pub fn ads_conversion_json(e: &Event, ads_id: &str, label: &str) -> String {
     send_to.push('/');
     send_to.push_str(label);
     w.str("send_to", &send_to);
-    let txn = match (&e.name, e.order_key()) {
-        (EventName::Purchase | EventName::Refund, Some(k)) => k,
-        _ => &e.id,
+    let txn = match (&e.name, e.order_ref(order_id)) {
+        (EventName::Purchase | EventName::Refund, Some(id)) => id,
+        _ => e.id.as_str(),
     };
-    w.str("transaction_id", txn.as_str());
+    w.str("transaction_id", txn);
     write_amount(&mut w, "value", e.value);
     w.opt_str("currency", e.currency.as_ref().map(|c| c.as_str()));
     w.finish();
@@ -230,6 +231,8 @@ pub struct BridgeContext<'a> {
     pub pixel: Option<&'a str>,
     /// The user's hashed data.
     pub hashed: Option<&'a HashedUserData>,
+    /// How the order id fills `transaction_id` (`orderId` option; the server must match).
+    pub order_id: OrderIdForm,
 }
 
 /// The gtag and fbq calls for one event, each under the core's consent policy:
@@ -258,10 +261,14 @@ pub fn event_calls(e: &Event, c: &ConsentState, ctx: &BridgeContext<'_>) -> Vec<
         }
     }
     if ga4 && !conversion {
-        out.push(gtag(vec![s("event"), s(e.name.as_str()), Arg::Json(ga4_params_json(e, ctx.ga4))]));
+        out.push(gtag(vec![s("event"), s(e.name.as_str()), Arg::Json(ga4_params_json(e, ctx.ga4, ctx.order_id))]));
     }
     if let (true, Some(ads_id), Some(label)) = (ads, ctx.ads, ctx.label) {
-        out.push(gtag(vec![s("event"), s("conversion"), Arg::Json(ads_conversion_json(e, ads_id, label))]));
+        out.push(gtag(vec![
+            s("event"),
+            s("conversion"),
+            Arg::Json(ads_conversion_json(e, ads_id, label, ctx.order_id)),
+        ]));
     }
     let meta = meta_call(&e.name).filter(|_| !conversion);
     if let Some(call) = meta.filter(|_| super::consent_gate::meta_pixel_allowed(c)) {
@@ -317,12 +324,18 @@ mod tests {
     #[test]
     fn gtag_params() {
         let e = purchase();
-        let j = ga4_params_json(&e, Some("G-X1"));
+        // The shop's order id, as the server sends it too.
+        let j = ga4_params_json(&e, Some("G-X1"), OrderIdForm::AsGiven);
         assert_eq!(
             j,
-            r#"{"send_to":"G-X1","transaction_id":"54de189e-77b5-88e0-9311-ea73ac8286ab","currency":"USD","value":30.03,"items":[{"item_id":"SKU_1","item_name":"Tee","price":10.01,"quantity":3}]}"#
+            r#"{"send_to":"G-X1","transaction_id":"T_12345","currency":"USD","value":30.03,"items":[{"item_id":"SKU_1","item_name":"Tee","price":10.01,"quantity":3}]}"#
         );
-        let a = ads_conversion_json(&e, "AW-123", "lbl");
+        let a = ads_conversion_json(&e, "AW-123", "lbl", OrderIdForm::AsGiven);
+        assert_eq!(a, r#"{"send_to":"AW-123/lbl","transaction_id":"T_12345","value":30.03,"currency":"USD"}"#);
+        // Hashed: the order key (the purchase's event id).
+        let j = ga4_params_json(&e, None, OrderIdForm::Hashed);
+        assert!(j.starts_with(r#"{"transaction_id":"54de189e-77b5-88e0-9311-ea73ac8286ab","#), "{j}");
+        let a = ads_conversion_json(&e, "AW-123", "lbl", OrderIdForm::Hashed);
         assert_eq!(
             a,
             r#"{"send_to":"AW-123/lbl","transaction_id":"54de189e-77b5-88e0-9311-ea73ac8286ab","value":30.03,"currency":"USD"}"#
@@ -366,8 +379,14 @@ mod tests {
             }),
             meta: None,
         };
-        let ctx =
-            BridgeContext { ga4: Some("G-X"), ads: Some("AW-1"), label: Some("L"), pixel: None, hashed: Some(&hashed) };
+        let ctx = BridgeContext {
+            ga4: Some("G-X"),
+            ads: Some("AW-1"),
+            label: Some("L"),
+            pixel: None,
+            hashed: Some(&hashed),
+            order_id: OrderIdForm::AsGiven,
+        };
         let all = event_calls(&e, &ConsentState::ALL_GRANTED, &ctx);
         assert_eq!(
             names(&all),
@@ -448,10 +467,10 @@ mod tests {
         events.push(refund);
         for e in &events {
             let mut ours = Map::new();
-            for_each_ga4_param(e, &mut |k, v| {
+            for_each_ga4_param(e, OrderIdForm::AsGiven, &mut |k, v| {
                 ours.insert(k.to_owned(), j(v));
             });
-            let mut mp = crate::destinations::ga4::event_params(e, None, true);
+            let mut mp = crate::destinations::ga4::event_params(e, None, true, OrderIdForm::AsGiven);
             mp.remove("engagement_time_msec");
             assert_eq!(ours, mp, "{:?}", e.name);
             // The JSON twin parses to the same (numbers compared as numbers: `5` is `5.0`).
@@ -463,7 +482,7 @@ mod tests {
                     v => v,
                 }
             }
-            let parsed: J = serde_json::from_str(&ga4_params_json(e, None)).unwrap();
+            let parsed: J = serde_json::from_str(&ga4_params_json(e, None, OrderIdForm::AsGiven)).unwrap();
             assert_eq!(floats(parsed), floats(J::Object(mp)));
         }
     }

@@ -198,7 +198,7 @@ pub fn parse_consent_mode(v: &str) -> Result<bool, ConfigError> {
 }
 
 /// The config options, for the unknown-option check.
-pub const CONFIG_KEYS: [&str; 14] = [
+pub const CONFIG_KEYS: [&str; 15] = [
     "endpoint",
     "siteKey",
     "ga4MeasurementId",
@@ -213,6 +213,7 @@ pub const CONFIG_KEYS: [&str; 14] = [
     "onDrop",
     "maxQueueBytes",
     "batchSize",
+    "orderId",
 ];
 
 /// The validated configuration.
@@ -244,6 +245,9 @@ pub struct BrowserConfig {
     pub max_queue_bytes: usize,
     /// Events per request.
     pub batch_size: usize,
+    /// `orderId`: how the order id fills gtag's `transaction_id` (`'asGiven'`,
+    /// the default, or `'hashed'`; the server's `order_id` setting must match).
+    pub order_id: crate::ids::OrderIdForm,
 }
 
 /// A string option, trimmed; absent → `None`.
@@ -350,6 +354,12 @@ impl BrowserConfig {
         )?;
         let batch_size =
             in_range(o, "batchSize", (1.0, 100.0), ("must be a number of events", "must be between 1 and 100"))?;
+        let order_id = match opt_str(o, "orderId")? {
+            None => crate::ids::OrderIdForm::AsGiven,
+            Some(s) => {
+                crate::ids::OrderIdForm::parse(&s).map_err(|_| err("orderId", "must be 'asGiven' or 'hashed'"))?
+            }
+        };
         Ok(BrowserConfig {
             endpoint,
             site_key: checked(o, "siteKey", check_site_key)?,
@@ -364,6 +374,7 @@ impl BrowserConfig {
             debug,
             max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_MAX_QUEUE_BYTES),
             batch_size: batch_size.unwrap_or(DEFAULT_BATCH_EVENTS),
+            order_id,
         })
     }
 
@@ -452,8 +463,11 @@ mod tests {
             ("clickIdStorage", s("memory")),
             ("onDrop", Value::Func),
             ("batchSize", Value::Num(5.0)),
+            ("orderId", s("hashed")),
         ])
         .unwrap();
+        assert_eq!(c.order_id, crate::ids::OrderIdForm::Hashed);
+        assert_eq!(cfg(&[("endpoint", s("/c"))]).unwrap().order_id, crate::ids::OrderIdForm::AsGiven);
         assert_eq!(c.endpoint, "/tally/collect");
         assert_eq!(c.label("purchase"), Some("AbC"));
         assert_eq!(c.label("lead"), None);
@@ -482,6 +496,9 @@ mod tests {
         assert!(
             msg(&[("endpoint", s("/c")), ("batchSize", Value::Num(0.0))])
                 .contains("batchSize must be between 1 and 100")
+        );
+        assert!(
+            msg(&[("endpoint", s("/c")), ("orderId", s("uuid"))]).contains("orderId must be 'asGiven' or 'hashed'")
         );
         assert!(
             msg(&[("endpoint", s("/c")), ("maxQueueBytes", s("1"))])

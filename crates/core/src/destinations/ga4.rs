@@ -9,6 +9,7 @@ use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, ParamValue};
 use crate::event_name::EventName;
+use crate::ids::OrderIdForm;
 use crate::user_data::GoogleUserData;
 
 /// Most events per request.
@@ -98,18 +99,19 @@ pub(crate) fn item_fields(item: &crate::item::Item) -> Map<String, Value> {
 }
 
 /// The GA4 params of one event, with `session_id` and `engagement_time_msec`
-/// so it shows in reports. Without `ad_storage` (`click_ids == false`), click-id
-/// query parameters are removed from page URLs.
-pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool) -> Map<String, Value> {
+/// so it shows in reports, and `transaction_id` (purchases and refunds) the
+/// order id in `order_id` form. Without `ad_storage` (`click_ids == false`),
+/// click-id query parameters are removed from page URLs.
+pub fn event_params(e: &Event, session_id: Option<&str>, click_ids: bool, order_id: OrderIdForm) -> Map<String, Value> {
     let mut p = Map::new();
     if let Some(s) = session_id {
         p.insert("session_id".into(), Value::String(s.to_owned()));
     }
     p.insert("engagement_time_msec".into(), Value::from(1));
     if matches!(e.name, EventName::Purchase | EventName::Refund)
-        && let Some(key) = e.order_key()
+        && let Some(id) = e.order_ref(order_id)
     {
-        p.insert("transaction_id".into(), Value::String(key.as_str().to_owned()));
+        p.insert("transaction_id".into(), Value::String(id.to_owned()));
     }
     if let Some(c) = e.currency {
         p.insert("currency".into(), Value::String(c.as_str().to_owned()));
@@ -197,7 +199,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<Ga4Batch> {
             skipped.push((i, Ga4Skip::Invalid(err)));
             continue;
         }
-        let params = event_params(e, session_id, ctx.consent.ad_storage.is_granted());
+        let params = event_params(e, session_id, ctx.consent.ad_storage.is_granted(), ctx.order_id);
         if params.len() > crate::event::MAX_PARAMS + 1 {
             skipped.push((i, Ga4Skip::Invalid(Error::TooMany { field: "params", max: crate::event::MAX_PARAMS })));
             continue;
@@ -317,7 +319,7 @@ mod tests {
 
     #[test]
     fn canonical_purchase_request() {
-        // destinations.md §2.11, with transaction_id = the order key.
+        // The Measurement Protocol's purchase example, with transaction_id the shop's order id.
         let e = purchase();
         let b = build(std::slice::from_ref(&e), &ctx()).unwrap();
         assert!(b.skipped.is_empty());
@@ -326,9 +328,14 @@ mod tests {
           "consent":{"ad_user_data":"GRANTED","ad_personalization":"DENIED"},
           "events":[{"name":"purchase","timestamp_micros":1_757_409_591_000_000i64,"params":{
             "session_id":"1757409568","engagement_time_msec":1,
-            "transaction_id": e.order_key().unwrap().as_str(),"currency":"USD","value":30.03,"tax":4.9,"shipping":5.99,"coupon":"SUMMER_FUN",
+            "transaction_id":"T_12345","currency":"USD","value":30.03,"tax":4.9,"shipping":5.99,"coupon":"SUMMER_FUN",
             "items":[{"item_id":"SKU_12345","item_name":"Stan and Friends Tee","price":10.01,"quantity":3}]}}]});
         assert_eq!(got, want);
+        // A shop that asked for hashed order ids sends the order key instead.
+        let hashed = DeliveryContext { order_id: OrderIdForm::Hashed, ..ctx() };
+        let b = build(std::slice::from_ref(&e), &hashed).unwrap();
+        let got = serde_json::to_value(&b.requests[0]).unwrap();
+        assert_eq!(got["events"][0]["params"]["transaction_id"], e.order_key().unwrap().as_str());
     }
 
     #[test]

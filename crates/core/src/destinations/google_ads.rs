@@ -7,8 +7,9 @@
 //!   `:uploadConversionAdjustments`: `RETRACTION` for a full refund,
 //!   `RESTATEMENT` to the remaining value for a partial one.
 //!
-//! Both refer to the order by [`Event::order_key`] (the purchase's event id),
-//! so the browser tag's `transaction_id`, GA4 and Google Ads all agree.
+//! Both refer to the order by its order id in the shop's [`OrderIdForm`](crate::OrderIdForm)
+//! (as given by default, or hashed), so the browser tag's `transaction_id`, GA4
+//! and Google Ads all agree, and reports line up with the shop's order export.
 //!
 //! Also here: parsing of upload responses (partial failures per row) and of
 //! RPC-level errors, the endpoint URL, customer-id normalisation and the OAuth
@@ -379,7 +380,7 @@ pub fn check_adjustment_window(e: &Event, now_ms: i64) -> Result<()> {
 /// let batch = google_ads::build(std::slice::from_ref(&e), &ctx, &target).unwrap();
 /// let c = &batch.clicks[0].conversions[0];
 /// assert_eq!(c.gclid.as_deref(), Some("Cj0KCQjw"));
-/// assert_eq!(c.order_id, e.order_key().unwrap().as_str());
+/// assert_eq!(c.order_id, "ORD-1001"); // the shop's order id, as GA4's transaction_id
 /// ```
 pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Result<AdsBatch> {
     let target = target.check()?;
@@ -434,7 +435,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
         }
         let at = event_time_ms(e, ctx.now_ms);
         if is_adjustment {
-            match adjustment(e, at, ctx.now_ms, &action) {
+            match adjustment(e, at, ctx, &action) {
                 Ok(a) => adjustments.push((i, a)),
                 Err(err) => skipped.push((i, AdsSkip::Invalid(err))),
             }
@@ -448,7 +449,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
             skipped.push((i, AdsSkip::NoAttribution));
             continue;
         }
-        let order_id = e.order_key().unwrap_or(&e.id).clone();
+        let order_id = e.order_ref(ctx.order_id).unwrap_or(e.id.as_str()).to_owned();
         clicks.push((
             i,
             ClickConversion {
@@ -459,7 +460,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext, target: &AdsTarget) -> Res
                 conversion_date_time: google_ads_datetime(at, 0),
                 conversion_value: e.value.map(|v| v.to_f64()),
                 currency_code: e.value.and(e.currency).map(|c| c.as_str().to_owned()),
-                order_id: order_id.as_str().to_owned(),
+                order_id,
                 user_identifiers: super::share(&mut identifiers, i, events.len()),
                 consent: consent.clone(),
             },
@@ -504,10 +505,10 @@ fn too_large() -> AdsSkip {
     AdsSkip::Invalid(Error::TooLarge { field: "event", max: MAX_BODY_BYTES })
 }
 
-fn adjustment(e: &Event, at: i64, now_ms: i64, action: &str) -> Result<ConversionAdjustment> {
+fn adjustment(e: &Event, at: i64, ctx: &DeliveryContext, action: &str) -> Result<ConversionAdjustment> {
     e.validate()?;
-    check_adjustment_window(e, now_ms)?;
-    let order_id = e.order_key().ok_or(Error::Missing { field: "transactionId" })?;
+    check_adjustment_window(e, ctx.now_ms)?;
+    let order_id = e.order_ref(ctx.order_id).ok_or(Error::Missing { field: "transactionId" })?;
     let (adjustment_type, restatement_value) = match e.refund_scope() {
         RefundScope::Full => (AdjustmentType::Retraction, None),
         RefundScope::Partial { remaining } => {
@@ -524,7 +525,7 @@ fn adjustment(e: &Event, at: i64, now_ms: i64, action: &str) -> Result<Conversio
     Ok(ConversionAdjustment {
         conversion_action: action.to_owned(),
         adjustment_type,
-        order_id: order_id.as_str().to_owned(),
+        order_id: order_id.to_owned(),
         adjustment_date_time: google_ads_datetime(at, 0),
         restatement_value,
     })
@@ -927,7 +928,7 @@ mod tests {
             "gclid":"Cj0KCQjw",
             "conversionAction":"customers/1234567890/conversionActions/555666777",
             "conversionDateTime":"2026-05-01 20:32:45+00:00",
-            "conversionValue":129.99,"currencyCode":"USD","orderId": e.order_key().unwrap().as_str(),
+            "conversionValue":129.99,"currencyCode":"USD","orderId":"ORD-1001",
             "userIdentifiers":[{"userIdentifierSource":"FIRST_PARTY","hashedEmail":EMAIL},
                                {"userIdentifierSource":"FIRST_PARTY","hashedPhoneNumber":PHONE}],
             "consent":{"adUserData":"GRANTED"}}],
@@ -1003,19 +1004,25 @@ mod tests {
         assert!(b.clicks.is_empty());
         assert_eq!(b.adjustment_indices, vec![vec![0, 1]]);
         let got = serde_json::to_value(&b.adjustments[0]).unwrap();
-        let key = partial.order_key().unwrap();
+        let key = "ORD-1001";
         let want = json!({"conversionAdjustments":[
             {"conversionAction":"customers/1234567890/conversionActions/555666777",
-             "adjustmentType":"RESTATEMENT","orderId":key.as_str(),
+             "adjustmentType":"RESTATEMENT","orderId":key,
              "adjustmentDateTime":"2026-05-02 02:32:45+00:00",
              "restatementValue":{"adjustedValue":70.0,"currencyCode":"USD"}},
             {"conversionAction":"customers/1234567890/conversionActions/555666777",
-             "adjustmentType":"RETRACTION","orderId":key.as_str(),
+             "adjustmentType":"RETRACTION","orderId":key,
              "adjustmentDateTime":"2026-05-02 02:32:45+00:00"}],
           "partialFailure":true});
         assert_eq!(got, want);
-        // The order key is the purchase's id, so the adjustment finds the conversion.
-        assert_eq!(key, &purchase().id);
+        // The adjustment names the order as the purchase's upload did, in either form.
+        let purchase_upload = build(&[purchase()], &ctx(), &target()).unwrap();
+        assert_eq!(purchase_upload.clicks[0].conversions[0].order_id, key);
+        let hashed = DeliveryContext { order_id: OrderIdForm::Hashed, ..ctx() };
+        let purchase_upload = build(&[purchase()], &hashed, &target()).unwrap();
+        let refund_upload = build(std::slice::from_ref(&partial), &hashed, &target()).unwrap();
+        assert_eq!(purchase_upload.clicks[0].conversions[0].order_id, purchase().id.as_str());
+        assert_eq!(refund_upload.adjustments[0].conversion_adjustments[0].order_id, purchase().id.as_str());
     }
 
     #[test]

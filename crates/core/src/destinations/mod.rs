@@ -92,6 +92,9 @@ pub struct DeliveryContext {
     pub user_agent: Option<String>,
     /// The time of sending, Unix ms (for time-window checks).
     pub now_ms: i64,
+    /// How the order id fills order and transaction id fields (the shop's
+    /// setting, not the visitor's: the browser must use the same).
+    pub order_id: crate::ids::OrderIdForm,
 }
 
 /// URL query parameters that carry ad click ids. They are removed from page
