@@ -75,8 +75,14 @@ impl Ga4Config {
                 hint: "the G-… id of your web data stream",
             });
         }
-        core_ga4::validate_measurement_id(self.measurement_id.trim())
-            .map_err(|e| ConfigError::Invalid { setting: "ga4.measurement_id", reason: e.to_string() })?;
+        core_ga4::validate_measurement_id(self.measurement_id.trim()).map_err(|e| ConfigError::Invalid {
+            setting: "ga4.measurement_id",
+            // The core error names the setting too; keep only its reason.
+            reason: match e {
+                tally_core::Error::Invalid { reason, .. } => format!("{:?}: {reason}", self.measurement_id),
+                other => other.to_string(),
+            },
+        })?;
         if self.api_secret.trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "ga4.api_secret",

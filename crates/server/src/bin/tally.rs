@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tally serve [--config tally.toml]   run the collector (settings from the file, else TALLY_* variables)
-//! tally check [--config tally.toml]   validate the configuration and exit
+//! tally check [--config tally.toml]   validate the configuration and exit (writes nothing)
 //! tally reconcile --orders orders.csv|orders.json --deliveries log.json [--json]
 //!                                     backend orders vs what each destination counted
 //! tally help | --help | -h            the usage; tally --version | -V: the version
@@ -21,6 +21,7 @@
 //! not match (count, revenue to the cent, no double counting).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ usage: tally <command> [options]
 commands:
   serve [--config tally.toml]   run the first-party collector (POST /collect); without --config
                                 the settings come from TALLY_* environment variables
-  check [--config tally.toml]   validate the configuration and exit
+  check [--config tally.toml]   validate the configuration and exit; writes nothing
   reconcile --orders <orders.csv|orders.json> --deliveries <log.json|log.jsonl> [--json]
                                 compare your order export with what each destination counted,
                                 per currency (exit status 3 when anything does not match)
@@ -173,16 +174,70 @@ fn load(args: &[String]) -> Result<TallyConfig, String> {
     }
 }
 
-fn tracker(cfg: &TallyConfig) -> Result<ServerTracker, String> {
+/// Whether the configuration is only checked or served: a check writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Check,
+    Serve,
+}
+
+/// The folder a SQLite database at `db` needs that does not exist yet (`None`
+/// when it exists), or why none can be made there. Reads the file system only.
+fn missing_sqlite_folder(db: &Path) -> Result<Option<PathBuf>, String> {
+    if db.as_os_str().is_empty() {
+        return Err("server.store: sqlite: needs a file path, e.g. sqlite:/var/lib/tally/tally.db".into());
+    }
+    if db.is_dir() {
+        return Err(format!(
+            "server.store: {} is a folder; name the database file in it, e.g. sqlite:{}",
+            db.display(),
+            db.join("tally.db").display()
+        ));
+    }
+    let folder = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if folder.is_dir() {
+        return Ok(None);
+    }
+    match folder.ancestors().skip(1).find(|a| a.exists()) {
+        Some(a) if !a.is_dir() => Err(format!(
+            "server.store: the folder {} cannot be made because {} is a file, not a folder",
+            folder.display(),
+            a.display()
+        )),
+        _ => Ok(Some(folder.to_path_buf())),
+    }
+}
+
+/// The tracker `cfg` describes. A check opens no SQLite file (so creates
+/// none); serving creates the database's folder when it is missing.
+fn tracker(cfg: &TallyConfig, mode: Mode) -> Result<ServerTracker, String> {
     let b = cfg.tracker_builder().map_err(|e| e.to_string())?;
     let store = cfg.server.store.as_str();
     let cap = cfg.server.outbox_capacity;
     let b = if store == "memory" {
         b
     } else if let Some(path) = store.strip_prefix("sqlite:") {
-        let s = SqliteStore::open(path, cap).map_err(|e| format!("server.store: {e}"))?;
-        b.durable(Arc::new(s))
+        let db = Path::new(path);
+        let missing = missing_sqlite_folder(db)?;
+        if mode == Mode::Check {
+            if let Some(folder) = missing {
+                println!("tally: note: the folder {} does not exist yet; tally serve creates it", folder.display());
+            }
+            b
+        } else {
+            if let Some(folder) = missing {
+                std::fs::create_dir_all(&folder)
+                    .map_err(|e| format!("server.store: cannot create the folder {}: {e}", folder.display()))?;
+                println!("tally: created the folder {} for the SQLite database", folder.display());
+            }
+            let s = SqliteStore::open(db, cap).map_err(|e| format!("server.store: {e}"))?;
+            b.durable(Arc::new(s))
+        }
     } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        // Connecting only sends PING, so a check writes nothing here either.
         let s = RedisStore::connect(store, "tally", cap).map_err(|e| format!("server.store: {e}"))?;
         b.durable(Arc::new(s))
     } else {
@@ -197,7 +252,7 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (serve, config_args) = match parse_command(&args) {
+    let (mode, config_args) = match parse_command(&args) {
         Command::Help => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -224,8 +279,8 @@ async fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve(rest) => (true, rest),
-        Command::Check(rest) => (false, rest),
+        Command::Serve(rest) => (Mode::Serve, rest),
+        Command::Check(rest) => (Mode::Check, rest),
     };
     let cfg = match load(config_args) {
         Ok(c) => c,
@@ -234,7 +289,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let built = tracker(&cfg).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
+    let built = tracker(&cfg, mode).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
     let (tracker, collector_cfg) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -242,7 +297,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if serve {
+    if mode == Mode::Serve {
         return serve_collector(&cfg, tracker, collector_cfg).await;
     }
     println!(
