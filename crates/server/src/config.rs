@@ -872,7 +872,8 @@ impl ServerTrackerBuilder {
         self
     }
 
-    /// How long a worker holds a key or an entry before another may take over (default 60 s).
+    /// How long a worker holds a key or an entry before another may take over
+    /// (default 30 s, [`LEASE`](crate::tracker::LEASE); keep it above the request timeout).
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
         self
