@@ -137,13 +137,7 @@ async fn the_demo_reads_well_for_a_new_user() {
     let flushed = wait_message(&browser, "").await;
     assert!(flushed.0.starts_with("Outbox flushed") || flushed.0.starts_with("Still waiting"), "{flushed:?}");
     assert!(!flushed.0.contains("FlushReport"), "{flushed:?}");
-    let input = browser
-        .client
-        .find(fantoccini::Locator::Css(&format!(".refund-amount[data-order='{order_id}']")))
-        .await
-        .expect("amount input");
-    input.send_keys("500").await.expect("type");
-    browser.click(&format!(".refund-partial[data-order='{order_id}']")).await;
+    browser.refund_partially(&order_id, "500").await;
     let refused = wait_message(&browser, &flushed.0).await;
     assert_eq!(
         refused,
