@@ -103,6 +103,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// On the admin page, asks for a partial refund of `amount` (as typed) of `order`.
+    pub async fn refund_partially(&self, order: &str, amount: &str) {
+        let input = self
+            .client
+            .find(Locator::Css(&format!(".refund-amount[data-order='{order}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no refund amount input for {order}: {e}"));
+        input.send_keys(amount).await.expect("type the amount");
+        self.click(&format!(".refund-partial[data-order='{order}']")).await;
+    }
+
     /// Runs `script` in the page (a function body; `return` gives the value).
     pub async fn eval(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.expect("execute")

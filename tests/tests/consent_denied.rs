@@ -27,5 +27,9 @@ async fn ads_consent_denied_sends_no_user_data_or_click_ids_to_ads() {
     let ads = report.row("google_ads", "EUR").expect("ads row");
     assert_eq!(ads.purchases, 0);
     assert!(ads.consent_drops >= 1, "the consent drop is reported: {ads:?} {:?}", order.server_outcomes);
+    // Withheld by consent is correct behaviour: the order is listed apart and the row matches.
+    assert_eq!(ads.withheld_by_consent, vec![order_id.clone()], "{ads:?}");
+    assert_eq!(ads.orders, 0, "{ads:?}");
+    assert!(ads.matches(), "{ads:?}");
     browser.close().await;
 }

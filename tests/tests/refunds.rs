@@ -50,13 +50,7 @@ async fn full_and_partial_refunds_reconcile() {
     browser.click(&format!(".refund-full[data-order='{first}']")).await;
     assert!(eventually(10, || shop.orders.get(&first).is_some_and(|o| o.status == "refunded")).await);
     browser.open(&format!("{base}/admin")).await;
-    let input = browser
-        .client
-        .find(fantoccini::Locator::Css(&format!(".refund-amount[data-order='{second}']")))
-        .await
-        .expect("amount input");
-    input.send_keys("10.25").await.expect("type");
-    browser.click(&format!(".refund-partial[data-order='{second}']")).await;
+    browser.refund_partially(&second, "10.25").await;
     assert!(
         eventually(10, || shop.orders.get(&second).is_some_and(|o| o.refunded_cents == 1025)).await,
         "partial refund: {:?}",

@@ -42,10 +42,10 @@ async fn refund(State(shop): State<Shop>, Json(req): Json<RefundRequest>) -> Res
         return (StatusCode::CONFLICT, "the order is not paid yet").into_response();
     }
     let remaining = order.total_cents - order.refunded_cents;
-    let amount = req.amount_cents.unwrap_or(remaining);
-    if amount <= 0 || amount > remaining {
-        return (StatusCode::BAD_REQUEST, format!("refund 0.01 to {:.2}", remaining as f64 / 100.0)).into_response();
-    }
+    let amount = match refund_cents(&order.id, req.amount_cents, remaining, &order.currency) {
+        Ok(a) => a,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let Ok(currency) = Currency::parse(&order.currency) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "bad currency").into_response();
     };
@@ -75,6 +75,52 @@ async fn refund(State(shop): State<Shop>, Json(req): Json<RefundRequest>) -> Res
             Json(order).into_response()
         }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+    }
+}
+
+/// `cents` of `currency` as money people read (`158.90 EUR`).
+fn money(cents: i64, currency: &str) -> String {
+    Amount::from_minor(cents, 2).map_or_else(|_| cents.to_string(), |a| tally_core::reconcile::money(a, currency))
+}
+
+/// The cents to refund when `requested` (none: everything left) is asked of an
+/// order with `remaining` cents left, or what to enter instead.
+pub fn refund_cents(order: &str, requested: Option<i64>, remaining: i64, currency: &str) -> Result<i64, String> {
+    if remaining <= 0 {
+        return Err(format!("{order} is already refunded in full."));
+    }
+    let amount = requested.unwrap_or(remaining);
+    if amount > remaining {
+        return Err(format!(
+            "Cannot refund {} of {order}: only {} is left to refund. Enter at most {}.",
+            money(amount, currency),
+            money(remaining, currency),
+            money(remaining, currency)
+        ));
+    }
+    if amount <= 0 {
+        return Err(format!(
+            "Enter the amount to refund, from {} to {}.",
+            money(1, currency),
+            money(remaining, currency)
+        ));
+    }
+    Ok(amount)
+}
+
+/// What a flush left, for the admin page: `complete` when the outbox emptied.
+pub fn flush_message(complete: bool, queued: usize, in_flight: usize, dead: usize) -> String {
+    let dead = match dead {
+        0 => String::new(),
+        n => format!(" {n} delivery(ies) were given up on; the inspector lists them with the reason."),
+    };
+    if complete {
+        format!("Outbox flushed: nothing is waiting.{dead}")
+    } else {
+        format!(
+            "Still waiting after 5 s: {queued} queued, {in_flight} in flight (a destination is down or slow); \
+             they stay in the outbox and are retried.{dead}"
+        )
     }
 }
 
@@ -158,5 +204,40 @@ async fn set_switches(State(shop): State<Shop>, Json(u): Json<SwitchUpdate>) -> 
 
 async fn flush(State(shop): State<Shop>) -> Json<Value> {
     let report = shop.tracker.flush(Duration::from_secs(5)).await;
-    Json(json!({ "report": format!("{report:?}") }))
+    let r = report.remaining;
+    let dead = shop.tracker.outbox().stats().map(|s| s.dead).unwrap_or(0);
+    Json(json!({
+        "complete": report.complete,
+        "queued": r.queued,
+        "inFlight": r.in_flight,
+        "message": flush_message(report.complete, r.queued, r.in_flight, dead),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_over_refund_says_how_much_is_left() {
+        let e = refund_cents("ORD-1001", Some(20_000), 15_890, "EUR").unwrap_err();
+        assert_eq!(
+            e,
+            "Cannot refund 200.00 EUR of ORD-1001: only 158.90 EUR is left to refund. Enter at most 158.90 EUR."
+        );
+        let e = refund_cents("ORD-1001", Some(0), 15_890, "EUR").unwrap_err();
+        assert_eq!(e, "Enter the amount to refund, from 0.01 EUR to 158.90 EUR.");
+        assert!(refund_cents("ORD-1001", None, 0, "EUR").unwrap_err().contains("already refunded"));
+        assert_eq!(refund_cents("ORD-1001", Some(15_890), 15_890, "USD"), Ok(15_890));
+        assert_eq!(refund_cents("ORD-1001", None, 1_025, "USD"), Ok(1_025));
+    }
+
+    #[test]
+    fn the_flush_result_reads_as_a_sentence() {
+        assert_eq!(flush_message(true, 0, 0, 0), "Outbox flushed: nothing is waiting.");
+        let m = flush_message(false, 2, 1, 1);
+        assert!(m.starts_with("Still waiting after 5 s: 2 queued, 1 in flight"), "{m}");
+        assert!(m.contains("1 delivery(ies) were given up on"), "{m}");
+        assert!(!m.contains("FlushReport") && !m.contains('{'), "{m}");
+    }
 }

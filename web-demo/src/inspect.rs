@@ -89,7 +89,9 @@ pub fn delivery_log(shop: &Shop, orders: &[Order]) -> Vec<Delivery> {
         }
     }
     for d in sb.google_ads.deduplicated() {
-        push("google_ads", DeliveryKind::Purchase, txn(d.order_id.as_deref().unwrap_or("")), None, Some("EUR"), true);
+        let id = txn(d.order_id.as_deref().unwrap_or(""));
+        let cur = orders.iter().find(|o| o.id == id).map(|o| o.currency.as_str());
+        push("google_ads", DeliveryKind::Purchase, id, None, cur, true);
     }
     for e in sb.meta.events() {
         if e.event_name != "Purchase" {
@@ -125,23 +127,39 @@ pub fn delivery_log(shop: &Shop, orders: &[Order]) -> Vec<Delivery> {
     log
 }
 
-/// Consent drops and pending deliveries per destination, from the orders'
-/// server outcomes and the outbox's dead entries.
-pub fn statuses(shop: &Shop, orders: &[Order], log: &[Delivery]) -> BTreeMap<String, DestinationStatus> {
+/// Per destination, from the orders' server outcomes: the orders withheld
+/// because consent did not allow them (each a consent drop, reconciled apart),
+/// and the purchases and refunds queued but not yet seen by the destination.
+pub fn order_statuses(orders: &[Order], log: &[Delivery]) -> BTreeMap<String, DestinationStatus> {
     let mut st: BTreeMap<String, DestinationStatus> =
         DESTINATIONS.iter().map(|d| ((*d).to_owned(), DestinationStatus::default())).collect();
+    let seen = |dest: &str, order: &str, kind: DeliveryKind| {
+        log.iter().any(|d| d.destination == dest && d.transaction_id == order && d.kind == kind && !d.duplicate)
+    };
     for o in orders {
         for (dest, outcome) in &o.server_outcomes {
             let Some(s) = st.get_mut(dest) else { continue };
             if outcome.starts_with("skipped: consent") {
                 s.consent_drops += 1;
+                s.withheld_by_consent.push(o.id.clone());
             }
-            let delivered = log.iter().any(|d| &d.destination == dest && d.transaction_id == o.id && !d.duplicate);
-            if outcome.starts_with("queued") && !delivered {
+            if outcome.starts_with("queued") && !seen(dest, &o.id, DeliveryKind::Purchase) {
+                s.pending += 1;
+            }
+        }
+        for (dest, outcome) in &o.refund_outcomes {
+            let Some(s) = st.get_mut(dest) else { continue };
+            if outcome.starts_with("queued") && !seen(dest, &o.id, DeliveryKind::Refund) {
                 s.pending += 1;
             }
         }
     }
+    st
+}
+
+/// [`order_statuses`] plus the outbox's dead entries.
+pub fn statuses(shop: &Shop, orders: &[Order], log: &[Delivery]) -> BTreeMap<String, DestinationStatus> {
+    let mut st = order_statuses(orders, log);
     if let Ok(dead) = shop.tracker.outbox().dead_entries(1000) {
         for d in dead {
             if let Some(s) = st.get_mut(&d.entry.destination) {
@@ -150,6 +168,64 @@ pub fn statuses(shop: &Shop, orders: &[Order], log: &[Delivery]) -> BTreeMap<Str
         }
     }
     st
+}
+
+/// How many order ids a cell of the inspector lists before "and N more".
+const SHOWN_IDS: usize = 3;
+
+/// The reconciliation rows as the inspector shows them: each row's fields,
+/// whether it matches, its money with the currency's minor unit (`158.90 EUR`)
+/// and its order lists for people.
+pub fn reconciliation_rows(report: &ReconcileReport) -> Vec<Value> {
+    report
+        .rows
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("matches".into(), Value::Bool(r.matches()));
+                m.insert("backendMoney".into(), reconcile::money(r.backend_revenue, &r.currency).into());
+                m.insert("destinationMoney".into(), reconcile::money(r.destination_revenue, &r.currency).into());
+                m.insert("withheldText".into(), reconcile::list_ids(&r.withheld_by_consent, SHOWN_IDS).into());
+                let mut problems = Vec::new();
+                for (what, ids) in [
+                    ("missing", &r.missing),
+                    ("counted twice", &r.double_counted),
+                    ("not an order", &r.unknown),
+                    ("counted despite consent", &r.counted_despite_consent),
+                ] {
+                    if !ids.is_empty() {
+                        problems.push(format!("{what}: {}", reconcile::list_ids(ids, SHOWN_IDS)));
+                    }
+                }
+                if problems.is_empty() && !r.matches() {
+                    problems.push("revenue differs".to_owned());
+                }
+                m.insert("problems".into(), problems.into());
+            }
+            v
+        })
+        .collect()
+}
+
+/// Tally's own counters per destination (what `/metrics` exports): delivered,
+/// retried, skipped as duplicates, dropped.
+pub fn tally_counts(shop: &Shop) -> Vec<Value> {
+    shop.tracker
+        .metrics()
+        .by_destination()
+        .into_iter()
+        .map(|(d, c)| {
+            json!({
+                "destination": d,
+                "delivered": c.delivered,
+                "retried": c.retried,
+                "duplicates": c.duplicates,
+                "dropped": c.dropped.values().sum::<u64>(),
+                "droppedBy": c.dropped,
+            })
+        })
+        .collect()
 }
 
 /// The orders placed since the shop started (the sandboxes' records are in memory).
@@ -192,7 +268,78 @@ pub fn inspector_json(shop: &Shop) -> Value {
                 .map(|(d, s)| json!({"destination": d, "queued": s.queued, "inFlight": s.in_flight, "dead": s.dead}))
                 .collect::<Vec<_>>(),
         },
-        "reconciliation": report,
+        "reconciliation": { "rows": reconciliation_rows(&report), "allMatch": report.all_match() },
+        "tally": tally_counts(shop),
         "orders": orders,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: &str, cents: i64, currency: &str, outcomes: &[(&str, &str)]) -> Order {
+        Order {
+            id: id.into(),
+            lines: Vec::new(),
+            total_cents: cents,
+            currency: currency.into(),
+            email: None,
+            context: None,
+            created_at_ms: 1,
+            user_agent: None,
+            page_url: None,
+            tracking_cookies: None,
+            status: "paid".into(),
+            webhook_deliveries: 1,
+            server_outcomes: outcomes.iter().map(|(d, o)| ((*d).to_owned(), (*o).to_owned())).collect(),
+            server_event_id: Some("e".into()),
+            refunded_cents: 0,
+            refund_outcomes: BTreeMap::new(),
+        }
+    }
+
+    fn purchase(dest: &str, id: &str, value: &str, currency: &str) -> Delivery {
+        Delivery {
+            destination: dest.into(),
+            kind: DeliveryKind::Purchase,
+            transaction_id: id.into(),
+            event_id: None,
+            value: Amount::parse(value).ok(),
+            currency: currency.into(),
+            duplicate: false,
+        }
+    }
+
+    #[test]
+    fn orders_declined_by_consent_are_withheld_and_the_rest_reconciles() {
+        let orders = vec![
+            order("ORD-1", 15890, "EUR", &[("meta", "sent (HTTP 200)")]),
+            order("ORD-2", 2450, "EUR", &[("meta", "skipped: consent (ad_user_data denied)")]),
+        ];
+        let log = vec![purchase("meta", "ORD-1", "158.9", "EUR")];
+        let st = order_statuses(&orders, &log);
+        assert_eq!(st["meta"].withheld_by_consent, vec!["ORD-2".to_owned()]);
+        assert_eq!(st["meta"].consent_drops, 1);
+        let report = reconcile::reconcile(&order_records(&orders), &log, &st);
+        let rows = reconciliation_rows(&report);
+        let meta = rows.iter().find(|r| r["destination"] == "meta").expect("meta row");
+        assert_eq!(meta["matches"], true, "{meta}");
+        assert_eq!(meta["withheldText"], "ORD-2");
+        assert_eq!(meta["backendMoney"], "158.90 EUR", "money has the currency's minor unit");
+        assert_eq!(meta["problems"], json!([]));
+        let ga4 = rows.iter().find(|r| r["destination"] == "ga4").expect("ga4 row");
+        assert_eq!(ga4["matches"], false);
+        assert_eq!(ga4["problems"], json!(["missing: ORD-1, ORD-2"]), "{ga4}");
+    }
+
+    #[test]
+    fn a_queued_refund_is_pending_until_the_destination_has_it() {
+        let mut o = order("ORD-1", 1000, "USD", &[("ga4", "sent (HTTP 204)")]);
+        o.refund_outcomes.insert("ga4".into(), "queued (retrying: HTTP 503)".into());
+        let mut log = vec![purchase("ga4", "ORD-1", "10", "USD")];
+        assert_eq!(order_statuses(std::slice::from_ref(&o), &log)["ga4"].pending, 1);
+        log.push(Delivery { kind: DeliveryKind::Refund, ..purchase("ga4", "ORD-1", "10", "USD") });
+        assert_eq!(order_statuses(std::slice::from_ref(&o), &log)["ga4"].pending, 0);
+    }
 }

@@ -165,6 +165,8 @@ pub struct NewOrder {
     context: Option<Value>,
     /// The page the order was placed on (`location.href`).
     page_url: Option<String>,
+    /// The shopper's currency (one of [`catalog::CURRENCIES`]; default the first).
+    currency: Option<String>,
 }
 
 const TRACKING_COOKIES: [&str; 7] = ["_ga", "_tally_", "_gcl_", "_fbp", "_fbc", "_gac_", "demo_consent="];
@@ -186,6 +188,12 @@ pub async fn create(State(shop): State<Shop>, headers: HeaderMap, Json(body): Js
     if body.lines.is_empty() || body.lines.len() > 50 {
         return (StatusCode::BAD_REQUEST, "an order has 1 to 50 lines").into_response();
     }
+    let currency = body.currency.as_deref().unwrap_or(catalog::CURRENCIES[0]);
+    if !catalog::CURRENCIES.contains(&currency) {
+        let sold = catalog::CURRENCIES.join(" or ");
+        return (StatusCode::BAD_REQUEST, format!("the shop sells in {sold}, not {currency:?}")).into_response();
+    }
+    let currency = currency.to_owned();
     let mut total = 0i64;
     for l in &body.lines {
         let Some(p) = catalog::find(&l.id) else {
@@ -194,7 +202,7 @@ pub async fn create(State(shop): State<Shop>, headers: HeaderMap, Json(body): Js
         if l.quantity == 0 || l.quantity > 99 {
             return (StatusCode::BAD_REQUEST, "quantity must be 1 to 99").into_response();
         }
-        total += p.price_cents * i64::from(l.quantity);
+        total += p.price_in(&currency).unwrap_or(p.price_cents) * i64::from(l.quantity);
     }
     let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let page_url =
@@ -203,7 +211,7 @@ pub async fn create(State(shop): State<Shop>, headers: HeaderMap, Json(body): Js
         id: String::new(),
         lines: body.lines,
         total_cents: total,
-        currency: catalog::CURRENCY.to_owned(),
+        currency,
         email: body.email.filter(|e| !e.trim().is_empty()),
         context: body.context.filter(|c| !c.is_null()).map(|c| c.to_string()),
         created_at_ms: tally_server::tracker::now_ms(),

@@ -13,6 +13,7 @@ const SHOP_JS: &str = include_str!("../static/shop.js");
 const INSPECTOR_JS: &str = include_str!("../static/inspector.js");
 const ADMIN_JS: &str = include_str!("../static/admin.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
+const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 
 pub(crate) fn page(name: &str, title: &str) -> Html<String> {
     let script = match name {
@@ -40,6 +41,9 @@ pub fn routes() -> Router<Shop> {
         .route("/static/inspector.js", get(|| async { asset(INSPECTOR_JS, "text/javascript") }))
         .route("/static/admin.js", get(|| async { asset(ADMIN_JS, "text/javascript") }))
         .route("/static/style.css", get(|| async { asset(STYLE_CSS, "text/css") }))
+        // Browsers ask for /favicon.ico on their own; both paths serve the SVG.
+        .route("/favicon.svg", get(|| async { asset(FAVICON_SVG, "image/svg+xml") }))
+        .route("/favicon.ico", get(|| async { asset(FAVICON_SVG, "image/svg+xml") }))
         .route("/api/inspector", get(inspector))
 }
 

@@ -129,7 +129,8 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
     }
     for l in &order.lines {
         if let Some(p) = catalog::find(&l.id)
-            && let Ok(price) = Amount::from_minor(p.price_cents, 2)
+            && let Some(cents) = p.price_in(&order.currency)
+            && let Ok(price) = Amount::from_minor(cents, 2)
         {
             let mut item = Item::new(p.id, p.name).with_price(price, l.quantity);
             item.item_brand = Some(p.brand.into());

@@ -9,9 +9,9 @@ const post = async (url, body) => {
 };
 const DESTS = ['ga4', 'google_ads', 'meta', 'rokt', 'webhook'];
 
-async function render(message = '') {
+async function render(message = '', isError = false) {
   const [orders, sw] = await Promise.all([(await fetch('/api/orders')).json(), (await fetch('/api/admin/switches')).json()]);
-  app.innerHTML = `<h1>Admin</h1><p id="admin-message" class="muted">${esc(message)}</p>
+  app.innerHTML = `<h1>Admin</h1><p id="admin-message" class="message ${isError ? 'bad' : 'muted'}" role="${isError ? 'alert' : 'status'}">${esc(message)}</p>
     <h2>Switches</h2><div class="card">
     <p><label><input type="checkbox" id="sw-collect" ${sw.collectBlocked ? 'checked' : ''}> Ad blocker: block the collect endpoint (<code>/collect</code> answers 403)</label><br>
     <label><input type="checkbox" id="sw-collect-down" ${sw.collectDown ? 'checked' : ''}> Collector outage (<code>/collect</code> answers 503; browsers keep and retry)</label><br>
@@ -28,7 +28,7 @@ async function render(message = '') {
       <button class="refund-full" data-order="${esc(o.id)}">Full refund</button>
       <input class="refund-amount" data-order="${esc(o.id)}" type="number" step="0.01" min="0.01" placeholder="amount" style="width:6em">
       <button class="refund-partial secondary" data-order="${esc(o.id)}">Partial refund</button>`}</td></tr>`).join('')}</table>`;
-  const act = (f) => async () => { try { await render(await f()); } catch (e) { await render(`Error: ${e.message}`); } };
+  const act = (f) => async () => { try { await render(await f()); } catch (e) { await render(e.message, true); } };
   document.getElementById('sw-collect').onchange = act(async () => { await post('/api/admin/switches', { collectBlocked: document.getElementById('sw-collect').checked }); return 'Saved.'; });
   document.getElementById('sw-collect-down').onchange = act(async () => { await post('/api/admin/switches', { collectDown: document.getElementById('sw-collect-down').checked }); return 'Saved.'; });
   app.querySelectorAll('.sw-down').forEach((b) => (b.onchange = act(async () => { await post('/api/admin/switches', { outage: { destination: b.dataset.dest, down: b.checked } }); return `${b.dataset.dest} ${b.checked ? 'down' : 'up'}.`; })));
@@ -36,7 +36,7 @@ async function render(message = '') {
     await post('/api/admin/switches', { webhookDelayMs: Number(document.getElementById('sw-delay').value), webhookDeliveries: Number(document.getElementById('sw-repeat').value), webhookLateMs: Number(document.getElementById('sw-late').value) });
     return 'Saved.';
   });
-  document.getElementById('flush').onclick = act(async () => (await post('/api/admin/flush', {})).report);
+  document.getElementById('flush').onclick = act(async () => (await post('/api/admin/flush', {})).message);
   app.querySelectorAll('.refund-full').forEach((b) => (b.onclick = act(async () => { await post('/api/admin/refund', { orderId: b.dataset.order }); return `Refunded ${b.dataset.order} in full.`; })));
   app.querySelectorAll('.refund-partial').forEach((b) => (b.onclick = act(async () => {
     const v = app.querySelector(`.refund-amount[data-order="${b.dataset.order}"]`).value;

@@ -40,7 +40,16 @@ window.tally = tracker;
 
 const catalog = await (await fetch('/api/catalog')).json();
 const byId = Object.fromEntries(catalog.products.map((p) => [p.id, p]));
-const item = (p, quantity = 1) => ({ itemId: p.id, itemName: p.name, itemBrand: p.brand, itemCategory: p.category, price: p.priceCents / 100, quantity });
+// The shopper's currency (the shop's own setting, kept in localStorage).
+const stored = localStorage.getItem('demo_currency');
+const currency = catalog.currencies.includes(stored) ? stored : catalog.currencies[0];
+const price = (p, cur = currency) => p.prices[cur];
+const item = (p, quantity = 1, cur = currency) => ({ itemId: p.id, itemName: p.name, itemBrand: p.brand, itemCategory: p.category, price: price(p, cur) / 100, quantity });
+function currencyPicker() {
+  const nav = document.querySelector('header nav');
+  nav.insertAdjacentHTML('beforeend', `<select id="currency" aria-label="Currency">${catalog.currencies.map((c) => `<option ${c === currency ? 'selected' : ''}>${c}</option>`).join('')}</select>`);
+  document.getElementById('currency').onchange = (e) => { localStorage.setItem('demo_currency', e.target.value); location.reload(); };
+}
 const swatch = (p) => `<div class="swatch" style="background:${p.colour}">${esc(p.name[0])}</div>`;
 
 // The shop's consent record (its CMP cookie), kept even when the tracker is
@@ -65,57 +74,57 @@ const pages = {
   catalog() {
     app.innerHTML = `<h1>Catalog</h1><div class="grid">${catalog.products.map((p) => `
       <div class="card"><a href="/product/${p.id}">${swatch(p)}<div>${esc(p.name)}</div>
-      <div class="muted">${esc(p.brand)}</div><div class="price">${money(p.priceCents, catalog.currency)}</div></a></div>`).join('')}</div>`;
+      <div class="muted">${esc(p.brand)}</div><div class="price">${money(price(p), currency)}</div></a></div>`).join('')}</div>`;
     tracker?.trackPageView();
   },
   product() {
     const p = byId[location.pathname.split('/').pop()];
     if (!p) { app.innerHTML = '<p>Unknown product.</p>'; return; }
     app.innerHTML = `<div class="card" style="max-width:420px">${swatch(p)}<h1>${esc(p.name)}</h1>
-      <p class="muted">${esc(p.brand)} · ${esc(p.category)}</p><p class="price">${money(p.priceCents, catalog.currency)}</p>
+      <p class="muted">${esc(p.brand)} · ${esc(p.category)}</p><p class="price">${money(price(p), currency)}</p>
       <button id="add">Add to cart</button> <span id="added" class="muted"></span></div>`;
-    tracker?.trackViewItem({ currency: catalog.currency, value: p.priceCents / 100, items: [item(p)] });
+    tracker?.trackViewItem({ currency: currency, value: price(p) / 100, items: [item(p)] });
     document.getElementById('add').onclick = () => {
       const lines = cart.read();
       const line = lines.find((l) => l.id === p.id);
       if (line) line.quantity += 1; else lines.push({ id: p.id, quantity: 1 });
       cart.write(lines);
-      tracker?.trackAddToCart({ currency: catalog.currency, value: p.priceCents / 100, items: [item(p)] });
+      tracker?.trackAddToCart({ currency: currency, value: price(p) / 100, items: [item(p)] });
       document.getElementById('added').textContent = 'Added.';
     };
   },
   cart() {
     const lines = cart.read();
     if (!lines.length) { app.innerHTML = '<h1>Cart</h1><p>Your cart is empty. <a href="/">Browse the catalog</a>.</p>'; return; }
-    const total = lines.reduce((a, l) => a + byId[l.id].priceCents * l.quantity, 0);
+    const total = lines.reduce((a, l) => a + price(byId[l.id]) * l.quantity, 0);
     app.innerHTML = `<h1>Cart</h1><table><tr><th>Product</th><th>Qty</th><th>Price</th><th></th></tr>${lines.map((l) => `
-      <tr><td>${esc(byId[l.id].name)}</td><td>${l.quantity}</td><td>${money(byId[l.id].priceCents * l.quantity, catalog.currency)}</td>
+      <tr><td>${esc(byId[l.id].name)}</td><td>${l.quantity}</td><td>${money(price(byId[l.id]) * l.quantity, currency)}</td>
       <td><button class="secondary" data-remove="${l.id}">Remove</button></td></tr>`).join('')}</table>
-      <p class="price">Total ${money(total, catalog.currency)}</p><a href="/checkout"><button id="to-checkout">Checkout</button></a>`;
-    tracker?.trackEvent({ name: 'view_cart', currency: catalog.currency, value: total / 100, items: lines.map((l) => item(byId[l.id], l.quantity)) });
+      <p class="price">Total ${money(total, currency)}</p><a href="/checkout"><button id="to-checkout">Checkout</button></a>`;
+    tracker?.trackEvent({ name: 'view_cart', currency: currency, value: total / 100, items: lines.map((l) => item(byId[l.id], l.quantity)) });
     app.querySelectorAll('[data-remove]').forEach((b) => (b.onclick = () => {
       const p = byId[b.dataset.remove];
       const line = lines.find((l) => l.id === p.id);
       cart.write(lines.filter((l) => l.id !== p.id));
-      tracker?.trackRemoveFromCart({ currency: catalog.currency, value: (p.priceCents * line.quantity) / 100, items: [item(p, line.quantity)] });
+      tracker?.trackRemoveFromCart({ currency: currency, value: (price(p) * line.quantity) / 100, items: [item(p, line.quantity)] });
       pages.cart();
     }));
   },
   checkout() {
     const lines = cart.read();
     if (!lines.length) { location.href = '/cart'; return; }
-    const total = lines.reduce((a, l) => a + byId[l.id].priceCents * l.quantity, 0);
+    const total = lines.reduce((a, l) => a + price(byId[l.id]) * l.quantity, 0);
     const items = lines.map((l) => item(byId[l.id], l.quantity));
-    app.innerHTML = `<h1>Checkout</h1><div class="card"><p>Total <strong>${money(total, catalog.currency)}</strong></p>
+    app.innerHTML = `<h1>Checkout</h1><div class="card"><p>Total <strong>${money(total, currency)}</strong></p>
       <p><label>Email<br><input id="email" type="email" value="jane.doe@example.com"></label></p>
       <button id="pay">Pay now</button> <span id="status" class="muted"></span></div>`;
-    tracker?.trackBeginCheckout({ currency: catalog.currency, value: total / 100, items });
+    tracker?.trackBeginCheckout({ currency: currency, value: total / 100, items });
     document.getElementById('pay').onclick = async () => {
       const email = document.getElementById('email').value;
-      tracker?.trackAddPaymentInfo({ currency: catalog.currency, value: total / 100, items, paymentType: 'card' });
+      tracker?.trackAddPaymentInfo({ currency: currency, value: total / 100, items, paymentType: 'card' });
       // The browser state travels with the order; the webhook will use it.
       const context = tracker ? tracker.exportContext({ userData: { email } }) : null;
-      const res = await fetch('/api/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lines, email, context, pageUrl: location.href }) });
+      const res = await fetch('/api/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lines, email, context, currency, pageUrl: location.href }) });
       if (!res.ok) { document.getElementById('status').textContent = await res.text(); return; }
       const order = await res.json();
       location.href = `/thank-you?order=${encodeURIComponent(order.id)}`;
@@ -126,7 +135,7 @@ const pages = {
     const res = await fetch(`/api/orders/${encodeURIComponent(id)}`);
     if (!res.ok) { app.innerHTML = '<p>Unknown order.</p>'; return; }
     const order = await res.json();
-    const items = order.lines.map((l) => item(byId[l.id], l.quantity));
+    const items = order.lines.map((l) => item(byId[l.id], l.quantity, order.currency));
     let eventId = '';
     if (tracker) {
       eventId = tracker.trackPurchase({ transactionId: order.id, value: order.totalCents / 100, currency: order.currency, items });
@@ -142,6 +151,7 @@ const pages = {
 };
 
 renderCartCount();
+currencyPicker();
 consentBanner();
 await pages[page]?.();
 document.body.dataset.ready = '1';

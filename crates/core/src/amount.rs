@@ -1,5 +1,6 @@
 //! Exact monetary amounts.
 
+use crate::Currency;
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
@@ -125,26 +126,57 @@ impl Amount {
 
     /// Appends the shortest exact decimal form (`30.03`, `5`, `-0.5`).
     pub fn write_decimal(self, out: &mut String) {
+        self.write_fixed(0, out);
+    }
+
+    /// Appends the exact decimal form with at least `min_decimals` decimals
+    /// (at most 6): `158.9` with 2 is `158.90`, `5` with 0 is `5`. Digits the
+    /// amount has beyond `min_decimals` are kept, never rounded away.
+    ///
+    /// ```
+    /// use tally_core::Amount;
+    /// let mut s = String::new();
+    /// Amount::parse("158.9").unwrap().write_fixed(2, &mut s);
+    /// assert_eq!(s, "158.90");
+    /// ```
+    pub fn write_fixed(self, min_decimals: u32, out: &mut String) {
         if self.0 < 0 {
             out.push('-');
         }
         let abs = self.0.unsigned_abs();
         crate::json::push_u64(out, abs / SCALE as u64);
         let mut frac = abs % SCALE as u64;
-        if frac != 0 {
+        let mut digits = 6;
+        while digits > min_decimals.min(6) && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        if digits > 0 {
             out.push('.');
-            let mut digits = 6;
-            while frac % 10 == 0 {
-                frac /= 10;
-                digits -= 1;
-            }
             let mut s = String::new();
             crate::json::push_u64(&mut s, frac);
-            for _ in s.len()..digits {
+            for _ in s.len()..digits as usize {
                 out.push('0');
             }
             out.push_str(&s);
         }
+    }
+
+    /// The amount as money in `currency`: with the currency's minor unit
+    /// (`158.90 EUR`, `1200 JPY`, `1.250 KWD`), exact, followed by the code.
+    ///
+    /// ```
+    /// use tally_core::{Amount, Currency};
+    /// let eur = Currency::parse("EUR").unwrap();
+    /// assert_eq!(Amount::parse("10").unwrap().to_money(eur), "10.00 EUR");
+    /// assert_eq!(Amount::parse("1200").unwrap().to_money(Currency::parse("JPY").unwrap()), "1200 JPY");
+    /// ```
+    pub fn to_money(self, currency: Currency) -> String {
+        let mut s = String::new();
+        self.write_fixed(u32::from(currency.minor_units().unwrap_or(0)), &mut s);
+        s.push(' ');
+        s.push_str(currency.as_str());
+        s
     }
 
     /// The percentage `self` is of `base` in basis points (1/100 of a percent), if `base` is non-zero.
@@ -238,6 +270,27 @@ mod tests {
         }
         assert_eq!(Amount::parse("1.50").unwrap().to_string(), "1.5");
         assert_eq!(Amount::from_minor(1999, 2).unwrap().to_string(), "19.99");
+    }
+
+    #[test]
+    fn money_has_the_currency_minor_unit_and_stays_exact() {
+        let cur = |c: &str| Currency::parse(c).unwrap();
+        let cases = [
+            ("10", "EUR", "10.00 EUR"),
+            ("158.9", "EUR", "158.90 EUR"),
+            ("-0.5", "USD", "-0.50 USD"),
+            ("0", "EUR", "0.00 EUR"),
+            ("1200", "JPY", "1200 JPY"),
+            ("1.25", "KWD", "1.250 KWD"),
+            ("2.5", "CLF", "2.5000 CLF"),
+            ("10.005", "EUR", "10.005 EUR"),
+            ("0.000001", "USD", "0.000001 USD"),
+            ("12.5", "JPY", "12.5 JPY"),
+            ("3.1", "XAU", "3.1 XAU"),
+        ];
+        for (amount, currency, want) in cases {
+            assert_eq!(Amount::parse(amount).unwrap().to_money(cur(currency)), want, "{amount} {currency}");
+        }
     }
 
     #[test]

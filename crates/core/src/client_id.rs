@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn golden_vectors() {
-        // destinations.md §7.3
+        // `_ga` cookies as gtag.js writes them (GA1.<domain depth>.<random>.<first visit, Unix s>).
         assert_eq!(ClientId::from_ga_cookie("GA1.1.1958185836.1757409569").unwrap().as_str(), "1958185836.1757409569");
         assert_eq!(ClientId::from_ga_cookie("GA1.2.292073357.1767432342").unwrap().as_str(), "292073357.1767432342");
         assert_eq!(ClientId::from_ga_cookie("GA1.1.123.456").unwrap().as_str(), "123.456");

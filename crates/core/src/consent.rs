@@ -230,7 +230,7 @@ impl ConsentDenial {
     }
 }
 
-/// What one destination may receive under a consent state (destinations.md §5.4).
+/// What one destination may receive under a consent state (<https://developers.google.com/tag-platform/security/concepts/consent-mode>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestinationPolicy {
     /// `Err` when nothing may be sent, with the reason.

@@ -7,6 +7,12 @@ use crate::prelude::*;
 /// precious metals and testing), three letters each, sorted.
 const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXAGXAUXBAXBBXBCXBDXCDXCGXDRXOFXPDXPFXPTXSUXTSXUAXXXYERZARZMWZWG";
 
+/// The codes whose minor unit is not 2 decimals, each followed by its number of
+/// decimals, or `-` where ISO 4217 lists none ("N.A.": precious metals, funds,
+/// testing codes). From the ISO 4217 list kept by its maintenance agency, SIX
+/// (<https://www.six-group.com/en/products-services/financial-information/data-standards.html>).
+const NOT_TWO_DECIMALS: &str = "BHD3BIF0CLF4CLP0DJF0GNF0IQD3ISK0JOD3JPY0KMF0KRW0KWD3LYD3OMR3PYG0RWF0TND3UGX0UYI0UYW4VND0VUV0XAF0XAG-XAU-XBA-XBB-XBC-XBD-XDR-XOF0XPD-XPF0XPT-XSU-XTS-XUA-XXX-";
+
 /// A validated ISO 4217 currency code, stored upper case (`USD`).
 ///
 /// Currencies are never converted into each other anywhere in Tally: sums and
@@ -43,6 +49,25 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         // The bytes are ASCII letters by construction.
         core::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// The number of decimals of the currency's minor unit per ISO 4217: 2 for
+    /// `EUR` (cents), 0 for `JPY`, 3 for `KWD`; `None` for codes without one
+    /// (`XAU`, `XDR`, `XXX`, …).
+    ///
+    /// ```
+    /// use tally_core::Currency;
+    /// assert_eq!(Currency::parse("EUR").unwrap().minor_units(), Some(2));
+    /// assert_eq!(Currency::parse("JPY").unwrap().minor_units(), Some(0));
+    /// assert_eq!(Currency::parse("KWD").unwrap().minor_units(), Some(3));
+    /// assert_eq!(Currency::parse("XAU").unwrap().minor_units(), None);
+    /// ```
+    pub fn minor_units(&self) -> Option<u8> {
+        match NOT_TWO_DECIMALS.as_bytes().chunks_exact(4).find(|c| c[..3] == self.0) {
+            None => Some(2),
+            Some(c) if c[3].is_ascii_digit() => Some(c[3] - b'0'),
+            Some(_) => None,
+        }
     }
 
     /// The lower-case code (Meta's SDKs send currency lower-cased).
@@ -103,6 +128,20 @@ mod tests {
     fn parses_and_upper_cases() {
         assert_eq!(Currency::parse(" usd ").unwrap().as_str(), "USD");
         assert_eq!(Currency::parse("JPY").unwrap().to_lowercase(), "jpy");
+    }
+
+    #[test]
+    fn minor_unit_table_is_sorted_and_lists_only_known_codes() {
+        let rows: Vec<&[u8]> = NOT_TWO_DECIMALS.as_bytes().chunks(4).collect();
+        assert!(rows.iter().all(|r| r.len() == 4 && (r[3].is_ascii_digit() || r[3] == b'-')));
+        assert!(rows.windows(2).all(|w| w[0][..3] < w[1][..3]), "table must stay sorted");
+        for r in &rows {
+            let code = core::str::from_utf8(&r[..3]).unwrap();
+            assert!(Currency::parse(code).is_ok(), "{code} is not in the ISO 4217 list");
+        }
+        for (code, units) in [("USD", Some(2)), ("CLP", Some(0)), ("CLF", Some(4)), ("TND", Some(3)), ("XTS", None)] {
+            assert_eq!(Currency::parse(code).unwrap().minor_units(), units, "{code}");
+        }
     }
 
     #[test]

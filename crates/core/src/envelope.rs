@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn trackbridge_envelope_parses() {
-        // trackbridge.md §7
+        // https://docs.trackbridge.dev/sdk/concepts/context-envelope/
         let tb = r#"{ "v": 1, "createdAt": 1777700000000, "clientId": "1234567890.1777000000", "sessionId": "1777699000",
           "userId": "user_42", "clickIds": { "gclid": "Cj0KCQ..." },
           "consent": { "ad_storage": "granted", "ad_user_data": "granted", "ad_personalization": "denied", "analytics_storage": "granted" },

@@ -127,7 +127,7 @@ impl Event {
     }
 
     /// The order id as a destination's order or transaction id field carries
-    /// it ([`OrderIdForm`](crate::ids::OrderIdForm)); `None` for an event without a transaction id.
+    /// it ([`OrderIdForm`](crate::OrderIdForm)); `None` for an event without a transaction id.
     pub fn order_ref(&self, form: crate::ids::OrderIdForm) -> Option<&str> {
         self.transaction_id.as_ref().map(|t| t.sent_as(form))
     }

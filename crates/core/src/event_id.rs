@@ -15,9 +15,11 @@ use crate::ids::TransactionId;
 /// (RFC 9562 custom format) built from SHA-256, 36 characters, which fits
 /// Rokt's `clientEventId` limit and carries no personal data.
 ///
-/// The same id is used as GA4 `transaction_id`, Google Ads `orderId`, Meta
-/// `event_id` and Rokt `clientEventId`. Refunds and adjustments of an order
-/// refer to the order by [`EventId::order_key`], the id of its purchase.
+/// The same id is Meta's `event_id`, Rokt's `clientEventId` and the
+/// deduplication key of every other destination; GA4's `transaction_id` and
+/// Google Ads' `orderId` carry the shop's order id instead (or the order key,
+/// [`EventId::order_key`], with [`OrderIdForm::Hashed`](crate::OrderIdForm::Hashed)).
+/// It prints as its 36 characters (`{}`, [`EventId::as_str`]).
 ///
 /// ```
 /// use tally_core::{EventId, EventName, TransactionId};
@@ -27,9 +29,16 @@ use crate::ids::TransactionId;
 /// assert_eq!(a, b);
 /// assert_eq!(a.as_str().len(), 36);
 /// assert_ne!(a, EventId::for_transaction(&EventName::Refund, &t));
+/// assert_eq!(format!("event {a}"), format!("event {}", a.as_str()));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(String);
+
+impl core::fmt::Display for EventId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The longest event id accepted from outside (Rokt's `clientEventId` limit).
 pub const MAX_EVENT_ID: usize = 36;

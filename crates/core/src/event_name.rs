@@ -73,7 +73,7 @@ const STANDARD: [(&str, EventName); 17] = [
     ("search", EventName::Search),
 ];
 
-/// GA4's reserved event names (destinations.md §2.4).
+/// GA4's reserved event names (<https://support.google.com/analytics/answer/10085872>).
 const RESERVED: [&str; 34] = [
     "ad_activeview",
     "ad_click",
@@ -164,7 +164,7 @@ impl EventName {
         matches!(self, EventName::Purchase | EventName::Refund)
     }
 
-    /// Meta's standard event name, or the GA4 name as a custom event (destinations.md §7.1).
+    /// Meta's standard event name, or the GA4 name as a custom event (<https://developers.facebook.com/docs/meta-pixel/reference>).
     pub fn meta_name(&self) -> &str {
         match self {
             EventName::PageView => "PageView",

@@ -1,4 +1,4 @@
-//! SHA-256 hashing of normalised values (destinations.md §1.1).
+//! SHA-256 hashing of normalised values (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>).
 //!
 //! Every destination wants the SHA-256 of the UTF-8 bytes of the normalised
 //! value, as 64 lowercase hex characters. Values that already look like a
@@ -37,7 +37,7 @@ pub fn sha256_hex(s: &str) -> String {
 /// True when `s`, trimmed, is 64 hex digits (either case): a value the caller already hashed.
 ///
 /// Such values are passed through, lowercased, rather than hashed again
-/// (destinations.md §1.1: `^[0-9a-fA-F]{64}$` after trimming).
+/// (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>: `^[0-9a-fA-F]{64}$` after trimming).
 pub fn is_prehashed(s: &str) -> bool {
     let t = s.trim();
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn sha256_known_values() {
-        // trackbridge.md §3
+        // https://github.com/trackbridge/sdk
         assert_eq!(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(sha256_hex("jane@example.com"), "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d");
         assert_eq!(sha256_hex("caf\u{e9}"), "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e");
@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(nfc("plain ascii"), "plain ascii");
         // Already NFC, non-ASCII: unchanged.
         assert_eq!(nfc("\u{c815}"), "\u{c815}");
-        // NFD input hashes like NFC input (destinations.md §1.1, trackbridge.md §3).
+        // NFD input hashes like NFC input (https://developers.google.com/analytics/devguides/collection/ga4/uid-data, https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters, https://github.com/trackbridge/sdk).
         assert_eq!(hash_normalized("cafe\u{301}"), "850f7dc43910ff890f8879c0ed26fe697c93a067ad93a7d50f466a7028a9bf4e");
         assert_eq!(
             hash_normalized("vale\u{301}ry"),

@@ -5,13 +5,17 @@
 //! orders ([`OrderRecord`], from CSV with [`parse_orders_csv`] or JSON through
 //! serde) and a delivery log ([`Delivery`], one row per event a destination
 //! received). [`reconcile`] gives one [`ReconcileRow`] per destination and currency.
+//! Orders a destination was not sent because the shopper's consent did not allow
+//! it ([`DestinationStatus::withheld_by_consent`]) are correct behaviour: they are
+//! listed apart and the rest is reconciled.
+//! [`money`] and [`list_ids`] write a row's amounts and order ids for people.
 
 use crate::prelude::*;
 use alloc::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Amount;
+use crate::{Amount, Currency};
 
 /// One backend order (the truth).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +87,10 @@ pub struct DestinationStatus {
     /// Deliveries given up on (dead letters).
     #[serde(default)]
     pub dead: u64,
+    /// Orders the destination was deliberately not sent because consent did
+    /// not allow it. They are not expected there, so they are reconciled apart.
+    #[serde(default)]
+    pub withheld_by_consent: Vec<String>,
 }
 
 /// One line of the report: a destination in one currency.
@@ -92,13 +100,14 @@ pub struct ReconcileRow {
     pub destination: String,
     /// Currency.
     pub currency: String,
-    /// Backend orders in this currency.
+    /// Backend orders in this currency the destination should have counted
+    /// (those withheld by consent excluded).
     pub orders: u64,
     /// Purchases the destination counts (distinct transactions, duplicates excluded).
     pub purchases: u64,
     /// `purchases / orders` in basis points (10 000 = 100 %); `None` without orders.
     pub ratio_bp: Option<i64>,
-    /// Backend net revenue (orders minus refunds).
+    /// Backend net revenue of those orders (orders minus refunds).
     pub backend_revenue: Amount,
     /// Net revenue the destination counts (purchases minus refunds).
     pub destination_revenue: Amount,
@@ -112,6 +121,13 @@ pub struct ReconcileRow {
     pub missing: Vec<String>,
     /// Transactions counted that are not backend orders.
     pub unknown: Vec<String>,
+    /// Orders in this currency not sent to the destination because consent did
+    /// not allow it, and not counted there: correct, and outside `orders`.
+    pub withheld_by_consent: Vec<String>,
+    /// Orders reported withheld by consent that the destination counted anyway
+    /// (a consent leak, or a copy sent before consent changed). They stay in
+    /// `orders`, and the row does not match.
+    pub counted_despite_consent: Vec<String>,
     /// Consent drops (from [`DestinationStatus`]).
     pub consent_drops: u64,
     /// Pending deliveries (from [`DestinationStatus`]).
@@ -121,13 +137,15 @@ pub struct ReconcileRow {
 }
 
 impl ReconcileRow {
-    /// Purchase count equals orders, revenue equal to the cent, nothing double counted.
+    /// Purchase count equals orders, revenue equal to the cent, nothing double
+    /// counted, nothing counted that consent withheld.
     pub fn matches(&self) -> bool {
         self.purchases == self.orders
             && self.destination_revenue == self.backend_revenue
             && self.double_counted.is_empty()
             && self.missing.is_empty()
             && self.unknown.is_empty()
+            && self.counted_despite_consent.is_empty()
     }
 }
 
@@ -172,13 +190,24 @@ pub fn reconcile(
     for dest in &names {
         let status = destinations.get(dest).cloned().unwrap_or_default();
         for cur in &currencies {
-            let cur_orders: Vec<&OrderRecord> =
-                orders.iter().filter(|o| o.currency.eq_ignore_ascii_case(cur)).collect();
+            let in_currency = orders.iter().filter(|o| o.currency.eq_ignore_ascii_case(cur));
+            let (withheld, cur_orders): (Vec<&OrderRecord>, Vec<&OrderRecord>) =
+                in_currency.partition(|o| status.withheld_by_consent.contains(&o.order_id));
             let log: Vec<&Delivery> =
                 deliveries.iter().filter(|d| &d.destination == dest && d.currency.eq_ignore_ascii_case(cur)).collect();
-            if cur_orders.is_empty() && log.is_empty() {
+            if cur_orders.is_empty() && withheld.is_empty() && log.is_empty() {
                 continue;
             }
+            let counted_ids: BTreeSet<&str> = log
+                .iter()
+                .filter(|d| !d.duplicate && d.kind == DeliveryKind::Purchase)
+                .map(|d| d.transaction_id.as_str())
+                .collect();
+            // A withheld order the destination counted anyway is expected there after all.
+            let (counted_despite, withheld): (Vec<&OrderRecord>, Vec<&OrderRecord>) =
+                withheld.into_iter().partition(|o| counted_ids.contains(o.order_id.as_str()));
+            let mut cur_orders = cur_orders;
+            cur_orders.extend(counted_despite.iter().copied());
             let backend_revenue: Amount = cur_orders.iter().map(|o| o.net()).sum();
             let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
             let mut revenue = Amount::ZERO;
@@ -227,6 +256,8 @@ pub fn reconcile(
                 double_counted,
                 missing,
                 unknown,
+                withheld_by_consent: withheld.iter().map(|o| o.order_id.clone()).collect(),
+                counted_despite_consent: counted_despite.iter().map(|o| o.order_id.clone()).collect(),
                 consent_drops: status.consent_drops,
                 pending: status.pending,
                 dead: status.dead,
@@ -234,6 +265,58 @@ pub fn reconcile(
         }
     }
     ReconcileReport { rows }
+}
+
+/// `amount` as money in `currency`: the currency's minor unit, exact, then the
+/// code (`10.00 EUR`, `1200 JPY`). A code that is not ISO 4217 gets the shortest
+/// exact form.
+///
+/// ```
+/// use tally_core::{Amount, reconcile::money};
+/// assert_eq!(money(Amount::parse("10").unwrap(), "EUR"), "10.00 EUR");
+/// assert_eq!(money(Amount::parse("10").unwrap(), "jpy"), "10 JPY");
+/// ```
+pub fn money(amount: Amount, currency: &str) -> String {
+    match Currency::parse(currency) {
+        Ok(c) => amount.to_money(c),
+        Err(_) => {
+            let mut s = String::new();
+            amount.write_decimal(&mut s);
+            s.push(' ');
+            s.push_str(currency);
+            s
+        }
+    }
+}
+
+/// Order ids for a report line: the first `shown`, then how many more
+/// (`ORD-1, ORD-2 and 3 more`); `-` when there are none.
+///
+/// ```
+/// use tally_core::reconcile::list_ids;
+/// let ids: Vec<String> = (1..=5).map(|n| format!("ORD-{n}")).collect();
+/// assert_eq!(list_ids(&ids, 2), "ORD-1, ORD-2 and 3 more");
+/// assert_eq!(list_ids(&ids[..1], 2), "ORD-1");
+/// assert_eq!(list_ids(&[], 2), "-");
+/// ```
+pub fn list_ids(ids: &[String], shown: usize) -> String {
+    if ids.is_empty() {
+        return "-".to_owned();
+    }
+    let mut s = String::new();
+    for (i, id) in ids.iter().take(shown.max(1)).enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(id);
+    }
+    let more = ids.len().saturating_sub(shown.max(1));
+    if more > 0 {
+        s.push_str(" and ");
+        crate::json::push_u64(&mut s, more as u64);
+        s.push_str(" more");
+    }
+    s
 }
 
 /// A problem reading an orders export.
@@ -363,7 +446,10 @@ mod tests {
             refund("B", Some("10.25"), "USD"),
         ];
         let mut st = BTreeMap::new();
-        st.insert("google_ads".to_owned(), DestinationStatus { consent_drops: 2, pending: 1, dead: 0 });
+        st.insert(
+            "google_ads".to_owned(),
+            DestinationStatus { consent_drops: 2, pending: 1, dead: 0, ..Default::default() },
+        );
         let r = reconcile(&orders, &log, &st);
         assert_eq!(r.rows.len(), 2);
         assert!(r.all_match(), "{r:?}");
@@ -390,6 +476,55 @@ mod tests {
         assert_eq!(ga4.purchases, 0);
         assert_eq!(ga4.ratio_bp, Some(0));
         assert_eq!(ga4.revenue_mismatch_bp, Some(-10_000));
+    }
+
+    #[test]
+    fn orders_withheld_by_consent_are_apart_and_the_rest_reconciles() {
+        let orders = vec![order("A", "10", "EUR"), order("B", "20", "EUR"), order("C", "5", "USD")];
+        let log = vec![purchase("meta", "A", "10", "EUR", false)];
+        let mut st = BTreeMap::new();
+        let withheld = vec!["B".to_owned(), "C".to_owned()];
+        st.insert("meta".to_owned(), DestinationStatus { withheld_by_consent: withheld, ..Default::default() });
+        let r = reconcile(&orders, &log, &st);
+        let eur = r.row("meta", "EUR").unwrap();
+        assert!(eur.matches(), "{eur:?}");
+        assert_eq!((eur.orders, eur.purchases), (1, 1));
+        assert_eq!(eur.backend_revenue, amt("10"));
+        assert_eq!(eur.revenue_mismatch_bp, Some(0));
+        assert_eq!(eur.withheld_by_consent, vec!["B".to_owned()]);
+        assert!(eur.missing.is_empty());
+        let usd = r.row("meta", "USD").unwrap();
+        assert!(usd.matches(), "a currency with only withheld orders matches: {usd:?}");
+        assert_eq!((usd.orders, usd.withheld_by_consent.len()), (0, 1));
+        assert_eq!(usd.revenue_mismatch_bp, None);
+    }
+
+    #[test]
+    fn a_withheld_order_the_destination_counted_anyway_does_not_match() {
+        let orders = vec![order("A", "10", "EUR")];
+        let log = vec![purchase("meta", "A", "10", "EUR", false)];
+        let mut st = BTreeMap::new();
+        st.insert(
+            "meta".to_owned(),
+            DestinationStatus { withheld_by_consent: vec!["A".to_owned()], ..Default::default() },
+        );
+        let row = reconcile(&orders, &log, &st).rows.remove(0);
+        assert!(!row.matches(), "{row:?}");
+        assert_eq!(row.counted_despite_consent, vec!["A".to_owned()]);
+        assert!(row.withheld_by_consent.is_empty());
+        assert_eq!((row.orders, row.purchases), (1, 1));
+    }
+
+    #[test]
+    fn money_and_id_lists_for_people() {
+        assert_eq!(money(amt("10"), "EUR"), "10.00 EUR");
+        assert_eq!(money(amt("158.9"), "eur"), "158.90 EUR");
+        assert_eq!(money(amt("1500"), "JPY"), "1500 JPY");
+        assert_eq!(money(amt("1.5"), "ZZZ"), "1.5 ZZZ");
+        let ids: Vec<String> = ["A", "B", "C"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(list_ids(&ids, 3), "A, B, C");
+        assert_eq!(list_ids(&ids, 2), "A, B and 1 more");
+        assert_eq!(list_ids(&ids, 0), "A and 2 more");
     }
 
     #[test]

@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn vectors() {
-        // destinations.md §7.3: 2026-05-01T20:32:45Z
+        // 2026-05-01T20:32:45Z, worked out by hand
         let ms = 1_777_667_565_000;
         assert_eq!(parse_rfc3339("2026-05-01T20:32:45Z").unwrap(), ms);
         assert_eq!(google_ads_datetime(ms, 0), "2026-05-01 20:32:45+00:00");

@@ -3,7 +3,7 @@
 //! Raw data is what a site hands over; it never leaves the browser or the
 //! server unhashed unless the caller opts in. [`UserData::hashed`] turns it
 //! into one [`HashedUserData`] holding each destination family's own
-//! normalisation (Google and Meta differ: destinations.md §1.2).
+//! normalisation (Google and Meta differ: <https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>).
 
 use crate::prelude::*;
 use serde::{Deserialize, Serialize};

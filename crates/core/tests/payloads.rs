@@ -1,7 +1,13 @@
 //! Destination payloads end to end: one canonical order (ORD-1001) built for
 //! every destination and compared, as parsed JSON, with the documents in
-//! `tests/data/payloads/` (modelled on destinations.md §3.6, §3.8, §4.10,
-//! §6.1, §6.2 and trackbridge.md §18, §19.1, with Tally's ids: the purchase's
+//! `tests/data/payloads/`, modelled on the vendors' documented requests
+//! (<https://developers.google.com/google-ads/api/docs/conversions/upload-clicks>,
+//! <https://developers.google.com/google-ads/api/docs/conversions/upload-adjustments>,
+//! <https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api>,
+//! <https://business-api.tiktok.com/portal/docs?id=1771100865818625>,
+//! <https://servoki.com/docs/server-events/>,
+//! <https://docs.rokt.com/developers/integration-guides/rokt-ads/event-api/>) and on
+//! Tally's own webhook contract, with Tally's ids: the purchase's
 //! event id `60a891b9-…` is sha256("tally.event-id.v1\0purchase\0ORD-1001")
 //! as a UUIDv8, computed independently in Python).
 //!
@@ -104,7 +110,7 @@ fn google_ads_click_conversion() {
 
 #[test]
 fn google_ads_restatement() {
-    // destinations.md §3.8: 129.99 refunded down to 70 on 2026-05-03 09:00 UTC.
+    // https://developers.google.com/google-ads/api/docs/conversions/upload-adjustments: 129.99 refunded down to 70 on 2026-05-03 09:00 UTC.
     let mut r = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), 1_777_798_800_000);
     r.value = Some(Amount::parse("59.99").unwrap());
     r.original_value = Some(Amount::parse("129.99").unwrap());

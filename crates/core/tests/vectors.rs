@@ -1,5 +1,5 @@
 //! Golden vectors for normalisation and hashing, from
-//! destinations.md §2.6, §3.9, §4.4, §7.3 and trackbridge.md §3
+//! <https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.google.com/google-ads/api/docs/conversions/upload-identifiers>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters> and <https://github.com/trackbridge/sdk>
 //! (data in `tests/data/hash_vectors.json`).
 
 use base64::Engine as _;
@@ -103,7 +103,7 @@ fn wrong_forms_are_not_produced() {
 
 #[test]
 fn python_example_phone_is_not_e164() {
-    // destinations.md §3.9: google-ads-python hashes "+1 800 5550102" with its spaces.
+    // https://developers.google.com/google-ads/api/docs/conversions/upload-identifiers: google-ads-python hashes "+1 800 5550102" with its spaces.
     let wrong = "5b0ab2d6e32d4073681bf36498ad2d32f7a1289629710fe0052f300af19646dc";
     assert_eq!(sha256_hex("+1 800 5550102"), wrong);
     let ours = google_phone("+1 800 5550102", None).unwrap();
@@ -148,7 +148,7 @@ fn nfc_and_nfd_inputs_give_the_same_digest() {
             }
         }
         if let Some(prefix) = opt(v, "nfd_raw_sha256_prefix") {
-            // What a hasher without NFC would send (destinations.md §1.1).
+            // What a hasher without NFC would send (https://developers.google.com/analytics/devguides/collection/ga4/uid-data, https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters).
             let lowered = decomposed.to_lowercase();
             assert!(sha256_hex(&lowered).starts_with(prefix));
             assert_ne!(sha256_hex(&lowered), h);
@@ -177,7 +177,7 @@ fn without_unicode_the_caller_passes_nfc() {
 
 #[test]
 fn turkish_dotted_capital_i_is_lowercased_without_locale() {
-    // trackbridge.md §3 locale pins: str::to_lowercase gives i + U+0307.
+    // https://github.com/trackbridge/sdk locale pins: str::to_lowercase gives i + U+0307.
     assert_eq!(google_city("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
     assert_eq!(meta_city("\u{130}STANBUL").as_deref(), Some("i\u{307}stanbul"));
     assert_eq!(google_name("AYDIN").as_deref(), Some("aydin"));

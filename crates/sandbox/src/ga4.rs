@@ -1,4 +1,4 @@
-//! A GA4 Measurement Protocol stand-in (destinations.md §2).
+//! A GA4 Measurement Protocol stand-in (<https://developers.google.com/analytics/devguides/collection/protocol/ga4/sending-events>).
 //!
 //! Like the real `/mp/collect` it answers 204 to everything well-formed
 //! enough to read, and silently drops what breaks the rules — here the drop

@@ -1,4 +1,4 @@
-//! A Google Ads API stand-in (destinations.md §3): `:uploadClickConversions`,
+//! A Google Ads API stand-in (<https://developers.google.com/google-ads/api/docs/conversions/upload-clicks>): `:uploadClickConversions`,
 //! `:uploadConversionAdjustments`, and the OAuth 2.0 token endpoint.
 //!
 //! Routes, under the mount point (`/google-ads`):

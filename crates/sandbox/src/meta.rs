@@ -1,4 +1,4 @@
-//! A Meta Conversions API stand-in (destinations.md §4):
+//! A Meta Conversions API stand-in (<https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api>):
 //! `POST /{version}/{pixel_id}/events?access_token=…` under `/meta`.
 //!
 //! Checks, like Graph: a supported version (`v23.0`…`v26.0`), a numeric pixel

@@ -1,4 +1,4 @@
-//! A Rokt Event API v2 stand-in (trackbridge.md §19.1): `POST /v2/events`
+//! A Rokt Event API v2 stand-in (<https://docs.rokt.com/developers/integration-guides/rokt-ads/event-api/>): `POST /v2/events`
 //! under `/rokt`.
 //!
 //! Checks: `Authorization: Basic base64("rpub-…:rsec-…")` matching the

@@ -1,4 +1,4 @@
-//! A Servoki-style server-events stand-in (trackbridge.md §18):
+//! A Servoki-style server-events stand-in (<https://servoki.com/docs/server-events/>):
 //! `POST /api/events/server` under `/servoki`.
 //!
 //! Checks `Authorization: Bearer <api key>` (401 otherwise), a JSON body with

@@ -1,4 +1,4 @@
-//! A TikTok Events API 2.0 stand-in (destinations.md §6.1):
+//! A TikTok Events API 2.0 stand-in (<https://business-api.tiktok.com/portal/docs?id=1771100865818625>):
 //! `POST /open_api/v1.3/event/track/` under `/tiktok`.
 //!
 //! Like TikTok it answers HTTP 200 with a `code` for most outcomes: `0`

@@ -1,4 +1,4 @@
-//! A webhook / warehouse receiver (destinations.md §6.2): `POST /{sink}` under
+//! A webhook / warehouse receiver (Tally's own webhook contract): `POST /{sink}` under
 //! `/webhook`, one sink per name.
 //!
 //! It does what a careful receiver does: checks `Content-Type: application/json`,

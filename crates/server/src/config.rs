@@ -86,8 +86,14 @@ impl Ga4Config {
                 hint: "the G-… id of your web data stream",
             });
         }
-        core_ga4::validate_measurement_id(self.measurement_id.trim())
-            .map_err(|e| ConfigError::Invalid { setting: "ga4.measurement_id", reason: e.to_string() })?;
+        core_ga4::validate_measurement_id(self.measurement_id.trim()).map_err(|e| ConfigError::Invalid {
+            setting: "ga4.measurement_id",
+            // The core error names the setting too; keep only its reason.
+            reason: match e {
+                tally_core::Error::Invalid { reason, .. } => format!("{:?}: {reason}", self.measurement_id),
+                other => other.to_string(),
+            },
+        })?;
         if self.api_secret.trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "ga4.api_secret",
@@ -879,7 +885,8 @@ impl ServerTrackerBuilder {
         self
     }
 
-    /// How long a worker holds a key or an entry before another may take over (default 60 s).
+    /// How long a worker holds a key or an entry before another may take over
+    /// (default 30 s, [`LEASE`](crate::tracker::LEASE); keep it above the request timeout).
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
         self

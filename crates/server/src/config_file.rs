@@ -345,6 +345,54 @@ pub fn resolve(setting: &'static str, value: &str) -> Result<String, ConfigError
     }
 }
 
+/// A listen address `tally serve` can bind: `host:port`, the host an IP address
+/// (`[…]` around IPv6) or a name such as `localhost`.
+fn check_listen(listen: &str) -> Result<(), ConfigError> {
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    let named = listen.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && host.bytes().all(name_char)
+            && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && port.parse::<u16>().is_ok()
+    });
+    if named || listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        setting: "server.listen",
+        reason: format!(
+            "{listen:?}: expected host:port such as 127.0.0.1:8787, 0.0.0.0:8787 (every interface) or [::1]:8787"
+        ),
+    })
+}
+
+/// An allowed origin as browsers send it in the `Origin` header, which the
+/// collector compares exactly: `scheme://host[:port]`, lower case, no path, no
+/// trailing slash, no default port.
+fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { setting: "collector.allowed_origins", reason };
+    let web = reqwest::Url::parse(origin).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if let Some(url) = web {
+        let sent = url.origin().ascii_serialization();
+        return if sent == origin {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "{origin:?}: browsers send this origin as {sent:?} (scheme://host[:port], no path or trailing slash), write that"
+            )))
+        };
+    }
+    let bare = origin.trim().trim_end_matches('/');
+    let local = bare.starts_with("localhost") || bare.starts_with("127.");
+    let guess = if bare.contains("://") {
+        None
+    } else {
+        reqwest::Url::parse(&format!("{}://{bare}", if local { "http" } else { "https" })).ok()
+    };
+    let example = guess.map_or_else(|| "https://shop.example".to_owned(), |u| u.origin().ascii_serialization());
+    Err(invalid(format!("{origin:?} is not an origin: write scheme://host[:port], such as {example:?}")))
+}
+
 impl TallyConfig {
     /// Parses TOML; the error says which line and key are wrong.
     pub fn from_toml(text: &str) -> Result<TallyConfig, ConfigError> {
@@ -558,9 +606,12 @@ impl TallyConfig {
         Ok(b)
     }
 
-    /// The collector settings.
+    /// The collector settings. Checks `server.listen` and `collector.allowed_origins`
+    /// too, since a wrong one would leave every browser request unanswered or refused.
     pub fn collector_config(&self) -> Result<CollectorConfig, ConfigError> {
+        check_listen(&self.server.listen)?;
         let c = &self.collector;
+        c.allowed_origins.iter().try_for_each(|o| check_origin(o))?;
         let secrets = c
             .server_secrets
             .iter()

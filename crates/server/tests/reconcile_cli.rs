@@ -39,7 +39,7 @@ fn matching_log_exits_zero_and_maps_google_order_keys() {
     );
     let (code, out) = run(orders, &log);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("| ga4 | EUR | 2 | 2 | 100.00 % | 25 | 25 | 0.00 % | 1 | 0 | 0 |"), "{out}");
+    assert!(out.contains("| ga4 | EUR | 2 | 2 | 100.00 % | 25.00 EUR | 25.00 EUR | 0.00 % | 1 | - | - |"), "{out}");
 }
 
 #[test]
@@ -48,5 +48,29 @@ fn missing_purchase_exits_three_and_shows_the_gap() {
     let log = "{\"destination\":\"meta\",\"kind\":\"purchase\",\"transaction_id\":\"ORD-1\",\"value\":10,\"currency\":\"EUR\"}\n";
     let (code, out) = run(orders, log);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("| meta | EUR | 2 | 1 | 50.00 % | 20 | 10 | -50.00 % | 0 | 1 | 0 |"), "{out}");
+    assert!(
+        out.contains("| meta | EUR | 2 | 1 | 50.00 % | 20.00 EUR | 10.00 EUR | -50.00 % | 0 | ORD-2 | - |"),
+        "{out}"
+    );
+}
+
+#[test]
+fn money_has_the_currency_minor_unit_and_missing_orders_are_listed_by_id() {
+    let mut orders = String::from("order_id,value,currency\n");
+    for n in 1..=8 {
+        orders.push_str(&format!("JP-{n},1000,JPY\n"));
+    }
+    orders.push_str("KW-1,1.5,KWD\n");
+    let log = "{\"destination\":\"meta\",\"kind\":\"purchase\",\"transaction_id\":\"JP-8\",\"value\":1000,\"currency\":\"JPY\"}\n\
+               {\"destination\":\"meta\",\"kind\":\"purchase\",\"transaction_id\":\"ZZ-9\",\"value\":1.5,\"currency\":\"KWD\"}\n";
+    let (code, out) = run(&orders, log);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("| meta | JPY | 8 | 1 | 12.50 % | 8000 JPY | 1000 JPY | -87.50 % | 0 | JP-1, JP-2, JP-3, JP-4, JP-5 and 2 more | - |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| meta | KWD | 1 | 1 | 100.00 % | 1.500 KWD | 1.500 KWD | 0.00 % | 0 | KW-1 | ZZ-9 |"),
+        "{out}"
+    );
 }

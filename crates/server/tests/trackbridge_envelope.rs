@@ -1,4 +1,4 @@
-//! A Trackbridge-format context envelope (trackbridge.md §7) handed to
+//! A Trackbridge-format context envelope (<https://docs.trackbridge.dev/sdk/concepts/context-envelope/>) handed to
 //! `from_context` delivers: its client id, session, user id, click id and
 //! consent bind every helper, and its raw `userData` is normalised and hashed
 //! by the tracker — the raw values never leave.
@@ -13,7 +13,7 @@ use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
 use tally_server::{Ga4Config, GoogleAdsConfig, Outcome, PurchaseInput, ServerTracker, SignUpInput, SkipReason};
 
-/// The envelope of trackbridge.md §7, byte for byte except the gclid: the
+/// The envelope of <https://docs.trackbridge.dev/sdk/concepts/context-envelope/>, byte for byte except the gclid: the
 /// document abbreviates it as `Cj0KCQ...`, which is not a decodable click id.
 const TRACKBRIDGE_ENVELOPE: &str = r#"{ "v": 1, "createdAt": 1777700000000, "clientId": "1234567890.1777000000", "sessionId": "1777699000",
   "userId": "user_42", "clickIds": { "gclid": "Cj0KCQjw3tCyBhDBARIsAEY0XNk" },

@@ -1,4 +1,4 @@
-//! destinations.md §6 against the local sandboxes (loopback only): the shop's
+//! Tally's webhook contract and TikTok's Events API against the local sandboxes (loopback only): the shop's
 //! own signed webhook / warehouse sinks, and the optional TikTok Events API.
 
 mod support;

@@ -2,10 +2,11 @@
 //! event, under which consent, with which parameters.
 //!
 //! gtag.js ignores arrays pushed onto `dataLayer` by anyone but itself
-//! (trackbridge.md §16.1), so the browser calls `window.gtag(...)` and
-//! `window.fbq(...)` as functions, with the same event id the server sends:
-//! GA4's `transaction_id`, Ads' `transaction_id` and Meta's `eventID`, so each
-//! platform deduplicates the browser and server copies.
+//! (<https://github.com/google/site-kit-wp/issues/1181>), so the browser calls `window.gtag(...)` and
+//! `window.fbq(...)` as functions, with the same ids the server sends: the
+//! order id as GA4's and Ads' `transaction_id` (the order key with
+//! `orderId: 'hashed'`) and the event id as Meta's `eventID`, so each platform
+//! deduplicates the browser and server copies.
 //!
 //! GA4 event parameters come from [`for_each_ga4_param`], the field list the
 //! Measurement Protocol builder (`destinations::ga4::event_params`) uses too; a

@@ -1,4 +1,4 @@
-//! GA4 Measurement Protocol requests (destinations.md §2).
+//! GA4 Measurement Protocol requests (<https://developers.google.com/analytics/devguides/collection/protocol/ga4/sending-events>).
 
 use serde::Serialize;
 use serde_json::{Map, Number, Value};

@@ -1,5 +1,5 @@
 //! Google Ads API: offline click conversions and conversion adjustments
-//! (destinations.md §3.4–3.8, §3.11).
+//! (<https://developers.google.com/google-ads/api/docs/conversions/upload-clicks>, <https://developers.google.com/google-ads/api/docs/conversions/upload-adjustments>).
 //!
 //! * Purchases (or whichever event a [`AdsTarget`] is configured for) become
 //!   [`ClickConversion`]s for `:uploadClickConversions`.
@@ -31,7 +31,7 @@ use crate::time::google_ads_datetime;
 
 /// Google Ads API host.
 pub const DEFAULT_BASE_URL: &str = "https://googleads.googleapis.com";
-/// The API version used unless the caller pins another (destinations.md §3.1).
+/// The API version used unless the caller pins another (<https://developers.google.com/google-ads/api/docs/sunset-dates>).
 pub const DEFAULT_API_VERSION: &str = "v26";
 /// Google's OAuth 2.0 token endpoint (refresh-token grant).
 pub const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -918,7 +918,7 @@ mod tests {
 
     #[test]
     fn canonical_click_conversion() {
-        // destinations.md §3.6, with orderId = the order key.
+        // https://developers.google.com/google-ads/api/docs/conversions/upload-clicks, with orderId = the order key.
         let e = purchase();
         let b = build(std::slice::from_ref(&e), &ctx(), &target()).unwrap();
         assert!(b.skipped.is_empty());
@@ -997,7 +997,7 @@ mod tests {
 
     #[test]
     fn refunds_become_adjustments() {
-        // destinations.md §3.8: 129.99 → restated to 70.
+        // https://developers.google.com/google-ads/api/docs/conversions/upload-adjustments: 129.99 → restated to 70.
         let partial = refund("59.99", Some("129.99"));
         let full = refund("129.99", Some("129.99"));
         let b = build(&[partial.clone(), full], &ctx(), &target()).unwrap();

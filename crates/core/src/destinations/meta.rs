@@ -1,4 +1,4 @@
-//! Meta Conversions API requests (destinations.md §4).
+//! Meta Conversions API requests (<https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api>).
 //!
 //! Meta rejects a whole request when one event in it is invalid, so every
 //! event is checked here first and a bad one goes to `skipped` instead of
@@ -510,7 +510,7 @@ pub fn parse_error(body: &str) -> Option<MetaError> {
     serde_json::from_str::<MetaErrorBody>(body).ok().map(|b| b.error)
 }
 
-/// What to do after a failed call (destinations.md §4.7, §7.2).
+/// What to do after a failed call (<https://developers.facebook.com/docs/graph-api/guides/error-handling>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaErrorClass {
     /// Try again with backoff: 5xx, 429, codes 1, 2, 4, 17, 32, 341, or `is_transient`.
@@ -623,7 +623,7 @@ mod tests {
 
     #[test]
     fn canonical_request() {
-        // destinations.md §4.10, with Tally's event id and order id.
+        // https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api, with Tally's event id and order id.
         let e = purchase();
         let config = MetaConfig { test_event_code: Some("TEST123".into()), ..Default::default() };
         let b = build(std::slice::from_ref(&e), &ctx(), &config).unwrap();

@@ -1,5 +1,5 @@
 //! Rokt Event API v2 requests (legacy `POST https://api.rokt.com/v2/events`,
-//! trackbridge.md §19.1).
+//! <https://docs.rokt.com/developers/integration-guides/rokt-ads/event-api/>).
 //!
 //! Every event goes as `eventType: "conversion"` (which triggers Rokt's
 //! attribution) with `conversiontype` naming the Tally event.
@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn canonical_request() {
-        // trackbridge.md §19.1, with Tally's event id and hashed email.
+        // https://docs.rokt.com/developers/integration-guides/rokt-ads/event-api/, with Tally's event id and hashed email.
         let e = purchase();
         let b = build(std::slice::from_ref(&e), &ctx(), &config()).unwrap();
         let got = serde_json::to_value(&b.requests[0]).unwrap();

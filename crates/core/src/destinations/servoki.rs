@@ -1,5 +1,5 @@
 //! Servoki-style server events (`POST https://servoki.com/api/events/server`,
-//! trackbridge.md §18): first-party analytics, one event per request.
+//! <https://servoki.com/docs/server-events/>): first-party analytics, one event per request.
 //!
 //! `event_id` is [`Event::id`]: Servoki counts repeated ids once, so retries
 //! and the browser's copy of a purchase do not double-count.
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn canonical_body() {
-        // trackbridge.md §18, with Tally's event id.
+        // https://servoki.com/docs/server-events/, with Tally's event id.
         let e = purchase();
         let b = build(std::slice::from_ref(&e), &ctx(), &config()).unwrap();
         let got = serde_json::to_value(&b.requests[0]).unwrap();

@@ -1,4 +1,4 @@
-//! TikTok Events API 2.0 requests (`POST /open_api/v1.3/event/track/`, destinations.md §6.1).
+//! TikTok Events API 2.0 requests (`POST /open_api/v1.3/event/track/`, <https://business-api.tiktok.com/portal/docs?id=1771100865818625>).
 //!
 //! `event_id` is [`Event::id`], the key the browser's `ttq.track(…, {event_id})`
 //! sends, so TikTok deduplicates the two. Email is hashed the way Meta does it
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn canonical_request() {
-        // destinations.md §6.1, with Tally's event id.
+        // https://business-api.tiktok.com/portal/docs?id=1771100865818625, with Tally's event id.
         let e = purchase();
         let b = build(std::slice::from_ref(&e), &ctx(), &config()).unwrap();
         let got = serde_json::to_value(&b.requests[0]).unwrap();

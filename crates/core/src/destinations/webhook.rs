@@ -1,4 +1,4 @@
-//! The shop's own webhook or warehouse sink (destinations.md §6.2): the
+//! The shop's own webhook or warehouse sink (Tally's own contract, not a vendor API): the
 //! canonical event as versioned JSON, one event per request, signed.
 //!
 //! * Body: [`WebhookRecord`] (`schema_version` `"1"`), snake_case.

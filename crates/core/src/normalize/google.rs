@@ -1,5 +1,5 @@
 //! Google normalisation: Google Ads enhanced conversions and GA4 Measurement
-//! Protocol `user_data` (destinations.md §1.2, §1.4, §2.6, §3.9).
+//! Protocol `user_data` (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>, <https://developers.google.com/google-ads/api/docs/conversions/upload-identifiers>).
 //!
 //! Email, phone, names and street are hashed afterwards; city, region,
 //! postal code and country are sent plain, so their normalisers return

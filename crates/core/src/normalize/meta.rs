@@ -1,5 +1,5 @@
 //! Meta Conversions API normalisation of customer information parameters
-//! (destinations.md §1.2, §1.4, §4.4, §4.4.1). Every Meta field is hashed
+//! (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>, <https://github.com/facebook/facebook-nodejs-business-sdk>). Every Meta field is hashed
 //! afterwards. No gmail rules for Meta.
 
 use super::common::{

@@ -1,7 +1,7 @@
 //! Per-destination normalisation of user data before hashing.
 //!
 //! Google, Meta and TikTok normalise the same raw value differently
-//! (destinations.md §1.2): Google removes gmail dots and writes phones as
+//! (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>): Google removes gmail dots and writes phones as
 //! E.164 with `+`; Meta keeps gmail dots, writes phones as digits without `+`
 //! and hashes city, state, zip and country, which Google wants plain. Each
 //! rule is one function here returning the normalised value, or `None` when

@@ -1,4 +1,4 @@
-//! TikTok Events API normalisation (destinations.md §1.2, §6.1): email as
+//! TikTok Events API normalisation (<https://developers.google.com/analytics/devguides/collection/ga4/uid-data>, <https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters>, <https://business-api.tiktok.com/portal/docs?id=1771100865818625>): email as
 //! Meta does it (trim, lowercase, no gmail rules), phone as Google does it
 //! (E.164 with `+`), `external_id` trimmed and lowercased. All hashed afterwards.
 

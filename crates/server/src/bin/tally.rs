@@ -2,20 +2,26 @@
 //!
 //! ```text
 //! tally serve [--config tally.toml]   run the collector (settings from the file, else TALLY_* variables)
-//! tally check [--config tally.toml]   validate the configuration and exit
+//! tally check [--config tally.toml]   validate the configuration and exit (writes nothing)
 //! tally reconcile --orders orders.csv|orders.json --deliveries log.json [--json]
 //!                                     backend orders vs what each destination counted
+//! tally help | --help | -h            the usage; tally --version | -V: the version
 //! ```
+//!
+//! Help and version need no configuration; an unknown command is named, with the real ones.
 //!
 //! `reconcile` reads orders as CSV (`order_id,value,currency[,refunded]`) or a
 //! JSON array of `{order_id, value, currency, refunded?}`, and a delivery log as a
 //! JSON array (or one JSON object per line) of `{destination, kind: "purchase"|"refund",
 //! transaction_id, value?, currency, duplicate?}`. Transaction ids may be the order
 //! ids or the keys Tally sent to Google (`EventId::order_key`); both are matched.
-//! It prints one row per destination and currency and exits with status 3 when
-//! any row does not match (count, revenue to the cent, no double counting).
+//! It prints one row per destination and currency, money in the currency's minor
+//! unit (`10.00 EUR`, `1200 JPY`) and the missing and unknown orders by id (the
+//! first five, then how many more), and exits with status 3 when any row does
+//! not match (count, revenue to the cent, no double counting).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +32,63 @@ use tally_server::config_file::TallyConfig;
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 
+/// The subcommands, in the order the help lists them.
+const COMMANDS: [&str; 4] = ["serve", "check", "reconcile", "help"];
+
+const USAGE: &str = "\
+usage: tally <command> [options]
+
+commands:
+  serve [--config tally.toml]   run the first-party collector (POST /collect); without --config
+                                the settings come from TALLY_* environment variables
+  check [--config tally.toml]   validate the configuration and exit; writes nothing
+  reconcile --orders <orders.csv|orders.json> --deliveries <log.json|log.jsonl> [--json]
+                                compare your order export with what each destination counted,
+                                per currency (exit status 3 when anything does not match)
+  help                          print this help (also -h, --help)
+
+  --version                     print the version (also -V)
+";
+
+/// What the command line asks for, read before any configuration is loaded.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    Help,
+    Version,
+    Serve(&'a [String]),
+    Check(&'a [String]),
+    Reconcile(&'a [String]),
+    /// Nothing given: the usage goes to stderr.
+    Missing,
+    Unknown(&'a str),
+}
+
+fn parse_command(args: &[String]) -> Command<'_> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Command::Missing;
+    };
+    let wants_help = rest.iter().any(|a| a == "--help" || a == "-h");
+    match cmd.as_str() {
+        "help" | "--help" | "-h" => Command::Help,
+        "--version" | "-V" | "version" => Command::Version,
+        "serve" | "check" | "reconcile" if wants_help => Command::Help,
+        "serve" => Command::Serve(rest),
+        "check" => Command::Check(rest),
+        "reconcile" => Command::Reconcile(rest),
+        other => Command::Unknown(other),
+    }
+}
+
 fn usage() -> ExitCode {
-    eprintln!(
-        "usage: tally <serve|check> [--config tally.toml]\n       tally reconcile --orders <csv|json> --deliveries <json> [--json]"
-    );
+    eprint!("{USAGE}");
     ExitCode::from(2)
 }
 
+/// How many order ids a `missing` or `unknown` cell lists before "and N more".
+const SHOWN_IDS: usize = 5;
+
 fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
-    use tally_core::reconcile::{Delivery, OrderRecord, parse_orders_csv, reconcile};
+    use tally_core::reconcile::{Delivery, OrderRecord, list_ids, money, parse_orders_csv, reconcile};
     let mut orders_path = None;
     let mut log_path = None;
     let mut json_out = false;
@@ -97,12 +151,12 @@ fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
                 r.orders,
                 r.purchases,
                 pct(r.ratio_bp),
-                r.backend_revenue,
-                r.destination_revenue,
+                money(r.backend_revenue, &r.currency),
+                money(r.destination_revenue, &r.currency),
                 pct(r.revenue_mismatch_bp),
                 r.duplicates,
-                r.missing.len(),
-                r.unknown.len()
+                list_ids(&r.missing, SHOWN_IDS),
+                list_ids(&r.unknown, SHOWN_IDS)
             );
         }
     }
@@ -120,16 +174,70 @@ fn load(args: &[String]) -> Result<TallyConfig, String> {
     }
 }
 
-fn tracker(cfg: &TallyConfig) -> Result<ServerTracker, String> {
+/// Whether the configuration is only checked or served: a check writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Check,
+    Serve,
+}
+
+/// The folder a SQLite database at `db` needs that does not exist yet (`None`
+/// when it exists), or why none can be made there. Reads the file system only.
+fn missing_sqlite_folder(db: &Path) -> Result<Option<PathBuf>, String> {
+    if db.as_os_str().is_empty() {
+        return Err("server.store: sqlite: needs a file path, e.g. sqlite:/var/lib/tally/tally.db".into());
+    }
+    if db.is_dir() {
+        return Err(format!(
+            "server.store: {} is a folder; name the database file in it, e.g. sqlite:{}",
+            db.display(),
+            db.join("tally.db").display()
+        ));
+    }
+    let folder = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if folder.is_dir() {
+        return Ok(None);
+    }
+    match folder.ancestors().skip(1).find(|a| a.exists()) {
+        Some(a) if !a.is_dir() => Err(format!(
+            "server.store: the folder {} cannot be made because {} is a file, not a folder",
+            folder.display(),
+            a.display()
+        )),
+        _ => Ok(Some(folder.to_path_buf())),
+    }
+}
+
+/// The tracker `cfg` describes. A check opens no SQLite file (so creates
+/// none); serving creates the database's folder when it is missing.
+fn tracker(cfg: &TallyConfig, mode: Mode) -> Result<ServerTracker, String> {
     let b = cfg.tracker_builder().map_err(|e| e.to_string())?;
     let store = cfg.server.store.as_str();
     let cap = cfg.server.outbox_capacity;
     let b = if store == "memory" {
         b
     } else if let Some(path) = store.strip_prefix("sqlite:") {
-        let s = SqliteStore::open(path, cap).map_err(|e| format!("server.store: {e}"))?;
-        b.durable(Arc::new(s))
+        let db = Path::new(path);
+        let missing = missing_sqlite_folder(db)?;
+        if mode == Mode::Check {
+            if let Some(folder) = missing {
+                println!("tally: note: the folder {} does not exist yet; tally serve creates it", folder.display());
+            }
+            b
+        } else {
+            if let Some(folder) = missing {
+                std::fs::create_dir_all(&folder)
+                    .map_err(|e| format!("server.store: cannot create the folder {}: {e}", folder.display()))?;
+                println!("tally: created the folder {} for the SQLite database", folder.display());
+            }
+            let s = SqliteStore::open(db, cap).map_err(|e| format!("server.store: {e}"))?;
+            b.durable(Arc::new(s))
+        }
     } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        // Connecting only sends PING, so a check writes nothing here either.
         let s = RedisStore::connect(store, "tally", cap).map_err(|e| format!("server.store: {e}"))?;
         b.durable(Arc::new(s))
     } else {
@@ -144,30 +252,44 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        return usage();
+    let (mode, config_args) = match parse_command(&args) {
+        Command::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("tally {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Missing => return usage(),
+        Command::Unknown(other) => {
+            eprintln!("tally: unknown command {other:?}; the commands are {} (see tally --help)", COMMANDS.join(", "));
+            return ExitCode::from(2);
+        }
+        Command::Reconcile(rest) => {
+            return match reconcile_cmd(rest) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("tally: some destinations do not match the backend orders");
+                    ExitCode::from(3)
+                }
+                Err(e) => {
+                    eprintln!("tally: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Serve(rest) => (Mode::Serve, rest),
+        Command::Check(rest) => (Mode::Check, rest),
     };
-    if cmd == "reconcile" {
-        return match reconcile_cmd(&args[1..]) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => {
-                eprintln!("tally: some destinations do not match the backend orders");
-                ExitCode::from(3)
-            }
-            Err(e) => {
-                eprintln!("tally: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let cfg = match load(&args[1..]) {
+    let cfg = match load(config_args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tally: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let built = tracker(&cfg).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
+    let built = tracker(&cfg, mode).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
     let (tracker, collector_cfg) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -175,18 +297,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cmd.as_str() {
-        "check" => {
-            println!(
-                "tally: configuration ok ({} destination(s): {})",
-                tracker.destination_names().len(),
-                tracker.destination_names().join(", ")
-            );
-            ExitCode::SUCCESS
-        }
-        "serve" => serve(&cfg, tracker, collector_cfg).await,
-        _ => usage(),
+    if mode == Mode::Serve {
+        return serve_collector(&cfg, tracker, collector_cfg).await;
     }
+    println!(
+        "tally: configuration ok ({} destination(s): {})",
+        tracker.destination_names().len(),
+        tracker.destination_names().join(", ")
+    );
+    ExitCode::SUCCESS
 }
 
 /// Where the queue lives, said at start: a memory store loses it on restart.
@@ -203,7 +322,11 @@ fn store_note(store: &str) -> String {
     }
 }
 
-async fn serve(cfg: &TallyConfig, tracker: ServerTracker, collector_cfg: collector::CollectorConfig) -> ExitCode {
+async fn serve_collector(
+    cfg: &TallyConfig,
+    tracker: ServerTracker,
+    collector_cfg: collector::CollectorConfig,
+) -> ExitCode {
     let app = collector::serve_router(tracker.clone(), collector_cfg);
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
         Ok(l) => l,
