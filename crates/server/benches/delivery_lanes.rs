@@ -202,6 +202,23 @@ async fn drain_cell(dest: Dest, latency_ms: u64, n: usize, per_request: usize) -
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // First, while the process is fresh: its peak RSS is then the backlog's.
+    let backlog: usize = std::env::var("TALLY_BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let s = setup(Dest::Meta, "rss", backlog + 1000).await;
+    s.sandbox.meta.faults.set(Mode::Down);
+    let rss_before = peak_rss_mib();
+    let started = Instant::now();
+    ingest(&s.url, backlog, 50, "rss").await;
+    let ingest_s = started.elapsed().as_secs_f64();
+    let queued = s.tracker.outbox().stats().map(|o| o.queued + o.in_flight).unwrap_or(0);
+    println!(
+        "peak RSS with {queued} events waiting in the SQLite outbox (Meta down, the worker retrying): {:.1} MiB (before the backlog: {rss_before:.1} MiB; ingest took {ingest_s:.1} s, {:.0} ev/s)",
+        peak_rss_mib(),
+        backlog as f64 / ingest_s
+    );
+    s.tracker.shutdown();
+    let _ = std::fs::remove_dir_all(&s.dir);
+    println!();
     let cells: [(Dest, usize, usize); 2] = [(Dest::Ga4, 5_000, 1), (Dest::Meta, 100_000, 10)];
     println!(
         "delivery after an outage, outbox mode (SQLite), backlog built while the destination was down; every event from its own visitor"
@@ -225,21 +242,4 @@ async fn main() {
             );
         }
     }
-
-    let backlog: usize = std::env::var("TALLY_BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let s = setup(Dest::Meta, "rss", backlog + 1000).await;
-    s.sandbox.meta.faults.set(Mode::Down);
-    let rss_before = peak_rss_mib();
-    let started = Instant::now();
-    ingest(&s.url, backlog, 50, "rss").await;
-    let ingest_s = started.elapsed().as_secs_f64();
-    let queued = s.tracker.outbox().stats().map(|o| o.queued + o.in_flight).unwrap_or(0);
-    println!();
-    println!(
-        "peak RSS with {queued} events waiting in the SQLite outbox (Meta down, the worker retrying): {:.1} MiB (before the backlog: {rss_before:.1} MiB; ingest took {ingest_s:.1} s, {:.0} ev/s)",
-        peak_rss_mib(),
-        backlog as f64 / ingest_s
-    );
-    s.tracker.shutdown();
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
