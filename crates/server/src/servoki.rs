@@ -1,5 +1,6 @@
 //! Delivery to a Servoki-style server-events endpoint
-//! (`POST https://servoki.com/api/events/server`, trackbridge.md §18).
+//! (`POST https://servoki.com/api/events/server`; the request shape is what the stand-in in
+//! `crates/sandbox/src/servoki.rs` checks).
 //!
 //! One event per request (the API takes one), `Authorization: Bearer <api key>`,
 //! the JSON body built by the core. Any 2xx is sent; 408/429/5xx are

@@ -1,4 +1,5 @@
-//! Delivery to the shop's own webhook or warehouse sinks (destinations.md §6.2).
+//! Delivery to the shop's own webhook or warehouse sinks, Tally's own contract
+//! (the body is [`tally_core::destinations::webhook`]'s).
 //!
 //! One signed request per event:
 //!
