@@ -406,8 +406,9 @@ async fn parent() -> Result<(), String> {
     let [ga4, ads, meta, webhook] = counts(&sandbox);
     println!(
         "sandboxes accepted {ga4} GA4, {ads} Google Ads, {meta} Meta and {webhook} webhook purchases; \
-         Segment sink {} events; HTTP requests per run (median): Tally {:.0} (four per purchase, and an OAuth \
-         token for Google Ads), Segment {:.0}; Tally's in-memory idempotency store and outbox, so its peak RSS \
+         Segment sink {} events; HTTP requests per run (median): Tally {:.0} (one per purchase each to GA4, \
+         Google Ads and the webhook, Meta's shared by the purchases its lane batches, and an OAuth token for \
+         Google Ads), Segment {:.0}; Tally's in-memory idempotency store and outbox, so its peak RSS \
          includes the idempotency keys ({PURCHASES} purchases × 4 destinations)",
         segment_count.load(Ordering::Relaxed),
         median(requests.0),

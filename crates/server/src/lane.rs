@@ -45,8 +45,8 @@ pub struct LaneSettings {
     /// Rounds (requests) in flight at once at most; the adaptive window moves
     /// between 1 and this.
     pub window: usize,
-    /// How long a round waits for more events before it leaves, when the
-    /// window has room. Zero sends at once.
+    /// How long a round waits for more events before it leaves, where
+    /// visitors share a request (Meta, TikTok, Rokt). Zero sends at once.
     pub linger: Duration,
     /// Requests per minute at most (a quota such as the Data Manager API's
     /// 300 per minute per project); `None` for no limit.
@@ -358,7 +358,9 @@ impl<P: Send + 'static> LaneLoop<P> {
                     Err(_) => break,
                 }
             }
-            if waiting.events < max && !waiting.closed && !self.settings.linger.is_zero() {
+            // Only where visitors share a request: elsewhere each visitor is
+            // its own request, and waiting would only add latency.
+            if self.merges && waiting.events < max && !waiting.closed && !self.settings.linger.is_zero() {
                 let until = tokio::time::Instant::now() + self.settings.linger;
                 while waiting.events < max {
                     match tokio::time::timeout_at(until, self.rx.recv()).await {

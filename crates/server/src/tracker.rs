@@ -403,7 +403,8 @@ impl ServerTracker {
     }
 
     /// Runs `f` with the stores on a blocking thread, so a slow store never
-    /// stalls the async runtime. `None` if the call could not finish (the
+    /// stalls the async runtime (in-memory stores, which cannot be slow, are
+    /// called directly). `None` if the call could not finish (the
     /// runtime is shutting down); counted as a store error.
     async fn store_call<T, F>(&self, operation: &'static str, f: F) -> Option<T>
     where
@@ -411,6 +412,9 @@ impl ServerTracker {
         F: FnOnce(&dyn IdempotencyStore, &dyn Outbox) -> T + Send + 'static,
     {
         let (store, outbox) = (self.inner.store.clone(), self.inner.outbox.clone());
+        if !store.may_block() && !outbox.may_block() {
+            return Some(f(&*store, &*outbox));
+        }
         let done = tokio::task::spawn_blocking(move || f(&*store, &*outbox)).await.ok();
         if done.is_none() {
             self.inner.metrics.store_error(operation);

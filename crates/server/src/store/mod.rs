@@ -36,6 +36,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn complete(&self, key: &str, retention: Duration);
     /// Gives `key` back after a failed delivery, so a later attempt can send it.
     fn release(&self, key: &str);
+    /// Whether a call may wait on I/O (a file, a network): the tracker then
+    /// makes it on a blocking thread, off the async runtime. In-memory stores
+    /// say no and are called directly.
+    fn may_block(&self) -> bool {
+        true
+    }
     /// [`IdempotencyStore::claim`] for many keys, one answer per key in order;
     /// a backend does them in one round trip or transaction where it can.
     fn claim_many(&self, keys: &[String], lease: Duration) -> Vec<Claim> {
@@ -89,6 +95,10 @@ impl MemoryStore {
 }
 
 impl IdempotencyStore for MemoryStore {
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn claim(&self, key: &str, lease: Duration) -> Claim {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -81,6 +81,10 @@ pub trait Outbox: Send + Sync + 'static {
     fn lease(&self, max: usize, lease: Duration, now_ms: i64) -> Result<Vec<Leased>, StoreError>;
     /// The destination confirmed: remove.
     fn ack(&self, id: &str) -> Result<(), StoreError>;
+    /// Whether a call may wait on I/O; see [`IdempotencyStore::may_block`](crate::IdempotencyStore::may_block).
+    fn may_block(&self) -> bool {
+        true
+    }
     /// [`Outbox::ack`] for many entries, in one transaction where the backend can.
     fn ack_many(&self, ids: &[String]) -> Result<(), StoreError> {
         ids.iter().try_for_each(|id| self.ack(id))
@@ -140,6 +144,10 @@ fn parse_id(id: &str) -> Result<u64, StoreError> {
 }
 
 impl Outbox for MemoryOutbox {
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn enqueue(&self, entries: &[OutboxEntry]) -> Result<Vec<String>, StoreError> {
         let mut g = self.lock();
         if g.entries.len() + entries.len() > self.capacity {
