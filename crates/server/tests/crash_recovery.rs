@@ -1,70 +1,13 @@
 //! `kill -9` of the real `tally` binary while it delivers: after a restart on
 //! the same SQLite file every event arrives, and none is counted twice.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::{TallyServe, free_port};
 use tally_sandbox::{Mode, Sandbox};
-
-struct Tally(Child);
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn(config: &std::path::Path) -> Tally {
-    let child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tally");
-    Tally(child)
-}
-
-/// `tally serve` in `dir` as its working directory; also returns the first
-/// lines it prints.
-fn spawn_in(config: &std::path::Path, dir: &std::path::Path) -> (Tally, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tally");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (Tally(child), rx)
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tally did not become healthy at {base}");
-}
 
 async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -121,8 +64,7 @@ base_url = "{ga4}/ga4"
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let started = Instant::now();
-    let mut tally = spawn(&config);
-    wait_healthy(&http, &base).await;
+    let tally = TallyServe::start(&config, &base).await;
 
     // The destination is down: every event is accepted into the outbox.
     for chunk in 0..N / 100 {
@@ -142,14 +84,12 @@ base_url = "{ga4}/ga4"
     // It recovers; kill -9 the process as soon as deliveries start arriving.
     sandbox.ga4.faults.set(Mode::Up);
     assert!(wait_until(20, || !sandbox.ga4.events().is_empty()).await, "delivery never started");
-    tally.0.kill().unwrap(); // SIGKILL
-    tally.0.wait().unwrap();
+    drop(tally); // SIGKILL
     let before_restart = sandbox.ga4.purchases().len();
     println!("crash test: killed after {:?}", started.elapsed());
 
     // Restart on the same database: the rest is delivered.
-    let _tally = spawn(&config);
-    wait_healthy(&http, &base).await;
+    let _tally = TallyServe::start(&config, &base).await;
     println!("crash test: restarted after {:?}", started.elapsed());
     assert!(
         wait_until(60, || sandbox.ga4.purchases().len() == N).await,
@@ -211,8 +151,7 @@ base_url = "{ga4}/ga4"
     .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let (tally, said) = spawn_in(&config, &dir);
-    wait_healthy(&http, &base).await;
+    let (tally, said) = TallyServe::start_in(&config, &dir, &base).await;
     let lines: Vec<String> = said.try_iter().collect();
     let db = std::fs::canonicalize(dir.join("tally.db")).expect("tally.db created in the working directory");
     assert!(
@@ -227,8 +166,7 @@ base_url = "{ga4}/ga4"
     assert!(sandbox.ga4.purchases().is_empty());
 
     sandbox.ga4.faults.set(Mode::Up);
-    let (_tally, _said) = spawn_in(&config, &dir);
-    wait_healthy(&http, &base).await;
+    let (_tally, _said) = TallyServe::start_in(&config, &dir, &base).await;
     assert!(wait_until(20, || sandbox.ga4.purchases().len() == 1).await, "the queued purchase was lost on restart");
     assert_eq!(sandbox.ga4.purchases()[0].transaction_id(), Some("ORD-KEPT"));
     let _ = std::fs::remove_dir_all(&dir);

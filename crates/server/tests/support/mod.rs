@@ -233,13 +233,44 @@ impl TallyServe {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning tally serve: {e}"));
-        let serve = TallyServe(child);
+        TallyServe(child).healthy_at(base_url).await
+    }
+
+    /// [`TallyServe::start`] with `dir` as the working directory; also gives
+    /// the lines it prints on standard output.
+    pub async fn start_in(
+        config: &Path,
+        dir: &Path,
+        base_url: &str,
+    ) -> (TallyServe, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning tally serve: {e}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        (TallyServe(child).healthy_at(base_url).await, rx)
+    }
+
+    async fn healthy_at(self, base_url: &str) -> TallyServe {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !healthy(base_url).await {
             assert!(Instant::now() < deadline, "tally serve did not become healthy at {base_url}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        serve
+        self
     }
 }
 
