@@ -12,7 +12,7 @@
 //!   once, so throughput is `window × batch / latency`, not one request per
 //!   round trip. While the window is full, waiting work keeps joining the next
 //!   round, so batches grow exactly when the destination is slow.
-//! * **Adaptive pressure** ([`Pressure`], pure and tested natively): a 429 or
+//! * **Adaptive pressure** (a pure state machine, tested natively): a 429 or
 //!   `Retry-After` pauses the whole lane for that long and halves its window,
 //!   other transient failures halve it, successes grow it back by one per
 //!   window's worth (AIMD). An optional request rate limit keeps under quotas.
