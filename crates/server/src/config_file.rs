@@ -475,22 +475,14 @@ impl TallyConfig {
             b = b.order_id(form);
         }
         for (name, l) in &self.lanes {
-            let kind = match name.split(':').next().unwrap_or_default() {
-                "ga4" => tally_core::DestinationKind::Ga4,
-                "google_ads" => tally_core::DestinationKind::GoogleAds,
-                "meta" => tally_core::DestinationKind::Meta,
-                "rokt" => tally_core::DestinationKind::Rokt,
-                "servoki" => tally_core::DestinationKind::Servoki,
-                "tiktok" => tally_core::DestinationKind::TikTok,
-                "webhook" => tally_core::DestinationKind::Webhook,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "lanes",
-                        reason: format!(
-                            "[lanes.{name}]: name a destination (ga4, google_ads, meta, rokt, servoki, tiktok, \"webhook:<name>\")"
-                        ),
-                    });
-                }
+            let prefix = name.split(':').next().unwrap_or_default();
+            let Some(kind) = tally_core::DestinationKind::ALL.into_iter().find(|k| k.as_str() == prefix) else {
+                return Err(ConfigError::Invalid {
+                    setting: "lanes",
+                    reason: format!(
+                        "[lanes.{name}]: name a destination (ga4, google_ads, meta, rokt, servoki, tiktok, \"webhook:<name>\")"
+                    ),
+                });
             };
             if l.window == Some(0) || l.max_batch == Some(0) {
                 return Err(ConfigError::Invalid {

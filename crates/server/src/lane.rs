@@ -54,9 +54,10 @@ pub struct LaneSettings {
 }
 
 impl LaneSettings {
-    /// The defaults for `kind`, chosen by `cargo xtask bench` at 50–250 ms
-    /// latency: wide windows where requests cannot be merged (GA4: one client
-    /// per request), full requests and a few in flight where they can.
+    /// The defaults for `kind`: wide windows where requests cannot be merged
+    /// (GA4: one client per request), full requests and a few in flight where
+    /// they can. `cargo xtask bench` measures them at 0–250 ms latency
+    /// (BENCHMARKS.md, section 6).
     ///
     /// ```
     /// use tally_core::DestinationKind;

@@ -226,8 +226,16 @@ impl ServerTracker {
         let outbox = &self.inner.outbox;
         let mut text = self.inner.metrics.render(outbox.stats().ok(), outbox.stats_by_destination().ok().as_ref());
         if let Some(lanes) = self.inner.lanes.get() {
-            let gauges: Vec<(&str, usize, usize)> =
-                self.inner.destinations.iter().zip(lanes).map(|(d, l)| (d.name(), l.gauge().0, l.gauge().1)).collect();
+            let gauges: Vec<(&str, usize, usize)> = self
+                .inner
+                .destinations
+                .iter()
+                .zip(lanes)
+                .map(|(d, l)| {
+                    let (window, in_flight) = l.gauge();
+                    (d.name(), window, in_flight)
+                })
+                .collect();
             text.push_str(&crate::metrics::render_lanes(&gauges));
         }
         text
@@ -720,9 +728,8 @@ fn signal_of(outcomes: &[Outcome]) -> Signal {
                     _ => Signal::Throttled(after),
                 };
             }
-            e if e.is_transient() && signal != Signal::Idle && !matches!(signal, Signal::Throttled(_)) => {
-                signal = Signal::Struggling;
-            }
+            // Throttling, once seen, decides the round.
+            e if e.is_transient() && signal == Signal::Healthy => signal = Signal::Struggling,
             _ => {}
         }
     }
