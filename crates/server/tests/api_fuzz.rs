@@ -10,7 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{TallyServe, free_port, healthy};
+use support::{TallyServe, TempDir, free_port, healthy};
 use tally_sandbox::Sandbox;
 
 /// Test cases per operation and phase (schemathesis `--max-examples`).
@@ -33,9 +33,7 @@ async fn schemathesis_finds_no_5xx_and_no_answer_outside_the_document() {
     let st = schemathesis();
     let sandbox = Sandbox::new();
     let stand_ins = sandbox.serve("127.0.0.1:0").await.unwrap();
-    let dir = std::env::temp_dir().join(format!("tally-api-fuzz-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("api-fuzz");
     let port = free_port();
     let config = dir.join("tally.toml");
     std::fs::write(
@@ -82,7 +80,7 @@ secret = "{secret}"
         .args(["--report", "junit", "--report-dir"])
         .arg(dir.join("report"))
         .env("NO_COLOR", "1")
-        .current_dir(&dir)
+        .current_dir(dir.path())
         .kill_on_drop(true);
     let out = tokio::time::timeout(TIME_LIMIT, fuzz.output())
         .await
@@ -94,5 +92,4 @@ secret = "{secret}"
     // It did test: every documented operation, and many cases.
     assert!(stdout.contains("passed") && !stdout.contains("0 generated"), "{stdout}");
     assert!(healthy(&base).await, "tally serve stopped answering after the fuzz");
-    let _ = std::fs::remove_dir_all(&dir);
 }

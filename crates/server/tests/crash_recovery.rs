@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{TallyServe, free_port};
+use support::{TallyServe, TempDir, free_port};
 use tally_sandbox::{Mode, Sandbox};
 
 async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
@@ -30,8 +30,7 @@ async fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {
     sandbox.ga4.faults.set(Mode::Down);
     // Answers take a real API's time, so requests overlap up to the window.
     sandbox.ga4.latency.set(Duration::from_millis(50));
-    let dir = std::env::temp_dir().join(format!("tally-crash-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("crash");
     let port = free_port();
     let config = dir.join("tally.toml");
     std::fs::write(
@@ -115,7 +114,6 @@ base_url = "{ga4}/ga4"
         N - before_restart,
         raw - N
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// No `store` setting: `tally serve` keeps its queue in `tally.db` in its
@@ -125,9 +123,7 @@ async fn tally_serve_without_a_store_setting_keeps_its_queue_across_a_restart() 
     let sandbox = Sandbox::new();
     let ga4 = sandbox.serve("127.0.0.1:0").await.unwrap();
     sandbox.ga4.faults.set(Mode::Down);
-    let dir = std::env::temp_dir().join(format!("tally-default-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("default-store");
     let port = free_port();
     let config = dir.join("tally.toml");
     std::fs::write(
@@ -151,7 +147,7 @@ base_url = "{ga4}/ga4"
     .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let (tally, said) = TallyServe::start_in(&config, &dir, &base).await;
+    let (tally, said) = TallyServe::start_in(&config, dir.path(), &base).await;
     let lines: Vec<String> = said.try_iter().collect();
     let db = std::fs::canonicalize(dir.join("tally.db")).expect("tally.db created in the working directory");
     assert!(
@@ -166,8 +162,7 @@ base_url = "{ga4}/ga4"
     assert!(sandbox.ga4.purchases().is_empty());
 
     sandbox.ga4.faults.set(Mode::Up);
-    let (_tally, _said) = TallyServe::start_in(&config, &dir, &base).await;
+    let (_tally, _said) = TallyServe::start_in(&config, dir.path(), &base).await;
     assert!(wait_until(20, || sandbox.ga4.purchases().len() == 1).await, "the queued purchase was lost on restart");
     assert_eq!(sandbox.ga4.purchases()[0].transaction_id(), Some("ORD-KEPT"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::{TallyServe, free_port};
+use support::{TallyServe, TempDir, free_port};
 use tally_sandbox::{Mode, Sandbox, google_ads, meta, rokt, servoki, tiktok};
 
 const SECRET: &str = "s2s-node-secret";
@@ -175,11 +175,9 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
         let _ = axum::serve(ctl, app).await;
     });
 
-    let dir = std::env::temp_dir().join(format!("tally-js-server-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("js-server");
     let port = free_port();
-    let config = write_config(&dir, port, &stand_ins.base_url);
+    let config = write_config(dir.path(), port, &stand_ins.base_url);
     let base = format!("http://127.0.0.1:{port}");
     let _tally = TallyServe::start(&config, &base).await;
 
@@ -202,7 +200,6 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
     assert!(out.status.success(), "node --test {} failed (output above)", test_file.display());
     // Six tests ran and passed (a test file that loaded nothing would also exit 0).
     assert!(stdout.contains("pass 6") && stdout.contains("fail 0"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The ```ts block of `readme` that starts with `first_line`.
@@ -223,8 +220,7 @@ fn type_check(route: &str) -> Result<(), String> {
     let root = root();
     let tsc = root.join("node_modules/.bin/tsc");
     assert!(tsc.exists(), "{} is missing: `cargo xtask install` (npm ci) installs typescript", tsc.display());
-    let dir = std::env::temp_dir().join(format!("tally-tsc-{}-{}", std::process::id(), route.len()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("tsc");
     std::fs::create_dir_all(dir.join("node_modules")).unwrap();
     std::os::unix::fs::symlink(root.join("pkg"), dir.join("node_modules/tally-web")).unwrap();
     std::fs::write(dir.join("route.ts"), route).unwrap();
@@ -238,8 +234,7 @@ fn type_check(route: &str) -> Result<(), String> {
             "noUnusedLocals":true},"files":["route.ts","env.d.ts"]}"#,
     )
     .unwrap();
-    let out = Command::new(&tsc).args(["-p", "tsconfig.json"]).current_dir(&dir).output().expect("run tsc");
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(&tsc).args(["-p", "tsconfig.json"]).current_dir(dir.path()).output().expect("run tsc");
     if out.status.success() {
         Ok(())
     } else {
