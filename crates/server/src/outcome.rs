@@ -27,6 +27,9 @@ pub enum SkipReason {
     NoAttribution,
     /// The event breaks one of the destination's rules.
     Invalid(tally_core::Error),
+    /// A full refund, which the destination cannot record: Google Ads through
+    /// the Data Manager API restates conversions but cannot retract them.
+    RetractionUnsupported,
 }
 
 impl SkipReason {
@@ -41,6 +44,7 @@ impl SkipReason {
         "unsupported",
         "no_attribution",
         "invalid",
+        "retraction_unsupported",
     ];
 
     /// A stable snake_case code for logs, metrics and JSON.
@@ -54,6 +58,7 @@ impl SkipReason {
             SkipReason::Unsupported => "unsupported",
             SkipReason::NoAttribution => "no_attribution",
             SkipReason::Invalid(_) => "invalid",
+            SkipReason::RetractionUnsupported => "retraction_unsupported",
         }
     }
 }
@@ -63,6 +68,11 @@ impl fmt::Display for SkipReason {
         match self {
             SkipReason::ConsentDenied(d) => write!(f, "consent denied ({})", d.as_str()),
             SkipReason::Invalid(e) => write!(f, "invalid: {e}"),
+            SkipReason::RetractionUnsupported => f.write_str(
+                "retraction_unsupported: the Data Manager API cannot retract a conversion (full refund); \
+                 set google_ads retractions = \"google_ads_api\" if the account still has Google Ads API \
+                 access, or remove the conversion in Google Ads",
+            ),
             other => f.write_str(other.code()),
         }
     }
@@ -77,6 +87,7 @@ impl From<tally_core::destinations::Skip> for SkipReason {
             Skip::Invalid(e) => SkipReason::Invalid(e),
             Skip::Unsupported => SkipReason::Unsupported,
             Skip::NoAttribution => SkipReason::NoAttribution,
+            Skip::RetractionUnsupported => SkipReason::RetractionUnsupported,
         }
     }
 }
@@ -252,6 +263,7 @@ mod tests {
             SkipReason::Unsupported,
             SkipReason::NoAttribution,
             SkipReason::Invalid(tally_core::Error::Missing { field: "value" }),
+            SkipReason::RetractionUnsupported,
         ];
         for r in &all {
             match r {
@@ -262,7 +274,8 @@ mod tests {
                 | SkipReason::OutsideWindow
                 | SkipReason::Unsupported
                 | SkipReason::NoAttribution
-                | SkipReason::Invalid(_) => {}
+                | SkipReason::Invalid(_)
+                | SkipReason::RetractionUnsupported => {}
             }
         }
         all

@@ -5,6 +5,7 @@
 //! [`DeliveryContext`] (who, consent, when) and applies the consent
 //! [`policy`](crate::policy) itself, so no caller can forget it.
 
+pub mod data_manager;
 pub mod ga4;
 pub mod google_ads;
 pub mod json_body;
@@ -35,6 +36,9 @@ pub enum Skip {
     Unsupported,
     /// Nothing left to attribute with after consent (no click id, no user data).
     NoAttribution,
+    /// A full refund at a destination that cannot retract a conversion (Google
+    /// Ads through the Data Manager API).
+    RetractionUnsupported,
 }
 
 /// What a builder returns for destinations that batch: the request bodies,
