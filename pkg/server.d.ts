@@ -20,7 +20,9 @@ export type SkipReasonCode =
   | 'outside_window'
   | 'unsupported'
   | 'no_attribution'
-  | 'invalid';
+  | 'invalid'
+  /** A full refund Google Ads cannot take through the Data Manager API (it has no retraction). */
+  | 'retraction_unsupported';
 
 /** Why a delivery failed, or waits in the collector's outbox for a retry. */
 export type DeliveryErrorCode =
@@ -52,7 +54,7 @@ export interface DeliveryFailure {
 /** What happened at one destination. */
 export type DestinationResult =
   /** Accepted by the destination. */
-  | { outcome: 'sent'; attempts: number }
+  | { outcome: 'sent'; attempts: number; /** Fields accepted but not usable (Data Manager `fieldWarnings`). */ warnings?: string[] }
   /** Not delivered yet: kept in the collector's durable outbox and retried; it will arrive once. */
   | { outcome: 'queued'; error: DeliveryFailure }
   /** Not delivered and given up on. */

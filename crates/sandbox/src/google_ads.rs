@@ -18,8 +18,8 @@
 //!   one 64-hex `hashedEmail` / `hashedPhoneNumber`, `conversionDateTime` as
 //!   `yyyy-mm-dd hh:mm:ss±hh:mm` within 90 days, ISO currency, an `orderId`
 //!   without PII; adjustments: `RETRACTION` without and `RESTATEMENT` with a
-//!   `restatementValue`, the conversion found by order id, at least 24 hours
-//!   and at most 54 days old.
+//!   `restatementValue`, the conversion found by order id, at most 54 days old
+//!   (no 24-hour wait since 2024-09-09).
 //! * `GET /records` — what was accepted, deduplicated and dropped, as JSON.
 //!
 //! Like the real API it answers 200 with a `partialFailureError` for bad rows
@@ -1224,12 +1224,8 @@ fn adjustment_row(
         return Err(err(C, "ADJUSTMENT_PRECEDES_CONVERSION", "The adjustment is dated before the conversion.")
             .at("adjustment_date_time"));
     }
-    // Google: "the conversion occurred too recently. Try adjusting a conversion
-    // that occurred at least 24 hours ago" — its age now, not at adjustment time.
-    if now - conv.conversion_time_ms < DAY_MS {
-        return Err(err(C, "TOO_RECENT_CONVERSION", "The conversion is less than 24 hours old; adjust it later.")
-            .at("order_id"));
-    }
+    // No 24-hour wait: Google stopped returning TOO_RECENT_CONVERSION for
+    // adjustments on 2024-09-09 (https://developers.google.com/google-ads/api/docs/conversions/upload-adjustments).
     if now - conv.conversion_time_ms > 54 * DAY_MS {
         return Err(err(C, "CONVERSION_EXPIRED", "The conversion is more than 54 days old.").at("order_id"));
     }

@@ -187,7 +187,45 @@ impl AdsLabels {
     }
 }
 
-/// Google Ads API settings (offline click conversions and adjustments).
+/// Which Google API carries conversions to Google Ads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GoogleAdsApi {
+    /// The Data Manager API (`events:ingest`): the default, and the only
+    /// path Google opens to new offline-conversion uploaders since 2026-06-15.
+    #[default]
+    DataManager,
+    /// The Google Ads API (`:uploadClickConversions`, `:uploadConversionAdjustments`),
+    /// for developers Google still allowlists.
+    GoogleAdsApi,
+}
+
+impl GoogleAdsApi {
+    /// The configuration spelling: `data_manager` or `google_ads_api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GoogleAdsApi::DataManager => "data_manager",
+            GoogleAdsApi::GoogleAdsApi => "google_ads_api",
+        }
+    }
+}
+
+/// What becomes of a full refund on the Data Manager path, which can restate
+/// a conversion's value but not retract it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retractions {
+    /// Reported as `Skipped(RetractionUnsupported)`, saying what to do.
+    #[default]
+    Skip,
+    /// Sent as a `RETRACTION` through the Google Ads API
+    /// (`:uploadConversionAdjustments`), for accounts that still have access
+    /// to it; the refresh token must then carry the `adwords` scope too.
+    GoogleAdsApi,
+}
+
+/// Google Ads settings: conversions through the Data Manager API (the
+/// default) or the Google Ads API.
 ///
 /// ```
 /// use tally_server::GoogleAdsConfig;
@@ -196,25 +234,44 @@ impl AdsLabels {
 ///     .conversion_action("AbC-D_efG-h12_34-567", "555666777")
 ///     .label("purchase", "AbC-D_efG-h12_34-567");
 /// assert_eq!(ads.labels.purchase.as_deref(), Some("AbC-D_efG-h12_34-567"));
+/// assert_eq!(ads.api, tally_server::GoogleAdsApi::DataManager);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct GoogleAdsConfig {
-    /// The customer that owns the conversion actions (dashes allowed; sent as 10 digits).
+    /// Which API conversions go through (default: the Data Manager API).
+    pub api: GoogleAdsApi,
+    /// The account that owns the conversion actions (dashes allowed; sent as
+    /// 10 digits, as the Data Manager `operatingAccount`).
     pub customer_id: String,
-    /// The manager (MCC) account used to reach `customer_id`, sent as `login-customer-id`.
+    /// The manager (MCC) account the credentials reach `customer_id` through:
+    /// the Data Manager `loginAccount` (the `login-customer-id` header on the
+    /// Google Ads API).
     pub login_customer_id: Option<String>,
     /// OAuth 2.0 client id (Google Cloud console › Credentials).
     pub client_id: String,
     /// OAuth 2.0 client secret.
     pub client_secret: String,
-    /// A refresh token for the `adwords` scope.
+    /// A refresh token granted the `datamanager` scope (and `adwords` for the
+    /// Google Ads API path or its retractions).
     pub refresh_token: String,
-    /// Developer token; optional since Google stopped requiring it (sent only when set).
+    /// Developer token, Google Ads API only; optional since Google stopped
+    /// requiring it (sent only when set).
     pub developer_token: Option<String>,
-    /// API version, default [`core_ads::DEFAULT_API_VERSION`].
+    /// Google Ads API version, default [`core_ads::DEFAULT_API_VERSION`].
     pub api_version: String,
-    /// API base URL (loopback in tests).
+    /// Google Ads API base URL (loopback in tests).
     pub base_url: String,
+    /// Data Manager API base URL (loopback in tests).
+    pub data_manager_url: String,
+    /// Full refunds on the Data Manager path.
+    pub retractions: Retractions,
+    /// Merchant Center account of the items (`cartData.merchantId`), Data Manager only.
+    pub merchant_id: Option<String>,
+    /// Data Manager request-status polling: the wait before the first poll
+    /// (Google's schedule: 30 minutes, then ×1.3 up to an hour, for 24 hours;
+    /// a shorter first wait shrinks the whole schedule in proportion).
+    /// `None`: no polling.
+    pub diagnostics: Option<Duration>,
     /// OAuth token endpoint (loopback in tests).
     pub token_url: String,
     /// Conversion actions by label: the action id (`555666777`) or its resource name
@@ -229,6 +286,7 @@ pub struct GoogleAdsConfig {
 impl fmt::Debug for GoogleAdsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GoogleAdsConfig")
+            .field("api", &self.api)
             .field("customer_id", &self.customer_id)
             .field("login_customer_id", &self.login_customer_id)
             .field("client_id", &self.client_id)
@@ -237,6 +295,10 @@ impl fmt::Debug for GoogleAdsConfig {
             .field("developer_token", &self.developer_token.as_ref().map(|_| REDACTED))
             .field("api_version", &self.api_version)
             .field("base_url", &self.base_url)
+            .field("data_manager_url", &self.data_manager_url)
+            .field("retractions", &self.retractions)
+            .field("merchant_id", &self.merchant_id)
+            .field("diagnostics", &self.diagnostics)
             .field("token_url", &self.token_url)
             .field("conversion_actions", &self.conversion_actions)
             .field("labels", &self.labels)
@@ -256,6 +318,7 @@ impl GoogleAdsConfig {
         refresh_token: impl Into<String>,
     ) -> GoogleAdsConfig {
         GoogleAdsConfig {
+            api: GoogleAdsApi::DataManager,
             customer_id: customer_id.into(),
             login_customer_id: None,
             client_id: client_id.into(),
@@ -264,6 +327,10 @@ impl GoogleAdsConfig {
             developer_token: None,
             api_version: core_ads::DEFAULT_API_VERSION.to_owned(),
             base_url: core_ads::DEFAULT_BASE_URL.to_owned(),
+            data_manager_url: tally_core::destinations::data_manager::DEFAULT_BASE_URL.to_owned(),
+            retractions: Retractions::Skip,
+            merchant_id: None,
+            diagnostics: Some(Duration::from_secs(30 * 60)),
             token_url: core_ads::TOKEN_URL.to_owned(),
             conversion_actions: BTreeMap::new(),
             labels: AdsLabels::default(),
@@ -271,7 +338,39 @@ impl GoogleAdsConfig {
         }
     }
 
-    /// Sets the manager account (`login-customer-id`).
+    /// Chooses the API: [`GoogleAdsApi::GoogleAdsApi`] keeps the Google Ads
+    /// API path for developers Google still allowlists.
+    pub fn api(mut self, api: GoogleAdsApi) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Overrides the Data Manager API base URL.
+    pub fn data_manager_url(mut self, url: impl Into<String>) -> Self {
+        self.data_manager_url = url.into();
+        self
+    }
+
+    /// What becomes of full refunds on the Data Manager path.
+    pub fn retractions(mut self, r: Retractions) -> Self {
+        self.retractions = r;
+        self
+    }
+
+    /// Sends items with this Merchant Center account id (`cartData.merchantId`).
+    pub fn merchant_id(mut self, id: impl Into<String>) -> Self {
+        self.merchant_id = Some(id.into());
+        self
+    }
+
+    /// Request-status polling: `Some(first wait)` or `None` for none (see
+    /// [`GoogleAdsConfig::diagnostics`]).
+    pub fn diagnostics(mut self, first_poll: Option<Duration>) -> Self {
+        self.diagnostics = first_poll;
+        self
+    }
+
+    /// Sets the manager account (`loginAccount`, `login-customer-id`).
     pub fn login_customer_id(mut self, id: impl Into<String>) -> Self {
         self.login_customer_id = Some(id.into());
         self
@@ -346,7 +445,7 @@ impl GoogleAdsConfig {
             (
                 "google_ads.refresh_token",
                 &self.refresh_token,
-                "a refresh token for the https://www.googleapis.com/auth/adwords scope (OAuth consent flow)",
+                "a refresh token granted the https://www.googleapis.com/auth/datamanager scope (OAuth consent flow)",
             ),
         ] {
             if value.trim().is_empty() {
@@ -367,7 +466,22 @@ impl GoogleAdsConfig {
             });
         }
         check_url("google_ads.base_url", &self.base_url)?;
+        check_url("google_ads.data_manager_url", &self.data_manager_url)?;
         check_url("google_ads.token_url", &self.token_url)?;
+        if let Some(m) = &self.merchant_id
+            && (m.trim().is_empty() || !m.trim().bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.merchant_id",
+                reason: format!("{m:?}: expected the Merchant Center account id, digits only"),
+            });
+        }
+        if self.diagnostics.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.diagnostics_first_poll",
+                reason: "must be above zero (leave diagnostics on with Google's 30 minutes, or turn them off)".into(),
+            });
+        }
         if self.conversion_actions.is_empty() {
             return Err(ConfigError::Missing {
                 setting: "google_ads.conversion_actions",

@@ -21,9 +21,11 @@
 //! customer_id = "123-456-7890"
 //! client_id = "env:GOOGLE_OAUTH_CLIENT_ID"
 //! client_secret = "env:GOOGLE_OAUTH_CLIENT_SECRET"
-//! refresh_token = "env:GOOGLE_ADS_REFRESH_TOKEN"
+//! refresh_token = "env:GOOGLE_ADS_REFRESH_TOKEN"   # granted the datamanager scope
 //! conversion_actions = { purchase = "555666777" }
 //! labels = { purchase = "purchase" }
+//! # api = "google_ads_api"                   # default "data_manager"; the Google Ads API only takes allowlisted developers
+//! # retractions = "google_ads_api"           # full refunds through the Google Ads API; default "skip"
 //!
 //! [meta]
 //! pixel_id = "1234567890"
@@ -117,6 +119,9 @@ pub struct LaneSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleAdsSection {
+    /// `data_manager` (default) or `google_ads_api` (for developers Google
+    /// still allowlists for offline conversion imports).
+    pub api: Option<String>,
     /// Customer id (dashes allowed).
     pub customer_id: String,
     /// Manager account id.
@@ -135,6 +140,17 @@ pub struct GoogleAdsSection {
     pub base_url: Option<String>,
     /// Token URL override.
     pub token_url: Option<String>,
+    /// Data Manager API base URL override.
+    pub data_manager_url: Option<String>,
+    /// Full refunds on the Data Manager path: `skip` (default) or
+    /// `google_ads_api` (sent as retractions through the Google Ads API).
+    pub retractions: Option<String>,
+    /// Merchant Center account of the items.
+    pub merchant_id: Option<String>,
+    /// Poll Data Manager request statuses (default true).
+    pub diagnostics: Option<bool>,
+    /// The wait before the first status poll, ms (default 1,800,000: Google's 30 minutes).
+    pub diagnostics_first_poll_ms: Option<u64>,
     /// Label → conversion action id or resource name.
     #[serde(default)]
     pub conversion_actions: BTreeMap<String, String>,
@@ -524,6 +540,37 @@ impl TallyConfig {
                 resolve("google_ads.refresh_token", a.refresh_token.expose())?,
             )
             .validate_only(a.validate_only);
+            cfg = cfg.api(match a.api.as_deref().map(str::trim) {
+                None | Some("data_manager") => crate::GoogleAdsApi::DataManager,
+                Some("google_ads_api") => crate::GoogleAdsApi::GoogleAdsApi,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "google_ads.api",
+                        reason: format!("{other:?}: expected \"data_manager\" (the default) or \"google_ads_api\""),
+                    });
+                }
+            });
+            cfg = cfg.retractions(match a.retractions.as_deref().map(str::trim) {
+                None | Some("skip") => crate::Retractions::Skip,
+                Some("google_ads_api") => crate::Retractions::GoogleAdsApi,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "google_ads.retractions",
+                        reason: format!("{other:?}: expected \"skip\" (the default) or \"google_ads_api\""),
+                    });
+                }
+            });
+            if let Some(v) = &a.data_manager_url {
+                cfg = cfg.data_manager_url(v.clone());
+            }
+            if let Some(v) = &a.merchant_id {
+                cfg = cfg.merchant_id(v.clone());
+            }
+            if a.diagnostics == Some(false) {
+                cfg = cfg.diagnostics(None);
+            } else if let Some(first) = a.diagnostics_first_poll_ms {
+                cfg = cfg.diagnostics(Some(ms(first)));
+            }
             if let Some(v) = &a.login_customer_id {
                 cfg = cfg.login_customer_id(v.clone());
             }

@@ -33,7 +33,7 @@ use crate::webhook::WebhookDestination;
 pub enum Destination {
     /// GA4 Measurement Protocol.
     Ga4(Ga4Destination),
-    /// Google Ads API: click conversions and adjustments.
+    /// Google Ads, through the Data Manager API (or the Google Ads API).
     GoogleAds(GoogleAdsDestination),
     /// Meta Conversions API.
     Meta(MetaDestination),
@@ -88,7 +88,7 @@ impl Destination {
         async {
             match self {
                 Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::GoogleAds(d) => d.deliver(http, retry, events, ctx).await,
+                Destination::GoogleAds(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
                 Destination::Meta(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
                 Destination::Rokt(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
                 Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
@@ -102,10 +102,24 @@ impl Destination {
 }
 
 impl Destination {
+    /// What the destination reported about requests it accepted (Google Ads
+    /// through the Data Manager API: field warnings and processing results).
+    pub fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+        match self {
+            Destination::GoogleAds(d) => d.diagnostics(),
+            _ => None,
+        }
+    }
+
     /// Whether one request may carry events of many visitors (Meta, TikTok,
-    /// Rokt): then a lane merges visitors into full requests.
+    /// Rokt, Google Ads through the Data Manager API): then a lane merges
+    /// visitors into full requests.
     pub fn merges_visitors(&self) -> bool {
-        matches!(self, Destination::Meta(_) | Destination::TikTok(_) | Destination::Rokt(_))
+        match self {
+            Destination::Meta(_) | Destination::TikTok(_) | Destination::Rokt(_) => true,
+            Destination::GoogleAds(d) => d.merges_visitors(),
+            _ => false,
+        }
     }
 
     /// Sends one lane round: every visitor's events, merged into shared
@@ -125,6 +139,7 @@ impl Destination {
                 Destination::Meta(d) => Some(d.deliver_many(http, retry, visitors).await),
                 Destination::TikTok(d) => Some(d.deliver_many(http, retry, visitors).await),
                 Destination::Rokt(d) => Some(d.deliver_many(http, retry, visitors).await),
+                Destination::GoogleAds(d) if d.merges_visitors() => Some(d.deliver_many(http, retry, visitors).await),
                 _ => None,
             }
         }
@@ -303,7 +318,7 @@ pub(crate) async fn send_each<'a, R, C, F, Fut>(
 {
     for (request, c) in requests.iter().zip(carried) {
         let outcome = match send(request).await {
-            Ok(attempts) => Outcome::Sent { attempts },
+            Ok(attempts) => Outcome::sent(attempts),
             Err(e) => Outcome::Failed(e),
         };
         fan_out(out, c.indices(), &outcome);
@@ -350,11 +365,11 @@ mod tests {
         // One request per event.
         let mut out = vec![None; 3];
         send_each(&mut out, &["ok", "down"], &[2usize, 0], |r| std::future::ready(answer(r))).await;
-        assert_eq!(out, [Some(Outcome::Failed(failed.clone())), None, Some(Outcome::Sent { attempts: 2 })]);
+        assert_eq!(out, [Some(Outcome::Failed(failed.clone())), None, Some(Outcome::sent(2))]);
         // Batches.
         let mut out = vec![None; 3];
         send_each(&mut out, &["down", "ok"], &[vec![0, 2], vec![1]], |r| std::future::ready(answer(r))).await;
         let f = Some(Outcome::Failed(failed.clone()));
-        assert_eq!(out, [f.clone(), Some(Outcome::Sent { attempts: 2 }), f]);
+        assert_eq!(out, [f.clone(), Some(Outcome::sent(2)), f]);
     }
 }

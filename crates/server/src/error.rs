@@ -156,8 +156,8 @@ impl DeliveryError {
     }
 
     /// When every row of a partial failure was refused only for being too
-    /// recent (Google Ads' `TOO_RECENT_*`: a refund within 24 h of its order, a
-    /// click under 6 h old), how long until sending it again can succeed. The
+    /// recent (Google Ads API `TOO_RECENT_*`: a click under 6 h old, a new conversion action),
+    /// how long until sending it again can succeed. The
     /// tracker keeps such events in the outbox for that long instead of
     /// dropping them.
     pub fn too_recent_wait(&self) -> Option<std::time::Duration> {
@@ -229,11 +229,11 @@ mod tests {
     fn only_rows_refused_for_being_too_recent_wait() {
         let hour = std::time::Duration::from_secs(3600);
         let wait = |rows: Vec<RowError>| DeliveryError::PartialFailure(rows).too_recent_wait();
-        assert_eq!(wait(vec![row("conversionAdjustmentUploadError:TOO_RECENT_CONVERSION")]), Some(24 * hour));
+        assert_eq!(wait(vec![row("conversionUploadError:TOO_RECENT_EVENT")]), Some(6 * hour));
         assert_eq!(
-            wait(vec![row("conversionUploadError:TOO_RECENT_EVENT"), row("TOO_RECENT_CONVERSION")]),
-            Some(24 * hour),
-            "the longest wait of the rows"
+            wait(vec![row("conversionUploadError:TOO_RECENT_EVENT"), row("TOO_RECENT_CONVERSION_ACTION")]),
+            Some(6 * hour),
+            "every row too recent"
         );
         assert_eq!(wait(vec![row("TOO_RECENT_EVENT"), row("conversionUploadError:UNPARSEABLE_GCLID")]), None);
         assert_eq!(wait(vec![]), None);

@@ -73,10 +73,13 @@ impl LaneSettings {
             DestinationKind::Meta => (d::meta::MAX_EVENTS, 8),
             DestinationKind::TikTok => (d::tiktok::MAX_EVENTS, 8),
             DestinationKind::Rokt => (d::rokt::MAX_EVENTS, 16),
-            DestinationKind::GoogleAds => (d::google_ads::MAX_CONVERSIONS, 4),
+            DestinationKind::GoogleAds => (d::data_manager::MAX_EVENTS, d::data_manager::MAX_CONCURRENT_REQUESTS),
             _ => (1, 16),
         };
-        LaneSettings { max_batch, window, linger: Duration::from_millis(5), max_requests_per_minute: None }
+        // The Data Manager API's project quota; Google Ads API uploads count against far larger ones.
+        let max_requests_per_minute =
+            (kind == DestinationKind::GoogleAds).then_some(d::data_manager::REQUESTS_PER_MINUTE);
+        LaneSettings { max_batch, window, linger: Duration::from_millis(5), max_requests_per_minute }
     }
 
     /// With at most `n` rounds in flight (at least 1).
@@ -550,7 +553,7 @@ mod tests {
                 self.now.fetch_sub(requests, Ordering::SeqCst);
                 for j in round {
                     if let Some(r) = j.reply {
-                        let _ = r.send(vec![Outcome::Sent { attempts: 1 }; j.pending.len()]);
+                        let _ = r.send(vec![Outcome::sent(1); j.pending.len()]);
                     }
                 }
                 Signal::Healthy

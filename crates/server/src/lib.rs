@@ -171,10 +171,11 @@ pub mod tracker;
 pub mod webhook;
 
 pub use config::{
-    AdsLabels, Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
-    WebhookConfig,
+    AdsLabels, Ga4Config, GoogleAdsApi, GoogleAdsConfig, MetaConfig, Retractions, RoktConfig, ServerTrackerBuilder,
+    ServokiConfig, TikTokConfig, WebhookConfig,
 };
 pub use error::{ConfigError, DeliveryError, TrackError};
+pub use google_ads::{DiagnosticsReport, RequestReport};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };

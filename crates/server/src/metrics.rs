@@ -167,6 +167,35 @@ pub(crate) fn render_lanes(lanes: &[(&str, usize, usize)]) -> String {
     s
 }
 
+/// What destinations reported about accepted requests:
+/// `tally_destination_diagnostics_total{destination,kind,reason}`, and the
+/// requests still awaiting a processing result.
+pub(crate) fn render_diagnostics(by_destination: &BTreeMap<String, crate::google_ads::DiagnosticsReport>) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "# HELP tally_destination_diagnostics_total What destinations reported about accepted requests: \
+         field warnings, final request statuses, processing errors and warnings (records), by reason.\n",
+    );
+    s.push_str("# TYPE tally_destination_diagnostics_total counter\n");
+    for (d, r) in by_destination {
+        for c in &r.counts {
+            s.push_str(&format!(
+                "tally_destination_diagnostics_total{{destination=\"{}\",kind=\"{}\",reason=\"{}\"}} {}\n",
+                label(d),
+                c.kind,
+                label(&c.reason),
+                c.count
+            ));
+        }
+    }
+    s.push_str("# HELP tally_destination_requests_processing Accepted requests whose processing result is awaited.\n");
+    s.push_str("# TYPE tally_destination_requests_processing gauge\n");
+    for (d, r) in by_destination {
+        s.push_str(&format!("tally_destination_requests_processing{{destination=\"{}\"}} {}\n", label(d), r.pending));
+    }
+    s
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

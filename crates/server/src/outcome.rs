@@ -99,6 +99,9 @@ pub enum Outcome {
     Sent {
         /// How many attempts it took.
         attempts: u32,
+        /// What the destination accepted but could not use (Data Manager
+        /// `fieldWarnings`: `REASON at field`); empty for most.
+        warnings: Vec<String>,
     },
     /// Not delivered yet: the attempt failed transiently and the event waits in
     /// the durable outbox for the next one.
@@ -113,6 +116,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// `Sent` after `attempts` attempts, without warnings.
+    pub fn sent(attempts: u32) -> Outcome {
+        Outcome::Sent { attempts, warnings: Vec::new() }
+    }
+
     /// Every [`Outcome::code`], in declaration order.
     pub const CODES: &'static [&'static str] = &["sent", "queued", "failed", "skipped"];
 
@@ -151,7 +159,7 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Sent { attempts } => write!(f, "sent ({attempts} attempt(s))"),
+            Outcome::Sent { attempts, .. } => write!(f, "sent ({attempts} attempt(s))"),
             Outcome::Queued { error } => write!(f, "queued for retry: {error}"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
             Outcome::Skipped(r) => write!(f, "skipped: {r}"),
@@ -179,6 +187,9 @@ pub struct OutcomeReport {
     /// For `sent`: the attempts it took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// For `sent`: fields the destination accepted but could not use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// For `queued` and `failed`: the delivery error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -211,9 +222,19 @@ impl From<&DeliveryError> for ErrorReport {
 
 impl From<&Outcome> for OutcomeReport {
     fn from(o: &Outcome) -> OutcomeReport {
-        let mut r = OutcomeReport { outcome: o.code(), attempts: None, error: None, reason: None, detail: None };
+        let mut r = OutcomeReport {
+            outcome: o.code(),
+            attempts: None,
+            warnings: Vec::new(),
+            error: None,
+            reason: None,
+            detail: None,
+        };
         match o {
-            Outcome::Sent { attempts } => r.attempts = Some(*attempts),
+            Outcome::Sent { attempts, warnings } => {
+                r.attempts = Some(*attempts);
+                r.warnings.clone_from(warnings);
+            }
             Outcome::Queued { error } | Outcome::Failed(error) => r.error = Some(error.into()),
             Outcome::Skipped(reason) => {
                 r.reason = Some(reason.code());
@@ -283,7 +304,7 @@ mod tests {
 
     fn every_outcome() -> Vec<Outcome> {
         let all = vec![
-            Outcome::Sent { attempts: 1 },
+            Outcome::sent(1),
             Outcome::Queued { error: DeliveryError::Transport("down".into()) },
             Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
                 index: 0,
@@ -311,7 +332,7 @@ mod tests {
     #[test]
     fn reports_carry_the_codes() {
         let json = |o: &Outcome| serde_json::to_value(OutcomeReport::from(o)).unwrap();
-        assert_eq!(json(&Outcome::Sent { attempts: 2 }), serde_json::json!({"outcome":"sent","attempts":2}));
+        assert_eq!(json(&Outcome::sent(2)), serde_json::json!({"outcome":"sent","attempts":2}));
         let queued = json(&Outcome::Queued {
             error: DeliveryError::RetriesExhausted {
                 attempts: 3,

@@ -62,7 +62,7 @@ impl RoktDestination {
                 Ok((rows, attempts)) => {
                     for (pos, &i) in indices.iter().enumerate() {
                         out[i] = Some(match rows.get(pos).cloned().flatten() {
-                            None => Outcome::Sent { attempts },
+                            None => Outcome::sent(attempts),
                             Some(err) => Outcome::Failed(DeliveryError::PartialFailure(vec![err])),
                         });
                     }

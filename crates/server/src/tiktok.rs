@@ -56,7 +56,7 @@ impl TikTokDestination {
         };
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
             match self.send(http, retry, request).await {
-                Ok((Answered::Sent, attempts)) => fan_out(&mut out, indices, &Outcome::Sent { attempts }),
+                Ok((Answered::Sent, attempts)) => fan_out(&mut out, indices, &Outcome::sent(attempts)),
                 Ok((Answered::Partial(message), _)) => {
                     for (pos, &i) in indices.iter().enumerate() {
                         out[i] = Some(Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {

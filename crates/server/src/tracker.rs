@@ -238,7 +238,17 @@ impl ServerTracker {
                 .collect();
             text.push_str(&crate::metrics::render_lanes(&gauges));
         }
+        let diagnostics = self.destination_diagnostics();
+        if !diagnostics.is_empty() {
+            text.push_str(&crate::metrics::render_diagnostics(&diagnostics));
+        }
         text
+    }
+
+    /// What each destination that reports on accepted requests has said
+    /// (Google Ads through the Data Manager API), by destination name.
+    pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::google_ads::DiagnosticsReport> {
+        self.inner.destinations.iter().filter_map(|d| Some((d.name().to_owned(), d.diagnostics()?))).collect()
     }
 
     /// The delivery counters.
@@ -552,7 +562,7 @@ impl ServerTracker {
                 ops.complete.push(p.key.clone());
                 ops.ack.push(p.id.clone());
                 inner.metrics.delivered(dest);
-                Outcome::Sent { attempts: p.attempt }
+                Outcome::sent(p.attempt)
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
                 ops.release.push(p.key.clone());

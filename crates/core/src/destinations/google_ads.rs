@@ -55,9 +55,6 @@ pub const MAX_USER_IDENTIFIERS: usize = 5;
 pub const MAX_CLICK_AGE_DAYS: u32 = 90;
 /// Adjustments of conversions older than this are rejected (`CONVERSION_EXPIRED`).
 pub const MAX_ADJUSTMENT_AGE_DAYS: u32 = 54;
-/// Google rejects adjustments of conversions younger than this (`TOO_RECENT_CONVERSION`);
-/// the server should schedule refunds of fresh orders accordingly.
-pub const MIN_ADJUSTMENT_DELAY_HOURS: u32 = 24;
 /// How far in the future (clock skew) an event time may be.
 pub const MAX_FUTURE_MS: i64 = 15 * 60_000;
 
@@ -816,23 +813,18 @@ pub fn is_retryable_row(code: &str) -> bool {
 }
 
 /// How long to wait before sending a row again that Google refused only for
-/// being too recent, in ms: `TOO_RECENT_CONVERSION` (an adjustment less than
-/// 24 h after its conversion) waits [`MIN_ADJUSTMENT_DELAY_HOURS`]; the other
-/// `TOO_RECENT_*` codes (a click under 6 h old, a conversion action created
-/// minutes ago) wait 6 h. `None` for every other code.
+/// being too recent, in ms: the `TOO_RECENT_*` codes (a click under 6 h old,
+/// a conversion action created minutes ago) wait 6 h. `None` for every other
+/// code. (Adjustments no longer wait 24 h after their conversion: Google
+/// stopped returning `TOO_RECENT_CONVERSION` for them on 2024-09-09.)
 ///
 /// ```
 /// use tally_core::destinations::google_ads::too_recent_wait_ms;
-/// assert_eq!(too_recent_wait_ms("conversionAdjustmentUploadError:TOO_RECENT_CONVERSION"), Some(24 * 3_600_000));
 /// assert_eq!(too_recent_wait_ms("conversionUploadError:TOO_RECENT_EVENT"), Some(6 * 3_600_000));
 /// assert_eq!(too_recent_wait_ms("conversionUploadError:UNPARSEABLE_GCLID"), None);
 /// ```
 pub fn too_recent_wait_ms(code: &str) -> Option<i64> {
-    match bare_code(code) {
-        "TOO_RECENT_CONVERSION" => Some(i64::from(MIN_ADJUSTMENT_DELAY_HOURS) * 3_600_000),
-        c if c.starts_with("TOO_RECENT_") => Some(6 * 3_600_000),
-        _ => None,
-    }
+    bare_code(code).starts_with("TOO_RECENT_").then_some(6 * 3_600_000)
 }
 
 /// What to do after a failed call.

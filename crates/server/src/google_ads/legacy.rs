@@ -1,14 +1,9 @@
-//! Delivery to the Google Ads API: offline click conversions
-//! (`:uploadClickConversions`) and, for refunds, conversion adjustments
-//! (`:uploadConversionAdjustments`).
-//!
-//! Which conversion action an event feeds:
-//!
-//! 1. its own label (`track_conversion`), else
-//! 2. the helper label of its name ([`AdsLabels`](crate::config::AdsLabels)), and for a
-//!    refund the `purchase` label (uploaded as a `RETRACTION` for a full refund,
-//!    a `RESTATEMENT` to the remaining value for a partial one);
-//! 3. no label, or a label that names no configured action: `Skipped(NoLabelConfigured)`.
+//! The Google Ads API path (`api = "google_ads_api"`): offline click
+//! conversions (`:uploadClickConversions`) and conversion adjustments
+//! (`:uploadConversionAdjustments`), for accounts Google still allowlists
+//! (since 2026-06-15 the API takes no new adopters of offline conversion
+//! imports). With the default Data Manager path it is also what sends full
+//! refunds (retractions), when `retractions = "google_ads_api"` is set.
 //!
 //! Events are grouped per action and built by the core
 //! ([`tally_core::destinations::google_ads::build`]): consent, exactly one click
@@ -21,12 +16,10 @@
 //!   (`ORDER_ID_ALREADY_IN_USE`, `CLICK_CONVERSION_ALREADY_EXISTS`,
 //!   `CONVERSION_ALREADY_RETRACTED` …) means the row is already there: `Sent`.
 //!   Any other row error fails that event only, with
-//!   [`DeliveryError::PartialFailure`]. A row refused only for being too
-//!   recent (`TOO_RECENT_CONVERSION`: a refund less than 24 h after the
-//!   purchase; `TOO_RECENT_EVENT`: the click is under 6 h old) stays in the
-//!   outbox and is sent again once Google can accept it (24 h, 6 h later:
-//!   [`DeliveryError::too_recent_wait`]); the caller gets
-//!   [`Outcome::Queued`] with the row's code.
+//!   [`DeliveryError::PartialFailure`]. A row refused only because its click
+//!   is under 6 h old (`TOO_RECENT_EVENT`) stays in the outbox and is sent
+//!   again once Google can accept it ([`DeliveryError::too_recent_wait`]);
+//!   the caller gets [`Outcome::Queued`] with the row's code.
 //! * 401: the token is dropped, a fresh one fetched and the request sent once
 //!   more; a second 401 is [`DeliveryError::Unauthorized`].
 //! * 429, 5xx, `UNAVAILABLE`/`INTERNAL`/`RESOURCE_EXHAUSTED`: transient (the
@@ -52,9 +45,9 @@ use crate::oauth::TokenCache;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
 
-/// A configured Google Ads destination.
+/// The Google Ads API sender.
 #[derive(Debug, Clone)]
-pub struct GoogleAdsDestination {
+pub(crate) struct GoogleAdsApiSender {
     cfg: Arc<GoogleAdsConfig>,
     customer_id: String,
     login_customer_id: Option<String>,
@@ -68,9 +61,9 @@ pub struct GoogleAdsDestination {
 /// What one upload request's rows came to: `None` delivered (or already there).
 type RowResults = Vec<Option<RowError>>;
 
-impl GoogleAdsDestination {
+impl GoogleAdsApiSender {
     /// From checked configuration.
-    pub fn new(cfg: GoogleAdsConfig) -> Result<GoogleAdsDestination, ConfigError> {
+    pub(crate) fn new(cfg: Arc<GoogleAdsConfig>, oauth: Arc<TokenCache>) -> Result<GoogleAdsApiSender, ConfigError> {
         let bad =
             |setting: &'static str| move |e: tally_core::Error| ConfigError::Invalid { setting, reason: e.to_string() };
         let customer_id = core_ads::normalize_customer_id(&cfg.customer_id).map_err(bad("google_ads.customer_id"))?;
@@ -80,53 +73,17 @@ impl GoogleAdsDestination {
             .map(core_ads::normalize_customer_id)
             .transpose()
             .map_err(bad("google_ads.login_customer_id"))?;
-        let mut actions = BTreeMap::new();
-        for (label, action) in &cfg.conversion_actions {
-            let t = AdsTarget::new(&customer_id, action).map_err(bad("google_ads.conversion_actions"))?;
-            actions.insert(label.clone(), t.conversion_action_id);
-        }
+        let actions = super::actions(&cfg, &customer_id)?;
         let version = cfg.api_version.trim();
         let clicks_url = core_ads::upload_url(&cfg.base_url, version, &customer_id, Upload::Clicks)
             .map_err(bad("google_ads.api_version"))?;
         let adjustments_url = core_ads::upload_url(&cfg.base_url, version, &customer_id, Upload::Adjustments)
             .map_err(bad("google_ads.api_version"))?;
-        let oauth = Arc::new(TokenCache::new(
-            cfg.token_url.clone(),
-            cfg.client_id.trim(),
-            cfg.client_secret.clone(),
-            cfg.refresh_token.clone(),
-        ));
-        Ok(GoogleAdsDestination {
-            cfg: Arc::new(cfg),
-            customer_id,
-            login_customer_id,
-            actions,
-            clicks_url,
-            adjustments_url,
-            oauth,
-        })
-    }
-
-    /// The OAuth token cache (its request count is useful in tests).
-    pub fn oauth(&self) -> &TokenCache {
-        &self.oauth
-    }
-
-    /// The conversion action id an event feeds, and the event the action is
-    /// configured for (`purchase` for refunds), or why there is none.
-    fn route(&self, e: &Event) -> Result<(String, EventName), SkipReason> {
-        let label = match (&e.conversion_label, &e.name) {
-            (Some(l), _) => Some(l.as_str()),
-            (None, EventName::Refund) => self.cfg.labels.purchase.as_deref(),
-            (None, name) => self.cfg.labels.label_for(name),
-        };
-        let action = label.and_then(|l| self.actions.get(l)).ok_or(SkipReason::NoLabelConfigured)?;
-        let target_event = if e.name == EventName::Refund { EventName::Purchase } else { e.name.clone() };
-        Ok((action.clone(), target_event))
+        Ok(GoogleAdsApiSender { cfg, customer_id, login_customer_id, actions, clicks_url, adjustments_url, oauth })
     }
 
     /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
+    pub(crate) async fn deliver(
         &self,
         http: &reqwest::Client,
         retry: &RetryPolicy,
@@ -136,7 +93,7 @@ impl GoogleAdsDestination {
         let mut out: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut groups: BTreeMap<(String, String), (EventName, Vec<usize>)> = BTreeMap::new();
         for (i, e) in events.iter().enumerate() {
-            match self.route(e) {
+            match super::route(&self.cfg.labels, &self.actions, e) {
                 Ok((action, target_event)) => {
                     groups
                         .entry((action, target_event.as_str().to_owned()))
@@ -195,7 +152,7 @@ impl GoogleAdsDestination {
                     Ok((row_results, attempts)) => {
                         for (row, &i) in event_indices.iter().enumerate() {
                             out[i] = Some(match row_results.get(row).cloned().flatten() {
-                                None => Outcome::Sent { attempts },
+                                None => Outcome::sent(attempts),
                                 Some(err) => Outcome::Failed(DeliveryError::PartialFailure(vec![err])),
                             });
                         }

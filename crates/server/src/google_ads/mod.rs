@@ -1,0 +1,217 @@
+//! Delivery to Google Ads.
+//!
+//! Two APIs, chosen by [`GoogleAdsConfig::api`]:
+//!
+//! * [`GoogleAdsApi::DataManager`] (the default): the Data Manager API's
+//!   `events:ingest` ([`data_manager`]). Since 2026-06-15 the Google Ads API
+//!   takes no new adopters of offline conversion imports
+//!   (<https://developers.google.com/ads/blog/posts/2026/05/changes-to-offline-click-conversion>),
+//!   so this is the path that works for a shop setting up today. Events of
+//!   many visitors share requests of up to 2,000; partial refunds restate the
+//!   order's value at once; full refunds, which Data Manager cannot retract,
+//!   go through the Google Ads API when [`GoogleAdsConfig::retractions`] says
+//!   so and are otherwise `Skipped(RetractionUnsupported)`.
+//! * [`GoogleAdsApi::GoogleAdsApi`]: the Google Ads API's
+//!   `:uploadClickConversions` and `:uploadConversionAdjustments`
+//!   ([`legacy`]), for developers Google still allowlists.
+//!
+//! Which conversion action an event feeds, on either path:
+//!
+//! 1. its own label (`track_conversion`), else
+//! 2. the helper label of its name ([`AdsLabels`](crate::config::AdsLabels)), and for a
+//!    refund the `purchase` label;
+//! 3. no label, or a label that names no configured action: `Skipped(NoLabelConfigured)`.
+//!
+//! Both paths share one OAuth token cache (refresh-token grant; the token
+//! must carry the scope of the API it calls).
+
+pub(crate) mod data_manager;
+pub(crate) mod legacy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tally_core::destinations::VisitorEvents;
+use tally_core::destinations::google_ads::AdsTarget;
+use tally_core::{Event, EventName, RefundScope};
+
+use crate::config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
+use crate::error::ConfigError;
+use crate::oauth::TokenCache;
+use crate::outcome::{Outcome, SkipReason};
+use crate::retry::RetryPolicy;
+
+pub use data_manager::{DiagnosticsReport, RequestReport};
+
+/// A configured Google Ads destination.
+#[derive(Debug, Clone)]
+pub struct GoogleAdsDestination {
+    cfg: Arc<GoogleAdsConfig>,
+    oauth: Arc<TokenCache>,
+    data_manager: Option<data_manager::DataManagerSender>,
+    /// The Google Ads API: the whole path, or retractions only.
+    google_ads_api: Option<legacy::GoogleAdsApiSender>,
+}
+
+impl GoogleAdsDestination {
+    /// From checked configuration.
+    pub fn new(cfg: GoogleAdsConfig) -> Result<GoogleAdsDestination, ConfigError> {
+        let cfg = Arc::new(cfg);
+        let oauth = Arc::new(TokenCache::new(
+            cfg.token_url.clone(),
+            cfg.client_id.trim(),
+            cfg.client_secret.clone(),
+            cfg.refresh_token.clone(),
+        ));
+        let (data_manager, google_ads_api) = match cfg.api {
+            GoogleAdsApi::DataManager => {
+                let dm = data_manager::DataManagerSender::new(cfg.clone(), oauth.clone())?;
+                let retract = match cfg.retractions {
+                    Retractions::GoogleAdsApi => Some(legacy::GoogleAdsApiSender::new(cfg.clone(), oauth.clone())?),
+                    Retractions::Skip => None,
+                };
+                (Some(dm), retract)
+            }
+            GoogleAdsApi::GoogleAdsApi => {
+                tracing::warn!(
+                    "google_ads uses the Google Ads API (api = \"google_ads_api\"): since 2026-06-15 it accepts \
+                     offline conversion imports only from developers Google allowlisted; others get \
+                     CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE. Remove `api` to use the Data Manager API"
+                );
+                (None, Some(legacy::GoogleAdsApiSender::new(cfg.clone(), oauth.clone())?))
+            }
+        };
+        Ok(GoogleAdsDestination { cfg, oauth, data_manager, google_ads_api })
+    }
+
+    /// The OAuth token cache (its request count is useful in tests).
+    pub fn oauth(&self) -> &TokenCache {
+        &self.oauth
+    }
+
+    /// Which API conversions go through.
+    pub fn api(&self) -> GoogleAdsApi {
+        self.cfg.api
+    }
+
+    /// What Google reported about the requests sent so far (Data Manager
+    /// only): field warnings and the processing results of the request
+    /// status polls.
+    pub fn diagnostics(&self) -> Option<DiagnosticsReport> {
+        self.data_manager.as_ref().map(data_manager::DataManagerSender::diagnostics)
+    }
+
+    /// Whether one request may carry events of many visitors (Data Manager: yes).
+    pub(crate) fn merges_visitors(&self) -> bool {
+        self.data_manager.is_some()
+    }
+
+    /// Sends the events of one or several visitors; one outcome per event, in
+    /// the order of the visitors and their events.
+    pub(crate) async fn deliver_many(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Outcome> {
+        let Some(dm) = &self.data_manager else {
+            let mut out = Vec::new();
+            for (events, ctx) in visitors {
+                if let Some(api) = &self.google_ads_api {
+                    out.extend(api.deliver(http, retry, events, ctx).await);
+                }
+            }
+            return out;
+        };
+        let total: usize = visitors.iter().map(|(e, _)| e.len()).sum();
+        let mut out: Vec<Option<Outcome>> = vec![None; total];
+        // Per action, each visitor's events for it, with their places in `out`.
+        let mut by_action: BTreeMap<(String, String), ActionWork> = BTreeMap::new();
+        let mut retractions: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+        let mut offset = 0;
+        for (v, (events, _)) in visitors.iter().enumerate() {
+            let mut retract = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                let at = offset + i;
+                match route(&self.cfg.labels, dm.actions(), e) {
+                    Err(reason) => out[at] = Some(Outcome::Skipped(reason)),
+                    Ok(_) if self.google_ads_api.is_some() && is_retraction(e) => retract.push(i),
+                    Ok((action, target_event)) => {
+                        let work = by_action
+                            .entry((action.clone(), target_event.as_str().to_owned()))
+                            .or_insert_with(|| ActionWork { action, event: target_event, visitors: BTreeMap::new() });
+                        let (picked, places) = work.visitors.entry(v).or_default();
+                        picked.push(e.clone());
+                        places.push(at);
+                    }
+                }
+            }
+            if !retract.is_empty() {
+                retractions.push((v, offset, retract));
+            }
+            offset += events.len();
+        }
+        for work in by_action.into_values() {
+            let groups: Vec<(Vec<Event>, Vec<usize>, usize)> =
+                work.visitors.into_iter().map(|(v, (events, places))| (events, places, v)).collect();
+            let visitors_for: Vec<VisitorEvents<'_>> =
+                groups.iter().map(|(events, _, v)| (events.as_slice(), visitors[*v].1)).collect();
+            let places: Vec<usize> = groups.iter().flat_map(|(_, p, _)| p.iter().copied()).collect();
+            let outcomes = dm.deliver(http, retry, &visitors_for, &work.action, work.event).await;
+            for (place, o) in places.into_iter().zip(outcomes) {
+                out[place] = Some(o);
+            }
+        }
+        if let Some(api) = &self.google_ads_api {
+            for (v, offset, indices) in retractions {
+                let (events, ctx) = visitors[v];
+                let picked: Vec<Event> = indices.iter().map(|&i| events[i].clone()).collect();
+                let outcomes = api.deliver(http, retry, &picked, ctx).await;
+                for (i, o) in indices.into_iter().zip(outcomes) {
+                    out[offset + i] = Some(o);
+                }
+            }
+        }
+        crate::destination::finish(out)
+    }
+}
+
+/// One conversion action's share of a round.
+struct ActionWork {
+    action: String,
+    event: EventName,
+    /// By visitor (index into the round): the events and their places in the answer.
+    visitors: BTreeMap<usize, (Vec<Event>, Vec<usize>)>,
+}
+
+fn is_retraction(e: &Event) -> bool {
+    e.name == EventName::Refund && e.refund_scope() == RefundScope::Full
+}
+
+/// The conversion action ids, by label, with each checked.
+pub(crate) fn actions(cfg: &GoogleAdsConfig, customer_id: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut actions = BTreeMap::new();
+    for (label, action) in &cfg.conversion_actions {
+        let t = AdsTarget::new(customer_id, action)
+            .map_err(|e| ConfigError::Invalid { setting: "google_ads.conversion_actions", reason: e.to_string() })?;
+        actions.insert(label.clone(), t.conversion_action_id);
+    }
+    Ok(actions)
+}
+
+/// The conversion action id an event feeds, and the event the action is
+/// configured for (`purchase` for refunds), or why there is none.
+pub(crate) fn route(
+    labels: &AdsLabels,
+    actions: &BTreeMap<String, String>,
+    e: &Event,
+) -> Result<(String, EventName), SkipReason> {
+    let label = match (&e.conversion_label, &e.name) {
+        (Some(l), _) => Some(l.as_str()),
+        (None, EventName::Refund) => labels.purchase.as_deref(),
+        (None, name) => labels.label_for(name),
+    };
+    let action = label.and_then(|l| actions.get(l)).ok_or(SkipReason::NoLabelConfigured)?;
+    let target_event = if e.name == EventName::Refund { EventName::Purchase } else { e.name.clone() };
+    Ok((action.clone(), target_event))
+}
