@@ -418,6 +418,44 @@ impl GoogleAdsConfig {
         self
     }
 
+    /// What a person setting this up should know, in words: the 2026 change
+    /// when the Google Ads API is chosen, settings the chosen API ignores, and
+    /// what becomes of full refunds. `tally check` prints these.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match self.api {
+            GoogleAdsApi::GoogleAdsApi => notes.push(
+                "google_ads: api = \"google_ads_api\" — since 2026-06-15 the Google Ads API accepts offline \
+                 conversion imports only from developers Google allowlisted (others get \
+                 CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE); remove `api` to send through the Data Manager API"
+                    .to_owned(),
+            ),
+            GoogleAdsApi::DataManager => {
+                if self.developer_token.is_some() {
+                    notes.push(
+                        "google_ads: developer_token is not used by the Data Manager API (only by \
+                         retractions = \"google_ads_api\")"
+                            .to_owned(),
+                    );
+                }
+                notes.push(match self.retractions {
+                    Retractions::Skip => "google_ads: full refunds are reported as skipped \
+                        (retraction_unsupported): the Data Manager API cannot retract a conversion; partial \
+                        refunds restate the order's value at once"
+                        .to_owned(),
+                    Retractions::GoogleAdsApi => "google_ads: full refunds go through the Google Ads API \
+                        (uploadConversionAdjustments): the refresh token needs the adwords scope as well as \
+                        datamanager"
+                        .to_owned(),
+                });
+                if self.validate_only {
+                    notes.push("google_ads: validate_only — Google checks every request and stores nothing".to_owned());
+                }
+            }
+        }
+        notes
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         core_ads::normalize_customer_id(&self.customer_id).map_err(|e| match e {
             tally_core::Error::Missing { .. } => ConfigError::Missing {

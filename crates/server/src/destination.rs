@@ -111,6 +111,15 @@ impl Destination {
         }
     }
 
+    /// What a person setting this destination up should know (the chosen
+    /// API, settings it ignores), for `tally check`.
+    pub fn notes(&self) -> Vec<String> {
+        match self {
+            Destination::GoogleAds(d) => d.notes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether one request may carry events of many visitors (Meta, TikTok,
     /// Rokt, Google Ads through the Data Manager API): then a lane merges
     /// visitors into full requests.

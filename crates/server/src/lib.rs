@@ -37,8 +37,9 @@
 //!
 //! ## Example: a payment webhook delivering to several destinations
 //!
-//! One tracker per process, configured for GA4, Google Ads (purchases, and
-//! refunds as adjustments), Meta, Rokt and the shop's warehouse; the handler
+//! One tracker per process, configured for GA4, Google Ads (through the Data
+//! Manager API: purchases, and partial refunds as restatements), Meta, Rokt
+//! and the shop's warehouse; the handler
 //! reports the payment with the browser's envelope and answers the payment
 //! provider at once — failures come back as values and transient ones wait in
 //! the outbox. A serverless handler flushes before returning.

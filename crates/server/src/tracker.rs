@@ -245,6 +245,13 @@ impl ServerTracker {
         text
     }
 
+    /// What a person setting the destinations up should know, one line each
+    /// (`tally check` prints them): e.g. which Google Ads API is used and what
+    /// becomes of full refunds there.
+    pub fn configuration_notes(&self) -> Vec<String> {
+        self.inner.destinations.iter().flat_map(|d| d.notes()).collect()
+    }
+
     /// What each destination that reports on accepted requests has said
     /// (Google Ads through the Data Manager API), by destination name.
     pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::google_ads::DiagnosticsReport> {

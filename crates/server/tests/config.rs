@@ -82,7 +82,7 @@ fn google_ads_ids_and_credentials() {
     expect(with_ads(c), &["google_ads.client_secret is required"]);
     let mut c = ads();
     c.refresh_token = String::new();
-    expect(with_ads(c), &["google_ads.refresh_token is required", "adwords"]);
+    expect(with_ads(c), &["google_ads.refresh_token is required", "datamanager"]);
     expect(with_ads(ads().developer_token("  ")), &["google_ads.developer_token is invalid", "optional"]);
     expect(with_ads(ads().api_version("26")), &["google_ads.api_version is invalid", "v26"]);
     expect(with_ads(ads().base_url("ftp://ads")), &["google_ads.base_url is invalid", "http(s)"]);
@@ -203,4 +203,43 @@ fn debug_output_never_shows_secrets() {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
     assert!(text.contains("[redacted]"));
+}
+
+#[test]
+fn google_ads_chooses_its_api_and_says_what_that_means() {
+    use tally_server::config_file::TallyConfig;
+    use tally_server::{GoogleAdsApi, Retractions};
+    // The default: the Data Manager API; full refunds are skipped, and check says so.
+    let t = with_ads(ads().developer_token("dev-token")).build().unwrap();
+    let notes = t.configuration_notes().join("\n");
+    assert!(notes.contains("developer_token is not used"), "{notes}");
+    assert!(notes.contains("retraction_unsupported"), "{notes}");
+    // The Google Ads API, chosen explicitly: the 2026 change is explained.
+    let t = with_ads(ads().api(GoogleAdsApi::GoogleAdsApi)).build().unwrap();
+    let notes = t.configuration_notes().join("\n");
+    assert!(notes.contains("2026-06-15") && notes.contains("CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE"), "{notes}");
+    let t = with_ads(ads().retractions(Retractions::GoogleAdsApi)).build().unwrap();
+    assert!(t.configuration_notes().join("\n").contains("adwords scope"));
+    // The same from TOML, and a misspelt choice names the setting and the choices.
+    let toml = |extra: &str| {
+        format!(
+            "[google_ads]\ncustomer_id = \"123-456-7890\"\nclient_id = \"c\"\nclient_secret = \"s\"\nrefresh_token = \"r\"\n\
+             conversion_actions = {{ buy = \"555\" }}\nlabels = {{ purchase = \"buy\" }}\n{extra}"
+        )
+    };
+    let legacy = TallyConfig::from_toml(&toml("api = \"google_ads_api\"\nretractions = \"skip\"")).unwrap();
+    let t = legacy.tracker_builder().unwrap().build().unwrap();
+    assert!(t.configuration_notes().join("\n").contains("2026-06-15"));
+    let bad = |extra: &str| match TallyConfig::from_toml(&toml(extra)).unwrap().tracker_builder() {
+        Ok(_) => panic!("{extra} accepted"),
+        Err(e) => e.to_string(),
+    };
+    let e = bad("api = \"google-ads\"");
+    assert!(e.contains("google_ads.api") && e.contains("data_manager"), "{e}");
+    let e = bad("retractions = \"never\"");
+    assert!(e.contains("google_ads.retractions"), "{e}");
+    let e = error(with_ads(ads().merchant_id("MC-1")));
+    assert!(e.contains("google_ads.merchant_id"), "{e}");
+    let e = error(with_ads(ads().data_manager_url("datamanager.googleapis.com")));
+    assert!(e.contains("google_ads.data_manager_url"), "{e}");
 }

@@ -297,6 +297,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for note in tracker.configuration_notes() {
+        println!("tally: note: {note}");
+    }
     if mode == Mode::Serve {
         return serve_collector(&cfg, tracker, collector_cfg).await;
     }

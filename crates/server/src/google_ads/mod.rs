@@ -72,21 +72,24 @@ impl GoogleAdsDestination {
                 };
                 (Some(dm), retract)
             }
-            GoogleAdsApi::GoogleAdsApi => {
-                tracing::warn!(
-                    "google_ads uses the Google Ads API (api = \"google_ads_api\"): since 2026-06-15 it accepts \
-                     offline conversion imports only from developers Google allowlisted; others get \
-                     CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE. Remove `api` to use the Data Manager API"
-                );
-                (None, Some(legacy::GoogleAdsApiSender::new(cfg.clone(), oauth.clone())?))
-            }
+            GoogleAdsApi::GoogleAdsApi => (None, Some(legacy::GoogleAdsApiSender::new(cfg.clone(), oauth.clone())?)),
         };
+        if cfg.api == GoogleAdsApi::GoogleAdsApi {
+            for note in cfg.notes() {
+                tracing::warn!("{note}");
+            }
+        }
         Ok(GoogleAdsDestination { cfg, oauth, data_manager, google_ads_api })
     }
 
     /// The OAuth token cache (its request count is useful in tests).
     pub fn oauth(&self) -> &TokenCache {
         &self.oauth
+    }
+
+    /// What a person setting this up should know ([`GoogleAdsConfig::notes`]).
+    pub fn notes(&self) -> Vec<String> {
+        self.cfg.notes()
     }
 
     /// Which API conversions go through.
