@@ -1250,9 +1250,7 @@ mod tests {
         let tok: Value = http
             .post(server.url("/google-ads/token"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token=1%2F%2Fsandbox-refresh-token"
-            ))
+            .body(crate::google_oauth::sandbox_refresh_token_form())
             .send()
             .await
             .unwrap()

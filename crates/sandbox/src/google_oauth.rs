@@ -58,6 +58,17 @@ pub const TEST_SERVICE_ACCOUNT_EMAIL: &str = "tally-sandbox@tally-test.iam.gserv
 /// public key is registered nowhere: its assertions fail the signature check.
 pub const TEST_ROGUE_KEY: &str = include_str!("../keys/test-rogue-key.json");
 
+/// The form body of a refresh-token grant with the sandbox's default client
+/// and refresh token, for tests that ask the token endpoint themselves.
+pub fn sandbox_refresh_token_form() -> String {
+    format!(
+        "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
+        crate::google_ads::CLIENT_ID,
+        crate::google_ads::CLIENT_SECRET,
+        crate::google_ads::REFRESH_TOKEN.replace('/', "%2F")
+    )
+}
+
 /// Longest a service-account assertion may live (`exp - iat`).
 const MAX_ASSERTION_LIFETIME_S: i64 = 3600;
 /// Clock skew tolerated on `iat` / `exp`.

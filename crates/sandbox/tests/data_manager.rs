@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET};
 use tally_sandbox::google_oauth::{
     ADWORDS_SCOPE, DATAMANAGER_SCOPE, JWT_BEARER_GRANT, TEST_ROGUE_KEY, TEST_SERVICE_ACCOUNT_EMAIL,
-    TEST_SERVICE_ACCOUNT_KEY,
+    TEST_SERVICE_ACCOUNT_KEY, sandbox_refresh_token_form,
 };
 use tally_sandbox::{DataManagerSandbox, Mode, RunningSandbox, Sandbox};
 
@@ -33,18 +32,7 @@ impl Dm {
     }
 
     async fn refresh_token_grant(&self) -> Value {
-        self.http
-            .post(self.server.url("/data-manager/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token=1%2F%2Fsandbox-refresh-token"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        refresh_token_grant(&self.http, &self.server.url("/data-manager/token")).await
     }
 
     async fn ingest_with(&self, body: &Value, token: &str, query: &str) -> (u16, Value, reqwest::header::HeaderMap) {
@@ -76,6 +64,12 @@ impl Dm {
             .unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
+}
+
+async fn refresh_token_grant(http: &reqwest::Client, url: &str) -> Value {
+    let r =
+        http.post(url).header("content-type", "application/x-www-form-urlencoded").body(sandbox_refresh_token_form());
+    r.send().await.unwrap().json().await.unwrap()
 }
 
 fn example(text: &str, validate_only: bool) -> Value {
@@ -839,18 +833,7 @@ async fn the_google_ads_token_endpoint_keeps_its_own_tokens_and_scope() {
     let sandbox = Sandbox::new();
     let server = sandbox.serve("127.0.0.1:0").await.unwrap();
     let http = reqwest::Client::new();
-    let grant: Value = http
-        .post(server.url("/google-ads/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token=1%2F%2Fsandbox-refresh-token"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grant = refresh_token_grant(&http, &server.url("/google-ads/token")).await;
     assert_eq!(grant["scope"], ADWORDS_SCOPE);
     // A Google Ads token is not one the Data Manager endpoint issued.
     let r = http
