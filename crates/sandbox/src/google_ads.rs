@@ -3,14 +3,16 @@
 //!
 //! Routes, under the mount point (`/google-ads`):
 //!
-//! * `POST /token` — the refresh-token grant: checks `grant_type=refresh_token`,
-//!   the client id and secret and the refresh token; issues `ya29.…` bearer
-//!   tokens with `expires_in`. It can be told to shorten lifetimes, to expire
-//!   every issued token ([`GoogleAdsSandbox::expire_tokens`]) or to revoke the
-//!   refresh token (`invalid_grant`); it counts requests.
+//! * `POST /token` — Google's token endpoint ([`crate::google_oauth`]): the
+//!   refresh-token grant (checks the client id and secret and the refresh
+//!   token) and the service-account JWT-bearer grant; issues `ya29.…` bearer
+//!   tokens with `expires_in` and `scope` (by default the refresh token grants
+//!   `https://www.googleapis.com/auth/adwords`). It can be told to shorten
+//!   lifetimes, to expire every issued token ([`GoogleAdsSandbox::expire_tokens`])
+//!   or to revoke the refresh token (`invalid_grant`); it counts requests.
 //! * `POST /{version}/customers/{10 digits}:uploadClickConversions` and
 //!   `…:uploadConversionAdjustments` — check the version, the customer id, the
-//!   bearer token (issued here and not expired), `login-customer-id` (10 digits),
+//!   bearer token (issued here, not expired, with the `adwords` scope), `login-customer-id` (10 digits),
 //!   the JSON body (unknown fields are an error, `partialFailure` must be true,
 //!   at most 2,000 rows, `jobId` in `[0, 2^31)`), then each row: the action's
 //!   resource name, exactly one of gclid / gbraid / wbraid or user identifiers,
@@ -32,7 +34,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,7 +47,8 @@ use serde_json::{Map, Value, json};
 
 use crate::Latency;
 use crate::fault::{FaultSwitch, Mode};
-use crate::util::{form_decode, is_sha256_hex, now_ms, parse_ads_date_time, trace_id};
+use crate::google_oauth::{ADWORDS_SCOPE, BearerProblem, GoogleOAuth};
+use crate::util::{is_sha256_hex, now_ms, parse_ads_date_time, trace_id};
 
 /// The OAuth client id the sandbox accepts by default.
 pub const CLIENT_ID: &str = "sandbox-client.apps.googleusercontent.com";
@@ -134,14 +137,6 @@ pub struct AdsDrop {
 }
 
 struct Inner {
-    client_id: String,
-    client_secret: String,
-    refresh_token: String,
-    refresh_revoked: bool,
-    token_lifetime: Duration,
-    tokens: HashMap<String, Instant>,
-    token_seq: u64,
-    token_requests: u32,
     requests: u32,
     conversions: Vec<AdsConversion>,
     adjustments: Vec<AdsAdjustment>,
@@ -163,14 +158,6 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Self {
         Inner {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            refresh_token: REFRESH_TOKEN.into(),
-            refresh_revoked: false,
-            token_lifetime: Duration::from_secs(3599),
-            tokens: HashMap::new(),
-            token_seq: 0,
-            token_requests: 0,
             requests: 0,
             conversions: Vec::new(),
             adjustments: Vec::new(),
@@ -189,9 +176,12 @@ impl Default for Inner {
 }
 
 /// The Google Ads sandbox.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GoogleAdsSandbox {
     inner: Arc<Mutex<Inner>>,
+    /// The OAuth token endpoint (`POST /token`); its refresh token grants
+    /// [`ADWORDS_SCOPE`] unless told otherwise.
+    pub oauth: GoogleOAuth,
     /// Fault injection for the API (not the token endpoint).
     pub faults: FaultSwitch,
     /// Fault injection for the token endpoint.
@@ -202,14 +192,28 @@ pub struct GoogleAdsSandbox {
     pub token_latency: Latency,
 }
 
+impl Default for GoogleAdsSandbox {
+    fn default() -> Self {
+        let oauth = GoogleOAuth::new(&[ADWORDS_SCOPE]);
+        GoogleAdsSandbox {
+            inner: Arc::default(),
+            faults: FaultSwitch::default(),
+            token_faults: oauth.faults.clone(),
+            latency: Latency::default(),
+            token_latency: oauth.latency.clone(),
+            oauth,
+        }
+    }
+}
+
 impl GoogleAdsSandbox {
     /// The routes: `POST /token`, `POST /{version}/customers/{cid}:{method}`, `GET /records`.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/token", post(token))
             .route("/records", get(records))
             .route("/{version}/customers/{target}", post(upload))
             .with_state(self.clone())
+            .merge(self.oauth.router())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -248,30 +252,33 @@ impl GoogleAdsSandbox {
 
     /// Token requests received (faulted ones included).
     pub fn token_requests(&self) -> u32 {
-        self.lock().token_requests
+        self.oauth.token_requests()
     }
 
     /// Uses other OAuth client credentials and refresh token.
     pub fn set_credentials(&self, client_id: &str, client_secret: &str, refresh_token: &str) {
-        let mut i = self.lock();
-        i.client_id = client_id.into();
-        i.client_secret = client_secret.into();
-        i.refresh_token = refresh_token.into();
+        self.oauth.set_credentials(client_id, client_secret, refresh_token);
     }
 
     /// Issues tokens living `d` from now on (default 3599 s).
     pub fn set_token_lifetime(&self, d: Duration) {
-        self.lock().token_lifetime = d;
+        self.oauth.set_token_lifetime(d);
     }
 
     /// Makes every access token issued so far invalid (the API answers 401).
     pub fn expire_tokens(&self) {
-        self.lock().tokens.clear();
+        self.oauth.expire_tokens();
     }
 
     /// Revokes the refresh token: the token endpoint answers `invalid_grant`.
     pub fn revoke_refresh_token(&self) {
-        self.lock().refresh_revoked = true;
+        self.oauth.revoke_refresh_token();
+    }
+
+    /// The scopes the refresh token grants (default [`ADWORDS_SCOPE`]); a token
+    /// without [`ADWORDS_SCOPE`] is refused by the API with 403.
+    pub fn set_refresh_token_scopes(&self, scopes: &[&str]) {
+        self.oauth.set_refresh_token_scopes(scopes);
     }
 
     /// Only these conversion action ids exist (default: any).
@@ -306,79 +313,9 @@ impl GoogleAdsSandbox {
         i.clicks.clear();
         i.restatements.clear();
         i.requests = 0;
-        i.token_requests = 0;
+        drop(i);
+        self.oauth.clear();
     }
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
-}
-
-async fn token(State(s): State<GoogleAdsSandbox>, headers: HeaderMap, body: Bytes) -> Response {
-    s.lock().token_requests += 1;
-    s.token_latency.wait().await;
-    match s.token_faults.take() {
-        Mode::Up => {}
-        Mode::Down => {
-            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "internal_failure", "sandbox: token endpoint down");
-        }
-        Mode::RateLimited => {
-            let mut r = oauth_error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "sandbox: slow down");
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
-        }
-        Mode::Unauthorized => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "sandbox: the OAuth client was deleted");
-        }
-    }
-    let form_ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_ct {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Content-Type must be application/x-www-form-urlencoded",
-        );
-    }
-    let form = form_decode(&String::from_utf8_lossy(&body));
-    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    match field("grant_type") {
-        Some("refresh_token") => {}
-        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
-        None => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: grant_type");
-        }
-    }
-    let mut i = s.lock();
-    if field("client_id") != Some(i.client_id.as_str()) || field("client_secret") != Some(i.client_secret.as_str()) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
-    }
-    match field("refresh_token") {
-        None | Some("") => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Missing required parameter: refresh_token",
-            );
-        }
-        Some(t) if t != i.refresh_token || i.refresh_revoked => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.");
-        }
-        Some(_) => {}
-    }
-    i.token_seq += 1;
-    let access_token = format!("ya29.sandbox-{}-{}", i.token_seq, trace_id(i.token_seq));
-    let lifetime = i.token_lifetime;
-    i.tokens.insert(access_token.clone(), Instant::now() + lifetime);
-    axum::Json(json!({
-        "access_token": access_token,
-        "expires_in": lifetime.as_secs(),
-        "scope": "https://www.googleapis.com/auth/adwords",
-        "token_type": "Bearer",
-    }))
-    .into_response()
 }
 
 /// One Google Ads error.
@@ -602,30 +539,38 @@ async fn upload(
         }
     };
     // Authentication.
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let auth = {
-        let i = s.lock();
-        match bearer {
-            None => Err(err(
+    let auth = s.oauth.check_bearer(&headers, ADWORDS_SCOPE).map_err(|p| match p {
+        BearerProblem::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            err(
                 "authenticationError",
                 "AUTHENTICATION_ERROR",
                 "Request is missing required authentication credential.",
-            )),
-            Some(t) => match i.tokens.get(t) {
-                Some(exp) if *exp > Instant::now() => Ok(()),
-                Some(_) => {
-                    Err(err("authenticationError", "OAUTH_TOKEN_EXPIRED", "The OAuth access token has expired."))
-                }
-                None => Err(err("authenticationError", "OAUTH_TOKEN_INVALID", "The OAuth access token is invalid.")),
-            },
-        }
-    };
-    if let Err(e) = auth {
-        return reject(&s, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e);
+            ),
+        ),
+        BearerProblem::Expired => (
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            err("authenticationError", "OAUTH_TOKEN_EXPIRED", "The OAuth access token has expired."),
+        ),
+        BearerProblem::Unknown => (
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            err("authenticationError", "OAUTH_TOKEN_INVALID", "The OAuth access token is invalid."),
+        ),
+        BearerProblem::InsufficientScope { .. } => (
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            err(
+                "authorizationError",
+                "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                format!("Request had insufficient authentication scopes: the Google Ads API needs {ADWORDS_SCOPE}."),
+            ),
+        ),
+    });
+    if let Err((http, status, e)) = auth {
+        return reject(&s, http, status, e);
     }
     let login = headers.get("login-customer-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(l) = &login
@@ -1275,7 +1220,7 @@ async fn records(State(s): State<GoogleAdsSandbox>) -> Response {
         "adjustments": i.adjustments,
         "deduplicated": i.deduplicated,
         "dropped": i.dropped,
-        "tokenRequests": i.token_requests,
+        "tokenRequests": s.oauth.token_requests(),
     }))
     .into_response()
 }
@@ -1301,9 +1246,7 @@ mod tests {
         let tok: Value = http
             .post(server.url("/google-ads/token"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token=1%2F%2Fsandbox-refresh-token"
-            ))
+            .body(crate::google_oauth::sandbox_refresh_token_form())
             .send()
             .await
             .unwrap()

@@ -22,6 +22,7 @@
 //! |---|---|---|
 //! | GA4 MP | `/ga4` | base URL `…/ga4` |
 //! | Google Ads API | `/google-ads` | base URL `…/google-ads`, token URL `…/google-ads/token` |
+//! | Google Data Manager API | `/data-manager` | base URL `…/data-manager/v1`, token URL `…/data-manager/token` |
 //! | Meta CAPI | `/meta` | base URL `…/meta` |
 //! | Rokt Event API | `/rokt` | URL `…/rokt/v2/events` |
 //! | Servoki-style | `/servoki` | URL `…/servoki/api/events/server` |
@@ -37,9 +38,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod data_manager;
 pub mod fault;
 pub mod ga4;
 pub mod google_ads;
+pub mod google_oauth;
 pub mod meta;
 pub mod rokt;
 pub mod servoki;
@@ -58,6 +61,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+pub use data_manager::DataManagerSandbox;
 pub use fault::Mode;
 pub use ga4::Ga4Sandbox;
 pub use google_ads::GoogleAdsSandbox;
@@ -74,6 +78,8 @@ pub struct Sandbox {
     pub ga4: Ga4Sandbox,
     /// Google Ads API and its OAuth token endpoint, mounted at `/google-ads`.
     pub google_ads: GoogleAdsSandbox,
+    /// Google Data Manager API and its OAuth token endpoint, mounted at `/data-manager`.
+    pub data_manager: DataManagerSandbox,
     /// Meta Conversions API, mounted at `/meta`.
     pub meta: MetaSandbox,
     /// Rokt Event API v2, mounted at `/rokt`.
@@ -121,6 +127,7 @@ impl Sandbox {
         Router::new()
             .nest("/ga4", self.ga4.router())
             .nest("/google-ads", self.google_ads.router())
+            .nest("/data-manager", self.data_manager.router())
             .nest("/meta", self.meta.router())
             .nest("/rokt", self.rokt.router())
             .nest("/servoki", self.servoki.router())
@@ -376,6 +383,14 @@ pub(crate) mod util {
             out.extend_from_slice(&bytes[1..chunk.len()]);
         }
         Some(out)
+    }
+
+    /// Unpadded (or padded) base64url (RFC 4648 §5), as in JWTs.
+    pub fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+        if s.contains(['+', '/']) {
+            return None;
+        }
+        base64_decode(&s.replace('-', "+").replace('_', "/"))
     }
 
     /// Decodes an `application/x-www-form-urlencoded` body.
