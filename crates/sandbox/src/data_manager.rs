@@ -326,6 +326,9 @@ pub struct DmConversion {
     pub cart_items: Vec<DmCartItem>,
     /// Times the same key was ingested again (value restated).
     pub restatements: u32,
+    /// Retracted through the Google Ads API (`uploadConversionAdjustments`),
+    /// which Data Manager itself cannot do.
+    pub retracted: bool,
     /// The request that created it.
     pub request_id: String,
 }
@@ -423,6 +426,7 @@ struct Inner {
     statuses: HashMap<String, StatusEntry>,
     validate_only_ids: HashSet<String>,
     rejected_gclids: HashSet<String>,
+    refused_transactions: HashSet<String>,
     required_login_account: Option<String>,
     omit_violation_fields: bool,
     per_minute: u32,
@@ -448,9 +452,17 @@ pub struct DataManagerSandbox {
 
 impl Default for DataManagerSandbox {
     fn default() -> Self {
+        DataManagerSandbox::with_oauth(GoogleOAuth::new(&[DATAMANAGER_SCOPE]))
+    }
+}
+
+impl DataManagerSandbox {
+    /// A stand-in whose tokens come from `oauth` (shared with the Google Ads
+    /// API stand-in in [`Sandbox`](crate::Sandbox): Google has one token endpoint).
+    pub fn with_oauth(oauth: GoogleOAuth) -> DataManagerSandbox {
         DataManagerSandbox {
             inner: Arc::default(),
-            oauth: GoogleOAuth::new(&[DATAMANAGER_SCOPE]),
+            oauth,
             faults: FaultSwitch::default(),
             status_faults: FaultSwitch::default(),
             latency: Latency::default(),
@@ -558,6 +570,52 @@ impl DataManagerSandbox {
     /// in the request status) and are not stored.
     pub fn reject_gclid(&self, gclid: &str) {
         self.lock().rejected_gclids.insert(gclid.to_owned());
+    }
+
+    /// Requests carrying an event with this `transactionId` are rejected
+    /// (400 `INVALID_ARGUMENT`, nothing stored), standing in for the
+    /// validation layers a client cannot foresee.
+    pub fn reject_transaction_id(&self, transaction_id: &str) {
+        self.lock().refused_transactions.insert(transaction_id.to_owned());
+    }
+
+    /// How many conversions are stored (cheaper than `conversions().len()`).
+    pub fn conversion_count(&self) -> usize {
+        self.lock().conversions.len()
+    }
+
+    /// The conversion of (`operating account`, `action`, `transaction id`):
+    /// the Google Ads account's view, for the Google Ads API stand-in.
+    pub(crate) fn google_ads_conversion(
+        &self,
+        account: &str,
+        action: &str,
+        transaction_id: &str,
+    ) -> Option<DmConversion> {
+        let i = self.lock();
+        let key = (account.to_owned(), action.to_owned(), transaction_id.to_owned());
+        i.by_key.get(&key).and_then(|&idx| i.conversions.get(idx)).cloned()
+    }
+
+    /// A Google Ads API adjustment of a conversion ingested here.
+    pub(crate) fn apply_google_ads_adjustment(
+        &self,
+        account: &str,
+        action: &str,
+        transaction_id: &str,
+        retracted: bool,
+        restated_value: Option<f64>,
+    ) {
+        let mut i = self.lock();
+        let key = (account.to_owned(), action.to_owned(), transaction_id.to_owned());
+        if let Some(&idx) = i.by_key.get(&key)
+            && let Some(c) = i.conversions.get_mut(idx)
+        {
+            c.retracted |= retracted;
+            if restated_value.is_some() {
+                c.value = restated_value;
+            }
+        }
     }
 
     /// Forgets everything recorded (credentials, tokens and settings stay).
@@ -1369,6 +1427,7 @@ fn store(inner: &mut Inner, req: &Value, request_id: &str) -> Vec<DestinationSta
                 event_source: str_at(e, "eventSource").map(str::to_owned),
                 cart_items,
                 restatements: 0,
+                retracted: false,
                 request_id: request_id.to_owned(),
             };
             if let Some(t) = transaction_id {
@@ -1480,6 +1539,24 @@ async fn ingest(
     let (violations, warnings) = check_request(&req, now_ms());
     if !violations.is_empty() {
         return reject(RpcError::invalid(violations));
+    }
+    let refused: Vec<DmViolation> = {
+        let i = s.lock();
+        list_at(&req, "events")
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| str_at(e, "transactionId").is_some_and(|t| i.refused_transactions.contains(t)))
+            .map(|(k, _)| {
+                violation(
+                    &format!("events[{k}].transaction_id"),
+                    "INVALID_ARGUMENT",
+                    "The event was refused (the sandbox was told to refuse this transactionId).",
+                )
+            })
+            .collect()
+    };
+    if !refused.is_empty() {
+        return reject(RpcError::invalid(refused));
     }
     let required = s.lock().required_login_account.clone();
     if let Some(manager) = required {

@@ -137,6 +137,9 @@ pub struct AdsDrop {
 }
 
 struct Inner {
+    /// The Data Manager stand-in of the same Google Ads account: conversions
+    /// ingested there can be adjusted here, as in Google Ads.
+    data_manager: Option<crate::DataManagerSandbox>,
     requests: u32,
     conversions: Vec<AdsConversion>,
     adjustments: Vec<AdsAdjustment>,
@@ -158,6 +161,7 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Self {
         Inner {
+            data_manager: None,
             requests: 0,
             conversions: Vec::new(),
             adjustments: Vec::new(),
@@ -194,7 +198,14 @@ pub struct GoogleAdsSandbox {
 
 impl Default for GoogleAdsSandbox {
     fn default() -> Self {
-        let oauth = GoogleOAuth::new(&[ADWORDS_SCOPE]);
+        GoogleAdsSandbox::with_oauth(GoogleOAuth::new(&[ADWORDS_SCOPE]))
+    }
+}
+
+impl GoogleAdsSandbox {
+    /// A stand-in whose tokens come from `oauth` (shared with the Data
+    /// Manager stand-in in [`Sandbox`](crate::Sandbox): Google has one token endpoint).
+    pub fn with_oauth(oauth: GoogleOAuth) -> GoogleAdsSandbox {
         GoogleAdsSandbox {
             inner: Arc::default(),
             faults: FaultSwitch::default(),
@@ -207,6 +218,12 @@ impl Default for GoogleAdsSandbox {
 }
 
 impl GoogleAdsSandbox {
+    /// Shares the Google Ads account with `dm`: conversions ingested through
+    /// the Data Manager stand-in can be adjusted (retracted) here.
+    pub fn link_data_manager(&self, dm: &crate::DataManagerSandbox) {
+        self.lock().data_manager = Some(dm.clone());
+    }
+
     /// The routes: `POST /token`, `POST /{version}/customers/{cid}:{method}`, `GET /records`.
     pub fn router(&self) -> Router {
         Router::new()
@@ -1159,6 +1176,35 @@ fn adjustment_row(
             err(C, "DUPLICATE_ADJUSTMENT_IN_REQUEST", "The request adjusts the same conversion twice.").at("order_id")
         );
     }
+    if !inner.orders.contains_key(&key) {
+        // Uploaded through the Data Manager API to the same account: Google Ads knows it.
+        let linked =
+            inner.data_manager.as_ref().and_then(|dm| dm.google_ads_conversion(customer_id, &action, order_id));
+        if let Some(c) = linked {
+            inner.orders.insert(key.clone(), inner.conversions.len());
+            inner.conversions.push(AdsConversion {
+                customer_id: customer_id.to_owned(),
+                conversion_action: resource.clone(),
+                action_id: action.clone(),
+                order_id: Some(order_id.to_owned()),
+                gclid: c.gclid,
+                gbraid: c.gbraid,
+                wbraid: c.wbraid,
+                conversion_date_time: c.event_timestamp,
+                // Google Ads keeps conversion times to the second.
+                conversion_time_ms: c.event_time_ms.div_euclid(1000) * 1000,
+                value: c.value,
+                currency: c.currency,
+                hashed_emails: c.hashed_emails,
+                hashed_phones: c.hashed_phones,
+                ad_user_data: c.ad_user_data,
+                login_customer_id: c.login_account,
+                developer_token_sent: false,
+                retracted: c.retracted,
+                restated_value: None,
+            });
+        }
+    }
     let Some(&idx) = inner.orders.get(&key) else {
         return Err(
             err(C, "CONVERSION_NOT_FOUND", "The conversion to adjust was not found (upload it first).").at("order_id")
@@ -1200,6 +1246,10 @@ fn adjustment_row(
             inner.restatements.insert(key, at);
         }
         _ => {}
+    }
+    if let Some(dm) = &inner.data_manager {
+        let restated = if kind == "RESTATEMENT" { adjusted_value } else { None };
+        dm.apply_google_ads_adjustment(customer_id, &action, order_id, kind == "RETRACTION", restated);
     }
     inner.adjustments.push(AdsAdjustment {
         customer_id: customer_id.to_owned(),

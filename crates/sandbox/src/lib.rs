@@ -72,7 +72,7 @@ pub use tiktok::TikTokSandbox;
 pub use webhook::WebhookSandbox;
 
 /// Every sandbox destination, sharing one HTTP server.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Sandbox {
     /// GA4 Measurement Protocol, mounted at `/ga4`.
     pub ga4: Ga4Sandbox,
@@ -113,6 +113,29 @@ impl RunningSandbox {
 impl Drop for RunningSandbox {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        // Google has one token endpoint: a token minted there serves both
+        // Google APIs if its refresh token was granted both scopes (as the
+        // sandbox's is; `set_refresh_token_scopes` narrows it).
+        let oauth = google_oauth::GoogleOAuth::new(&[google_oauth::DATAMANAGER_SCOPE, google_oauth::ADWORDS_SCOPE]);
+        let s = Sandbox {
+            ga4: Ga4Sandbox::default(),
+            google_ads: GoogleAdsSandbox::with_oauth(oauth.clone()),
+            data_manager: DataManagerSandbox::with_oauth(oauth),
+            meta: MetaSandbox::default(),
+            rokt: RoktSandbox::default(),
+            servoki: ServokiSandbox::default(),
+            tiktok: TikTokSandbox::default(),
+            webhook: WebhookSandbox::default(),
+            traffic: Traffic::default(),
+        };
+        // One Google Ads account behind both Google APIs.
+        s.google_ads.link_data_manager(&s.data_manager);
+        s
     }
 }
 

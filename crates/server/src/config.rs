@@ -254,6 +254,10 @@ pub struct GoogleAdsConfig {
     /// A refresh token granted the `datamanager` scope (and `adwords` for the
     /// Google Ads API path or its retractions).
     pub refresh_token: String,
+    /// A service account's JSON key, instead of the client id, secret and
+    /// refresh token: tokens come from the JWT-bearer grant. The service
+    /// account must be a user of the Google Ads account.
+    pub service_account_key: Option<crate::Secret>,
     /// Developer token, Google Ads API only; optional since Google stopped
     /// requiring it (sent only when set).
     pub developer_token: Option<String>,
@@ -292,6 +296,7 @@ impl fmt::Debug for GoogleAdsConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &REDACTED)
             .field("refresh_token", &REDACTED)
+            .field("service_account_key", &self.service_account_key.as_ref().map(|_| REDACTED))
             .field("developer_token", &self.developer_token.as_ref().map(|_| REDACTED))
             .field("api_version", &self.api_version)
             .field("base_url", &self.base_url)
@@ -324,6 +329,7 @@ impl GoogleAdsConfig {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             refresh_token: refresh_token.into(),
+            service_account_key: None,
             developer_token: None,
             api_version: core_ads::DEFAULT_API_VERSION.to_owned(),
             base_url: core_ads::DEFAULT_BASE_URL.to_owned(),
@@ -335,6 +341,47 @@ impl GoogleAdsConfig {
             conversion_actions: BTreeMap::new(),
             labels: AdsLabels::default(),
             validate_only: false,
+        }
+    }
+
+    /// Google Ads for `customer_id` with a service account: `key_json` is
+    /// the JSON key file Google Cloud gives out (checked at `build()`).
+    ///
+    /// ```
+    /// use tally_server::GoogleAdsConfig;
+    /// let ads = GoogleAdsConfig::service_account("123-456-7890", std::env::var("GOOGLE_KEY").unwrap_or_default())
+    ///     .conversion_action("purchase", "555666777")
+    ///     .label("purchase", "purchase");
+    /// assert!(ads.service_account_key.is_some());
+    /// ```
+    pub fn service_account(customer_id: impl Into<String>, key_json: impl Into<String>) -> GoogleAdsConfig {
+        GoogleAdsConfig {
+            service_account_key: Some(crate::Secret::from(key_json.into())),
+            ..GoogleAdsConfig::new(customer_id, "", "", "")
+        }
+    }
+
+    /// The service-account key, parsed.
+    pub(crate) fn service_account_key(&self) -> Result<Option<crate::oauth::ServiceAccountKey>, ConfigError> {
+        self.service_account_key
+            .as_ref()
+            .map(|k| {
+                crate::oauth::ServiceAccountKey::from_json(k.expose()).map_err(|e| ConfigError::Invalid {
+                    setting: "google_ads.service_account_key",
+                    reason: format!("{e} (give the JSON key file of the service account, from Google Cloud console › IAM › Service accounts › Keys)"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The OAuth scopes the tokens need: `datamanager`, and `adwords` where
+    /// the Google Ads API is called.
+    pub(crate) fn scopes(&self) -> Vec<&'static str> {
+        use tally_core::destinations::data_manager::SCOPE as DM;
+        match (self.api, self.retractions) {
+            (GoogleAdsApi::GoogleAdsApi, _) => vec![core_ads::SCOPE],
+            (GoogleAdsApi::DataManager, Retractions::GoogleAdsApi) => vec![DM, core_ads::SCOPE],
+            (GoogleAdsApi::DataManager, Retractions::Skip) => vec![DM],
         }
     }
 
@@ -473,19 +520,25 @@ impl GoogleAdsConfig {
                 reason: format!("{l:?}: expected the manager account's 10 digits such as 987-654-3210"),
             })?;
         }
-        for (setting, value, hint) in [
-            (
-                "google_ads.client_id",
-                &self.client_id,
-                "the OAuth client id from Google Cloud console › APIs & Services › Credentials",
-            ),
-            ("google_ads.client_secret", &self.client_secret, "the OAuth client secret of that client"),
-            (
-                "google_ads.refresh_token",
-                &self.refresh_token,
-                "a refresh token granted the https://www.googleapis.com/auth/datamanager scope (OAuth consent flow)",
-            ),
-        ] {
+        let oauth_settings = if self.service_account_key.is_some() {
+            self.service_account_key()?;
+            Vec::new()
+        } else {
+            vec![
+                (
+                    "google_ads.client_id",
+                    &self.client_id,
+                    "the OAuth client id from Google Cloud console › APIs & Services › Credentials",
+                ),
+                ("google_ads.client_secret", &self.client_secret, "the OAuth client secret of that client"),
+                (
+                    "google_ads.refresh_token",
+                    &self.refresh_token,
+                    "a refresh token granted the https://www.googleapis.com/auth/datamanager scope (OAuth consent flow), or a service_account_key instead",
+                ),
+            ]
+        };
+        for (setting, value, hint) in oauth_settings {
             if value.trim().is_empty() {
                 return Err(ConfigError::Missing { setting, hint });
             }

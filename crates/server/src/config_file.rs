@@ -22,6 +22,7 @@
 //! client_id = "env:GOOGLE_OAUTH_CLIENT_ID"
 //! client_secret = "env:GOOGLE_OAUTH_CLIENT_SECRET"
 //! refresh_token = "env:GOOGLE_ADS_REFRESH_TOKEN"   # granted the datamanager scope
+//! # service_account_key_file = "/etc/tally/sa.json"  # instead of the three above
 //! conversion_actions = { purchase = "555666777" }
 //! labels = { purchase = "purchase" }
 //! # api = "google_ads_api"                   # default "data_manager"; the Google Ads API only takes allowlisted developers
@@ -126,12 +127,20 @@ pub struct GoogleAdsSection {
     pub customer_id: String,
     /// Manager account id.
     pub login_customer_id: Option<String>,
-    /// OAuth client id.
+    /// OAuth client id (with `client_secret` and `refresh_token`, unless a
+    /// service account is given).
+    #[serde(default)]
     pub client_id: String,
     /// OAuth client secret.
-    pub client_secret: Secret,
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
     /// OAuth refresh token.
-    pub refresh_token: Secret,
+    #[serde(default)]
+    pub refresh_token: Option<Secret>,
+    /// A service account's JSON key (usually `env:NAME`), instead of the three above.
+    pub service_account_key: Option<Secret>,
+    /// A file holding a service account's JSON key, instead of the three above.
+    pub service_account_key_file: Option<String>,
     /// Optional developer token.
     pub developer_token: Option<Secret>,
     /// API version (default: a current one).
@@ -533,13 +542,34 @@ impl TallyConfig {
             b = b.ga4(cfg);
         }
         if let Some(a) = &self.google_ads {
+            let optional = |setting: &'static str, v: &Option<Secret>| match v {
+                Some(v) => resolve(setting, v.expose()),
+                None => Ok(String::new()),
+            };
             let mut cfg = GoogleAdsConfig::new(
                 a.customer_id.clone(),
-                resolve("google_ads.client_id", &a.client_id)?,
-                resolve("google_ads.client_secret", a.client_secret.expose())?,
-                resolve("google_ads.refresh_token", a.refresh_token.expose())?,
+                if a.client_id.is_empty() { String::new() } else { resolve("google_ads.client_id", &a.client_id)? },
+                optional("google_ads.client_secret", &a.client_secret)?,
+                optional("google_ads.refresh_token", &a.refresh_token)?,
             )
             .validate_only(a.validate_only);
+            let key = match (&a.service_account_key, &a.service_account_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "google_ads.service_account_key",
+                        reason: "give service_account_key or service_account_key_file, not both".into(),
+                    });
+                }
+                (Some(k), None) => Some(resolve("google_ads.service_account_key", k.expose())?),
+                (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    setting: "google_ads.service_account_key_file",
+                    reason: format!("{path}: {e}"),
+                })?),
+                (None, None) => None,
+            };
+            if let Some(key) = key {
+                cfg.service_account_key = Some(Secret::from(key));
+            }
             cfg = cfg.api(match a.api.as_deref().map(str::trim) {
                 None | Some("data_manager") => crate::GoogleAdsApi::DataManager,
                 Some("google_ads_api") => crate::GoogleAdsApi::GoogleAdsApi,

@@ -565,11 +565,11 @@ impl ServerTracker {
             other => other,
         };
         match outcome {
-            Outcome::Sent { .. } => {
+            Outcome::Sent { warnings, .. } => {
                 ops.complete.push(p.key.clone());
                 ops.ack.push(p.id.clone());
                 inner.metrics.delivered(dest);
-                Outcome::sent(p.attempt)
+                Outcome::Sent { attempts: p.attempt, warnings }
             }
             Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
                 ops.release.push(p.key.clone());

@@ -57,12 +57,17 @@ impl GoogleAdsDestination {
     /// From checked configuration.
     pub fn new(cfg: GoogleAdsConfig) -> Result<GoogleAdsDestination, ConfigError> {
         let cfg = Arc::new(cfg);
-        let oauth = Arc::new(TokenCache::new(
-            cfg.token_url.clone(),
-            cfg.client_id.trim(),
-            cfg.client_secret.clone(),
-            cfg.refresh_token.clone(),
-        ));
+        let scopes = cfg.scopes();
+        let oauth = Arc::new(match cfg.service_account_key()? {
+            Some(key) => TokenCache::service_account(cfg.token_url.clone(), key, scopes.join(" ")),
+            None => TokenCache::new(
+                cfg.token_url.clone(),
+                cfg.client_id.trim(),
+                cfg.client_secret.clone(),
+                cfg.refresh_token.clone(),
+            )
+            .require_scope(scopes[0]),
+        });
         let (data_manager, google_ads_api) = match cfg.api {
             GoogleAdsApi::DataManager => {
                 let dm = data_manager::DataManagerSender::new(cfg.clone(), oauth.clone())?;
