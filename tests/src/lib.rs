@@ -239,7 +239,7 @@ pub fn dump(shop: &tally_demo::Shop) -> String {
         "orders: {:#?}\nga4 dropped: {:?}\nads dropped: {:?}\nmeta dropped: {:?}\nrokt dropped: {:?}\nwebhook dropped: {:?}",
         shop.orders.all(),
         shop.sandbox.ga4.dropped(),
-        shop.sandbox.google_ads.dropped(),
+        shop.sandbox.data_manager.rejections(),
         shop.sandbox.meta.dropped(),
         shop.sandbox.rokt.dropped(),
         shop.sandbox.webhook.dropped()

@@ -23,7 +23,7 @@ async fn ads_consent_denied_sends_no_user_data_or_click_ids_to_ads() {
             assert!(!req.body.contains("IwAR_demo_e2e"), "{prefix} got the fbclid: {}", req.body);
         }
     }
-    assert!(shop.sandbox.google_ads.conversions().is_empty());
+    assert!(shop.sandbox.data_manager.conversions().is_empty());
     let ads = report.row("google_ads", "EUR").expect("ads row");
     assert_eq!(ads.purchases, 0);
     assert!(ads.consent_drops >= 1, "the consent drop is reported: {ads:?} {:?}", order.server_outcomes);

@@ -21,6 +21,10 @@ async fn webhook_two_minutes_late_still_counts_once() {
     for (dest, outcome) in &order.server_outcomes {
         assert!(outcome.starts_with("sent") || outcome == "skipped: duplicate", "{dest}: {outcome}");
     }
-    assert!(demo.shop.sandbox.google_ads.dropped().is_empty(), "{:?}", demo.shop.sandbox.google_ads.dropped());
+    assert!(
+        demo.shop.sandbox.data_manager.rejections().is_empty(),
+        "{:?}",
+        demo.shop.sandbox.data_manager.rejections()
+    );
     browser.close().await;
 }

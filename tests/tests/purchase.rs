@@ -38,7 +38,7 @@ async fn one_purchase_counts_once_everywhere_and_stitches_to_the_browser() {
     let ga4_outcome = order.server_outcomes.get("ga4").map(String::as_str).unwrap_or("");
     assert!(ga4_outcome == "skipped: duplicate" || ga4_outcome.starts_with("sent"), "{ga4_outcome}");
     assert!(shop.sandbox.ga4.dropped().is_empty(), "GA4 dropped: {:?}", shop.sandbox.ga4.dropped());
-    let ads = shop.sandbox.google_ads.conversions();
+    let ads = shop.sandbox.data_manager.conversions();
     assert_eq!(ads.len(), 1, "{ads:?}");
     assert_eq!(ads[0].gclid.as_deref(), Some(tally_e2e::GCLID));
     let meta: Vec<_> = shop.sandbox.meta.purchases();

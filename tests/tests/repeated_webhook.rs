@@ -17,7 +17,7 @@ async fn same_webhook_three_times_counts_once() {
         shop.orders.get(&order_id)
     );
     assert_reconciled(shop, &ALL_DESTINATIONS, 1).await;
-    assert_eq!(shop.sandbox.google_ads.conversions().len(), 1);
+    assert_eq!(shop.sandbox.data_manager.conversions().len(), 1);
     assert_eq!(
         shop.sandbox.webhook.events("warehouse").iter().filter(|r| r.event_name == "purchase" && !r.duplicate).count(),
         1

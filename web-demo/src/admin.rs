@@ -130,7 +130,7 @@ fn fault_of(shop: &Shop, dest: &str) -> Option<tally_sandbox::fault::FaultSwitch
     let s = &shop.sandbox;
     Some(match dest {
         "ga4" => s.ga4.faults.clone(),
-        "google_ads" => s.google_ads.faults.clone(),
+        "google_ads" => s.data_manager.faults.clone(),
         "meta" => s.meta.faults.clone(),
         "rokt" => s.rokt.faults.clone(),
         "webhook" => s.webhook.faults.clone(),

@@ -77,21 +77,20 @@ pub fn delivery_log(shop: &Shop, orders: &[Order]) -> Vec<Delivery> {
         let value = e.params.get("value").and_then(Value::as_f64).and_then(amount);
         push("ga4", kind, txn(e.transaction_id().unwrap_or("")), value, e.currency(), e.duplicate);
     }
-    for c in sb.google_ads.conversions() {
-        let id = txn(c.order_id.as_deref().unwrap_or(""));
-        let value = c.value.and_then(amount);
+    // Google Ads (one account behind the Data Manager and Google Ads APIs):
+    // the value first ingested, then what restatements and retractions took off.
+    for c in sb.data_manager.conversions() {
+        let id = txn(c.transaction_id.as_deref().unwrap_or(""));
+        let first = c.first_value.and_then(amount);
         let cur = c.currency.as_deref();
-        push("google_ads", DeliveryKind::Purchase, id.clone(), value, cur, false);
+        push("google_ads", DeliveryKind::Purchase, id.clone(), first, cur, false);
         if c.retracted {
-            push("google_ads", DeliveryKind::Refund, id, value, cur, false);
-        } else if let (Some(v), Some(r)) = (value, c.restated_value.and_then(amount)) {
-            push("google_ads", DeliveryKind::Refund, id, v.checked_sub(r), cur, false);
+            push("google_ads", DeliveryKind::Refund, id, first, cur, false);
+        } else if let (Some(v), Some(now)) = (first, c.value.and_then(amount))
+            && now < v
+        {
+            push("google_ads", DeliveryKind::Refund, id, v.checked_sub(now), cur, false);
         }
-    }
-    for d in sb.google_ads.deduplicated() {
-        let id = txn(d.order_id.as_deref().unwrap_or(""));
-        let cur = orders.iter().find(|o| o.id == id).map(|o| o.currency.as_str());
-        push("google_ads", DeliveryKind::Purchase, id, None, cur, true);
     }
     for e in sb.meta.events() {
         if e.event_name != "Purchase" {
@@ -254,7 +253,13 @@ pub fn inspector_json(shop: &Shop) -> Value {
     json!({
         "destinations": {
             "ga4": { "accepted": sb.ga4.events(), "deduplicated": sb.ga4.events().into_iter().filter(|e| e.duplicate).count(), "dropped": sb.ga4.dropped() },
-            "google_ads": { "accepted": sb.google_ads.conversions(), "adjustments": sb.google_ads.adjustments(), "deduplicated": sb.google_ads.deduplicated(), "dropped": sb.google_ads.dropped() },
+            "google_ads": {
+                "accepted": sb.data_manager.conversions(),
+                "adjustments": sb.google_ads.adjustments(),
+                "deduplicated": sb.data_manager.conversions().iter().map(|c| c.restatements).sum::<u32>(),
+                "dropped": sb.data_manager.rejections(),
+                "diagnostics": shop.tracker.destination_diagnostics().remove("google_ads"),
+            },
             "meta": { "accepted": sb.meta.events(), "deduplicated": sb.meta.deduplicated().len(), "dropped": sb.meta.dropped() },
             "rokt": { "accepted": sb.rokt.events(), "deduplicated": sb.rokt.events().into_iter().filter(|e| e.duplicate).count(), "dropped": sb.rokt.dropped() },
             "webhook:warehouse": { "accepted": sb.webhook.events("warehouse"), "deduplicated": sb.webhook.events("warehouse").into_iter().filter(|e| e.duplicate).count(), "dropped": sb.webhook.dropped() },

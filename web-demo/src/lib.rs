@@ -163,9 +163,15 @@ fn configure_sandbox(sandbox: &Sandbox) {
 fn build_tracker(base_url: &str, store: Arc<SqliteStore>, retry: RetryPolicy) -> Result<ServerTracker, StartError> {
     use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
     let sb = format!("{base_url}/sandbox");
+    // Google Ads through the Data Manager API; full refunds (which it cannot
+    // retract) through the Google Ads API, as a shop with that access would.
+    // Request statuses are polled after 2 s instead of Google's 30 minutes.
     let ads = GoogleAdsConfig::new(ADS_CUSTOMER_ID, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+        .data_manager_url(format!("{sb}/data-manager"))
         .base_url(format!("{sb}/google-ads"))
-        .token_url(format!("{sb}/google-ads/token"))
+        .token_url(format!("{sb}/data-manager/token"))
+        .retractions(tally_server::Retractions::GoogleAdsApi)
+        .diagnostics(Some(Duration::from_secs(2)))
         .conversion_action("demo-purchase", ADS_PURCHASE_ACTION)
         .label("purchase", "demo-purchase");
     let tracker = ServerTracker::builder()

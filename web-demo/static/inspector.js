@@ -26,6 +26,19 @@ const LEGEND = [
   ['Dead', 'deliveries Tally gave up on (see the dead entries below)'],
 ];
 
+// What Google said after accepting requests: field warnings, and each
+// request's processing result from requestStatus:retrieve.
+function adsDiagnostics(diag) {
+  if (!diag) return '';
+  const counts = diag.counts.length
+    ? table('ads-diagnostics', ['Kind', 'Reason', 'Count'], diag.counts.map((c) => [esc(c.kind), `<code>${esc(c.reason)}</code>`, c.count]))
+    : '<p class="muted">No field warnings or processing results yet.</p>';
+  const recent = diag.recent.length
+    ? table('ads-requests', ['Request', 'Events', 'Status', 'Errors'], diag.recent.map((r) => [`<code>${esc(r.request_id)}</code>`, r.events, esc(r.status), esc(r.errors.map(([why, n]) => `${n} ${why}`).join(', '))]))
+    : '';
+  return `<h3>Diagnostics — ${diag.pending} request(s) still processing</h3>${counts}${recent}`;
+}
+
 function destinationTables(d) {
   const ga4 = d.ga4, ads = d.google_ads, meta = d.meta, rokt = d.rokt, wh = d['webhook:warehouse'];
   const drops = (list, f) => (list.length ? table('', ['Dropped', 'Why'], list.map(f)) : '<p class="muted">Nothing dropped.</p>');
@@ -33,9 +46,10 @@ function destinationTables(d) {
   <h2>GA4 — ${ga4.accepted.length} event(s), ${ga4.deduplicated} duplicate(s)</h2>
   ${table('ga4-events', ['Event', 'Client id', 'transaction_id', 'Value', ''], ga4.accepted.map((e) => [esc(e.name), `<code>${esc(e.client_id)}</code>`, `<code>${esc(e.params.transaction_id ?? '')}</code>`, money(e.params.value, e.params.currency ?? ''), dupe(e.duplicate)]))}
   ${drops(ga4.dropped, (x) => [esc(x.code), `${esc(x.field_path)}: ${esc(x.description)}`])}
-  <h2>Google Ads — ${ads.accepted.length} conversion(s), ${ads.adjustments.length} adjustment(s), ${ads.deduplicated.length} deduplicated</h2>
-  ${table('ads-conversions', ['Order', 'gclid', 'Value', 'Adjusted'], ads.accepted.map((c) => [`<code>${esc(c.order_id)}</code>`, `<code>${esc(c.gclid ?? '')}</code>`, money(c.value, c.currency), c.retracted ? 'retracted' : c.restated_value != null ? `restated to ${money(c.restated_value, c.currency)}` : '']))}
-  ${drops([...ads.dropped, ...ads.deduplicated], (x) => [esc(x.code), esc(x.message)])}
+  <h2>Google Ads (Data Manager API) — ${ads.accepted.length} conversion(s), ${ads.deduplicated} restatement(s), ${ads.adjustments.length} retraction(s) through the Google Ads API</h2>
+  ${table('ads-conversions', ['transactionId', 'gclid', 'Value', 'Adjusted'], ads.accepted.map((c) => [`<code>${esc(c.transaction_id ?? '')}</code>`, `<code>${esc(c.gclid ?? '')}</code>`, money(c.first_value, c.currency), c.retracted ? 'retracted' : c.value !== c.first_value ? `restated to ${money(c.value, c.currency)}` : '']))}
+  ${drops(ads.dropped, (x) => [esc(x.status), esc([x.message, ...x.violations.map((v) => `${v.reason ?? ''} ${v.field ?? ''}`)].join('; '))])}
+  ${adsDiagnostics(ads.diagnostics)}
   <h2>Meta CAPI — ${meta.accepted.length} event(s), ${meta.deduplicated} deduplicated</h2>
   ${table('meta-events', ['Event', 'event_id', 'Value', 'Source URL', ''], meta.accepted.map((e) => [esc(e.event_name), `<code>${esc(e.event_id)}</code>`, money(e.custom_data?.value, e.custom_data?.currency ?? ''), esc(e.event_source_url), dupe(e.duplicate)]))}
   ${drops(meta.dropped, (x) => [esc(x.code), `${esc(x.title)}: ${esc(x.message ?? x.user_msg ?? '')}`])}

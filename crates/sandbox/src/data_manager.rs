@@ -326,6 +326,8 @@ pub struct DmConversion {
     pub cart_items: Vec<DmCartItem>,
     /// Times the same key was ingested again (value restated).
     pub restatements: u32,
+    /// The value first ingested (`value` is the latest restatement's).
+    pub first_value: Option<f64>,
     /// Retracted through the Google Ads API (`uploadConversionAdjustments`),
     /// which Data Manager itself cannot do.
     pub retracted: bool,
@@ -577,6 +579,11 @@ impl DataManagerSandbox {
     /// validation layers a client cannot foresee.
     pub fn reject_transaction_id(&self, transaction_id: &str) {
         self.lock().refused_transactions.insert(transaction_id.to_owned());
+    }
+
+    /// Conversions that still count (not retracted).
+    pub fn purchases(&self) -> Vec<DmConversion> {
+        self.lock().conversions.iter().filter(|c| !c.retracted).cloned().collect()
     }
 
     /// How many conversions are stored (cheaper than `conversions().len()`).
@@ -1427,6 +1434,7 @@ fn store(inner: &mut Inner, req: &Value, request_id: &str) -> Vec<DestinationSta
                 event_source: str_at(e, "eventSource").map(str::to_owned),
                 cart_items,
                 restatements: 0,
+                first_value: value,
                 retracted: false,
                 request_id: request_id.to_owned(),
             };

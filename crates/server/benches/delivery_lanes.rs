@@ -8,7 +8,8 @@
 //! The path is the production one: browsers' `/collect` calls with
 //! `deliver_inline = false` (events go to the outbox, the worker hands them to
 //! the destination's lane). Every event comes from its own visitor (GA4 cannot
-//! merge clients; Meta merges any). Backoff is capped at one second for the
+//! merge clients; Meta and Google Ads through the Data Manager API merge any,
+//! Google Ads within its 300 requests a minute). Backoff is capped at one second for the
 //! bench, so a drain measures delivery, not the wait of a long backoff.
 //! CPU is this process's, and the stand-in (which validates every event) runs
 //! in it too: the figure is an upper bound for Tally alone.
@@ -22,17 +23,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::meta::ACCESS_TOKEN;
 use tally_sandbox::{Mode, Sandbox};
 use tally_server::collector::{CollectorConfig, router};
 use tally_server::retry::RetryPolicy;
 use tally_server::store::sqlite::SqliteStore;
-use tally_server::{Ga4Config, MetaConfig, ServerTracker};
+use tally_server::{Ga4Config, GoogleAdsConfig, MetaConfig, ServerTracker};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Dest {
     Ga4,
     Meta,
+    GoogleAds,
 }
 
 impl Dest {
@@ -40,6 +43,7 @@ impl Dest {
         match self {
             Dest::Ga4 => "ga4",
             Dest::Meta => "meta",
+            Dest::GoogleAds => "google_ads",
         }
     }
 }
@@ -98,6 +102,14 @@ async fn setup(dest: Dest, tag: &str, capacity: usize) -> Setup {
     let b = match dest {
         Dest::Ga4 => b.ga4(Ga4Config::new("G-BENCH1", "secret").base_url(format!("{}/ga4", run.base_url))),
         Dest::Meta => b.meta(MetaConfig::new("1234567890", ACCESS_TOKEN).base_url(run.url("/meta"))),
+        Dest::GoogleAds => b.google_ads(
+            GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+                .data_manager_url(run.url("/data-manager"))
+                .token_url(run.url("/data-manager/token"))
+                .diagnostics(None)
+                .conversion_action("purchase", "555666777")
+                .label("purchase", "purchase"),
+        ),
     };
     let tracker = b.build().unwrap();
     let cfg = CollectorConfig {
@@ -135,7 +147,7 @@ async fn ingest(url: &str, n: usize, per_request: usize, tag: &str) {
                     let body = json!({
                         "siteKey":"bench",
                         "context":{"v":1,"createdAt":1,"clientId":format!("{}.1757409569", r + 1),
-                                   "clickIds":{"fbp":format!("fb.1.1596403881668.{r}")},
+                                   "clickIds":{"fbp":format!("fb.1.1596403881668.{r}"),"gclid":format!("Cj0KCQjw-bench-{r}")},
                                    "consent":{"analytics_storage":"granted","ad_storage":"granted","ad_user_data":"granted"},
                                    "pageUrl":"https://shop.example/checkout/done"},
                         "events":events});
@@ -154,6 +166,7 @@ fn delivered(s: &Sandbox, dest: Dest) -> usize {
     match dest {
         Dest::Ga4 => s.ga4.purchase_count(),
         Dest::Meta => s.meta.purchase_count(),
+        Dest::GoogleAds => s.data_manager.conversion_count(),
     }
 }
 
@@ -163,16 +176,19 @@ async fn drain_cell(dest: Dest, latency_ms: u64, n: usize, per_request: usize) -
     let faults = match dest {
         Dest::Ga4 => &s.sandbox.ga4.faults,
         Dest::Meta => &s.sandbox.meta.faults,
+        Dest::GoogleAds => &s.sandbox.data_manager.faults,
     };
     faults.set(Mode::Down);
     ingest(&s.url, n, per_request, &tag).await;
     match dest {
         Dest::Ga4 => s.sandbox.ga4.latency.set(Duration::from_millis(latency_ms)),
         Dest::Meta => s.sandbox.meta.latency.set(Duration::from_millis(latency_ms)),
+        Dest::GoogleAds => s.sandbox.data_manager.latency.set(Duration::from_millis(latency_ms)),
     }
     let before = match dest {
         Dest::Ga4 => s.sandbox.ga4.requests(),
         Dest::Meta => s.sandbox.meta.requests(),
+        Dest::GoogleAds => s.sandbox.data_manager.requests(),
     };
     faults.reset_peak_in_flight();
     let cpu0 = cpu_us();
@@ -187,6 +203,7 @@ async fn drain_cell(dest: Dest, latency_ms: u64, n: usize, per_request: usize) -
     let requests = match dest {
         Dest::Ga4 => s.sandbox.ga4.requests(),
         Dest::Meta => s.sandbox.meta.requests(),
+        Dest::GoogleAds => s.sandbox.data_manager.requests(),
     } - before;
     let events = delivered(&s.sandbox, dest);
     s.tracker.shutdown();
@@ -219,7 +236,8 @@ async fn main() {
     s.tracker.shutdown();
     let _ = std::fs::remove_dir_all(&s.dir);
     println!();
-    let cells: [(Dest, usize, usize); 2] = [(Dest::Ga4, 5_000, 1), (Dest::Meta, 100_000, 10)];
+    let cells: [(Dest, usize, usize); 3] =
+        [(Dest::Ga4, 5_000, 1), (Dest::Meta, 100_000, 10), (Dest::GoogleAds, 100_000, 10)];
     println!(
         "delivery after an outage, outbox mode (SQLite), backlog built while the destination was down; every event from its own visitor"
     );

@@ -107,8 +107,9 @@ fn status_kib(key: &str) -> Result<f64, String> {
 
 fn tracker(base: &str) -> Result<ServerTracker, String> {
     let ads = GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-        .base_url(format!("{base}/google-ads"))
-        .token_url(format!("{base}/google-ads/token"))
+        .data_manager_url(format!("{base}/data-manager"))
+        .token_url(format!("{base}/data-manager/token"))
+        .diagnostics(None)
         .login_customer_id("987-654-3210")
         .conversion_action("AbC-purchase", "555666777")
         .label("purchase", "AbC-purchase");
@@ -296,7 +297,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn counts(sandbox: &Sandbox) -> [usize; 4] {
     [
         sandbox.ga4.purchases().len(),
-        sandbox.google_ads.purchases().len(),
+        sandbox.data_manager.conversion_count(),
         sandbox.meta.purchases().len(),
         sandbox.webhook.events("warehouse").len(),
     ]
@@ -334,7 +335,7 @@ async fn parent() -> Result<(), String> {
                  accepted {received:?} (dropped: GA4 {:?}, Ads {:?}, Meta {:?}, webhook {:?})",
                 tally.delivered,
                 sandbox.ga4.dropped().first(),
-                sandbox.google_ads.dropped().first(),
+                sandbox.data_manager.rejections().first().map(|r| r.reasons().join(",")),
                 sandbox.meta.dropped().first(),
                 sandbox.webhook.dropped().first()
             ));
@@ -406,9 +407,9 @@ async fn parent() -> Result<(), String> {
     let [ga4, ads, meta, webhook] = counts(&sandbox);
     println!(
         "sandboxes accepted {ga4} GA4, {ads} Google Ads, {meta} Meta and {webhook} webhook purchases; \
-         Segment sink {} events; HTTP requests per run (median): Tally {:.0} (one per purchase each to GA4, \
-         Google Ads and the webhook, Meta's shared by the purchases its lane batches, and an OAuth token for \
-         Google Ads), Segment {:.0}; Tally's in-memory idempotency store and outbox, so its peak RSS \
+         Segment sink {} events; HTTP requests per run (median): Tally {:.0} (one per purchase each to GA4 \
+         and the webhook, Meta's and Google Ads' (Data Manager) shared by the purchases their lanes batch, and \
+         an OAuth token for Google Ads), Segment {:.0}; Tally's in-memory idempotency store and outbox, so its peak RSS \
          includes the idempotency keys ({PURCHASES} purchases × 4 destinations)",
         segment_count.load(Ordering::Relaxed),
         median(requests.0),

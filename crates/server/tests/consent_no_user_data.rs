@@ -146,8 +146,8 @@ async fn no_user_data_leaves_when_ad_user_data_is_denied() {
                 google_ads::CLIENT_SECRET,
                 google_ads::REFRESH_TOKEN,
             )
-            .base_url(run.url("/google-ads"))
-            .token_url(run.url("/google-ads/token"))
+            .data_manager_url(run.url("/data-manager"))
+            .token_url(run.url("/data-manager/token"))
             .conversion_action("buy", "555")
             .conversion_action("lead", "556")
             .conversion_action("signup", "557")
@@ -304,8 +304,13 @@ async fn no_user_data_leaves_when_ad_user_data_is_denied() {
     }
     assert_eq!(sent("meta"), 0, "Meta needs ad_user_data");
     assert!(sandbox.traffic.under("/meta").is_empty());
-    assert!(!sandbox.google_ads.conversions().is_empty());
-    assert!(sandbox.google_ads.conversions().iter().all(|c| c.hashed_emails.is_empty() && c.hashed_phones.is_empty()));
+    assert!(!sandbox.data_manager.conversions().is_empty());
+    assert!(
+        sandbox.data_manager.conversions().iter().all(|c| c.hashed_emails.is_empty()
+            && c.hashed_phones.is_empty()
+            && !c.has_address
+            && c.ip_address.is_none())
+    );
 
     let traffic = sandbox.traffic.all();
     assert!(traffic.len() > 100, "{} requests", traffic.len());

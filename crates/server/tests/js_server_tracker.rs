@@ -38,7 +38,7 @@ fn node() -> &'static str {
 fn purchases(s: &Sandbox) -> Value {
     json!({
         "ga4": s.ga4.purchases().len(),
-        "google_ads": s.google_ads.purchases().len(),
+        "google_ads": s.data_manager.purchases().len(),
         "meta": s.meta.purchases().len(),
         "rokt": s.rokt.purchases().len(),
         "servoki": s.servoki.purchases().len(),
@@ -50,7 +50,7 @@ fn purchases(s: &Sandbox) -> Value {
 fn set_mode(s: &Sandbox, destination: &str, mode: Mode) -> bool {
     match destination {
         "ga4" => s.ga4.faults.set(mode),
-        "google_ads" => s.google_ads.faults.set(mode),
+        "google_ads" => s.data_manager.faults.set(mode),
         "meta" => s.meta.faults.set(mode),
         "rokt" => s.rokt.faults.set(mode),
         "servoki" => s.servoki.faults.set(mode),
@@ -114,8 +114,8 @@ customer_id = "1234567890"
 client_id = "{ads_client}"
 client_secret = "{ads_secret}"
 refresh_token = "{ads_refresh}"
-base_url = "{sb}/google-ads"
-token_url = "{sb}/google-ads/token"
+data_manager_url = "{sb}/data-manager"
+token_url = "{sb}/data-manager/token"
 conversion_actions = {{ buy = "555" }}
 labels = {{ purchase = "buy" }}
 

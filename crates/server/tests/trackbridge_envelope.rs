@@ -27,8 +27,8 @@ fn tracker(run: &RunningSandbox) -> ServerTracker {
         .ga4(Ga4Config::new("G-TRACKBRIDGE1", "ga4-api-secret").base_url(run.url("/ga4")))
         .google_ads(
             GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-                .base_url(run.url("/google-ads"))
-                .token_url(run.url("/google-ads/token"))
+                .data_manager_url(run.url("/data-manager"))
+                .token_url(run.url("/data-manager/token"))
                 .conversion_action("abcDEF1234", "customers/1234567890/conversionActions/9876543210")
                 .label("purchase", "abcDEF1234"),
         )
@@ -54,7 +54,7 @@ async fn a_trackbridge_envelope_drives_every_destination() {
         .item(Item::new("SKU_1", "Tee").with_price(Amount::parse("33").unwrap(), 3));
     let r = bound.track_purchase(p).await.unwrap();
     assert!(r.get("ga4").unwrap().is_sent(), "{r:?}");
-    assert!(r.get("google_ads").unwrap().is_sent(), "{r:?} {:?}", sandbox.google_ads.dropped());
+    assert!(r.get("google_ads").unwrap().is_sent(), "{r:?} {:?}", sandbox.data_manager.rejections());
 
     // GA4: the envelope's client id, user id and session.
     let ga4 = sandbox.ga4.events();
@@ -65,12 +65,12 @@ async fn a_trackbridge_envelope_drives_every_destination() {
     assert_eq!(ga4[0].transaction_id(), Some("ORD-1001"));
 
     // Google Ads: the envelope's gclid, and the raw user data hashed the Google way.
-    let c = &sandbox.google_ads.conversions()[0];
+    let c = &sandbox.data_manager.conversions()[0];
     assert_eq!(c.gclid.as_deref(), Some("Cj0KCQjw3tCyBhDBARIsAEY0XNk"));
-    assert_eq!(c.conversion_action, "customers/1234567890/conversionActions/9876543210");
+    assert_eq!((c.operating_account.as_str(), c.product_destination_id.as_str()), ("1234567890", "9876543210"));
     assert_eq!(c.hashed_emails, [sha256_hex("jane@example.com")]);
     assert_eq!(c.hashed_phones, [sha256_hex("+15551234567")]);
-    assert_eq!(c.ad_user_data.as_deref(), Some("GRANTED"));
+    assert_eq!(c.ad_user_data.as_deref(), Some("CONSENT_GRANTED"));
 
     // GA4 got the hashed form too (user_data needs the user id, which the envelope has).
     let ga4_body: Value = serde_json::from_str(&sandbox.traffic.under("/ga4")[0].body).unwrap();
