@@ -41,11 +41,11 @@ async fn tracker_blocked_server_still_delivers_stitched_by_cookies(path: ServerT
     browser.close().await;
 }
 
-/// The collect endpoint blocked (the admin switch): the browser's events never
-/// arrive, the envelope still travels with the order and the server delivers
-/// the purchase to every destination.
 tally_e2e::on_both_server_trackers!(collect_endpoint_blocked_server_still_delivers_everywhere);
 
+/// The collect endpoint blocked for browsers (the admin switch): the browser's
+/// events never arrive, the envelope still travels with the order and the server
+/// delivers the purchase to every destination.
 async fn collect_endpoint_blocked_server_still_delivers_everywhere(path: ServerTrackerPath) {
     let demo = start_demo_on(path, 300).await;
     demo.shop.switches.collect_blocked.store(true, Ordering::Relaxed);

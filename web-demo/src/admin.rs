@@ -16,6 +16,7 @@ use tally_sandbox::Mode;
 use tally_server::RefundInput;
 
 use crate::Shop;
+use crate::server_tracker::Report;
 
 /// The admin routes.
 pub fn routes() -> Router<Shop> {
@@ -62,7 +63,7 @@ async fn refund(State(shop): State<Shop>, Json(req): Json<RefundRequest>) -> Res
     let mut input = input;
     input.visitor = crate::payment::visitor_of(&order, envelope.is_some());
     let stored = envelope.as_ref().zip(order.context.as_deref());
-    match crate::server_tracker::confirm_refund(&shop, stored, input).await {
+    match crate::server_tracker::confirm(&shop, stored, Report::Refund(input)).await {
         Ok(r) => {
             let order = shop.orders.update(&order.id, |o| {
                 o.refunded_cents += amount;

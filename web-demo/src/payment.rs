@@ -18,6 +18,7 @@ use tally_core::client_id::client_id_from_cookie_header;
 use tally_core::{Amount, ClickIds, ConsentSignal, ConsentState, Currency, Item, UserData};
 use tally_server::{PurchaseInput, Visitor};
 
+use crate::server_tracker::Report;
 use crate::{Shop, WEBHOOK_SECRET, catalog};
 
 fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
@@ -133,7 +134,7 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
         }
     }
     let stored = envelope.as_ref().zip(order.context.as_deref());
-    match crate::server_tracker::confirm_purchase(&shop, stored, input).await {
+    match crate::server_tracker::confirm(&shop, stored, Report::Purchase(input)).await {
         Ok(r) => {
             shop.orders.update(order_id, |o| {
                 o.server_event_id = Some(r.event_id);

@@ -142,36 +142,35 @@ pub fn stored_envelope(order: &crate::orders::Order) -> Option<ContextEnvelope> 
     })
 }
 
-/// Reports a paid order through the live path. `envelope` is the order's
-/// stored envelope, parsed, and its text as stored (what the JS path passes to
-/// `fromContext`).
-pub async fn confirm_purchase(
-    shop: &Shop,
-    envelope: Option<(&ContextEnvelope, &str)>,
-    input: PurchaseInput,
-) -> Result<Confirmed, ConfirmError> {
-    if let Some(js) = &shop.js_tracker {
-        return js.track(crate::node::Route::Purchase, envelope.map(|e| e.1), purchase_json(&input)).await;
-    }
-    let result = match envelope {
-        Some((env, _)) => shop.tracker.from_context(env).track_purchase(input).await,
-        None => shop.tracker.track_purchase(input).await,
-    };
-    result.map(Confirmed::from).map_err(|e| ConfirmError::Rejected(e.to_string()))
+/// What the webhook or a refund reports.
+#[derive(Clone, Debug)]
+pub enum Report {
+    /// A paid order: `trackPurchase` / `track_purchase`.
+    Purchase(PurchaseInput),
+    /// A refund: `trackRefund` / `track_refund`.
+    Refund(RefundInput),
 }
 
-/// Reports a refund through the live path; see [`confirm_purchase`].
-pub async fn confirm_refund(
+/// Reports through the live path. `envelope` is the order's stored envelope,
+/// parsed, and its text as stored (what the JS path passes to `fromContext`).
+pub async fn confirm(
     shop: &Shop,
     envelope: Option<(&ContextEnvelope, &str)>,
-    input: RefundInput,
+    report: Report,
 ) -> Result<Confirmed, ConfirmError> {
     if let Some(js) = &shop.js_tracker {
-        return js.track(crate::node::Route::Refund, envelope.map(|e| e.1), refund_json(&input)).await;
+        let (route, input) = match &report {
+            Report::Purchase(p) => (crate::node::Route::Purchase, purchase_json(p)),
+            Report::Refund(r) => (crate::node::Route::Refund, refund_json(r)),
+        };
+        return js.track(route, envelope.map(|e| e.1), input).await;
     }
-    let result = match envelope {
-        Some((env, _)) => shop.tracker.from_context(env).track_refund(input).await,
-        None => shop.tracker.track_refund(input).await,
+    let tracker = &shop.tracker;
+    let result = match (envelope.map(|(env, _)| tracker.from_context(env)), report) {
+        (Some(bound), Report::Purchase(p)) => bound.track_purchase(p).await,
+        (Some(bound), Report::Refund(r)) => bound.track_refund(r).await,
+        (None, Report::Purchase(p)) => tracker.track_purchase(p).await,
+        (None, Report::Refund(r)) => tracker.track_refund(r).await,
     };
     result.map(Confirmed::from).map_err(|e| ConfirmError::Rejected(e.to_string()))
 }
