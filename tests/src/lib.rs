@@ -2,6 +2,10 @@
 //! chromedriver (both from Debian's packages), against the demo shop served on
 //! loopback. Nothing leaves the machine: Chromium runs with background
 //! networking off.
+//!
+//! The QA scenarios (`Scenario 1` … `Scenario 8` in `tests/`) each run twice
+//! ([`on_both_server_trackers!`]): with the Rust crate confirming the orders,
+//! and with the JS server tracker (`tally-web/server` in Node).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +13,28 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+
+pub use tally_demo::server_tracker::ServerTrackerPath;
+
+/// Runs a QA scenario, `async fn scenario(path: ServerTrackerPath)`, once with
+/// each server tracker confirming the orders: `scenario::rust_crate` and
+/// `scenario::js_server_tracker`.
+#[macro_export]
+macro_rules! on_both_server_trackers {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn rust_crate() {
+                super::$scenario($crate::ServerTrackerPath::Rust).await
+            }
+
+            #[tokio::test]
+            async fn js_server_tracker() {
+                super::$scenario($crate::ServerTrackerPath::Js).await
+            }
+        }
+    };
+}
 
 /// A headless Chromium session; the driver process is killed on drop.
 pub struct Browser {
@@ -144,6 +170,19 @@ pub async fn start_demo(webhook_delay_ms: u64) -> tally_demo::RunningDemo {
     start_demo_with(|c| c.webhook_delay_ms = webhook_delay_ms).await
 }
 
+/// Starts the demo shop with `path` confirming orders and refunds, the provider
+/// calling the webhook after `webhook_delay_ms`.
+pub async fn start_demo_on(path: ServerTrackerPath, webhook_delay_ms: u64) -> tally_demo::RunningDemo {
+    let demo = start_demo_with(|c| {
+        c.webhook_delay_ms = webhook_delay_ms;
+        c.server_tracker = path;
+    })
+    .await;
+    assert_eq!(demo.shop.js_tracker.is_some(), path == ServerTrackerPath::Js, "the {path:?} path is live");
+    assert_eq!(demo.node_pid().is_some(), path == ServerTrackerPath::Js, "Node runs only for the JS path");
+    demo
+}
+
 /// Starts the demo shop on a free loopback port after `f` adjusted the config.
 pub async fn start_demo_with(f: impl FnOnce(&mut tally_demo::DemoConfig)) -> tally_demo::RunningDemo {
     let mut config = tally_demo::DemoConfig {
@@ -188,13 +227,16 @@ pub async fn buy(browser: &Browser, base: &str, consent: &str, sku: &str) -> Str
     id.as_str().expect("order id on the page").to_owned()
 }
 
-/// Waits until the order's webhook was processed.
+/// Waits until the order's webhook was processed, and checks it was confirmed
+/// through the shop's live server tracker.
 pub async fn wait_paid(shop: &tally_demo::Shop, order_id: &str) {
     assert!(
         eventually(15, || shop.orders.get(order_id).is_some_and(|o| o.server_event_id.is_some())).await,
         "the payment webhook did not report the purchase: {:?}",
         shop.orders.get(order_id)
     );
+    let via = shop.orders.get(order_id).and_then(|o| o.confirmed_via);
+    assert_eq!(via.as_deref(), Some(shop.config.server_tracker.as_str()), "confirmed through the live server tracker");
 }
 
 /// Destinations every purchase must reach (with ads consent and a click id).

@@ -2,11 +2,12 @@
 //! receives user data or click ids; analytics (GA4) and the first-party
 //! warehouse still get the purchase, reconciled to the cent.
 
-use tally_e2e::{Browser, GCLID, assert_reconciled, buy, start_demo, wait_paid};
+use tally_e2e::{Browser, GCLID, ServerTrackerPath, assert_reconciled, buy, start_demo_on, wait_paid};
 
-#[tokio::test]
-async fn ads_consent_denied_sends_no_user_data_or_click_ids_to_ads() {
-    let demo = start_demo(300).await;
+tally_e2e::on_both_server_trackers!(ads_consent_denied_sends_no_user_data_or_click_ids_to_ads);
+
+async fn ads_consent_denied_sends_no_user_data_or_click_ids_to_ads(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 300).await;
     let browser = Browser::launch().await;
     let order_id = buy(&browser, &demo.base_url, "analytics", "SKU-311").await;
     let shop = &demo.shop;

@@ -3,11 +3,12 @@
 
 use std::sync::atomic::Ordering;
 
-use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, start_demo, wait_paid};
+use tally_e2e::{ALL_DESTINATIONS, Browser, ServerTrackerPath, assert_reconciled, buy, start_demo_on, wait_paid};
 
-#[tokio::test]
-async fn webhook_two_minutes_late_still_counts_once() {
-    let demo = start_demo(1500).await;
+tally_e2e::on_both_server_trackers!(webhook_two_minutes_late_still_counts_once);
+
+async fn webhook_two_minutes_late_still_counts_once(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 1500).await;
     demo.shop.switches.webhook_late_ms.store(120_000, Ordering::Relaxed);
     let browser = Browser::launch().await;
     let order_id = buy(&browser, &demo.base_url, "accept", "SKU-402").await;

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, start_demo, wait_paid};
+use tally_e2e::{ALL_DESTINATIONS, Browser, ServerTrackerPath, assert_reconciled, buy, start_demo_on, wait_paid};
 use tally_sandbox::Mode;
 
-#[tokio::test]
-async fn destination_down_during_checkout_recovers_later() {
-    let demo = start_demo(300).await;
+tally_e2e::on_both_server_trackers!(destination_down_during_checkout_recovers_later);
+
+async fn destination_down_during_checkout_recovers_later(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 300).await;
     let shop = &demo.shop;
     shop.sandbox.meta.faults.set(Mode::Down);
     let browser = Browser::launch().await;

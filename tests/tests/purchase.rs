@@ -1,11 +1,12 @@
 //! Scenario 1: one real purchase, end to end: browser → collector → GA4 and
 //! Meta, payment webhook → `from_context` → every destination, counted once.
 
-use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, start_demo, wait_paid};
+use tally_e2e::{ALL_DESTINATIONS, Browser, ServerTrackerPath, assert_reconciled, buy, start_demo_on, wait_paid};
 
-#[tokio::test]
-async fn one_purchase_counts_once_everywhere_and_stitches_to_the_browser() {
-    let demo = start_demo(400).await;
+tally_e2e::on_both_server_trackers!(one_purchase_counts_once_everywhere_and_stitches_to_the_browser);
+
+async fn one_purchase_counts_once_everywhere_and_stitches_to_the_browser(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 400).await;
     let browser = Browser::launch().await;
     let base = &demo.base_url;
 
@@ -44,8 +45,15 @@ async fn one_purchase_counts_once_everywhere_and_stitches_to_the_browser() {
     let meta: Vec<_> = shop.sandbox.meta.purchases();
     assert!(meta.iter().all(|m| m.event_source_url.is_some()), "Meta website events carry event_source_url: {meta:?}");
 
-    // The inspector shows it all; its screenshot is the README's.
+    // The inspector shows it all, and which server tracker is live; its
+    // screenshot (of the Rust path, the default) is the README's.
     browser.open(&format!("{base}/inspector")).await;
+    let live = browser.attr("#server-tracker", "data-path").await;
+    assert_eq!(live.as_deref(), Some(path.as_str()), "the inspector shows the live server tracker");
+    if path != ServerTrackerPath::Rust {
+        browser.close().await;
+        return;
+    }
     let png = browser.client.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");

@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering;
 
 use tally_core::Amount;
-use tally_e2e::{Browser, GCLID, assert_reconciled, eventually, start_demo, wait_paid};
+use tally_e2e::{Browser, GCLID, ServerTrackerPath, assert_reconciled, eventually, start_demo_on, wait_paid};
 
 const DAY_AND_HOUR_MS: u64 = 25 * 3_600_000;
 
@@ -28,9 +28,10 @@ async fn buy_yesterday(browser: &Browser, shop: &tally_demo::Shop, base: &str, s
     id
 }
 
-#[tokio::test]
-async fn full_and_partial_refunds_reconcile() {
-    let demo = start_demo(200).await;
+tally_e2e::on_both_server_trackers!(full_and_partial_refunds_reconcile);
+
+async fn full_and_partial_refunds_reconcile(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 200).await;
     let browser = Browser::launch().await;
     let base = &demo.base_url;
     let shop = &demo.shop;

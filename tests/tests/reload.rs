@@ -1,10 +1,11 @@
 //! Scenario 2: the thank-you page reloaded three times counts one purchase.
 
-use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, start_demo, wait_paid};
+use tally_e2e::{ALL_DESTINATIONS, Browser, ServerTrackerPath, assert_reconciled, buy, start_demo_on, wait_paid};
 
-#[tokio::test]
-async fn thank_you_reloaded_three_times_counts_once() {
-    let demo = start_demo(300).await;
+tally_e2e::on_both_server_trackers!(thank_you_reloaded_three_times_counts_once);
+
+async fn thank_you_reloaded_three_times_counts_once(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 300).await;
     let browser = Browser::launch().await;
     let order_id = buy(&browser, &demo.base_url, "accept", "SKU-311").await;
     let url = browser.client.current_url().await.expect("url").to_string();

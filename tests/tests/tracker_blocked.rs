@@ -4,13 +4,16 @@
 
 use std::sync::atomic::Ordering;
 
-use tally_e2e::{ALL_DESTINATIONS, Browser, assert_reconciled, buy, eventually, start_demo, wait_paid};
+use tally_e2e::{
+    ALL_DESTINATIONS, Browser, ServerTrackerPath, assert_reconciled, buy, eventually, start_demo_on, wait_paid,
+};
 
 const GA_COOKIE: &str = "GA1.1.987654321.1760000000";
 
-#[tokio::test]
-async fn tracker_blocked_server_still_delivers_stitched_by_cookies() {
-    let demo = start_demo(300).await;
+tally_e2e::on_both_server_trackers!(tracker_blocked_server_still_delivers_stitched_by_cookies);
+
+async fn tracker_blocked_server_still_delivers_stitched_by_cookies(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 300).await;
     let browser = Browser::launch().await;
     let base = &demo.base_url;
     browser.open(&format!("{base}/?blocked=tracker")).await;
@@ -38,12 +41,13 @@ async fn tracker_blocked_server_still_delivers_stitched_by_cookies() {
     browser.close().await;
 }
 
-/// The collect endpoint blocked (the admin switch): the browser's events never
-/// arrive, the envelope still travels with the order and the server delivers
-/// the purchase to every destination.
-#[tokio::test]
-async fn collect_endpoint_blocked_server_still_delivers_everywhere() {
-    let demo = start_demo(300).await;
+tally_e2e::on_both_server_trackers!(collect_endpoint_blocked_server_still_delivers_everywhere);
+
+/// The collect endpoint blocked for browsers (the admin switch): the browser's
+/// events never arrive, the envelope still travels with the order and the server
+/// delivers the purchase to every destination.
+async fn collect_endpoint_blocked_server_still_delivers_everywhere(path: ServerTrackerPath) {
+    let demo = start_demo_on(path, 300).await;
     demo.shop.switches.collect_blocked.store(true, Ordering::Relaxed);
     let browser = Browser::launch().await;
     let order_id = buy(&browser, &demo.base_url, "accept", "SKU-402").await;

@@ -11,11 +11,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tally_core::{Amount, ContextEnvelope, Currency};
+use tally_core::{Amount, Currency};
 use tally_sandbox::Mode;
 use tally_server::RefundInput;
 
 use crate::Shop;
+use crate::server_tracker::Report;
 
 /// The admin routes.
 pub fn routes() -> Router<Shop> {
@@ -58,23 +59,20 @@ async fn refund(State(shop): State<Shop>, Json(req): Json<RefundRequest>) -> Res
         RefundInput::partial(order.id.clone(), refunded, original, currency)
     };
     // The refund goes out with the purchase's visitor and consent (GA4 needs the client id).
-    let envelope = order.context.as_deref().and_then(|c| ContextEnvelope::parse(c).ok());
+    let envelope = crate::server_tracker::stored_envelope(&order);
     let mut input = input;
     input.visitor = crate::payment::visitor_of(&order, envelope.is_some());
-    let result = match &envelope {
-        Some(env) => shop.tracker.from_context(env).track_refund(input).await,
-        None => shop.tracker.track_refund(input).await,
-    };
-    match result {
+    let stored = envelope.as_ref().zip(order.context.as_deref());
+    match crate::server_tracker::confirm(&shop, stored, Report::Refund(input)).await {
         Ok(r) => {
             let order = shop.orders.update(&order.id, |o| {
                 o.refunded_cents += amount;
                 o.status = if o.refunded_cents >= o.total_cents { "refunded" } else { "partially refunded" }.into();
-                o.refund_outcomes = r.destinations.iter().map(|(d, out)| (d.clone(), out.to_string())).collect();
+                o.refund_outcomes = r.outcomes;
             });
             Json(order).into_response()
         }
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+        Err(e) => (e.status(), e.to_string()).into_response(),
     }
 }
 
@@ -149,6 +147,7 @@ fn switches_json(shop: &Shop) -> Value {
         "webhookDeliveries": sw.webhook_deliveries.load(Ordering::Relaxed),
         "webhookLateMs": sw.webhook_late_ms.load(Ordering::Relaxed),
         "down": down,
+        "serverTracker": crate::server_tracker::live(shop),
     })
 }
 

@@ -276,6 +276,7 @@ pub fn inspector_json(shop: &Shop) -> Value {
         "reconciliation": { "rows": reconciliation_rows(&report), "allMatch": report.all_match() },
         "tally": tally_counts(shop),
         "orders": orders,
+        "serverTracker": crate::server_tracker::live(shop),
     })
 }
 
@@ -299,6 +300,8 @@ mod tests {
             webhook_deliveries: 1,
             server_outcomes: outcomes.iter().map(|(d, o)| ((*d).to_owned(), (*o).to_owned())).collect(),
             server_event_id: Some("e".into()),
+            confirmed_via: Some("rust".into()),
+            server_error: None,
             refunded_cents: 0,
             refund_outcomes: BTreeMap::new(),
         }

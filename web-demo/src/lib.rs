@@ -4,16 +4,20 @@
 //! package from `pkg/`; the backend records orders (in SQLite) with the browser's
 //! [`ContextEnvelope`](tally_core::ContextEnvelope) and, when the simulated
 //! payment provider calls its webhook, reports the purchase through
-//! `ServerTracker::from_context`. Destinations (GA4, Google Ads, Meta CAPI, Rokt
+//! `ServerTracker::from_context` — or, with `--server-tracker js`
+//! ([`server_tracker::ServerTrackerPath`]), through `tally-web/server` in a Node
+//! route handler ([`node`]) that reports to the demo's collector. Destinations (GA4, Google Ads, Meta CAPI, Rokt
 //! and a warehouse webhook) are local sandboxes ([`tally_sandbox`]) mounted under
 //! `/sandbox/…` on the same port, so nothing leaves the machine.
 
 pub mod admin;
 pub mod catalog;
 pub mod inspect;
+pub mod node;
 pub mod orders;
 pub mod pages;
 pub mod payment;
+pub mod server_tracker;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -27,6 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use server_tracker::ServerTrackerPath;
 use tally_core::ConsentState;
 use tally_sandbox::Sandbox;
 use tally_server::collector::{self, CollectorConfig};
@@ -50,6 +55,10 @@ pub struct DemoConfig {
     pub data_dir: Option<PathBuf>,
     /// Retry policy of the tracker (tests use a fast one).
     pub retry: RetryPolicy,
+    /// What confirms paid orders and refunds: the Rust crate or the JS server tracker.
+    pub server_tracker: ServerTrackerPath,
+    /// The Node.js program the JS server tracker runs in.
+    pub node: PathBuf,
 }
 
 impl Default for DemoConfig {
@@ -66,6 +75,8 @@ impl Default for DemoConfig {
                 max_delay: Duration::from_secs(1),
                 timeout: Duration::from_secs(5),
             },
+            server_tracker: ServerTrackerPath::Rust,
+            node: PathBuf::from("node"),
         }
     }
 }
@@ -74,6 +85,9 @@ impl Default for DemoConfig {
 pub const SITE_KEY: &str = "demo-site-key";
 /// The secret the simulated payment provider signs webhooks with.
 pub const WEBHOOK_SECRET: &str = "demo-webhook-secret";
+/// The collector's server secret: what the JS server tracker sends as
+/// `Authorization: Bearer …` (a backend's secret, never a browser's).
+pub const SERVER_SECRET: &str = "demo-server-secret";
 /// The GA4 measurement id of the demo (sandboxed).
 pub const GA4_MEASUREMENT_ID: &str = "G-DEMO0001";
 /// The Google Ads customer id of the demo (sandboxed).
@@ -88,7 +102,8 @@ pub const WAREHOUSE_SECRET: &str = "whsec_demo_warehouse_0123456789";
 /// Page switches (ad blocker, webhook timing), changed from the admin page.
 #[derive(Debug, Default)]
 pub struct Switches {
-    /// `/collect` answers 403, as when an ad blocker blocks the endpoint.
+    /// `/collect` answers browsers 403, as when an ad blocker blocks the endpoint
+    /// (a backend's bearer-authenticated calls, the JS server tracker's, go through).
     pub collect_blocked: AtomicBool,
     /// `/collect` answers 503, as when the endpoint is down (the browser keeps and retries).
     pub collect_down: AtomicBool,
@@ -108,8 +123,10 @@ pub struct Shop {
     pub orders: orders::Orders,
     /// The sandbox destinations.
     pub sandbox: Sandbox,
-    /// The server tracker.
+    /// The server tracker (behind the collector, and the Rust path's).
     pub tracker: ServerTracker,
+    /// The JS server tracker's route, when `--server-tracker js` is live.
+    pub js_tracker: Option<node::JsServerTracker>,
     /// Settings.
     pub config: Arc<DemoConfig>,
     /// Switches.
@@ -131,11 +148,21 @@ pub struct RunningDemo {
     pub shop: Shop,
     task: tokio::task::JoinHandle<()>,
     temp_dir: Option<PathBuf>,
+    node: Option<node::NodeProcess>,
+}
+
+impl RunningDemo {
+    /// The JS server tracker's Node process id, when that path is live.
+    pub fn node_pid(&self) -> Option<u32> {
+        self.node.as_ref().and_then(node::NodeProcess::pid)
+    }
 }
 
 impl Drop for RunningDemo {
     fn drop(&mut self) {
         self.task.abort();
+        // Kills the JS server tracker's Node process (it also exits when its stdin closes).
+        self.node = None;
         self.shop.tracker.shutdown();
         if let Some(d) = &self.temp_dir {
             let _ = std::fs::remove_dir_all(d);
@@ -196,7 +223,8 @@ fn build_tracker(base_url: &str, store: Arc<SqliteStore>, retry: RetryPolicy) ->
 }
 
 async fn collect_switch(State(switches): State<Arc<Switches>>, req: Request, next: Next) -> Response {
-    if switches.collect_blocked.load(Ordering::Relaxed) && req.uri().path().starts_with("/collect") {
+    let from_browser = !req.headers().contains_key(axum::http::header::AUTHORIZATION);
+    if switches.collect_blocked.load(Ordering::Relaxed) && from_browser && req.uri().path().starts_with("/collect") {
         return (StatusCode::FORBIDDEN, "blocked (ad blocker simulation)").into_response();
     }
     if switches.collect_down.load(Ordering::Relaxed) && req.uri().path().starts_with("/collect") {
@@ -223,6 +251,16 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
     let store = Arc::new(SqliteStore::open(data_dir.join("outbox.db"), 10_000)?);
     let tracker = build_tracker(&base_url, store, config.retry)?;
     let orders = orders::Orders::open(&data_dir.join("orders.db"))?;
+    let (js_tracker, node) = match config.server_tracker {
+        ServerTrackerPath::Rust => (None, None),
+        ServerTrackerPath::Js => {
+            let server_js = config.pkg_dir.join("server.js");
+            let collect_url = format!("{base_url}/collect");
+            let (js, process) =
+                node::start(&config.node, &node::route_script(), &server_js, &collect_url, SERVER_SECRET).await?;
+            (Some(js), Some(process))
+        }
+    };
     let switches = Arc::new(Switches {
         collect_blocked: AtomicBool::new(false),
         collect_down: AtomicBool::new(false),
@@ -234,6 +272,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         orders,
         sandbox: sandbox.clone(),
         tracker: tracker.clone(),
+        js_tracker,
         config: Arc::new(config.clone()),
         switches: switches.clone(),
         base_url: base_url.clone(),
@@ -244,6 +283,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         [base_url.clone(), format!("http://localhost:{}", addr.port())].into_iter().collect();
     let collector_cfg = CollectorConfig {
         site_keys: [SITE_KEY.to_owned()].into_iter().collect(),
+        server_secrets: [SERVER_SECRET.to_owned()].into_iter().collect(),
         allowed_origins: origins,
         // Every demo visitor is 127.0.0.1: keep the per-IP limit generous.
         rate_per_ip: 500,
@@ -266,5 +306,5 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
-    Ok(RunningDemo { base_url, shop, task, temp_dir })
+    Ok(RunningDemo { base_url, shop, task, temp_dir, node })
 }

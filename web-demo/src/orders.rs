@@ -65,6 +65,12 @@ pub struct Order {
     pub server_outcomes: BTreeMap<String, String>,
     /// The event id the server used.
     pub server_event_id: Option<String>,
+    /// Which server tracker reported the purchase (`rust` or `js`).
+    #[serde(default)]
+    pub confirmed_via: Option<String>,
+    /// Why the latest webhook could not report the purchase (cleared once one does).
+    #[serde(default)]
+    pub server_error: Option<String>,
     /// Refunded so far, in cents.
     #[serde(default)]
     pub refunded_cents: i64,
@@ -222,6 +228,8 @@ pub async fn create(State(shop): State<Shop>, headers: HeaderMap, Json(body): Js
         webhook_deliveries: 0,
         server_outcomes: BTreeMap::new(),
         server_event_id: None,
+        confirmed_via: None,
+        server_error: None,
         refunded_cents: 0,
         refund_outcomes: BTreeMap::new(),
     };
@@ -263,6 +271,8 @@ mod tests {
             webhook_deliveries: 0,
             server_outcomes: BTreeMap::new(),
             server_event_id: None,
+            confirmed_via: None,
+            server_error: None,
             refunded_cents: 0,
             refund_outcomes: BTreeMap::new(),
         }

@@ -15,9 +15,10 @@ use sha2::Sha256;
 use std::sync::atomic::Ordering;
 
 use tally_core::client_id::client_id_from_cookie_header;
-use tally_core::{Amount, ClickIds, ConsentSignal, ConsentState, ContextEnvelope, Currency, Item, UserData};
+use tally_core::{Amount, ClickIds, ConsentSignal, ConsentState, Currency, Item, UserData};
 use tally_server::{PurchaseInput, Visitor};
 
+use crate::server_tracker::Report;
 use crate::{Shop, WEBHOOK_SECRET, catalog};
 
 fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
@@ -109,13 +110,7 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
     }) else {
         return (StatusCode::NOT_FOUND, "unknown order").into_response();
     };
-    let envelope = order.context.as_deref().and_then(|c| match ContextEnvelope::parse(c) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            tracing::warn!(order = order_id, error = %e, "stored envelope is invalid; tracking without it");
-            None
-        }
-    });
+    let envelope = crate::server_tracker::stored_envelope(&order);
     let (Ok(value), Ok(currency)) = (Amount::from_minor(order.total_cents, 2), Currency::parse(&order.currency)) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "bad order amount").into_response();
     };
@@ -138,25 +133,27 @@ pub async fn webhook(State(shop): State<Shop>, headers: HeaderMap, body: Bytes) 
             input = input.item(item);
         }
     }
-    let result = match &envelope {
-        Some(env) => shop.tracker.from_context(env).track_purchase(input).await,
-        None => shop.tracker.track_purchase(input).await,
-    };
-    match result {
+    let stored = envelope.as_ref().zip(order.context.as_deref());
+    match crate::server_tracker::confirm(&shop, stored, Report::Purchase(input)).await {
         Ok(r) => {
             shop.orders.update(order_id, |o| {
-                o.server_event_id = Some(r.event_id.as_str().to_owned());
-                for (dest, outcome) in &r.destinations {
+                o.server_event_id = Some(r.event_id);
+                o.confirmed_via = Some(r.via.as_str().to_owned());
+                o.server_error = None;
+                for (dest, text) in r.outcomes {
                     // A repeated webhook is skipped as a duplicate: keep the first delivery's outcome.
-                    let text = outcome.to_string();
-                    if text != "skipped: duplicate" || !o.server_outcomes.contains_key(dest) {
-                        o.server_outcomes.insert(dest.clone(), text);
+                    if text != "skipped: duplicate" || !o.server_outcomes.contains_key(&dest) {
+                        o.server_outcomes.insert(dest, text);
                     }
                 }
             });
             (StatusCode::OK, "ok").into_response()
         }
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+        Err(e) => {
+            tracing::warn!(order = order_id, error = %e, "the purchase was not reported");
+            shop.orders.update(order_id, |o| o.server_error = Some(e.to_string()));
+            (e.status(), e.to_string()).into_response()
+        }
     }
 }
 

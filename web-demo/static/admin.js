@@ -13,7 +13,9 @@ async function render(message = '', isError = false) {
   const [orders, sw] = await Promise.all([(await fetch('/api/orders')).json(), (await fetch('/api/admin/switches')).json()]);
   app.innerHTML = `<h1>Admin</h1><p id="admin-message" class="message ${isError ? 'bad' : 'muted'}" role="${isError ? 'alert' : 'status'}">${esc(message)}</p>
     <h2>Switches</h2><div class="card">
-    <p><label><input type="checkbox" id="sw-collect" ${sw.collectBlocked ? 'checked' : ''}> Ad blocker: block the collect endpoint (<code>/collect</code> answers 403)</label><br>
+    <p id="server-tracker" data-path="${esc(sw.serverTracker.path)}">Payment webhook and refunds confirm through <strong>${esc(sw.serverTracker.path)}</strong>: ${esc(sw.serverTracker.description)}.
+      <span class="muted">Chosen at start: <code>--server-tracker rust|js</code>.</span></p>
+    <p><label><input type="checkbox" id="sw-collect" ${sw.collectBlocked ? 'checked' : ''}> Ad blocker: block the collect endpoint (<code>/collect</code> answers browsers 403; the JS server tracker, a backend, still gets through)</label><br>
     <label><input type="checkbox" id="sw-collect-down" ${sw.collectDown ? 'checked' : ''}> Collector outage (<code>/collect</code> answers 503; browsers keep and retry)</label><br>
     <span class="muted">Ad blocker on the tracker script: open the shop with <a href="/?blocked=tracker">?blocked=tracker</a>.</span></p>
     <p>Destination outage: ${DESTS.map((d) => `<label><input type="checkbox" class="sw-down" data-dest="${d}" ${sw.down.includes(d) ? 'checked' : ''}> ${d} down</label>`).join(' ')}

@@ -66,7 +66,9 @@ function page(data) {
   const status = (r) => (r.matches
     ? { cls: 'status', html: `<span class="ok">match</span>${r.withheld_by_consent.length ? ' <span class="skip">(withheld by consent excluded)</span>' : ''}` }
     : { cls: 'status', html: `<span class="bad">${esc(r.problems.join('; '))}</span>` });
+  const st = data.serverTracker;
   return `<h1>Inspector</h1>
+    <p id="server-tracker" data-path="${esc(st.path)}">Server-side confirmations (payment webhook, refunds): <strong>${esc(st.path)}</strong> — ${esc(st.description)}${st.url ? ` at <code>${esc(st.url)}</code>` : ''}.</p>
     <h2>Reconciliation against backend orders</h2>
     ${table('reconciliation', ['Destination', 'Cur.', 'Orders', 'Purchases', 'Ratio', 'Backend', 'Destination', 'Mismatch', 'Dupes', 'Withheld (consent)', 'Pending', 'Dead', 'Status'],
       data.reconciliation.rows.map((r) => [esc(r.destination), esc(r.currency), r.orders, r.purchases, pct(r.ratio_bp), esc(r.backendMoney), esc(r.destinationMoney), pct(r.revenue_mismatch_bp), r.duplicates,
@@ -81,7 +83,8 @@ function page(data) {
     ${ob.deadEntries.length ? table('dead', ['Destination', 'Reason'], ob.deadEntries.map((d) => [esc(d.destination), esc(d.reason)])) : ''}
     <h2>Orders (backend truth)</h2>
     ${table('orders', ['Order', 'Total', 'Refunded', 'Status', 'Webhooks', 'Purchase delivery', 'Refund delivery'], data.orders.map((o) => [esc(o.id), cents(o.totalCents, o.currency), cents(o.refundedCents, o.currency), esc(o.status), o.webhookDeliveries,
-      outcomes(o.serverOutcomes), { cls: 'refund-outcomes', html: outcomes(o.refundOutcomes ?? {}) }]))}
+      (o.confirmedVia ? `<span class="muted">via ${esc(o.confirmedVia)}</span><br>` : '') + outcomes(o.serverOutcomes)
+        + (o.serverError ? `<br><span class="bad">not reported: ${esc(o.serverError)}</span>` : ''), { cls: 'refund-outcomes', html: outcomes(o.refundOutcomes ?? {}) }]))}
     ${destinationTables(data.destinations)}`;
 }
 

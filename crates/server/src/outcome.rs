@@ -156,14 +156,11 @@ impl Outcome {
     }
 }
 
+/// The outcome in words (`sent (1 attempt(s))`, `skipped: duplicate`, `queued
+/// for retry: …`): the same text as its [`OutcomeReport`]'s.
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Sent { attempts, .. } => write!(f, "sent ({attempts} attempt(s))"),
-            Outcome::Queued { error } => write!(f, "queued for retry: {error}"),
-            Outcome::Failed(e) => write!(f, "failed: {e}"),
-            Outcome::Skipped(r) => write!(f, "skipped: {r}"),
-        }
+        OutcomeReport::from(self).fmt(f)
     }
 }
 
@@ -212,6 +209,68 @@ pub struct ErrorReport {
     /// The destination's HTTP status, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+}
+
+impl OutcomeReport {
+    /// Reads the JSON form back: one entry of `destinations` in the collector's
+    /// answer, or of a `tally-web/server` result. `None` when `v` is not an
+    /// outcome report (an unknown outcome, error or skip code, or a field missing).
+    ///
+    /// ```
+    /// use tally_server::outcome::OutcomeReport;
+    /// let v = serde_json::json!({"outcome": "skipped", "reason": "duplicate", "detail": "duplicate"});
+    /// let report = OutcomeReport::from_json(&v).expect("an outcome report");
+    /// assert_eq!(report.to_string(), "skipped: duplicate");
+    /// assert!(OutcomeReport::from_json(&serde_json::json!({"outcome": "lost"})).is_none());
+    /// ```
+    pub fn from_json(v: &serde_json::Value) -> Option<OutcomeReport> {
+        fn code(codes: &'static [&'static str], v: Option<&serde_json::Value>) -> Option<&'static str> {
+            let s = v?.as_str()?;
+            codes.iter().copied().find(|c| *c == s)
+        }
+        let outcome = code(Outcome::CODES, v.get("outcome"))?;
+        let mut r =
+            OutcomeReport { outcome, attempts: None, warnings: Vec::new(), error: None, reason: None, detail: None };
+        match outcome {
+            "sent" => {
+                r.attempts = Some(u32::try_from(v.get("attempts")?.as_u64()?).ok()?);
+                r.warnings = match v.get("warnings") {
+                    None => Vec::new(),
+                    Some(w) => w.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect::<Option<_>>()?,
+                };
+            }
+            "skipped" => {
+                r.reason = Some(code(SkipReason::CODES, v.get("reason"))?);
+                r.detail = v.get("detail").and_then(serde_json::Value::as_str).map(str::to_owned);
+            }
+            _ => {
+                let e = v.get("error")?;
+                r.error = Some(ErrorReport {
+                    code: code(DeliveryError::CODES, e.get("code"))?,
+                    message: e.get("message")?.as_str()?.to_owned(),
+                    http_status: e
+                        .get("httpStatus")
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|s| u16::try_from(s).ok()),
+                });
+            }
+        }
+        Some(r)
+    }
+}
+
+/// The outcome in words, as [`Outcome`] shows it: `sent (2 attempt(s))`,
+/// `queued for retry: <error>`, `failed: <error>`, `skipped: <reason>`.
+impl fmt::Display for OutcomeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.error.as_ref().map_or("", |e| e.message.as_str());
+        match self.outcome {
+            "sent" => write!(f, "sent ({} attempt(s))", self.attempts.unwrap_or(1)),
+            "queued" => write!(f, "queued for retry: {message}"),
+            "failed" => write!(f, "failed: {message}"),
+            _ => write!(f, "skipped: {}", self.detail.as_deref().or(self.reason).unwrap_or("")),
+        }
+    }
 }
 
 impl From<&DeliveryError> for ErrorReport {
@@ -305,6 +364,10 @@ mod tests {
     fn every_outcome() -> Vec<Outcome> {
         let all = vec![
             Outcome::sent(1),
+            Outcome::Sent {
+                attempts: 1,
+                warnings: vec!["WARNING_REASON_CART_DATA_ITEM_UNIT_PRICE_MISSING at events[0]".into()],
+            },
             Outcome::Queued { error: DeliveryError::Transport("down".into()) },
             Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
                 index: 0,
@@ -325,8 +388,38 @@ mod tests {
     fn codes_list_every_variant_once() {
         let skip: Vec<&str> = every_skip_reason().iter().map(SkipReason::code).collect();
         assert_eq!(skip, SkipReason::CODES);
-        let outcomes: Vec<&str> = every_outcome().iter().map(Outcome::code).collect();
+        let mut outcomes: Vec<&str> = every_outcome().iter().map(Outcome::code).collect();
+        outcomes.dedup();
         assert_eq!(outcomes, Outcome::CODES);
+    }
+
+    #[test]
+    fn a_report_reads_back_and_reads_as_its_outcome() {
+        let mut all = every_outcome();
+        all.push(Outcome::Failed(DeliveryError::Rejected { status: 400, message: "bad value".into() }));
+        all.extend(every_skip_reason().into_iter().map(Outcome::Skipped));
+        for o in &all {
+            let report = OutcomeReport::from(o);
+            let json = serde_json::to_value(&report).unwrap();
+            assert_eq!(OutcomeReport::from_json(&json).as_ref(), Some(&report), "{json}");
+            assert_eq!(report.to_string(), o.to_string(), "{json}");
+        }
+        assert_eq!(Outcome::sent(2).to_string(), "sent (2 attempt(s))");
+        assert_eq!(Outcome::Skipped(SkipReason::Duplicate).to_string(), "skipped: duplicate");
+        let consent = Outcome::Skipped(SkipReason::ConsentDenied(ConsentDenial::AdUserData));
+        assert_eq!(consent.to_string(), "skipped: consent denied (ad_user_data_not_granted)");
+        let queued = Outcome::Queued { error: DeliveryError::Transport("down".into()) }.to_string();
+        assert!(queued.starts_with("queued for retry: ") && queued.ends_with("down"), "{queued}");
+        for bad in [
+            serde_json::json!({"outcome": "lost"}),
+            serde_json::json!({"outcome": "sent"}),
+            serde_json::json!({"outcome": "skipped", "reason": "bored"}),
+            serde_json::json!({"outcome": "queued", "error": {"code": "transport"}}),
+            serde_json::json!({"outcome": "failed", "error": {"code": "gone", "message": "x"}}),
+            serde_json::json!("sent"),
+        ] {
+            assert!(OutcomeReport::from_json(&bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
