@@ -168,7 +168,7 @@ pub(crate) fn render_lanes(lanes: &[(&str, usize, usize)]) -> String {
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
