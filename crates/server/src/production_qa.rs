@@ -24,6 +24,7 @@
 //! | `tally_orders_withheld_total` | `destination`, `reason` | purchases deliberately not sent ([`SkipReason::code`](crate::SkipReason::code): `consent_denied`, `outside_window`, …) |
 //! | `tally_revenue_withheld_minor_total` | `destination`, `currency` | their value |
 //! | `tally_orders_dead_total` | `destination`, `reason` | purchases given up on (`rejected`, `retries_exhausted`) |
+//! | `tally_outbox_oldest_age_seconds` (gauge) | `destination` | how long the oldest entry in the outbox has waited (SQLite and in-memory stores) |
 //! | `tally_match_keys_total` | `destination`, `key` | delivered purchases that carried each [`MatchKey`](tally_core::match_keys::MatchKey) |
 //!
 //! Each order counts once per counter and destination, however often it is
@@ -310,6 +311,21 @@ impl OrderCounters {
     }
 }
 
+/// The `tally_outbox_oldest_age_seconds` gauge: per destination, how long
+/// the oldest entry still in the outbox has waited, from
+/// [`Outbox::oldest_by_destination`](crate::Outbox::oldest_by_destination)
+/// read at `now_ms`.
+pub fn render_outbox_age(oldest: &BTreeMap<String, i64>, now_ms: i64) -> String {
+    let name = "tally_outbox_oldest_age_seconds";
+    let mut s = format!("# HELP {name} Age of the oldest entry waiting in the outbox, by destination.\n");
+    s.push_str(&format!("# TYPE {name} gauge\n"));
+    for (d, at) in oldest {
+        let age = now_ms.saturating_sub(*at).max(0) as f64 / 1000.0;
+        s.push_str(&format!("{name}{{destination=\"{}\"}} {age}\n", label(d)));
+    }
+    s
+}
+
 fn head(s: &mut String, name: &str, help: &str) {
     s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
 }
@@ -366,5 +382,7 @@ mod tests {
         assert!(t.contains("tally_orders_deduplicated_total{destination=\"meta\"} 0\n"), "{t}");
         assert!(t.contains("tally_orders_withheld_total{destination=\"meta\",reason=\"consent_denied\"} 1\n"), "{t}");
         assert!(t.contains("tally_revenue_withheld_minor_total{destination=\"meta\",currency=\"EUR\"} 1999\n"), "{t}");
+        let age = render_outbox_age(&BTreeMap::from([("meta".to_owned(), 1_000)]), 91_500);
+        assert!(age.contains("tally_outbox_oldest_age_seconds{destination=\"meta\"} 90.5\n"), "{age}");
     }
 }

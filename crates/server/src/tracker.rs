@@ -245,6 +245,9 @@ impl ServerTracker {
         // Production QA: the order counters.
         let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
         text.push_str(&self.inner.orders.render(&names));
+        if let Ok(oldest) = outbox.oldest_by_destination() {
+            text.push_str(&qa::render_outbox_age(&oldest, now_ms()));
+        }
         text
     }
 

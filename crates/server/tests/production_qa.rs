@@ -140,6 +140,10 @@ base_url = "{url}/meta"
     assert_eq!(r["results"][0]["destinations"]["meta"]["outcome"], "queued", "{r}");
     let m = shop.metrics().await;
     assert_eq!(m.get("tally_orders_delivered_total{destination=\"meta\",currency=\"JPY\"}"), Some(&0.0), "{m:?}");
+    // The outbox says how long Meta's oldest entry has waited; GA4 has none.
+    let age = m.get("tally_outbox_oldest_age_seconds{destination=\"meta\"}").copied();
+    assert!(age.is_some_and(|a| (0.0..60.0).contains(&a)), "{m:?}");
+    assert_eq!(m.get("tally_outbox_oldest_age_seconds{destination=\"ga4\"}"), None);
     sandbox.meta.faults.set(Mode::Up);
     assert!(
         wait_until(20, || sandbox.meta.purchases().len() == 3).await,
