@@ -7,10 +7,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{TallyServe, TempDir, free_port};
+use support::{TallyServe, TempDir, free_port, wait_until};
 use tally_sandbox::{Mode, Sandbox};
 
 const SECRET: &str = "s2s-secret";
@@ -66,17 +65,6 @@ fn context(consent: Value, extra: Value) -> Value {
 
 fn granted() -> Value {
     json!({"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"})
-}
-
-async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
