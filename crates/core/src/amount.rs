@@ -179,6 +179,27 @@ impl Amount {
         s
     }
 
+    /// The amount in the currency's minor units (cents for `EUR`, yen for
+    /// `JPY`, fils for `KWD`; whole units for codes without a minor unit, as
+    /// [`Amount::to_money`] writes them), rounded half away from zero. Integer
+    /// arithmetic only: the production counters sum these exactly.
+    ///
+    /// ```
+    /// use tally_core::{Amount, Currency};
+    /// let eur = Currency::parse("EUR").unwrap();
+    /// assert_eq!(Amount::parse("30.03").unwrap().to_minor_units(eur), 3003);
+    /// assert_eq!(Amount::parse("0.005").unwrap().to_minor_units(eur), 1);
+    /// assert_eq!(Amount::parse("-0.005").unwrap().to_minor_units(eur), -1);
+    /// assert_eq!(Amount::parse("1200").unwrap().to_minor_units(Currency::parse("JPY").unwrap()), 1200);
+    /// assert_eq!(Amount::parse("1.2345").unwrap().to_minor_units(Currency::parse("KWD").unwrap()), 1235);
+    /// ```
+    pub fn to_minor_units(self, currency: Currency) -> i64 {
+        let decimals = u32::from(currency.minor_units().unwrap_or(0)).min(6);
+        let factor = 10i64.pow(6 - decimals);
+        let (whole, rest) = (self.0 / factor, self.0 % factor);
+        if rest.unsigned_abs() * 2 >= factor.unsigned_abs() { whole + self.0.signum() } else { whole }
+    }
+
     /// The percentage `self` is of `base` in basis points (1/100 of a percent), if `base` is non-zero.
     pub fn ratio_bp(self, base: Amount) -> Option<i64> {
         if base.0 == 0 {

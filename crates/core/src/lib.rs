@@ -69,6 +69,8 @@ pub mod hash;
 pub mod ids;
 pub mod item;
 pub mod json;
+#[cfg(feature = "serde_json")]
+pub mod match_keys;
 pub mod normalize;
 pub mod reconcile;
 pub mod session;

@@ -69,6 +69,7 @@ use tally_core::{ClickIds, ClientId, ContextEnvelope, Event, EventId, VisitorId,
 use crate::error::DeliveryError;
 use crate::input::Visitor;
 use crate::outcome::{Outcome, OutcomeReport, SkipReason};
+use crate::production_qa::Origin;
 use crate::tracker::ServerTracker;
 
 /// Collector settings.
@@ -539,7 +540,10 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         positions.clear();
         valid.clear();
     }
-    let delivered = if valid.is_empty() { Vec::new() } else { state.tracker.deliver(valid, &visitor).await };
+    // Production QA: a bearer-authenticated call confirms its orders; a browser's are counted apart.
+    let origin = if server { Origin::Server } else { Origin::Browser };
+    let delivered =
+        if valid.is_empty() { Vec::new() } else { state.tracker.deliver_from(origin, valid, &visitor).await };
     for (pos, r) in positions.into_iter().zip(delivered) {
         let outcomes: Vec<&Outcome> = r.destinations.values().collect();
         let all = |f: &dyn Fn(&Outcome) -> bool| !outcomes.is_empty() && outcomes.iter().all(|o| f(o));

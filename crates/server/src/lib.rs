@@ -162,6 +162,7 @@ pub mod meta;
 pub mod metrics;
 pub mod oauth;
 pub mod outcome;
+pub mod production_qa;
 pub mod retry;
 pub mod rokt;
 pub mod secret;

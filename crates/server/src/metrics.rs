@@ -197,7 +197,7 @@ pub(crate) fn render_diagnostics(by_destination: &BTreeMap<String, crate::google
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

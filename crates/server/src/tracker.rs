@@ -45,6 +45,7 @@ use crate::input::{
 use crate::lane::{Job, Lane, LaneSettings, RoundRunner, Signal};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
+use crate::production_qa::{self as qa, Noted, OrderCounters, Origin};
 use crate::retry::RetryPolicy;
 use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, StoreError, idempotency_key};
 
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     lanes: OnceLock<Vec<Lane<Pending>>>,
     normalize: NormalizeOptions,
     metrics: Metrics,
+    /// Production QA: the order counters (`production_qa`).
+    orders: OrderCounters,
     wake: tokio::sync::Notify,
     worker_started: AtomicBool,
     stopped: AtomicBool,
@@ -142,6 +145,7 @@ impl ServerTracker {
                 destinations,
                 normalize: b.normalize.clone(),
                 metrics: Metrics::default(),
+                orders: OrderCounters::default(),
                 wake: tokio::sync::Notify::new(),
                 worker_started: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
@@ -242,6 +246,12 @@ impl ServerTracker {
         if !diagnostics.is_empty() {
             text.push_str(&crate::metrics::render_diagnostics(&diagnostics));
         }
+        // Production QA: the order counters.
+        let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
+        text.push_str(&self.inner.orders.render(&names));
+        if let Ok(oldest) = outbox.oldest_by_destination() {
+            text.push_str(&qa::render_outbox_age(&oldest, now_ms()));
+        }
         text
     }
 
@@ -256,6 +266,50 @@ impl ServerTracker {
     /// (Google Ads through the Data Manager API), by destination name.
     pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::google_ads::DiagnosticsReport> {
         self.inner.destinations.iter().filter_map(|d| Some((d.name().to_owned(), d.diagnostics()?))).collect()
+    }
+
+    /// The production QA counters: orders confirmed, delivered, withheld …
+    /// per destination (see [`crate::production_qa`]).
+    pub fn orders(&self) -> &OrderCounters {
+        &self.inner.orders
+    }
+
+    /// Counts `notes`, each once: the marks of those that have one are
+    /// claimed in the idempotency store first, and a mark already taken means
+    /// the order was counted before. A store that cannot answer does not
+    /// lose the count (it may then count twice).
+    pub(crate) async fn record_orders(&self, notes: Vec<Noted>) {
+        if notes.is_empty() {
+            return;
+        }
+        let (keyed, plain): (Vec<Noted>, Vec<Noted>) = notes.into_iter().partition(|n| n.once.is_some());
+        for n in plain {
+            self.inner.orders.count(n.note);
+        }
+        if keyed.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = keyed.iter().filter_map(|n| n.once.clone()).collect();
+        let (lease, retention) = (self.inner.lease, self.inner.retention);
+        let claims = self
+            .store_call("claim", move |s, _| {
+                let claims = s.claim_many(&keys, lease);
+                let first: Vec<String> = keys
+                    .iter()
+                    .zip(&claims)
+                    .filter(|(_, c)| matches!(c, Claim::Acquired))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                s.complete_many(&first, retention);
+                claims
+            })
+            .await
+            .unwrap_or_default();
+        for (n, claim) in keyed.into_iter().zip(claims.into_iter().chain(std::iter::repeat(Claim::Unavailable))) {
+            if matches!(claim, Claim::Acquired | Claim::Unavailable) {
+                self.inner.orders.count(n.note);
+            }
+        }
     }
 
     /// The delivery counters.
@@ -302,6 +356,14 @@ impl ServerTracker {
     /// with consent, the outbox, idempotency and retries. One result per event,
     /// in order. This is what the collector and the helpers call.
     pub async fn deliver(&self, events: Vec<Event>, visitor: &Visitor) -> Vec<TrackResult> {
+        self.deliver_from(Origin::Server, events, visitor).await
+    }
+
+    /// [`ServerTracker::deliver`] of events `origin` reported (the collector
+    /// tells browsers from backends): their purchases are counted as
+    /// confirmed orders or as browser purchases.
+    pub(crate) async fn deliver_from(&self, origin: Origin, events: Vec<Event>, visitor: &Visitor) -> Vec<TrackResult> {
+        self.record_orders(qa::reported(origin, &events)).await;
         self.deliver_where(events, visitor, |_| true).await
     }
 
@@ -348,14 +410,17 @@ impl ServerTracker {
         let now = now_ms();
         let mut entries = Vec::new();
         let mut taken = Vec::new();
+        let mut notes = qa::reported(Origin::Browser, events);
         for dest in &self.inner.destinations {
             if ctx.consent.policy(dest.kind()).send.is_err() {
                 self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
+                notes.extend(qa::withheld(dest.name(), events, "consent_denied"));
                 continue;
             }
             taken.push(dest.name());
             entries.extend(outbox_entries(dest, events, &visitor_json, now));
         }
+        self.record_orders(notes).await;
         if entries.is_empty() {
             return Ok(!taken.is_empty());
         }
@@ -389,6 +454,7 @@ impl ServerTracker {
         let dest = &self.inner.destinations[index];
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
             self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
+            self.record_orders(qa::withheld(dest.name(), events, "consent_denied")).await;
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
         let entries = outbox_entries(dest, events, visitor_json, now_ms() + self.inner.lease.as_millis() as i64);
@@ -459,6 +525,7 @@ impl ServerTracker {
             .await
             .unwrap_or_else(|| vec![Claim::Unavailable; n]);
         let mut ops = StoreOps::default();
+        let mut notes: Vec<Noted> = Vec::new();
         let mut outcomes: Vec<Vec<Option<Outcome>>> = jobs.iter().map(|j| vec![None; j.pending.len()]).collect();
         let mut to_send: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
         let mut claims = claims.into_iter();
@@ -472,6 +539,7 @@ impl ServerTracker {
                     Claim::Delivered => {
                         ops.ack.push(p.id.clone());
                         inner.metrics.duplicate(dest.name());
+                        notes.extend(qa::deduplicated(dest.name(), &p.event));
                         Outcome::Skipped(SkipReason::Duplicate)
                     }
                     Claim::InFlight => {
@@ -511,12 +579,16 @@ impl ServerTracker {
             for ((j, _), group_outcomes) in groups.iter().zip(sent) {
                 for (&k, o) in to_send[*j].iter().zip(group_outcomes) {
                     results.push(o.clone());
-                    outcomes[*j][k] = Some(self.settle(dest.name(), &jobs[*j].pending[k], o, &mut ops));
+                    let p = &jobs[*j].pending[k];
+                    let settled = self.settle(dest.name(), p, o, &mut ops);
+                    notes.extend(order_note(dest, p, &settled, &jobs[*j].ctx));
+                    outcomes[*j][k] = Some(settled);
                 }
             }
             signal = signal_of(&results);
         }
         self.apply(ops).await;
+        self.record_orders(notes).await;
         for (job, outs) in jobs.iter_mut().zip(outcomes) {
             if let Some(reply) = job.reply.take() {
                 let outs = outs.into_iter().map(|o| o.unwrap_or(Outcome::Skipped(SkipReason::Duplicate))).collect();
@@ -751,6 +823,18 @@ fn signal_of(outcomes: &[Outcome]) -> Signal {
         }
     }
     signal
+}
+
+/// Production QA: the order counter a settled outcome of `p` at `dest` moves, if any.
+fn order_note(dest: &Destination, p: &Pending, settled: &Outcome, ctx: &DeliveryContext) -> Option<Noted> {
+    match settled {
+        Outcome::Sent { .. } => qa::delivered(dest.name(), dest.kind(), &p.event, ctx),
+        Outcome::Skipped(SkipReason::Duplicate) => qa::deduplicated(dest.name(), &p.event),
+        Outcome::Skipped(r) => qa::withheld(dest.name(), std::slice::from_ref(&p.event), r.code()).pop(),
+        Outcome::Failed(DeliveryError::RetriesExhausted { .. }) => qa::dead(dest.name(), &p.event, "retries_exhausted"),
+        Outcome::Failed(_) => qa::dead(dest.name(), &p.event, "rejected"),
+        Outcome::Queued { .. } => None,
+    }
 }
 
 /// Connects a lane to the tracker that owns it, without keeping it alive.

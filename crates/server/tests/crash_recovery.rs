@@ -6,19 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{TallyServe, TempDir, free_port};
+use support::{TallyServe, TempDir, free_port, wait_until};
 use tally_sandbox::{Mode, Sandbox};
-
-async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {

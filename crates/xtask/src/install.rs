@@ -220,12 +220,14 @@ fn crate_source(name: &str, version: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Chromium, its driver and Redis from Debian's packages (needs root).
+/// Chromium, its driver, Redis and Prometheus (for `promtool`, which checks
+/// and unit-tests the alerting rules) from Debian's packages (needs root).
 pub fn apt_packages() -> Result<(), String> {
     let wanted = [
         ("chromium", "/usr/bin/chromium"),
         ("chromium-driver", "/usr/bin/chromedriver"),
         ("redis-server", "/usr/bin/redis-server"),
+        ("prometheus", "/usr/bin/promtool"),
     ];
     let missing: Vec<&str> = wanted.iter().filter(|(_, bin)| !Path::new(bin).exists()).map(|(pkg, _)| *pkg).collect();
     if missing.is_empty() {

@@ -3,8 +3,9 @@
 //! * `cargo xtask demo` builds the npm package into `pkg/` and starts the demo
 //!   shop on http://127.0.0.1:8080 with embedded defaults.
 //! * `cargo xtask test` installs what is missing (idempotently, saying what it
-//!   installs) and runs every check: fmt, clippy, rustdoc, native tests, the wasm tests
-//!   in headless Chromium, the package size budget and the end-to-end tests.
+//!   installs) and runs every check: fmt, the Prometheus alerting rules (promtool),
+//!   clippy, rustdoc, native tests, the wasm tests in headless Chromium, the package
+//!   size budget and the end-to-end tests.
 //! * `cargo xtask pkg` only builds the npm package and prints its size.
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
 
@@ -42,6 +43,7 @@ fn test() -> Result<(), String> {
     install::all()?;
     let root = run::root();
     run::step("cargo fmt --check", run::cargo(&["fmt", "--all", "--check"]))?;
+    alert_rules(&root)?;
     run::step(
         "cargo clippy (native)",
         run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
@@ -89,6 +91,20 @@ fn test() -> Result<(), String> {
     run::step("end-to-end tests in headless Chromium", e2e)?;
     println!("xtask: all checks passed");
     Ok(())
+}
+
+/// The shipped Prometheus alerting rules: valid (`promtool check rules`) and
+/// firing exactly when their unit tests on synthetic series say
+/// (`promtool test rules`).
+fn alert_rules(root: &std::path::Path) -> Result<(), String> {
+    let dir = root.join("deploy/prometheus");
+    let promtool = |args: &[&str]| {
+        let mut c = std::process::Command::new("promtool");
+        c.args(args).current_dir(&dir);
+        c
+    };
+    run::step("promtool check rules (alerting rules)", promtool(&["check", "rules", "tally-alerts.yml"]))?;
+    run::step("promtool test rules (alert unit tests)", promtool(&["test", "rules", "tally-alerts.test.yml"]))
 }
 
 fn demo(args: &[String]) -> Result<(), String> {

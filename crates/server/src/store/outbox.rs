@@ -101,6 +101,12 @@ pub trait Outbox: Send + Sync + 'static {
     fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError>;
     /// The most recent dead entries, newest first.
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError>;
+    /// When the oldest entry still waiting or in flight was written (Unix ms),
+    /// per destination: how far behind a destination is. Empty where the
+    /// store does not keep creation times (the Redis store).
+    fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// Unix ms now.
@@ -112,6 +118,7 @@ pub fn unix_ms() -> i64 {
 struct MemEntry {
     entry: OutboxEntry,
     leased_until_ms: i64,
+    created_at_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -157,7 +164,7 @@ impl Outbox for MemoryOutbox {
         for e in entries {
             g.next_id += 1;
             let id = g.next_id;
-            g.entries.insert(id, MemEntry { entry: e.clone(), leased_until_ms: 0 });
+            g.entries.insert(id, MemEntry { entry: e.clone(), leased_until_ms: 0, created_at_ms: unix_ms() });
             ids.push(id.to_string());
         }
         Ok(ids)
@@ -235,6 +242,15 @@ impl Outbox for MemoryOutbox {
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
         Ok(self.lock().dead.iter().rev().take(limit).cloned().collect())
     }
+
+    fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut out: BTreeMap<String, i64> = BTreeMap::new();
+        for e in self.lock().entries.values() {
+            let t = out.entry(e.entry.destination.clone()).or_insert(e.created_at_ms);
+            *t = (*t).min(e.created_at_ms);
+        }
+        Ok(out)
+    }
 }
 
 #[allow(clippy::expect_used)] // A test contract: a failure here is the report.
@@ -286,6 +302,12 @@ pub fn conformance(o: &dyn Outbox) {
     assert_eq!(by.get("meta"), Some(&OutboxStats { queued: 1, in_flight: 1, dead: 0 }), "{by:?}");
     assert_eq!(by.get("ga4"), Some(&OutboxStats { queued: 0, in_flight: 0, dead: 1 }), "{by:?}");
     assert_eq!(by.len(), 2, "{by:?}");
+    // The oldest waiting entry's age: only Meta has entries waiting (dead ones do not count).
+    let oldest = o.oldest_by_destination().expect("oldest by destination");
+    if !oldest.is_empty() {
+        assert_eq!(oldest.keys().collect::<Vec<_>>(), ["meta"], "{oldest:?}");
+        assert!((now - 1_000..=unix_ms()).contains(&oldest["meta"]), "{oldest:?} (now {now})");
+    }
     let total = o.stats().expect("stats");
     assert_eq!(by.values().map(|s| s.queued + s.in_flight).sum::<usize>(), total.queued + total.in_flight);
     assert_eq!(by.values().map(|s| s.dead).sum::<usize>(), total.dead);

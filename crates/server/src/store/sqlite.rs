@@ -654,6 +654,17 @@ impl Outbox for SqliteStore {
             .map_err(backend("dead_entries: querying"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend("dead_entries: reading rows"))
     }
+
+    fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached("SELECT destination, min(created_at_ms) FROM outbox GROUP BY destination")
+            .map_err(backend("oldest by destination: preparing"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(backend("oldest by destination: querying"))?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(backend("oldest by destination: reading rows"))
+    }
 }
 
 #[cfg(test)]

@@ -281,6 +281,18 @@ impl Drop for TallyServe {
     }
 }
 
+/// Polls `f` every 20 ms for up to `secs` seconds; whether it came true.
+pub async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
 /// Whether `GET base_url/healthz` answers 2xx.
 pub async fn healthy(base_url: &str) -> bool {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
