@@ -46,7 +46,19 @@ use tally_core::destinations::google_ads::{TokenError, TokenResponse, refresh_to
 
 use crate::destination::{excerpt, send};
 use crate::error::DeliveryError;
-use crate::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error};
+use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error};
+
+/// How one call made with a bearer token went (see [`TokenCache::authorized`]).
+pub(crate) enum Authorized<T> {
+    /// Answered.
+    Done(T),
+    /// The API refused the token (401): refresh it and call once more.
+    TokenRefused(DeliveryError),
+    /// Try again later (after the wait, if given).
+    Retry(DeliveryError, Option<Duration>),
+    /// Do not try again.
+    Fail(DeliveryError),
+}
 use crate::secret::Secret;
 
 /// How long before its expiry a cached token is refreshed.
@@ -366,6 +378,44 @@ impl TokenCache {
                 state.token = None;
                 state.last_failure = Some((done, e.clone()));
                 Err(e)
+            }
+        }
+    }
+
+    /// One attempt of a call made with a bearer token: `attempt` gets a valid
+    /// token and says how the call went; when it says the token was refused
+    /// (a 401), the token is dropped and the call made once more with a fresh
+    /// one. A token that cannot be had is the attempt's verdict (transient
+    /// failures are retried by the caller's [`with_retries`](crate::retry::with_retries)).
+    pub(crate) async fn authorized<T, F, Fut>(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        mut attempt: F,
+    ) -> Verdict<T>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Authorized<T>>,
+    {
+        let mut refreshed = false;
+        loop {
+            let token = match self.access_token(http, retry).await {
+                Ok(t) => t,
+                Err(e) if e.is_transient() => {
+                    let after = e.retry_after();
+                    return Verdict::Retry(e, after);
+                }
+                Err(e) => return Verdict::Fail(e),
+            };
+            match attempt(token.clone()).await {
+                Authorized::Done(t) => return Verdict::Done(t),
+                Authorized::TokenRefused(_) if !refreshed => {
+                    tracing::info!("the API refused the access token; refreshing it once");
+                    self.invalidate(&token).await;
+                    refreshed = true;
+                }
+                Authorized::TokenRefused(e) | Authorized::Fail(e) => return Verdict::Fail(e),
+                Authorized::Retry(e, after) => return Verdict::Retry(e, after),
             }
         }
     }

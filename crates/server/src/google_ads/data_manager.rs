@@ -44,9 +44,9 @@ use tally_core::destinations::google_ads::normalize_customer_id;
 use crate::config::GoogleAdsConfig;
 use crate::destination::{Answer, excerpt, finish, open, send, with_json};
 use crate::error::{ConfigError, DeliveryError};
-use crate::oauth::TokenCache;
+use crate::oauth::{Authorized, TokenCache};
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+use crate::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 
 /// Most extra requests spent splitting one rejected batch.
 pub const MAX_SPLIT_REQUESTS: u32 = 64;
@@ -278,34 +278,21 @@ impl DataManagerSender {
         body: &IngestEventsRequest,
     ) -> Result<(IngestResponse, u32), Ingest> {
         let url = self.shared.ingest_url.as_str();
-        let result = with_retries(retry, |_| async {
-            let mut refreshed = false;
-            loop {
-                let token = match self.shared.oauth.access_token(http, retry).await {
-                    Ok(t) => t,
-                    Err(e) if e.is_transient() => {
-                        let after = e.retry_after();
-                        return Verdict::Retry(e, after);
-                    }
-                    Err(e) => return Verdict::Fail(e),
-                };
+        let result = with_retries(retry, |_| {
+            self.shared.oauth.authorized(http, retry, |token| async move {
                 let secrets = self.secrets(&token);
                 let answer = match send(with_json(http.post(url).bearer_auth(&token), body), retry, &secrets).await {
                     Ok(a) => a,
-                    Err(e) => return Verdict::Retry(e, None),
+                    Err(e) => return Authorized::Retry(e, None),
                 };
                 match self.judge(&answer, &secrets) {
-                    Judged::Accepted(r) => return Verdict::Done(Ok(r)),
-                    Judged::Rejected(error) => return Verdict::Done(Err((answer.status, error))),
-                    Judged::Credentials(_) if !refreshed => {
-                        tracing::info!("Data Manager refused the access token; refreshing it once");
-                        self.shared.oauth.invalidate(&token).await;
-                        refreshed = true;
-                    }
-                    Judged::Credentials(e) | Judged::Fail(e) => return Verdict::Fail(e),
-                    Judged::Retry(e) => return Verdict::Retry(e, answer.retry_after),
+                    Judged::Accepted(r) => Authorized::Done(Ok(r)),
+                    Judged::Rejected(error) => Authorized::Done(Err((answer.status, error))),
+                    Judged::Credentials(e) => Authorized::TokenRefused(e),
+                    Judged::Fail(e) => Authorized::Fail(e),
+                    Judged::Retry(e) => Authorized::Retry(e, answer.retry_after),
                 }
-            }
+            })
         })
         .await;
         match result {
@@ -410,7 +397,7 @@ impl DataManagerSender {
             !st.polling.swap(true, Ordering::SeqCst)
         };
         if start && let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let retry = RetryPolicy { max_attempts: 1, ..retry.clone() };
+            let retry = RetryPolicy { max_attempts: 1, ..*retry };
             rt.spawn(poll_loop(Arc::downgrade(&self.shared), http.clone(), retry));
         }
     }

@@ -41,9 +41,9 @@ use tally_core::{Event, EventName};
 use crate::config::GoogleAdsConfig;
 use crate::destination::{Answer, excerpt, fan_out, finish, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
-use crate::oauth::TokenCache;
+use crate::oauth::{Authorized, TokenCache};
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
+use crate::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 
 /// The Google Ads API sender.
 #[derive(Debug, Clone)]
@@ -185,17 +185,8 @@ impl GoogleAdsApiSender {
             Upload::Clicks => &self.clicks_url,
             Upload::Adjustments => &self.adjustments_url,
         };
-        with_retries(retry, |_| async {
-            let mut refreshed = false;
-            loop {
-                let token = match self.oauth.access_token(http, retry).await {
-                    Ok(t) => t,
-                    Err(e) if e.is_transient() => {
-                        let after = e.retry_after();
-                        return Verdict::Retry(e, after);
-                    }
-                    Err(e) => return Verdict::Fail(e),
-                };
+        with_retries(retry, |_| {
+            self.oauth.authorized(http, retry, |token| async move {
                 let secrets = self.secrets(&token);
                 let mut req = with_json(http.post(url.as_str()).bearer_auth(&token), body);
                 if let Some(l) = &self.login_customer_id {
@@ -206,22 +197,15 @@ impl GoogleAdsApiSender {
                 }
                 let answer = match send(req, retry, &secrets).await {
                     Ok(a) => a,
-                    Err(e) => return Verdict::Retry(e, None),
+                    Err(e) => return Authorized::Retry(e, None),
                 };
                 match self.judge(&answer, rows, &secrets) {
-                    Judged::Rows(r) => return Verdict::Done(r),
-                    Judged::Credentials(_) if !refreshed => {
-                        tracing::info!(
-                            status = answer.status,
-                            "Google Ads refused the access token; refreshing it once"
-                        );
-                        self.oauth.invalidate(&token).await;
-                        refreshed = true;
-                    }
-                    Judged::Credentials(e) | Judged::Fail(e) => return Verdict::Fail(e),
-                    Judged::Retry(e) => return Verdict::Retry(e, answer.retry_after),
+                    Judged::Rows(r) => Authorized::Done(r),
+                    Judged::Credentials(e) => Authorized::TokenRefused(e),
+                    Judged::Fail(e) => Authorized::Fail(e),
+                    Judged::Retry(e) => Authorized::Retry(e, answer.retry_after),
                 }
-            }
+            })
         })
         .await
     }
