@@ -3,7 +3,7 @@
 //! Two APIs, chosen by [`GoogleAdsConfig::api`]:
 //!
 //! * [`GoogleAdsApi::DataManager`] (the default): the Data Manager API's
-//!   `events:ingest` ([`data_manager`]). Since 2026-06-15 the Google Ads API
+//!   `events:ingest`. Since 2026-06-15 the Google Ads API
 //!   takes no new adopters of offline conversion imports
 //!   (<https://developers.google.com/ads/blog/posts/2026/05/changes-to-offline-click-conversion>),
 //!   so this is the path that works for a shop setting up today. Events of
@@ -13,12 +13,12 @@
 //!   so and are otherwise `Skipped(RetractionUnsupported)`.
 //! * [`GoogleAdsApi::GoogleAdsApi`]: the Google Ads API's
 //!   `:uploadClickConversions` and `:uploadConversionAdjustments`
-//!   ([`legacy`]), for developers Google still allowlists.
+//!   for developers Google still allowlists.
 //!
 //! Which conversion action an event feeds, on either path:
 //!
 //! 1. its own label (`track_conversion`), else
-//! 2. the helper label of its name ([`AdsLabels`](crate::config::AdsLabels)), and for a
+//! 2. the helper label of its name ([`AdsLabels`]), and for a
 //!    refund the `purchase` label;
 //! 3. no label, or a label that names no configured action: `Skipped(NoLabelConfigured)`.
 //!
