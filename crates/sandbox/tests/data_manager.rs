@@ -654,8 +654,10 @@ async fn over_the_per_minute_quota_is_a_429_without_retry_after() {
 #[tokio::test]
 async fn a_token_needs_the_datamanager_scope() {
     let dm = Dm::new().await;
+    // The sandbox's refresh token was granted both Google scopes (one token
+    // endpoint serves both APIs, as Google's does).
     let grant = dm.refresh_token_grant().await;
-    assert_eq!(grant["scope"], DATAMANAGER_SCOPE);
+    assert_eq!(grant["scope"], format!("{DATAMANAGER_SCOPE} {ADWORDS_SCOPE}"));
     let body = example(EXAMPLE_B, true);
     // No token, a token from another endpoint, an expired one.
     let r = dm.http.post(dm.server.url("/data-manager/v1/events:ingest")).json(&body).send().await.unwrap();
@@ -829,21 +831,28 @@ async fn a_service_account_gets_a_token_with_a_signed_assertion() {
 }
 
 #[tokio::test]
-async fn the_google_ads_token_endpoint_keeps_its_own_tokens_and_scope() {
+async fn one_token_endpoint_serves_both_google_apis_and_each_checks_its_scope() {
     let sandbox = Sandbox::new();
     let server = sandbox.serve("127.0.0.1:0").await.unwrap();
     let http = reqwest::Client::new();
+    // Minted at the Google Ads mount, used at Data Manager: one Google token endpoint.
     let grant = refresh_token_grant(&http, &server.url("/google-ads/token")).await;
-    assert_eq!(grant["scope"], ADWORDS_SCOPE);
-    // A Google Ads token is not one the Data Manager endpoint issued.
-    let r = http
-        .post(server.url("/data-manager/v1/events:ingest"))
-        .bearer_auth(grant["access_token"].as_str().unwrap())
-        .json(&example(EXAMPLE_B, true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(grant["scope"], format!("{DATAMANAGER_SCOPE} {ADWORDS_SCOPE}"));
+    let ingest = |token: String| {
+        let (http, url) = (http.clone(), server.url("/data-manager/v1/events:ingest"));
+        async move { http.post(url).bearer_auth(token).json(&example(EXAMPLE_B, true)).send().await.unwrap().status() }
+    };
+    assert_eq!(ingest(grant["access_token"].as_str().unwrap().to_owned()).await, 200);
     assert_eq!(sandbox.google_ads.token_requests(), 1);
-    assert_eq!(sandbox.data_manager.token_requests(), 0);
+    assert_eq!(sandbox.data_manager.token_requests(), 1, "the same endpoint's count");
+    // A token consented for the Google Ads API only: Data Manager refuses it.
+    sandbox.data_manager.set_refresh_token_scopes(&[ADWORDS_SCOPE]);
+    let grant = refresh_token_grant(&http, &server.url("/data-manager/token")).await;
+    assert_eq!(grant["scope"], ADWORDS_SCOPE);
+    assert_eq!(ingest(grant["access_token"].as_str().unwrap().to_owned()).await, 403);
+    // On its own, each stand-in's endpoint grants its own API's scope.
+    let alone = tally_sandbox::GoogleAdsSandbox::default();
+    let only = crate::Sandbox { google_ads: alone, ..Sandbox::new() }.serve("127.0.0.1:0").await.unwrap();
+    let grant = refresh_token_grant(&http, &only.url("/google-ads/token")).await;
+    assert_eq!(grant["scope"], ADWORDS_SCOPE);
 }
