@@ -117,7 +117,7 @@ the event to its persisted `localStorage` queue inside the call, so it survives 
         out.push_str(&format!(
             "- **Fan-out rate:** {:.0} purchases/s against Segment's {:.0} events/s (medians; the median of the \
 per-run ratios is {}). Each purchase is answered by four destinations before the call returns (32 purchases in \
-flight; GA4, Google Ads and the webhook take one request per purchase), where Segment sends one request per 15 \
+flight; GA4 and the webhook take one request per purchase, Meta and Google Ads share theirs), where Segment sends one request per 15 \
 events to one endpoint, and the sinks validating Tally's requests share the machine's two cores with it.\n",
             fan_out.get("tally_per_s"),
             fan_out.get("segment_per_s"),
