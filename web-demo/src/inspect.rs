@@ -256,7 +256,7 @@ pub fn inspector_json(shop: &Shop) -> Value {
             "google_ads": {
                 "accepted": sb.data_manager.conversions(),
                 "adjustments": sb.google_ads.adjustments(),
-                "deduplicated": sb.data_manager.conversions().iter().map(|c| c.restatements).sum::<u32>(),
+                "restatements": sb.data_manager.conversions().iter().map(|c| c.restatements).sum::<u32>(),
                 "dropped": sb.data_manager.rejections(),
                 "diagnostics": shop.tracker.destination_diagnostics().remove("google_ads"),
             },

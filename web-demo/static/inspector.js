@@ -46,7 +46,7 @@ function destinationTables(d) {
   <h2>GA4 — ${ga4.accepted.length} event(s), ${ga4.deduplicated} duplicate(s)</h2>
   ${table('ga4-events', ['Event', 'Client id', 'transaction_id', 'Value', ''], ga4.accepted.map((e) => [esc(e.name), `<code>${esc(e.client_id)}</code>`, `<code>${esc(e.params.transaction_id ?? '')}</code>`, money(e.params.value, e.params.currency ?? ''), dupe(e.duplicate)]))}
   ${drops(ga4.dropped, (x) => [esc(x.code), `${esc(x.field_path)}: ${esc(x.description)}`])}
-  <h2>Google Ads (Data Manager API) — ${ads.accepted.length} conversion(s), ${ads.deduplicated} restatement(s), ${ads.adjustments.length} retraction(s) through the Google Ads API</h2>
+  <h2>Google Ads (Data Manager API) — ${ads.accepted.length} conversion(s), ${ads.restatements} restatement(s), ${ads.adjustments.length} retraction(s) through the Google Ads API</h2>
   ${table('ads-conversions', ['transactionId', 'gclid', 'Value', 'Adjusted'], ads.accepted.map((c) => [`<code>${esc(c.transaction_id ?? '')}</code>`, `<code>${esc(c.gclid ?? '')}</code>`, money(c.first_value, c.currency), c.retracted ? 'retracted' : c.value !== c.first_value ? `restated to ${money(c.value, c.currency)}` : '']))}
   ${drops(ads.dropped, (x) => [esc(x.status), esc([x.message, ...x.violations.map((v) => `${v.reason ?? ''} ${v.field ?? ''}`)].join('; '))])}
   ${adsDiagnostics(ads.diagnostics)}

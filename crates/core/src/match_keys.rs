@@ -15,7 +15,7 @@
 
 use crate::DestinationKind;
 use crate::GoogleClick;
-use crate::destinations::{DeliveryContext, is_hex64};
+use crate::destinations::{DeliveryContext, data_manager, is_hex64};
 
 /// One identifier a destination can match a conversion on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -168,16 +168,9 @@ pub fn sent_match_keys(destination: DestinationKind, ctx: &DeliveryContext) -> M
             // identifiers beside any of them, an address only when complete,
             // and the device's IP (when it is one) and user agent.
             let click = ids.primary_google();
-            let address = google.is_some_and(|g| {
-                g.address.iter().any(|a| {
-                    a.sha256_first_name.as_deref().is_some_and(is_hex64)
-                        && a.sha256_last_name.as_deref().is_some_and(is_hex64)
-                        && a.country.as_deref().is_some_and(|c| c.len() == 2)
-                        && present(&a.postal_code)
-                })
-            });
-            let ip_address =
-                ip && ctx.ip_address.as_deref().is_some_and(|v| v.trim().parse::<core::net::IpAddr>().is_ok());
+            let address = google.is_some_and(|g| g.address.iter().any(|a| data_manager::address_info(a).is_some()));
+            let ip_address = ip && data_manager::usable_ip(ctx).is_some();
+
             none.with(MatchKey::Gclid, matches!(click, Some(GoogleClick::Gclid(_))))
                 .with(MatchKey::Gbraid, matches!(click, Some(GoogleClick::Gbraid(_))))
                 .with(MatchKey::Wbraid, matches!(click, Some(GoogleClick::Wbraid(_))))
@@ -225,7 +218,7 @@ pub fn sent_match_keys(destination: DestinationKind, ctx: &DeliveryContext) -> M
 mod tests {
     use super::*;
     use crate::ClientId;
-    use crate::destinations::{data_manager, ga4, meta, tiktok};
+    use crate::destinations::{ga4, meta, tiktok};
     use crate::user_data::{GoogleUserData, HashedUserData, MetaUserData};
     use crate::{ClickIds, ConsentSignal, ConsentState, Event, EventName, TransactionId, UserId};
 

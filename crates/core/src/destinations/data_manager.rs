@@ -468,7 +468,10 @@ fn user_identifiers(ctx: &DeliveryContext) -> Option<DmUserData> {
     (!user_identifiers.is_empty()).then_some(DmUserData { user_identifiers })
 }
 
-fn address_info(a: &GoogleAddress) -> Option<AddressInfo> {
+/// The address in Data Manager form, or `None` when it lacks a hashed given
+/// or family name, a two-letter region or a postal code (the match-key
+/// counts use the same rule).
+pub(crate) fn address_info(a: &GoogleAddress) -> Option<AddressInfo> {
     let hashed = |v: &Option<String>| v.as_ref().filter(|v| is_hex64(v)).cloned();
     let region_code = a.country.as_ref().filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))?;
     let postal_code = a.postal_code.as_ref().map(|p| p.trim()).filter(|p| !p.is_empty())?;
@@ -482,10 +485,15 @@ fn address_info(a: &GoogleAddress) -> Option<AddressInfo> {
 
 fn device_info(ctx: &DeliveryContext) -> Option<DeviceInfo> {
     let user_agent = ctx.user_agent.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned);
-    // Google refuses a request whose IP is not an address: an unusable one is left out.
-    let ip_address = ctx.ip_address.as_deref().map(str::trim).filter(|ip| ip.parse::<core::net::IpAddr>().is_ok());
+    let ip_address = usable_ip(ctx);
     let info = DeviceInfo { user_agent, ip_address: ip_address.map(str::to_owned) };
     (info != DeviceInfo::default()).then_some(info)
+}
+
+/// The visitor's IP if it is an IPv4 or IPv6 address: Google refuses a
+/// request whose IP is not one, so an unusable value is left out.
+pub(crate) fn usable_ip(ctx: &DeliveryContext) -> Option<&str> {
+    ctx.ip_address.as_deref().map(str::trim).filter(|ip| ip.parse::<core::net::IpAddr>().is_ok())
 }
 
 fn cart(e: &Event, target: &DmTarget) -> Option<CartData> {

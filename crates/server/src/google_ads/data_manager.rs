@@ -27,7 +27,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -94,29 +93,12 @@ impl DataManagerSender {
             .map(normalize_customer_id)
             .transpose()
             .map_err(bad("google_ads.login_customer_id"))?;
-        if let Some(m) = cfg.merchant_id.as_deref()
-            && (m.trim().is_empty() || !m.trim().bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "google_ads.merchant_id",
-                reason: "expected the Merchant Center account id, digits only".into(),
-            });
-        }
         let actions = super::actions(&cfg, &operating_account_id)?;
+        // The URL and the merchant id were checked with the configuration (`GoogleAdsConfig::check`).
         let base = cfg.data_manager_url.trim().trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                setting: "google_ads.data_manager_url",
-                reason: format!("expected an http(s) URL such as {}", core_dm::DEFAULT_BASE_URL),
-            });
-        }
-        let schedule = cfg.diagnostics.map(|first| {
-            if first == Duration::from_millis(PollSchedule::default().first_ms) {
-                PollSchedule::default()
-            } else {
-                PollSchedule::scaled_to(u64::try_from(first.as_millis()).unwrap_or(u64::MAX).max(1))
-            }
-        });
+        let schedule = cfg
+            .diagnostics
+            .map(|first| PollSchedule::scaled_to(u64::try_from(first.as_millis()).unwrap_or(u64::MAX).max(1)));
         Ok(DataManagerSender {
             shared: Arc::new(Shared {
                 ingest_url: format!("{base}{}", core_dm::INGEST_PATH),
@@ -394,7 +376,7 @@ impl DataManagerSender {
         let start = {
             let mut st = self.shared.lock();
             st.pending.push(Pending { request_id, events, sent_at: Instant::now(), polls: 0 });
-            !st.polling.swap(true, Ordering::SeqCst)
+            !std::mem::replace(&mut st.polling, true)
         };
         if start && let Ok(rt) = tokio::runtime::Handle::try_current() {
             let retry = RetryPolicy { max_attempts: 1, ..*retry };
@@ -487,7 +469,7 @@ async fn poll_loop(shared: Weak<Shared>, http: reqwest::Client, retry: RetryPoli
         let (due, next) = {
             let mut st = s.lock();
             if st.pending.is_empty() {
-                st.polling.store(false, Ordering::SeqCst);
+                st.polling = false;
                 return;
             }
             let (due, waiting): (Vec<Pending>, Vec<Pending>) =
@@ -554,7 +536,8 @@ struct Pending {
 #[derive(Default)]
 struct DiagState {
     pending: Vec<Pending>,
-    polling: AtomicBool,
+    /// A poll loop is running.
+    polling: bool,
     counts: BTreeMap<(&'static str, String), u64>,
     recent: VecDeque<RequestReport>,
 }
