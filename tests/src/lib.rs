@@ -215,13 +215,17 @@ pub async fn buy(browser: &Browser, base: &str, consent: &str, sku: &str) -> Str
     browser.click("#add").await;
     browser.open(&format!("{base}/checkout")).await;
     browser.click("#pay").await;
-    browser
-        .client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#order-id"))
-        .await
-        .expect("thank-you page");
+    // The payment page navigates to the thank-you page while the driver looks
+    // for it: a look the navigation aborts is made again on the new page.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match browser.client.wait().at_most(left).for_element(Locator::Css("#order-id")).await {
+            Ok(_) => break,
+            Err(e) if format!("{e:?}").contains("aborted by navigation") && !left.is_zero() => continue,
+            Err(e) => panic!("thank-you page: {e:?}"),
+        }
+    }
     browser.wait_ready().await;
     let id = browser.eval("return document.getElementById('order-id').textContent").await;
     id.as_str().expect("order id on the page").to_owned()
