@@ -73,24 +73,49 @@ enum Entry {
 }
 
 /// An in-process store for tests and single-process use. Expired entries are
-/// swept on access, so memory stays bounded by the retention window.
+/// swept when the map has doubled since the last sweep (and holds at least
+/// [`MemoryStore::SWEEP_AT`] keys), so memory stays bounded by the retention
+/// window and a claim costs O(1) amortised, however many keys are live.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<MemoryKeys>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryKeys {
+    map: HashMap<String, Entry>,
+    /// The size at which the next sweep runs (0 before the first: `SWEEP_AT`).
+    sweep_at: usize,
+    /// Sweeps so far (a test checks they stay logarithmic in the keys).
+    sweeps: usize,
+}
+
+impl MemoryKeys {
+    fn sweep(&mut self, now: Instant) {
+        if self.map.len() < self.sweep_at.max(MemoryStore::SWEEP_AT) {
+            return;
+        }
+        self.map.retain(|_, e| match e {
+            Entry::Leased(until) | Entry::Delivered(until) => *until > now,
+        });
+        self.sweeps += 1;
+        // Live keys stay; sweeping again before the map doubles would scan
+        // them all on every claim (quadratic once more than `SWEEP_AT` live).
+        self.sweep_at = (self.map.len() * 2).max(MemoryStore::SWEEP_AT);
+    }
 }
 
 impl MemoryStore {
+    /// The fewest keys at which expired ones are swept.
+    pub const SWEEP_AT: usize = 10_000;
+
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
 
-    fn sweep(map: &mut HashMap<String, Entry>, now: Instant) {
-        if map.len() > 10_000 {
-            map.retain(|_, e| match e {
-                Entry::Leased(until) | Entry::Delivered(until) => *until > now,
-            });
-        }
+    fn keys(&self) -> std::sync::MutexGuard<'_, MemoryKeys> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -101,26 +126,24 @@ impl IdempotencyStore for MemoryStore {
 
     fn claim(&self, key: &str, lease: Duration) -> Claim {
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        Self::sweep(&mut map, now);
-        match map.get(key) {
+        let mut keys = self.keys();
+        keys.sweep(now);
+        match keys.map.get(key) {
             Some(Entry::Delivered(until)) if *until > now => Claim::Delivered,
             Some(Entry::Leased(until)) if *until > now => Claim::InFlight,
             _ => {
-                map.insert(key.to_owned(), Entry::Leased(now + lease));
+                keys.map.insert(key.to_owned(), Entry::Leased(now + lease));
                 Claim::Acquired
             }
         }
     }
 
     fn complete(&self, key: &str, retention: Duration) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(key.to_owned(), Entry::Delivered(Instant::now() + retention));
+        self.keys().map.insert(key.to_owned(), Entry::Delivered(Instant::now() + retention));
     }
 
     fn release(&self, key: &str) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(key);
+        self.keys().map.remove(key);
     }
 }
 
@@ -168,6 +191,32 @@ mod tests {
         assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
         s.complete(&k, Duration::from_secs(60));
         assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Delivered);
+    }
+
+    #[test]
+    fn many_live_keys_are_swept_rarely_and_expired_ones_go() {
+        let s = MemoryStore::new();
+        let live = 3 * MemoryStore::SWEEP_AT;
+        for i in 0..live {
+            let k = idempotency_key("meta", "purchase", &i.to_string());
+            assert_eq!(s.claim(&k, Duration::from_secs(60)), Claim::Acquired);
+            s.complete(&k, Duration::from_secs(3600));
+        }
+        // Doubling thresholds: sweeps at 10k and 20k, not one per claim past 10k.
+        assert_eq!(s.keys().sweeps, 2);
+        assert_eq!(s.keys().map.len(), live, "live keys are never swept");
+        for i in 0..live {
+            s.complete(&idempotency_key("meta", "purchase", &i.to_string()), Duration::ZERO);
+        }
+        let fresh = idempotency_key("meta", "purchase", "fresh");
+        let sweeps = s.keys().sweeps;
+        // Now all 30k have expired; growing the map to its next threshold sweeps them.
+        for i in 0..(2 * live) {
+            s.claim(&idempotency_key("ga4", "purchase", &i.to_string()), Duration::ZERO);
+        }
+        assert!(s.keys().sweeps > sweeps, "a sweep ran once the map doubled");
+        assert!(s.keys().map.len() < 2 * live, "expired keys were dropped: {}", s.keys().map.len());
+        assert_eq!(s.claim(&fresh, Duration::from_secs(60)), Claim::Acquired);
     }
 
     #[test]
