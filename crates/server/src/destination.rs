@@ -1,4 +1,5 @@
-//! The configured destinations, behind one enum so the tracker treats them alike.
+//! The configured destinations, behind one trait ([`Sender`]) so the tracker
+//! treats them alike, and the request plumbing every sender shares.
 //!
 //! Every sender follows the same shape: the core builder turns events into
 //! request bodies (applying consent, windows and limits, and batching up to
@@ -16,62 +17,88 @@ use tally_core::destinations::webhook::WebhookBatch;
 use tally_core::destinations::{Batch, DeliveryContext, Skip, VisitorEvents};
 use tally_core::{DestinationKind, Event};
 
-use crate::error::DeliveryError;
-use crate::ga4::Ga4Destination;
-use crate::google_ads::GoogleAdsDestination;
-use crate::meta::MetaDestination;
+use crate::error::{ConfigError, DeliveryError};
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error};
-use crate::rokt::RoktDestination;
-use crate::servoki::ServokiDestination;
-use crate::tiktok::TikTokDestination;
-use crate::webhook::WebhookDestination;
 
-/// One configured destination.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Destination {
-    /// GA4 Measurement Protocol.
-    Ga4(Ga4Destination),
-    /// Google Ads, through the Data Manager API (or the Google Ads API).
-    GoogleAds(GoogleAdsDestination),
-    /// Meta Conversions API.
-    Meta(MetaDestination),
-    /// Rokt Event API v2.
-    Rokt(RoktDestination),
-    /// A Servoki-style server-events endpoint.
-    Servoki(ServokiDestination),
-    /// TikTok Events API 2.0.
-    TikTok(TikTokDestination),
-    /// A webhook or warehouse sink.
-    Webhook(WebhookDestination),
+/// One destination's sender: what the tracker, its lanes and its outbox need
+/// of it. Each destination module implements it beside its settings (which
+/// implement [`DestinationSettings`]), so adding a destination is its module
+/// and one line in the builder.
+pub(crate) trait Sender: std::fmt::Debug + Send + Sync + 'static {
+    /// The name used in results, idempotency keys and metrics (`ga4`, `webhook:warehouse`).
+    fn name(&self) -> &str;
+    /// The kind, for the consent policy and the lane defaults.
+    fn kind(&self) -> DestinationKind;
+    /// Whether one request may carry events of many visitors: then a lane
+    /// merges visitors into full requests.
+    fn merges_visitors(&self) -> bool {
+        false
+    }
+    /// Sends the events of `visitors` (one visitor unless
+    /// [`Sender::merges_visitors`]); one outcome per event, in the order of
+    /// the visitors and their events. Retries within the call follow `retry`.
+    fn deliver<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        retry: &'a RetryPolicy,
+        visitors: &'a [VisitorEvents<'a>],
+    ) -> BoxFuture<'a, Vec<Outcome>>;
+    /// What the destination reported about requests it accepted.
+    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+        None
+    }
+    /// What a person setting this destination up should know, for `tally check`.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
+/// A destination's settings as the builder holds them: checked when the
+/// tracker is built, then turned into its [`Sender`].
+pub(crate) trait DestinationSettings: std::fmt::Debug + Send + Sync + 'static {
+    /// The name its results will carry (replacing settings of the same name).
+    fn name(&self) -> String;
+    /// Refuses settings that cannot work, naming the setting and the fix.
+    fn check(&self) -> Result<(), ConfigError>;
+    /// The sender for checked settings.
+    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError>;
+}
+
+/// A boxed future that can cross threads (what [`Sender::deliver`] returns).
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Sender::deliver`] for a destination whose requests carry one visitor:
+/// every visitor's request at once (the lane counts each against its
+/// window), outcomes flattened in order.
+pub(crate) fn each_visitor<'a, F, Fut>(visitors: &'a [VisitorEvents<'a>], deliver: F) -> BoxFuture<'a, Vec<Outcome>>
+where
+    F: Fn(&'a [Event], &'a DeliveryContext) -> Fut + Send + 'a,
+    Fut: Future<Output = Vec<Outcome>> + Send + 'a,
+{
+    Box::pin(async move {
+        let each = visitors.iter().map(|&(events, ctx)| deliver(events, ctx));
+        futures_util::future::join_all(each).await.into_iter().flatten().collect()
+    })
+}
+
+/// One configured destination.
+#[derive(Debug)]
+pub struct Destination(Box<dyn Sender>);
+
 impl Destination {
+    pub(crate) fn new(sender: Box<dyn Sender>) -> Destination {
+        Destination(sender)
+    }
+
     /// The name used in results, idempotency keys and metrics (`ga4`, `webhook:warehouse`).
     pub fn name(&self) -> &str {
-        match self {
-            Destination::Ga4(_) => DestinationKind::Ga4.as_str(),
-            Destination::GoogleAds(_) => DestinationKind::GoogleAds.as_str(),
-            Destination::Meta(_) => DestinationKind::Meta.as_str(),
-            Destination::Rokt(_) => DestinationKind::Rokt.as_str(),
-            Destination::Servoki(_) => DestinationKind::Servoki.as_str(),
-            Destination::TikTok(_) => DestinationKind::TikTok.as_str(),
-            Destination::Webhook(w) => w.name(),
-        }
+        self.0.name()
     }
 
     /// The kind, for the consent policy.
     pub fn kind(&self) -> DestinationKind {
-        match self {
-            Destination::Ga4(_) => DestinationKind::Ga4,
-            Destination::GoogleAds(_) => DestinationKind::GoogleAds,
-            Destination::Meta(_) => DestinationKind::Meta,
-            Destination::Rokt(_) => DestinationKind::Rokt,
-            Destination::Servoki(_) => DestinationKind::Servoki,
-            Destination::TikTok(_) => DestinationKind::TikTok,
-            Destination::Webhook(_) => DestinationKind::Webhook,
-        }
+        self.0.kind()
     }
 
     /// Sends `events` for one visitor; one outcome per event, in order. Retries
@@ -83,52 +110,26 @@ impl Destination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        use tracing::Instrument;
-        let span = tracing::info_span!("deliver", destination = self.name(), events = events.len());
-        async {
-            match self {
-                Destination::Ga4(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::GoogleAds(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
-                Destination::Meta(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
-                Destination::Rokt(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
-                Destination::Servoki(d) => d.deliver(http, retry, events, ctx).await,
-                Destination::TikTok(d) => d.deliver_many(http, retry, &[(events, ctx)]).await,
-                Destination::Webhook(d) => d.deliver(http, retry, events, ctx).await,
-            }
-        }
-        .instrument(span)
-        .await
+        self.deliver_round(http, retry, &[(events, ctx)]).await.into_iter().flatten().collect()
     }
-}
 
-impl Destination {
     /// What the destination reported about requests it accepted (Google Ads
     /// through the Data Manager API: field warnings and processing results).
     pub fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
-        match self {
-            Destination::GoogleAds(d) => d.diagnostics(),
-            _ => None,
-        }
+        self.0.diagnostics()
     }
 
     /// What a person setting this destination up should know (the chosen
     /// API, settings it ignores), for `tally check`.
     pub fn notes(&self) -> Vec<String> {
-        match self {
-            Destination::GoogleAds(d) => d.notes(),
-            _ => Vec::new(),
-        }
+        self.0.notes()
     }
 
     /// Whether one request may carry events of many visitors (Meta, TikTok,
     /// Rokt, Google Ads through the Data Manager API): then a lane merges
     /// visitors into full requests.
     pub fn merges_visitors(&self) -> bool {
-        match self {
-            Destination::Meta(_) | Destination::TikTok(_) | Destination::Rokt(_) => true,
-            Destination::GoogleAds(d) => d.merges_visitors(),
-            _ => false,
-        }
+        self.0.merges_visitors()
     }
 
     /// Sends one lane round: every visitor's events, merged into shared
@@ -143,28 +144,9 @@ impl Destination {
         use tracing::Instrument;
         let total: usize = visitors.iter().map(|(e, _)| e.len()).sum();
         let span = tracing::info_span!("deliver", destination = self.name(), events = total, visitors = visitors.len());
-        let merged = async {
-            match self {
-                Destination::Meta(d) => Some(d.deliver_many(http, retry, visitors).await),
-                Destination::TikTok(d) => Some(d.deliver_many(http, retry, visitors).await),
-                Destination::Rokt(d) => Some(d.deliver_many(http, retry, visitors).await),
-                Destination::GoogleAds(d) if d.merges_visitors() => Some(d.deliver_many(http, retry, visitors).await),
-                _ => None,
-            }
-        }
-        .instrument(span)
-        .await;
-        match merged {
-            Some(flat) => {
-                let mut flat = flat.into_iter();
-                visitors.iter().map(|(events, _)| flat.by_ref().take(events.len()).collect()).collect()
-            }
-            // One request per visitor (the lane counts each against its window), all at once.
-            None => {
-                let each = visitors.iter().map(|(events, ctx)| self.deliver(http, retry, events, ctx));
-                futures_util::future::join_all(each).await
-            }
-        }
+        let flat = self.0.deliver(http, retry, visitors).instrument(span).await;
+        let mut flat = flat.into_iter();
+        visitors.iter().map(|(events, _)| flat.by_ref().take(events.len()).collect()).collect()
     }
 }
 

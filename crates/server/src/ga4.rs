@@ -4,11 +4,93 @@ use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
-use crate::config::Ga4Config;
+use crate::config::{REDACTED, check_url};
+use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
+use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
+use std::fmt;
+use tally_core::DestinationKind;
+use tally_core::destinations::VisitorEvents;
+
+/// GA4 Measurement Protocol settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ga4Config {
+    /// `G-…` measurement id of the web stream.
+    pub measurement_id: String,
+    /// Measurement Protocol API secret (Admin › Data streams › Measurement Protocol API secrets).
+    pub api_secret: String,
+    /// Base URL; default Google's, `EU_BASE_URL` for EU collection, loopback in tests.
+    pub base_url: String,
+    /// Send to `/debug/mp/collect` and turn `validationMessages` into errors.
+    pub validate: bool,
+}
+
+impl fmt::Debug for Ga4Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ga4Config")
+            .field("measurement_id", &self.measurement_id)
+            .field("api_secret", &REDACTED)
+            .field("base_url", &self.base_url)
+            .field("validate", &self.validate)
+            .finish()
+    }
+}
+
+impl Ga4Config {
+    /// GA4 with Google's default endpoint.
+    pub fn new(measurement_id: impl Into<String>, api_secret: impl Into<String>) -> Ga4Config {
+        Ga4Config {
+            measurement_id: measurement_id.into(),
+            api_secret: api_secret.into(),
+            base_url: core_ga4::DEFAULT_BASE_URL.to_owned(),
+            validate: false,
+        }
+    }
+
+    /// Overrides the base URL.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Uses the EU collection endpoint.
+    pub fn eu(self) -> Self {
+        self.base_url(core_ga4::EU_BASE_URL)
+    }
+
+    /// Validation mode (debug endpoint).
+    pub fn validate(mut self, on: bool) -> Self {
+        self.validate = on;
+        self
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.measurement_id.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "ga4.measurement_id",
+                hint: "the G-… id of your web data stream",
+            });
+        }
+        core_ga4::validate_measurement_id(self.measurement_id.trim()).map_err(|e| ConfigError::Invalid {
+            setting: "ga4.measurement_id",
+            // The core error names the setting too; keep only its reason.
+            reason: match e {
+                tally_core::Error::Invalid { reason, .. } => format!("{:?}: {reason}", self.measurement_id),
+                other => other.to_string(),
+            },
+        })?;
+        if self.api_secret.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "ga4.api_secret",
+                hint: "create one in GA4 Admin › Data streams › Measurement Protocol API secrets",
+            });
+        }
+        check_url("ga4.base_url", &self.base_url)
+    }
+}
 
 /// A configured GA4 destination.
 #[derive(Clone)]
@@ -77,5 +159,38 @@ impl Ga4Destination {
         })
         .await
         .map(|((), attempts)| attempts)
+    }
+}
+
+impl DestinationSettings for Ga4Config {
+    fn name(&self) -> String {
+        DestinationKind::Ga4.as_str().to_owned()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        Ga4Config::check(self)
+    }
+
+    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+        Ok(Box::new(Ga4Destination::new(self.clone())))
+    }
+}
+
+impl Sender for Ga4Destination {
+    fn name(&self) -> &str {
+        DestinationKind::Ga4.as_str()
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Ga4
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        retry: &'a RetryPolicy,
+        visitors: &'a [VisitorEvents<'a>],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
     }
 }

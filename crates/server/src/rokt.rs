@@ -11,11 +11,105 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
-use crate::config::RoktConfig;
+use crate::config::{REDACTED, check_url};
+use crate::destination::{BoxFuture, DestinationSettings, Sender};
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
+use std::fmt;
+use tally_core::DestinationKind;
+
+/// Rokt Event API v2 settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoktConfig {
+    /// The advertiser account id (at most 64 characters).
+    pub account_id: String,
+    /// The public key, `rpub-…`.
+    pub public_key: String,
+    /// The secret key, `rsec-…`.
+    pub secret: String,
+    /// The endpoint, default [`core_rokt::DEFAULT_URL`].
+    pub url: String,
+    /// The `Rokt-Version` header, default [`core_rokt::ROKT_VERSION`].
+    pub rokt_version: String,
+}
+
+impl fmt::Debug for RoktConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoktConfig")
+            .field("account_id", &self.account_id)
+            .field("public_key", &self.public_key)
+            .field("secret", &REDACTED)
+            .field("url", &self.url)
+            .field("rokt_version", &self.rokt_version)
+            .finish()
+    }
+}
+
+impl RoktConfig {
+    /// Rokt for `account_id` with the key pair the account manager issued.
+    pub fn new(account_id: impl Into<String>, public_key: impl Into<String>, secret: impl Into<String>) -> RoktConfig {
+        RoktConfig {
+            account_id: account_id.into(),
+            public_key: public_key.into(),
+            secret: secret.into(),
+            url: core_rokt::DEFAULT_URL.to_owned(),
+            rokt_version: core_rokt::ROKT_VERSION.to_owned(),
+        }
+    }
+
+    /// Overrides the endpoint (the full `…/v2/events` URL).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let account = self.account_id.trim();
+        if account.is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "rokt.account_id",
+                hint: "the advertiser account id your Rokt account manager gave you",
+            });
+        }
+        if account.chars().count() > core_rokt::MAX_ACCOUNT_ID {
+            return Err(ConfigError::Invalid {
+                setting: "rokt.account_id",
+                reason: format!("is longer than {} characters", core_rokt::MAX_ACCOUNT_ID),
+            });
+        }
+        if self.public_key.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "rokt.public_key",
+                hint: "the rpub-… key issued by your Rokt account manager",
+            });
+        }
+        if self.secret.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "rokt.secret",
+                hint: "the rsec-… key issued by your Rokt account manager",
+            });
+        }
+        core_rokt::basic_auth(&self.public_key, &self.secret).map_err(|e| match e.field() {
+            "rokt.public_key" => ConfigError::Invalid {
+                setting: "rokt.public_key",
+                reason: "expected the public key issued by Rokt, starting with rpub-".into(),
+            },
+            _ => ConfigError::Invalid {
+                setting: "rokt.secret",
+                reason: "expected the secret key issued by Rokt, starting with rsec-".into(),
+            },
+        })?;
+        if self.rokt_version.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "rokt.rokt_version",
+                reason: format!("is empty (that would mean \"latest\"); pin {}", core_rokt::ROKT_VERSION),
+            });
+        }
+        check_url("rokt.url", &self.url)
+    }
+}
 
 /// A configured Rokt destination.
 #[derive(Clone)]
@@ -135,4 +229,41 @@ fn rows(r: &RoktResponse, sent: &RoktRequest, secrets: &[&str]) -> Vec<Option<Ro
         }
     }
     out
+}
+
+impl DestinationSettings for RoktConfig {
+    fn name(&self) -> String {
+        DestinationKind::Rokt.as_str().to_owned()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        RoktConfig::check(self)
+    }
+
+    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+        Ok(Box::new(RoktDestination::new(self.clone())?))
+    }
+}
+
+impl Sender for RoktDestination {
+    fn name(&self) -> &str {
+        DestinationKind::Rokt.as_str()
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Rokt
+    }
+
+    fn merges_visitors(&self) -> bool {
+        true
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        retry: &'a RetryPolicy,
+        visitors: &'a [VisitorEvents<'a>],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(self.deliver_many(http, retry, visitors))
+    }
 }

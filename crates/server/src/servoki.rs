@@ -12,11 +12,66 @@ use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
-use crate::config::ServokiConfig;
+use crate::config::{REDACTED, check_url};
+use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
+use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
+use std::fmt;
+use tally_core::DestinationKind;
+use tally_core::destinations::VisitorEvents;
+
+/// A Servoki-style server-events endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServokiConfig {
+    /// The site: its domain or numeric site code.
+    pub site: String,
+    /// The API key (`servoki_…`), sent as a bearer token.
+    pub api_key: String,
+    /// The endpoint, default [`core_servoki::DEFAULT_URL`].
+    pub url: String,
+}
+
+impl fmt::Debug for ServokiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServokiConfig")
+            .field("site", &self.site)
+            .field("api_key", &REDACTED)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl ServokiConfig {
+    /// Server events for `site` with `api_key`.
+    pub fn new(site: impl Into<String>, api_key: impl Into<String>) -> ServokiConfig {
+        ServokiConfig { site: site.into(), api_key: api_key.into(), url: core_servoki::DEFAULT_URL.to_owned() }
+    }
+
+    /// Overrides the endpoint (the full URL).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.site.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "servoki.site",
+                hint: "the site's domain (example.com) or numeric site code",
+            });
+        }
+        if self.api_key.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "servoki.api_key",
+                hint: "create an API key in the dashboard under API keys",
+            });
+        }
+        check_url("servoki.url", &self.url)
+    }
+}
 
 /// A configured Servoki-style destination.
 #[derive(Debug, Clone)]
@@ -66,5 +121,38 @@ impl ServokiDestination {
         })
         .await
         .map(|((), attempts)| attempts)
+    }
+}
+
+impl DestinationSettings for ServokiConfig {
+    fn name(&self) -> String {
+        DestinationKind::Servoki.as_str().to_owned()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        ServokiConfig::check(self)
+    }
+
+    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+        Ok(Box::new(ServokiDestination::new(self.clone())))
+    }
+}
+
+impl Sender for ServokiDestination {
+    fn name(&self) -> &str {
+        DestinationKind::Servoki.as_str()
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Servoki
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        retry: &'a RetryPolicy,
+        visitors: &'a [VisitorEvents<'a>],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
     }
 }

@@ -25,6 +25,7 @@
 //! Both paths share one OAuth token cache (refresh-token grant; the token
 //! must carry the scope of the API it calls).
 
+mod config;
 pub(crate) mod data_manager;
 pub(crate) mod legacy;
 
@@ -35,12 +36,14 @@ use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::google_ads::AdsTarget;
 use tally_core::{Event, EventName, RefundScope};
 
-use crate::config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
+use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::error::ConfigError;
 use crate::oauth::TokenCache;
 use crate::outcome::{Outcome, SkipReason};
 use crate::retry::RetryPolicy;
+use tally_core::DestinationKind;
 
+pub use config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
 pub use data_manager::{DiagnosticsReport, RequestReport};
 
 /// A configured Google Ads destination.
@@ -107,11 +110,6 @@ impl GoogleAdsDestination {
     /// status polls.
     pub fn diagnostics(&self) -> Option<DiagnosticsReport> {
         self.data_manager.as_ref().map(data_manager::DataManagerSender::diagnostics)
-    }
-
-    /// Whether one request may carry events of many visitors (Data Manager: yes).
-    pub(crate) fn merges_visitors(&self) -> bool {
-        self.data_manager.is_some()
     }
 
     /// Sends the events of one or several visitors; one outcome per event, in
@@ -222,4 +220,52 @@ pub(crate) fn route(
     let action = label.and_then(|l| actions.get(l)).ok_or(SkipReason::NoLabelConfigured)?;
     let target_event = if e.name == EventName::Refund { EventName::Purchase } else { e.name.clone() };
     Ok((action.clone(), target_event))
+}
+
+impl DestinationSettings for GoogleAdsConfig {
+    fn name(&self) -> String {
+        DestinationKind::GoogleAds.as_str().to_owned()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        GoogleAdsConfig::check(self)
+    }
+
+    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+        Ok(Box::new(GoogleAdsDestination::new(self.clone())?))
+    }
+}
+
+impl Sender for GoogleAdsDestination {
+    fn name(&self) -> &str {
+        DestinationKind::GoogleAds.as_str()
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::GoogleAds
+    }
+
+    fn merges_visitors(&self) -> bool {
+        self.data_manager.is_some()
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        retry: &'a RetryPolicy,
+        visitors: &'a [VisitorEvents<'a>],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        if Sender::merges_visitors(self) {
+            return Box::pin(self.deliver_many(http, retry, visitors));
+        }
+        each_visitor(visitors, move |events, ctx| async move { self.deliver_many(http, retry, &[(events, ctx)]).await })
+    }
+
+    fn diagnostics(&self) -> Option<DiagnosticsReport> {
+        GoogleAdsDestination::diagnostics(self)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        GoogleAdsDestination::notes(self)
+    }
 }

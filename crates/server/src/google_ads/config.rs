@@ -1,0 +1,508 @@
+//! Google Ads settings: the account, the credentials, the conversion actions
+//! and labels, and which API carries them ([`GoogleAdsApi`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use tally_core::EventName;
+use tally_core::destinations::google_ads as core_ads;
+
+use crate::config::{REDACTED, check_url};
+use crate::error::ConfigError;
+
+/// Which Google Ads conversion-action label each helper's event feeds.
+///
+/// The values are keys of [`GoogleAdsConfig::conversion_actions`] (on the
+/// browser the same strings are the gtag `send_to` labels). An event whose name
+/// has no label here is reported as `Skipped(NoLabelConfigured)` at Google Ads.
+/// Refunds use the `purchase` label's action (as a conversion adjustment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdsLabels {
+    /// `purchase` (and the adjustments of refunds).
+    pub purchase: Option<String>,
+    /// `sign_up`.
+    pub sign_up: Option<String>,
+    /// `generate_lead` (`track_lead`).
+    pub lead: Option<String>,
+    /// `add_to_cart`.
+    pub add_to_cart: Option<String>,
+    /// `begin_checkout`.
+    pub begin_checkout: Option<String>,
+    /// `add_payment_info`.
+    pub add_payment_info: Option<String>,
+    /// Any other event, by its GA4 name (`view_item`, `login`, custom names …).
+    pub other: BTreeMap<String, String>,
+}
+
+impl AdsLabels {
+    /// The label configured for events called `name`.
+    pub fn label_for(&self, name: &EventName) -> Option<&str> {
+        let named = match name {
+            EventName::Purchase => self.purchase.as_deref(),
+            EventName::SignUp => self.sign_up.as_deref(),
+            EventName::GenerateLead => self.lead.as_deref(),
+            EventName::AddToCart => self.add_to_cart.as_deref(),
+            EventName::BeginCheckout => self.begin_checkout.as_deref(),
+            EventName::AddPaymentInfo => self.add_payment_info.as_deref(),
+            _ => None,
+        };
+        named.or_else(|| self.other.get(name.as_str()).map(String::as_str))
+    }
+
+    /// Sets the label of events called `event` (GA4 spelling; `lead` is
+    /// accepted for `generate_lead`).
+    pub fn set(&mut self, event: &str, label: impl Into<String>) {
+        let label = Some(label.into());
+        match event.trim() {
+            "purchase" => self.purchase = label,
+            "sign_up" => self.sign_up = label,
+            "lead" | "generate_lead" => self.lead = label,
+            "add_to_cart" => self.add_to_cart = label,
+            "begin_checkout" => self.begin_checkout = label,
+            "add_payment_info" => self.add_payment_info = label,
+            other => {
+                if let Some(l) = label {
+                    self.other.insert(other.to_owned(), l);
+                }
+            }
+        }
+    }
+
+    /// Every `(event, label)` pair, for checks and display.
+    pub fn entries(&self) -> Vec<(String, &str)> {
+        let mut v: Vec<(String, &str)> = [
+            ("purchase", &self.purchase),
+            ("sign_up", &self.sign_up),
+            ("generate_lead", &self.lead),
+            ("add_to_cart", &self.add_to_cart),
+            ("begin_checkout", &self.begin_checkout),
+            ("add_payment_info", &self.add_payment_info),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|l| (k.to_owned(), l)))
+        .collect();
+        v.extend(self.other.iter().map(|(k, l)| (k.clone(), l.as_str())));
+        v
+    }
+}
+
+/// Which Google API carries conversions to Google Ads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GoogleAdsApi {
+    /// The Data Manager API (`events:ingest`): the default, and the only
+    /// path Google opens to new offline-conversion uploaders since 2026-06-15.
+    #[default]
+    DataManager,
+    /// The Google Ads API (`:uploadClickConversions`, `:uploadConversionAdjustments`),
+    /// for developers Google still allowlists.
+    GoogleAdsApi,
+}
+
+impl GoogleAdsApi {
+    /// The configuration spelling: `data_manager` or `google_ads_api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GoogleAdsApi::DataManager => "data_manager",
+            GoogleAdsApi::GoogleAdsApi => "google_ads_api",
+        }
+    }
+}
+
+/// What becomes of a full refund on the Data Manager path, which can restate
+/// a conversion's value but not retract it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retractions {
+    /// Reported as `Skipped(RetractionUnsupported)`, saying what to do.
+    #[default]
+    Skip,
+    /// Sent as a `RETRACTION` through the Google Ads API
+    /// (`:uploadConversionAdjustments`), for accounts that still have access
+    /// to it; the refresh token must then carry the `adwords` scope too.
+    GoogleAdsApi,
+}
+
+/// Google Ads settings: conversions through the Data Manager API (the
+/// default) or the Google Ads API.
+///
+/// ```
+/// use tally_server::GoogleAdsConfig;
+/// let ads = GoogleAdsConfig::new("123-456-7890", "client-id.apps.googleusercontent.com", "client-secret", "1//refresh")
+///     .login_customer_id("987-654-3210")
+///     .conversion_action("AbC-D_efG-h12_34-567", "555666777")
+///     .label("purchase", "AbC-D_efG-h12_34-567");
+/// assert_eq!(ads.labels.purchase.as_deref(), Some("AbC-D_efG-h12_34-567"));
+/// assert_eq!(ads.api, tally_server::GoogleAdsApi::DataManager);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct GoogleAdsConfig {
+    /// Which API conversions go through (default: the Data Manager API).
+    pub api: GoogleAdsApi,
+    /// The account that owns the conversion actions (dashes allowed; sent as
+    /// 10 digits, as the Data Manager `operatingAccount`).
+    pub customer_id: String,
+    /// The manager (MCC) account the credentials reach `customer_id` through:
+    /// the Data Manager `loginAccount` (the `login-customer-id` header on the
+    /// Google Ads API).
+    pub login_customer_id: Option<String>,
+    /// OAuth 2.0 client id (Google Cloud console › Credentials).
+    pub client_id: String,
+    /// OAuth 2.0 client secret.
+    pub client_secret: String,
+    /// A refresh token granted the `datamanager` scope (and `adwords` for the
+    /// Google Ads API path or its retractions).
+    pub refresh_token: String,
+    /// A service account's JSON key, instead of the client id, secret and
+    /// refresh token: tokens come from the JWT-bearer grant. The service
+    /// account must be a user of the Google Ads account.
+    pub service_account_key: Option<crate::Secret>,
+    /// Developer token, Google Ads API only; optional since Google stopped
+    /// requiring it (sent only when set).
+    pub developer_token: Option<String>,
+    /// Google Ads API version, default [`core_ads::DEFAULT_API_VERSION`].
+    pub api_version: String,
+    /// Google Ads API base URL (loopback in tests).
+    pub base_url: String,
+    /// Data Manager API base URL (loopback in tests).
+    pub data_manager_url: String,
+    /// Full refunds on the Data Manager path.
+    pub retractions: Retractions,
+    /// Merchant Center account of the items (`cartData.merchantId`), Data Manager only.
+    pub merchant_id: Option<String>,
+    /// Data Manager request-status polling: the wait before the first poll
+    /// (Google's schedule: 30 minutes, then ×1.3 up to an hour, for 24 hours;
+    /// a shorter first wait shrinks the whole schedule in proportion).
+    /// `None`: no polling.
+    pub diagnostics: Option<Duration>,
+    /// OAuth token endpoint (loopback in tests).
+    pub token_url: String,
+    /// Conversion actions by label: the action id (`555666777`) or its resource name
+    /// (`customers/1234567890/conversionActions/555666777`).
+    pub conversion_actions: BTreeMap<String, String>,
+    /// Which label each helper's event feeds.
+    pub labels: AdsLabels,
+    /// Ask Google to validate uploads without storing them (`validateOnly`).
+    pub validate_only: bool,
+}
+
+impl fmt::Debug for GoogleAdsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleAdsConfig")
+            .field("api", &self.api)
+            .field("customer_id", &self.customer_id)
+            .field("login_customer_id", &self.login_customer_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &REDACTED)
+            .field("refresh_token", &REDACTED)
+            .field("service_account_key", &self.service_account_key.as_ref().map(|_| REDACTED))
+            .field("developer_token", &self.developer_token.as_ref().map(|_| REDACTED))
+            .field("api_version", &self.api_version)
+            .field("base_url", &self.base_url)
+            .field("data_manager_url", &self.data_manager_url)
+            .field("retractions", &self.retractions)
+            .field("merchant_id", &self.merchant_id)
+            .field("diagnostics", &self.diagnostics)
+            .field("token_url", &self.token_url)
+            .field("conversion_actions", &self.conversion_actions)
+            .field("labels", &self.labels)
+            .field("validate_only", &self.validate_only)
+            .finish()
+    }
+}
+
+impl GoogleAdsConfig {
+    /// Google Ads for `customer_id` with OAuth client credentials and a refresh token.
+    pub fn new(
+        customer_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> GoogleAdsConfig {
+        GoogleAdsConfig {
+            api: GoogleAdsApi::DataManager,
+            customer_id: customer_id.into(),
+            login_customer_id: None,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            refresh_token: refresh_token.into(),
+            service_account_key: None,
+            developer_token: None,
+            api_version: core_ads::DEFAULT_API_VERSION.to_owned(),
+            base_url: core_ads::DEFAULT_BASE_URL.to_owned(),
+            data_manager_url: tally_core::destinations::data_manager::DEFAULT_BASE_URL.to_owned(),
+            retractions: Retractions::Skip,
+            merchant_id: None,
+            diagnostics: Some(Duration::from_secs(30 * 60)),
+            token_url: core_ads::TOKEN_URL.to_owned(),
+            conversion_actions: BTreeMap::new(),
+            labels: AdsLabels::default(),
+            validate_only: false,
+        }
+    }
+
+    /// Google Ads for `customer_id` with a service account: `key_json` is
+    /// the JSON key file Google Cloud gives out (checked at `build()`).
+    ///
+    /// ```
+    /// use tally_server::GoogleAdsConfig;
+    /// let ads = GoogleAdsConfig::service_account("123-456-7890", std::env::var("GOOGLE_KEY").unwrap_or_default())
+    ///     .conversion_action("purchase", "555666777")
+    ///     .label("purchase", "purchase");
+    /// assert!(ads.service_account_key.is_some());
+    /// ```
+    pub fn service_account(customer_id: impl Into<String>, key_json: impl Into<String>) -> GoogleAdsConfig {
+        GoogleAdsConfig {
+            service_account_key: Some(crate::Secret::from(key_json.into())),
+            ..GoogleAdsConfig::new(customer_id, "", "", "")
+        }
+    }
+
+    /// The service-account key, parsed.
+    pub(crate) fn service_account_key(&self) -> Result<Option<crate::oauth::ServiceAccountKey>, ConfigError> {
+        self.service_account_key
+            .as_ref()
+            .map(|k| {
+                crate::oauth::ServiceAccountKey::from_json(k.expose()).map_err(|e| ConfigError::Invalid {
+                    setting: "google_ads.service_account_key",
+                    reason: format!("{e} (give the JSON key file of the service account, from Google Cloud console › IAM › Service accounts › Keys)"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The OAuth scopes the tokens need: `datamanager`, and `adwords` where
+    /// the Google Ads API is called.
+    pub(crate) fn scopes(&self) -> Vec<&'static str> {
+        use tally_core::destinations::data_manager::SCOPE as DM;
+        match (self.api, self.retractions) {
+            (GoogleAdsApi::GoogleAdsApi, _) => vec![core_ads::SCOPE],
+            (GoogleAdsApi::DataManager, Retractions::GoogleAdsApi) => vec![DM, core_ads::SCOPE],
+            (GoogleAdsApi::DataManager, Retractions::Skip) => vec![DM],
+        }
+    }
+
+    /// Chooses the API: [`GoogleAdsApi::GoogleAdsApi`] keeps the Google Ads
+    /// API path for developers Google still allowlists.
+    pub fn api(mut self, api: GoogleAdsApi) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Overrides the Data Manager API base URL.
+    pub fn data_manager_url(mut self, url: impl Into<String>) -> Self {
+        self.data_manager_url = url.into();
+        self
+    }
+
+    /// What becomes of full refunds on the Data Manager path.
+    pub fn retractions(mut self, r: Retractions) -> Self {
+        self.retractions = r;
+        self
+    }
+
+    /// Sends items with this Merchant Center account id (`cartData.merchantId`).
+    pub fn merchant_id(mut self, id: impl Into<String>) -> Self {
+        self.merchant_id = Some(id.into());
+        self
+    }
+
+    /// Request-status polling: `Some(first wait)` or `None` for none (see
+    /// [`GoogleAdsConfig::diagnostics`]).
+    pub fn diagnostics(mut self, first_poll: Option<Duration>) -> Self {
+        self.diagnostics = first_poll;
+        self
+    }
+
+    /// Sets the manager account (`loginAccount`, `login-customer-id`).
+    pub fn login_customer_id(mut self, id: impl Into<String>) -> Self {
+        self.login_customer_id = Some(id.into());
+        self
+    }
+
+    /// Sends a `developer-token` header.
+    pub fn developer_token(mut self, token: impl Into<String>) -> Self {
+        self.developer_token = Some(token.into());
+        self
+    }
+
+    /// Pins the API version (`v26`).
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = v.into();
+        self
+    }
+
+    /// Overrides the API base URL.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Overrides the OAuth token endpoint.
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = url.into();
+        self
+    }
+
+    /// Adds a conversion action under `label`.
+    pub fn conversion_action(mut self, label: impl Into<String>, action: impl Into<String>) -> Self {
+        self.conversion_actions.insert(label.into(), action.into());
+        self
+    }
+
+    /// Makes events called `event` (`purchase`, `sign_up`, `generate_lead` …) feed the action labelled `label`.
+    pub fn label(mut self, event: &str, label: impl Into<String>) -> Self {
+        self.labels.set(event, label);
+        self
+    }
+
+    /// Validation mode (`validateOnly`): Google checks, stores nothing.
+    pub fn validate_only(mut self, on: bool) -> Self {
+        self.validate_only = on;
+        self
+    }
+
+    /// What a person setting this up should know, in words: the 2026 change
+    /// when the Google Ads API is chosen, settings the chosen API ignores, and
+    /// what becomes of full refunds. `tally check` prints these.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match self.api {
+            GoogleAdsApi::GoogleAdsApi => notes.push(
+                "google_ads: api = \"google_ads_api\" — since 2026-06-15 the Google Ads API accepts offline \
+                 conversion imports only from developers Google allowlisted (others get \
+                 CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE); remove `api` to send through the Data Manager API"
+                    .to_owned(),
+            ),
+            GoogleAdsApi::DataManager => {
+                if self.developer_token.is_some() {
+                    notes.push(
+                        "google_ads: developer_token is not used by the Data Manager API (only by \
+                         retractions = \"google_ads_api\")"
+                            .to_owned(),
+                    );
+                }
+                notes.push(match self.retractions {
+                    Retractions::Skip => "google_ads: full refunds are reported as skipped \
+                        (retraction_unsupported): the Data Manager API cannot retract a conversion; partial \
+                        refunds restate the order's value at once"
+                        .to_owned(),
+                    Retractions::GoogleAdsApi => "google_ads: full refunds go through the Google Ads API \
+                        (uploadConversionAdjustments): the refresh token needs the adwords scope as well as \
+                        datamanager"
+                        .to_owned(),
+                });
+                if self.validate_only {
+                    notes.push("google_ads: validate_only — Google checks every request and stores nothing".to_owned());
+                }
+            }
+        }
+        notes
+    }
+
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        core_ads::normalize_customer_id(&self.customer_id).map_err(|e| match e {
+            tally_core::Error::Missing { .. } => ConfigError::Missing {
+                setting: "google_ads.customer_id",
+                hint: "the 10-digit id of the account that owns the conversion actions, e.g. 123-456-7890",
+            },
+            _ => ConfigError::Invalid {
+                setting: "google_ads.customer_id",
+                reason: format!("{:?}: expected 10 digits such as 123-456-7890", self.customer_id),
+            },
+        })?;
+        if let Some(l) = &self.login_customer_id {
+            core_ads::normalize_customer_id(l).map_err(|_| ConfigError::Invalid {
+                setting: "google_ads.login_customer_id",
+                reason: format!("{l:?}: expected the manager account's 10 digits such as 987-654-3210"),
+            })?;
+        }
+        let oauth_settings = if self.service_account_key.is_some() {
+            self.service_account_key()?;
+            Vec::new()
+        } else {
+            vec![
+                (
+                    "google_ads.client_id",
+                    &self.client_id,
+                    "the OAuth client id from Google Cloud console › APIs & Services › Credentials",
+                ),
+                ("google_ads.client_secret", &self.client_secret, "the OAuth client secret of that client"),
+                (
+                    "google_ads.refresh_token",
+                    &self.refresh_token,
+                    "a refresh token granted the https://www.googleapis.com/auth/datamanager scope (OAuth consent flow), or a service_account_key instead",
+                ),
+            ]
+        };
+        for (setting, value, hint) in oauth_settings {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Missing { setting, hint });
+            }
+        }
+        if self.developer_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.developer_token",
+                reason: "is empty: leave it unset (it is optional) or give the 22-character token".into(),
+            });
+        }
+        let v = self.api_version.trim();
+        if !(v.len() >= 2 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit())) {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.api_version",
+                reason: format!("{v:?}: expected a version such as {}", core_ads::DEFAULT_API_VERSION),
+            });
+        }
+        check_url("google_ads.base_url", &self.base_url)?;
+        check_url("google_ads.data_manager_url", &self.data_manager_url)?;
+        check_url("google_ads.token_url", &self.token_url)?;
+        if let Some(m) = &self.merchant_id
+            && (m.trim().is_empty() || !m.trim().bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.merchant_id",
+                reason: format!("{m:?}: expected the Merchant Center account id, digits only"),
+            });
+        }
+        if self.diagnostics.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::Invalid {
+                setting: "google_ads.diagnostics_first_poll",
+                reason: "must be above zero (leave diagnostics on with Google's 30 minutes, or turn them off)".into(),
+            });
+        }
+        if self.conversion_actions.is_empty() {
+            return Err(ConfigError::Missing {
+                setting: "google_ads.conversion_actions",
+                hint: "map at least one label to a conversion action id (Google Ads › Goals › Conversions › the action's ctId)",
+            });
+        }
+        for (label, action) in &self.conversion_actions {
+            if label.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    setting: "google_ads.conversion_actions",
+                    reason: "a label is empty".into(),
+                });
+            }
+            core_ads::AdsTarget::new(&self.customer_id, action).map_err(|_| ConfigError::Invalid {
+                setting: "google_ads.conversion_actions",
+                reason: format!(
+                    "label {label:?} maps to {action:?}: expected the numeric action id or customers/{{cid}}/conversionActions/{{id}}"
+                ),
+            })?;
+        }
+        for (event, label) in self.labels.entries() {
+            if !self.conversion_actions.contains_key(label) {
+                let known: Vec<&str> = self.conversion_actions.keys().map(String::as_str).collect();
+                return Err(ConfigError::Invalid {
+                    setting: "google_ads.labels",
+                    reason: format!(
+                        "the {event} label {label:?} names no configured conversion action; add it to google_ads.conversion_actions (configured: {})",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
