@@ -8,7 +8,14 @@
 //! `event_id` (400 otherwise), and the record's required fields
 //! (`schema_version` `"1"`, `event_id`, `event_name`, `occurred_at` RFC 3339;
 //! 422 otherwise). A key already stored is answered 200 and recorded as a
-//! duplicate, not stored twice. The HMAC is computed here, not by `tally-core`.
+//! duplicate, not stored twice.
+//!
+//! A batched body, `{"schema_version":"1","records":[…]}`, is checked as a
+//! whole: every record as above (one bad record refuses the request, 422),
+//! and `Idempotency-Key` equal to `batch-<hex SHA-256 of the event ids, each
+//! followed by "\n">` (400 otherwise). Each record is stored once by its
+//! `event_id`, whatever batch carries it. The HMAC and the SHA-256 are
+//! computed here, not by `tally-core`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,7 +31,7 @@ use serde_json::{Value, json};
 
 use crate::Latency;
 use crate::fault::FaultSwitch;
-use crate::util::{ct_eq, hex, hmac_sha256, now_ms, parse_rfc3339};
+use crate::util::{ct_eq, hex, hmac_sha256, now_ms, parse_rfc3339, sha256};
 
 /// The secret every sink verifies with unless [`WebhookSandbox::set_secret`] says otherwise.
 pub const DEFAULT_SECRET: &str = "whsec_sandbox_secret";
@@ -64,6 +71,7 @@ struct Inner {
     dropped: Vec<WebhookDrop>,
     keys: HashSet<(String, String)>,
     requests: u32,
+    largest_batch: usize,
 }
 
 /// The webhook sandbox.
@@ -111,6 +119,11 @@ impl WebhookSandbox {
         self.lock().requests
     }
 
+    /// The most records one accepted request carried (1 for unbatched sinks).
+    pub fn largest_batch(&self) -> usize {
+        self.lock().largest_batch
+    }
+
     /// Forgets everything recorded (secrets stay).
     pub fn clear(&self) {
         let mut i = self.lock();
@@ -118,6 +131,7 @@ impl WebhookSandbox {
         i.dropped.clear();
         i.keys.clear();
         i.requests = 0;
+        i.largest_batch = 0;
     }
 }
 
@@ -174,25 +188,78 @@ async fn receive(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return refuse(&s, StatusCode::BAD_REQUEST, "the body is not JSON");
     };
-    let event_id = v.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let batched = v.get("records").and_then(Value::as_array);
+    let records: Vec<&Value> = match batched {
+        Some(list) => list.iter().collect(),
+        None => vec![&v],
+    };
+    if batched.is_some() && (v.get("schema_version").and_then(Value::as_str) != Some("1") || records.is_empty()) {
+        return refuse(
+            &s,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a batch needs schema_version \"1\" and at least one record",
+        );
+    }
+    let mut checked = Vec::with_capacity(records.len());
+    for record in &records {
+        match check_record(record) {
+            Ok(ids) => checked.push(ids),
+            Err(m) => return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, m),
+        }
+    }
+    let expected_key = if batched.is_some() {
+        let mut ids = String::new();
+        for (id, _) in &checked {
+            ids.push_str(id);
+            ids.push('\n');
+        }
+        format!("batch-{}", hex(&sha256(ids.as_bytes())))
+    } else {
+        checked.first().map(|(id, _)| id.clone()).unwrap_or_default()
+    };
     match header(&headers, "idempotency-key") {
-        Some(k) if !k.is_empty() && k == event_id => {}
+        Some(k) if !k.is_empty() && k == expected_key => {}
+        Some(_) if batched.is_some() => {
+            return refuse(
+                &s,
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be batch-<sha256 of the records' event ids>",
+            );
+        }
         Some(_) => return refuse(&s, StatusCode::BAD_REQUEST, "Idempotency-Key must equal the body's event_id"),
         None => return refuse(&s, StatusCode::BAD_REQUEST, "Idempotency-Key is required"),
     }
-    if v.get("schema_version").and_then(Value::as_str) != Some("1") {
-        return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, "schema_version must be \"1\"");
+    let mut i = s.lock();
+    i.largest_batch = i.largest_batch.max(records.len());
+    let mut duplicates = 0;
+    for ((event_id, event_name), record) in checked.into_iter().zip(records) {
+        let duplicate = !i.keys.insert((sink.clone(), event_id.clone()));
+        duplicates += usize::from(duplicate);
+        i.accepted.push(WebhookRecord { sink: sink.clone(), event_id, event_name, body: record.clone(), duplicate });
     }
+    let answer = if batched.is_some() {
+        json!({"received": true, "duplicates": duplicates})
+    } else {
+        json!({"received": true, "duplicate": duplicates > 0})
+    };
+    (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+/// A record's `(event_id, event_name)` if its required fields are there.
+fn check_record(v: &Value) -> Result<(String, String), &'static str> {
+    if v.get("schema_version").and_then(Value::as_str) != Some("1") {
+        return Err("schema_version must be \"1\"");
+    }
+    let Some(event_id) = v.get("event_id").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        return Err("event_id is required");
+    };
     let Some(event_name) = v.get("event_name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
-        return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, "event_name is required");
+        return Err("event_name is required");
     };
     if v.get("occurred_at").and_then(Value::as_str).is_none_or(|t| parse_rfc3339(t).is_none()) {
-        return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, "occurred_at must be RFC 3339");
+        return Err("occurred_at must be RFC 3339");
     }
-    let mut i = s.lock();
-    let duplicate = !i.keys.insert((sink.clone(), event_id.clone()));
-    i.accepted.push(WebhookRecord { sink, event_id, event_name: event_name.to_owned(), body: v.clone(), duplicate });
-    (StatusCode::OK, axum::Json(json!({"received": true, "duplicate": duplicate}))).into_response()
+    Ok((event_id.to_owned(), event_name.to_owned()))
 }
 
 async fn records(State(s): State<WebhookSandbox>) -> Response {

@@ -21,9 +21,6 @@ pub use crate::servoki::ServokiConfig;
 pub use crate::tiktok::TikTokConfig;
 pub use crate::webhook::WebhookConfig;
 
-/// How a credential shows in `Debug` output.
-pub(crate) const REDACTED: &str = "[redacted]";
-
 /// Refuses a URL that is not `http(s)://…`, naming the setting.
 pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url) {
@@ -175,7 +172,7 @@ impl ServerTrackerBuilder {
     /// The lane settings of `dest`: as set with [`ServerTrackerBuilder::lane`],
     /// else its kind's defaults, the batch capped at what its API takes.
     pub(crate) fn lane_settings_for(&self, dest: &crate::destination::Destination) -> crate::lane::LaneSettings {
-        let defaults = crate::lane::LaneSettings::for_kind(dest.kind());
+        let defaults = dest.lane_defaults();
         match self.lanes.get(dest.name()) {
             Some(s) => s.max_batch(s.max_batch.min(defaults.max_batch.max(1)).max(1)),
             None => defaults,

@@ -44,6 +44,7 @@
 //! [webhooks.warehouse]
 //! url = "https://warehouse.example/tally"
 //! secret = "env:WAREHOUSE_HMAC_SECRET"
+//! batch = 100                                 # optional: records per request (default 1)
 //!
 //! [lanes.meta]                                # optional, per destination
 //! window = 8                                  # requests in flight at most
@@ -235,6 +236,9 @@ pub struct WebhookSection {
     pub url: String,
     /// HMAC secret.
     pub secret: Secret,
+    /// Events per request at most (default 1; up to 500).
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 /// `[server]`.
@@ -667,10 +671,11 @@ impl TallyConfig {
             b = b.tiktok(cfg);
         }
         for (name, w) in &self.webhooks {
-            b = b.webhook(
-                name.clone(),
-                WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", w.secret.expose())?),
-            );
+            let mut sink = WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", w.secret.expose())?);
+            if let Some(n) = w.batch {
+                sink = sink.batch(n);
+            }
+            b = b.webhook(name.clone(), sink);
         }
         Ok(b)
     }

@@ -1,4 +1,4 @@
-//! The configured destinations, behind one trait ([`Sender`]) so the tracker
+//! The configured destinations, behind one `Sender` trait so the tracker
 //! treats them alike, and the request plumbing every sender shares.
 //!
 //! Every sender follows the same shape: the core builder turns events into
@@ -44,6 +44,11 @@ pub(crate) trait Sender: std::fmt::Debug + Send + Sync + 'static {
         retry: &'a RetryPolicy,
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>>;
+    /// Its lane's defaults (its kind's, unless its settings say more, as a
+    /// batched webhook's do).
+    fn lane_defaults(&self) -> crate::lane::LaneSettings {
+        crate::lane::LaneSettings::for_kind(self.kind())
+    }
     /// What the destination reported about requests it accepted.
     fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
         None
@@ -130,6 +135,11 @@ impl Destination {
     /// visitors into full requests.
     pub fn merges_visitors(&self) -> bool {
         self.0.merges_visitors()
+    }
+
+    /// Its lane's defaults, before the builder's `lane` settings.
+    pub(crate) fn lane_defaults(&self) -> crate::lane::LaneSettings {
+        self.0.lane_defaults()
     }
 
     /// Sends one lane round: every visitor's events, merged into shared

@@ -4,44 +4,33 @@ use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
-use std::fmt;
+use crate::secret::Secret;
 use tally_core::DestinationKind;
 use tally_core::destinations::VisitorEvents;
 
 /// GA4 Measurement Protocol settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ga4Config {
     /// `G-…` measurement id of the web stream.
     pub measurement_id: String,
     /// Measurement Protocol API secret (Admin › Data streams › Measurement Protocol API secrets).
-    pub api_secret: String,
+    pub api_secret: Secret,
     /// Base URL; default Google's, `EU_BASE_URL` for EU collection, loopback in tests.
     pub base_url: String,
     /// Send to `/debug/mp/collect` and turn `validationMessages` into errors.
     pub validate: bool,
 }
 
-impl fmt::Debug for Ga4Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ga4Config")
-            .field("measurement_id", &self.measurement_id)
-            .field("api_secret", &REDACTED)
-            .field("base_url", &self.base_url)
-            .field("validate", &self.validate)
-            .finish()
-    }
-}
-
 impl Ga4Config {
     /// GA4 with Google's default endpoint.
-    pub fn new(measurement_id: impl Into<String>, api_secret: impl Into<String>) -> Ga4Config {
+    pub fn new(measurement_id: impl Into<String>, api_secret: impl Into<Secret>) -> Ga4Config {
         Ga4Config {
             measurement_id: measurement_id.into(),
             api_secret: api_secret.into(),
@@ -82,7 +71,7 @@ impl Ga4Config {
                 other => other.to_string(),
             },
         })?;
-        if self.api_secret.trim().is_empty() {
+        if self.api_secret.expose().trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "ga4.api_secret",
                 hint: "create one in GA4 Admin › Data streams › Measurement Protocol API secrets",
@@ -109,7 +98,12 @@ impl std::fmt::Debug for Ga4Destination {
 impl Ga4Destination {
     /// From checked configuration.
     pub fn new(cfg: Ga4Config) -> Ga4Destination {
-        let url = core_ga4::collect_url(&cfg.base_url, cfg.measurement_id.trim(), cfg.api_secret.trim(), cfg.validate);
+        let url = core_ga4::collect_url(
+            &cfg.base_url,
+            cfg.measurement_id.trim(),
+            cfg.api_secret.expose().trim(),
+            cfg.validate,
+        );
         Ga4Destination { cfg, url }
     }
 
@@ -135,7 +129,7 @@ impl Ga4Destination {
         retry: &RetryPolicy,
         request: &core_ga4::Ga4Request,
     ) -> Result<u32, DeliveryError> {
-        let secret = self.cfg.api_secret.as_str();
+        let secret = self.cfg.api_secret.expose();
         let validate = self.cfg.validate;
         with_retries(retry, |_| async {
             let answer = match send(with_json(http.post(&self.url), request), retry, &[secret]).await {

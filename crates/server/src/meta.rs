@@ -19,23 +19,23 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
 use crate::destination::{BoxFuture, DestinationSettings, Sender};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use std::fmt;
+use crate::secret::Secret;
 use tally_core::DestinationKind;
 
 /// Meta Conversions API settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaConfig {
     /// The pixel (dataset) id, digits.
     pub pixel_id: String,
     /// A system-user access token (Events Manager › Settings › Conversions API).
-    pub access_token: String,
+    pub access_token: Secret,
     /// Graph API version, default [`core_meta::DEFAULT_API_VERSION`].
     pub api_version: String,
     /// Graph base URL (loopback in tests).
@@ -48,23 +48,9 @@ pub struct MetaConfig {
     pub limited_data_use: Option<core_meta::LimitedDataUse>,
 }
 
-impl fmt::Debug for MetaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetaConfig")
-            .field("pixel_id", &self.pixel_id)
-            .field("access_token", &REDACTED)
-            .field("api_version", &self.api_version)
-            .field("base_url", &self.base_url)
-            .field("test_event_code", &self.test_event_code)
-            .field("action_source", &self.action_source)
-            .field("limited_data_use", &self.limited_data_use)
-            .finish()
-    }
-}
-
 impl MetaConfig {
     /// Meta CAPI for `pixel_id` with `access_token`.
-    pub fn new(pixel_id: impl Into<String>, access_token: impl Into<String>) -> MetaConfig {
+    pub fn new(pixel_id: impl Into<String>, access_token: impl Into<Secret>) -> MetaConfig {
         MetaConfig {
             pixel_id: pixel_id.into(),
             access_token: access_token.into(),
@@ -111,7 +97,7 @@ impl MetaConfig {
             setting: "meta.pixel_id",
             reason: format!("{:?}: expected the numeric pixel (dataset) id from Events Manager", self.pixel_id),
         })?;
-        if self.access_token.trim().is_empty() {
+        if self.access_token.expose().trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "meta.access_token",
                 hint: "generate one in Events Manager › Settings › Conversions API",
@@ -160,7 +146,7 @@ impl std::fmt::Debug for MetaDestination {
 impl MetaDestination {
     /// From checked configuration.
     pub fn new(cfg: MetaConfig) -> MetaDestination {
-        let token = cfg.access_token.trim();
+        let token = cfg.access_token.expose().trim();
         let url = core_meta::events_url_with_token(&cfg.base_url, cfg.api_version.trim(), cfg.pixel_id.trim(), token);
         let encoded_token = tally_core::cookie::percent_encode(token);
         let core = core_meta::MetaConfig {
@@ -172,7 +158,7 @@ impl MetaDestination {
     }
 
     fn secrets(&self) -> [&str; 2] {
-        [self.cfg.access_token.trim(), self.encoded_token.as_str()]
+        [self.cfg.access_token.expose().trim(), self.encoded_token.as_str()]
     }
 
     /// Sends the events of one or several visitors, batched together; one

@@ -11,45 +11,33 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender};
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
-use std::fmt;
+use crate::secret::Secret;
 use tally_core::DestinationKind;
 
 /// Rokt Event API v2 settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoktConfig {
     /// The advertiser account id (at most 64 characters).
     pub account_id: String,
     /// The public key, `rpub-…`.
     pub public_key: String,
     /// The secret key, `rsec-…`.
-    pub secret: String,
+    pub secret: Secret,
     /// The endpoint, default [`core_rokt::DEFAULT_URL`].
     pub url: String,
     /// The `Rokt-Version` header, default [`core_rokt::ROKT_VERSION`].
     pub rokt_version: String,
 }
 
-impl fmt::Debug for RoktConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RoktConfig")
-            .field("account_id", &self.account_id)
-            .field("public_key", &self.public_key)
-            .field("secret", &REDACTED)
-            .field("url", &self.url)
-            .field("rokt_version", &self.rokt_version)
-            .finish()
-    }
-}
-
 impl RoktConfig {
     /// Rokt for `account_id` with the key pair the account manager issued.
-    pub fn new(account_id: impl Into<String>, public_key: impl Into<String>, secret: impl Into<String>) -> RoktConfig {
+    pub fn new(account_id: impl Into<String>, public_key: impl Into<String>, secret: impl Into<Secret>) -> RoktConfig {
         RoktConfig {
             account_id: account_id.into(),
             public_key: public_key.into(),
@@ -85,13 +73,13 @@ impl RoktConfig {
                 hint: "the rpub-… key issued by your Rokt account manager",
             });
         }
-        if self.secret.trim().is_empty() {
+        if self.secret.expose().trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "rokt.secret",
                 hint: "the rsec-… key issued by your Rokt account manager",
             });
         }
-        core_rokt::basic_auth(&self.public_key, &self.secret).map_err(|e| match e.field() {
+        core_rokt::basic_auth(&self.public_key, self.secret.expose()).map_err(|e| match e.field() {
             "rokt.public_key" => ConfigError::Invalid {
                 setting: "rokt.public_key",
                 reason: "expected the public key issued by Rokt, starting with rpub-".into(),
@@ -128,14 +116,14 @@ impl std::fmt::Debug for RoktDestination {
 impl RoktDestination {
     /// From checked configuration.
     pub fn new(cfg: RoktConfig) -> Result<RoktDestination, ConfigError> {
-        let authorization = core_rokt::basic_auth(&cfg.public_key, &cfg.secret)
+        let authorization = core_rokt::basic_auth(&cfg.public_key, cfg.secret.expose())
             .map_err(|e| ConfigError::Invalid { setting: "rokt.secret", reason: e.to_string() })?;
         let core = core_rokt::RoktConfig { account_id: cfg.account_id.trim().to_owned() };
         Ok(RoktDestination { cfg, core, authorization })
     }
 
     fn secrets(&self) -> [&str; 3] {
-        [self.cfg.secret.trim(), self.authorization.as_str(), self.authorization.trim_start_matches("Basic ")]
+        [self.cfg.secret.expose().trim(), self.authorization.as_str(), self.authorization.trim_start_matches("Basic ")]
     }
 
     /// Sends the events of one or several visitors, batched together; one

@@ -12,41 +12,31 @@ use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
-use std::fmt;
+use crate::secret::Secret;
 use tally_core::DestinationKind;
 use tally_core::destinations::VisitorEvents;
 
 /// A Servoki-style server-events endpoint.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServokiConfig {
     /// The site: its domain or numeric site code.
     pub site: String,
     /// The API key (`servoki_…`), sent as a bearer token.
-    pub api_key: String,
+    pub api_key: Secret,
     /// The endpoint, default [`core_servoki::DEFAULT_URL`].
     pub url: String,
 }
 
-impl fmt::Debug for ServokiConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServokiConfig")
-            .field("site", &self.site)
-            .field("api_key", &REDACTED)
-            .field("url", &self.url)
-            .finish()
-    }
-}
-
 impl ServokiConfig {
     /// Server events for `site` with `api_key`.
-    pub fn new(site: impl Into<String>, api_key: impl Into<String>) -> ServokiConfig {
+    pub fn new(site: impl Into<String>, api_key: impl Into<Secret>) -> ServokiConfig {
         ServokiConfig { site: site.into(), api_key: api_key.into(), url: core_servoki::DEFAULT_URL.to_owned() }
     }
 
@@ -63,7 +53,7 @@ impl ServokiConfig {
                 hint: "the site's domain (example.com) or numeric site code",
             });
         }
-        if self.api_key.trim().is_empty() {
+        if self.api_key.expose().trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "servoki.api_key",
                 hint: "create an API key in the dashboard under API keys",
@@ -109,7 +99,7 @@ impl ServokiDestination {
         retry: &RetryPolicy,
         body: &ServokiEvent,
     ) -> Result<u32, DeliveryError> {
-        let key = self.cfg.api_key.trim();
+        let key = self.cfg.api_key.expose().trim();
         let secrets = [key];
         with_retries(retry, |_| async {
             let req = with_json(http.post(self.cfg.url.trim()).bearer_auth(key), body);

@@ -13,43 +13,32 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender};
 use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
 use crate::error::ConfigError;
 use crate::error::{DeliveryError, RowError};
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use std::fmt;
+use crate::secret::Secret;
 use tally_core::DestinationKind;
 
 /// TikTok Events API 2.0 settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TikTokConfig {
     /// The pixel code (`event_source_id`).
     pub pixel_code: String,
     /// The Events API access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// `test_event_code`; remove in production.
     pub test_event_code: Option<String>,
     /// The endpoint, default [`core_tiktok::DEFAULT_URL`].
     pub url: String,
 }
 
-impl fmt::Debug for TikTokConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TikTokConfig")
-            .field("pixel_code", &self.pixel_code)
-            .field("access_token", &REDACTED)
-            .field("test_event_code", &self.test_event_code)
-            .field("url", &self.url)
-            .finish()
-    }
-}
-
 impl TikTokConfig {
     /// TikTok for `pixel_code` with `access_token`.
-    pub fn new(pixel_code: impl Into<String>, access_token: impl Into<String>) -> TikTokConfig {
+    pub fn new(pixel_code: impl Into<String>, access_token: impl Into<Secret>) -> TikTokConfig {
         TikTokConfig {
             pixel_code: pixel_code.into(),
             access_token: access_token.into(),
@@ -84,7 +73,7 @@ impl TikTokConfig {
                 reason: format!("{p:?}: expected the alphanumeric pixel code from TikTok Events Manager"),
             });
         }
-        if self.access_token.trim().is_empty() {
+        if self.access_token.expose().trim().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "tiktok.access_token",
                 hint: "generate an Events API access token in TikTok Events Manager › Settings",
@@ -153,7 +142,7 @@ impl TikTokDestination {
         retry: &RetryPolicy,
         request: &TikTokRequest,
     ) -> Result<(Answered, u32), DeliveryError> {
-        let token = self.cfg.access_token.trim();
+        let token = self.cfg.access_token.expose().trim();
         let secrets = [token];
         with_retries(retry, |_| async {
             let req =

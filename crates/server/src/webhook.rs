@@ -1,52 +1,71 @@
 //! Delivery to the shop's own webhook or warehouse sinks, Tally's own contract
 //! (the body is [`tally_core::destinations::webhook`]'s).
 //!
-//! One signed request per event:
+//! One signed request per event, or with [`WebhookConfig::batch`] above 1, up
+//! to that many events of any visitors per request:
 //!
-//! * body: the core [`WebhookRecord`] JSON (`schema_version` `"1"`);
+//! * body: the core [`WebhookRecord`] JSON (`schema_version` `"1"`); batched,
+//!   `{"schema_version":"1","records":[…]}` ([`WebhookRecords`]);
 //! * `X-Tally-Timestamp: <unix seconds>` and
 //!   `X-Tally-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 //!   (receivers check it with [`tally_core::destinations::webhook::verify`]);
-//! * `Idempotency-Key: <event id>`.
+//! * `Idempotency-Key: <event id>`; batched,
+//!   [`batch_idempotency_key`](tally_core::destinations::webhook::batch_idempotency_key)
+//!   of the records (receivers still deduplicate records by `event_id`).
 //!
 //! Any 2xx is sent; 408, 425, 429 and 5xx are retried (honouring
 //! `Retry-After`); 401/403 are `Unauthorized`; other 4xx are never retried.
 
 use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord};
+use tally_core::destinations::webhook::{self as core_webhook, WebhookRecord, WebhookRecords};
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
+use crate::lane::LaneSettings;
 use crate::outcome::Outcome;
 use crate::retry::{RetryPolicy, Verdict, with_retries};
+use crate::secret::Secret;
 use crate::tracker::now_ms;
-use std::fmt;
 use tally_core::DestinationKind;
 use tally_core::destinations::VisitorEvents;
 
 /// A webhook or warehouse sink: every event as signed JSON.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// Where to `POST`.
     pub url: String,
     /// The HMAC-SHA256 secret the receiver verifies `X-Tally-Signature` with.
-    pub secret: String,
+    pub secret: Secret,
+    /// Events per request at most (1, the default: one record per request;
+    /// up to [`MAX_BATCH`]). Above 1 the sink receives `records` bodies
+    /// holding events of any visitors.
+    pub batch: usize,
 }
 
-impl fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookConfig").field("url", &self.url).field("secret", &REDACTED).finish()
-    }
-}
+/// The largest [`WebhookConfig::batch`].
+pub const MAX_BATCH: usize = 500;
 
 impl WebhookConfig {
     /// A sink at `url` signing with `secret`.
-    pub fn new(url: impl Into<String>, secret: impl Into<String>) -> WebhookConfig {
-        WebhookConfig { url: url.into(), secret: secret.into() }
+    pub fn new(url: impl Into<String>, secret: impl Into<Secret>) -> WebhookConfig {
+        WebhookConfig { url: url.into(), secret: secret.into(), batch: 1 }
+    }
+
+    /// With up to `n` events per request (1 to [`MAX_BATCH`]; checked when
+    /// the tracker is built).
+    ///
+    /// ```
+    /// use tally_server::WebhookConfig;
+    /// let sink = WebhookConfig::new("https://warehouse.example/tally", "env-secret").batch(100);
+    /// assert_eq!(sink.batch, 100);
+    /// ```
+    pub fn batch(mut self, n: usize) -> WebhookConfig {
+        self.batch = n;
+        self
     }
 
     fn check(&self, name: &str) -> Result<(), ConfigError> {
@@ -67,10 +86,16 @@ impl WebhookConfig {
             }
             other => other,
         })?;
-        if self.secret.is_empty() {
+        if self.secret.expose().is_empty() {
             return Err(ConfigError::Missing {
                 setting: "webhook.secret",
                 hint: "a random secret shared with the receiver, which verifies X-Tally-Signature with it",
+            });
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return Err(ConfigError::Invalid {
+                setting: "webhook.batch",
+                reason: format!("webhook {name:?}: {} events per request: use 1 to {MAX_BATCH}", self.batch),
             });
         }
         Ok(())
@@ -103,33 +128,61 @@ impl WebhookDestination {
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_webhook::build(events, ctx)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        send_each(&mut out, &batch.records, &batch.indices, |record| self.send(http, retry, record)).await;
-        finish(out)
+        self.deliver_many(http, retry, &[(events, ctx)]).await
     }
 
-    async fn send(
+    /// Sends the events of `visitors`: one request per record, or records in
+    /// requests of [`WebhookConfig::batch`]. One outcome per event, in order.
+    async fn deliver_many(
         &self,
         http: &reqwest::Client,
         retry: &RetryPolicy,
-        record: &WebhookRecord,
+        visitors: &[VisitorEvents<'_>],
+    ) -> Vec<Outcome> {
+        let len = visitors.iter().map(|(events, _)| events.len()).sum();
+        let (mut out, batch) = match open(len, core_webhook::build_many(visitors)) {
+            Ok(opened) => opened,
+            Err(invalid) => return invalid,
+        };
+        if self.cfg.batch <= 1 {
+            send_each(&mut out, &batch.records, &batch.indices, |record| {
+                let body = tally_core::destinations::json_body::to_vec(record);
+                self.send(http, retry, body, record.idempotency_key().to_owned())
+            })
+            .await;
+        } else {
+            let chunks: Vec<&[WebhookRecord]> = batch.records.chunks(self.cfg.batch).collect();
+            let carried: Vec<Vec<usize>> = batch.indices.chunks(self.cfg.batch).map(<[usize]>::to_vec).collect();
+            send_each(&mut out, &chunks, &carried, |records| {
+                let body = tally_core::destinations::json_body::to_vec(&WebhookRecords::new(records));
+                self.send(http, retry, body, core_webhook::batch_idempotency_key(records))
+            })
+            .await;
+        }
+        finish(out)
+    }
+
+    /// Sends one signed body under `key`, retrying per `retry`.
+    async fn send<E: std::fmt::Display>(
+        &self,
+        http: &reqwest::Client,
+        retry: &RetryPolicy,
+        body: Result<Vec<u8>, E>,
+        key: String,
     ) -> Result<u32, DeliveryError> {
-        let body = tally_core::destinations::json_body::to_vec(record)
-            .map_err(|e| DeliveryError::Rejected { status: 0, message: format!("record not serialisable: {e}") })?;
-        let secrets = [self.cfg.secret.as_str()];
+        let body =
+            body.map_err(|e| DeliveryError::Rejected { status: 0, message: format!("record not serialisable: {e}") })?;
+        let secrets = [self.cfg.secret.expose()];
         with_retries(retry, |_| {
             // Signed per attempt: a retry carries a fresh timestamp.
             let ts = now_ms().div_euclid(1000);
-            let signature = core_webhook::sign(self.cfg.secret.as_bytes(), ts, &body);
+            let signature = core_webhook::sign(self.cfg.secret.expose().as_bytes(), ts, &body);
             let req = http
                 .post(self.cfg.url.trim())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(core_webhook::TIMESTAMP_HEADER, ts.to_string())
                 .header(core_webhook::SIGNATURE_HEADER, signature)
-                .header(core_webhook::IDEMPOTENCY_HEADER, record.idempotency_key())
+                .header(core_webhook::IDEMPOTENCY_HEADER, key.as_str())
                 .body(body.clone());
             async move {
                 let answer = match send(req, retry, &secrets).await {
@@ -176,12 +229,25 @@ impl Sender for WebhookDestination {
         DestinationKind::Webhook
     }
 
+    fn merges_visitors(&self) -> bool {
+        self.cfg.batch > 1
+    }
+
+    fn lane_defaults(&self) -> LaneSettings {
+        let kind = LaneSettings::for_kind(DestinationKind::Webhook);
+        if self.cfg.batch > 1 { kind.max_batch(self.cfg.batch).window(8) } else { kind }
+    }
+
     fn deliver<'a>(
         &'a self,
         http: &'a reqwest::Client,
         retry: &'a RetryPolicy,
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
-        each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
+        if self.cfg.batch > 1 {
+            Box::pin(self.deliver_many(http, retry, visitors))
+        } else {
+            each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
+        }
     }
 }

@@ -78,10 +78,10 @@ fn google_ads_ids_and_credentials() {
     c.client_id = String::new();
     expect(with_ads(c), &["google_ads.client_id is required", "Credentials"]);
     let mut c = ads();
-    c.client_secret = String::new();
+    c.client_secret = String::new().into();
     expect(with_ads(c), &["google_ads.client_secret is required"]);
     let mut c = ads();
-    c.refresh_token = String::new();
+    c.refresh_token = String::new().into();
     expect(with_ads(c), &["google_ads.refresh_token is required", "datamanager"]);
     expect(with_ads(ads().developer_token("  ")), &["google_ads.developer_token is invalid", "optional"]);
     expect(with_ads(ads().api_version("26")), &["google_ads.api_version is invalid", "v26"]);

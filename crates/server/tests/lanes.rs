@@ -18,7 +18,9 @@ use tally_sandbox::meta::ACCESS_TOKEN;
 use tally_server::collector::{self, CollectorConfig};
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
-use tally_server::{DeliveryError, Ga4Config, LaneSettings, MetaConfig, Outcome, ServerTracker, Visitor};
+use tally_server::{
+    DeliveryError, Ga4Config, LaneSettings, MetaConfig, Outcome, ServerTracker, Visitor, WebhookConfig,
+};
 
 const GRANTED: &str =
     r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
@@ -80,6 +82,39 @@ async fn meta_batches_many_visitors_into_few_requests_each_event_with_its_own_vi
         assert_eq!(e.user_data["fbp"], format!("fb.1.1596403881668.{i}"));
     }
     assert!(sandbox.meta.deduplicated().is_empty(), "nothing sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_webhook_carries_many_visitors_per_signed_request_and_stores_each_record_once() {
+    let (sandbox, _run, tracker) = tracker_on_sandbox(fast_retry(), |run, b| {
+        b.webhook(
+            "warehouse",
+            WebhookConfig::new(run.url("/webhook/warehouse"), tally_sandbox::webhook::DEFAULT_SECRET).batch(50),
+        )
+    })
+    .await;
+    sandbox.webhook.latency.set(Duration::from_millis(100));
+    let results = purchases_at_once(&tracker, 120).await;
+    assert!(
+        results.iter().all(|r| r.get("webhook:warehouse").is_some_and(Outcome::is_sent)),
+        "{:?} {:?}",
+        results[0],
+        sandbox.webhook.dropped()
+    );
+    let stored = sandbox.webhook.events("warehouse");
+    assert_eq!(stored.len(), 120, "dropped: {:?}", sandbox.webhook.dropped());
+    let requests = sandbox.webhook.requests();
+    assert!(requests <= 24, "{requests} requests for 120 events: not batched");
+    let largest = sandbox.webhook.largest_batch();
+    assert!((2..=50).contains(&largest), "the largest request carried {largest} records (batch 50)");
+    // Each record kept its own visitor's client id, though they shared requests.
+    let event_ids: BTreeMap<String, usize> =
+        results.iter().enumerate().map(|(i, r)| (r.event_id.as_str().to_owned(), i)).collect();
+    for r in &stored {
+        let i = event_ids[&r.event_id];
+        assert_eq!(r.body["user"]["client_id"], format!("{i}.1757409569"));
+    }
+    assert!(sandbox.webhook.records().iter().all(|r| !r.duplicate), "nothing sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,17 @@
 //! The shop's own webhook or warehouse sink (Tally's own contract, not a vendor API): the
-//! canonical event as versioned JSON, one event per request, signed.
+//! canonical event as versioned JSON, signed; one event per request, or, for a
+//! sink configured with a batch above 1, up to that many records per request.
 //!
-//! * Body: [`WebhookRecord`] (`schema_version` `"1"`), snake_case.
+//! * Body: [`WebhookRecord`] (`schema_version` `"1"`), snake_case; batched:
+//!   [`WebhookRecords`], `{"schema_version":"1","records":[…]}`, records of
+//!   any visitors in order.
 //! * `X-Tally-Timestamp: <unix seconds>` and
 //!   `X-Tally-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 //!   ([`sign`], checked by the receiver with [`verify`]).
-//! * `Idempotency-Key: <event_id>`: the receiver stores each key once.
+//! * `Idempotency-Key: <event_id>`: the receiver stores each key once. A
+//!   batch carries [`batch_idempotency_key`] (the same for a re-sent batch);
+//!   the receiver still deduplicates records by their `event_id`, because a
+//!   batch re-formed after a restart may group them differently.
 //!
 //! The shop's own system always receives its events, but identifiers and user
 //! data are stripped per the same consent purposes as everywhere else.
@@ -136,6 +142,70 @@ impl WebhookRecord {
     pub fn idempotency_key(&self) -> &str {
         &self.event_id
     }
+}
+
+/// The body of a batched request: records of any visitors, in order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WebhookRecords<'a> {
+    /// `"1"`, as in every record.
+    pub schema_version: &'static str,
+    /// The records.
+    pub records: &'a [WebhookRecord],
+}
+
+impl<'a> WebhookRecords<'a> {
+    /// The body carrying `records`.
+    pub fn new(records: &'a [WebhookRecord]) -> WebhookRecords<'a> {
+        WebhookRecords { schema_version: SCHEMA_VERSION, records }
+    }
+}
+
+/// The `Idempotency-Key` of a batched request: `batch-` and the SHA-256 hex
+/// of its records' event ids, each followed by `\n`. The same records in the
+/// same order give the same key, so a retried request is recognisable.
+///
+/// ```
+/// use tally_core::destinations::webhook::batch_idempotency_key_of;
+/// assert_eq!(
+///     batch_idempotency_key_of(["a", "b"]),
+///     format!("batch-{}", tally_core::hash::sha256_hex("a\nb\n"))
+/// );
+/// ```
+pub fn batch_idempotency_key_of<'a>(event_ids: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for id in event_ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    let mut key = String::with_capacity(70);
+    key.push_str("batch-");
+    for b in h.finalize() {
+        key.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        key.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    key
+}
+
+/// [`batch_idempotency_key_of`] the records' event ids.
+pub fn batch_idempotency_key(records: &[WebhookRecord]) -> String {
+    batch_idempotency_key_of(records.iter().map(|r| r.event_id.as_str()))
+}
+
+/// [`build`] for the events of many visitors: one record per event, indices
+/// counting the visitors' events laid end to end (the first visitor's from
+/// 0, the next one's after them).
+pub fn build_many(visitors: &[super::VisitorEvents<'_>]) -> Result<WebhookBatch> {
+    let mut all = WebhookBatch::default();
+    let mut offset = 0;
+    for (events, ctx) in visitors {
+        let b = build(events, ctx)?;
+        all.records.extend(b.records);
+        all.indices.extend(b.indices.into_iter().map(|i| offset + i));
+        all.skipped.extend(b.skipped.into_iter().map(|(i, s)| (offset + i, s)));
+        offset += events.len();
+    }
+    Ok(all)
 }
 
 /// Why an event was left out (the same for every destination).
@@ -384,6 +454,35 @@ mod tests {
             now_ms: NOW + 1000,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn many_visitors_keep_their_own_user_and_global_indices() {
+        let a = purchase();
+        let mut b = Event::transactional(EventName::Purchase, TransactionId::parse("ORD-2002").unwrap(), NOW);
+        (b.value, b.currency) = (a.value, a.currency);
+        let denied = DeliveryContext { consent: ConsentState::default(), ..ctx() };
+        let mut other = ctx();
+        other.client_id = Some(ClientId::parse("1111111111.2222222222").unwrap());
+        let first = [a.clone()];
+        let second = [purchase(), b.clone()];
+        let no_value = Event::transactional(EventName::Purchase, TransactionId::parse("ORD-3003").unwrap(), NOW);
+        let third = [purchase(), no_value];
+        let batch = build_many(&[(&first, &ctx()), (&second, &other), (&third, &denied)]).unwrap();
+        assert_eq!(batch.indices, [0, 1, 2, 3]);
+        assert_eq!(batch.records[0].user.client_id.as_deref(), Some("1958185836.1757409569"));
+        assert_eq!(batch.records[2].user.client_id.as_deref(), Some("1111111111.2222222222"));
+        assert_eq!(batch.records[2].event_id, b.id.as_str());
+        // The third visitor's events: from index 3, after the three before them, under its own consent.
+        assert_eq!(batch.records[3].user.client_id, None, "no analytics_storage for the third visitor");
+        assert!(matches!(batch.skipped.as_slice(), [(4, WebhookSkip::Invalid(_))]), "{:?}", batch.skipped);
+        let body = serde_json::to_value(WebhookRecords::new(&batch.records)).unwrap();
+        assert_eq!(body["schema_version"], "1");
+        assert_eq!(body["records"].as_array().map(Vec::len), Some(4));
+        let key = batch_idempotency_key(&batch.records);
+        assert_eq!(key, batch_idempotency_key(&batch.records.clone()));
+        assert_ne!(key, batch_idempotency_key(&batch.records[1..]));
+        assert_eq!(key.len(), "batch-".len() + 64);
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! and labels, and which API carries them ([`GoogleAdsApi`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use tally_core::EventName;
 use tally_core::destinations::google_ads as core_ads;
 
-use crate::config::{REDACTED, check_url};
+use crate::config::check_url;
 use crate::error::ConfigError;
+use crate::secret::Secret;
 
 /// Which Google Ads conversion-action label each helper's event feeds.
 ///
@@ -136,7 +136,7 @@ pub enum Retractions {
 /// assert_eq!(ads.labels.purchase.as_deref(), Some("AbC-D_efG-h12_34-567"));
 /// assert_eq!(ads.api, tally_server::GoogleAdsApi::DataManager);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoogleAdsConfig {
     /// Which API conversions go through (default: the Data Manager API).
     pub api: GoogleAdsApi,
@@ -150,17 +150,17 @@ pub struct GoogleAdsConfig {
     /// OAuth 2.0 client id (Google Cloud console › Credentials).
     pub client_id: String,
     /// OAuth 2.0 client secret.
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// A refresh token granted the `datamanager` scope (and `adwords` for the
     /// Google Ads API path or its retractions).
-    pub refresh_token: String,
+    pub refresh_token: Secret,
     /// A service account's JSON key, instead of the client id, secret and
     /// refresh token: tokens come from the JWT-bearer grant. The service
     /// account must be a user of the Google Ads account.
-    pub service_account_key: Option<crate::Secret>,
+    pub service_account_key: Option<Secret>,
     /// Developer token, Google Ads API only; optional since Google stopped
     /// requiring it (sent only when set).
-    pub developer_token: Option<String>,
+    pub developer_token: Option<Secret>,
     /// Google Ads API version, default [`core_ads::DEFAULT_API_VERSION`].
     pub api_version: String,
     /// Google Ads API base URL (loopback in tests).
@@ -187,38 +187,13 @@ pub struct GoogleAdsConfig {
     pub validate_only: bool,
 }
 
-impl fmt::Debug for GoogleAdsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GoogleAdsConfig")
-            .field("api", &self.api)
-            .field("customer_id", &self.customer_id)
-            .field("login_customer_id", &self.login_customer_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &REDACTED)
-            .field("refresh_token", &REDACTED)
-            .field("service_account_key", &self.service_account_key.as_ref().map(|_| REDACTED))
-            .field("developer_token", &self.developer_token.as_ref().map(|_| REDACTED))
-            .field("api_version", &self.api_version)
-            .field("base_url", &self.base_url)
-            .field("data_manager_url", &self.data_manager_url)
-            .field("retractions", &self.retractions)
-            .field("merchant_id", &self.merchant_id)
-            .field("diagnostics", &self.diagnostics)
-            .field("token_url", &self.token_url)
-            .field("conversion_actions", &self.conversion_actions)
-            .field("labels", &self.labels)
-            .field("validate_only", &self.validate_only)
-            .finish()
-    }
-}
-
 impl GoogleAdsConfig {
     /// Google Ads for `customer_id` with OAuth client credentials and a refresh token.
     pub fn new(
         customer_id: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
-        refresh_token: impl Into<String>,
+        client_secret: impl Into<Secret>,
+        refresh_token: impl Into<Secret>,
     ) -> GoogleAdsConfig {
         GoogleAdsConfig {
             api: GoogleAdsApi::DataManager,
@@ -254,7 +229,7 @@ impl GoogleAdsConfig {
     /// ```
     pub fn service_account(customer_id: impl Into<String>, key_json: impl Into<String>) -> GoogleAdsConfig {
         GoogleAdsConfig {
-            service_account_key: Some(crate::Secret::from(key_json.into())),
+            service_account_key: Some(Secret::from(key_json.into())),
             ..GoogleAdsConfig::new(customer_id, "", "", "")
         }
     }
@@ -322,7 +297,7 @@ impl GoogleAdsConfig {
     }
 
     /// Sends a `developer-token` header.
-    pub fn developer_token(mut self, token: impl Into<String>) -> Self {
+    pub fn developer_token(mut self, token: impl Into<Secret>) -> Self {
         self.developer_token = Some(token.into());
         self
     }
@@ -425,13 +400,13 @@ impl GoogleAdsConfig {
             vec![
                 (
                     "google_ads.client_id",
-                    &self.client_id,
+                    self.client_id.as_str(),
                     "the OAuth client id from Google Cloud console › APIs & Services › Credentials",
                 ),
-                ("google_ads.client_secret", &self.client_secret, "the OAuth client secret of that client"),
+                ("google_ads.client_secret", self.client_secret.expose(), "the OAuth client secret of that client"),
                 (
                     "google_ads.refresh_token",
-                    &self.refresh_token,
+                    self.refresh_token.expose(),
                     "a refresh token granted the https://www.googleapis.com/auth/datamanager scope (OAuth consent flow), or a service_account_key instead",
                 ),
             ]
@@ -441,7 +416,7 @@ impl GoogleAdsConfig {
                 return Err(ConfigError::Missing { setting, hint });
             }
         }
-        if self.developer_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        if self.developer_token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 setting: "google_ads.developer_token",
                 reason: "is empty: leave it unset (it is optional) or give the 22-character token".into(),

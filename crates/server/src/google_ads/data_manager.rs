@@ -248,7 +248,7 @@ impl DataManagerSender {
     }
 
     fn secrets<'a>(&'a self, token: &'a str) -> [&'a str; 3] {
-        [token, self.shared.cfg.client_secret.as_str(), self.shared.cfg.refresh_token.as_str()]
+        [token, self.shared.cfg.client_secret.expose(), self.shared.cfg.refresh_token.expose()]
     }
 
     /// One `events:ingest` call, with retries per `retry` and one token
@@ -398,7 +398,7 @@ impl Shared {
         request_id: &str,
     ) -> Result<Option<RequestStatusResponse>, String> {
         let token = self.oauth.access_token(http, retry).await.map_err(|e| e.to_string())?;
-        let secrets = [token.as_str(), self.cfg.client_secret.as_str(), self.cfg.refresh_token.as_str()];
+        let secrets = [token.as_str(), self.cfg.client_secret.expose(), self.cfg.refresh_token.expose()];
         let url = format!("{}?requestId={}", self.status_url, tally_core::cookie::percent_encode(request_id));
         let req = http.get(url).bearer_auth(&token);
         let answer = send(req, retry, &secrets).await.map_err(|e| e.to_string())?;

@@ -165,9 +165,9 @@ impl GoogleAdsApiSender {
     }
 
     fn secrets<'a>(&'a self, token: &'a str) -> Vec<&'a str> {
-        let mut s = vec![token, self.cfg.client_secret.as_str(), self.cfg.refresh_token.as_str()];
+        let mut s = vec![token, self.cfg.client_secret.expose(), self.cfg.refresh_token.expose()];
         if let Some(d) = &self.cfg.developer_token {
-            s.push(d.as_str());
+            s.push(d.expose());
         }
         s
     }
@@ -193,7 +193,7 @@ impl GoogleAdsApiSender {
                     req = req.header(HEADER_LOGIN_CUSTOMER_ID, l.as_str());
                 }
                 if let Some(d) = &self.cfg.developer_token {
-                    req = req.header(HEADER_DEVELOPER_TOKEN, d.trim());
+                    req = req.header(HEADER_DEVELOPER_TOKEN, d.expose().trim());
                 }
                 let answer = match send(req, retry, &secrets).await {
                     Ok(a) => a,

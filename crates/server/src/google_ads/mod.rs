@@ -66,8 +66,8 @@ impl GoogleAdsDestination {
             None => TokenCache::new(
                 cfg.token_url.clone(),
                 cfg.client_id.trim(),
-                cfg.client_secret.clone(),
-                cfg.refresh_token.clone(),
+                cfg.client_secret.expose(),
+                cfg.refresh_token.expose(),
             )
             .require_scope(scopes[0]),
         });
