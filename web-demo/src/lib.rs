@@ -299,7 +299,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         .route("/api/orders/{id}", get(orders::get))
         .route("/webhooks/payment", post(payment::webhook))
         .with_state(shop.clone())
-        .merge(collector::router(tracker, collector_cfg))
+        .merge(collector::serve_router(tracker, collector_cfg))
         .nest("/sandbox", sandbox.router())
         .nest_service("/pkg", tower_http::services::ServeDir::new(&config.pkg_dir))
         .layer(middleware::from_fn_with_state(switches, collect_switch));

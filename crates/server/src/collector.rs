@@ -176,7 +176,8 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/metrics")];
 
 /// The routes [`serve_router`] (what `tally serve` runs) adds to [`ROUTES`].
-pub const SERVE_ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/openapi.json")];
+pub const SERVE_ROUTES: &[(&str, &str)] =
+    &[("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/status"), ("GET", "/status.json")];
 
 /// The collector's routes: `POST /collect`, its CORS preflight, and `GET /metrics` when enabled.
 pub fn router(tracker: ServerTracker, config: CollectorConfig) -> Router {
@@ -201,6 +202,8 @@ fn routes(tracker: ServerTracker, config: CollectorConfig, lists: &[&[(&str, &st
             ("GET", "/metrics") if metrics => get(metrics_text),
             ("GET", "/healthz") => get(|| async { "ok" }),
             ("GET", "/openapi.json") => get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+            ("GET", "/status") => get(status_page),
+            ("GET", "/status.json") => get(status_json),
             _ => continue,
         };
         r = r.route(path, handler);
@@ -399,6 +402,52 @@ pub fn truncate_ip(ip: IpAddr) -> IpAddr {
             IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
         }
     }
+}
+
+/// `GET /status`: the [status page](crate::status) for people.
+async fn status_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !admin_ok(&state, &headers) {
+        return status_refused(&state);
+    }
+    let html = state.tracker.status().await.render_html();
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
+}
+
+/// `GET /status.json`: the same data for machines.
+async fn status_json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !admin_ok(&state, &headers) {
+        return status_refused(&state);
+    }
+    let report = state.tracker.status().await;
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(report)).into_response()
+}
+
+fn status_refused(state: &AppState) -> Response {
+    let reason = if state.config.server_secrets.is_empty() {
+        "the status page needs [collector] server_secrets: none is configured"
+    } else {
+        "send a server secret: Authorization: Bearer <secret>, or Basic with the secret as password"
+    };
+    let mut h = HeaderMap::new();
+    h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tally status\", charset=\"UTF-8\""));
+    error(StatusCode::UNAUTHORIZED, reason, &h)
+}
+
+/// A server secret as a bearer token, or as the password of Basic
+/// authentication (any user name), so a person's browser can open the page.
+fn admin_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    if bearer_ok(state, headers) {
+        return true;
+    }
+    let Some(basic) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else { return false };
+    let Ok(text) = std::str::from_utf8(&decoded) else { return false };
+    text.split_once(':').is_some_and(|(_, password)| state.config.server_secrets.contains(password))
 }
 
 fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {

@@ -167,6 +167,7 @@ pub mod retry;
 pub mod rokt;
 pub mod secret;
 pub mod servoki;
+pub mod status;
 pub mod store;
 pub mod tiktok;
 pub mod tracker;

@@ -33,7 +33,9 @@
 //! its deduplication retention, so with SQLite or Redis they survive a
 //! restart and are shared by every process. Delivered purchases count once
 //! because delivery claims the idempotency key. The counters themselves start
-//! from zero with the process, as Prometheus counters do.
+//! from zero with the process, as Prometheus counters do; the history lives in
+//! the store's [order journal](crate::store::journal), one row per count, which
+//! the [status page](crate::status) and `tally reconcile --since` read.
 //!
 //! Coverage of a destination is `delivered / confirmed` per currency (above
 //! 1 when browser-only purchases were delivered too); the revenue mismatch is
@@ -45,8 +47,10 @@ use std::sync::Mutex;
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::match_keys::{MatchKeys, sent_match_keys};
-use tally_core::{DestinationKind, Event, EventName};
+use tally_core::reconcile::{Delivery, DeliveryKind, OrderRecord};
+use tally_core::{Amount, DestinationKind, Event, EventName};
 
+use crate::store::JournalEntry;
 use crate::store::idempotency_key;
 
 /// Who reported a purchase.
@@ -69,11 +73,13 @@ pub(crate) enum Note {
     Dead { destination: String, reason: &'static str },
 }
 
-/// A [`Note`] with the mark that makes it count once (`None`: it counts each time).
+/// A [`Note`] with the mark that makes it count once (`None`: it counts each
+/// time) and the row the [order journal](crate::store::journal) keeps of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Noted {
     pub(crate) once: Option<String>,
     pub(crate) note: Note,
+    pub(crate) entry: JournalEntry,
 }
 
 /// The currency label and the value in minor units of a purchase.
@@ -81,6 +87,21 @@ fn money(e: &Event) -> (String, i64) {
     match e.currency {
         Some(c) => (c.as_str().to_owned(), e.value.map_or(0, |v| v.to_minor_units(c))),
         None => ("none".to_owned(), 0),
+    }
+}
+
+/// The order id of a purchase: its transaction id, else its event id.
+fn order_id(e: &Event) -> String {
+    e.transaction_id.as_ref().map_or_else(|| e.id.as_str().to_owned(), |t| t.as_str().to_owned())
+}
+
+/// The purchase as the journal keeps an order.
+fn order(e: &Event, currency: &str) -> OrderRecord {
+    OrderRecord {
+        order_id: order_id(e),
+        value: e.value.unwrap_or(Amount::ZERO),
+        currency: currency.to_owned(),
+        refunded: None,
     }
 }
 
@@ -97,11 +118,18 @@ pub(crate) fn reported(origin: Origin, events: &[Event]) -> Vec<Noted> {
     purchases(events)
         .map(|e| {
             let (currency, minor) = money(e);
+            let order = order(e, &currency);
             match origin {
-                Origin::Server => {
-                    Noted { once: once("tally_qa:confirmed", e), note: Note::Confirmed { currency, minor } }
-                }
-                Origin::Browser => Noted { once: once("tally_qa:browser", e), note: Note::Browser { currency, minor } },
+                Origin::Server => Noted {
+                    once: once("tally_qa:confirmed", e),
+                    note: Note::Confirmed { currency, minor },
+                    entry: JournalEntry::Confirmed { order },
+                },
+                Origin::Browser => Noted {
+                    once: once("tally_qa:browser", e),
+                    note: Note::Browser { currency, minor },
+                    entry: JournalEntry::Browser { order },
+                },
             }
         })
         .collect()
@@ -115,6 +143,11 @@ pub(crate) fn withheld(destination: &str, events: &[Event], reason: &'static str
             Noted {
                 once: once(&format!("tally_qa:withheld:{destination}"), e),
                 note: Note::Withheld { destination: destination.to_owned(), reason, currency, minor },
+                entry: JournalEntry::Withheld {
+                    destination: destination.to_owned(),
+                    order_id: order_id(e),
+                    reason: reason.to_owned(),
+                },
             }
         })
         .collect()
@@ -126,7 +159,21 @@ pub(crate) fn delivered(destination: &str, kind: DestinationKind, e: &Event, ctx
     (e.name == EventName::Purchase).then(|| {
         let (currency, minor) = money(e);
         let keys = sent_match_keys(kind, ctx);
-        Noted { once: None, note: Note::Delivered { destination: destination.to_owned(), currency, minor, keys } }
+        let delivery = Delivery {
+            destination: destination.to_owned(),
+            kind: DeliveryKind::Purchase,
+            transaction_id: order_id(e),
+            event_id: Some(e.id.as_str().to_owned()),
+            value: e.value,
+            currency: currency.clone(),
+            duplicate: false,
+        };
+        let match_keys = keys.iter().map(|k| k.as_str().to_owned()).collect();
+        Noted {
+            once: None,
+            note: Note::Delivered { destination: destination.to_owned(), currency, minor, keys },
+            entry: JournalEntry::Delivered { delivery, match_keys },
+        }
     })
 }
 
@@ -135,6 +182,7 @@ pub(crate) fn deduplicated(destination: &str, e: &Event) -> Option<Noted> {
     (e.name == EventName::Purchase).then(|| Noted {
         once: once(&format!("tally_qa:deduplicated:{destination}"), e),
         note: Note::Deduplicated { destination: destination.to_owned() },
+        entry: JournalEntry::Deduplicated { destination: destination.to_owned(), order_id: order_id(e) },
     })
 }
 
@@ -143,6 +191,11 @@ pub(crate) fn dead(destination: &str, e: &Event, reason: &'static str) -> Option
     (e.name == EventName::Purchase).then(|| Noted {
         once: once(&format!("tally_qa:dead:{destination}"), e),
         note: Note::Dead { destination: destination.to_owned(), reason },
+        entry: JournalEntry::Dead {
+            destination: destination.to_owned(),
+            order_id: order_id(e),
+            reason: reason.to_owned(),
+        },
     })
 }
 

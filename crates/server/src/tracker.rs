@@ -47,7 +47,9 @@ use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::production_qa::{self as qa, Noted, OrderCounters, Origin};
 use crate::retry::RetryPolicy;
-use crate::store::{Claim, IdempotencyStore, Outbox, OutboxEntry, OutboxStats, StoreError, idempotency_key};
+use crate::store::idempotency_key;
+use crate::store::journal::JOURNAL_RETENTION;
+use crate::store::{Claim, IdempotencyStore, JournalEntry, JournalRow, Outbox, OutboxEntry, OutboxStats, StoreError};
 
 /// How long a sender holds an idempotency key or an outbox entry before
 /// another worker may take over (a crashed worker's work resumes after this).
@@ -283,12 +285,20 @@ impl ServerTracker {
             return;
         }
         let (keyed, plain): (Vec<Noted>, Vec<Noted>) = notes.into_iter().partition(|n| n.once.is_some());
+        let mut counted = Vec::with_capacity(plain.len() + keyed.len());
         for n in plain {
             self.inner.orders.count(n.note);
+            counted.push(n.entry);
         }
-        if keyed.is_empty() {
-            return;
+        if !keyed.is_empty() {
+            self.count_once(keyed, &mut counted).await;
         }
+        self.journal(counted).await;
+    }
+
+    /// Counts the `keyed` notes whose once-only mark is still free, and adds
+    /// their journal rows to `counted`.
+    async fn count_once(&self, keyed: Vec<Noted>, counted: &mut Vec<JournalEntry>) {
         let keys: Vec<String> = keyed.iter().filter_map(|n| n.once.clone()).collect();
         let (lease, retention) = (self.inner.lease, self.inner.retention);
         let claims = self
@@ -308,8 +318,69 @@ impl ServerTracker {
         for (n, claim) in keyed.into_iter().zip(claims.into_iter().chain(std::iter::repeat(Claim::Unavailable))) {
             if matches!(claim, Claim::Acquired | Claim::Unavailable) {
                 self.inner.orders.count(n.note);
+                counted.push(n.entry);
             }
         }
+    }
+
+    /// Writes the journal rows of what was just counted. A store that keeps
+    /// no journal is not an error here (the status page says so); any other
+    /// failure is logged and counted.
+    async fn journal(&self, entries: Vec<JournalEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let at_ms = now_ms();
+        let keep_since_ms = at_ms.saturating_sub(JOURNAL_RETENTION.as_millis() as i64);
+        let rows: Vec<JournalRow> = entries.into_iter().map(|entry| JournalRow { at_ms, entry }).collect();
+        let written = self.store_call("journal", move |_, o| o.journal_append(&rows, keep_since_ms)).await;
+        match written {
+            Some(Ok(())) | Some(Err(StoreError::Unsupported(_))) | None => {}
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "the order journal could not be written; the status page will miss these orders");
+                self.inner.metrics.store_error("journal");
+            }
+        }
+    }
+
+    /// The [status page](crate::status)'s data now: the journal of the last
+    /// 48 hours reconciled over the last hour and the last 24 hours, and the
+    /// outbox's backlog per destination.
+    pub async fn status(&self) -> crate::status::StatusReport {
+        use crate::status::{Backlog, StatusReport};
+        let now = now_ms();
+        let backlog = self
+            .store_call("status", |_, o| {
+                let stats = o.stats_by_destination().unwrap_or_default();
+                let oldest = o.oldest_by_destination().unwrap_or_default();
+                (stats, oldest)
+            })
+            .await
+            .unwrap_or_default();
+        let (stats, oldest) = backlog;
+        let mut backlog: BTreeMap<String, Backlog> = BTreeMap::new();
+        for d in &self.inner.destinations {
+            backlog.insert(d.name().to_owned(), Backlog::default());
+        }
+        for (d, s) in stats {
+            backlog.entry(d).or_default().stats = s;
+        }
+        for (d, at) in oldest {
+            backlog.entry(d).or_default().oldest_age_s = Some(now.saturating_sub(at).max(0) as f64 / 1000.0);
+        }
+        let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
+        match self.journal_since(now - 48 * 3_600_000).await {
+            Ok(rows) => StatusReport::build(&rows, &names, now, &backlog),
+            Err(e) => StatusReport::unavailable(e.to_string(), now, &backlog),
+        }
+    }
+
+    /// The order journal since `since_ms` (Unix ms), oldest first: what the
+    /// status page and `tally reconcile --since` read.
+    pub async fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalRow>, StoreError> {
+        self.store_call("journal", move |_, o| o.journal_since(since_ms))
+            .await
+            .unwrap_or_else(|| Err(StoreError::Backend("the store call did not finish".into())))
     }
 
     /// The delivery counters.

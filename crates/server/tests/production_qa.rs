@@ -35,6 +35,16 @@ impl Shop {
         parse(&self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap())
     }
 
+    /// The status report's last-24-hours window.
+    async fn status_day(&self) -> Value {
+        let r = self.http.get(format!("{}/status.json", self.base)).bearer_auth(SECRET).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let report: Value = r.json().await.unwrap();
+        assert_eq!(report["hourly"].as_array().map(Vec::len), Some(24), "{report:#}");
+        assert_eq!(report["windows"][1]["label"], "Last 24 h");
+        report["windows"][1].clone()
+    }
+
     async fn post(&self, server: bool, context: Value, order: &str, value: &str, currency: &str) -> Value {
         let mut body = json!({
             "context": context,
@@ -177,6 +187,62 @@ base_url = "{url}/meta"
     assert_eq!(m.get("tally_match_keys_total{destination=\"meta\",key=\"fbc\"}"), None);
     assert_eq!(m.get("tally_match_keys_total{destination=\"ga4\",key=\"fbp\"}"), None, "GA4 is not sent _fbp");
 
+    // The status page says the same from the order journal, over the last 24 h.
+    let day = shop.status_day().await;
+    let (ga4, meta) = (&day["destinations"]["ga4"], &day["destinations"]["meta"]);
+    assert_eq!((ga4["expected"].as_u64(), ga4["covered"].as_u64()), (Some(4), Some(4)), "{day:#}");
+    assert_eq!((ga4["delivered"].as_u64(), ga4["deduplicated"].as_u64()), (Some(5), Some(2)), "{day:#}");
+    // Meta: ORD-3 withheld by consent is not expected; ORD-5 died.
+    assert_eq!((meta["expected"].as_u64(), meta["covered"].as_u64()), (Some(3), Some(2)), "{day:#}");
+    assert_eq!(meta["withheld"]["consent_denied"], 1, "{day:#}");
+    assert_eq!(meta["dead"]["rejected"], 1, "{day:#}");
+    assert_eq!(meta["match_keys"]["fbp"], 3, "{day:#}");
+    assert_eq!(day["browser_only"], 1, "ORD-2: {day:#}");
+    let row = |dest: &str, cur: &str| {
+        day["report"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["destination"] == dest && r["currency"] == cur)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("meta", "EUR")["missing"], json!(["ORD-5"]), "{day:#}");
+    assert_eq!(row("meta", "EUR")["withheld_by_consent"], json!(["ORD-3"]), "{day:#}");
+    assert_eq!(row("ga4", "EUR")["unknown"], json!(["ORD-2"]), "{day:#}");
+    assert_eq!(row("meta", "JPY")["revenue_mismatch_bp"], 0, "{day:#}");
+    // People open it in a browser with the secret as a Basic password; nobody else.
+    let page = shop.http.get(format!("{base}/status")).basic_auth("shop", Some(SECRET)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<tr data-destination=\"meta\"><td>meta</td><td class=\"bad\">66.7 %</td><td>3</td><td>2</td>"),
+        "{html}"
+    );
+    for (path, auth) in [("/status", None), ("/status.json", Some("wrong")), ("/status", Some("wrong"))] {
+        let mut req = shop.http.get(format!("{base}{path}"));
+        if let Some(a) = auth {
+            req = req.basic_auth("shop", Some(a));
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} with {auth:?}");
+        assert!(r.headers().get("www-authenticate").is_some_and(|v| v.to_str().unwrap().starts_with("Basic ")));
+    }
+
+    // `tally reconcile --since 24h` prints the same reconciliation from the
+    // journal in the SQLite file, while the collector runs, and exits 3:
+    // Meta misses ORD-5, and ORD-2 reached both with no backend order.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["reconcile", "--since", "24h", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("| meta | EUR | 2 | 2 | 100.00 % | 20.99 EUR | 24.99 EUR |"), "{text}");
+    assert!(text.contains("| ORD-5 | ORD-2 |"), "{text}");
+    assert!(text.contains("| ga4 | JPY | 1 | 1 | 100.00 % | 100 JPY | 100 JPY | 0.00 % | 0 | - | - |"), "{text}");
+
     // A restart starts the counters from zero, but the once-only marks are in
     // the store: ORD-1 sent again is not a new order.
     drop(tally);
@@ -187,4 +253,15 @@ base_url = "{url}/meta"
     expect(&m, "tally_orders_confirmed_total{currency=\"EUR\"}", 1.0);
     expect(&m, "tally_revenue_confirmed_minor_total{currency=\"EUR\"}", 250.0);
     expect(&m, "tally_orders_deduplicated_total{destination=\"meta\"}", 0.0);
+    // The journal is in the store: the day survived the restart, ORD-6 added, ORD-1 still once.
+    let day = shop.status_day().await;
+    assert_eq!(
+        (day["destinations"]["ga4"]["expected"].as_u64(), day["destinations"]["ga4"]["covered"].as_u64()),
+        (Some(5), Some(5)),
+        "{day:#}"
+    );
+    assert_eq!(
+        day["destinations"]["meta"]["deduplicated"], 1,
+        "ORD-1 again after the restart is the same one: {day:#}"
+    );
 }

@@ -5,6 +5,8 @@
 //! tally check [--config tally.toml]   validate the configuration and exit (writes nothing)
 //! tally reconcile --orders orders.csv|orders.json --deliveries log.json [--json]
 //!                                     backend orders vs what each destination counted
+//! tally reconcile --since 24h [--config tally.toml] [--json]
+//!                                     the same from the collector's own order journal
 //! tally help | --help | -h            the usage; tally --version | -V: the version
 //! ```
 //!
@@ -45,6 +47,9 @@ commands:
   reconcile --orders <orders.csv|orders.json> --deliveries <log.json|log.jsonl> [--json]
                                 compare your order export with what each destination counted,
                                 per currency (exit status 3 when anything does not match)
+  reconcile --since <24h|90m|7d> [--config tally.toml] [--json]
+                                the same report from the collector's own order journal (the
+                                store the configuration names), no export needed
   help                          print this help (also -h, --help)
 
   --version                     print the version (also -V)
@@ -88,7 +93,10 @@ fn usage() -> ExitCode {
 const SHOWN_IDS: usize = 5;
 
 fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
-    use tally_core::reconcile::{Delivery, OrderRecord, list_ids, money, parse_orders_csv, reconcile};
+    use tally_core::reconcile::{Delivery, OrderRecord, parse_orders_csv, reconcile};
+    if args.iter().any(|a| a == "--since") {
+        return reconcile_since(args);
+    }
     let mut orders_path = None;
     let mut log_path = None;
     let mut json_out = false;
@@ -138,29 +146,102 @@ fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
-        println!(
-            "| destination | currency | orders | purchases | ratio | backend | destination | mismatch | duplicates | missing | unknown |"
-        );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        let pct = |bp: Option<i64>| bp.map(|b| format!("{:.2} %", b as f64 / 100.0)).unwrap_or_else(|| "-".into());
-        for r in &report.rows {
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.destination,
-                r.currency,
-                r.orders,
-                r.purchases,
-                pct(r.ratio_bp),
-                money(r.backend_revenue, &r.currency),
-                money(r.destination_revenue, &r.currency),
-                pct(r.revenue_mismatch_bp),
-                r.duplicates,
-                list_ids(&r.missing, SHOWN_IDS),
-                list_ids(&r.unknown, SHOWN_IDS)
-            );
-        }
+        print_table(&report);
     }
     Ok(report.all_match())
+}
+
+/// `reconcile --since <span> [--config file] [--json]`: the collector's own
+/// order journal over the last `span`, from the store the configuration names.
+fn reconcile_since(args: &[String]) -> Result<bool, String> {
+    use tally_server::store::Outbox;
+    let mut span = None;
+    let mut config_args = Vec::new();
+    let mut json_out = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--since" => span = it.next(),
+            "--config" => config_args.extend(["--config".to_owned(), it.next().cloned().unwrap_or_default()]),
+            "--json" => json_out = true,
+            other => return Err(format!("unknown argument {other:?} (reconcile --since takes --config and --json)")),
+        }
+    }
+    let span = span.ok_or("--since needs a span, e.g. 24h, 90m or 7d")?;
+    let span_ms = parse_span(span)?;
+    let cfg = load(&config_args)?;
+    let names = tracker(&cfg, Mode::Check)?.destination_names();
+    let store = cfg.server.store.as_str();
+    let journal: Box<dyn Outbox> = if let Some(path) = store.strip_prefix("sqlite:") {
+        if !Path::new(path).is_file() {
+            return Err(format!("server.store: no database at {path}: reconcile reads what tally serve wrote there"));
+        }
+        Box::new(SqliteStore::open(path, cfg.server.outbox_capacity).map_err(|e| format!("server.store: {e}"))?)
+    } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        Box::new(
+            RedisStore::connect(store, "tally", cfg.server.outbox_capacity)
+                .map_err(|e| format!("server.store: {e}"))?,
+        )
+    } else {
+        return Err(format!(
+            "server.store: {store:?} keeps its journal inside the serving process: read GET /status.json there, \
+             or use a sqlite: or redis:// store"
+        ));
+    };
+    let now = tally_server::tracker::now_ms();
+    // A day more than asked, so a delivery is matched with an order confirmed before the span.
+    let rows = journal.journal_since(now - span_ms - 24 * 3_600_000).map_err(|e| e.to_string())?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let label = format!("Last {span}");
+    let window = tally_server::status::window_since(&rows, &names, now, span_ms, &label);
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&window).map_err(|e| e.to_string())?);
+    } else {
+        println!("{label}, from the order journal in {store}:\n");
+        print_table(&window.report);
+    }
+    Ok(window.report.all_match())
+}
+
+/// `24h`, `90m`, `7d`, `3600s` in ms.
+fn parse_span(span: &str) -> Result<i64, String> {
+    let bad = || format!("--since {span:?}: write a number and a unit, e.g. 24h, 90m, 7d or 3600s");
+    let (n, unit) = span.split_at(span.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_ms).filter(|ms| *ms > 0).ok_or_else(bad)
+}
+
+/// The report as a Markdown table, one row per destination and currency.
+fn print_table(report: &tally_core::reconcile::ReconcileReport) {
+    use tally_core::reconcile::{list_ids, money};
+    println!(
+        "| destination | currency | orders | purchases | ratio | backend | destination | mismatch | duplicates | missing | unknown |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let pct = |bp: Option<i64>| bp.map(|b| format!("{:.2} %", b as f64 / 100.0)).unwrap_or_else(|| "-".into());
+    for r in &report.rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.destination,
+            r.currency,
+            r.orders,
+            r.purchases,
+            pct(r.ratio_bp),
+            money(r.backend_revenue, &r.currency),
+            money(r.destination_revenue, &r.currency),
+            pct(r.revenue_mismatch_bp),
+            r.duplicates,
+            list_ids(&r.missing, SHOWN_IDS),
+            list_ids(&r.unknown, SHOWN_IDS)
+        );
+    }
 }
 
 fn load(args: &[String]) -> Result<TallyConfig, String> {

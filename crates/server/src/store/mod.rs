@@ -2,10 +2,12 @@
 //! and event id, so a second delivery of the same event is skipped as a
 //! duplicate) and the [`outbox`] (every pending delivery, written before any send).
 
+pub mod journal;
 pub mod outbox;
 pub mod redis;
 pub mod sqlite;
 
+pub use journal::{JournalEntry, JournalRow};
 pub use outbox::{MemoryOutbox, Outbox, OutboxEntry, OutboxStats, StoreError};
 
 use std::collections::HashMap;

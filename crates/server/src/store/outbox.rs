@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::{JournalRow, MemoryJournal};
+
 /// Errors of a store backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -20,6 +22,9 @@ pub enum StoreError {
     /// The backend failed (I/O, SQL, Redis).
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The store does not do this (e.g. a custom outbox that keeps no order journal).
+    #[error("this store does not support {0}: use the SQLite, Redis or in-memory store")]
+    Unsupported(&'static str),
 }
 
 /// One pending delivery.
@@ -107,6 +112,17 @@ pub trait Outbox: Send + Sync + 'static {
     fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         Ok(BTreeMap::new())
     }
+    /// Appends `rows` to the [order journal](super::journal) and deletes the
+    /// rows older than `keep_since_ms` (Unix ms).
+    fn journal_append(&self, rows: &[JournalRow], keep_since_ms: i64) -> Result<(), StoreError> {
+        let _ = (rows, keep_since_ms);
+        Err(StoreError::Unsupported("the order journal"))
+    }
+    /// The journal rows written at or after `since_ms` (Unix ms), oldest first.
+    fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalRow>, StoreError> {
+        let _ = since_ms;
+        Err(StoreError::Unsupported("the order journal"))
+    }
 }
 
 /// Unix ms now.
@@ -126,6 +142,7 @@ struct MemInner {
     next_id: u64,
     entries: BTreeMap<u64, MemEntry>,
     dead: Vec<DeadEntry>,
+    journal: MemoryJournal,
 }
 
 /// An in-process outbox (tests, single process without durability).
@@ -251,6 +268,15 @@ impl Outbox for MemoryOutbox {
         }
         Ok(out)
     }
+
+    fn journal_append(&self, rows: &[JournalRow], keep_since_ms: i64) -> Result<(), StoreError> {
+        self.lock().journal.append(rows, keep_since_ms);
+        Ok(())
+    }
+
+    fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalRow>, StoreError> {
+        Ok(self.lock().journal.since(since_ms))
+    }
 }
 
 #[allow(clippy::expect_used)] // A test contract: a failure here is the report.
@@ -316,6 +342,30 @@ pub fn conformance(o: &dyn Outbox) {
     }
     let by = o.stats_by_destination().expect("stats by destination");
     assert_eq!(by.get("meta"), None, "an emptied destination is left out: {by:?}");
+    journal_conformance(o);
+}
+
+#[allow(clippy::expect_used)]
+fn journal_conformance(o: &dyn Outbox) {
+    use super::journal::JournalEntry;
+    let row = |at_ms: i64, id: &str| JournalRow {
+        at_ms,
+        entry: JournalEntry::Withheld {
+            destination: "meta".into(),
+            order_id: id.into(),
+            reason: "consent_denied".into(),
+        },
+    };
+    let base = unix_ms();
+    o.journal_append(&[row(base + 2, "B"), row(base + 1, "A")], 0).expect("journal append");
+    o.journal_append(&[row(base + 3, "C")], 0).expect("journal append");
+    let all = o.journal_since(base).expect("journal since");
+    assert_eq!(all, [row(base + 1, "A"), row(base + 2, "B"), row(base + 3, "C")], "oldest first");
+    assert_eq!(o.journal_since(base + 2).expect("journal since").len(), 2);
+    // Appending prunes what is older than the retention.
+    o.journal_append(&[row(base + 4, "D")], base + 3).expect("journal append");
+    let kept: Vec<i64> = o.journal_since(0).expect("journal since").iter().map(|r| r.at_ms).collect();
+    assert_eq!(kept, [base + 3, base + 4]);
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! | `P outbox:leased`  | zset   | leased ids scored by `leased_until_ms` (for the in-flight count) |
 //! | `P outbox:e:<id>`  | hash   | the entry's fields |
 //! | `P outbox:dead`    | list   | dead entries as JSON, newest first, capped |
+//! | `P journal`        | zset   | the [order journal](super::journal)'s rows as JSON, scored by time (Unix ms) |
 //!
 //! Every outbox operation and the claim are Lua scripts, so each is atomic
 //! against all other instances: a lease takes the due ids (score ≤ now),
@@ -59,6 +60,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::journal::JournalRow;
 use redis::{Client, Connection, RedisResult, Script};
 use serde::Deserialize;
 
@@ -375,6 +377,10 @@ impl RedisStore {
         }
     }
 
+    fn journal_key(&self) -> String {
+        format!("{}journal", self.prefix)
+    }
+
     fn idem_key(&self, key: &str) -> String {
         format!("{}idem:{key}", self.prefix)
     }
@@ -654,5 +660,32 @@ impl Outbox for RedisStore {
                 })
             })
             .collect()
+    }
+
+    /// `ZADD` of the rows and `ZREMRANGEBYSCORE` of the expired ones, in one
+    /// `MULTI`/`EXEC` pipeline.
+    fn journal_append(&self, rows: &[JournalRow], keep_since_ms: i64) -> Result<(), StoreError> {
+        let key = self.journal_key();
+        self.run("journal_append", |c| {
+            let mut p = redis::pipe();
+            p.atomic();
+            if !rows.is_empty() {
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(&key);
+                for r in rows {
+                    zadd.arg(r.at_ms).arg(r.to_json());
+                }
+                p.add_command(zadd).ignore();
+            }
+            p.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(format!("({keep_since_ms}")).ignore();
+            p.query::<()>(c)
+        })
+    }
+
+    fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalRow>, StoreError> {
+        let raw: Vec<String> = self.run("journal_since", |c| {
+            redis::cmd("ZRANGEBYSCORE").arg(self.journal_key()).arg(since_ms).arg("+inf").query(c)
+        })?;
+        Ok(raw.iter().filter_map(|t| JournalRow::from_json(t)).collect())
     }
 }

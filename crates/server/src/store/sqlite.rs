@@ -60,6 +60,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::journal::JournalRow;
 use super::outbox::{DeadEntry, Leased, Outbox, OutboxEntry, OutboxStats, StoreError, unix_ms};
 use super::{Claim, IdempotencyStore};
 
@@ -115,6 +116,14 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO counters (name, value) VALUES ('outbox', 0);
+-- The order journal (production QA), added without a version bump: older
+-- builds never read it.
+CREATE TABLE IF NOT EXISTS journal (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    row   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_at ON journal (at_ms);
 CREATE TRIGGER IF NOT EXISTS outbox_count_insert AFTER INSERT ON outbox
 BEGIN
     UPDATE counters SET value = value + 1 WHERE name = 'outbox';
@@ -664,6 +673,39 @@ impl Outbox for SqliteStore {
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .map_err(backend("oldest by destination: querying"))?;
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(backend("oldest by destination: reading rows"))
+    }
+
+    /// One transaction: the rows in, the expired rows out (through the time index).
+    fn journal_append(&self, rows: &[JournalRow], keep_since_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("journal: begin"))?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO journal (at_ms, row) VALUES (?1, ?2)")
+                .map_err(backend("journal: preparing insert"))?;
+            for r in rows {
+                insert.execute(params![r.at_ms, r.to_json()]).map_err(backend("journal: insert"))?;
+            }
+            tx.prepare_cached("DELETE FROM journal WHERE at_ms < ?1")
+                .and_then(|mut st| st.execute(params![keep_since_ms]))
+                .map_err(backend("journal: pruning"))?;
+        }
+        tx.commit().map_err(backend("journal: commit"))
+    }
+
+    fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalRow>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached("SELECT row FROM journal WHERE at_ms >= ?1 ORDER BY at_ms, id")
+            .map_err(backend("journal: preparing read"))?;
+        let rows = st.query_map(params![since_ms], |r| r.get::<_, String>(0)).map_err(backend("journal: reading"))?;
+        let mut out = Vec::new();
+        for text in rows {
+            if let Some(row) = JournalRow::from_json(&text.map_err(backend("journal: reading a row"))?) {
+                out.push(row);
+            }
+        }
+        Ok(out)
     }
 }
 
