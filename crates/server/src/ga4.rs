@@ -7,6 +7,7 @@ use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 use crate::config::check_url;
 use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
 use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
+use crate::diagnostics::DiagnosticTally;
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
@@ -86,6 +87,8 @@ impl Ga4Config {
 pub struct Ga4Destination {
     cfg: Ga4Config,
     url: String,
+    /// Validation messages by code (validation mode).
+    diagnostics: std::sync::Arc<DiagnosticTally>,
 }
 
 impl std::fmt::Debug for Ga4Destination {
@@ -104,7 +107,7 @@ impl Ga4Destination {
             cfg.api_secret.expose().trim(),
             cfg.validate,
         );
-        Ga4Destination { cfg, url }
+        Ga4Destination { cfg, url, diagnostics: Default::default() }
     }
 
     /// Sends `events`; returns one outcome per event, in order.
@@ -143,6 +146,9 @@ impl Ga4Destination {
             if parsed.validation_messages.is_empty() {
                 return Verdict::Done(());
             }
+            for m in &parsed.validation_messages {
+                self.diagnostics.note("validation", &m.validation_code, 1);
+            }
             let message = parsed
                 .validation_messages
                 .iter()
@@ -177,6 +183,10 @@ impl Sender for Ga4Destination {
 
     fn kind(&self) -> DestinationKind {
         DestinationKind::Ga4
+    }
+
+    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+        self.cfg.validate.then(|| self.diagnostics.report())
     }
 
     fn deliver<'a>(

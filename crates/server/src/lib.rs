@@ -153,6 +153,7 @@ pub mod collector;
 pub mod config;
 pub mod config_file;
 pub mod destination;
+mod diagnostics;
 pub mod error;
 pub mod ga4;
 pub mod google_ads;

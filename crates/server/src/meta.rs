@@ -15,6 +15,10 @@
 //! * codes 4, 17, 32, 341 (throttling): [`DeliveryError::RateLimited`];
 //!   codes 1, 2, `is_transient`, 429, 5xx: transient — the outbox retries.
 //! * code 100 and other 4xx: [`DeliveryError::Rejected`], not retried.
+//!
+//! Every entry of a success answer's `messages` and every error answer's
+//! `code/error_subcode` is counted in `tally_destination_diagnostics_total`
+//! (`kind` `message` or `error`).
 
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
@@ -22,6 +26,7 @@ use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequ
 use crate::config::check_url;
 use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
 use crate::destination::{BoxFuture, DestinationSettings, Sender};
+use crate::diagnostics::DiagnosticTally;
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
@@ -134,6 +139,8 @@ pub struct MetaDestination {
     url: String,
     /// The token as it appears in the URL (percent-encoded), also redacted.
     encoded_token: String,
+    /// Meta's `messages` and error codes, by reason.
+    diagnostics: std::sync::Arc<DiagnosticTally>,
 }
 
 impl std::fmt::Debug for MetaDestination {
@@ -154,7 +161,7 @@ impl MetaDestination {
             test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
             limited_data_use: cfg.limited_data_use,
         };
-        MetaDestination { cfg, core, url, encoded_token }
+        MetaDestination { cfg, core, url, encoded_token, diagnostics: Default::default() }
     }
 
     fn secrets(&self) -> [&str; 2] {
@@ -188,7 +195,7 @@ impl MetaDestination {
         with_retries(retry, |_| async {
             let req = with_json(http.post(&self.url), request);
             match send(req, retry, &secrets).await {
-                Ok(answer) => judge(&answer, request.data.len(), &secrets),
+                Ok(answer) => judge(&answer, request.data.len(), &secrets, &self.diagnostics),
                 Err(e) => Verdict::Retry(e, None),
             }
         })
@@ -197,10 +204,29 @@ impl MetaDestination {
     }
 }
 
-fn judge(answer: &Answer, sent: usize, secrets: &[&str]) -> Verdict<()> {
+/// The reason a Meta `messages` entry is counted under: the text of a
+/// string, else an object's `code`, `type` or `message`.
+fn message_reason(m: &serde_json::Value) -> String {
+    match m {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) => ["code", "type", "message"]
+            .iter()
+            .find_map(|k| o.get(*k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .unwrap_or_else(|| "unknown".to_owned()),
+        other => other.to_string(),
+    }
+}
+
+fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &DiagnosticTally) -> Verdict<()> {
     let status = answer.status;
     if classify_status(status) == StatusClass::Success {
-        return match MetaResponse::parse(&answer.body) {
+        let parsed = MetaResponse::parse(&answer.body);
+        if let Ok(r) = &parsed {
+            for m in &r.messages {
+                diagnostics.note("message", &redact(&message_reason(m), secrets), 1);
+            }
+        }
+        return match parsed {
             Ok(r) if r.events_received == sent as u64 => {
                 tracing::debug!(events_received = r.events_received, fbtrace_id = ?r.fbtrace_id, "Meta accepted");
                 Verdict::Done(())
@@ -220,6 +246,11 @@ fn judge(answer: &Answer, sent: usize, secrets: &[&str]) -> Verdict<()> {
         };
     }
     let error = core_meta::parse_error(&answer.body);
+    let reason = match &error {
+        Some(e) => e.error_subcode.map_or_else(|| e.code.to_string(), |sub| format!("{}/{sub}", e.code)),
+        None => format!("http_{status}"),
+    };
+    diagnostics.note("error", &reason, 1);
     let message = redact(
         &match &error {
             Some(e) => {
@@ -285,6 +316,10 @@ impl Sender for MetaDestination {
         true
     }
 
+    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+        Some(self.diagnostics.report())
+    }
+
     fn deliver<'a>(
         &'a self,
         http: &'a reqwest::Client,
@@ -292,5 +327,37 @@ impl Sender for MetaDestination {
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(self.deliver_many(http, retry, visitors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer { status, retry_after: None, body: body.to_owned() }
+    }
+
+    #[test]
+    fn messages_and_error_codes_are_counted_and_redacted() {
+        let d = DiagnosticTally::default();
+        let ok = answer(
+            200,
+            r#"{"events_received":2,"messages":["Low match quality for EAAtoken",{"code":"MISSING_FBP","message":"x"}],"fbtrace_id":"T"}"#,
+        );
+        assert!(matches!(judge(&ok, 2, &["EAAtoken"], &d), Verdict::Done(())));
+        let throttled =
+            answer(400, r#"{"error":{"message":"limit","type":"OAuthException","code":17,"fbtrace_id":"T"}}"#);
+        assert!(matches!(judge(&throttled, 1, &[], &d), Verdict::Retry(..)));
+        let invalid =
+            answer(400, r#"{"error":{"message":"bad","type":"OAuthException","code":100,"error_subcode":2804019}}"#);
+        assert!(matches!(judge(&invalid, 1, &[], &d), Verdict::Fail(DeliveryError::Rejected { .. })));
+        assert!(matches!(judge(&answer(502, "<html>"), 1, &[], &d), Verdict::Retry(..)));
+        let r = d.report();
+        assert_eq!(r.count("message", "Low match quality for [redacted]"), 1, "{r:?}");
+        assert_eq!(r.count("message", "MISSING_FBP"), 1, "{r:?}");
+        assert_eq!(r.count("error", "17"), 1);
+        assert_eq!(r.count("error", "100/2804019"), 1);
+        assert_eq!(r.count("error", "http_502"), 1);
     }
 }

@@ -173,8 +173,9 @@ pub(crate) fn render_lanes(lanes: &[(&str, usize, usize)]) -> String {
 pub(crate) fn render_diagnostics(by_destination: &BTreeMap<String, crate::google_ads::DiagnosticsReport>) -> String {
     let mut s = String::new();
     s.push_str(
-        "# HELP tally_destination_diagnostics_total What destinations reported about accepted requests: \
-         field warnings, final request statuses, processing errors and warnings (records), by reason.\n",
+        "# HELP tally_destination_diagnostics_total What destinations reported, by kind and reason: \
+         Data Manager field warnings, request statuses, processing errors and warnings (records); \
+         Meta messages and error codes; GA4 validation messages.\n",
     );
     s.push_str("# TYPE tally_destination_diagnostics_total counter\n");
     for (d, r) in by_destination {

@@ -191,3 +191,37 @@ async fn secrets_never_appear_in_errors() {
     assert!(matches!(r.get("ga4"), Some(Outcome::Queued { error: DeliveryError::Transport(_) })), "{r:?}");
     assert!(!text.contains("secret-xyz"), "{text}");
 }
+
+/// A debug endpoint answering as Google's does for a field the core never
+/// gets wrong (so the sandbox, which checks what the core sends, never says it).
+#[tokio::test]
+async fn validation_messages_are_counted_by_code_in_the_diagnostics() {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/ga4/debug/mp/collect",
+        post(|| async {
+            axum::Json(serde_json::json!({"validationMessages": [
+                {"fieldPath": "events.params.currency", "description": "Currency is required", "validationCode": "VALUE_REQUIRED"}
+            ]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let tracker = ServerTracker::builder()
+        .ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{base}/ga4")).validate(true))
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let r = tracker.from_context(&envelope(GRANTED)).track_purchase(purchase("ORD-V")).await.unwrap();
+    assert!(matches!(r.get("ga4"), Some(Outcome::Failed(DeliveryError::Rejected { .. }))), "{r:?}");
+    let diagnostics = tracker.destination_diagnostics();
+    assert_eq!(diagnostics["ga4"].count("validation", "VALUE_REQUIRED"), 1, "{diagnostics:?}");
+    let text = tracker.metrics_text();
+    assert!(
+        text.contains(
+            "tally_destination_diagnostics_total{destination=\"ga4\",kind=\"validation\",reason=\"VALUE_REQUIRED\"} 1\n"
+        ),
+        "{text}"
+    );
+}

@@ -173,6 +173,12 @@ async fn expired_token_is_a_credentials_error_and_never_leaks() {
     }
     let debug = format!("{:?}", tally_server::meta::MetaDestination::new(meta(&_run)));
     assert!(!debug.contains(ACCESS_TOKEN), "{debug}");
+    // Both answers are counted by Graph error code in the diagnostics metric.
+    let text = tracker.metrics_text();
+    assert!(
+        text.contains("tally_destination_diagnostics_total{destination=\"meta\",kind=\"error\",reason=\"190\"} 2\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -186,6 +192,8 @@ async fn invalid_parameter_code_100_is_permanent() {
         }
         other => panic!("{other:?}"),
     }
+    let diagnostics = tracker.destination_diagnostics();
+    assert_eq!(diagnostics["meta"].count("error", "100/33"), 1, "{diagnostics:?}");
     assert!(tracker.flush(Duration::from_secs(2)).await.complete);
     assert_eq!(sandbox.meta.requests(), 1);
 }

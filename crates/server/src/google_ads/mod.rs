@@ -44,7 +44,7 @@ use crate::retry::RetryPolicy;
 use tally_core::DestinationKind;
 
 pub use config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
-pub use data_manager::{DiagnosticsReport, RequestReport};
+pub use data_manager::{DiagnosticCount, DiagnosticsReport, RequestReport};
 
 /// A configured Google Ads destination.
 #[derive(Debug, Clone)]
