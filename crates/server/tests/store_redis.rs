@@ -258,3 +258,40 @@ async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
     assert_eq!((stats.queued, stats.dead), (1, 0), "{stats:?}");
     assert!(tracker.metrics_text().contains("retried"), "{}", tracker.metrics_text());
 }
+
+/// How many clients Redis has connected now, this query's own left out.
+fn clients(server: &RedisServer) -> usize {
+    let mut c = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    list.lines().count() - 1
+}
+
+/// Calls made while Redis is busy (here: `DEBUG SLEEP`, as a slow network
+/// would be) each take a connection of the pool and wait side by side; with
+/// one connection they would queue behind each other in the process.
+fn calls_during_a_stall_use(connections: usize) -> usize {
+    use std::io::Write;
+    let server = RedisServer::start();
+    let store = Arc::new(
+        RedisStore::connect_with(&server.url(), "pool:", RedisOptions::new(100).connections(connections)).unwrap(),
+    );
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    admin.write_all(b"DEBUG SLEEP 1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let s = store.clone();
+            std::thread::spawn(move || s.claim(&format!("k{i}"), Duration::from_secs(30)))
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.join().unwrap(), Claim::Acquired, "every call is answered after the stall");
+    }
+    clients(&server) - 1 // the admin connection
+}
+
+#[test]
+fn calls_wait_on_redis_side_by_side_on_a_pool_of_connections() {
+    assert_eq!(calls_during_a_stall_use(4), 4, "four calls in the stall, four connections");
+    assert_eq!(calls_during_a_stall_use(1), 1, "one connection: the calls queued for it");
+}

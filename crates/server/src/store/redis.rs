@@ -46,9 +46,12 @@
 //!
 //! # Connections and errors
 //!
-//! One connection per store, behind a mutex, with connect, read and write
-//! timeouts. A connection that fails with an I/O error is dropped and the next
-//! call reconnects; the failed call itself is not retried (a lost reply to a
+//! A small pool of connections per store ([`RedisOptions::connections`],
+//! 4 by default), each with connect, read and write timeouts: the tracker
+//! calls the store on blocking threads, off the async runtime, and the pool
+//! lets the calls of several delivery lanes wait on Redis side by side. A
+//! connection that fails with an I/O error is dropped and the next call on it
+//! reconnects; the failed call itself is not retried (a lost reply to a
 //! lease must not lease twice). Outbox methods return [`StoreError::Backend`];
 //! the [`IdempotencyStore`] methods cannot return errors, so they log with
 //! `tracing` and fail safe: `claim` answers [`Claim::Unavailable`] (do not send
@@ -57,6 +60,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -238,12 +242,16 @@ pub struct RedisOptions {
     pub dead_capacity: usize,
     /// Connect, read and write timeout of the connection. Default 5 s.
     pub timeout: Duration,
+    /// Connections kept open, so calls from several delivery lanes (each on
+    /// a blocking thread) wait on Redis side by side instead of one after the
+    /// other. Default 4; each opens on first use.
+    pub connections: usize,
 }
 
 impl RedisOptions {
     /// Defaults with an outbox of `capacity` entries.
     pub fn new(capacity: usize) -> RedisOptions {
-        RedisOptions { capacity, dead_capacity: 10_000, timeout: Duration::from_secs(5) }
+        RedisOptions { capacity, dead_capacity: 10_000, timeout: Duration::from_secs(5), connections: 4 }
     }
 
     /// Sets [`RedisOptions::dead_capacity`].
@@ -257,13 +265,21 @@ impl RedisOptions {
         self.timeout = t.max(Duration::from_millis(1));
         self
     }
+
+    /// Sets [`RedisOptions::connections`] (zero is treated as 1).
+    pub fn connections(mut self, n: usize) -> RedisOptions {
+        self.connections = n.max(1);
+        self
+    }
 }
 
 /// Outbox and idempotency store in Redis, shared by every instance using the
 /// same prefix. See the [module docs](self).
 pub struct RedisStore {
     client: Client,
-    conn: Mutex<Option<Connection>>,
+    /// The pool: a call takes a free connection, or waits for the next one in turn.
+    conns: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
     prefix: String,
     options: RedisOptions,
     scripts: Scripts,
@@ -321,8 +337,15 @@ impl RedisStore {
     /// Like [`RedisStore::connect`], with `options`.
     pub fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
         let client = Client::open(url).map_err(|e| StoreError::Backend(format!("redis: bad URL: {e}")))?;
-        let store =
-            RedisStore { client, conn: Mutex::new(None), prefix: prefix.to_owned(), options, scripts: Scripts::new() };
+        let conns = (0..options.connections.max(1)).map(|_| Mutex::new(None)).collect();
+        let store = RedisStore {
+            client,
+            conns,
+            next: AtomicUsize::new(0),
+            prefix: prefix.to_owned(),
+            options,
+            scripts: Scripts::new(),
+        };
         let pong: String = store.run("PING", |c| redis::cmd("PING").query(c))?;
         if pong != "PONG" {
             return Err(StoreError::Backend(format!("redis: PING answered {pong:?}")));
@@ -340,8 +363,19 @@ impl RedisStore {
         &self.options
     }
 
+    /// A connection slot of the pool: the first free one from the next in
+    /// turn, else (all busy) the next in turn, waited for.
     fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            match self.conns[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.conns[start].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn open_connection(&self) -> Result<Connection, StoreError> {
