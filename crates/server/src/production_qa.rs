@@ -78,7 +78,8 @@ pub(crate) enum Note {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Noted {
     pub(crate) once: Option<String>,
-    pub(crate) note: Note,
+    /// The counter it increments (`None`: a refund, kept in the journal only).
+    pub(crate) note: Option<Note>,
     pub(crate) entry: JournalEntry,
 }
 
@@ -113,26 +114,33 @@ fn purchases(events: &[Event]) -> impl Iterator<Item = &Event> {
     events.iter().filter(|e| e.name == EventName::Purchase)
 }
 
-/// The notes of purchases reported by `origin`, before any delivery.
+/// The notes of purchases reported by `origin`, before any delivery, and of
+/// the refunds the backend reported.
 pub(crate) fn reported(origin: Origin, events: &[Event]) -> Vec<Noted> {
-    purchases(events)
+    let refunds = events.iter().filter(|e| origin == Origin::Server && e.name == EventName::Refund).map(|e| Noted {
+        once: once("tally_qa:refund", e),
+        note: None,
+        entry: JournalEntry::Refunded { order_id: order_id(e), value: e.value, currency: money(e).0 },
+    });
+    let orders = purchases(events)
         .map(|e| {
             let (currency, minor) = money(e);
             let order = order(e, &currency);
             match origin {
                 Origin::Server => Noted {
                     once: once("tally_qa:confirmed", e),
-                    note: Note::Confirmed { currency, minor },
+                    note: Some(Note::Confirmed { currency, minor }),
                     entry: JournalEntry::Confirmed { order },
                 },
                 Origin::Browser => Noted {
                     once: once("tally_qa:browser", e),
-                    note: Note::Browser { currency, minor },
+                    note: Some(Note::Browser { currency, minor }),
                     entry: JournalEntry::Browser { order },
                 },
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    orders.into_iter().chain(refunds).collect()
 }
 
 /// The notes of purchases among `events` not sent to `destination` for `reason`.
@@ -142,7 +150,7 @@ pub(crate) fn withheld(destination: &str, events: &[Event], reason: &'static str
             let (currency, minor) = money(e);
             Noted {
                 once: once(&format!("tally_qa:withheld:{destination}"), e),
-                note: Note::Withheld { destination: destination.to_owned(), reason, currency, minor },
+                note: Some(Note::Withheld { destination: destination.to_owned(), reason, currency, minor }),
                 entry: JournalEntry::Withheld {
                     destination: destination.to_owned(),
                     order_id: order_id(e),
@@ -154,8 +162,25 @@ pub(crate) fn withheld(destination: &str, events: &[Event], reason: &'static str
 }
 
 /// The note of `e` delivered to `destination` with `ctx` (no mark: the
-/// delivery's own idempotency claim makes it happen once).
+/// delivery's own idempotency claim makes it happen once). A refund is
+/// journaled, not counted.
 pub(crate) fn delivered(destination: &str, kind: DestinationKind, e: &Event, ctx: &DeliveryContext) -> Option<Noted> {
+    if e.name == EventName::Refund {
+        let delivery = Delivery {
+            destination: destination.to_owned(),
+            kind: DeliveryKind::Refund,
+            transaction_id: order_id(e),
+            event_id: Some(e.id.as_str().to_owned()),
+            value: e.value,
+            currency: money(e).0,
+            duplicate: false,
+        };
+        return Some(Noted {
+            once: None,
+            note: None,
+            entry: JournalEntry::Delivered { delivery, match_keys: Vec::new() },
+        });
+    }
     (e.name == EventName::Purchase).then(|| {
         let (currency, minor) = money(e);
         let keys = sent_match_keys(kind, ctx);
@@ -171,7 +196,7 @@ pub(crate) fn delivered(destination: &str, kind: DestinationKind, e: &Event, ctx
         let match_keys = keys.iter().map(|k| k.as_str().to_owned()).collect();
         Noted {
             once: None,
-            note: Note::Delivered { destination: destination.to_owned(), currency, minor, keys },
+            note: Some(Note::Delivered { destination: destination.to_owned(), currency, minor, keys }),
             entry: JournalEntry::Delivered { delivery, match_keys },
         }
     })
@@ -181,7 +206,7 @@ pub(crate) fn delivered(destination: &str, kind: DestinationKind, e: &Event, ctx
 pub(crate) fn deduplicated(destination: &str, e: &Event) -> Option<Noted> {
     (e.name == EventName::Purchase).then(|| Noted {
         once: once(&format!("tally_qa:deduplicated:{destination}"), e),
-        note: Note::Deduplicated { destination: destination.to_owned() },
+        note: Some(Note::Deduplicated { destination: destination.to_owned() }),
         entry: JournalEntry::Deduplicated { destination: destination.to_owned(), order_id: order_id(e) },
     })
 }
@@ -190,7 +215,7 @@ pub(crate) fn deduplicated(destination: &str, e: &Event) -> Option<Noted> {
 pub(crate) fn dead(destination: &str, e: &Event, reason: &'static str) -> Option<Noted> {
     (e.name == EventName::Purchase).then(|| Noted {
         once: once(&format!("tally_qa:dead:{destination}"), e),
-        note: Note::Dead { destination: destination.to_owned(), reason },
+        note: Some(Note::Dead { destination: destination.to_owned(), reason }),
         entry: JournalEntry::Dead {
             destination: destination.to_owned(),
             order_id: order_id(e),
@@ -406,8 +431,8 @@ mod tests {
         let notes =
             reported(Origin::Server, &[purchase("ORD-1", "19.99", "EUR"), view, purchase("ORD-2", "1200", "JPY")]);
         assert_eq!(notes.len(), 2);
-        assert_eq!(notes[0].note, Note::Confirmed { currency: "EUR".into(), minor: 1999 });
-        assert_eq!(notes[1].note, Note::Confirmed { currency: "JPY".into(), minor: 1200 });
+        assert_eq!(notes[0].note, Some(Note::Confirmed { currency: "EUR".into(), minor: 1999 }));
+        assert_eq!(notes[1].note, Some(Note::Confirmed { currency: "JPY".into(), minor: 1200 }));
         // The browser's mark is not the server's: the same order counts on both sides once.
         let b = reported(Origin::Browser, &[purchase("ORD-1", "19.99", "EUR")]);
         assert_ne!(b[0].once, notes[0].once);

@@ -6,7 +6,8 @@
 //! day) and reconciles each window with [`tally_core::reconcile::reconcile`],
 //! the same function `tally reconcile` runs over exports: per destination and
 //! currency, the confirmed orders, the share that reached the destination
-//! (coverage), revenue confirmed and delivered and their mismatch, the
+//! (coverage), revenue confirmed and delivered (net of the refunds the
+//! backend reported and each destination received) and their mismatch, the
 //! deduplication rate, orders withheld by consent, drops by reason, match-key
 //! coverage, and the outbox's backlog. `tally serve` serves it as HTML at
 //! `GET /status` and as JSON at `GET /status.json`, behind a server secret.
@@ -32,6 +33,8 @@ use serde::Serialize;
 use tally_core::reconcile::{
     Delivery, DeliveryKind, DestinationStatus, OrderRecord, ReconcileReport, money, reconcile,
 };
+
+use tally_core::Amount;
 
 use crate::store::{JournalEntry, JournalRow, OutboxStats};
 
@@ -364,7 +367,7 @@ impl<'a> Journal<'a> {
                 JournalEntry::Confirmed { order } => {
                     confirmed_at.entry(order.order_id.as_str()).or_insert(r.at_ms);
                 }
-                JournalEntry::Delivered { delivery, .. } => {
+                JournalEntry::Delivered { delivery, .. } if delivery.kind == DeliveryKind::Purchase => {
                     delivered.insert((delivery.destination.as_str(), delivery.transaction_id.as_str()));
                 }
                 _ => {}
@@ -394,6 +397,7 @@ impl<'a> Journal<'a> {
             destinations.iter().map(|d| ((*d).to_owned(), DestinationQa::default())).collect();
         let mut browser_only = 0;
         let mut seen = BTreeSet::new();
+        let mut refunds: Vec<(&str, Option<Amount>)> = Vec::new();
         for r in self.rows {
             match &r.entry {
                 JournalEntry::Confirmed { order } => {
@@ -406,12 +410,15 @@ impl<'a> Journal<'a> {
                         browser_only += 1;
                     }
                 }
+                JournalEntry::Refunded { order_id, value, .. } => refunds.push((order_id.as_str(), *value)),
                 JournalEntry::Delivered { delivery, match_keys } => {
                     if self.belongs(&delivery.transaction_id, r.at_ms, from, to) {
-                        let d = qa.entry(delivery.destination.clone()).or_default();
-                        d.delivered += 1;
-                        for k in match_keys {
-                            *d.match_keys.entry(k.clone()).or_default() += 1;
+                        if delivery.kind == DeliveryKind::Purchase {
+                            let d = qa.entry(delivery.destination.clone()).or_default();
+                            d.delivered += 1;
+                            for k in match_keys {
+                                *d.match_keys.entry(k.clone()).or_default() += 1;
+                            }
                         }
                         deliveries.push(delivery.clone());
                     }
@@ -439,14 +446,21 @@ impl<'a> Journal<'a> {
                 }
             }
         }
+        // The window's orders net of every refund the backend reported for them, whenever.
+        let index: HashMap<String, usize> = orders.iter().enumerate().map(|(i, o)| (o.order_id.clone(), i)).collect();
+        for (id, value) in refunds {
+            if let Some(o) = index.get(id).map(|&i| &mut orders[i]) {
+                let amount = value.unwrap_or(o.value);
+                let so_far = o.refunded.unwrap_or(Amount::ZERO);
+                o.refunded = Some(so_far.checked_add(amount).unwrap_or(o.value));
+            }
+        }
         let report = reconcile(&orders, &deliveries, &status);
         for row in &report.rows {
             let d = qa.entry(row.destination.clone()).or_default();
             d.expected += row.orders;
             d.covered += row.orders - (row.missing.len() as u64).min(row.orders);
         }
-        // Purchases are what the journal records: refunds do not come here yet.
-        debug_assert!(deliveries.iter().all(|d| d.kind == DeliveryKind::Purchase));
         StatusWindow { label: label.to_owned(), from_ms: from, to_ms: to, report, destinations: qa, browser_only }
     }
 }
@@ -574,6 +588,55 @@ mod tests {
         let eleven = r.hourly.last().unwrap();
         assert_eq!(eleven.from_ms, T0 + HOUR_MS);
         assert!(eleven.coverage_bp.is_empty(), "{eleven:?}");
+    }
+
+    #[test]
+    fn refunds_net_the_revenue_on_both_sides() {
+        let refund = |dest: &str, id: &str, value: Option<&str>| JournalEntry::Delivered {
+            delivery: Delivery {
+                destination: dest.into(),
+                kind: DeliveryKind::Refund,
+                transaction_id: id.into(),
+                event_id: None,
+                value: value.map(|v| Amount::parse(v).unwrap()),
+                currency: "EUR".into(),
+                duplicate: false,
+            },
+            match_keys: Vec::new(),
+        };
+        let rows = vec![
+            at(T0, JournalEntry::Confirmed { order: order("A", "30") }),
+            at(T0 + 1, JournalEntry::Confirmed { order: order("B", "20") }),
+            at(T0 + 2, delivered("ga4", "A", "30", &[])),
+            at(T0 + 3, delivered("ga4", "B", "20", &[])),
+            at(T0 + 4, delivered("google_ads", "A", "30", &[])),
+            at(T0 + 5, delivered("google_ads", "B", "20", &[])),
+            // A refunded by 10, then B in full; GA4 gets both, Google Ads only A's.
+            at(
+                T0 + 6,
+                JournalEntry::Refunded {
+                    order_id: "A".into(),
+                    value: Some(Amount::parse("10").unwrap()),
+                    currency: "EUR".into(),
+                },
+            ),
+            at(T0 + 7, refund("ga4", "A", Some("10"))),
+            at(T0 + 8, refund("google_ads", "A", Some("10"))),
+            at(T0 + 9, JournalEntry::Refunded { order_id: "B".into(), value: None, currency: "EUR".into() }),
+            at(T0 + 10, refund("ga4", "B", None)),
+        ];
+        let r = StatusReport::build(&rows, &["ga4", "google_ads"], T0 + HOUR_MS, &BTreeMap::new());
+        let day = &r.windows[1];
+        let ga4 = day.report.row("ga4", "EUR").unwrap();
+        assert_eq!(
+            (money(ga4.backend_revenue, "EUR"), money(ga4.destination_revenue, "EUR")),
+            ("20.00 EUR".into(), "20.00 EUR".into())
+        );
+        assert!(ga4.matches(), "{ga4:?}");
+        let ads = day.report.row("google_ads", "EUR").unwrap();
+        assert_eq!(money(ads.destination_revenue, "EUR"), "40.00 EUR", "B's full refund never reached it");
+        assert_eq!(ads.revenue_mismatch_bp, Some(10_000));
+        assert_eq!(day.destinations["ga4"].delivered, 2, "refunds are not purchases");
     }
 
     #[test]

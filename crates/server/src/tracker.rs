@@ -287,7 +287,9 @@ impl ServerTracker {
         let (keyed, plain): (Vec<Noted>, Vec<Noted>) = notes.into_iter().partition(|n| n.once.is_some());
         let mut counted = Vec::with_capacity(plain.len() + keyed.len());
         for n in plain {
-            self.inner.orders.count(n.note);
+            if let Some(note) = n.note {
+                self.inner.orders.count(note);
+            }
             counted.push(n.entry);
         }
         if !keyed.is_empty() {
@@ -317,7 +319,9 @@ impl ServerTracker {
             .unwrap_or_default();
         for (n, claim) in keyed.into_iter().zip(claims.into_iter().chain(std::iter::repeat(Claim::Unavailable))) {
             if matches!(claim, Claim::Acquired | Claim::Unavailable) {
-                self.inner.orders.count(n.note);
+                if let Some(note) = n.note {
+                    self.inner.orders.count(note);
+                }
                 counted.push(n.entry);
             }
         }

@@ -243,6 +243,16 @@ base_url = "{url}/meta"
     assert!(text.contains("| ORD-5 | ORD-2 |"), "{text}");
     assert!(text.contains("| ga4 | JPY | 1 | 1 | 100.00 % | 100 JPY | 100 JPY | 0.00 % | 0 | - | - |"), "{text}");
 
+    // The backend refunds 9.99 of ORD-1: GA4 takes refunds, Meta does not.
+    let refund = json!({
+        "context": context(granted(), json!({})),
+        "userAgent": "Mozilla/5.0 (backend says)",
+        "events": [{"name":"refund","transactionId":"ORD-1","value":9.99,"currency":"EUR"}],
+    });
+    let r = shop.http.post(format!("{base}/collect")).bearer_auth(SECRET).json(&refund).send().await.unwrap();
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["results"][0]["destinations"]["ga4"]["outcome"], "sent", "{r}");
+
     // A restart starts the counters from zero, but the once-only marks are in
     // the store: ORD-1 sent again is not a new order.
     drop(tally);
@@ -264,4 +274,18 @@ base_url = "{url}/meta"
         day["destinations"]["meta"]["deduplicated"], 1,
         "ORD-1 again after the restart is the same one: {day:#}"
     );
+    // Revenue is net of the refund on both sides at GA4; Meta still counts ORD-1 in full.
+    let row = |dest: &str| {
+        day["report"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["destination"] == dest && r["currency"] == "EUR")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("ga4")["backend_revenue"].as_f64(), Some(21.0), "{day:#}");
+    assert_eq!(row("ga4")["destination_revenue"].as_f64(), Some(26.0), "ORD-2 (5.00) no backend confirmed: {day:#}");
+    assert_eq!(row("meta")["backend_revenue"].as_f64(), Some(13.5), "ORD-1 net 10.00, ORD-5 1.00, ORD-6 2.50: {day:#}");
+    assert_eq!(row("meta")["destination_revenue"].as_f64(), Some(27.49), "{day:#}");
 }

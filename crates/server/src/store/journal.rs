@@ -5,8 +5,9 @@
 //! A row is written where a [production QA](crate::production_qa) counter is
 //! incremented, under the same once-only mark, so the journal and the
 //! counters agree: an order confirmed by the shop's backend, a purchase only
-//! a browser reported, a purchase a destination confirmed (with the match
-//! keys it carried), one deduplicated, withheld or given up on. Rows older
+//! a browser reported, a refund the backend reported, a purchase or refund a
+//! destination confirmed (with the match keys it carried), a purchase
+//! deduplicated, withheld or given up on. Rows older
 //! than the journal's retention ([`JOURNAL_RETENTION`] by default) are
 //! deleted as new ones are written.
 //!
@@ -52,7 +53,17 @@ pub enum JournalEntry {
         /// The order as the browser reported it.
         order: OrderRecord,
     },
-    /// A purchase a destination confirmed.
+    /// A refund the shop's backend reported.
+    Refunded {
+        /// The order refunded.
+        order_id: String,
+        /// The amount refunded (`None`: the whole order).
+        #[serde(default)]
+        value: Option<tally_core::Amount>,
+        /// ISO 4217 code.
+        currency: String,
+    },
+    /// A purchase (or a refund) a destination confirmed.
     Delivered {
         /// What it received.
         delivery: Delivery,
