@@ -40,6 +40,7 @@ pub struct ServerTrackerBuilder {
     pub(crate) poll_interval: Duration,
     pub(crate) normalize: NormalizeOptions,
     pub(crate) retention: Duration,
+    pub(crate) journal_retention: Duration,
     pub(crate) default_consent: ConsentState,
     pub(crate) order_id: tally_core::OrderIdForm,
     pub(crate) lanes: std::collections::BTreeMap<String, crate::lane::LaneSettings>,
@@ -57,6 +58,7 @@ impl Default for ServerTrackerBuilder {
             poll_interval: Duration::from_millis(250),
             normalize: NormalizeOptions::default(),
             retention: Duration::from_secs(48 * 3600),
+            journal_retention: crate::store::journal::JOURNAL_RETENTION,
             default_consent: ConsentState::default(),
             order_id: tally_core::OrderIdForm::AsGiven,
             lanes: std::collections::BTreeMap::new(),
@@ -198,6 +200,22 @@ impl ServerTrackerBuilder {
         self
     }
 
+    /// How long the [order journal](crate::store::journal) keeps its rows
+    /// (at least 24 hours, what the status page shows; default 8 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let tracker = tally_server::ServerTracker::builder()
+    ///     .journal_retention(Duration::from_secs(3 * 24 * 3600))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(tracker);
+    /// ```
+    pub fn journal_retention(mut self, d: Duration) -> Self {
+        self.journal_retention = d;
+        self
+    }
+
     /// Consent assumed when a call and its envelope carry none. Default: all
     /// unknown, so nothing goes to a third party without a decision.
     pub fn default_consent(mut self, c: ConsentState) -> Self {
@@ -234,6 +252,22 @@ impl ServerTrackerBuilder {
             return Err(ConfigError::Invalid {
                 setting: "dedup_retention",
                 reason: "must be at least 48 hours, the longest dedup window of the destinations".into(),
+            });
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&self.lease) {
+            return Err(ConfigError::Invalid {
+                setting: "lease",
+                reason: format!(
+                    "{} ms: use 1 s to 24 h (`[server] lease_ms`), above the request timeout",
+                    self.lease.as_millis()
+                ),
+            });
+        }
+        if self.journal_retention < Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::Invalid {
+                setting: "journal_retention",
+                reason: "must be at least 24 hours (`[server] journal_days` at least 1), the longest window of the status page"
+                    .into(),
             });
         }
         if self.retry.max_attempts == 0 {

@@ -7,6 +7,7 @@
 //! store = "sqlite:/var/lib/tally/tally.db"   # default "sqlite:tally.db"; or "redis://…", or "memory"
 //! default_consent = "unknown"                 # "granted" only where no consent is required
 //! order_id = "as_given"                       # or "hashed"; the browser's orderId must match
+//! journal_days = 8                            # the order journal behind GET /status (at least 1)
 //!
 //! [collector]
 //! site_keys = ["pk_live_1"]
@@ -263,6 +264,9 @@ pub struct ServerSection {
     /// Dedup retention in hours (at least 48).
     #[serde(default = "default_retention")]
     pub dedup_retention_hours: u64,
+    /// How long the order journal (status page, `tally reconcile --since`)
+    /// keeps its rows, in days (default 8, at least 1).
+    pub journal_days: Option<u64>,
     /// Attempts per delivery before it is given up (default 16).
     pub retry_max_attempts: Option<u32>,
     /// First backoff in ms (default 500).
@@ -305,6 +309,7 @@ impl Default for ServerSection {
             default_consent: default_consent(),
             order_id: None,
             dedup_retention_hours: default_retention(),
+            journal_days: None,
             retry_max_attempts: None,
             retry_base_ms: None,
             retry_max_delay_ms: None,
@@ -476,7 +481,7 @@ impl TallyConfig {
         let s = &self.server;
         let ms = std::time::Duration::from_millis;
         let mut b = crate::ServerTracker::builder()
-            .dedup_retention(std::time::Duration::from_secs(s.dedup_retention_hours * 3600))
+            .dedup_retention(std::time::Duration::from_secs(s.dedup_retention_hours.saturating_mul(3600)))
             .retry(crate::retry::RetryPolicy {
                 max_attempts: s.retry_max_attempts.unwrap_or(d.max_attempts),
                 base_delay: s.retry_base_ms.map(ms).unwrap_or(d.base_delay),
@@ -485,6 +490,9 @@ impl TallyConfig {
             });
         if let Some(l) = s.lease_ms {
             b = b.lease(ms(l));
+        }
+        if let Some(days) = s.journal_days {
+            b = b.journal_retention(std::time::Duration::from_secs(days.saturating_mul(86_400)));
         }
         b = match self.server.default_consent.as_str() {
             "unknown" => b,
@@ -815,6 +823,22 @@ secret = "wh-s3kr1t-4"
         let c = TallyConfig::from_toml("[server]\ndefault_consent = \"yes\"").unwrap();
         assert!(c.tracker_builder().err().unwrap().to_string().contains("default_consent"));
         assert!(TallyConfig::default().collector_config().is_err());
+        // The journal keeps at least a day; absurd numbers saturate instead of overflowing.
+        let e =
+            TallyConfig::from_toml("[server]\njournal_days = 0\n[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"s\"")
+                .unwrap()
+                .tracker_builder()
+                .unwrap()
+                .build()
+                .err()
+                .unwrap();
+        assert!(e.to_string().contains("journal_days"), "{e}");
+        let huge = "[server]\njournal_days = 18446744073709551615\ndedup_retention_hours = 18446744073709551615\n\
+                    [ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"s\"";
+        assert!(TallyConfig::from_toml(huge).unwrap().tracker_builder().unwrap().build().is_ok());
+        let lease = "[server]\nlease_ms = 18446744073709551615\n[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"s\"";
+        let e = TallyConfig::from_toml(lease).unwrap().tracker_builder().unwrap().build().err().unwrap();
+        assert!(e.to_string().contains("lease_ms"), "{e}");
     }
 
     #[test]

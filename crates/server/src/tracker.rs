@@ -48,7 +48,6 @@ use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::production_qa::{self as qa, Noted, OrderCounters, Origin};
 use crate::retry::RetryPolicy;
 use crate::store::idempotency_key;
-use crate::store::journal::JOURNAL_RETENTION;
 use crate::store::{Claim, IdempotencyStore, JournalEntry, JournalRow, Outbox, OutboxEntry, OutboxStats, StoreError};
 
 /// How long a sender holds an idempotency key or an outbox entry before
@@ -68,6 +67,7 @@ pub(crate) struct Inner {
     http: reqwest::Client,
     retry: RetryPolicy,
     retention: Duration,
+    journal_retention: Duration,
     lease: Duration,
     poll: Duration,
     default_consent: ConsentState,
@@ -136,6 +136,7 @@ impl ServerTracker {
                 http,
                 retry: b.retry,
                 retention: b.retention,
+                journal_retention: b.journal_retention,
                 lease: b.lease,
                 poll: b.poll_interval,
                 default_consent: b.default_consent,
@@ -335,7 +336,8 @@ impl ServerTracker {
             return;
         }
         let at_ms = now_ms();
-        let keep_since_ms = at_ms.saturating_sub(JOURNAL_RETENTION.as_millis() as i64);
+        let keep_ms = i64::try_from(self.inner.journal_retention.as_millis()).unwrap_or(i64::MAX);
+        let keep_since_ms = at_ms.saturating_sub(keep_ms);
         let rows: Vec<JournalRow> = entries.into_iter().map(|entry| JournalRow { at_ms, entry }).collect();
         let written = self.store_call("journal", move |_, o| o.journal_append(&rows, keep_since_ms)).await;
         match written {
