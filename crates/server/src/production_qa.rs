@@ -18,6 +18,7 @@
 //! | `tally_revenue_confirmed_minor_total` | `currency` | their value |
 //! | `tally_browser_purchases_total` | `currency` | purchases reported by a browser |
 //! | `tally_browser_revenue_minor_total` | `currency` | their value |
+//! | `tally_orders_matched_total` | | orders both the backend and a browser reported under the same id (far below the browser's purchases: their ids stopped matching) |
 //! | `tally_orders_delivered_total` | `destination`, `currency` | purchases a destination confirmed |
 //! | `tally_revenue_delivered_minor_total` | `destination`, `currency` | their value |
 //! | `tally_orders_deduplicated_total` | `destination` | purchases already delivered when they came again (browser and server both sent the order) |
@@ -65,12 +66,35 @@ pub(crate) enum Origin {
 /// One counter increment, noted where an outcome is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Note {
-    Confirmed { currency: String, minor: i64 },
-    Browser { currency: String, minor: i64 },
-    Delivered { destination: String, currency: String, minor: i64, keys: MatchKeys },
-    Deduplicated { destination: String },
-    Withheld { destination: String, reason: &'static str, currency: String, minor: i64 },
-    Dead { destination: String, reason: &'static str },
+    Confirmed {
+        currency: String,
+        minor: i64,
+    },
+    Browser {
+        currency: String,
+        minor: i64,
+    },
+    Delivered {
+        destination: String,
+        currency: String,
+        minor: i64,
+        keys: MatchKeys,
+    },
+    Deduplicated {
+        destination: String,
+    },
+    Withheld {
+        destination: String,
+        reason: &'static str,
+        currency: String,
+        minor: i64,
+    },
+    Dead {
+        destination: String,
+        reason: &'static str,
+    },
+    /// An order both the backend and a browser reported, under the same id.
+    Matched,
 }
 
 /// A [`Note`] with the mark that makes it count once (`None`: it counts each
@@ -106,6 +130,22 @@ fn order(e: &Event, currency: &str) -> OrderRecord {
     }
 }
 
+const CONFIRMED_MARK: &str = "tally_qa:confirmed";
+const BROWSER_MARK: &str = "tally_qa:browser";
+
+/// The once-only mark the other side of a purchase report takes: the
+/// browser's for the backend's confirmation and the other way round.
+pub(crate) fn partner_mark(n: &Noted) -> Option<String> {
+    let once = n.once.as_deref()?;
+    let (mine, theirs) = match n.note {
+        Some(Note::Confirmed { .. }) => (CONFIRMED_MARK, BROWSER_MARK),
+        Some(Note::Browser { .. }) => (BROWSER_MARK, CONFIRMED_MARK),
+        _ => return None,
+    };
+    let rest = once.strip_prefix(mine)?;
+    Some(format!("{theirs}{rest}"))
+}
+
 fn once(counter: &str, e: &Event) -> Option<String> {
     Some(idempotency_key(counter, e.name.as_str(), e.id.as_str()))
 }
@@ -128,12 +168,12 @@ pub(crate) fn reported(origin: Origin, events: &[Event]) -> Vec<Noted> {
             let order = order(e, &currency);
             match origin {
                 Origin::Server => Noted {
-                    once: once("tally_qa:confirmed", e),
+                    once: once(CONFIRMED_MARK, e),
                     note: Some(Note::Confirmed { currency, minor }),
                     entry: JournalEntry::Confirmed { order },
                 },
                 Origin::Browser => Noted {
-                    once: once("tally_qa:browser", e),
+                    once: once(BROWSER_MARK, e),
                     note: Some(Note::Browser { currency, minor }),
                     entry: JournalEntry::Browser { order },
                 },
@@ -259,6 +299,8 @@ pub struct OrderCounts {
     pub dead: BTreeMap<(String, &'static str), u64>,
     /// Delivered purchases that carried a key, by (destination, key).
     pub match_keys: BTreeMap<(String, &'static str), u64>,
+    /// Orders both the backend and a browser reported under the same id.
+    pub matched: u64,
 }
 
 /// The counters behind the `tally_orders_*` metrics; one per tracker.
@@ -286,6 +328,7 @@ impl OrderCounters {
                 *c.withheld.entry((destination, reason)).or_default() += 1;
             }
             Note::Dead { destination, reason } => *c.dead.entry((destination, reason)).or_default() += 1,
+            Note::Matched => c.matched += 1,
         }
     }
 
@@ -324,6 +367,12 @@ impl OrderCounters {
             true,
         );
         by_currency(&mut s, "tally_browser_purchases_total", "Purchases reported by a browser.", &c.browser, false);
+        head(
+            &mut s,
+            "tally_orders_matched_total",
+            "Orders both the backend and a browser reported, under the same id.",
+        );
+        s.push_str(&format!("tally_orders_matched_total {}\n", c.matched));
         by_currency(
             &mut s,
             "tally_browser_revenue_minor_total",

@@ -300,11 +300,14 @@ impl ServerTracker {
     }
 
     /// Counts the `keyed` notes whose once-only mark is still free, and adds
-    /// their journal rows to `counted`.
+    /// their journal rows to `counted`. An order newly reported by one side
+    /// (backend or browser) whose mark the other side already holds is
+    /// counted as matched: both reported it under the same id.
     async fn count_once(&self, keyed: Vec<Noted>, counted: &mut Vec<JournalEntry>) {
         let keys: Vec<String> = keyed.iter().filter_map(|n| n.once.clone()).collect();
+        let partners: Vec<Option<String>> = keyed.iter().map(qa::partner_mark).collect();
         let (lease, retention) = (self.inner.lease, self.inner.retention);
-        let claims = self
+        let answered = self
             .store_call("claim", move |s, _| {
                 let claims = s.claim_many(&keys, lease);
                 let first: Vec<String> = keys
@@ -314,14 +317,39 @@ impl ServerTracker {
                     .map(|(k, _)| k.clone())
                     .collect();
                 s.complete_many(&first, retention);
-                claims
+                // The other side's mark, for the orders counted now: held (delivered)
+                // means matched; taken here means absent, and is given back at once.
+                let asked: Vec<(usize, String)> = partners
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| matches!(claims.get(*i), Some(Claim::Acquired)))
+                    .filter_map(|(i, p)| Some((i, p?)))
+                    .collect();
+                let partner_keys: Vec<String> = asked.iter().map(|(_, k)| k.clone()).collect();
+                let answers = s.claim_many(&partner_keys, lease);
+                let mut matched = vec![false; claims.len()];
+                for ((i, key), answer) in asked.iter().zip(&answers) {
+                    match answer {
+                        Claim::Delivered => matched[*i] = true,
+                        Claim::Acquired => s.release(key),
+                        _ => {}
+                    }
+                }
+                (claims, matched)
             })
             .await
             .unwrap_or_default();
-        for (n, claim) in keyed.into_iter().zip(claims.into_iter().chain(std::iter::repeat(Claim::Unavailable))) {
+        let (claims, matched) = answered;
+        let answers = claims.into_iter().chain(std::iter::repeat(Claim::Unavailable));
+        for ((n, claim), matched) in
+            keyed.into_iter().zip(answers).zip(matched.into_iter().chain(std::iter::repeat(false)))
+        {
             if matches!(claim, Claim::Acquired | Claim::Unavailable) {
                 if let Some(note) = n.note {
                     self.inner.orders.count(note);
+                }
+                if matched {
+                    self.inner.orders.count(qa::Note::Matched);
                 }
                 counted.push(n.entry);
             }

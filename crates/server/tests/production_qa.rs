@@ -165,6 +165,8 @@ base_url = "{url}/meta"
     expect(&m, "tally_revenue_confirmed_minor_total{currency=\"JPY\"}", 100.0);
     expect(&m, "tally_browser_purchases_total{currency=\"EUR\"}", 2.0);
     expect(&m, "tally_browser_revenue_minor_total{currency=\"EUR\"}", 2499.0);
+    // ORD-1 both sides reported under the same id; ORD-2 the browser alone.
+    expect(&m, "tally_orders_matched_total", 1.0);
     // GA4 got every order; Meta all but the one consent withheld and the dead one.
     expect(&m, "tally_orders_delivered_total{destination=\"ga4\",currency=\"EUR\"}", 4.0);
     expect(&m, "tally_revenue_delivered_minor_total{destination=\"ga4\",currency=\"EUR\"}", 3349.0);
@@ -288,4 +290,259 @@ base_url = "{url}/meta"
     assert_eq!(row("ga4")["destination_revenue"].as_f64(), Some(26.0), "ORD-2 (5.00) no backend confirmed: {day:#}");
     assert_eq!(row("meta")["backend_revenue"].as_f64(), Some(13.5), "ORD-1 net 10.00, ORD-5 1.00, ORD-6 2.50: {day:#}");
     assert_eq!(row("meta")["destination_revenue"].as_f64(), Some(27.49), "{day:#}");
+}
+
+/// One simulated minute's scrape: every series of `/metrics`.
+type Scrape = BTreeMap<String, f64>;
+
+/// The scrapes as a `promtool test rules` file: one sample per simulated
+/// minute. A counter not yet shown was 0; a gauge not shown has no sample.
+fn promtool_test(
+    rules: &std::path::Path,
+    scrapes: &[Scrape],
+    checks: &[(u32, &str, Vec<Vec<(&str, &str)>>)],
+) -> String {
+    let names: std::collections::BTreeSet<&String> = scrapes.iter().flat_map(|s| s.keys()).collect();
+    let mut y = format!(
+        "rule_files:\n  - '{}'\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+        rules.display()
+    );
+    for name in names {
+        let counter = name.split('{').next().is_some_and(|n| n.ends_with("_total"));
+        let values: Vec<String> = scrapes
+            .iter()
+            .map(|s| match s.get(name) {
+                Some(v) => format!("{v}"),
+                None if counter => "0".into(),
+                None => "_".into(),
+            })
+            .collect();
+        y.push_str(&format!("      - series: '{name}'\n        values: '{}'\n", values.join(" ")));
+    }
+    y.push_str("    alert_rule_test:\n");
+    for (minute, alert, firing) in checks {
+        y.push_str(&format!("      - eval_time: {minute}m\n        alertname: {alert}\n        exp_alerts:"));
+        if firing.is_empty() {
+            y.push_str(" []\n");
+        }
+        for labels in firing {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: '{v}'")).collect();
+            y.push_str(&format!("\n          - exp_labels: {{{}}}", l.join(", ")));
+        }
+        if !firing.is_empty() {
+            y.push('\n');
+        }
+    }
+    y
+}
+
+/// The shipped rules without their annotations (whose text holds the values
+/// at evaluation, which `tally-alerts.test.yml` checks): what fires is the same.
+fn rules_without_annotations() -> String {
+    let text = include_str!("../../../deploy/prometheus/tally-alerts.yml");
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim_start().starts_with("annotations:") {
+            skipping = true;
+            continue;
+        }
+        if skipping && (line.trim().is_empty() || indent > 8) {
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A day of a shop, compressed to one simulated minute per scrape: two orders
+/// a minute, every one confirmed by the backend; one in five with analytics
+/// consent only, the tracker blocked for one in ten, a thank-you reload for
+/// one in seven, a refund; Meta down for 30 minutes (minutes 90–119); from
+/// minute 180 the browser's order ids drift (`#ORD-…`, the form a theme
+/// update can bring). The status page shows what these predict, to the order,
+/// and the shipped alert rules, evaluated by `promtool` on the metrics as
+/// scraped each minute, fire for the outage and the drift and not otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_of_traffic_shows_what_its_faults_predict_and_fires_only_those_alerts() {
+    const MINUTES: u32 = 270;
+    let sandbox = Sandbox::new();
+    let sb = sandbox.serve("127.0.0.1:0").await.unwrap();
+    let dir = TempDir::new("prodqa-day");
+    let port = free_port();
+    let config = dir.join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+store = "sqlite:{db}"
+retry_base_ms = 20
+retry_max_delay_ms = 200
+retry_max_attempts = 100000
+[collector]
+site_keys = ["{SITE_KEY}"]
+allowed_origins = ["{ORIGIN}"]
+server_secrets = ["{SECRET}"]
+rate_per_ip = 0
+metrics = true
+[ga4]
+measurement_id = "G-PRODQA2"
+api_secret = "secret"
+base_url = "{url}/ga4"
+[meta]
+pixel_id = "1234567890"
+access_token = "{token}"
+base_url = "{url}/meta"
+"#,
+            db = dir.join("tally.db").display(),
+            url = sb.base_url,
+            token = tally_sandbox::meta::ACCESS_TOKEN,
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let shop = Shop { http: reqwest::Client::new(), base: base.clone() };
+    let _tally = TallyServe::start(&config, &base).await;
+    let analytics = json!({"analytics_storage":"granted","ad_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"});
+
+    let mut scrapes: Vec<Scrape> = Vec::new();
+    let (mut browser_reported, mut browser_only, mut browser_only_at_meta, mut consent_denied) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut drift_reloads = 0u64;
+    let mut n = 0u32;
+    for minute in 0..MINUTES {
+        if minute == 90 {
+            sandbox.meta.faults.set(Mode::Down);
+        }
+        if minute == 120 {
+            sandbox.meta.faults.set(Mode::Up);
+            // The outbox catches up before the next minute is scraped.
+            let mut drained = false;
+            for _ in 0..300 {
+                let m = shop.metrics().await;
+                if m.get("tally_outbox_queued{destination=\"meta\"}").copied().unwrap_or(0.0) == 0.0 {
+                    drained = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert!(drained, "Meta's backlog drained after the outage");
+        }
+        for _ in 0..2 {
+            n += 1;
+            let order = format!("ORD-{n}");
+            let ads = n % 5 != 0;
+            consent_denied += u64::from(!ads);
+            let consent = if ads { granted() } else { analytics.clone() };
+            let ctx = context(consent, json!({"clientId": format!("{n}.1757409569")}));
+            if n % 10 != 3 {
+                // The thank-you page (the tracker is not blocked), once or, reloaded, twice.
+                let browser_id = if minute >= 180 { format!("#{order}") } else { order.clone() };
+                for _ in 0..if n % 7 == 0 { 2 } else { 1 } {
+                    shop.post(false, ctx.clone(), &browser_id, "25.00", "EUR").await;
+                }
+                if minute >= 180 {
+                    browser_only += 1;
+                    drift_reloads += u64::from(n % 7 == 0);
+                    browser_only_at_meta += u64::from(ads);
+                } else {
+                    browser_reported += 1;
+                }
+            }
+            shop.post(true, ctx, &order, "25.00", "EUR").await;
+            if n == 100 {
+                let refund = json!({
+                    "context": context(granted(), json!({})),
+                    "userAgent": "Mozilla/5.0 (backend says)",
+                    "events": [{"name":"refund","transactionId":order,"currency":"EUR"}],
+                });
+                let r =
+                    shop.http.post(format!("{base}/collect")).bearer_auth(SECRET).json(&refund).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+        scrapes.push(shop.metrics().await);
+    }
+    let orders = u64::from(n);
+
+    // The status page, to the order.
+    let day = shop.status_day().await;
+    let (ga4, meta) = (&day["destinations"]["ga4"], &day["destinations"]["meta"]);
+    assert_eq!((ga4["expected"].as_u64(), ga4["covered"].as_u64()), (Some(orders), Some(orders)), "{ga4:#}");
+    assert_eq!(
+        (meta["expected"].as_u64(), meta["covered"].as_u64()),
+        (Some(orders - consent_denied), Some(orders - consent_denied)),
+        "the outage's orders reached Meta late, none lost: {meta:#}"
+    );
+    // Withheld: the orders without ads consent, and the drifted browser copies of them.
+    let drifted_denied = browser_only - browser_only_at_meta;
+    assert_eq!(meta["withheld"]["consent_denied"].as_u64(), Some(consent_denied + drifted_denied), "{meta:#}");
+    // Deduplicated: every order both sides reported, once, and the drift's reloads of a browser copy.
+    assert_eq!(ga4["deduplicated"].as_u64(), Some(browser_reported + drift_reloads), "{ga4:#}");
+    assert_eq!(ga4["delivered"].as_u64(), Some(orders + browser_only), "the drifted ids count twice: {ga4:#}");
+    assert_eq!(day["browser_only"].as_u64(), Some(browser_only), "{day:#}");
+    let row = |dest: &str| {
+        day["report"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["destination"] == dest && r["currency"] == "EUR")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("ga4")["unknown"].as_array().map(Vec::len), Some(browser_only as usize), "{day:#}");
+    assert_eq!(row("meta")["unknown"].as_array().map(Vec::len), Some(browser_only_at_meta as usize));
+    assert_eq!(row("ga4")["missing"], json!([]));
+    assert_eq!(row("meta")["missing"], json!([]));
+    // ORD-100 refunded in full: off the backend's revenue, and off GA4's, which got the refund.
+    assert_eq!(row("ga4")["backend_revenue"].as_f64(), Some(25.0 * (orders - 1) as f64), "{day:#}");
+    assert_eq!(row("ga4")["destination_revenue"].as_f64(), Some(25.0 * (orders - 1 + browser_only) as f64));
+
+    let last = scrapes.last().unwrap();
+    assert_eq!(last.get("tally_orders_matched_total"), Some(&(browser_reported as f64)), "none of the drift's");
+
+    // The alerts, on the metrics as they were scraped minute by minute.
+    let rules = dir.join("tally-alerts.yml");
+    std::fs::write(&rules, rules_without_annotations()).unwrap();
+    let all = [
+        "TallyOrderCoverageLow",
+        "TallyRevenueMismatch",
+        "TallyDeadLetters",
+        "TallyOutboxStuck",
+        "TallyOutboxOld",
+        "TallyDeduplicationCollapsed",
+    ];
+    let meta_page = vec![("severity", "page"), ("destination", "meta")];
+    let meta_revenue = vec![("severity", "ticket"), ("destination", "meta"), ("currency", "EUR")];
+    let ga4_revenue = vec![("severity", "ticket"), ("destination", "ga4"), ("currency", "EUR")];
+    let firing = |minute: u32, alert: &str| -> Vec<Vec<(&str, &str)>> {
+        match (minute, alert) {
+            // 25 minutes into the outage: Meta short of orders and revenue, its outbox stuck.
+            (115, "TallyOrderCoverageLow") | (115, "TallyOutboxStuck") => vec![meta_page.clone()],
+            (115, "TallyRevenueMismatch") => vec![meta_revenue.clone()],
+            // 85 minutes into the drift: every order counted twice, nothing deduplicated for an hour.
+            (265, "TallyRevenueMismatch") => vec![ga4_revenue.clone(), meta_revenue.clone()],
+            (265, "TallyDeduplicationCollapsed") => vec![vec![("severity", "page")]],
+            _ => Vec::new(),
+        }
+    };
+    // Before the outage, 50 minutes after it, and in the drift.
+    let checks: Vec<(u32, &str, Vec<Vec<(&str, &str)>>)> = [80, 115, 170, 265]
+        .iter()
+        .flat_map(|&m| all.iter().map(move |&a| (m, a)))
+        .map(|(m, a)| (m, a, firing(m, a)))
+        .collect();
+    let test = dir.join("day.test.yml");
+    std::fs::write(&test, promtool_test(&rules, &scrapes, &checks)).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .expect("promtool (Debian's prometheus package; cargo xtask test installs it)");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
