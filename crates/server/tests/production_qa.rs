@@ -295,13 +295,15 @@ base_url = "{url}/meta"
 /// One simulated minute's scrape: every series of `/metrics`.
 type Scrape = BTreeMap<String, f64>;
 
+/// The label sets of the alerts expected to fire.
+type Firing<'a> = Vec<Vec<(&'a str, &'a str)>>;
+
+/// At a simulated minute, an alert and what of it fires.
+type Check<'a> = (u32, &'a str, Firing<'a>);
+
 /// The scrapes as a `promtool test rules` file: one sample per simulated
 /// minute. A counter not yet shown was 0; a gauge not shown has no sample.
-fn promtool_test(
-    rules: &std::path::Path,
-    scrapes: &[Scrape],
-    checks: &[(u32, &str, Vec<Vec<(&str, &str)>>)],
-) -> String {
+fn promtool_test(rules: &std::path::Path, scrapes: &[Scrape], checks: &[Check<'_>]) -> String {
     let names: std::collections::BTreeSet<&String> = scrapes.iter().flat_map(|s| s.keys()).collect();
     let mut y = format!(
         "rule_files:\n  - '{}'\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
@@ -520,7 +522,7 @@ base_url = "{url}/meta"
     let meta_page = vec![("severity", "page"), ("destination", "meta")];
     let meta_revenue = vec![("severity", "ticket"), ("destination", "meta"), ("currency", "EUR")];
     let ga4_revenue = vec![("severity", "ticket"), ("destination", "ga4"), ("currency", "EUR")];
-    let firing = |minute: u32, alert: &str| -> Vec<Vec<(&str, &str)>> {
+    let firing = |minute: u32, alert: &str| -> Firing<'_> {
         match (minute, alert) {
             // 25 minutes into the outage: Meta short of orders and revenue, its outbox stuck.
             (115, "TallyOrderCoverageLow") | (115, "TallyOutboxStuck") => vec![meta_page.clone()],
@@ -532,7 +534,7 @@ base_url = "{url}/meta"
         }
     };
     // Before the outage, 50 minutes after it, and in the drift.
-    let checks: Vec<(u32, &str, Vec<Vec<(&str, &str)>>)> = [80, 115, 170, 265]
+    let checks: Vec<Check<'_>> = [80, 115, 170, 265]
         .iter()
         .flat_map(|&m| all.iter().map(move |&a| (m, a)))
         .map(|(m, a)| (m, a, firing(m, a)))
