@@ -505,8 +505,26 @@ base_url = "{url}/meta"
     assert_eq!(row("ga4")["backend_revenue"].as_f64(), Some(25.0 * (orders - 1) as f64), "{day:#}");
     assert_eq!(row("ga4")["destination_revenue"].as_f64(), Some(25.0 * (orders - 1 + browser_only) as f64));
 
+    // The metrics say the same.
     let last = scrapes.last().unwrap();
-    assert_eq!(last.get("tally_orders_matched_total"), Some(&(browser_reported as f64)), "none of the drift's");
+    let metric = |series: &str| last.get(series).copied().unwrap_or_else(|| panic!("{series} in {last:#?}"));
+    assert_eq!(metric("tally_orders_matched_total"), browser_reported as f64, "none of the drift's");
+    assert_eq!(metric("tally_orders_confirmed_total{currency=\"EUR\"}"), orders as f64);
+    assert_eq!(metric("tally_browser_purchases_total{currency=\"EUR\"}"), (browser_reported + browser_only) as f64);
+    assert_eq!(
+        metric("tally_orders_delivered_total{destination=\"ga4\",currency=\"EUR\"}"),
+        (orders + browser_only) as f64
+    );
+    assert_eq!(
+        metric("tally_orders_deduplicated_total{destination=\"ga4\"}"),
+        (browser_reported + drift_reloads) as f64
+    );
+    assert_eq!(
+        metric("tally_orders_withheld_total{destination=\"meta\",reason=\"consent_denied\"}"),
+        (consent_denied + drifted_denied) as f64
+    );
+    let queued = last.get("tally_outbox_queued{destination=\"meta\"}").copied().unwrap_or(0.0);
+    assert_eq!(queued, 0.0, "the outage's backlog is gone (an empty destination is left out)");
 
     // The alerts, on the metrics as they were scraped minute by minute.
     let rules = dir.join("tally-alerts.yml");
