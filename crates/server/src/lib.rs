@@ -35,6 +35,11 @@
 //! requests in flight, paused by `Retry-After` ([`LaneSettings`]). Store calls
 //! run off the async runtime.
 //!
+//! What reached each destination is counted per order ([`production_qa`]) and
+//! kept in the store's [order journal](store::journal), which the
+//! [status page](status) (`GET /status` of the [collector]) and
+//! `tally reconcile --since 24h` reconcile against the backend's orders.
+//!
 //! ## Example: a payment webhook delivering to several destinations
 //!
 //! One tracker per process, configured for GA4, Google Ads (through the Data

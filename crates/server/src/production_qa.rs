@@ -10,7 +10,7 @@
 //! exists to close.
 //!
 //! Counters (Prometheus, in `GET /metrics`; money in the currency's minor
-//! units, summed as integers from the event's exact [`Amount`](tally_core::Amount)):
+//! units, summed as integers from the event's exact [`Amount`]):
 //!
 //! | name | labels | counts |
 //! |---|---|---|
