@@ -197,9 +197,17 @@ impl RawRequest {
 #[derive(Clone, Default)]
 pub struct Traffic {
     requests: Arc<Mutex<Vec<RawRequest>>>,
+    off: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Traffic {
+    /// Stops (`false`) or resumes (`true`) recording. Benchmarks that retry
+    /// millions of events against a stand-in turn it off, so what the process
+    /// holds is the tracker's, not this log's.
+    pub fn set_recording(&self, on: bool) {
+        self.off.store(!on, Ordering::SeqCst);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RawRequest>> {
         self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -224,6 +232,9 @@ impl Traffic {
 const MAX_RECORDED_BODY: usize = 16 * 1024 * 1024;
 
 async fn record_traffic(State(traffic): State<Traffic>, req: Request, next: Next) -> Response {
+    if traffic.off.load(Ordering::SeqCst) {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_RECORDED_BODY).await {
         Ok(b) => b,

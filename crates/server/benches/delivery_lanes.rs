@@ -48,6 +48,36 @@ impl Dest {
     }
 }
 
+/// Counts the bytes the process holds on its heap, so the RSS figure can be
+/// told apart from allocator fragmentation.
+struct CountingAlloc;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK_LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK_LIVE.fetch_max(now, Relaxed);
+        // SAFETY: same layout, same contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the pointer came from `alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 struct Drain {
     events: usize,
     seconds: f64,
@@ -87,6 +117,7 @@ struct Setup {
 
 async fn setup(dest: Dest, tag: &str, capacity: usize) -> Setup {
     let sandbox = Sandbox::new();
+    sandbox.traffic.set_recording(false);
     let run = sandbox.serve("127.0.0.1:0").await.unwrap();
     let dir = std::env::temp_dir().join(format!("tally-bench-lanes-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -229,9 +260,11 @@ async fn main() {
     let ingest_s = started.elapsed().as_secs_f64();
     let queued = s.tracker.outbox().stats().map(|o| o.queued + o.in_flight).unwrap_or(0);
     println!(
-        "peak RSS with {queued} events waiting in the SQLite outbox (Meta down, the worker retrying): {:.1} MiB (before the backlog: {rss_before:.1} MiB; ingest took {ingest_s:.1} s, {:.0} ev/s)",
+        "peak RSS with {queued} events waiting in the SQLite outbox (Meta down, the worker retrying): {:.1} MiB (before the backlog: {rss_before:.1} MiB; ingest took {ingest_s:.1} s, {:.0} ev/s); heap in use at most {:.1} MiB, {:.1} MiB at the end",
         peak_rss_mib(),
-        backlog as f64 / ingest_s
+        backlog as f64 / ingest_s,
+        mib(PEAK_LIVE.load(std::sync::atomic::Ordering::Relaxed)),
+        mib(LIVE.load(std::sync::atomic::Ordering::Relaxed)),
     );
     s.tracker.shutdown();
     let _ = std::fs::remove_dir_all(&s.dir);
