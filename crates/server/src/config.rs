@@ -206,6 +206,7 @@ impl ServerTrackerBuilder {
     /// ```
     /// use std::time::Duration;
     /// let tracker = tally_server::ServerTracker::builder()
+    ///     .ga4(tally_server::Ga4Config::new("G-ABC123", "api-secret"))
     ///     .journal_retention(Duration::from_secs(3 * 24 * 3600))
     ///     .build()
     ///     .unwrap();
