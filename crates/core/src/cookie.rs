@@ -20,7 +20,8 @@ pub fn get<'a>(header: &'a str, name: &'a str) -> Option<&'a str> {
 /// Decodes `%XX` escapes (what `encodeURIComponent` writes). Returns `None`
 /// for malformed escapes or invalid UTF-8, so a bad cookie is skipped rather than fatal.
 pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
+    // A byte search: `str::contains(char)` would pull in the substring searcher.
+    if !s.as_bytes().contains(&b'%') {
         return Some(s.to_owned());
     }
     let b = s.as_bytes();

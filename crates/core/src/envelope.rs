@@ -186,7 +186,7 @@ mod parse {
     fn url(o: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>> {
         match opt_str(o, key, field)? {
             None => Ok(None),
-            Some(s) if s.chars().count() > MAX_URL => Err(Error::TooLong { field, max: MAX_URL }),
+            Some(s) if crate::text::char_count(s) > MAX_URL => Err(Error::TooLong { field, max: MAX_URL }),
             Some(s) if s.chars().any(char::is_control) => {
                 Err(Error::Invalid { field, reason: "contains control characters" })
             }

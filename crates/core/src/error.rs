@@ -133,7 +133,7 @@ pub(crate) fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result
     if v.is_empty() {
         return Err(Error::Missing { field });
     }
-    if v.chars().count() > max {
+    if crate::text::char_count(v) > max {
         return Err(Error::TooLong { field, max });
     }
     if v.chars().any(char::is_control) {

@@ -1,7 +1,6 @@
 //! The canonical event: what a browser or a backend reports, before any destination shapes it.
 
 use crate::prelude::*;
-use alloc::collections::BTreeMap;
 
 use crate::amount::Amount;
 use crate::currency::Currency;
@@ -10,6 +9,7 @@ use crate::event_id::EventId;
 use crate::event_name::{EventName, RESERVED_PREFIXES, is_valid_ga4_name};
 use crate::ids::TransactionId;
 use crate::item::{Item, MAX_ITEMS, MAX_PARAM_VALUE, write_item_json};
+pub use crate::params::Params;
 
 /// Most parameters on one event (GA4's limit, items excluded).
 pub const MAX_PARAMS: usize = 25;
@@ -83,7 +83,7 @@ pub struct Event {
     pub conversion_label: Option<String>,
     /// Other parameters (`method`, `search_term`, `payment_type`,
     /// `shipping_tier`, `page_location`, custom ones …), by GA4 name.
-    pub params: BTreeMap<String, ParamValue>,
+    pub params: Params,
 }
 
 impl Event {
@@ -103,7 +103,7 @@ impl Event {
             tax: None,
             original_value: None,
             conversion_label: None,
-            params: BTreeMap::new(),
+            params: Params::new(),
         }
     }
 
@@ -182,7 +182,7 @@ impl Event {
         for (field, v) in
             [("coupon", &self.coupon), ("affiliation", &self.affiliation), ("label", &self.conversion_label)]
         {
-            if v.as_deref().is_some_and(|s| s.chars().count() > MAX_PARAM_VALUE) {
+            if v.as_deref().is_some_and(|s| crate::text::char_count(s) > MAX_PARAM_VALUE) {
                 return Err(Error::TooLong { field, max: MAX_PARAM_VALUE });
             }
         }
@@ -276,7 +276,7 @@ fn validate_param(name: &str, v: &ParamValue) -> Result<()> {
     }
     if let ParamValue::Text(s) = v {
         let max = param_value_limit(name);
-        if s.chars().count() > max {
+        if crate::text::char_count(s) > max {
             return Err(Error::TooLong { field: "params", max });
         }
     }

@@ -135,11 +135,11 @@ impl Item {
             return Err(Error::Missing { field: "items[].itemId" });
         }
         for (name, v) in self.text_fields() {
-            if v.is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE) {
+            if v.is_some_and(|v| crate::text::char_count(v) > MAX_PARAM_VALUE) {
                 return Err(Error::TooLong { field: item_field(name), max: MAX_PARAM_VALUE });
             }
         }
-        if self.creative_slot.as_deref().is_some_and(|v| v.chars().count() > MAX_PARAM_VALUE) {
+        if self.creative_slot.as_deref().is_some_and(|v| crate::text::char_count(v) > MAX_PARAM_VALUE) {
             return Err(Error::TooLong { field: "items[].creativeSlot", max: MAX_PARAM_VALUE });
         }
         if self.price.is_some_and(Amount::is_negative) {

@@ -72,8 +72,10 @@ pub mod json;
 #[cfg(feature = "serde_json")]
 pub mod match_keys;
 pub mod normalize;
+pub mod params;
 pub mod reconcile;
 pub mod session;
+mod text;
 pub mod time;
 pub mod user_data;
 
@@ -92,5 +94,6 @@ pub use event_id::EventId;
 pub use event_name::EventName;
 pub use ids::{OrderIdForm, TransactionId, UserId, VisitorId};
 pub use item::Item;
+pub use params::Params;
 pub use session::GaSession;
 pub use user_data::{HashedUserData, UserData};

@@ -81,7 +81,8 @@ impl GaSession {
 
 /// The session cookie name for a GA4 measurement id: `G-ABC123` → `_ga_ABC123`.
 pub fn session_cookie_name(measurement_id: &str) -> String {
-    let stream = measurement_id.trim().trim_start_matches("G-");
+    let id = measurement_id.trim();
+    let stream = id.strip_prefix("G-").unwrap_or(id);
     let mut s = String::with_capacity(stream.len() + 4);
     s.push_str("_ga_");
     s.push_str(stream);

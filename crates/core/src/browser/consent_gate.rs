@@ -72,7 +72,11 @@ pub fn strip_envelope(env: &mut ContextEnvelope) {
 /// assert_eq!(redact_url("https://s.example/p?gclid=X"), "https://s.example/p");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let (head, frag) = url.split_at(url.find('#').unwrap_or(url.len()));
+    // `get` instead of `split_at`: no panic path (and no slice-error code in the wasm).
+    let (head, frag) = match url.find('#') {
+        Some(i) => (url.get(..i).unwrap_or(url), url.get(i..).unwrap_or_default()),
+        None => (url, ""),
+    };
     let Some((base, query)) = head.split_once('?') else {
         return url.to_owned();
     };

@@ -143,7 +143,7 @@ pub fn build_many(groups: &[VisitorEvents<'_>], config: &RoktConfig) -> Result<R
     if account.is_empty() {
         return Err(Error::Missing { field: "rokt.account_id" });
     }
-    if account.chars().count() > MAX_ACCOUNT_ID {
+    if crate::text::char_count(account) > MAX_ACCOUNT_ID {
         return Err(Error::TooLong { field: "rokt.account_id", max: MAX_ACCOUNT_ID });
     }
     Ok(super::pack_visitors(groups, visitor_events, (MAX_EVENTS, MAX_BODY_BYTES - 128, MAX_BODY_BYTES), |events| {
@@ -211,7 +211,7 @@ fn visitor_events(
             object.push(nv("transactionid", t.as_str()));
             object.push(nv("confirmationref", t.as_str()));
         }
-        if object.iter().any(|o| o.value.chars().count() > MAX_VALUE_CHARS) {
+        if object.iter().any(|o| crate::text::char_count(&o.value) > MAX_VALUE_CHARS) {
             skipped.push((offset + i, RoktSkip::Invalid(Error::TooLong { field: "objectData", max: MAX_VALUE_CHARS })));
             continue;
         }

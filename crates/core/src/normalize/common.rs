@@ -372,7 +372,11 @@ pub(crate) fn country_alpha2(raw: &str) -> Option<String> {
 /// `@` with text on both sides.
 pub(crate) fn split_email(e: &str) -> Option<(&str, &str)> {
     let (local, domain) = e.split_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains('@') { None } else { Some((local, domain)) }
+    if local.is_empty() || domain.is_empty() || domain.as_bytes().contains(&b'@') {
+        None
+    } else {
+        Some((local, domain))
+    }
 }
 
 /// The digits of a calling code (`"1"`, `"+44"`, `"0049"` → `"1"`, `"44"`, `"49"`),

@@ -30,7 +30,7 @@ pub fn meta_email(raw: &str) -> Option<String> {
     let e = prepare(raw);
     let (local, domain) = split_email(&e)?;
     let word = |c: char| matches!(kind(c), Kind::Letter | Kind::Digit);
-    if !local.chars().all(|c| word(c) || LOCAL_EXTRA.contains(c)) {
+    if !local.chars().all(|c| word(c) || (c.is_ascii() && LOCAL_EXTRA.as_bytes().contains(&(c as u8)))) {
         return None;
     }
     let mut labels = 0usize;
@@ -171,7 +171,7 @@ pub fn meta_zip(raw: &str, country: Option<&str>) -> Option<String> {
     } else {
         zip
     };
-    if zip.chars().count() < 2 {
+    if crate::text::char_count(zip) < 2 {
         return None;
     }
     Some(zip.to_owned())
