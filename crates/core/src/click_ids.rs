@@ -199,8 +199,8 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     let q = q.split('#').next().unwrap_or_default();
     q.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        let k = crate::cookie::percent_decode(&k.replace('+', " "))?;
-        let v = crate::cookie::percent_decode(&v.replace('+', " "))?;
+        let k = crate::cookie::form_decode(k)?;
+        let v = crate::cookie::form_decode(v)?;
         Some((k, v))
     })
 }

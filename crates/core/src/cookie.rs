@@ -20,23 +20,40 @@ pub fn get<'a>(header: &'a str, name: &'a str) -> Option<&'a str> {
 /// Decodes `%XX` escapes (what `encodeURIComponent` writes). Returns `None`
 /// for malformed escapes or invalid UTF-8, so a bad cookie is skipped rather than fatal.
 pub fn percent_decode(s: &str) -> Option<String> {
-    // A byte search: `str::contains(char)` would pull in the substring searcher.
-    if !s.as_bytes().contains(&b'%') {
+    decode(s, false)
+}
+
+/// Decodes a query-string component (`application/x-www-form-urlencoded`):
+/// `+` is a space, then `%XX` escapes as [`percent_decode`].
+pub fn form_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let b = s.as_bytes();
+    // Byte searches: `str::contains(char)` would pull in the substring searcher.
+    if !b.contains(&b'%') && !(plus_is_space && b.contains(&b'+')) {
         return Some(s.to_owned());
     }
-    let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let hi = (hex[0] as char).to_digit(16)?;
-            let lo = (hex[1] as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hi = (hex[0] as char).to_digit(16)?;
+                let lo = (hex[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
@@ -78,6 +95,10 @@ mod tests {
             assert_eq!(percent_decode(&percent_encode(s)).unwrap(), s);
         }
         assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("a+b%2B"), Some("a+b+".to_owned()), "a cookie keeps its plus signs");
+        assert_eq!(form_decode("a+b%2B"), Some("a b+".to_owned()), "a query's plus is a space, an escaped one a plus");
+        assert_eq!(form_decode("plain"), Some("plain".to_owned()));
+        assert_eq!(form_decode("x+%zz"), None);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%ff"), None);
     }

@@ -195,16 +195,12 @@ pub fn value(v: &JsValue, text: Text, depth: u8) -> Value {
 /// ([`Text::Lower`]), except `address.postalCode`, whose case Google keeps.
 pub fn user_data(ud: &JsValue) -> Value {
     let mut v = value(ud, Text::Lower, 2);
-    let postal = value(&get(&get(ud, "address"), "postalCode"), Text::Nfc, 0);
-    if let Value::Map(m) = &mut v {
-        for (k, a) in m.iter_mut().filter(|(k, _)| k == "address") {
-            let _ = k;
-            if let Value::Map(am) = a {
-                for (_, p) in am.iter_mut().filter(|(k, _)| k == "postalCode") {
-                    *p = postal.clone();
-                }
-            }
-        }
+    // The postal code keeps its case, as Google wants it.
+    if let Value::Map(m) = &mut v
+        && let Some((_, Value::Map(address))) = m.iter_mut().find(|(k, _)| k == "address")
+        && let Some((_, postal)) = address.iter_mut().find(|(k, _)| k == "postalCode")
+    {
+        *postal = value(&get(&get(ud, "address"), "postalCode"), Text::Nfc, 0);
     }
     v
 }
