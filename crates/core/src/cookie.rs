@@ -32,7 +32,7 @@ pub fn form_decode(s: &str) -> Option<String> {
 fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let b = s.as_bytes();
     // Byte searches: `str::contains(char)` would pull in the substring searcher.
-    if !b.contains(&b'%') && !(plus_is_space && b.contains(&b'+')) {
+    if !(b.contains(&b'%') || plus_is_space && b.contains(&b'+')) {
         return Some(s.to_owned());
     }
     let mut out = Vec::with_capacity(b.len());

@@ -21,7 +21,7 @@ use crate::event::ParamValue;
 /// assert_eq!(p.insert("method".into(), ParamValue::Text("email".into())), Some(ParamValue::Text("google".into())));
 /// let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
 /// assert_eq!(names, ["coupon_kind", "method"]);
-/// assert_eq!(p["method"], ParamValue::Text("email".into()));
+/// assert_eq!(p.get("method"), Some(&ParamValue::Text("email".into())));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, ParamValue)>);
@@ -101,18 +101,6 @@ impl FromIterator<(String, ParamValue)> for Params {
             p.insert(k, v);
         }
         p
-    }
-}
-
-/// `params["name"]`: the value; panics when `name` is not set (use
-/// [`Params::get`] on input).
-impl core::ops::Index<&str> for Params {
-    type Output = ParamValue;
-    fn index(&self, name: &str) -> &ParamValue {
-        match self.get(name) {
-            Some(v) => v,
-            None => panic!("no such parameter"),
-        }
     }
 }
 

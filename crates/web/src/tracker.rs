@@ -13,6 +13,7 @@ use alloc::{borrow::ToOwned, string::String, vec, vec::Vec};
 use core::cell::{RefCell, RefMut};
 
 use js_sys::{Array, Promise};
+use tally_core::browser::admission::{self, Admission, Buffered};
 use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
 use tally_core::browser::config::{BrowserConfig, ClickIdStorage, debug_switch};
 use tally_core::browser::consent_gate::{self as gate, collector_may_send};
@@ -51,7 +52,7 @@ struct State {
     visitor: Option<VisitorId>,
     user: Option<UserId>,
     hashed: Option<HashedUserData>,
-    pending: Vec<(Event, Option<String>)>,
+    pending: Vec<Buffered>,
     mem: Vec<Entry>,
     sent_mem: String,
     dropped: Vec<Dropped>,
@@ -263,68 +264,66 @@ impl Inner {
     fn submit(self: &Rc<Self>, e: Event, label: Option<String>) {
         let id = e.id.as_str().to_owned();
         let Some(mut s) = self.st() else { return };
-        if e.transaction_id.is_some()
-            && (queue::sent_contains(&self.sent(&s), &id) || s.pending.iter().any(|(p, _)| p.id == e.id))
-        {
-            drop(s);
-            self.log(false, "already tracked in this browser; not sent again", || js_str(&id));
-            return;
-        }
-        if self.cfg.consent_v2 && !s.consent.is_decided() {
-            let mut dropped = Vec::new();
-            if s.pending.len() >= queue::MAX_PENDING {
-                let i = queue::eviction_index(&s.pending, |(p, _)| p.transaction_id.is_some());
-                let (old, _) = s.pending.remove(i);
-                dropped.push(Dropped::new(old.id.as_str(), DropReason::ConsentBufferFull.as_str()));
+        match admission::admit(&e, || self.sent(&s), &s.pending, self.cfg.consent_v2, &s.consent) {
+            Admission::Duplicate => {
+                drop(s);
+                self.log(false, "already tracked in this browser; not sent again", || js_str(&id));
             }
-            s.pending.push((e, label));
-            drop(s);
-            self.report(dropped);
-            self.log(false, "waiting for a consent decision", || js_str(&id));
-            return;
+            Admission::Wait { evict } => {
+                let mut dropped = Vec::new();
+                if let Some(i) = evict {
+                    let old = s.pending.remove(i);
+                    dropped.push(Dropped::new(old.event.id.as_str(), DropReason::ConsentBufferFull.as_str()));
+                }
+                s.pending.push(Buffered { event: e, label });
+                drop(s);
+                self.report(dropped);
+                self.log(false, "waiting for a consent decision", || js_str(&id));
+            }
+            Admission::Release => {
+                drop(s);
+                self.release(e, label);
+            }
         }
-        drop(s);
-        self.release(e, label);
     }
 
     fn release(self: &Rc<Self>, e: Event, label: Option<String>) {
         let id = e.id.as_str();
         let mut drops = Vec::new();
         let Some(mut s) = self.st() else { return };
-        let entry = Entry::of(&e);
-        if !collector_may_send(&s.consent) {
-            drops.push(Dropped::new(id, DropReason::ConsentDenied.as_str()));
-        } else if entry.json.len() > queue::MAX_EVENT_BYTES {
-            drops.push(Dropped::new(id, DropReason::TooLarge.as_str()));
-        } else {
-            // Fast path: append one line to the stored queue without parsing it.
-            let appended = (if self.persist(&s) { js::storage_get(Q_KEY) } else { None })
-                .and_then(|q| queue::append(&q, &entry, self.cfg.max_queue_bytes));
-            if !appended.is_some_and(|q| js::storage_set(Q_KEY, &q)) {
-                let mut q = self.load(&s);
-                queue::push_unique(&mut q, entry);
-                for (d, why) in queue::enforce_limits(&mut q, js::now_ms(), self.cfg.max_queue_bytes) {
-                    drops.push(Dropped::new(&d.id, why.as_str()));
+        match admission::enqueue(&e, &s.consent) {
+            Err(why) => drops.push(Dropped::new(id, why.as_str())),
+            Ok(entry) => {
+                // Fast path: append one line to the stored queue without parsing it.
+                let appended = (if self.persist(&s) { js::storage_get(Q_KEY) } else { None })
+                    .and_then(|q| queue::append(&q, &entry, self.cfg.max_queue_bytes));
+                if !appended.is_some_and(|q| js::storage_set(Q_KEY, &q)) {
+                    let mut q = self.load(&s);
+                    queue::push_unique(&mut q, entry);
+                    for (d, why) in queue::enforce_limits(&mut q, js::now_ms(), self.cfg.max_queue_bytes) {
+                        drops.push(Dropped::new(&d.id, why.as_str()));
+                    }
+                    self.save(&mut s, q);
                 }
-                self.save(&mut s, q);
-            }
-            if e.transaction_id.is_some() {
-                self.mark_sent(&mut s, id);
+                if e.transaction_id.is_some() {
+                    self.mark_sent(&mut s, id);
+                }
             }
         }
-        let consent = s.consent;
-        let hashed = s.hashed.clone();
-        drop(s);
-        self.report(drops);
+        // The calls are worked out while the state is borrowed (no copy of the
+        // hashed user data); gtag and fbq run after, as they may call back in.
         let ctx = BridgeContext {
             ga4: self.cfg.ga4.as_deref(),
             ads: self.cfg.ads.as_deref(),
             label: label.as_deref(),
             pixel: self.cfg.pixel.as_deref(),
-            hashed: hashed.as_ref(),
+            hashed: s.hashed.as_ref(),
             order_id: self.cfg.order_id,
         };
-        Self::call_bridge(bridge::event_calls(&e, &consent, &ctx));
+        let calls = bridge::event_calls(&e, &s.consent, &ctx);
+        drop(s);
+        self.report(drops);
+        Self::call_bridge(calls);
         self.log(false, "tracked", || js::parse_json(&e.to_json()));
         self.schedule(SEND_DELAY_MS);
     }
@@ -384,8 +383,8 @@ impl Inner {
         js::call_global("gtag", &["consent".into(), "update".into(), forward]);
         js::call_global("fbq", &["consent".into(), gate::fbq_consent(&after).into()]);
         self.log(false, "consent", || consent_object(&after));
-        for (e, label) in pending {
-            self.release(e, label);
+        for b in pending {
+            self.release(b.event, b.label);
         }
         self.schedule(0);
     }

@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(e.id.as_str(), "my-id");
         let x = Extra { params: &[("method", "method")], txn_required: false };
         let e = event(EventName::SignUp, &map(&[("method", s("google"))]), &x, 1, [0; 10]).unwrap();
-        assert_eq!(e.params["method"], ParamValue::Text("google".into()));
+        assert_eq!(e.params.get("method"), Some(&ParamValue::Text("google".into())));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! `sendBeacon`, `gtag` and `fbq`. Every decision it makes in between lives
 //! here, is pure, and is tested natively:
 //!
+//! * [`admission`]: a tracked event deduplicated, held for the consent
+//!   decision or released, and on release queued or dropped with its reason;
 //! * [`input`]: JavaScript values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
@@ -25,6 +27,7 @@
 
 use crate::prelude::*;
 
+pub mod admission;
 pub mod bridge;
 pub mod config;
 pub mod consent_gate;
