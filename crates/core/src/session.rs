@@ -28,6 +28,8 @@ impl GaSession {
     /// Parses a `_ga_<stream>` cookie value in GS1 (`GS1.1.<id>.<n>.…`) or
     /// GS2 (`GS2.1.s<id>$o<n>$…`) format.
     pub fn from_cookie(value: &str) -> Result<GaSession> {
+        // Digits only, without `str::parse` (and its code in the browser's wasm).
+        let session_number = |n: &str| crate::browser::parse_u64(n).and_then(|n| u32::try_from(n).ok());
         let bad = Error::Invalid {
             field: "_ga_<stream>",
             reason: "expected GS1.1.<session>.<number>… or GS2.1.s<session>$o<number>…",
@@ -44,7 +46,7 @@ impl GaSession {
                 if !is_session_id(id) {
                     return Err(bad);
                 }
-                let number = f.next().and_then(|n| n.parse().ok());
+                let number = f.next().and_then(session_number);
                 Ok(GaSession { session_id: id.to_owned(), session_number: number })
             }
             "GS2" => {
@@ -54,7 +56,7 @@ impl GaSession {
                     if let Some(s) = field.strip_prefix('s') {
                         id = Some(s);
                     } else if let Some(o) = field.strip_prefix('o') {
-                        number = o.parse().ok();
+                        number = session_number(o);
                     }
                 }
                 match id {

@@ -16,6 +16,7 @@ use js_sys::{Array, Promise};
 use tally_core::browser::admission::{self, Admission, Buffered};
 use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
 use tally_core::browser::config::{BrowserConfig, ClickIdStorage, debug_switch};
+use tally_core::browser::consent_change::{consent_change, queue_in_storage};
 use tally_core::browser::consent_gate::{self as gate, collector_may_send};
 use tally_core::browser::identity::{self, CookieChange, Kept};
 use tally_core::browser::input::{self as read, Extra, NO_EXTRA, Value};
@@ -121,7 +122,7 @@ impl Inner {
     }
 
     fn persist(&self, s: &State) -> bool {
-        s.storage_ok && gate::may_store_analytics(&s.consent)
+        queue_in_storage(s.storage_ok, &s.consent)
     }
 
     fn load(&self, s: &State) -> Vec<Entry> {
@@ -333,16 +334,14 @@ impl Inner {
     fn update_consent(self: &Rc<Self>, u: &tally_core::ConsentUpdate, forward: JsValue) {
         let mut drops = Vec::new();
         let Some(mut s) = self.st() else { return };
-        let was_persist = self.persist(&s);
         let before = s.consent;
         s.consent.apply(u);
         let after = s.consent;
-        if self.cfg.consent_v2 && s.storage_ok {
-            // Remembering the decision itself is necessary storage.
+        let change = consent_change(&before, &after, s.storage_ok, self.cfg.consent_v2);
+        if change.remember {
             js::storage_set(CONSENT_KEY, &gate::encode_consent(&after));
         }
-        let now_persist = self.persist(&s);
-        if !was_persist && now_persist {
+        if change.to_storage {
             let mut q = queue::decode(&js::storage_get(Q_KEY).unwrap_or_default());
             for e in core::mem::take(&mut s.mem) {
                 queue::push_unique(&mut q, e);
@@ -353,7 +352,7 @@ impl Inner {
             if !sent.is_empty() {
                 js::storage_set(SENT_KEY, &sent);
             }
-        } else if was_persist && !now_persist {
+        } else if change.to_memory {
             s.mem = queue::decode(&js::storage_get(Q_KEY).unwrap_or_default());
             s.sent_mem = js::storage_get(SENT_KEY).unwrap_or_default();
             for k in [Q_KEY, SENT_KEY, LEASE_KEY] {
@@ -371,13 +370,13 @@ impl Inner {
                 storage: self.cfg.click_storage,
             },
         ));
-        if !collector_may_send(&after) && after.is_decided() {
+        if change.discard {
             for e in self.load(&s) {
                 drops.push(Dropped::new(&e.id, DropReason::ConsentDenied.as_str()));
             }
             self.save(&mut s, Vec::new());
         }
-        let pending = if after.is_decided() { core::mem::take(&mut s.pending) } else { Vec::new() };
+        let pending = if change.release_buffer { core::mem::take(&mut s.pending) } else { Vec::new() };
         drop(s);
         self.report(drops);
         js::call_global("gtag", &["consent".into(), "update".into(), forward]);

@@ -7,6 +7,8 @@
 //!
 //! * [`admission`]: a tracked event deduplicated, held for the consent
 //!   decision or released, and on release queued or dropped with its reason;
+//! * [`consent_change`]: what a consent update does to the queue: into or out of
+//!   `localStorage`, discarded, the waiting events released;
 //! * [`input`]: JavaScript values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
@@ -30,6 +32,7 @@ use crate::prelude::*;
 pub mod admission;
 pub mod bridge;
 pub mod config;
+pub mod consent_change;
 pub mod consent_gate;
 pub mod identity;
 pub mod input;
