@@ -4,8 +4,9 @@
 //! published as the npm package in `pkg/` (`createBrowserTracker(config)`).
 //! Every rule lives in the core, most of it in [`tally_core::browser`]: config
 //! validation, reading JavaScript inputs into events, identity and click ids,
-//! the consent gate, the gtag/fbq bridge, the outbox and the collector
-//! contract. This crate only does the browser I/O around them:
+//! the consent gate, what becomes of a tracked event before and after the
+//! consent decision (`admission`, `consent_change`), the gtag/fbq bridge, the
+//! outbox and the collector contract. This crate only does the browser I/O around them:
 //!
 //! * **identity**: reads `_ga` (never writes it); otherwise mints a GA4-format
 //!   id in Tally's own `_tally_cid`; session from `_ga_<stream>`; visitor id in `_tally_vid`;
