@@ -552,9 +552,7 @@ impl Inner {
             return;
         }
         let q = self.load(&s);
-        s.beaconed.retain(|id| q.iter().any(|e| e.id == *id));
-        let fresh: Vec<Entry> = q.into_iter().filter(|e| !s.beaconed.contains(&e.id)).collect();
-        s.beaconed.extend(wire::ids(&fresh));
+        let fresh = wire::not_yet_beaconed(q, &mut s.beaconed);
         drop(s);
         if fresh.is_empty() {
             return;

@@ -30,6 +30,18 @@ pub fn ids(entries: &[Entry]) -> Vec<String> {
     entries.iter().map(|e| e.id.clone()).collect()
 }
 
+/// The queued events a hidden page still has to beacon: each goes by beacon
+/// at most once per page (a tab hidden and shown again does not send the
+/// same events twice while they wait for their answer). `beaconed` is the
+/// page's record of what it beaconed: ids no longer queued (settled) are
+/// forgotten, the returned events added.
+pub fn not_yet_beaconed(queued: Vec<Entry>, beaconed: &mut Vec<String>) -> Vec<Entry> {
+    beaconed.retain(|id| queued.iter().any(|e| e.id == *id));
+    let fresh: Vec<Entry> = queued.into_iter().filter(|e| !beaconed.contains(&e.id)).collect();
+    beaconed.extend(ids(&fresh));
+    fresh
+}
+
 /// A page being hidden or left: the queued `entries` as `sendBeacon` bodies of
 /// at most [`MAX_BEACON_BYTES`] each, with their ids. An event too large for a
 /// beacon on its own is left for a normal request from the next page.
@@ -187,6 +199,20 @@ mod tests {
         json.push_str(&"x".repeat(pad));
         json.push_str("\"}");
         Entry { id: id.into(), at: 1, transactional: false, json }
+    }
+
+    #[test]
+    fn a_hidden_page_beacons_each_event_once_and_forgets_settled_ones() {
+        let mut beaconed = Vec::new();
+        let first = not_yet_beaconed(vec![entry("a", 1), entry("b", 1)], &mut beaconed);
+        assert_eq!(ids(&first), ["a", "b"]);
+        // Hidden again while both still wait, and a new one queued: only the new one goes.
+        let second = not_yet_beaconed(vec![entry("a", 1), entry("b", 1), entry("c", 1)], &mut beaconed);
+        assert_eq!(ids(&second), ["c"]);
+        // "a" was settled meanwhile: forgotten, so the record stays as small as the queue.
+        let third = not_yet_beaconed(vec![entry("b", 1), entry("c", 1)], &mut beaconed);
+        assert!(third.is_empty());
+        assert_eq!(beaconed, ["b", "c"]);
     }
 
     fn reply(results: &[(&str, &str)]) -> Value {
