@@ -20,14 +20,13 @@ use tally_core::browser::consent_change::{consent_change, queue_in_storage};
 use tally_core::browser::consent_gate::{self as gate, collector_may_send};
 use tally_core::browser::identity::{self, CookieChange, Kept};
 use tally_core::browser::input::{self as read, Extra, NO_EXTRA, Value};
+use tally_core::browser::page_context::{Known, Page, page_envelope};
 use tally_core::browser::queue::{self, DropReason, Entry};
 use tally_core::browser::truncate_chars;
 use tally_core::browser::wire::{self, Dropped, HttpOutcome};
-use tally_core::envelope::{MAX_EVENT_IDS, MAX_URL};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
-    ClickIds, ClientId, ConsentState, ContextEnvelope, Error, Event, EventId, EventName, HashedUserData, UserId,
-    VisitorId,
+    ClickIds, ClientId, ConsentState, ContextEnvelope, Error, Event, EventName, HashedUserData, UserId, VisitorId,
 };
 use wasm_bindgen::prelude::*;
 
@@ -229,35 +228,29 @@ impl Inner {
 
     /// The envelope as it may leave the page under the current consent.
     fn envelope(&self, with_ids: bool) -> ContextEnvelope {
-        let client_id = self.client_id();
-        let jar = js::cookies();
-        let session = self.cfg.ga4.as_deref().and_then(|g| identity::session_from_jar(&jar, g));
+        // Mints (and, with consent, stores) a client id when the jar has none.
+        let _ = self.client_id();
+        let (jar, href) = (js::cookies(), js::location("href"));
+        let referrer = js::get_str(&js::document(), "referrer").unwrap_or_default();
         let Some(s) = self.st() else {
             return ContextEnvelope::default();
         };
-        let mut env = ContextEnvelope {
-            created_at_ms: js::now_ms(),
-            client_id,
-            session_number: session.as_ref().and_then(|x| x.session_number),
-            session_id: session.map(|x| x.session_id),
-            user_id: s.user.clone(),
-            visitor_id: s.visitor.clone(),
-            click_ids: self.click_ids(&s),
-            consent: s.consent,
-            hashed_user_data: s.hashed.clone(),
-            raw_user_data: None,
-            page_url: truncate_chars(&js::location("href"), MAX_URL),
-            referrer: truncate_chars(&js::get_str(&js::document(), "referrer").unwrap_or_default(), MAX_URL),
-            event_ids: Vec::new(),
-        };
-        if with_ids {
-            env.event_ids = queue::sent_newest(&self.sent(&s), MAX_EVENT_IDS)
-                .into_iter()
-                .filter_map(|i| EventId::parse(i).ok())
-                .collect();
-        }
-        gate::strip_envelope(&mut env);
-        env
+        let sent = if with_ids { Some(self.sent(&s)) } else { None };
+        let page = Page { jar: &jar, href: &href, referrer: &referrer, now_ms: js::now_ms() };
+        page_envelope(
+            &page,
+            &Known {
+                minted: s.minted.as_ref(),
+                user: s.user.as_ref(),
+                visitor: s.visitor.as_ref(),
+                clicks: &s.clicks,
+                click_storage: self.cfg.click_storage,
+                ga4: self.cfg.ga4.as_deref(),
+                consent: s.consent,
+                hashed: s.hashed.as_ref(),
+                sent: sent.as_deref(),
+            },
+        )
     }
 
     // ------------------------------------------------------------ tracking

@@ -11,9 +11,13 @@
 //!   `localStorage`, discarded, the waiting events released;
 //! * [`input`]: JavaScript values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
+//! * [`json_value`]: JSON text read into an [`input::Value`], for a shell that
+//!   passes strings;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
 //! * [`identity`]: Tally's first-party cookies (client id, visitor id, click ids) and
 //!   the `document.cookie` string that writes them;
+//! * [`page_context`]: the context envelope a page sends, from the cookie
+//!   jar, the page and what the tracker knows, stripped to the consent;
 //! * [`consent_gate`]: what may be stored and sent before and after a consent
 //!   decision, the envelope stripped to it, page URLs without click ids, and
 //!   the stored consent format;
