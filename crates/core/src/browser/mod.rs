@@ -40,6 +40,8 @@ pub mod consent_change;
 pub mod consent_gate;
 pub mod identity;
 pub mod input;
+pub mod json_value;
+pub mod page_context;
 pub mod queue;
 pub mod wire;
 

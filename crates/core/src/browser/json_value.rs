@@ -1,0 +1,285 @@
+//! JSON text read into an [`input::Value`](super::input::Value), for a shell
+//! that hands the rules strings (`JSON.stringify` in the browser) instead of
+//! JavaScript objects.
+//!
+//! Small on purpose: no `str::parse::<f64>` (its tables are ~9 KB of wasm),
+//! no error type beyond `None`, a depth limit instead of recursion without end.
+
+use super::input::Value;
+use crate::prelude::*;
+
+/// How deep objects and arrays may nest; deeper input is refused.
+pub const MAX_DEPTH: u8 = 8;
+
+/// Reads one JSON value (surrounding whitespace allowed); `None` for anything
+/// that is not exactly one JSON value, or nests deeper than [`MAX_DEPTH`].
+///
+/// Numbers are correctly rounded when they have at most 15 significant digits
+/// and a decimal exponent within ±22 (Clinger's fast path: every amount a shop
+/// sends); others are within a few units in the last place.
+///
+/// ```
+/// use tally_core::browser::input::Value;
+/// use tally_core::browser::json_value::parse;
+/// let v = parse(r#"{"value": 12.5, "items": [{"id": "A\u00e9"}]}"#).unwrap();
+/// assert_eq!(v.get("value"), &Value::Num(12.5));
+/// assert_eq!(parse("[1,]"), None);
+/// ```
+pub fn parse(text: &str) -> Option<Value> {
+    let mut r = Reader { b: text.as_bytes(), i: 0 };
+    let v = r.value(MAX_DEPTH)?;
+    r.ws();
+    (r.i == r.b.len()).then_some(v)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        let hit = self.b.get(self.i) == Some(&c);
+        if hit {
+            self.i += 1;
+        }
+        hit
+    }
+
+    fn word(&mut self, w: &[u8], v: Value) -> Option<Value> {
+        let end = self.i + w.len();
+        (self.b.get(self.i..end) == Some(w)).then(|| {
+            self.i = end;
+            v
+        })
+    }
+
+    fn value(&mut self, depth: u8) -> Option<Value> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'{' | b'[' if depth == 0 => None,
+            b'{' => {
+                self.i += 1;
+                let mut m = Vec::new();
+                if !self.eat(b'}') {
+                    loop {
+                        self.ws();
+                        let k = self.string()?;
+                        if !self.eat(b':') {
+                            return None;
+                        }
+                        m.push((k, self.value(depth - 1)?));
+                        if self.eat(b'}') {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                Some(Value::Map(m))
+            }
+            b'[' => {
+                self.i += 1;
+                let mut l = Vec::new();
+                if !self.eat(b']') {
+                    loop {
+                        l.push(self.value(depth - 1)?);
+                        if self.eat(b']') {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                Some(Value::List(l))
+            }
+            b'"' => self.string().map(Value::Str),
+            b't' => self.word(b"true", Value::Bool(true)),
+            b'f' => self.word(b"false", Value::Bool(false)),
+            b'n' => self.word(b"null", Value::Absent),
+            _ => self.number().map(Value::Num),
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let mut n = 0;
+        for _ in 0..4 {
+            let d = char::from(*self.b.get(self.i)?).to_digit(16)?;
+            n = n * 16 + d;
+            self.i += 1;
+        }
+        Some(n)
+    }
+
+    /// A string at `self.i` (which must be `"`).
+    fn string(&mut self) -> Option<String> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        self.i += 1;
+        let mut s = String::new();
+        loop {
+            let start = self.i;
+            while self.b.get(self.i).is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20) {
+                self.i += 1;
+            }
+            s.push_str(core::str::from_utf8(self.b.get(start..self.i)?).ok()?);
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(s);
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    self.i += 2;
+                    s.push(match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) && self.b.get(self.i..self.i + 2) == Some(b"\\u") {
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return None;
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            // A lone surrogate (which JSON.stringify escapes) becomes U+FFFD.
+                            char::from_u32(cp).unwrap_or('\u{fffd}')
+                        }
+                        _ => return None,
+                    });
+                }
+                // A raw control character.
+                _ => return None,
+            }
+        }
+    }
+
+    fn digits(&mut self, m: &mut u64, e: &mut i32, fraction: bool) -> usize {
+        let start = self.i;
+        while let Some(d) = self.b.get(self.i).filter(|c| c.is_ascii_digit()) {
+            if *m < 100_000_000_000_000_000 {
+                *m = *m * 10 + u64::from(d - b'0');
+                *e -= i32::from(fraction);
+            } else {
+                *e += i32::from(!fraction);
+            }
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Option<f64> {
+        let neg = self.b.get(self.i) == Some(&b'-');
+        self.i += usize::from(neg);
+        let (mut m, mut e) = (0u64, 0i32);
+        let lead = self.b.get(self.i).copied();
+        let n = self.digits(&mut m, &mut e, false);
+        if n == 0 || (lead == Some(b'0') && n > 1) {
+            return None;
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if self.digits(&mut m, &mut e, true) == 0 {
+                return None;
+            }
+        }
+        if self.b.get(self.i).is_some_and(|c| *c == b'e' || *c == b'E') {
+            self.i += 1;
+            let minus = self.b.get(self.i) == Some(&b'-');
+            self.i += usize::from(minus || self.b.get(self.i) == Some(&b'+'));
+            let (mut x, mut ignored) = (0u64, 0i32);
+            if self.digits(&mut x, &mut ignored, false) == 0 {
+                return None;
+            }
+            let x = i32::try_from(x.min(1000)).unwrap_or(1000);
+            e += if minus { -x } else { x };
+        }
+        let mut scale = 1.0f64;
+        for _ in 0..e.unsigned_abs().min(400) {
+            scale *= 10.0;
+        }
+        let f = if e < 0 { m as f64 / scale } else { m as f64 * scale };
+        Some(if neg { -f } else { f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.to_owned())
+    }
+
+    #[test]
+    fn reads_what_json_stringify_writes() {
+        let v = parse(r#" {"a":[1,-2.5,3e2,0.1,1E-2,true,false,null],"b":{"c":"x\"\\\/\n\u00e9\ud83d\ude00"}} "#).unwrap();
+        let a = match v.get("a") {
+            Value::List(l) => l.clone(),
+            _ => panic!("a"),
+        };
+        assert_eq!(
+            a,
+            vec![
+                Value::Num(1.0),
+                Value::Num(-2.5),
+                Value::Num(300.0),
+                Value::Num(0.1),
+                Value::Num(0.01),
+                Value::Bool(true),
+                Value::Bool(false),
+                Value::Absent
+            ]
+        );
+        assert_eq!(v.get("b").get("c"), &s("x\"\\/\né😀"));
+        assert_eq!(parse("{}"), Some(Value::Map(vec![])));
+        assert_eq!(parse("[]"), Some(Value::List(vec![])));
+        assert_eq!(parse(r#""\ud800""#), Some(s("\u{fffd}")));
+    }
+
+    #[test]
+    fn amounts_are_correctly_rounded() {
+        for t in ["12.5", "19.99", "0.3", "1234567.891", "99999999.99", "0.000001", "42"] {
+            let want: f64 = t.parse().unwrap();
+            assert_eq!(parse(t), Some(Value::Num(want)), "{t}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_json_value() {
+        for bad in [
+            "", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1 2]", "01", "1.", ".5", "-", "1e", "tru", "nul", "\"abc",
+            "\"\\x\"", "\"a\nb\"", "[1]x", "{\"a\":1,}", "\"\\ud83d\\u0041\"",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = "[".repeat(usize::from(MAX_DEPTH)) + &"]".repeat(usize::from(MAX_DEPTH));
+        assert!(parse(&ok).is_some());
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(&deep), None);
+    }
+}
