@@ -6,7 +6,8 @@
 //!   installs) and runs every check: fmt, the Prometheus alerting rules (promtool),
 //!   clippy, rustdoc, native tests, the wasm tests in headless Chromium, the package
 //!   size budget and the end-to-end tests.
-//! * `cargo xtask pkg` only builds the npm package and prints its size.
+//! * `cargo xtask pkg` only builds the npm package and prints its size, beside
+//!   the size floor of the rules alone (`crates/size-floor`).
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
 
 mod bench;
@@ -21,7 +22,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
-        Some("pkg") => pkg::build().and_then(|s| s.check_budget()),
+        Some("pkg") => pkg::build().and_then(|s| {
+            s.check_budget()?;
+            pkg::Floor::measure().map(|f| f.print(&s))
+        }),
         Some("install") => install::all(),
         Some("bench") => bench::all(),
         _ => {
@@ -63,11 +67,13 @@ fn test() -> Result<(), String> {
         ]),
     )?;
     run::step(
-        "cargo clippy (wasm32, the npm package's no_std build)",
+        "cargo clippy (wasm32, the npm package's no_std build and the size floor)",
         run::cargo(&[
             "clippy",
             "-p",
             "tally-web",
+            "-p",
+            "tally-size-floor",
             "--no-default-features",
             "--target",
             "wasm32-unknown-unknown",
@@ -86,6 +92,7 @@ fn test() -> Result<(), String> {
     run::step("wasm tests in headless Chromium", wasm_tests)?;
     let size = pkg::build()?;
     size.check_budget()?;
+    pkg::Floor::measure()?.print(&size);
     let mut e2e = run::cargo(&["test", "-p", "tally-e2e", "--", "--test-threads=1"]);
     e2e.current_dir(&root);
     run::step("end-to-end tests in headless Chromium", e2e)?;

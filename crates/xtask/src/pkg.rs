@@ -102,49 +102,17 @@ impl PackageSize {
 /// with wasm-opt from the `binaryen` npm package, and measures.
 pub fn build() -> Result<PackageSize, String> {
     let root = run::root();
-    let mut build = run::cargo(&[
-        "build",
-        "-p",
+    let wasm = build_wasm(
         "tally-web",
-        "--no-default-features",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm-release",
-    ]);
-    if let Some(flags) = remap_registry() {
-        build.env("RUSTFLAGS", flags);
-    }
-    run::step("build tally-web (wasm32, no_std, profile wasm-release: release with opt-level z)", build)?;
-    let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/tally_web.wasm");
+        &["--no-default-features"],
+        "build tally-web (wasm32, no_std, profile wasm-release: release with opt-level z)",
+    )?;
     let pkg = root.join("pkg");
     let mut bindgen = Command::new("wasm-bindgen");
     bindgen.args(["--target", "web", "--out-name", "tally_web", "--out-dir"]).arg(&pkg).arg(&wasm);
     run::step("wasm-bindgen into pkg/", bindgen)?;
     let out = pkg.join("tally_web_bg.wasm");
-    let wasm_opt = root.join("node_modules/.bin/wasm-opt");
-    if wasm_opt.exists() {
-        let mut c = Command::new(&wasm_opt);
-        // `--converge` repeats -Oz while it still shrinks the module;
-        // `--low-memory-unused` lets binaryen fold constant offsets below
-        // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
-        // from 1 MiB, its data above it, so the lowest KiB is never used).
-        // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
-        c.arg("-Oz")
-            .arg("--converge")
-            .arg("--low-memory-unused")
-            .arg("--strip-producers")
-            .arg("--enable-bulk-memory")
-            .arg("--enable-nontrapping-float-to-int")
-            .arg("--enable-sign-ext")
-            .arg("--enable-mutable-globals")
-            .arg(&out)
-            .arg("-o")
-            .arg(&out);
-        run::step("wasm-opt -Oz --converge", c)?;
-    } else {
-        println!("note: node_modules/.bin/wasm-opt missing (run npm ci); package not optimised");
-    }
+    optimise(&root, &out, &out)?;
     let min_dir = root.join("target/pkg-size");
     std::fs::create_dir_all(&min_dir).map_err(|e| format!("creating {}: {e}", min_dir.display()))?;
     let (glue, entry) = (min_dir.join("tally_web.min.js"), min_dir.join("index.min.js"));
@@ -156,6 +124,100 @@ pub fn build() -> Result<PackageSize, String> {
         shipped: wasm + sum(&[pkg.join("tally_web.js"), pkg.join("index.js")])?,
         downloaded: wasm + sum(&[glue, entry])?,
     })
+}
+
+/// The size floor (`crates/size-floor`): the browser rules behind a string
+/// ABI with no shell, built and optimised as the package is.
+pub struct Floor {
+    /// Every rule the tracker runs, normalising and hashing user data included.
+    pub all: Sizes,
+    /// The same without normalising and hashing (what would load before the
+    /// first `track` call if they were a second module).
+    pub before_first_track: Sizes,
+}
+
+impl Floor {
+    /// Builds and measures both variants.
+    pub fn measure() -> Result<Floor, String> {
+        let root = run::root();
+        let one = |features: &[&str], out: &str| -> Result<Sizes, String> {
+            let wasm = build_wasm("tally-size-floor", features, "build tally-size-floor (wasm32, wasm-release)")?;
+            let out = root.join("target/pkg-size").join(out);
+            std::fs::create_dir_all(root.join("target/pkg-size"))
+                .map_err(|e| format!("creating target/pkg-size: {e}"))?;
+            optimise(&root, &wasm, &out)?;
+            // It must do the tracker's work, or its size proves nothing.
+            let mut check = Command::new("node");
+            check.arg(root.join("crates/size-floor/check.js")).arg(&out);
+            if features.is_empty() {
+                check.arg("user-data");
+            }
+            run::step("check that the size floor runs the rules (node crates/size-floor/check.js)", check)?;
+            file_sizes(&out)
+        };
+        let all = one(&[], "size-floor.wasm")?;
+        let before_first_track = one(&["--no-default-features"], "size-floor-no-user-data.wasm")?;
+        Ok(Floor { all, before_first_track })
+    }
+
+    /// Prints the figures beside the package's.
+    pub fn print(&self, package: &PackageSize) {
+        let (a, b, p) = (self.all, self.before_first_track, package.downloaded.gzip);
+        println!(
+            "==> size floor (crates/size-floor: the rules behind a string ABI, no shell, no JS): {} B raw, {} B gzip \
+             ({} B gzip without normalising and hashing user data); the package is {} B gzip, {} B above the floor",
+            a.raw,
+            a.gzip,
+            b.gzip,
+            p,
+            p.saturating_sub(a.gzip)
+        );
+    }
+}
+
+/// `cargo build` of one crate for wasm32 with the package's profile; returns the `.wasm`.
+fn build_wasm(package: &str, extra: &[&str], what: &str) -> Result<std::path::PathBuf, String> {
+    let mut args = vec!["build", "-p", package, "--target", "wasm32-unknown-unknown", "--profile", "wasm-release"];
+    args.extend_from_slice(extra);
+    let mut build = run::cargo(&args);
+    if let Some(flags) = remap_registry() {
+        build.env("RUSTFLAGS", flags);
+    }
+    run::step(what, build)?;
+    Ok(run::root().join("target/wasm32-unknown-unknown/wasm-release").join(package.replace('-', "_") + ".wasm"))
+}
+
+/// wasm-opt from the `binaryen` npm package, `src` to `dst` (may be the same file).
+fn optimise(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
+    let wasm_opt = root.join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.exists() {
+        println!("note: node_modules/.bin/wasm-opt missing (run npm ci); {} not optimised", src.display());
+        if src != dst {
+            std::fs::copy(src, dst).map_err(|e| format!("copying {}: {e}", src.display()))?;
+        }
+        return Ok(());
+    }
+    let mut c = Command::new(&wasm_opt);
+    // `--converge` repeats -Oz while it still shrinks the module;
+    // `--low-memory-unused` lets binaryen fold constant offsets below
+    // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
+    // from 1 MiB, its data above it, so the lowest KiB is never used).
+    // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
+    // `--strip-debug` drops the name section cargo leaves in a plain cdylib
+    // (wasm-bindgen already removed it from the package's module).
+    c.arg("-Oz")
+        .arg("--converge")
+        .arg("--low-memory-unused")
+        .arg("--strip-producers")
+        .arg("--strip-debug")
+        .arg("--enable-bulk-memory")
+        .arg("--enable-nontrapping-float-to-int")
+        .arg("--enable-sign-ext")
+        .arg("--enable-mutable-globals")
+        .arg(src)
+        .arg("-o")
+        .arg(dst);
+    run::step("wasm-opt -Oz --converge", c)
 }
 
 /// `RUSTFLAGS` that shorten the crates.io sources' paths in the module's panic

@@ -11,8 +11,6 @@
 //!   `localStorage`, discarded, the waiting events released;
 //! * [`input`]: JavaScript values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
-//! * [`json_value`]: JSON text read into an [`input::Value`], for a shell that
-//!   passes strings;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
 //! * [`identity`]: Tally's first-party cookies (client id, visitor id, click ids) and
 //!   the `document.cookie` string that writes them;
@@ -40,7 +38,6 @@ pub mod consent_change;
 pub mod consent_gate;
 pub mod identity;
 pub mod input;
-pub mod json_value;
 pub mod page_context;
 pub mod queue;
 pub mod wire;

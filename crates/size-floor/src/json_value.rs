@@ -1,12 +1,12 @@
-//! JSON text read into an [`input::Value`](super::input::Value), for a shell
-//! that hands the rules strings (`JSON.stringify` in the browser) instead of
-//! JavaScript objects.
+//! JSON text read into the core's [`Value`], for a shell that hands the rules
+//! strings (`JSON.stringify` in the browser) instead of JavaScript objects.
 //!
 //! Small on purpose: no `str::parse::<f64>` (its tables are ~9 KB of wasm),
 //! no error type beyond `None`, a depth limit instead of recursion without end.
 
-use super::input::Value;
-use crate::prelude::*;
+use alloc::{string::String, vec::Vec};
+
+use tally_core::browser::input::Value;
 
 /// How deep objects and arrays may nest; deeper input is refused.
 pub const MAX_DEPTH: u8 = 8;
@@ -20,7 +20,7 @@ pub const MAX_DEPTH: u8 = 8;
 ///
 /// ```
 /// use tally_core::browser::input::Value;
-/// use tally_core::browser::json_value::parse;
+/// use tally_size_floor::json_value::parse;
 /// let v = parse(r#"{"value": 12.5, "items": [{"id": "A\u00e9"}]}"#).unwrap();
 /// assert_eq!(v.get("value"), &Value::Num(12.5));
 /// assert_eq!(parse("[1,]"), None);
@@ -152,7 +152,8 @@ impl Reader<'_> {
                         b't' => '\t',
                         b'u' => {
                             let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi) && self.b.get(self.i..self.i + 2) == Some(b"\\u") {
+                            let cp = if (0xD800..0xDC00).contains(&hi) && self.b.get(self.i..self.i + 2) == Some(b"\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 if !(0xDC00..0xE000).contains(&lo) {
@@ -226,6 +227,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::{borrow::ToOwned, vec};
 
     fn s(v: &str) -> Value {
         Value::Str(v.to_owned())
@@ -233,7 +235,8 @@ mod tests {
 
     #[test]
     fn reads_what_json_stringify_writes() {
-        let v = parse(r#" {"a":[1,-2.5,3e2,0.1,1E-2,true,false,null],"b":{"c":"x\"\\\/\n\u00e9\ud83d\ude00"}} "#).unwrap();
+        let v =
+            parse(r#" {"a":[1,-2.5,3e2,0.1,1E-2,true,false,null],"b":{"c":"x\"\\\/\n\u00e9\ud83d\ude00"}} "#).unwrap();
         let a = match v.get("a") {
             Value::List(l) => l.clone(),
             _ => panic!("a"),
@@ -268,8 +271,25 @@ mod tests {
     #[test]
     fn refuses_what_is_not_one_json_value() {
         for bad in [
-            "", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1 2]", "01", "1.", ".5", "-", "1e", "tru", "nul", "\"abc",
-            "\"\\x\"", "\"a\nb\"", "[1]x", "{\"a\":1,}", "\"\\ud83d\\u0041\"",
+            "",
+            "[1,]",
+            "{\"a\":}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "[1 2]",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "tru",
+            "nul",
+            "\"abc",
+            "\"\\x\"",
+            "\"a\nb\"",
+            "[1]x",
+            "{\"a\":1,}",
+            "\"\\ud83d\\u0041\"",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }

@@ -1,0 +1,535 @@
+//! The exports. Each reads its input (a JSON object written into the buffer
+//! from [`input_buffer`]) and leaves its effects in the output buffer.
+
+use alloc::{borrow::ToOwned, string::String, vec, vec::Vec};
+use core::cell::UnsafeCell;
+
+use crate::json_value;
+use tally_core::browser::admission::{self, Admission, Buffered};
+use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
+use tally_core::browser::config::{BrowserConfig, debug_switch};
+use tally_core::browser::consent_change::consent_change;
+use tally_core::browser::consent_gate as gate;
+use tally_core::browser::identity::{self, CookieChange, Kept};
+use tally_core::browser::input::{self as read, NO_EXTRA, Value};
+use tally_core::browser::page_context::{Known, Page, page_envelope};
+use tally_core::browser::queue::{self, DropReason};
+use tally_core::browser::truncate_chars;
+use tally_core::browser::wire::{self, Dropped, HttpOutcome};
+use tally_core::json::{push_i64, push_str};
+use tally_core::{ClickIds, ClientId, ConsentState, Event, EventName, HashedUserData, UserId, VisitorId};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+/// A global of a single-threaded module (wasm32 without atomics).
+struct Global<T>(UnsafeCell<T>);
+// SAFETY: the module has one thread and the exports do not re-enter.
+unsafe impl<T> Sync for Global<T> {}
+impl<T> Global<T> {
+    #[allow(clippy::mut_from_ref)]
+    fn get(&self) -> &mut T {
+        // SAFETY: see `Sync`; every export takes the reference once.
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+static INPUT: Global<Vec<u8>> = Global(UnsafeCell::new(Vec::new()));
+static OUTPUT: Global<String> = Global(UnsafeCell::new(String::new()));
+static TRACKER: Global<Option<Tracker>> = Global(UnsafeCell::new(None));
+
+/// A buffer of `len` bytes for the next call's input; returns its address.
+#[unsafe(no_mangle)]
+pub extern "C" fn input_buffer(len: usize) -> *mut u8 {
+    let b = INPUT.get();
+    b.clear();
+    b.resize(len, 0);
+    b.as_mut_ptr()
+}
+
+/// Where the last call's output starts.
+#[unsafe(no_mangle)]
+pub extern "C" fn output_ptr() -> *const u8 {
+    OUTPUT.get().as_ptr()
+}
+
+/// How long the last call's output is, in bytes.
+#[unsafe(no_mangle)]
+pub extern "C" fn output_len() -> usize {
+    OUTPUT.get().len()
+}
+
+fn input() -> Value {
+    core::str::from_utf8(INPUT.get()).ok().and_then(json_value::parse).unwrap_or(Value::Other)
+}
+
+struct Tracker {
+    cfg: BrowserConfig,
+    consent: ConsentState,
+    clicks: ClickIds,
+    url_clicks: ClickIds,
+    visitor: Option<VisitorId>,
+    user: Option<UserId>,
+    minted: Option<ClientId>,
+    hashed: Option<HashedUserData>,
+    pending: Vec<Buffered>,
+    beaconed: Vec<String>,
+    storage_ok: bool,
+    debug: bool,
+    failures: u32,
+}
+
+/// The effects of one call: `[["cookie", "…"], ["gtag", [...]], …]`.
+struct Effects(String);
+
+impl Effects {
+    fn new() -> Effects {
+        Effects(String::from("["))
+    }
+
+    fn push(&mut self, kind: &str, strings: &[&str], json: Option<&str>) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('[');
+        push_str(&mut self.0, kind);
+        for s in strings {
+            self.0.push(',');
+            push_str(&mut self.0, s);
+        }
+        if let Some(j) = json {
+            self.0.push(',');
+            self.0.push_str(j);
+        }
+        self.0.push(']');
+    }
+
+    fn cookies(&mut self, cfg: &BrowserConfig, secure: bool, changes: Vec<CookieChange>) {
+        for (name, value) in changes {
+            let age = if value.is_some() { cfg.cookie_secs } else { 0 };
+            let v = value.as_deref().unwrap_or_default();
+            self.push("cookie", &[&identity::cookie_string(&name, v, age, cfg.cookie_domain.as_deref(), secure)], None);
+        }
+    }
+
+    fn drops(&mut self, drops: Vec<Dropped>) {
+        for d in drops {
+            self.push("drop", &[], Some(&d.to_json()));
+        }
+    }
+
+    fn calls(&mut self, calls: Vec<Call>) {
+        for c in calls {
+            let mut j = String::from("[");
+            for (i, a) in c.args.iter().enumerate() {
+                if i > 0 {
+                    j.push(',');
+                }
+                match a {
+                    Arg::Str(s) => push_str(&mut j, s),
+                    Arg::Json(s) => j.push_str(s),
+                }
+            }
+            j.push(']');
+            self.push(if c.fbq { "fbq" } else { "gtag" }, &[], Some(&j));
+        }
+    }
+
+    fn done(mut self) {
+        self.0.push(']');
+        *OUTPUT.get() = self.0;
+    }
+
+    fn error(message: &str) {
+        let mut fx = Effects::new();
+        fx.push("error", &[message], None);
+        fx.done();
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Num(f) => *f as i64,
+        _ => 0,
+    }
+}
+
+fn random(v: &Value) -> [u8; 10] {
+    let mut r = [0u8; 10];
+    if let Value::List(l) = v {
+        for (slot, x) in r.iter_mut().zip(l) {
+            *slot = int(x) as u8;
+        }
+    }
+    r
+}
+
+/// The page as the input describes it: `j` cookie jar, `u` href, `f` referrer, `t` now.
+fn page(a: &Value) -> Page<'_> {
+    Page { jar: text(a.get("j")), href: text(a.get("u")), referrer: text(a.get("f")), now_ms: int(a.get("t")) }
+}
+
+impl Tracker {
+    fn envelope(&mut self, a: &Value, sent: Option<&str>) -> String {
+        if self.minted.is_none() {
+            self.minted = Some(ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000));
+        }
+        let known = Known {
+            minted: self.minted.as_ref(),
+            user: self.user.as_ref(),
+            visitor: self.visitor.as_ref(),
+            clicks: &self.clicks,
+            click_storage: self.cfg.click_storage,
+            ga4: self.cfg.ga4.as_deref(),
+            consent: self.consent,
+            hashed: self.hashed.as_ref(),
+            sent,
+        };
+        page_envelope(&page(a), &known).to_json()
+    }
+
+    fn user_data(&mut self, ud: &Value) -> Result<(), String> {
+        if ud.is_absent() {
+            return Ok(());
+        }
+        #[cfg(feature = "user-data")]
+        {
+            let raw = read::user_data(ud).map_err(|e| e.describe())?;
+            let h = raw.hashed(&tally_core::normalize::NormalizeOptions::default());
+            self.hashed = (!h.is_empty()).then_some(h);
+            Ok(())
+        }
+        #[cfg(not(feature = "user-data"))]
+        Err(String::from("userData needs the user-data module"))
+    }
+
+    /// Queues a released event, calls the bridge.
+    fn release(&mut self, fx: &mut Effects, e: Event, label: Option<String>, a: &Value) {
+        let (stored, sent) = (text(a.get("q")), text(a.get("s")));
+        match admission::enqueue(&e, &self.consent) {
+            Err(why) => fx.drops(vec![Dropped::new(e.id.as_str(), why.as_str())]),
+            Ok(entry) => {
+                let q = queue::append(stored, &entry, self.cfg.max_queue_bytes).unwrap_or_else(|| {
+                    let mut q = queue::decode(stored);
+                    queue::push_unique(&mut q, entry);
+                    let limits = queue::enforce_limits(&mut q, int(a.get("t")), self.cfg.max_queue_bytes);
+                    fx.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
+                    queue::encode(&q)
+                });
+                fx.push("queue", &[&q], None);
+                if e.transaction_id.is_some() {
+                    fx.push("sent", &[&queue::sent_add(sent, e.id.as_str())], None);
+                }
+            }
+        }
+        let ctx = BridgeContext {
+            ga4: self.cfg.ga4.as_deref(),
+            ads: self.cfg.ads.as_deref(),
+            label: label.as_deref(),
+            pixel: self.cfg.pixel.as_deref(),
+            hashed: self.hashed.as_ref(),
+            order_id: self.cfg.order_id,
+        };
+        fx.calls(bridge::event_calls(&e, &self.consent, &ctx));
+        if self.debug {
+            fx.push("log", &["tracked"], Some(&e.to_json()));
+        }
+        fx.push("schedule", &["50"], None);
+    }
+}
+
+/// `createBrowserTracker`: `{ c: config, h: hostname, q: search, j: jar, t: now,
+/// k: stored consent, o: storage usable, x: https }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn start() {
+    let a = input();
+    let cfg = match BrowserConfig::from_value(a.get("c"), text(a.get("h"))) {
+        Ok(c) => c,
+        Err(e) => return Effects::error(&e.message()),
+    };
+    let consent = if cfg.consent_v2 {
+        gate::decode_consent(text(a.get("k"))).unwrap_or_default()
+    } else {
+        ConsentState::ALL_GRANTED
+    };
+    let (search, jar) = (text(a.get("q")), text(a.get("j")));
+    let (clicks, url_clicks) = identity::landing_click_ids(cfg.click_storage, search, jar, int(a.get("t")));
+    let mut fx = Effects::new();
+    if consent.ad_storage.is_granted() {
+        fx.cookies(&cfg, a.get("x") == &Value::Bool(true), identity::click_cookie_writes(&url_clicks));
+    }
+    fx.push("consent", &[], Some(&gate::consent_json(&consent)));
+    *TRACKER.get() = Some(Tracker {
+        debug: debug_switch(search).unwrap_or(cfg.debug),
+        cfg,
+        consent,
+        clicks,
+        url_clicks,
+        visitor: identity::visitor_from_jar(jar),
+        user: None,
+        minted: None,
+        hashed: None,
+        pending: Vec::new(),
+        beaconed: Vec::new(),
+        storage_ok: a.get("o") == &Value::Bool(true),
+        failures: 0,
+    });
+    fx.done();
+}
+
+/// The helpers in `track`'s numbering; 10 is `trackEvent`, 11 `trackPageView`, 12 `trackConversion`.
+static HELPERS: [(EventName, Option<&str>); 10] = [
+    (EventName::ViewItem, Some("viewItem")),
+    (EventName::AddToCart, Some("addToCart")),
+    (EventName::RemoveFromCart, Some("removeFromCart")),
+    (EventName::BeginCheckout, Some("beginCheckout")),
+    (EventName::AddShippingInfo, None),
+    (EventName::AddPaymentInfo, None),
+    (EventName::Purchase, Some("purchase")),
+    (EventName::Refund, None),
+    (EventName::SignUp, Some("signUp")),
+    (EventName::GenerateLead, Some("lead")),
+];
+
+/// A `track*` call: `{ i: helper, e: input, t, r: random bytes, s: sent list, q: stored queue, j, u, f }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn track() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let (i, v) = (int(a.get("i")) as usize, a.get("e"));
+    let (name, label_key) = match HELPERS.get(i) {
+        Some((n, l)) => (n.clone(), *l),
+        None => match read::opt_str(v, "name", "name").and_then(|n| EventName::parse(&n.unwrap_or_default())) {
+            Ok(n) if i != 12 => (n, None),
+            _ if i == 12 => (EventName::Custom("conversion".into()), None),
+            Ok(_) => return Effects::error("bad helper"),
+            Err(e) => return Effects::error(&e.describe()),
+        },
+    };
+    let mut e = match read::event(name, v, &NO_EXTRA, int(a.get("t")), random(a.get("r"))) {
+        Ok(e) => e,
+        Err(e) => return Effects::error(&e.describe()),
+    };
+    if i == 11 {
+        let p = page(&a);
+        for (k, val, max) in [("page_location", p.href, 1000), ("page_referrer", p.referrer, 420)] {
+            if let Some(val) = truncate_chars(&gate::redact_url(val), max) {
+                e.set_text(k, val);
+            }
+        }
+    }
+    if i == 12 {
+        e.conversion_label = read::opt_str(v, "label", "label").ok().flatten();
+        if let Err(x) = e.validate() {
+            return Effects::error(&x.describe());
+        }
+    }
+    if let Err(x) = t.user_data(v.get("userData")) {
+        return Effects::error(&x);
+    }
+    let label = label_key.and_then(|k| t.cfg.label(k)).map(str::to_owned);
+    let mut fx = Effects::new();
+    fx.push("id", &[e.id.as_str()], None);
+    let sent = text(a.get("s"));
+    match admission::admit(&e, || sent.to_owned(), &t.pending, t.cfg.consent_v2, &t.consent) {
+        Admission::Duplicate => {}
+        Admission::Wait { evict } => {
+            if let Some(old) = evict.map(|i| t.pending.remove(i)) {
+                fx.drops(vec![Dropped::new(old.event.id.as_str(), DropReason::ConsentBufferFull.as_str())]);
+            }
+            t.pending.push(Buffered { event: e, label });
+        }
+        Admission::Release => t.release(&mut fx, e, label, &a),
+    }
+    fx.done();
+}
+
+/// `updateConsent`: `{ c: update, q: stored queue, s: sent list, j, t, x }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn consent() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let u = match read::consent_update(a.get("c")) {
+        Ok(u) => u,
+        Err(e) => return Effects::error(&e.describe()),
+    };
+    let before = t.consent;
+    t.consent.apply(&u);
+    let after = t.consent;
+    let change = consent_change(&before, &after, t.storage_ok, t.cfg.consent_v2);
+    let mut fx = Effects::new();
+    if change.remember {
+        fx.push("store", &["_tally_consent", &gate::encode_consent(&after)], None);
+    }
+    if change.to_storage {
+        fx.push("to_storage", &[], None);
+    } else if change.to_memory {
+        fx.push("to_memory", &[], None);
+    }
+    let kept = Kept {
+        minted: t.minted.as_ref(),
+        visitor: t.visitor.as_ref(),
+        url_clicks: &t.url_clicks,
+        storage: t.cfg.click_storage,
+    };
+    let changes = identity::consent_cookie_changes(&before, &after, text(a.get("j")), kept);
+    fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), changes);
+    if change.discard {
+        let q = queue::decode(text(a.get("q")));
+        fx.drops(q.iter().map(|e| Dropped::new(&e.id, DropReason::ConsentDenied.as_str())).collect());
+        fx.push("queue", &[""], None);
+    }
+    fx.push("fbq", &["consent", gate::fbq_consent(&after)], None);
+    fx.push("consent", &[], Some(&gate::consent_json(&after)));
+    if change.release_buffer {
+        for b in core::mem::take(&mut t.pending) {
+            t.release(&mut fx, b.event, b.label, &a);
+        }
+    }
+    fx.done();
+}
+
+/// The next collector request: `{ q: stored queue, l: lease, b: tab, t, r, j, u, f }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn next_batch() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let (now, lease, tab) = (int(a.get("t")), a.get("l").as_str(), text(a.get("b")));
+    let mut fx = Effects::new();
+    if !gate::collector_may_send(&t.consent) {
+        return fx.done();
+    }
+    if !queue::lease_free(lease, tab, now) {
+        let mut wait = String::new();
+        push_i64(&mut wait, queue::lease_expiry(lease).map_or(0, |e| e - now + 100));
+        fx.push("schedule", &[&wait], None);
+        return fx.done();
+    }
+    let mut q = queue::decode(text(a.get("q")));
+    let limits = queue::enforce_limits(&mut q, now, t.cfg.max_queue_bytes);
+    if !limits.is_empty() {
+        fx.push("queue", &[&queue::encode(&q)], None);
+    }
+    fx.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
+    q.truncate(queue::batch_len(&q, t.cfg.batch_size, queue::MAX_BATCH_BYTES));
+    if !q.is_empty() {
+        fx.push("lease", &[&queue::lease_value(tab, now)], None);
+        let ctx = t.envelope(&a, None);
+        let body = wire::batch_body(t.cfg.site_key.as_deref(), now, &ctx, &q);
+        fx.push("post", &[&t.cfg.endpoint, &body, &wire::ids(&q).join(" ")], None);
+    }
+    fx.done();
+}
+
+/// The collector's answer: `{ i: ids, c: status, b: body, q: stored queue, r: random }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn settle() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let ids: Vec<String> = text(a.get("i")).split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+    let reply = json_value::parse(text(a.get("b"))).unwrap_or_default();
+    let st = wire::settle(&ids, int(a.get("c")) as u16, &reply);
+    let mut fx = Effects::new();
+    match st.outcome {
+        HttpOutcome::Retry => {
+            t.failures += 1;
+            let mut wait = String::new();
+            push_i64(&mut wait, i64::from(wire::backoff_ms(t.failures, int(a.get("r")) as u32)));
+            fx.push("retry", &[&wait], None);
+        }
+        HttpOutcome::Delivered => t.failures = 0,
+        HttpOutcome::Drop => {}
+    }
+    if !st.remove.is_empty() {
+        let mut q = queue::decode(text(a.get("q")));
+        queue::remove_ids(&mut q, &st.remove);
+        fx.push("queue", &[&queue::encode(&q)], None);
+    }
+    fx.drops(st.drops);
+    fx.done();
+}
+
+/// The page is hidden: beacons for `{ q: stored queue, t, r, j, u, f }`.
+#[unsafe(no_mangle)]
+pub extern "C" fn hide() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let mut fx = Effects::new();
+    let fresh = wire::not_yet_beaconed(queue::decode(text(a.get("q"))), &mut t.beaconed);
+    if gate::collector_may_send(&t.consent) && !fresh.is_empty() {
+        let ctx = t.envelope(&a, None);
+        for (_, body) in wire::beacon_batches(&fresh, t.cfg.site_key.as_deref(), int(a.get("t")), &ctx) {
+            fx.push("beacon", &[&t.cfg.endpoint, &body], None);
+        }
+    }
+    fx.done();
+}
+
+/// The other methods, by `o`: 0 `exportContext({ userData: v })`, 1 `setVisitor(v)`,
+/// 2 `identifyUser(v, d)`, 3 `getClickIdentifiers()`, 4 `getSessionId()`.
+#[unsafe(no_mangle)]
+pub extern "C" fn method() {
+    let a = input();
+    let Some(t) = TRACKER.get() else { return Effects::error("not started") };
+    let mut fx = Effects::new();
+    let v = a.get("v");
+    let result = match int(a.get("o")) {
+        0 => t.user_data(v).map(|()| {
+            let sent = text(a.get("s")).to_owned();
+            let env = t.envelope(&a, Some(&sent));
+            fx.push("return", &[], Some(&env));
+        }),
+        1 => VisitorId::parse(text(v)).map_err(|e| e.describe()).map(|id| {
+            if gate::may_store_analytics(&t.consent) {
+                let change = vec![(identity::VID_COOKIE.to_owned(), Some(id.as_str().to_owned()))];
+                fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), change);
+            }
+            t.visitor = Some(id);
+        }),
+        2 => UserId::parse(text(v)).map_err(|e| e.describe()).and_then(|id| {
+            t.user_data(a.get("d"))?;
+            t.user = Some(id);
+            fx.calls(bridge::user_call(t.cfg.ga4.as_deref(), t.user.as_ref(), &t.consent).into_iter().collect());
+            Ok(())
+        }),
+        3 => {
+            let ids = identity::current_click_ids(&t.clicks, t.cfg.click_storage, text(a.get("j")));
+            fx.push("return", &[], Some(&identity::click_ids_json(&ids)));
+            Ok(())
+        }
+        _ => {
+            let ga4 = t.cfg.ga4.as_deref().unwrap_or_default();
+            if let Some(s) = identity::session_from_jar(text(a.get("j")), ga4) {
+                fx.push("return", &[&s.session_id], None);
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => fx.done(),
+        Err(e) => Effects::error(&e),
+    }
+}
+
+/// `hashUserData(v)`: the input is the user data object.
+#[cfg(feature = "user-data")]
+#[unsafe(no_mangle)]
+pub extern "C" fn hash_user_data() {
+    match read::user_data(&input()) {
+        Ok(u) => {
+            let mut out = String::new();
+            u.hashed(&tally_core::normalize::NormalizeOptions::default()).write_json(&mut out);
+            *OUTPUT.get() = out;
+        }
+        Err(e) => Effects::error(&e.describe()),
+    }
+}
