@@ -221,14 +221,21 @@ fn optimise(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
 }
 
 /// `RUSTFLAGS` that shorten the crates.io sources' paths in the module's panic
-/// locations (they would otherwise ship the build machine's home directory).
+/// locations to `<crate>-<version>/src/…` (they would otherwise ship the
+/// build machine's home directory and the registry's index directory).
 /// `None` when `RUSTFLAGS` is set already (the caller's flags win).
 fn remap_registry() -> Option<String> {
     if std::env::var_os("RUSTFLAGS").is_some() {
         return None;
     }
     let home = std::env::var("CARGO_HOME").ok().or_else(|| std::env::var("HOME").ok().map(|h| h + "/.cargo"))?;
-    Some(format!("--remap-path-prefix={home}/registry/src="))
+    let src = Path::new(&home).join("registry/src");
+    // When several prefixes match, rustc applies the last one: the general one goes first.
+    let mut flags = vec![format!("--remap-path-prefix={}=", src.display())];
+    for dir in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+        flags.push(format!("--remap-path-prefix={}=", dir.path().display()));
+    }
+    Some(flags.join(" "))
 }
 
 /// Minifies one JS file with the esbuild installed by `npm ci`.
