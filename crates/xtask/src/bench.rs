@@ -156,6 +156,7 @@ pub fn all() -> Result<(), String> {
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let package = pkg::build()?;
+    let floor = pkg::Floor::measure()?;
     let bundles = sizes(&root, &work, package.downloaded)?;
     let (segment_next, segment_next_version) = peer_dir(&work.join("peers"), "@segment/analytics-next")?;
     let (node_modules, segment_node_version) = node_peers(&work)?;
@@ -196,6 +197,17 @@ pub fn all() -> Result<(), String> {
             tally_gzip as f64 / b.gzip.max(1) as f64
         ));
     }
+    md.push_str(&format!(
+        "\nThe floor under any shell (`crates/size-floor`: the same rules behind a C-ABI over JSON strings, no \
+         wasm-bindgen, no JS, optimised the same way): {} B raw, **{} B gzip**, {} B brotli; {} B gzip without \
+         normalising and hashing user data. Tally's package is {} B gzip above it; the floor alone is {:.2}× the 31 KiB budget.\n",
+        floor.all.raw,
+        floor.all.gzip,
+        floor.all.brotli,
+        floor.before_first_track.gzip,
+        tally_gzip.saturating_sub(floor.all.gzip),
+        floor.all.gzip as f64 / pkg::BUDGET_GZIP_BYTES as f64
+    ));
     md.push_str("\n## 2. Building one purchase for every destination (tally-core)\n\n```\n");
     md.push_str(core.lines().filter(|l| l.contains("µs")).collect::<Vec<_>>().join("\n").as_str());
     md.push_str("\n```\n\n## 3. Collector ingest (loopback)\n\n");
