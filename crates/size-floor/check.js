@@ -1,5 +1,5 @@
 // Runs the size floor's module in Node and checks that it does the tracker's work:
-// a bad config refused, a purchase held for consent then queued, bridged to gtag/fbq
+// a bad config refused, a purchase without a transaction id refused by name, a purchase held for consent then queued, bridged to gtag/fbq
 // and batched for the collector with the envelope (and its user data hashed).
 // A floor that lost code would measure small and prove nothing; this keeps it honest.
 // Usage: node check.js <module.wasm> [user-data]   (cargo xtask pkg runs it)
@@ -17,6 +17,8 @@ const fail = (m) => { console.error('size floor: ' + m); process.exit(1); };
 const bad = call('start', { c: { endpoint: '/c', ga4MeasurementId: 'nope' }, h: 'shop.example' });
 if (bad[0][0] !== 'error' || !/ga4MeasurementId/.test(bad[0][1])) fail('a bad config was not refused: ' + JSON.stringify(bad));
 call('start', { c: { endpoint: '/c', ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, h: 'shop.example', q: '?gclid=Cj0', j: '_ga=GA1.1.111.222', t: 1757409591000, o: true, x: true });
+const noTxn = call('track', { i: 6, e: { value: 1, currency: 'EUR' }, t: 1757409591000, r: [], s: '', q: '' });
+if (noTxn[0][0] !== 'error' || noTxn[0][1] !== '[tally] trackPurchase: transactionId is required') fail('a purchase without a transaction id was not refused by name: ' + JSON.stringify(noTxn));
 const input = { transactionId: 'T-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }] };
 if (process.argv[3] === 'user-data') input.userData = { email: ' Jane@Example.com ' };
 const fx = call('track', { i: 6, e: input, t: 1757409591000, r: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], s: '', q: '', j: '_ga=GA1.1.111.222' });

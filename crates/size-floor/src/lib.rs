@@ -17,8 +17,9 @@
 //!
 //! `cargo xtask pkg` builds it with and without `user-data`, optimises it as
 //! it does the package, runs it in Node (`check.js`: a bad config refused, a
-//! purchase held for consent, then queued, bridged to gtag/fbq and batched
-//! with its envelope and hashed user data), and prints both figures beside
+//! purchase without a transaction id refused by name, a purchase held for
+//! consent, then queued, bridged to gtag/fbq and batched with its envelope
+//! and hashed user data), and prints both figures beside
 //! the package's: a floor under any shell, including a perfect hand-written
 //! one. Outside `wasm32` only [`json_value`], the JSON reader, compiles (and
 //! is tested natively).

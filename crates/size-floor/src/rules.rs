@@ -10,6 +10,7 @@ use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
 use tally_core::browser::config::{BrowserConfig, debug_switch};
 use tally_core::browser::consent_change::consent_change;
 use tally_core::browser::consent_gate as gate;
+use tally_core::browser::helpers::HELPERS;
 use tally_core::browser::identity::{self, CookieChange, Kept};
 use tally_core::browser::input::{self as read, NO_EXTRA, Value};
 use tally_core::browser::page_context::{Known, Page, page_envelope};
@@ -286,38 +287,31 @@ pub extern "C" fn start() {
     fx.done();
 }
 
-/// The helpers in `track`'s numbering; 10 is `trackEvent`, 11 `trackPageView`, 12 `trackConversion`.
-static HELPERS: [(EventName, Option<&str>); 10] = [
-    (EventName::ViewItem, Some("viewItem")),
-    (EventName::AddToCart, Some("addToCart")),
-    (EventName::RemoveFromCart, Some("removeFromCart")),
-    (EventName::BeginCheckout, Some("beginCheckout")),
-    (EventName::AddShippingInfo, None),
-    (EventName::AddPaymentInfo, None),
-    (EventName::Purchase, Some("purchase")),
-    (EventName::Refund, None),
-    (EventName::SignUp, Some("signUp")),
-    (EventName::GenerateLead, Some("lead")),
-];
-
+// The helpers are `tally_core::browser::helpers::HELPERS`, in `track`'s numbering;
+// 10 is `trackEvent`, 11 `trackPageView`, 12 `trackConversion`.
 /// A `track*` call: `{ i: helper, e: input, t, r: random bytes, s: sent list, q: stored queue, j, u, f }`.
 #[unsafe(no_mangle)]
 pub extern "C" fn track() {
     let a = input();
     let Some(t) = TRACKER.get() else { return Effects::error("not started") };
     let (i, v) = (int(a.get("i")) as usize, a.get("e"));
-    let (name, label_key) = match HELPERS.get(i) {
-        Some((n, l)) => (n.clone(), *l),
+    let method = HELPERS
+        .get(i)
+        .map_or_else(|| ["trackEvent", "trackPageView", "trackConversion"].get(i - 10).copied(), |h| Some(h.method));
+    // A method's error, as the package words it: `[tally] trackPurchase: transactionId is required`.
+    let fail = |m: &str| Effects::error(&["[tally] ", method.unwrap_or_default(), ": ", m].concat());
+    let (name, label_key, extra) = match HELPERS.get(i) {
+        Some(h) => (h.name.clone(), h.label, &h.extra),
         None => match read::opt_str(v, "name", "name").and_then(|n| EventName::parse(&n.unwrap_or_default())) {
-            Ok(n) if i != 12 => (n, None),
-            _ if i == 12 => (EventName::Custom("conversion".into()), None),
+            Ok(n) if i != 12 => (n, None, &NO_EXTRA),
+            _ if i == 12 => (EventName::Custom("conversion".into()), None, &NO_EXTRA),
             Ok(_) => return Effects::error("bad helper"),
-            Err(e) => return Effects::error(&e.describe()),
+            Err(e) => return fail(&e.describe()),
         },
     };
-    let mut e = match read::event(name, v, &NO_EXTRA, int(a.get("t")), random(a.get("r"))) {
+    let mut e = match read::event(name, v, extra, int(a.get("t")), random(a.get("r"))) {
         Ok(e) => e,
-        Err(e) => return Effects::error(&e.describe()),
+        Err(e) => return fail(&e.describe()),
     };
     if i == 11 {
         let p = page(&a);
@@ -330,11 +324,11 @@ pub extern "C" fn track() {
     if i == 12 {
         e.conversion_label = read::opt_str(v, "label", "label").ok().flatten();
         if let Err(x) = e.validate() {
-            return Effects::error(&x.describe());
+            return fail(&x.describe());
         }
     }
     if let Err(x) = t.user_data(v.get("userData")) {
-        return Effects::error(&x);
+        return fail(&x);
     }
     let label = label_key.and_then(|k| t.cfg.label(k)).map(str::to_owned);
     let mut fx = Effects::new();

@@ -18,6 +18,7 @@ use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
 use tally_core::browser::config::{BrowserConfig, ClickIdStorage, debug_switch};
 use tally_core::browser::consent_change::{consent_change, queue_in_storage};
 use tally_core::browser::consent_gate::{self as gate, collector_may_send};
+use tally_core::browser::helpers::HELPERS;
 use tally_core::browser::identity::{self, CookieChange, Kept};
 use tally_core::browser::input::{self as read, Extra, NO_EXTRA, Value};
 use tally_core::browser::page_context::{Known, Page, page_envelope};
@@ -571,30 +572,6 @@ fn consent_object(c: &ConsentState) -> JsValue {
     js::parse_json(&gate::consent_json(c))
 }
 
-/// The helpers: JS method, event, `conversionLabels` key, extra input.
-static HELPERS: [(&str, EventName, Option<&str>, Extra); 10] = [
-    ("trackViewItem", EventName::ViewItem, Some("viewItem"), NO_EXTRA),
-    ("trackAddToCart", EventName::AddToCart, Some("addToCart"), NO_EXTRA),
-    ("trackRemoveFromCart", EventName::RemoveFromCart, Some("removeFromCart"), NO_EXTRA),
-    ("trackBeginCheckout", EventName::BeginCheckout, Some("beginCheckout"), NO_EXTRA),
-    (
-        "trackAddShippingInfo",
-        EventName::AddShippingInfo,
-        Some("addShippingInfo"),
-        Extra { params: &[("shippingTier", "shipping_tier")], txn_required: false },
-    ),
-    (
-        "trackAddPaymentInfo",
-        EventName::AddPaymentInfo,
-        Some("addPaymentInfo"),
-        Extra { params: &[("paymentType", "payment_type")], txn_required: false },
-    ),
-    ("trackPurchase", EventName::Purchase, Some("purchase"), Extra { params: &[], txn_required: true }),
-    ("trackRefund", EventName::Refund, None, Extra { params: &[], txn_required: true }),
-    ("trackSignUp", EventName::SignUp, Some("signUp"), Extra { params: &[("method", "method")], txn_required: false }),
-    ("trackLead", EventName::GenerateLead, Some("lead"), NO_EXTRA),
-];
-
 /// The JS methods in the order of their numbers in [`BrowserTracker::call`]
 /// (the npm entry, `pkg/index.js`, lists the same names in the same order).
 pub const METHODS: [&str; 29] = [
@@ -964,12 +941,12 @@ impl BrowserTracker {
 
     /// `view_item` … `generate_lead`: helper `i` of the helper table.
     fn helper(&self, i: usize, input: &JsValue) -> Result<String, JsValue> {
-        let Some((m, name, label_key, extra)) = HELPERS.get(i) else {
+        let Some(h) = HELPERS.get(i) else {
             return Ok(String::new());
         };
-        let e = self.event(m, name.clone(), &js::value(input, Text::Raw, 4), extra)?;
-        let label = label_key.and_then(|k| self.inner.cfg.label(k)).map(str::to_owned);
-        self.submit(m, e, input, label)
+        let e = self.event(h.method, h.name.clone(), &js::value(input, Text::Raw, 4), &h.extra)?;
+        let label = h.label.and_then(|k| self.inner.cfg.label(k)).map(str::to_owned);
+        self.submit(h.method, e, input, label)
     }
 
     /// `view_item`: `{ value?, currency?, items }`.

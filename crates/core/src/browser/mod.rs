@@ -9,6 +9,8 @@
 //!   decision or released, and on release queued or dropped with its reason;
 //! * [`consent_change`]: what a consent update does to the queue: into or out of
 //!   `localStorage`, discarded, the waiting events released;
+//! * [`helpers`]: the e-commerce helpers' table (event, Google Ads label key,
+//!   extra fields), one for the package and the size floor;
 //! * [`input`]: JavaScript values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
@@ -36,6 +38,7 @@ pub mod bridge;
 pub mod config;
 pub mod consent_change;
 pub mod consent_gate;
+pub mod helpers;
 pub mod identity;
 pub mod input;
 pub mod page_context;
