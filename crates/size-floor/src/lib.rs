@@ -19,10 +19,14 @@
 //! it does the package, runs it in Node (`check.js`: a bad config refused, a
 //! purchase without a transaction id refused by name, a purchase held for
 //! consent, then queued, bridged to gtag/fbq and batched with its envelope
-//! and hashed user data), and prints both figures beside
-//! the package's: a floor under any shell, including a perfect hand-written
-//! one. Outside `wasm32` only [`json_value`], the JSON reader, compiles (and
-//! is tested natively).
+//! and hashed user data), and prints both figures beside the package's: a
+//! floor under any shell, including a perfect hand-written one.
+//!
+//! `shell.js` beside this crate is such a shell, written by hand over these
+//! exports: `cargo xtask pkg` prints floor + shell too, and the end-to-end
+//! test `size_floor_shell` runs the pair in headless Chromium. Outside
+//! `wasm32` only [`json_value`], the JSON reader, compiles (and is tested
+//! natively).
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![cfg_attr(target_arch = "wasm32", no_std)]

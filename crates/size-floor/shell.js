@@ -1,0 +1,109 @@
+// A hand-written browser shell over the size floor's module: what the npm
+// package would be if its wasm-bindgen layer were replaced as issue 16 directs
+// (a pure wasm core behind string exports, the browser I/O in plain JS).
+// `cargo xtask pkg` minifies it and prints floor + shell beside the package,
+// and the end-to-end test `size_floor_shell` runs it in headless Chromium
+// (consent, queue, gtag/fbq, the collector, the beacon). It is a measuring
+// instrument, not the shipped package: it does the browser I/O the rules ask
+// for, with the package's storage keys, retry, lease and beacon, but leaves out
+// getClientId, getVisitorId, clearUser, setDebug, trackPageView's title, path
+// and repeat check, the server-side-rendering no-op and the hashing exports.
+const Q = '_tally_q', SENT = '_tally_sent', LEASE = '_tally_lease';
+const w = globalThis, d = document, ls = (() => { try { return w.localStorage; } catch { return null; } })();
+const get = (k) => { try { return ls.getItem(k) || ''; } catch { return ''; } };
+const put = (k, v) => { try { v ? ls.setItem(k, v) : ls.removeItem(k); return true; } catch { return false; } };
+const enc = new TextEncoder(), dec = new TextDecoder();
+const page = () => ({ j: d.cookie, u: location.href, f: d.referrer, t: Date.now() });
+const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
+// userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
+const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v.normalize('NFC') : v.normalize('NFC').toLowerCase().normalize('NFC'))
+  : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([a, b]) => [a, low(b, a)])) : v;
+
+export async function createBrowserTracker(config, options = {}) {
+  const url = options.wasmUrl || new URL('./size-floor.wasm', import.meta.url);
+  let x;
+  try {
+    x = (await WebAssembly.instantiateStreaming(fetch(url))).instance.exports;
+  } catch (e) {
+    throw new Error(`[tally] could not load ${url} (${e.message}); pass its URL as wasmUrl`, { cause: e });
+  }
+  const call = (name, input) => {
+    const b = enc.encode(JSON.stringify(input));
+    const p = x.input_buffer(b.length); // may grow the memory: read its buffer after
+    new Uint8Array(x.memory.buffer, p, b.length).set(b);
+    x[name]();
+    return JSON.parse(dec.decode(new Uint8Array(x.memory.buffer, x.output_ptr(), x.output_len())));
+  };
+  let mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
+  const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
+  const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
+  const debug = () => config && config.debug;
+  // Carries out one call's effects; returns what the call returns.
+  const run = (fx) => {
+    let out;
+    for (const [k, a, b, c] of fx) {
+      if (k === 'error') throw new Error(a.startsWith('[tally]') ? a : '[tally] ' + a);
+      else if (k === 'id' || k === 'return') out = a;
+      else if (k === 'cookie') d.cookie = a;
+      else if (k === 'store') put(a, b);
+      else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; }
+      else if (k === 'to_storage') { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; }
+      else if (k === 'to_memory') { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); }
+      else if (k === 'queue') { if (!stored || !put(Q, a)) mem = a; }
+      else if (k === 'sent') { if (!stored || !put(SENT, a)) sentMem = a; }
+      else if (k === 'lease') stored && put(LEASE, a);
+      else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
+      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); debug() && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
+      else if (k === 'log') debug() && console.log('[tally]', a, b);
+      else if (k === 'schedule') schedule(+a);
+      else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); }
+      else if (k === 'post') out = [a, b, c];
+      else if (k === 'beacon') navigator.sendBeacon(a, b) || fetch(a, { method: 'POST', body: b, keepalive: true, credentials: 'include' }).catch(() => {});
+    }
+    return out;
+  };
+  const schedule = (ms) => { if (!timer) timer = setTimeout(() => { timer = 0; kick(); }, ms); };
+  const kick = () => { if (stopped) return; if (draining) { again = true; return; } draining = true; pump(); };
+  const pump = () => {
+    const wait = retryAt - Date.now();
+    const post = wait > 0 ? schedule(wait) : run(call('next_batch', { ...page(), q: queue(), l: stored ? get(LEASE) : null, b: tab, r: rnd(1)[0] }));
+    if (!post) return drained();
+    const [endpoint, body, ids] = post;
+    fetch(endpoint, { method: 'POST', body, keepalive: body.length < 65536, credentials: 'include', headers: { 'Content-Type': 'application/json' } })
+      .then((r) => r.text().then((t) => [r.status, t]), () => [0, ''])
+      .then(([c, b]) => { run(call('settle', { i: ids, c, b, q: queue(), r: rnd(4)[0] * 16777216 })); retryAt > Date.now() ? drained() : pump(); });
+  };
+  const drained = () => {
+    if (again) { again = false; return pump(); }
+    draining = false;
+    waiters.splice(0).forEach((f) => f(size()));
+  };
+  const size = () => (queue().match(/\n/g) || []).length;
+  const hide = () => stopped || run(call('hide', { ...page(), q: queue(), r: 0 }));
+  const search = location.search, k = get('_tally_consent');
+  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
+  d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
+  w.addEventListener('pagehide', hide);
+  w.addEventListener('online', () => { retryAt = 0; kick(); });
+  schedule(0);
+
+  const track = (i) => (e) => run(call('track', { ...page(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, r: rnd(10), s: sent(), q: queue() }));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), x: location.protocol === 'https:' }));
+  const t = {
+    updateConsent: (c) => { run(call('consent', { ...page(), c, q: queue(), s: sent(), x: location.protocol === 'https:' })); typeof w.gtag === 'function' && w.gtag('consent', 'update', c); kick(); },
+    exportContext: (o) => method(0, o && o.userData && low(o.userData)),
+    exportContextJson: (o) => JSON.stringify(method(0, o && o.userData && low(o.userData))),
+    setVisitor: (v) => { method(1, v); },
+    identifyUser: (u, dd) => { method(2, u, dd); },
+    getClickIdentifiers: () => method(3),
+    getSessionId: () => method(4),
+    getConsent: () => ({ ...consent }),
+    getDroppedEvents: () => dropped.slice(),
+    getQueueSize: size,
+    flush: () => new Promise((r) => { waiters.push(r); retryAt = 0; kick(); }),
+    destroy: () => { stopped = true; },
+  };
+  ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo', 'trackAddPaymentInfo',
+    'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 'trackPageView', 'trackConversion'].forEach((m, i) => (t[m] = track(i)));
+  return t;
+}

@@ -1,0 +1,117 @@
+//! The size floor's module behind its hand-written JS shell
+//! (`crates/size-floor/shell.js`) in headless Chromium: the figure `cargo
+//! xtask pkg` prints for "floor + shell" is only worth something if that pair
+//! really tracks. A purchase made before the consent decision waits, is
+//! bridged to gtag/fbq and sent to the collector once consent is granted,
+//! with the event id the page got back, the GA4 client id from `_ga` and the
+//! click id from the landing URL; a purchase without a transaction id throws
+//! the package's error; the queue is in `localStorage` and empty once the
+//! collector accepted.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tally_e2e::{Browser, eventually};
+
+const PAGE: &str = r#"<!doctype html><html><body><p id="out">loading</p><script type="module">
+window.calls = [];
+window.gtag = (...a) => calls.push(['gtag', ...a]);
+window.fbq = (...a) => calls.push(['fbq', ...a]);
+document.cookie = '_ga=GA1.1.1234567890.1757409591; path=/';
+import { createBrowserTracker } from '/shell.js';
+const out = {};
+try {
+  const t = await createBrowserTracker({ endpoint: location.origin + '/collect', siteKey: 'k', consentMode: 'v2',
+    ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, { wasmUrl: '/size-floor.wasm' });
+  try { t.trackPurchase({ value: 1, currency: 'EUR' }); } catch (e) { out.error = e.message; }
+  out.id = t.trackPurchase({ transactionId: 'SHELL-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }],
+    userData: { email: ' Jane@Example.com ' } });
+  out.before = calls.length;
+  t.updateConsent({ ad_storage: 'granted', analytics_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' });
+  out.stored = (localStorage.getItem('_tally_q') || '').includes(out.id);
+  out.left = await t.flush();
+  out.after = localStorage.getItem('_tally_q');
+  out.calls = calls;
+  out.clicks = t.getClickIdentifiers();
+  out.context = JSON.parse(t.exportContextJson());
+} catch (e) { out.fatal = String(e && e.stack || e); }
+document.getElementById('out').textContent = JSON.stringify(out);
+document.body.dataset.ready = '1';
+</script></body></html>"#;
+
+#[tokio::test]
+async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_consent_to_the_collector() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(root.join("target/pkg-size/size-floor.wasm"))
+        .expect("build the size floor first: cargo xtask pkg writes target/pkg-size/size-floor.wasm");
+    let shell = std::fs::read_to_string(root.join("crates/size-floor/shell.js")).unwrap();
+
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let collect = post(move |body: Bytes| {
+        let sink = sink.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let results: Vec<Value> = v["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| json!({"eventId": e["eventId"], "status": "accepted"}))
+                .collect();
+            sink.lock().unwrap().push(v);
+            axum::Json(json!({ "results": results }))
+        }
+    });
+    let router = Router::new()
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html")], PAGE) }))
+        .route("/shell.js", get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], shell) }))
+        .route("/size-floor.wasm", get(move || async move { ([(header::CONTENT_TYPE, "application/wasm")], wasm) }))
+        .route("/collect", collect);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let browser = Browser::launch().await;
+    browser.open(&format!("{base}/?gclid=Cj0-shell")).await;
+    let out = browser.eval("return document.getElementById('out').textContent").await;
+    let out: Value = serde_json::from_str(out.as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(out["fatal"].is_null(), "{out}");
+    assert_eq!(out["error"], "[tally] trackPurchase: transactionId is required", "{out}");
+    let id = out["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(id.len(), 36, "{out}");
+    assert_eq!(out["before"], 0, "nothing reaches gtag/fbq before the consent decision: {out}");
+    let calls = out["calls"].to_string();
+    assert!(
+        calls.contains(r#"["gtag","event","purchase""#)
+            && calls.contains(r#"["fbq","trackSingle","123456789012345","Purchase""#),
+        "{calls}"
+    );
+    assert!(calls.contains(r#"["fbq","consent","grant"]"#), "{calls}");
+    // SHA-256 of "jane@example.com": the user data was normalised and hashed.
+    assert!(calls.contains("8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"), "{calls}");
+    assert_eq!(out["stored"], true, "with analytics storage granted the queue is in localStorage: {out}");
+    assert_eq!(out["left"], 0, "flush resolves with nothing left: {out}");
+    assert!(out["after"].is_null(), "the accepted event left the stored queue: {out}");
+    assert_eq!(out["clicks"]["gclid"], "Cj0-shell", "{out}");
+    assert_eq!(out["context"]["clientId"], "1234567890.1757409591", "{out}");
+    assert!(
+        eventually(10, || received.lock().unwrap().iter().any(|b| {
+            b["context"]["clientId"] == "1234567890.1757409591"
+                && b["context"]["clickIds"]["gclid"] == "Cj0-shell"
+                && b["events"].as_array().is_some_and(|a| {
+                    a.iter().any(|e| {
+                        e["name"] == "purchase" && e["transactionId"] == "SHELL-1" && e["eventId"] == id.as_str()
+                    })
+                })
+        }))
+        .await,
+        "the purchase did not reach /collect as the package sends it: {:?}",
+        received.lock().unwrap()
+    );
+    browser.close().await;
+}
