@@ -3,13 +3,15 @@
 // (a pure wasm core behind string exports, the browser I/O in plain JS).
 // `cargo xtask pkg` minifies it and prints floor + shell beside the package,
 // and the end-to-end test `size_floor_shell` runs it in headless Chromium
-// (consent, queue, gtag/fbq, the collector, the beacon). It is a measuring
-// instrument, not the shipped package: it does the browser I/O the rules ask
-// for, with the package's storage keys, retry, lease and beacon, but leaves out
-// getClientId, getVisitorId, clearUser, setDebug, trackPageView's title, path
-// and repeat check, the server-side-rendering no-op and the hashing exports.
+// (consent, the queue, gtag/fbq, the collector, hashing) and in Node. It is a measuring
+// instrument, not the shipped package: it has the package's methods, storage
+// keys, retry, lease, beacon, server-side-rendering no-op and hashing exports,
+// but leaves out normalizeAndHash, ready() and the BrowserTracker class, the
+// consent buffer in getQueueSize, the lease hand-back on pagehide and
+// updateConsent's camelCase keys in what it forwards to gtag.
 const Q = '_tally_q', SENT = '_tally_sent', LEASE = '_tally_lease';
-const w = globalThis, d = document, ls = (() => { try { return w.localStorage; } catch { return null; } })();
+const w = globalThis, d = w.document, inBrowser = !!(w.window && d);
+const ls = (() => { try { return w.localStorage; } catch { return null; } })();
 const get = (k) => { try { return ls.getItem(k) || ''; } catch { return ''; } };
 const put = (k, v) => { try { v ? ls.setItem(k, v) : ls.removeItem(k); return true; } catch { return false; } };
 const enc = new TextEncoder(), dec = new TextDecoder();
@@ -18,27 +20,62 @@ const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
 // userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
 const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v.normalize('NFC') : v.normalize('NFC').toLowerCase().normalize('NFC'))
   : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([a, b]) => [a, low(b, a)])) : v;
+const here = (f) => new URL('./' + f, import.meta.url);
 
-export async function createBrowserTracker(config, options = {}) {
-  const url = options.wasmUrl || new URL('./size-floor.wasm', import.meta.url);
-  let x;
-  try {
-    x = (await WebAssembly.instantiateStreaming(fetch(url))).instance.exports;
-  } catch (e) {
-    throw new Error(`[tally] could not load ${url} (${e.message}); pass its URL as wasmUrl`, { cause: e });
+// The compiled module, once; each tracker gets its own instance (its own state).
+let compiled;
+function load(options) {
+  const url = (options && options.wasmUrl) || here('size-floor.wasm');
+  return (compiled ||= WebAssembly.compileStreaming(fetch(url)).catch((e) => {
+    compiled = undefined;
+    throw new Error(`[tally] could not load the wasm module size-floor.wasm from ${url} (${e.message}); pass its URL: createBrowserTracker(config, { wasmUrl })`, { cause: e });
+  }));
+}
+// One call of an instance's export: the input as JSON text in, the output out (as JSON when `raw` is not set).
+function invoke(x, name, input, raw) {
+  const b = enc.encode(typeof input === 'string' ? input : JSON.stringify(input));
+  const p = x.input_buffer(b.length); // may grow the memory: read its buffer after
+  new Uint8Array(x.memory.buffer, p, b.length).set(b);
+  x[name]();
+  const out = dec.decode(new Uint8Array(x.memory.buffer, x.output_ptr(), x.output_len()));
+  return raw ? out : JSON.parse(out);
+}
+const fail = (r) => { if (r[0] && r[0][0] === 'error') throw new Error(r[0][1].startsWith('[tally]') ? r[0][1] : '[tally] ' + r[0][1]); return r; };
+
+// The tracker during server-side rendering: the same methods, doing nothing.
+const noop = Object.freeze(Object.assign(Object.fromEntries(['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout',
+  'trackAddShippingInfo', 'trackAddPaymentInfo', 'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackPageView', 'trackEvent',
+  'trackConversion', 'exportContextJson'].map((m) => [m, () => ''])), { ssr: true, getDroppedEvents: () => [], getQueueSize: () => 0,
+  flush: async () => 0, getClientId: () => null, getSessionId() {}, getClickIdentifiers() {}, getConsent() {}, updateConsent() {},
+  setVisitor() {}, getVisitorId() {}, identifyUser() {}, clearUser() {}, exportContext() {}, setDebug() {}, destroy() {} }));
+
+let hasher;
+const hashing = async () => inBrowser && (hasher ||= new WebAssembly.Instance(await load()).exports);
+/** Normalises and hashes user data as the tracker does (`{ google, meta }`); undefined outside a browser. */
+export async function hashUserData(userData) {
+  const x = await hashing();
+  return x ? fail(invoke(x, 'hash_user_data', low(userData)) || []) : undefined;
+}
+/** Lowercase hex SHA-256 of a string (NFC); undefined outside a browser. */
+export async function sha256Hex(value) {
+  const x = await hashing();
+  return x ? invoke(x, 'sha256_hex', String(value).normalize('NFC'), true) : undefined;
+}
+
+export async function createBrowserTracker(config, options) {
+  if (!inBrowser) {
+    // Node (server-side rendering): check the config with the module read from disk, then do nothing.
+    let bytes;
+    try { bytes = w.process.getBuiltinModule('fs').readFileSync(here('size-floor.wasm')); } catch { return noop; }
+    fail(invoke(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports, 'start', { c: config, h: 'localhost' }));
+    return noop;
   }
-  const call = (name, input) => {
-    const b = enc.encode(JSON.stringify(input));
-    const p = x.input_buffer(b.length); // may grow the memory: read its buffer after
-    new Uint8Array(x.memory.buffer, p, b.length).set(b);
-    x[name]();
-    return JSON.parse(dec.decode(new Uint8Array(x.memory.buffer, x.output_ptr(), x.output_len())));
-  };
-  let mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
+  const x = new WebAssembly.Instance(await load(options)).exports;
+  const call = (name, input) => invoke(x, name, input);
+  let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
   const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
-  const debug = () => config && config.debug;
-  // Carries out one call's effects; returns what the call returns.
+    // Carries out one call's effects; returns what the call returns.
   const run = (fx) => {
     let out;
     for (const [k, a, b, c] of fx) {
@@ -53,8 +90,9 @@ export async function createBrowserTracker(config, options = {}) {
       else if (k === 'sent') { if (!stored || !put(SENT, a)) sentMem = a; }
       else if (k === 'lease') stored && put(LEASE, a);
       else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
-      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); debug() && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
-      else if (k === 'log') debug() && console.log('[tally]', a, b);
+      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); dbg && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
+      else if (k === 'log') console.log('[tally]', a, b);
+      else if (k === 'debug') dbg = true;
       else if (k === 'schedule') schedule(+a);
       else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); }
       else if (k === 'post') out = [a, b, c];
@@ -88,8 +126,22 @@ export async function createBrowserTracker(config, options = {}) {
   schedule(0);
 
   const track = (i) => (e) => run(call('track', { ...page(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, r: rnd(10), s: sent(), q: queue() }));
-  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), x: location.protocol === 'https:' }));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: location.protocol === 'https:' }));
+  let lastPage;
+  const pageView = (e) => {
+    const key = (e && e.path) || location.href;
+    if (lastPage && lastPage[0] === key) return lastPage[1];
+    const id = run(call('track', { ...page(), i: 11, e, n: d.title, r: rnd(10), s: sent(), q: queue() }));
+    lastPage = [key, id];
+    return id;
+  };
   const t = {
+    trackPageView: pageView,
+    getConsent: () => ({ ...consent }),
+    getClientId: () => method(5),
+    getVisitorId: () => method(6),
+    clearUser: () => { method(7); },
+    setDebug: (on) => { dbg = !!on; method(8, dbg); },
     updateConsent: (c) => { run(call('consent', { ...page(), c, q: queue(), s: sent(), x: location.protocol === 'https:' })); typeof w.gtag === 'function' && w.gtag('consent', 'update', c); kick(); },
     exportContext: (o) => method(0, o && o.userData && low(o.userData)),
     exportContextJson: (o) => JSON.stringify(method(0, o && o.userData && low(o.userData))),
@@ -97,13 +149,12 @@ export async function createBrowserTracker(config, options = {}) {
     identifyUser: (u, dd) => { method(2, u, dd); },
     getClickIdentifiers: () => method(3),
     getSessionId: () => method(4),
-    getConsent: () => ({ ...consent }),
     getDroppedEvents: () => dropped.slice(),
     getQueueSize: size,
     flush: () => new Promise((r) => { waiters.push(r); retryAt = 0; kick(); }),
     destroy: () => { stopped = true; },
   };
   ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo', 'trackAddPaymentInfo',
-    'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 'trackPageView', 'trackConversion'].forEach((m, i) => (t[m] = track(i)));
+    'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 0, 'trackConversion'].forEach((m, i) => m && (t[m] = track(i)));
   return t;
 }

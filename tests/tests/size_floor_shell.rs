@@ -17,12 +17,16 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tally_e2e::{Browser, eventually};
 
+/// SHA-256 of "jane@example.com".
+const JANE: &str = "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d";
+
 const PAGE: &str = r#"<!doctype html><html><body><p id="out">loading</p><script type="module">
 window.calls = [];
 window.gtag = (...a) => calls.push(['gtag', ...a]);
 window.fbq = (...a) => calls.push(['fbq', ...a]);
 document.cookie = '_ga=GA1.1.1234567890.1757409591; path=/';
-import { createBrowserTracker } from '/shell.js';
+import { createBrowserTracker, sha256Hex, hashUserData } from '/shell.js';
+document.title = 'Thanks';
 const out = {};
 try {
   const t = await createBrowserTracker({ endpoint: location.origin + '/collect', siteKey: 'k', consentMode: 'v2',
@@ -38,6 +42,12 @@ try {
   out.calls = calls;
   out.clicks = t.getClickIdentifiers();
   out.context = JSON.parse(t.exportContextJson());
+  out.cid = t.getClientId();
+  const view = t.trackPageView();
+  out.views = [view, t.trackPageView(), t.trackPageView({ path: '/other' })];
+  out.sha = await sha256Hex('jane@example.com');
+  out.hashed = await hashUserData({ email: ' Jane@Example.com ' });
+  await t.flush();
 } catch (e) { out.fatal = String(e && e.stack || e); }
 document.getElementById('out').textContent = JSON.stringify(out);
 document.body.dataset.ready = '1';
@@ -92,13 +102,18 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
         "{calls}"
     );
     assert!(calls.contains(r#"["fbq","consent","grant"]"#), "{calls}");
-    // SHA-256 of "jane@example.com": the user data was normalised and hashed.
-    assert!(calls.contains("8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"), "{calls}");
+    // The user data was normalised and hashed.
+    assert!(calls.contains(JANE), "{calls}");
     assert_eq!(out["stored"], true, "with analytics storage granted the queue is in localStorage: {out}");
     assert_eq!(out["left"], 0, "flush resolves with nothing left: {out}");
     assert!(out["after"].is_null(), "the accepted event left the stored queue: {out}");
     assert_eq!(out["clicks"]["gclid"], "Cj0-shell", "{out}");
     assert_eq!(out["context"]["clientId"], "1234567890.1757409591", "{out}");
+    assert_eq!(out["cid"], "1234567890.1757409591", "{out}");
+    let views = &out["views"];
+    assert!(views[0] == views[1] && views[0] != views[2], "a repeated page view is counted once: {out}");
+    assert_eq!(out["sha"], JANE, "{out}");
+    assert_eq!(out["hashed"]["google"]["sha256_email_address"][0], JANE, "{out}");
     assert!(
         eventually(10, || received.lock().unwrap().iter().any(|b| {
             b["context"]["clientId"] == "1234567890.1757409591"
@@ -113,5 +128,44 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
         "the purchase did not reach /collect as the package sends it: {:?}",
         received.lock().unwrap()
     );
+    let page_views: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["name"] == "page_view")
+        .collect();
+    assert_eq!(page_views.len(), 2, "{page_views:?}");
+    assert!(page_views.iter().all(|e| e["params"]["page_title"] == "Thanks"), "{page_views:?}");
+    assert!(page_views.iter().any(|e| e["params"]["page_path"] == "/other"), "{page_views:?}");
     browser.close().await;
+}
+
+#[test]
+fn in_node_the_shell_checks_the_config_and_returns_the_no_op_tracker() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("tally-shell-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root.join("crates/size-floor/shell.js"), dir.join("shell.mjs")).unwrap();
+    std::fs::copy(root.join("target/pkg-size/size-floor.wasm"), dir.join("size-floor.wasm"))
+        .expect("build the size floor first: cargo xtask pkg");
+    let out = std::process::Command::new("node")
+        .args([
+            "--input-type=module",
+            "-e",
+            "import { createBrowserTracker } from './shell.mjs';
+             const t = await createBrowserTracker({ endpoint: '/collect', consentMode: 'off' });
+             console.log(JSON.stringify([t.ssr, t.trackPurchase({ transactionId: 'T1' }), t.getQueueSize(), await t.flush()]));
+             try { await createBrowserTracker({ endpoint: '/collect', consentMod: 'off' }); console.log('accepted'); }
+             catch (e) { console.log(e.message); }",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&r#"[true,"",0,0]"#), "{out}");
+    let err = lines.get(1).copied().unwrap_or_default();
+    assert!(err.starts_with("[tally] createBrowserTracker:") && err.contains("consentMod"), "the typo is named: {out}");
 }

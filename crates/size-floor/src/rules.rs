@@ -269,8 +269,12 @@ pub extern "C" fn start() {
         fx.cookies(&cfg, a.get("x") == &Value::Bool(true), identity::click_cookie_writes(&url_clicks));
     }
     fx.push("consent", &[], Some(&gate::consent_json(&consent)));
+    let debug = debug_switch(search).unwrap_or(cfg.debug);
+    if debug {
+        fx.push("debug", &[], None);
+    }
     *TRACKER.get() = Some(Tracker {
-        debug: debug_switch(search).unwrap_or(cfg.debug),
+        debug,
         cfg,
         consent,
         clicks,
@@ -303,9 +307,9 @@ pub extern "C" fn track() {
     let (name, label_key, extra) = match HELPERS.get(i) {
         Some(h) => (h.name.clone(), h.label, &h.extra),
         None => match read::opt_str(v, "name", "name").and_then(|n| EventName::parse(&n.unwrap_or_default())) {
-            Ok(n) if i != 12 => (n, None, &NO_EXTRA),
+            _ if i == 11 => (EventName::PageView, Some("pageView"), &NO_EXTRA),
             _ if i == 12 => (EventName::Custom("conversion".into()), None, &NO_EXTRA),
-            Ok(_) => return Effects::error("bad helper"),
+            Ok(n) => (n, None, &NO_EXTRA),
             Err(e) => return fail(&e.describe()),
         },
     };
@@ -314,15 +318,27 @@ pub extern "C" fn track() {
         Err(e) => return fail(&e.describe()),
     };
     if i == 11 {
+        // `{ path?, title? }`; the page's own title unless given (`n` in the call).
         let p = page(&a);
-        for (k, val, max) in [("page_location", p.href, 1000), ("page_referrer", p.referrer, 420)] {
-            if let Some(val) = truncate_chars(&gate::redact_url(val), max) {
+        let (path, title) = (read::opt_str(v, "path", "path"), read::opt_str(v, "title", "title"));
+        let (Ok(path), Ok(title)) = (path, title) else { return fail("path and title must be strings") };
+        let title = title.unwrap_or_else(|| text(a.get("n")).to_owned());
+        for (k, val, max) in [
+            ("page_location", gate::redact_url(p.href), 1000),
+            ("page_title", title, 300),
+            ("page_referrer", gate::redact_url(p.referrer), 420),
+            ("page_path", path.unwrap_or_default(), 100),
+        ] {
+            if let Some(val) = truncate_chars(&val, max) {
                 e.set_text(k, val);
             }
         }
     }
     if i == 12 {
-        e.conversion_label = read::opt_str(v, "label", "label").ok().flatten();
+        e.conversion_label = read::opt_str(v, "label", "label").ok().flatten().filter(|l| !l.trim().is_empty());
+        if e.conversion_label.is_none() {
+            return fail("label is required");
+        }
         if let Err(x) = e.validate() {
             return fail(&x.describe());
         }
@@ -330,7 +346,11 @@ pub extern "C" fn track() {
     if let Err(x) = t.user_data(v.get("userData")) {
         return fail(&x);
     }
-    let label = label_key.and_then(|k| t.cfg.label(k)).map(str::to_owned);
+    let mut label = label_key.and_then(|k| t.cfg.label(k)).map(str::to_owned);
+    if let Some(l) = e.conversion_label.as_deref() {
+        // `label` is a key of `conversionLabels` or a gtag label itself.
+        label = Some(t.cfg.label(l).unwrap_or(l).to_owned());
+    }
     let mut fx = Effects::new();
     fx.push("id", &[e.id.as_str()], None);
     let sent = text(a.get("s"));
@@ -469,7 +489,9 @@ pub extern "C" fn hide() {
 }
 
 /// The other methods, by `o`: 0 `exportContext({ userData: v })`, 1 `setVisitor(v)`,
-/// 2 `identifyUser(v, d)`, 3 `getClickIdentifiers()`, 4 `getSessionId()`.
+/// 2 `identifyUser(v, d)`, 3 `getClickIdentifiers()`, 4 `getSessionId()`,
+/// 5 `getClientId()`, 6 `getVisitorId()`, 7 `clearUser()`, 8 `setDebug(v)`;
+/// `{ o, v, d, s: sent list, j, t, r, x }`.
 #[unsafe(no_mangle)]
 pub extern "C" fn method() {
     let a = input();
@@ -495,6 +517,39 @@ pub extern "C" fn method() {
             fx.calls(bridge::user_call(t.cfg.ga4.as_deref(), t.user.as_ref(), &t.consent).into_iter().collect());
             Ok(())
         }),
+        5 => {
+            let jar = text(a.get("j"));
+            let id = match identity::client_id_from_jar(jar) {
+                Some(id) => id,
+                None => {
+                    let id =
+                        t.minted.get_or_insert_with(|| ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000));
+                    if gate::may_store_analytics(&t.consent) {
+                        let change = vec![(identity::CID_COOKIE.to_owned(), Some(id.to_ga_cookie(1)))];
+                        fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), change);
+                    }
+                    id.clone()
+                }
+            };
+            fx.push("return", &[id.as_str()], None);
+            Ok(())
+        }
+        6 => {
+            if let Some(v) = &t.visitor {
+                fx.push("return", &[v.as_str()], None);
+            }
+            Ok(())
+        }
+        7 => {
+            t.hashed = None;
+            t.user = None;
+            fx.calls(bridge::user_call(t.cfg.ga4.as_deref(), None, &t.consent).into_iter().collect());
+            Ok(())
+        }
+        8 => {
+            t.debug = v == &Value::Bool(true);
+            Ok(())
+        }
         3 => {
             let ids = identity::current_click_ids(&t.clicks, t.cfg.click_storage, text(a.get("j")));
             fx.push("return", &[], Some(&identity::click_ids_json(&ids)));
@@ -526,4 +581,11 @@ pub extern "C" fn hash_user_data() {
         }
         Err(e) => Effects::error(&e.describe()),
     }
+}
+
+/// `sha256Hex(v)`: the input is the string itself (NFC-normalised by the shell).
+#[unsafe(no_mangle)]
+pub extern "C" fn sha256_hex() {
+    let s = core::str::from_utf8(INPUT.get()).unwrap_or_default();
+    *OUTPUT.get() = tally_core::hash::sha256_hex(s);
 }
