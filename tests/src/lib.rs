@@ -303,3 +303,23 @@ pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A `/collect` endpoint that accepts every event of a batch (answering as
+/// `tally-server`'s collector does, one result per event) and keeps each
+/// request body in `received`, for tests of the browser package alone.
+pub fn accepting_collector(received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>) -> axum::routing::MethodRouter {
+    axum::routing::post(move |body: axum::body::Bytes| {
+        let sink = received.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let results: Vec<Value> = v["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| json!({"eventId": e["eventId"], "status": "accepted"}))
+                .collect();
+            sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(v);
+            axum::Json(json!({ "results": results }))
+        }
+    })
+}

@@ -10,9 +10,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::routing::post;
-use serde_json::{Value, json};
+
+use serde_json::Value;
 use tally_e2e::{Browser, eventually};
 
 fn root() -> PathBuf {
@@ -89,21 +88,7 @@ document.body.dataset.ready = '1';
     assert!(assets.iter().any(|a| a.ends_with(".wasm")), "Vite emitted the wasm module: {assets:?}");
 
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let collect = post(move |body: Bytes| {
-        let sink = sink.clone();
-        async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let results: Vec<Value> = v["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| json!({"eventId": e["eventId"], "status": "accepted"}))
-                .collect();
-            sink.lock().unwrap().push(v);
-            axum::Json(json!({ "results": results }))
-        }
-    });
+    let collect = tally_e2e::accepting_collector(received.clone());
     let app_router = Router::new()
         .route("/collect", collect)
         .fallback_service(tower_http::services::ServeDir::new(app.join("dist")));

@@ -11,10 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::http::header;
-use axum::routing::{get, post};
-use serde_json::{Value, json};
+use axum::routing::get;
+use serde_json::Value;
 use tally_e2e::{Browser, eventually};
 
 /// SHA-256 of "jane@example.com".
@@ -61,21 +60,7 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
     let shell = std::fs::read_to_string(root.join("crates/size-floor/shell.js")).unwrap();
 
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let collect = post(move |body: Bytes| {
-        let sink = sink.clone();
-        async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let results: Vec<Value> = v["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| json!({"eventId": e["eventId"], "status": "accepted"}))
-                .collect();
-            sink.lock().unwrap().push(v);
-            axum::Json(json!({ "results": results }))
-        }
-    });
+    let collect = tally_e2e::accepting_collector(received.clone());
     let router = Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html")], PAGE) }))
         .route("/shell.js", get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], shell) }))
