@@ -323,3 +323,19 @@ pub fn accepting_collector(received: std::sync::Arc<std::sync::Mutex<Vec<Value>>
         }
     })
 }
+
+/// Serves `router` on a loopback port, opens `path` (with its query) in
+/// headless Chromium once the page sets `body[data-ready]`, and returns the
+/// browser and the text of `#out`.
+pub async fn open_page(router: axum::Router, path: &str) -> (Browser, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("local address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let browser = Browser::launch().await;
+    browser.open(&format!("{base}{path}")).await;
+    let out = browser.eval("return document.getElementById('out').textContent").await;
+    let out = out.as_str().unwrap_or_default().to_owned();
+    (browser, out)
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 
 use serde_json::Value;
-use tally_e2e::{Browser, eventually};
+use tally_e2e::{eventually, open_page};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -26,21 +26,6 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Serves `router` on a loopback port, opens its `/` in headless Chromium once
-/// the page sets `body[data-ready]`, and returns the browser and the text of `#out`.
-async fn open_page(router: Router) -> (Browser, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    let browser = Browser::launch().await;
-    browser.open(&format!("{base}/")).await;
-    let out = browser.eval("return document.getElementById('out').textContent").await;
-    let out = out.as_str().unwrap_or_default().to_owned();
-    (browser, out)
 }
 
 #[tokio::test]
@@ -92,7 +77,7 @@ document.body.dataset.ready = '1';
     let app_router = Router::new()
         .route("/collect", collect)
         .fallback_service(tower_http::services::ServeDir::new(app.join("dist")));
-    let (browser, id) = open_page(app_router).await;
+    let (browser, id) = open_page(app_router, "/").await;
     assert_eq!(id.len(), 36, "the helper returned the event id: {id:?}");
     assert!(
         eventually(10, || received.lock().unwrap().iter().any(|b| b["events"].as_array().is_some_and(|a| a
@@ -173,7 +158,7 @@ document.body.dataset.ready = '1';
         &["main.js", "--bundle", "--format=esm", "--outfile=bundle.js", "--log-level=error"],
     );
     let router = Router::new().fallback_service(tower_http::services::ServeDir::new(&work));
-    let (browser, msg) = open_page(router).await;
+    let (browser, msg) = open_page(router, "/").await;
     browser.close().await;
     let _ = std::fs::remove_dir_all(&work);
     assert!(msg.starts_with("[tally]"), "{msg}");

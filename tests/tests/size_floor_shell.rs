@@ -14,7 +14,7 @@ use axum::Router;
 use axum::http::header;
 use axum::routing::get;
 use serde_json::Value;
-use tally_e2e::{Browser, eventually};
+use tally_e2e::{eventually, open_page};
 
 /// SHA-256 of "jane@example.com".
 const JANE: &str = "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d";
@@ -66,15 +66,8 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
         .route("/shell.js", get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], shell) }))
         .route("/size-floor.wasm", get(move || async move { ([(header::CONTENT_TYPE, "application/wasm")], wasm) }))
         .route("/collect", collect);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    let browser = Browser::launch().await;
-    browser.open(&format!("{base}/?gclid=Cj0-shell")).await;
-    let out = browser.eval("return document.getElementById('out').textContent").await;
-    let out: Value = serde_json::from_str(out.as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    let (browser, out) = open_page(router, "/?gclid=Cj0-shell").await;
+    let out: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     assert!(out["fatal"].is_null(), "{out}");
     assert_eq!(out["error"], "[tally] trackPurchase: transactionId is required", "{out}");
     let id = out["id"].as_str().unwrap_or_default().to_owned();
