@@ -6,9 +6,8 @@
 // (consent, the queue, gtag/fbq, the collector, hashing) and in Node. It is a measuring
 // instrument, not the shipped package: it has the package's methods, storage
 // keys, retry, lease, beacon, server-side-rendering no-op and hashing exports,
-// but leaves out normalizeAndHash, ready() and the BrowserTracker class, the
-// consent buffer in getQueueSize, the lease hand-back on pagehide and
-// updateConsent's camelCase keys in what it forwards to gtag.
+// but leaves out normalizeAndHash, ready() and the BrowserTracker class, and
+// its debug log lines are fewer.
 const Q = '_tally_q', SENT = '_tally_sent', LEASE = '_tally_lease';
 const w = globalThis, d = w.document, inBrowser = !!(w.window && d);
 const ls = (() => { try { return w.localStorage; } catch { return null; } })();
@@ -116,12 +115,14 @@ export async function createBrowserTracker(config, options) {
     draining = false;
     waiters.splice(0).forEach((f) => f(size()));
   };
-  const size = () => (queue().match(/\n/g) || []).length;
+  const size = () => (queue().match(/\n/g) || []).length + +method(9);
   const hide = () => stopped || run(call('hide', { ...page(), q: queue(), r: 0 }));
+  // This tab's drain lease is handed back when it stops or is left.
+  const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
   run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
   d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
-  w.addEventListener('pagehide', hide);
+  w.addEventListener('pagehide', () => { release(); hide(); });
   w.addEventListener('online', () => { retryAt = 0; kick(); });
   schedule(0);
 
@@ -142,7 +143,15 @@ export async function createBrowserTracker(config, options) {
     getVisitorId: () => method(6),
     clearUser: () => { method(7); },
     setDebug: (on) => { dbg = !!on; method(8, dbg); },
-    updateConsent: (c) => { run(call('consent', { ...page(), c, q: queue(), s: sent(), x: location.protocol === 'https:' })); typeof w.gtag === 'function' && w.gtag('consent', 'update', c); kick(); },
+    updateConsent: (c) => {
+      run(call('consent', { ...page(), c, q: queue(), s: sent(), x: location.protocol === 'https:' }));
+      // gtag gets the update as given (other keys pass through), snake_case, as strings.
+      const f = { ...c };
+      for (const [k, camel] of [['ad_storage', 'adStorage'], ['analytics_storage', 'analyticsStorage'], ['ad_user_data', 'adUserData'], ['ad_personalization', 'adPersonalization']])
+        if (k in c || camel in c) { delete f[camel]; f[k] = consent[k]; }
+      typeof w.gtag === 'function' && w.gtag('consent', 'update', f);
+      kick();
+    },
     exportContext: (o) => method(0, o && o.userData && low(o.userData)),
     exportContextJson: (o) => JSON.stringify(method(0, o && o.userData && low(o.userData))),
     setVisitor: (v) => { method(1, v); },
@@ -151,8 +160,8 @@ export async function createBrowserTracker(config, options) {
     getSessionId: () => method(4),
     getDroppedEvents: () => dropped.slice(),
     getQueueSize: size,
-    flush: () => new Promise((r) => { waiters.push(r); retryAt = 0; kick(); }),
-    destroy: () => { stopped = true; },
+    flush: () => new Promise((r) => { if (stopped) return r(size()); waiters.push(r); retryAt = 0; kick(); }),
+    destroy: () => { stopped = true; release(); },
   };
   ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo', 'trackAddPaymentInfo',
     'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 0, 'trackConversion'].forEach((m, i) => m && (t[m] = track(i)));

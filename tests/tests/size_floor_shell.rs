@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tally_e2e::{eventually, open_page};
 
 /// SHA-256 of "jane@example.com".
@@ -34,6 +34,7 @@ try {
   out.id = t.trackPurchase({ transactionId: 'SHELL-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }],
     userData: { email: ' Jane@Example.com ' } });
   out.before = calls.length;
+  out.waiting = t.getQueueSize();
   t.updateConsent({ ad_storage: 'granted', analytics_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' });
   out.stored = (localStorage.getItem('_tally_q') || '').includes(out.id);
   out.left = await t.flush();
@@ -44,9 +45,11 @@ try {
   out.cid = t.getClientId();
   const view = t.trackPageView();
   out.views = [view, t.trackPageView(), t.trackPageView({ path: '/other' })];
+  t.updateConsent({ adPersonalization: false, wait_for_update: 500 });
   out.sha = await sha256Hex('jane@example.com');
   out.hashed = await hashUserData({ email: ' Jane@Example.com ' });
   await t.flush();
+  out.lastConsent = calls.filter((c) => c[1] === 'consent').pop();
 } catch (e) { out.fatal = String(e && e.stack || e); }
 document.getElementById('out').textContent = JSON.stringify(out);
 document.body.dataset.ready = '1';
@@ -73,6 +76,12 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
     let id = out["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(id.len(), 36, "{out}");
     assert_eq!(out["before"], 0, "nothing reaches gtag/fbq before the consent decision: {out}");
+    assert_eq!(out["waiting"], 1, "the purchase waits for the decision and is counted: {out}");
+    assert_eq!(
+        out["lastConsent"],
+        json!(["gtag", "consent", "update", { "ad_personalization": "denied", "wait_for_update": 500 }]),
+        "gtag gets the update snake_case, other keys passed through: {out}"
+    );
     let calls = out["calls"].to_string();
     assert!(
         calls.contains(r#"["gtag","event","purchase""#)

@@ -374,7 +374,7 @@ pub extern "C" fn consent() {
     let Some(t) = TRACKER.get() else { return Effects::error("not started") };
     let u = match read::consent_update(a.get("c")) {
         Ok(u) => u,
-        Err(e) => return Effects::error(&e.describe()),
+        Err(e) => return Effects::error(&["[tally] updateConsent: ", &e.describe()].concat()),
     };
     let before = t.consent;
     t.consent.apply(&u);
@@ -490,7 +490,8 @@ pub extern "C" fn hide() {
 
 /// The other methods, by `o`: 0 `exportContext({ userData: v })`, 1 `setVisitor(v)`,
 /// 2 `identifyUser(v, d)`, 3 `getClickIdentifiers()`, 4 `getSessionId()`,
-/// 5 `getClientId()`, 6 `getVisitorId()`, 7 `clearUser()`, 8 `setDebug(v)`;
+/// 5 `getClientId()`, 6 `getVisitorId()`, 7 `clearUser()`, 8 `setDebug(v)`, 9 the
+/// consent buffer's length (for `getQueueSize()`);
 /// `{ o, v, d, s: sent list, j, t, r, x }`.
 #[unsafe(no_mangle)]
 pub extern "C" fn method() {
@@ -550,6 +551,13 @@ pub extern "C" fn method() {
             t.debug = v == &Value::Bool(true);
             Ok(())
         }
+        9 => {
+            // What waits for the consent decision (the shell counts the stored queue).
+            let mut n = String::new();
+            push_i64(&mut n, t.pending.len() as i64);
+            fx.push("return", &[&n], None);
+            Ok(())
+        }
         3 => {
             let ids = identity::current_click_ids(&t.clicks, t.cfg.click_storage, text(a.get("j")));
             fx.push("return", &[], Some(&identity::click_ids_json(&ids)));
@@ -565,7 +573,10 @@ pub extern "C" fn method() {
     };
     match result {
         Ok(()) => fx.done(),
-        Err(e) => Effects::error(&e),
+        Err(e) => {
+            let name = ["exportContext", "setVisitor", "identifyUser"].get(int(a.get("o")) as usize).copied();
+            Effects::error(&["[tally] ", name.unwrap_or_default(), ": ", &e].concat())
+        }
     }
 }
 
