@@ -129,6 +129,9 @@ pub fn delivery_log(shop: &Shop, orders: &[Order]) -> Vec<Delivery> {
 /// Per destination, from the orders' server outcomes: the orders withheld
 /// because consent did not allow them (each a consent drop, reconciled apart),
 /// and the purchases and refunds queued but not yet seen by the destination.
+/// A server report skipped as a duplicate of a copy the destination has not
+/// seen yet (the browser's, still in the outbox while the destination is
+/// down) is pending too: the copy that claimed it is on its way.
 pub fn order_statuses(orders: &[Order], log: &[Delivery]) -> BTreeMap<String, DestinationStatus> {
     let mut st: BTreeMap<String, DestinationStatus> =
         DESTINATIONS.iter().map(|d| ((*d).to_owned(), DestinationStatus::default())).collect();
@@ -142,18 +145,24 @@ pub fn order_statuses(orders: &[Order], log: &[Delivery]) -> BTreeMap<String, De
                 s.consent_drops += 1;
                 s.withheld_by_consent.push(o.id.clone());
             }
-            if outcome.starts_with("queued") && !seen(dest, &o.id, DeliveryKind::Purchase) {
+            if on_its_way(outcome) && !seen(dest, &o.id, DeliveryKind::Purchase) {
                 s.pending += 1;
             }
         }
         for (dest, outcome) in &o.refund_outcomes {
             let Some(s) = st.get_mut(dest) else { continue };
-            if outcome.starts_with("queued") && !seen(dest, &o.id, DeliveryKind::Refund) {
+            if on_its_way(outcome) && !seen(dest, &o.id, DeliveryKind::Refund) {
                 s.pending += 1;
             }
         }
     }
     st
+}
+
+/// A server outcome that leaves the delivery to come: queued, or skipped
+/// because another copy of the same event claimed it first.
+fn on_its_way(outcome: &str) -> bool {
+    outcome.starts_with("queued") || outcome.starts_with("skipped: duplicate")
 }
 
 /// [`order_statuses`] plus the outbox's dead entries.
@@ -349,5 +358,17 @@ mod tests {
         assert_eq!(order_statuses(std::slice::from_ref(&o), &log)["ga4"].pending, 1);
         log.push(Delivery { kind: DeliveryKind::Refund, ..purchase("ga4", "ORD-1", "10", "USD") });
         assert_eq!(order_statuses(std::slice::from_ref(&o), &log)["ga4"].pending, 0);
+    }
+
+    #[test]
+    fn a_server_report_behind_the_browsers_undelivered_copy_is_pending() {
+        // Meta is down: the browser's purchase claimed the event and waits in
+        // the outbox, so the server's own report was skipped as its duplicate.
+        let o = order("ORD-1", 1000, "EUR", &[("meta", "skipped: duplicate"), ("ga4", "skipped: consent (analytics)")]);
+        let mut log = vec![];
+        let st = order_statuses(std::slice::from_ref(&o), &log);
+        assert_eq!((st["meta"].pending, st["ga4"].pending), (1, 0));
+        log.push(purchase("meta", "ORD-1", "10", "EUR"));
+        assert_eq!(order_statuses(std::slice::from_ref(&o), &log)["meta"].pending, 0, "delivered");
     }
 }
