@@ -39,12 +39,15 @@ function invoke(x, name, input, raw) {
   const out = dec.decode(new Uint8Array(x.memory.buffer, x.output_ptr(), x.output_len()));
   return raw ? out : JSON.parse(out);
 }
-const fail = (r) => { if (r[0] && r[0][0] === 'error') throw new Error(r[0][1].startsWith('[tally]') ? r[0][1] : '[tally] ' + r[0][1]); return r; };
+const tallyError = (m) => new Error(m.startsWith('[tally]') ? m : '[tally] ' + m);
+const fail = (r) => { if (r[0] && r[0][0] === 'error') throw tallyError(r[0][1]); return r; };
+
+// The track methods in the numbering of the floor's `track` export.
+const TRACKS = ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo',
+  'trackAddPaymentInfo', 'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 'trackPageView', 'trackConversion'];
 
 // The tracker during server-side rendering: the same methods, doing nothing.
-const noop = Object.freeze(Object.assign(Object.fromEntries(['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout',
-  'trackAddShippingInfo', 'trackAddPaymentInfo', 'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackPageView', 'trackEvent',
-  'trackConversion', 'exportContextJson'].map((m) => [m, () => ''])), { ssr: true, getDroppedEvents: () => [], getQueueSize: () => 0,
+const noop = Object.freeze(Object.assign(Object.fromEntries([...TRACKS, 'exportContextJson'].map((m) => [m, () => ''])), { ssr: true, getDroppedEvents: () => [], getQueueSize: () => 0,
   flush: async () => 0, getClientId: () => null, getSessionId() {}, getClickIdentifiers() {}, getConsent() {}, updateConsent() {},
   setVisitor() {}, getVisitorId() {}, identifyUser() {}, clearUser() {}, exportContext() {}, setDebug() {}, destroy() {} }));
 
@@ -53,7 +56,7 @@ const hashing = async () => inBrowser && (hasher ||= new WebAssembly.Instance(aw
 /** Normalises and hashes user data as the tracker does (`{ google, meta }`); undefined outside a browser. */
 export async function hashUserData(userData) {
   const x = await hashing();
-  return x ? fail(invoke(x, 'hash_user_data', low(userData)) || []) : undefined;
+  return x ? fail(invoke(x, 'hash_user_data', low(userData))) : undefined;
 }
 /** Lowercase hex SHA-256 of a string (NFC); undefined outside a browser. */
 export async function sha256Hex(value) {
@@ -74,11 +77,11 @@ export async function createBrowserTracker(config, options) {
   let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
   const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
-    // Carries out one call's effects; returns what the call returns.
+  // Carries out one call's effects; returns what the call returns.
   const run = (fx) => {
     let out;
     for (const [k, a, b, c] of fx) {
-      if (k === 'error') throw new Error(a.startsWith('[tally]') ? a : '[tally] ' + a);
+      if (k === 'error') throw tallyError(a);
       else if (k === 'id' || k === 'return') out = a;
       else if (k === 'cookie') d.cookie = a;
       else if (k === 'store') put(a, b);
@@ -126,17 +129,19 @@ export async function createBrowserTracker(config, options) {
   w.addEventListener('online', () => { retryAt = 0; kick(); });
   schedule(0);
 
-  const track = (i) => (e) => run(call('track', { ...page(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, r: rnd(10), s: sent(), q: queue() }));
+  // A track call; `n` is the page title, which only trackPageView sends.
+  const send = (i, e, n) => run(call('track', { ...page(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, n, r: rnd(10), s: sent(), q: queue() }));
   const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: location.protocol === 'https:' }));
   let lastPage;
   const pageView = (e) => {
     const key = (e && e.path) || location.href;
     if (lastPage && lastPage[0] === key) return lastPage[1];
-    const id = run(call('track', { ...page(), i: 11, e, n: d.title, r: rnd(10), s: sent(), q: queue() }));
+    const id = send(11, e, d.title);
     lastPage = [key, id];
     return id;
   };
-  const t = {
+  const t = Object.fromEntries(TRACKS.map((m, i) => [m, (e) => send(i, e)]));
+  Object.assign(t, {
     trackPageView: pageView,
     getConsent: () => ({ ...consent }),
     getClientId: () => method(5),
@@ -162,8 +167,6 @@ export async function createBrowserTracker(config, options) {
     getQueueSize: size,
     flush: () => new Promise((r) => { if (stopped) return r(size()); waiters.push(r); retryAt = 0; kick(); }),
     destroy: () => { stopped = true; release(); },
-  };
-  ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo', 'trackAddPaymentInfo',
-    'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 0, 'trackConversion'].forEach((m, i) => m && (t[m] = track(i)));
+  });
   return t;
 }

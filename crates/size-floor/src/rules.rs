@@ -180,10 +180,13 @@ fn page(a: &Value) -> Page<'_> {
 }
 
 impl Tracker {
+    /// The client id minted for this page (from the input's `r` and `t`) when the jar has none.
+    fn minted(&mut self, a: &Value) -> &ClientId {
+        self.minted.get_or_insert_with(|| ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000))
+    }
+
     fn envelope(&mut self, a: &Value, sent: Option<&str>) -> String {
-        if self.minted.is_none() {
-            self.minted = Some(ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000));
-        }
+        self.minted(a);
         let known = Known {
             minted: self.minted.as_ref(),
             user: self.user.as_ref(),
@@ -523,13 +526,12 @@ pub extern "C" fn method() {
             let id = match identity::client_id_from_jar(jar) {
                 Some(id) => id,
                 None => {
-                    let id =
-                        t.minted.get_or_insert_with(|| ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000));
+                    let id = t.minted(&a).clone();
                     if gate::may_store_analytics(&t.consent) {
                         let change = vec![(identity::CID_COOKIE.to_owned(), Some(id.to_ga_cookie(1)))];
                         fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), change);
                     }
-                    id.clone()
+                    id
                 }
             };
             fx.push("return", &[id.as_str()], None);
