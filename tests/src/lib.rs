@@ -160,8 +160,18 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Also reached when a test panics before `close`: killing chromedriver
+    /// leaves its Chromium running, so the processes on this session's
+    /// profile go too.
     fn drop(&mut self) {
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("user-data-dir={}", self._profile.0.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
