@@ -367,7 +367,10 @@ export function normalizeAndHash(
 export function sha256Hex(value: string): Promise<string | undefined>;
 
 /**
- * The wasm class behind `createBrowserTracker` (usable once `ready()` resolved).
- * Prefer `createBrowserTracker`, which loads the module and handles SSR.
+ * The tracker behind `createBrowserTracker`, constructed synchronously once `ready()`
+ * resolved (it throws the config's error, or a `[tally]` Error when `ready()` has not
+ * resolved yet). Prefer `createBrowserTracker`, which loads the module and handles SSR.
+ * `free()` does nothing (the tracker's wasm instance is garbage-collected with it); it is
+ * kept for code written against earlier versions.
  */
 export declare const BrowserTracker: { new (config: BrowserTrackerConfig): Tracker & { free(): void } };

@@ -1,87 +1,92 @@
-// Tally browser tracker: the npm entry point. Loads the wasm module, then hands
-// out the tracker implemented in Rust (crates/web). During server-side
-// rendering (no `window`) it returns a tracker whose methods do nothing, after
-// checking its config with the same module when Node can read it.
-import init, { initSync, BrowserTracker as Wasm, checkConfig, hashUserData as hashUserDataWasm, sha256Hex as sha256HexWasm } from './tally_web.js';
+// Tally browser tracker: the npm entry point. A hand-written shell over the
+// wasm module built from crates/web: the module holds every rule (config,
+// events, identity, click ids, consent, the outbox, the gtag/fbq bridge,
+// hashing) behind a few string exports, and answers each call with a list of
+// effects (cookie and storage writes, gtag/fbq calls, a POST, a beacon) that
+// this file carries out with the browser's own APIs. During server-side
+// rendering (no `window`) createBrowserTracker checks the config with the same
+// module read from disk and returns a tracker whose methods do nothing.
+const Q = '_tally_q', SENT = '_tally_sent', LEASE = '_tally_lease';
+const w = globalThis, d = w.document, inBrowser = !!(w.window && d);
+const ls = (() => { try { return w.localStorage; } catch { return null; } })();
+const get = (k) => { try { return ls.getItem(k) || ''; } catch { return ''; } };
+const put = (k, v) => { try { v ? ls.setItem(k, v) : ls.removeItem(k); return true; } catch { return false; } };
+const enc = new TextEncoder(), dec = new TextDecoder();
+// What a call knows of the page; `track` does without the cookie jar (reading
+// `document.cookie` can cost a synchronous round trip to the browser process).
+const here = () => ({ u: location.href, f: d.referrer, t: Date.now() });
+const page = () => ({ ...here(), j: d.cookie });
+const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
+// userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
+const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v.normalize('NFC') : v.normalize('NFC').toLowerCase().normalize('NFC'))
+  : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([a, b]) => [a, low(b, a)])) : v;
+// A literal `new URL('…', import.meta.url)`, so that Vite and webpack find the module and emit it.
+const wasmFile = () => new URL('./tally_web_bg.wasm', import.meta.url);
 
-const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
-let loading;
-
-/** Loads and instantiates the wasm module once (resolves to false outside a browser). */
-export function ready(options) {
-  if (!inBrowser) return Promise.resolve(false);
-  const url = (options && options.wasmUrl) || new URL('./tally_web_bg.wasm', import.meta.url);
-  loading ||= init({ module_or_path: url }).then(
-    () => true,
-    (e) => {
-      loading = undefined;
+// The compiled module, once; each tracker gets its own instance (its own state).
+let compiled;
+function load(options) {
+  const url = (options && options.wasmUrl) || wasmFile();
+  return (compiled ||= fetch(url)
+    .then((r) => {
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.arrayBuffer();
+    })
+    .then((b) => WebAssembly.compile(b))
+    .catch((e) => {
+      compiled = undefined;
       throw new Error(
-        `[tally] could not load the wasm module tally_web_bg.wasm from ${url} (${e && e.message}). ` +
-          'If your bundler does not emit it (plain esbuild or Rollup), copy tally_web_bg.wasm next to your bundle ' +
-          'or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        `[tally] could not load the wasm module tally_web_bg.wasm from ${url} (${e.message}). If your bundler does not emit it ` +
+          '(plain esbuild or Rollup), copy tally_web_bg.wasm next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
         { cause: e },
       );
-    },
-  );
-  return loading;
+    }));
 }
-
-/**
- * Outside a browser: checks `config` with the wasm module read from disk
- * (Node's `process.getBuiltinModule('fs')`, so bundlers see no Node import).
- * Throws the tracker's own config error; does nothing where the module
- * cannot be read (no Node, or a server bundle that moved the file).
- */
-function checkOnServer(config) {
-  let bytes;
-  try {
-    bytes = globalThis.process.getBuiltinModule('fs').readFileSync(new URL('./tally_web_bg.wasm', import.meta.url));
-  } catch {
-    return;
-  }
-  initSync({ module: bytes });
-  checkConfig(config);
+let module;
+/** Loads and compiles the wasm module once (resolves to false outside a browser). */
+export async function ready(options) {
+  return inBrowser && !!(module = await load(options));
 }
-
-// The tracker's methods, numbered as the wasm module's `call(op, a, b)` takes them
-// (crates/web/src/tracker.rs, METHODS): one export instead of twenty-nine.
-const METHODS = [
-  'trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout',
-  'trackAddShippingInfo', 'trackAddPaymentInfo', 'trackPurchase', 'trackRefund', 'trackSignUp',
-  'trackLead', 'trackPageView', 'trackEvent', 'trackConversion', 'getClientId', 'getSessionId',
-  'getClickIdentifiers', 'getConsent', 'updateConsent', 'setVisitor', 'getVisitorId', 'identifyUser',
-  'clearUser', 'exportContext', 'exportContextJson', 'setDebug', 'getDroppedEvents', 'getQueueSize',
-  'flush', 'destroy',
-];
-
-// The tracker during server-side rendering: the same methods, doing nothing
-// (helpers return '', getters undefined, getDroppedEvents [], getQueueSize 0).
-const noop = { ssr: true };
-for (const name of METHODS) noop[name] = /^track|Json$/.test(name) ? () => '' : () => undefined;
-noop.getDroppedEvents = () => [];
-noop.getQueueSize = () => 0;
-noop.flush = () => Promise.resolve(0);
-Object.freeze(noop);
-
-/** The tracker (usable once `ready()` resolved); prefer `createBrowserTracker`. */
-export class BrowserTracker {
-  constructor(config) {
-    this.t = new Wasm(config);
-  }
-  /** Releases the wasm memory behind the tracker (after `destroy()`). */
-  free() {
-    this.t.free();
-  }
-}
-METHODS.forEach((name, op) => {
-  BrowserTracker.prototype[name] = function (a, b) {
-    return this.t.call(op, a, b);
-  };
-});
-// flush() resolves when the attempt is over: the wasm side calls `resolve` then.
-BrowserTracker.prototype.flush = function () {
-  return new Promise((resolve) => this.t.call(27, resolve));
+// Text in an instance's memory.
+const read = (x, p, n) => dec.decode(new Uint8Array(x.memory.buffer, p, n));
+const write = (x, buffer, text) => {
+  const b = enc.encode(text);
+  const p = x[buffer](b.length); // may grow the memory: read its buffer after
+  new Uint8Array(x.memory.buffer, p, b.length).set(b);
 };
+// One call of an instance's export: the input as JSON text in and the stored queue beside
+// it (not escaped into the JSON: it is the largest text), the output out (as JSON unless `raw`).
+function invoke(x, name, input, raw, queue) {
+  write(x, 'input_buffer', typeof input === 'string' ? input : JSON.stringify(input));
+  write(x, 'queue_buffer', queue || '');
+  x[name]();
+  const out = read(x, x.output_ptr(), x.output_len());
+  return raw ? out : JSON.parse(out);
+}
+const tallyError = (m) => new Error(m.startsWith('[tally]') ? m : '[tally] ' + m);
+const fail = (r) => { if (r[0] && r[0][0] === 'error') throw tallyError(r[0][1]); return r; };
+
+// The track methods in the numbering of the module's `track` export (tally_core::browser::helpers::HELPERS).
+const TRACKS = ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo',
+  'trackAddPaymentInfo', 'trackPurchase', 'trackRefund', 'trackSignUp', 'trackLead', 'trackEvent', 'trackPageView', 'trackConversion'];
+
+// The tracker during server-side rendering: the same methods, doing nothing.
+const noop = Object.freeze(Object.assign(Object.fromEntries([...TRACKS, 'exportContextJson'].map((m) => [m, () => ''])), { ssr: true, getDroppedEvents: () => [], getQueueSize: () => 0,
+  flush: async () => 0, getClientId: () => null, getSessionId() {}, getClickIdentifiers() {}, getConsent() {}, updateConsent() {},
+  setVisitor() {}, getVisitorId() {}, identifyUser() {}, clearUser() {}, exportContext() {}, setDebug() {}, destroy() {} }));
+
+let hasher;
+const hashing = async () => (await ready()) && (hasher ||= new WebAssembly.Instance(module).exports);
+/** Normalises and hashes user data as the tracker does (`{ google, meta }`); undefined outside a browser. */
+export async function hashUserData(userData) {
+  const x = await hashing();
+  return x ? fail(invoke(x, 'hash_user_data', low(userData))) : undefined;
+}
+/** Lowercase hex SHA-256 of a string (NFC); undefined outside a browser. */
+export async function sha256Hex(value) {
+  const x = await hashing();
+  return x ? invoke(x, 'sha256_hex', String(value).normalize('NFC'), true) : undefined;
+}
 
 /**
  * Creates the tracker. Rejects with an Error that names the option to fix when
@@ -89,13 +94,121 @@ BrowserTracker.prototype.flush = function () {
  * resolves to a no-op tracker.
  */
 export async function createBrowserTracker(config, options) {
-  if (!(await ready(options))) return checkOnServer(config), noop;
+  if (!inBrowser) {
+    // Node (server-side rendering): check the config with the module read from disk, then do nothing.
+    let bytes;
+    try { bytes = w.process.getBuiltinModule('fs').readFileSync(wasmFile()); } catch { return noop; }
+    fail(invoke(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports, 'start', { c: config, h: 'localhost' }));
+    return noop;
+  }
+  await ready(options);
   return new BrowserTracker(config);
 }
 
-/** Normalises and hashes user data like the tracker does (`{ google, meta }`); undefined outside a browser. */
-export async function hashUserData(userData) {
-  return (await ready()) ? hashUserDataWasm(userData) : undefined;
+/** The tracker, once `ready()` resolved (throws the config's error); prefer `createBrowserTracker`. */
+export function BrowserTracker(config) {
+  if (!module) throw tallyError('call ready() before new BrowserTracker(config)');
+  const x = new WebAssembly.Instance(module).exports;
+  const call = (name, input, q) => invoke(x, name, input, false, q);
+  let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
+  const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
+  const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
+  // Carries out one call's effects; returns what the call returns.
+  const run = (fx) => {
+    let out;
+    for (const [k, a, b, c] of fx) {
+      if (k === 'error') throw tallyError(a);
+      else if (k === 'id' || k === 'return') out = a;
+      else if (k === 'cookie') d.cookie = a;
+      else if (k === 'store') put(a, b);
+      else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; }
+      else if (k === 'to_storage') { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; }
+      else if (k === 'to_memory') { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); }
+      else if (k === 'queue') { const q = read(x, x.queue_ptr(), x.queue_len()); if (!stored || !put(Q, q)) mem = q; }
+      else if (k === 'sent') { if (!stored || !put(SENT, a)) sentMem = a; }
+      else if (k === 'lease') stored && put(LEASE, a);
+      else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
+      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); dbg && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
+      else if (k === 'log') console.log('[tally]', a, b);
+      else if (k === 'debug') dbg = true;
+      else if (k === 'schedule') schedule(+a);
+      else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); }
+      else if (k === 'post') out = [a, b, c];
+      else if (k === 'beacon') navigator.sendBeacon(a, b) || fetch(a, { method: 'POST', body: b, keepalive: true, credentials: 'include' }).catch(() => {});
+    }
+    return out;
+  };
+  const schedule = (ms) => { if (!timer) timer = setTimeout(() => { timer = 0; kick(); }, ms); };
+  const kick = () => { if (stopped) return; if (draining) { again = true; return; } draining = true; pump(); };
+  const pump = () => {
+    const wait = retryAt - Date.now();
+    const post = wait > 0 ? schedule(wait) : run(call('next_batch', { ...page(), l: stored ? get(LEASE) : null, b: tab, r: rnd(1)[0] }, queue()));
+    if (!post) return drained();
+    const [endpoint, body, ids] = post;
+    fetch(endpoint, { method: 'POST', body, keepalive: body.length < 65536, credentials: 'include', headers: { 'Content-Type': 'application/json' } })
+      .then((r) => r.text().then((t) => [r.status, t]), () => [0, ''])
+      .then(([c, b]) => { run(call('settle', { i: ids, c, b, r: rnd(4)[0] * 16777216 }, queue())); retryAt > Date.now() ? drained() : pump(); });
+  };
+  const drained = () => {
+    if (again) { again = false; return pump(); }
+    draining = false;
+    waiters.splice(0).forEach((f) => f(size()));
+  };
+  const size = () => (queue().match(/\n/g) || []).length + +method(9);
+  const hide = () => stopped || run(call('hide', { ...page(), r: 0 }, queue()));
+  // This tab's drain lease is handed back when it stops or is left.
+  const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
+  const search = location.search, k = get('_tally_consent');
+  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
+  d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
+  w.addEventListener('pagehide', () => { release(); hide(); });
+  w.addEventListener('online', () => { retryAt = 0; kick(); });
+  schedule(0);
+
+  // A track call; `n` is the page title, which only trackPageView sends.
+  const send = (i, e, n) => run(call('track', { ...here(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, n, r: rnd(10), s: sent() }, queue()));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: location.protocol === 'https:' }));
+  let lastPage;
+  const pageView = (e) => {
+    const key = (e && e.path) || location.href;
+    if (lastPage && lastPage[0] === key) return lastPage[1];
+    const id = send(11, e, d.title);
+    lastPage = [key, id];
+    return id;
+  };
+  const t = Object.fromEntries(TRACKS.map((m, i) => [m, (e) => send(i, e)]));
+  Object.assign(t, {
+    trackPageView: pageView,
+    getConsent: () => ({ ...consent }),
+    getClientId: () => method(5),
+    getVisitorId: () => method(6),
+    clearUser: () => { method(7); },
+    setDebug: (on) => { dbg = !!on; method(8, dbg); },
+    updateConsent: (c) => {
+      const fx = fail(call('consent', { ...page(), c, s: sent(), x: location.protocol === 'https:' }, queue()));
+      const next = (fx.find((e) => e[0] === 'consent') || [])[1] || consent;
+      // gtag gets the update first (before the events it releases), as given (other keys
+      // pass through), snake_case, as strings.
+      const f = { ...c };
+      for (const [k, camel] of [['ad_storage', 'adStorage'], ['analytics_storage', 'analyticsStorage'], ['ad_user_data', 'adUserData'], ['ad_personalization', 'adPersonalization']])
+        if (k in c || camel in c) { delete f[camel]; f[k] = next[k]; }
+      typeof w.gtag === 'function' && w.gtag('consent', 'update', f);
+      run(fx);
+      kick();
+    },
+    exportContext: (o) => method(0, o && o.userData && low(o.userData)),
+    exportContextJson: (o) => JSON.stringify(method(0, o && o.userData && low(o.userData))),
+    setVisitor: (v) => { method(1, v); },
+    identifyUser: (u, dd) => { method(2, u, dd); },
+    getClickIdentifiers: () => method(3),
+    getSessionId: () => method(4),
+    getDroppedEvents: () => dropped.slice(),
+    getQueueSize: size,
+    flush: () => new Promise((r) => { if (stopped) return r(size()); waiters.push(r); retryAt = 0; kick(); }),
+    destroy: () => { stopped = true; release(); },
+    free() {},
+  });
+  return t;
 }
 
 // Where each userData field lands in hashUserData's result: [google path, meta key].
@@ -115,18 +228,12 @@ const ADDRESS = ['street', 'city', 'region', 'postalCode', 'country'];
  */
 export async function normalizeAndHash(kind, value, destination = 'google') {
   const f = FIELDS[kind];
-  if (!f) throw new Error(`[tally] normalizeAndHash: kind must be one of ${Object.keys(FIELDS).join(', ')}`);
-  if (destination !== 'google' && destination !== 'meta') throw new Error("[tally] normalizeAndHash: destination must be 'google' or 'meta'");
-  if (!(await ready())) return undefined;
-  const h = hashUserDataWasm(ADDRESS.includes(kind) ? { address: { [kind]: value } } : { [kind]: value });
+  if (!f) throw tallyError(`normalizeAndHash: kind must be one of ${Object.keys(FIELDS).join(', ')}`);
+  if (destination !== 'google' && destination !== 'meta') throw tallyError("normalizeAndHash: destination must be 'google' or 'meta'");
+  const h = await hashUserData(ADDRESS.includes(kind) ? { address: { [kind]: value } } : { [kind]: value });
+  if (!h) return undefined;
   if (destination === 'meta') return f[1] && h.meta?.[f[1]]?.[0];
   if (!f[0]) return undefined;
   const [a, b] = f[0].split('.');
   return b ? h.google?.address?.[0]?.[b] : h.google?.[a]?.[0];
 }
-
-/** Lowercase hex SHA-256 of a string (NFC); undefined outside a browser. */
-export async function sha256Hex(value) {
-  return (await ready()) ? sha256HexWasm(value) : undefined;
-}
-

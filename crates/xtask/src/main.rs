@@ -4,10 +4,9 @@
 //!   shop on http://127.0.0.1:8080 with embedded defaults.
 //! * `cargo xtask test` installs what is missing (idempotently, saying what it
 //!   installs) and runs every check: fmt, the Prometheus alerting rules (promtool),
-//!   clippy, rustdoc, native tests, the wasm tests in headless Chromium, the package
-//!   size budget and the end-to-end tests.
-//! * `cargo xtask pkg` only builds the npm package and prints its size, beside
-//!   the size floor of the rules alone (`crates/size-floor`).
+//!   clippy, rustdoc, native tests, the package (its module checked in Node,
+//!   its size budget) and the end-to-end tests in headless Chromium.
+//! * `cargo xtask pkg` only builds the npm package and prints its size.
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
 
 mod bench;
@@ -22,10 +21,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
-        Some("pkg") => pkg::build().and_then(|s| {
-            s.check_budget()?;
-            pkg::Floor::measure().map(|f| f.print(&s))
-        }),
+        Some("pkg") => pkg::build().and_then(|s| s.check_budget()),
         Some("install") => install::all(),
         Some("bench") => bench::all(),
         _ => {
@@ -52,47 +48,18 @@ fn test() -> Result<(), String> {
         "cargo clippy (native)",
         run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     )?;
-    run::step(
-        "cargo clippy (wasm32)",
-        run::cargo(&[
-            "clippy",
-            "-p",
-            "tally-web",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
-    run::step(
-        "cargo clippy (wasm32, the npm package's no_std build and the size floor)",
-        run::cargo(&[
-            "clippy",
-            "-p",
-            "tally-web",
-            "-p",
-            "tally-size-floor",
-            "--no-default-features",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--lib",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
+    for features in [&[][..], &["--no-default-features"]] {
+        let mut args = vec!["clippy", "-p", "tally-web", "--target", "wasm32-unknown-unknown", "--lib"];
+        args.extend_from_slice(features);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        let what = if features.is_empty() { "" } else { ", without user-data" };
+        run::step(&format!("cargo clippy (the browser module, wasm32, no_std{what})"), run::cargo(&args))?;
+    }
     let mut docs = run::cargo(&["doc", "--workspace", "--no-deps"]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
     run::step("cargo doc (broken links and doc warnings fail)", docs)?;
     run::step("native tests", run::cargo(&["test", "--workspace", "--exclude", "tally-e2e"]))?;
-    let mut wasm_tests = run::cargo(&["test", "-p", "tally-web", "--target", "wasm32-unknown-unknown"]);
-    wasm_tests.env("CHROMEDRIVER", "/usr/bin/chromedriver").env("WASM_BINDGEN_TEST_TIMEOUT", "120");
-    run::step("wasm tests in headless Chromium", wasm_tests)?;
-    let size = pkg::build()?;
-    size.check_budget()?;
-    pkg::Floor::measure()?.print(&size);
+    pkg::build()?.check_budget()?;
     let mut e2e = run::cargo(&["test", "-p", "tally-e2e", "--", "--test-threads=1"]);
     e2e.current_dir(&root);
     run::step("end-to-end tests in headless Chromium", e2e)?;

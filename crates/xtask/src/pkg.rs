@@ -1,4 +1,4 @@
-//! Building the npm package (`pkg/`) from the `tally-web` crate, and its size budget.
+//! Building the npm package (`pkg/`): the `tally-web` wasm module beside the hand-written `pkg/index.js`, and its size budget.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,34 +51,57 @@ pub struct Sizes {
     pub brotli: u64,
 }
 
-/// The built package, measured twice.
+/// The built package, measured.
 pub struct PackageSize {
-    /// The files as published in `pkg/`: the wasm, the wasm-bindgen glue and
-    /// `index.js`, readable JS.
+    /// The files as published in `pkg/`: the wasm module and `index.js`, readable JS.
     pub shipped: Sizes,
     /// What a browser downloads from a storefront built for production: the
-    /// same wasm with the two JS files minified (esbuild `--minify`, as a
-    /// site's bundler does and as size-limit measures). The budget applies here.
+    /// same wasm with `index.js` minified (esbuild `--minify`, as a site's
+    /// bundler does and as size-limit measures). The budget applies here.
     pub downloaded: Sizes,
+    /// The wasm module alone (the Rust rules), optimised.
+    pub wasm: Sizes,
+    /// The same module built without normalising and hashing user data
+    /// (`--no-default-features`): with the minified shell, what a page would
+    /// load before its first `track` call if hashing were a second module.
+    pub wasm_without_hashing: Sizes,
 }
 
 impl PackageSize {
+    /// The shell, minified (what the package adds to the module).
+    pub fn shell(&self) -> Sizes {
+        Sizes {
+            raw: self.downloaded.raw - self.wasm.raw,
+            gzip: self.downloaded.gzip - self.wasm.gzip,
+            brotli: self.downloaded.brotli - self.wasm.brotli,
+        }
+    }
+
     /// Prints the figures; fails above the enforced ceiling, lowers the
     /// ceiling when the package shrank, and says plainly when the package is
     /// over the budget.
     pub fn check_budget(&self) -> Result<(), String> {
-        let (s, d) = (self.shipped, self.downloaded);
+        let (s, d, w, n) = (self.shipped, self.downloaded, self.wasm, self.wasm_without_hashing);
         let root = run::root();
         let ceiling = read_ceiling(&root)?;
         println!("==> package size as shipped in pkg/: {} B raw, {} B gzip, {} B brotli", s.raw, s.gzip, s.brotli);
         println!(
-            "==> package size as a browser downloads it (JS minified): {} B raw, {} B gzip, {} B brotli \
+            "==> package size as a browser downloads it (index.js minified): {} B raw, {} B gzip, {} B brotli \
              (budget {} B gzip, stretch {} B, enforced ceiling {} B)",
             d.raw, d.gzip, d.brotli, BUDGET_GZIP_BYTES, STRETCH_GZIP_BYTES, ceiling
         );
         println!(
-            "==> before the first track: {} B gzip (the one wasm module and both JS files; budget {} B)",
-            d.gzip, FIRST_TRACK_BUDGET_GZIP_BYTES
+            "==> of which the wasm module (the Rust rules) {} B gzip and the JS shell {} B gzip",
+            w.gzip,
+            self.shell().gzip
+        );
+        println!(
+            "==> before the first track: {} B gzip (the one wasm module and index.js; budget {} B); \
+             {} B gzip if hashing user data were a second module (the module without it: {} B gzip)",
+            d.gzip,
+            FIRST_TRACK_BUDGET_GZIP_BYTES,
+            n.gzip + self.shell().gzip,
+            n.gzip
         );
         let kept = ratchet(ceiling, d.gzip)?;
         if kept < ceiling {
@@ -98,102 +121,38 @@ impl PackageSize {
     }
 }
 
-/// Builds `target/…/tally_web.wasm`, runs wasm-bindgen into `pkg/`, optimises
-/// with wasm-opt from the `binaryen` npm package, and measures.
+/// Builds the `tally-web` module for wasm32 into `pkg/tally_web_bg.wasm`,
+/// optimised with wasm-opt from the `binaryen` npm package, checks in Node
+/// that it does the tracker's work (`crates/web/check.js`), and measures it
+/// with `pkg/index.js`; builds and measures the variant without hashing too.
 pub fn build() -> Result<PackageSize, String> {
     let root = run::root();
-    let wasm = build_wasm(
-        "tally-web",
-        &["--no-default-features"],
-        "build tally-web (wasm32, no_std, profile wasm-release: release with opt-level z)",
-    )?;
-    let pkg = root.join("pkg");
-    let mut bindgen = Command::new("wasm-bindgen");
-    bindgen.args(["--target", "web", "--out-name", "tally_web", "--out-dir"]).arg(&pkg).arg(&wasm);
-    run::step("wasm-bindgen into pkg/", bindgen)?;
-    let out = pkg.join("tally_web_bg.wasm");
-    optimise(&root, &out, &out)?;
     let min_dir = root.join("target/pkg-size");
     std::fs::create_dir_all(&min_dir).map_err(|e| format!("creating {}: {e}", min_dir.display()))?;
-    let (glue, entry) = (min_dir.join("tally_web.min.js"), min_dir.join("index.min.js"));
-    minify(&root, &pkg.join("tally_web.js"), &glue)?;
+    let module = |features: &[&str], out: &Path| -> Result<Sizes, String> {
+        let wasm =
+            build_wasm("tally-web", features, "build tally-web (wasm32, no_std, profile wasm-release: opt-level z)")?;
+        optimise(&root, &wasm, out)?;
+        // It must do the tracker's work, or its size proves nothing.
+        let mut check = Command::new("node");
+        check.arg(root.join("crates/web/check.js")).arg(out);
+        if features.is_empty() {
+            check.arg("user-data");
+        }
+        run::step("check that the module runs the rules in Node (node crates/web/check.js)", check)?;
+        file_sizes(out)
+    };
+    let wasm_without_hashing = module(&["--no-default-features"], &min_dir.join("tally_web_no_user_data.wasm"))?;
+    let pkg = root.join("pkg");
+    let wasm = module(&[], &pkg.join("tally_web_bg.wasm"))?;
+    let entry = min_dir.join("index.min.js");
     minify(&root, &pkg.join("index.js"), &entry)?;
-    // The wasm is the same in both; it is compressed once.
-    let wasm = file_sizes(&out)?;
     Ok(PackageSize {
-        shipped: wasm + sum(&[pkg.join("tally_web.js"), pkg.join("index.js")])?,
-        downloaded: wasm + sum(&[glue, entry])?,
+        shipped: wasm + file_sizes(&pkg.join("index.js"))?,
+        downloaded: wasm + file_sizes(&entry)?,
+        wasm,
+        wasm_without_hashing,
     })
-}
-
-/// The size floor (`crates/size-floor`): the browser rules behind a string
-/// ABI with no shell, built and optimised as the package is.
-pub struct Floor {
-    /// Every rule the tracker runs, normalising and hashing user data included.
-    pub all: Sizes,
-    /// The same without normalising and hashing (what would load before the
-    /// first `track` call if they were a second module).
-    pub before_first_track: Sizes,
-    /// `crates/size-floor/shell.js`, the hand-written browser shell over the
-    /// floor's exports, minified: with [`Floor::all`], what the package would
-    /// weigh with its wasm-bindgen layer replaced.
-    pub shell: Sizes,
-}
-
-impl Floor {
-    /// Builds and measures both variants.
-    pub fn measure() -> Result<Floor, String> {
-        let root = run::root();
-        let one = |features: &[&str], out: &str| -> Result<Sizes, String> {
-            let wasm = build_wasm("tally-size-floor", features, "build tally-size-floor (wasm32, wasm-release)")?;
-            let out = root.join("target/pkg-size").join(out);
-            std::fs::create_dir_all(root.join("target/pkg-size"))
-                .map_err(|e| format!("creating target/pkg-size: {e}"))?;
-            optimise(&root, &wasm, &out)?;
-            // It must do the tracker's work, or its size proves nothing.
-            let mut check = Command::new("node");
-            check.arg(root.join("crates/size-floor/check.js")).arg(&out);
-            if features.is_empty() {
-                check.arg("user-data");
-            }
-            run::step("check that the size floor runs the rules (node crates/size-floor/check.js)", check)?;
-            file_sizes(&out)
-        };
-        let before_first_track = one(&["--no-default-features"], "size-floor-no-user-data.wasm")?;
-        // Built last, so target/pkg-size/size-floor.wasm is the full module
-        // the end-to-end test `size_floor_shell` runs behind shell.js.
-        let all = one(&[], "size-floor.wasm")?;
-        let shell = root.join("target/pkg-size/shell.min.js");
-        minify(&root, &root.join("crates/size-floor/shell.js"), &shell)?;
-        Ok(Floor { all, before_first_track, shell: file_sizes(&shell)? })
-    }
-
-    /// The floor's module and its shell, gzip, each compressed on its own.
-    pub fn with_shell(&self) -> u64 {
-        self.all.gzip + self.shell.gzip
-    }
-
-    /// Prints the figures beside the package's.
-    pub fn print(&self, package: &PackageSize) {
-        let (a, b, p) = (self.all, self.before_first_track, package.downloaded.gzip);
-        println!(
-            "==> size floor (crates/size-floor: the rules behind a string ABI, no shell, no JS): {} B raw, {} B gzip \
-             ({} B gzip without normalising and hashing user data); the package is {} B gzip, {} B above the floor",
-            a.raw,
-            a.gzip,
-            b.gzip,
-            p,
-            p.saturating_sub(a.gzip)
-        );
-        println!(
-            "==> the floor behind a hand-written JS shell (crates/size-floor/shell.js, {} B gzip minified): {} B gzip \
-             ({} B without normalising and hashing), {} B below the package",
-            self.shell.gzip,
-            self.with_shell(),
-            b.gzip + self.shell.gzip,
-            p.saturating_sub(self.with_shell())
-        );
-    }
 }
 
 /// `cargo build` of one crate for wasm32 with the package's profile; returns the `.wasm`.
@@ -205,7 +164,8 @@ fn build_wasm(package: &str, extra: &[&str], what: &str) -> Result<std::path::Pa
         build.env("RUSTFLAGS", flags);
     }
     run::step(what, build)?;
-    Ok(run::root().join("target/wasm32-unknown-unknown/wasm-release").join(package.replace('-', "_") + ".wasm"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| run::root().join("target"), Into::into);
+    Ok(target.join("wasm32-unknown-unknown/wasm-release").join(package.replace('-', "_") + ".wasm"))
 }
 
 /// wasm-opt from the `binaryen` npm package, `src` to `dst` (may be the same file).
@@ -224,8 +184,7 @@ fn optimise(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
     // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
     // from 1 MiB, its data above it, so the lowest KiB is never used).
     // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
-    // `--strip-debug` drops the name section cargo leaves in a plain cdylib
-    // (wasm-bindgen already removed it from the package's module).
+    // `--strip-debug` drops the name section cargo leaves in a cdylib.
     c.arg("-Oz")
         .arg("--converge")
         .arg("--low-memory-unused")
@@ -282,11 +241,6 @@ pub fn file_sizes(file: &Path) -> Result<Sizes, String> {
         [raw, gzip, brotli] => Ok(Sizes { raw: *raw, gzip: *gzip, brotli: *brotli }),
         _ => Err(format!("measuring {}: {out}", file.display())),
     }
-}
-
-/// The summed sizes of `files`, each compressed on its own (as they are downloaded).
-fn sum(files: &[std::path::PathBuf]) -> Result<Sizes, String> {
-    files.iter().try_fold(Sizes::default(), |t, f| Ok(t + file_sizes(f)?))
 }
 
 impl std::ops::Add for Sizes {

@@ -2,8 +2,9 @@
 //! event each builds, which `conversionLabels` key sends it to Google Ads, and
 //! what it reads beyond the fields every helper shares.
 //!
-//! One table serves the npm package (`tally-web`) and the size floor, so both
-//! run the same rules; the JS method names are the errors' prefixes.
+//! The npm package's `track` export takes a helper by its index here, and its
+//! JS shell lists the method names in the same order; the method names are
+//! the errors' prefixes.
 //!
 //! ```
 //! use tally_core::browser::helpers::HELPERS;

@@ -20,7 +20,7 @@ pub const MAX_DEPTH: u8 = 8;
 ///
 /// ```
 /// use tally_core::browser::input::Value;
-/// use tally_size_floor::json_value::parse;
+/// use tally_web::json_value::parse;
 /// let v = parse(r#"{"value": 12.5, "items": [{"id": "A\u00e9"}]}"#).unwrap();
 /// assert_eq!(v.get("value"), &Value::Num(12.5));
 /// assert_eq!(parse("[1,]"), None);

@@ -1,12 +1,11 @@
-//! The size floor's module behind its hand-written JS shell
-//! (`crates/size-floor/shell.js`) in headless Chromium: the figure `cargo
-//! xtask pkg` prints for "floor + shell" is only worth something if that pair
-//! really tracks. A purchase made before the consent decision waits, is
-//! bridged to gtag/fbq and sent to the collector once consent is granted,
-//! with the event id the page got back, the GA4 client id from `_ga` and the
-//! click id from the landing URL; a purchase without a transaction id throws
-//! the package's error; the queue is in `localStorage` and empty once the
-//! collector accepted.
+//! The npm package (`pkg/index.js` over `pkg/tally_web_bg.wasm`) in headless
+//! Chromium, from the landing URL to the collector. A purchase made before
+//! the consent decision waits, is bridged to gtag/fbq and sent to the
+//! collector once consent is granted, with the event id the page got back,
+//! the GA4 client id from `_ga` and the click id from the landing URL; a
+//! purchase without a transaction id throws the package's error; the queue
+//! is in `localStorage` and empty once the collector accepted; repeated page
+//! views count once; consent updates reach gtag snake_case.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,12 +23,12 @@ window.calls = [];
 window.gtag = (...a) => calls.push(['gtag', ...a]);
 window.fbq = (...a) => calls.push(['fbq', ...a]);
 document.cookie = '_ga=GA1.1.1234567890.1757409591; path=/';
-import { createBrowserTracker, sha256Hex, hashUserData } from '/shell.js';
+import { createBrowserTracker, sha256Hex, hashUserData } from '/pkg/index.js';
 document.title = 'Thanks';
 const out = {};
 try {
   const t = await createBrowserTracker({ endpoint: location.origin + '/collect', siteKey: 'k', consentMode: 'v2',
-    ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, { wasmUrl: '/size-floor.wasm' });
+    ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' });
   try { t.trackPurchase({ value: 1, currency: 'EUR' }); } catch (e) { out.error = e.message; }
   out.id = t.trackPurchase({ transactionId: 'SHELL-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }],
     userData: { email: ' Jane@Example.com ' } });
@@ -49,25 +48,22 @@ try {
   out.sha = await sha256Hex('jane@example.com');
   out.hashed = await hashUserData({ email: ' Jane@Example.com ' });
   await t.flush();
-  out.lastConsent = calls.filter((c) => c[1] === 'consent').pop();
+  out.lastConsent = calls.filter((c) => c[0] === 'gtag' && c[1] === 'consent').pop();
+  out.firstCall = calls[0];
 } catch (e) { out.fatal = String(e && e.stack || e); }
 document.getElementById('out').textContent = JSON.stringify(out);
 document.body.dataset.ready = '1';
 </script></body></html>"#;
 
 #[tokio::test]
-async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_consent_to_the_collector() {
+async fn a_purchase_goes_through_consent_to_gtag_fbq_and_the_collector() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = std::fs::read(root.join("target/pkg-size/size-floor.wasm"))
-        .expect("build the size floor first: cargo xtask pkg writes target/pkg-size/size-floor.wasm");
-    let shell = std::fs::read_to_string(root.join("crates/size-floor/shell.js")).unwrap();
-
+    assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let collect = tally_e2e::accepting_collector(received.clone());
     let router = Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html")], PAGE) }))
-        .route("/shell.js", get(move || async move { ([(header::CONTENT_TYPE, "text/javascript")], shell) }))
-        .route("/size-floor.wasm", get(move || async move { ([(header::CONTENT_TYPE, "application/wasm")], wasm) }))
+        .nest_service("/pkg", tower_http::services::ServeDir::new(root.join("pkg")))
         .route("/collect", collect);
     let (browser, out) = open_page(router, "/?gclid=Cj0-shell").await;
     let out: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
@@ -77,6 +73,11 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
     assert_eq!(id.len(), 36, "{out}");
     assert_eq!(out["before"], 0, "nothing reaches gtag/fbq before the consent decision: {out}");
     assert_eq!(out["waiting"], 1, "the purchase waits for the decision and is counted: {out}");
+    assert_eq!(
+        out["firstCall"],
+        json!(["gtag", "consent", "update", { "ad_storage": "granted", "analytics_storage": "granted", "ad_user_data": "granted", "ad_personalization": "granted" }]),
+        "gtag hears the decision before the events it releases: {out}"
+    );
     assert_eq!(
         out["lastConsent"],
         json!(["gtag", "consent", "update", { "ad_personalization": "denied", "wait_for_update": 500 }]),
@@ -126,33 +127,4 @@ async fn the_floor_behind_its_hand_written_shell_tracks_a_purchase_through_conse
     assert!(page_views.iter().all(|e| e["params"]["page_title"] == "Thanks"), "{page_views:?}");
     assert!(page_views.iter().any(|e| e["params"]["page_path"] == "/other"), "{page_views:?}");
     browser.close().await;
-}
-
-#[test]
-fn in_node_the_shell_checks_the_config_and_returns_the_no_op_tracker() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = std::env::temp_dir().join(format!("tally-shell-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(root.join("crates/size-floor/shell.js"), dir.join("shell.mjs")).unwrap();
-    std::fs::copy(root.join("target/pkg-size/size-floor.wasm"), dir.join("size-floor.wasm"))
-        .expect("build the size floor first: cargo xtask pkg");
-    let out = std::process::Command::new("node")
-        .args([
-            "--input-type=module",
-            "-e",
-            "import { createBrowserTracker } from './shell.mjs';
-             const t = await createBrowserTracker({ endpoint: '/collect', consentMode: 'off' });
-             console.log(JSON.stringify([t.ssr, t.trackPurchase({ transactionId: 'T1' }), t.getQueueSize(), await t.flush()]));
-             try { await createBrowserTracker({ endpoint: '/collect', consentMod: 'off' }); console.log('accepted'); }
-             catch (e) { console.log(e.message); }",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("node");
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.first(), Some(&r#"[true,"",0,0]"#), "{out}");
-    let err = lines.get(1).copied().unwrap_or_default();
-    assert!(err.starts_with("[tally] createBrowserTracker:") && err.contains("consentMod"), "the typo is named: {out}");
 }
