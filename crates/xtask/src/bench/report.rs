@@ -95,9 +95,9 @@ pub fn behind(tally_gzip: u64, peers_gzip: &[(&str, u64)], main_thread: &Summary
     if !smaller.is_empty() {
         lines += 1;
         out.push_str(&format!(
-            "- **Package size:** {tally_gzip} B gzip: {}. The wasm carries the Rust core (event model, consent \
-rules, SHA-256 and normalisation, every destination's rules) that the CDP SDKs leave to their servers and Plausible \
-does not do; the budget is 31 KiB (`cargo xtask pkg` checks it).\n",
+            "- **Package size:** {tally_gzip} B gzip: {}. The wasm carries Tally's browser rules (config checks \
+that say what to fix, the event model, Consent Mode v2, identity and click ids, the outbox, the gtag/fbq bridge, \
+SHA-256 and normalisation) that the CDP SDKs leave to their servers or to JS and Plausible does not do; the budget is 31 KiB (`cargo xtask pkg` checks it).\n",
             smaller.join(", ")
         ));
     }
