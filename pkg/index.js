@@ -36,8 +36,8 @@ function load(options) {
     .catch((e) => {
       compiled = undefined;
       throw new Error(
-        `[tally] could not load the wasm module tally_web_bg.wasm from ${url} (${e.message}). If your bundler does not emit it ` +
-          '(plain esbuild or Rollup), copy tally_web_bg.wasm next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        `[tally] could not load tally_web_bg.wasm from ${url} (${e.message}): if your bundler does not emit it ` +
+          '(plain esbuild or Rollup), copy it next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
         { cause: e },
       );
     }));
@@ -108,12 +108,13 @@ export async function createBrowserTracker(config, options) {
 /** The tracker, once `ready()` resolved (throws the config's error); prefer `createBrowserTracker`. */
 export function BrowserTracker(config) {
   if (!module) throw tallyError('call ready() before new BrowserTracker(config)');
-  const x = new WebAssembly.Instance(module).exports;
+  const x = new WebAssembly.Instance(module).exports, secure = location.protocol === 'https:';
   const call = (name, input, q) => invoke(x, name, input, false, q);
   let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
   const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
   // Carries out one call's effects; returns what the call returns.
+  const log = (m, v) => dbg && console.log('[tally] ' + m, v);
   const run = (fx) => {
     let out;
     for (const [k, a, b, c] of fx) {
@@ -121,7 +122,7 @@ export function BrowserTracker(config) {
       else if (k === 'id' || k === 'return') out = a;
       else if (k === 'cookie') d.cookie = a;
       else if (k === 'store') put(a, b);
-      else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; }
+      else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; log('consent', a); }
       else if (k === 'to_storage') { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; }
       else if (k === 'to_memory') { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); }
       else if (k === 'queue') { const q = read(x, x.queue_ptr(), x.queue_len()); if (!stored || !put(Q, q)) mem = q; }
@@ -129,10 +130,12 @@ export function BrowserTracker(config) {
       else if (k === 'lease') stored && put(LEASE, a);
       else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
       else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); dbg && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
-      else if (k === 'log') console.log('[tally]', a, b);
+      else if (k === 'log') log(a, b);
+      else if (k === 'dup') log('already tracked in this browser; not sent again', a);
+      else if (k === 'wait') log('waiting for a consent decision', a);
       else if (k === 'debug') dbg = true;
       else if (k === 'schedule') schedule(+a);
-      else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); }
+      else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); log('collector unavailable; retrying in ms', +a); }
       else if (k === 'post') out = [a, b, c];
       else if (k === 'beacon') navigator.sendBeacon(a, b) || fetch(a, { method: 'POST', body: b, keepalive: true, credentials: 'include' }).catch(() => {});
     }
@@ -159,7 +162,8 @@ export function BrowserTracker(config) {
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
-  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
+  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: secure }));
+  log('tracker ready', consent);
   d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
   w.addEventListener('pagehide', () => { release(); hide(); });
   w.addEventListener('online', () => { retryAt = 0; kick(); });
@@ -167,7 +171,7 @@ export function BrowserTracker(config) {
 
   // A track call; `n` is the page title, which only trackPageView sends.
   const send = (i, e, n) => run(call('track', { ...here(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, n, r: rnd(10), s: sent() }, queue()));
-  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: location.protocol === 'https:' }));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: secure }));
   let lastPage;
   const pageView = (e) => {
     const key = (e && e.path) || location.href;
@@ -185,7 +189,7 @@ export function BrowserTracker(config) {
     clearUser: () => { method(7); },
     setDebug: (on) => { dbg = !!on; method(8, dbg); },
     updateConsent: (c) => {
-      const fx = fail(call('consent', { ...page(), c, s: sent(), x: location.protocol === 'https:' }, queue()));
+      const fx = fail(call('consent', { ...page(), c, s: sent(), x: secure }, queue()));
       const next = (fx.find((e) => e[0] === 'consent') || [])[1] || consent;
       // gtag gets the update first (before the events it releases), as given (other keys
       // pass through), snake_case, as strings.
@@ -211,29 +215,21 @@ export function BrowserTracker(config) {
   return t;
 }
 
-// Where each userData field lands in hashUserData's result: [google path, meta key].
-const FIELDS = {
-  email: ['sha256_email_address', 'em'], phone: ['sha256_phone_number', 'ph'],
-  firstName: ['address.sha256_first_name', 'fn'], lastName: ['address.sha256_last_name', 'ln'],
-  street: ['address.sha256_street'], city: ['address.city', 'ct'], region: ['address.region', 'st'],
-  postalCode: ['address.postal_code', 'zp'], country: ['address.country', 'country'],
-  dateOfBirth: [null, 'db'], gender: [null, 'ge'], externalId: [null, 'external_id'],
-};
-const ADDRESS = ['street', 'city', 'region', 'postalCode', 'country'];
+// The userData fields normalizeAndHash takes; the address's five go under `address`.
+const KINDS = ['email', 'phone', 'firstName', 'lastName', 'street', 'city', 'region', 'postalCode', 'country', 'dateOfBirth', 'gender', 'externalId'];
 
 /**
  * Normalises one userData value as `destination` ('google', the default, or 'meta')
  * wants it and hashes it (Google's city/region/postalCode/country stay plain).
- * Undefined when nothing usable survives, or outside a browser.
+ * Undefined when nothing usable survives, when the destination takes no such
+ * field, or outside a browser.
  */
 export async function normalizeAndHash(kind, value, destination = 'google') {
-  const f = FIELDS[kind];
-  if (!f) throw tallyError(`normalizeAndHash: kind must be one of ${Object.keys(FIELDS).join(', ')}`);
+  const i = KINDS.indexOf(kind);
+  if (i < 0) throw tallyError(`normalizeAndHash: kind must be one of ${KINDS.join(', ')}`);
   if (destination !== 'google' && destination !== 'meta') throw tallyError("normalizeAndHash: destination must be 'google' or 'meta'");
-  const h = await hashUserData(ADDRESS.includes(kind) ? { address: { [kind]: value } } : { [kind]: value });
-  if (!h) return undefined;
-  if (destination === 'meta') return f[1] && h.meta?.[f[1]]?.[0];
-  if (!f[0]) return undefined;
-  const [a, b] = f[0].split('.');
-  return b ? h.google?.address?.[0]?.[b] : h.google?.[a]?.[0];
+  const h = await hashUserData(i > 3 && i < 9 ? { address: { [kind]: value } } : { [kind]: value });
+  // One field in, so one value out, wherever the destination's format puts it.
+  const o = h && h[destination];
+  return o && Object.values(o).flat().map((v) => (typeof v === 'object' ? Object.values(v)[0] : v))[0];
 }

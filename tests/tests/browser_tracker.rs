@@ -730,6 +730,56 @@ async fn queue_survives_a_reload_and_a_purchase_is_sent_once() {
     .await;
 }
 
+/// `debug: true` (or `setDebug`, or `?tally_debug=1`) logs what the tracker
+/// does and why, with the `[tally]` prefix; `setDebug(false)` stops it.
+#[tokio::test]
+async fn debug_logging_says_what_happens_and_why() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                "const logs = [];
+                for (const k of ['log', 'warn']) { const f = console[k]; console[k] = (...a) => { logs.push(a.map(String).join(' ')); f.apply(console, a); }; }
+                const t = await createBrowserTracker({ endpoint: '/c/debug', debug: true });
+                const waiting = t.trackAddToCart(cart());
+                t.updateConsent({ analytics_storage: 'granted', ad_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' });
+                const order1 = t.trackPurchase(order());
+                t.trackPurchase(order());
+                await t.flush();
+                t.setDebug(false);
+                const quiet = logs.length;
+                t.trackAddToCart(cart());
+                await t.flush();
+                window.first = t;
+                return { logs, waiting, order1, quiet };",
+            )
+            .await;
+        let logs: Vec<&str> = out["logs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let has = |what: &str| logs.iter().any(|l| l.starts_with("[tally]") && l.contains(what));
+        assert!(has("tracker ready"), "{logs:?}");
+        let waiting = out["waiting"].as_str().unwrap_or("?");
+        assert!(has(&format!("waiting for a consent decision {waiting}")), "{logs:?}");
+        assert!(has("consent") && has("tracked"), "{logs:?}");
+        let order1 = out["order1"].as_str().unwrap_or("?");
+        assert!(has(&format!("already tracked in this browser; not sent again {order1}")), "{logs:?}");
+        assert_eq!(out["quiet"], logs.len(), "nothing logged after setDebug(false): {logs:?}");
+        // A collector that is down: the retry is logged (the first tracker hands back its drain lease).
+        page.set_mode(Mode::Status(503));
+        let retry = page
+            .run(
+                "first.destroy();
+                const logs = [];
+                const f = console.log; console.log = (...a) => { logs.push(a.map(String).join(' ')); f.apply(console, a); };
+                const t = await createBrowserTracker({ endpoint: '/c/debug', consentMode: 'off', debug: true });
+                t.trackAddToCart(cart());
+                await t.flush();
+                return logs;",
+            )
+            .await;
+        assert!(retry.to_string().contains("collector unavailable; retrying in ms"), "{retry}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn retries_server_errors_and_drops_client_errors() {
     on_page("", async |page| {
@@ -907,6 +957,54 @@ async fn exported_hash_functions() {
         assert_eq!(out["city"]["google"]["address"][0]["city"], "s\u{e3}o paulo", "Google's city is plain");
         assert_eq!(out["rejected"], true);
         assert_eq!(out["sha"], "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b");
+    })
+    .await;
+}
+
+/// `normalizeAndHash` gives the one value `hashUserData` gives each destination
+/// for that field: hashed, or plain where Google takes it plain, or nothing
+/// where the destination takes no such field; a wrong kind or destination is
+/// named.
+#[tokio::test]
+async fn normalize_and_hash_gives_what_each_destination_gets() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                r"const n = normalizeAndHash;
+                const error = async (f) => { try { await f(); return 'accepted'; } catch (e) { return e.message; } };
+                return {
+                  email: [await n('email', 'Jane.Doe@gmail.com'), await n('email', 'Jane.Doe@gmail.com', 'meta')],
+                  phone: [await n('phone', '+1 (650) 555-0100'), await n('phone', '+1 (650) 555-0100', 'meta')],
+                  phoneAll: await hashUserData({ phone: '+1 (650) 555-0100' }),
+                  first: [await n('firstName', ' Jane '), await sha256Hex('jane')],
+                  city: [await n('city', ' São  Paulo '), await n('city', ' São  Paulo ', 'meta')],
+                  cityAll: await hashUserData({ address: { city: ' São  Paulo ' } }),
+                  none: [await n('street', '1 Main St', 'meta'), await n('dateOfBirth', '1990-01-02'), await n('email', '  ')],
+                  street: await n('street', '1 Main St'),
+                  kind: await error(() => n('mail', 'x')),
+                  destination: await error(() => n('email', 'x', 'tiktok')),
+                };",
+            )
+            .await;
+        // The e-mail vectors of `exported_hash_functions`: Google drops a Gmail address's dots, Meta does not.
+        assert_eq!(
+            out["email"],
+            json!([
+                "d6117306485ed0e50afab3ac871e98f81699151f30281527d63ff5f233656c69",
+                "831f6494ad6be4fcb3a724c3d5fef22d3ceffa3c62ef3a7984e45a0ea177f982"
+            ]),
+            "{out}"
+        );
+        assert_eq!(out["phone"][0], out["phoneAll"]["google"]["sha256_phone_number"][0], "{out}");
+        assert_eq!(out["phone"][1], out["phoneAll"]["meta"]["ph"][0], "{out}");
+        assert_eq!(out["first"][0], out["first"][1], "first names hash trimmed and lowercased: {out}");
+        assert_eq!(out["city"][0], "s\u{e3}o paulo", "Google takes the city plain: {out}");
+        assert_eq!(out["city"][1], out["cityAll"]["meta"]["ct"][0], "{out}");
+        assert!(out["street"].as_str().is_some_and(|s| s.len() == 64), "{out}");
+        assert_eq!(out["none"], json!([null, null, null]), "no such field at the destination, or nothing left: {out}");
+        let kind = out["kind"].as_str().unwrap_or_default();
+        assert!(kind.starts_with("[tally] normalizeAndHash: kind must be one of email, phone"), "{out}");
+        assert_eq!(out["destination"], "[tally] normalizeAndHash: destination must be 'google' or 'meta'", "{out}");
     })
     .await;
 }

@@ -9,16 +9,20 @@
 //!
 //! Every call works the same way. The shell writes a JSON object into the
 //! buffer from `input_buffer` (the call's arguments plus what the page knows:
-//! `document.cookie`, the URL, the stored queue, random bytes, the clock),
-//! calls the export, and reads a JSON list of effects from
-//! `output_ptr`/`output_len`: `["cookie", "…"]`, `["store", key, value]`,
-//! `["queue", "…"]`, `["gtag", [...]]`, `["fbq", [...]]`, `["post", url, body,
-//! ids]`, `["beacon", url, body]`, `["drop", {...}]`, `["schedule", ms]`,
-//! `["error", "[tally] …"]` and so on. The exports are `start` (validate the
-//! config, read identity and click ids), `track` (the thirteen helpers, by
-//! number in [`tally_core::browser::helpers::HELPERS`] order), `consent`,
-//! `next_batch`, `settle`, `hide`, `method` (the getters and setters), and,
-//! with the default `user-data` feature, `hash_user_data` and `sha256_hex`.
+//! `document.cookie`, the URL, random bytes, the clock) and the stored queue
+//! into the one from `queue_buffer` (beside the JSON, so the largest text is
+//! neither escaped nor parsed), calls the export, and reads a JSON list of
+//! effects from `output_ptr`/`output_len`: `["cookie", "…"]`, `["store", key,
+//! value]`, `["queue"]` (store the queue at `queue_ptr`/`queue_len`),
+//! `["gtag", [...]]`, `["fbq", [...]]`, `["post", url, body, ids]`,
+//! `["beacon", url, body]`, `["drop", {...}]`, `["schedule", ms]`, `["wait",
+//! id]` and `["dup", id]` (held for the consent decision, a repeat not sent:
+//! for the debug log), `["error", "[tally] …"]` and so on. The exports are
+//! `start` (validate the config, read identity and click ids), `track` (the
+//! thirteen helpers, by number in [`tally_core::browser::helpers::HELPERS`]
+//! order), `consent`, `next_batch`, `settle`, `hide`, `method` (the getters
+//! and setters), and, with the default `user-data` feature, `hash_user_data`
+//! and `sha256_hex`.
 //!
 //! What the rules do, all of it tested natively in the core:
 //!

@@ -422,8 +422,10 @@ pub extern "C" fn track() {
     fx.push("id", &[e.id.as_str()], None);
     let sent = text(a.get("s"));
     match admission::admit(&e, || sent.to_owned(), &t.pending, t.cfg.consent_v2, &t.consent) {
-        Admission::Duplicate => {}
+        // For the debug log: a repeat of a purchase this browser sent, an event held for the decision.
+        Admission::Duplicate => fx.push("dup", &[e.id.as_str()], None),
         Admission::Wait { evict } => {
+            fx.push("wait", &[e.id.as_str()], None);
             if let Some(old) = evict.map(|i| t.pending.remove(i)) {
                 fx.drops(vec![Dropped::new(old.event.id.as_str(), DropReason::ConsentBufferFull.as_str())]);
             }
@@ -471,6 +473,7 @@ pub extern "C" fn consent() {
     }
     fx.push("fbq", &["consent", gate::fbq_consent(&after)], None);
     fx.push("consent", &[], Some(&gate::consent_json(&after)));
+
     if change.release_buffer {
         for b in core::mem::take(&mut t.pending) {
             t.release(&mut fx, b.event, b.label, &a);
