@@ -1,8 +1,8 @@
 //! What JavaScript hands the tracker, read into the core's types.
 //!
-//! The browser layer converts a JavaScript value into a [`Value`] (strings,
-//! numbers, booleans, arrays, plain objects) and everything after that is
-//! here: the event a helper builds from `{ value, currency, items, … }`, the
+//! The browser module reads the JSON the page hands it into a [`Value`]
+//! (strings, numbers, booleans, arrays, plain objects) and everything after
+//! that is here: the event a helper builds from `{ value, currency, items, … }`, the
 //! user data to hash, a consent update. Every error names the field, spelled as
 //! the JavaScript API spells it, so the page developer knows what to fix.
 
