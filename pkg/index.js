@@ -17,10 +17,14 @@ const enc = new TextEncoder(), dec = new TextDecoder();
 const here = () => ({ u: location.href, f: d.referrer, t: Date.now() });
 const page = () => ({ ...here(), j: d.cookie });
 const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
+// A random u32: the client id a tracker mints takes it whole (32 bits, as GA4's own ids do).
+const u32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
 // userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
-const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v.normalize('NFC') : v.normalize('NFC').toLowerCase().normalize('NFC'))
+const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v : v.normalize('NFC').toLowerCase()).normalize('NFC')
   : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([a, b]) => [a, low(b, a)])) : v;
 // A literal `new URL('…', import.meta.url)`, so that Vite and webpack find the module and emit it.
+// A first-party POST; `keepalive` (it may outlive the page) within the browser's 64 KiB for it.
+const request = (url, body, headers) => fetch(url, { method: 'POST', body, keepalive: body.length <= 65536, credentials: 'include', headers });
 const wasmFile = () => new URL('./tally_web_bg.wasm', import.meta.url);
 
 // The compiled module, once; each tracker gets its own instance (its own state).
@@ -36,8 +40,8 @@ function load(options) {
     .catch((e) => {
       compiled = undefined;
       throw new Error(
-        `[tally] could not load tally_web_bg.wasm from ${url} (${e.message}): if your bundler does not emit it ` +
-          '(plain esbuild or Rollup), copy it next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        `[tally] could not load tally_web_bg.wasm from ${url} (${e.message}): if your bundler does not emit it, ` +
+          'copy it next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
         { cause: e },
       );
     }));
@@ -60,7 +64,7 @@ function invoke(x, name, input, raw, queue) {
   write(x, 'input_buffer', typeof input === 'string' ? input : JSON.stringify(input));
   write(x, 'queue_buffer', queue || '');
   x[name]();
-  const out = read(x, x.output_ptr(), x.output_len());
+  const out = read(x, x.output(0), x.output(1));
   return raw ? out : JSON.parse(out);
 }
 const tallyError = (m) => new Error(m.startsWith('[tally]') ? m : '[tally] ' + m);
@@ -111,7 +115,7 @@ export function BrowserTracker(config) {
   const x = new WebAssembly.Instance(module).exports, secure = location.protocol === 'https:';
   const call = (name, input, q) => invoke(x, name, input, false, q);
   let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
-  const tab = rnd(4).join(''), dropped = [], waiters = [], onDrop = config && config.onDrop;
+  const tab = '' + u32(), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
   // Carries out one call's effects; returns what the call returns.
   const log = (m, v) => dbg && console.log('[tally] ' + m, v);
@@ -125,7 +129,7 @@ export function BrowserTracker(config) {
       else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; log('consent', a); }
       else if (k === 'to_storage') { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; }
       else if (k === 'to_memory') { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); }
-      else if (k === 'queue') { const q = read(x, x.queue_ptr(), x.queue_len()); if (!stored || !put(Q, q)) mem = q; }
+      else if (k === 'queue') { const q = read(x, x.output(2), x.output(3)); if (!stored || !put(Q, q)) mem = q; }
       else if (k === 'sent') { if (!stored || !put(SENT, a)) sentMem = a; }
       else if (k === 'lease') stored && put(LEASE, a);
       else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
@@ -137,7 +141,7 @@ export function BrowserTracker(config) {
       else if (k === 'schedule') schedule(+a);
       else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); log('collector unavailable; retrying in ms', +a); }
       else if (k === 'post') out = [a, b, c];
-      else if (k === 'beacon') navigator.sendBeacon(a, b) || fetch(a, { method: 'POST', body: b, keepalive: true, credentials: 'include' }).catch(() => {});
+      else if (k === 'beacon') navigator.sendBeacon(a, b) || request(a, b).catch(() => {});
     }
     return out;
   };
@@ -145,12 +149,12 @@ export function BrowserTracker(config) {
   const kick = () => { if (stopped) return; if (draining) { again = true; return; } draining = true; pump(); };
   const pump = () => {
     const wait = retryAt - Date.now();
-    const post = wait > 0 ? schedule(wait) : run(call('next_batch', { ...page(), l: stored ? get(LEASE) : null, b: tab, r: rnd(1)[0] }, queue()));
+    const post = wait > 0 ? schedule(wait) : run(call('next_batch', { ...page(), l: stored ? get(LEASE) : null, b: tab, r: u32() }, queue()));
     if (!post) return drained();
     const [endpoint, body, ids] = post;
-    fetch(endpoint, { method: 'POST', body, keepalive: body.length < 65536, credentials: 'include', headers: { 'Content-Type': 'application/json' } })
+    request(endpoint, body, { 'Content-Type': 'application/json' })
       .then((r) => r.text().then((t) => [r.status, t]), () => [0, ''])
-      .then(([c, b]) => { run(call('settle', { i: ids, c, b, r: rnd(4)[0] * 16777216 }, queue())); retryAt > Date.now() ? drained() : pump(); });
+      .then(([c, b]) => { run(call('settle', { i: ids, c, b, r: u32() }, queue())); retryAt > Date.now() ? drained() : pump(); });
   };
   const drained = () => {
     if (again) { again = false; return pump(); }
@@ -158,7 +162,7 @@ export function BrowserTracker(config) {
     waiters.splice(0).forEach((f) => f(size()));
   };
   const size = () => (queue().match(/\n/g) || []).length + +method(9);
-  const hide = () => stopped || run(call('hide', { ...page(), r: 0 }, queue()));
+  const hide = () => stopped || run(call('hide', { ...page(), r: u32() }, queue()));
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
@@ -171,7 +175,8 @@ export function BrowserTracker(config) {
 
   // A track call; `n` is the page title, which only trackPageView sends.
   const send = (i, e, n) => run(call('track', { ...here(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, n, r: rnd(10), s: sent() }, queue()));
-  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: rnd(4)[0] * 16777216, x: secure }));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: u32(), x: secure }));
+  const context = (o) => method(0, o && o.userData && low(o.userData));
   let lastPage;
   const pageView = (e) => {
     const key = (e && e.path) || location.href;
@@ -194,14 +199,16 @@ export function BrowserTracker(config) {
       // gtag gets the update first (before the events it releases), as given (other keys
       // pass through), snake_case, as strings.
       const f = { ...c };
-      for (const [k, camel] of [['ad_storage', 'adStorage'], ['analytics_storage', 'analyticsStorage'], ['ad_user_data', 'adUserData'], ['ad_personalization', 'adPersonalization']])
+      for (const k in next) {
+        const camel = k.replace(/_(.)/g, (_, l) => l.toUpperCase());
         if (k in c || camel in c) { delete f[camel]; f[k] = next[k]; }
+      }
       typeof w.gtag === 'function' && w.gtag('consent', 'update', f);
       run(fx);
       kick();
     },
-    exportContext: (o) => method(0, o && o.userData && low(o.userData)),
-    exportContextJson: (o) => JSON.stringify(method(0, o && o.userData && low(o.userData))),
+    exportContext: context,
+    exportContextJson: (o) => JSON.stringify(context(o)),
     setVisitor: (v) => { method(1, v); },
     identifyUser: (u, dd) => { method(2, u, dd); },
     getClickIdentifiers: () => method(3),

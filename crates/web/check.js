@@ -13,13 +13,13 @@ const write = (buffer, text) => {
 };
 const read = (p, n) => Buffer.from(new Uint8Array(x.memory.buffer, p, n)).toString();
 // One export called as pkg/index.js calls it: JSON in, the stored queue beside it; a
-// `["queue"]` effect gets the queue to store (from queue_ptr/queue_len) as its argument.
+// `["queue"]` effect gets the queue to store (output(2), output(3)) as its argument.
 function call(name, input, queue = '') {
   write('input_buffer', JSON.stringify(input));
   write('queue_buffer', queue);
   x[name]();
-  const fx = JSON.parse(read(x.output_ptr(), x.output_len()));
-  for (const e of fx) if (e[0] === 'queue') e[1] = read(x.queue_ptr(), x.queue_len());
+  const fx = JSON.parse(read(x.output(0), x.output(1)));
+  for (const e of fx) if (e[0] === 'queue') e[1] = read(x.output(2), x.output(3));
   return fx;
 }
 const fail = (m) => { console.error('tally-web module: ' + m); process.exit(1); };

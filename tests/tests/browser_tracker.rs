@@ -393,6 +393,84 @@ async fn identity_cookies() {
     .await;
 }
 
+/// A client id the tracker mints (no `_ga` cookie yet) has a random part of a
+/// full 32 bits, like GA4's own, whichever call mints it first: two visitors
+/// arriving in the same second must not share one.
+#[tokio::test]
+async fn minted_client_ids_are_random_across_visitors() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                "const ids = [];
+                for (let i = 0; i < 20; i++) {
+                  for (const c of document.cookie.split(';')) {
+                    const n = c.split('=')[0].trim();
+                    if (n) document.cookie = n + '=; Max-Age=0; Path=/';
+                  }
+                  localStorage.clear();
+                  const t = await createBrowserTracker({ endpoint: '/c/cid', consentMode: 'off' });
+                  // Half mint through a batch's envelope, half through getClientId.
+                  if (i % 2) { t.trackAddToCart(cart()); await t.flush(); }
+                  ids.push(t.getClientId());
+                  t.destroy();
+                }
+                return ids;",
+            )
+            .await;
+        let random: Vec<u64> = out
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str()?.split('.').next()?.parse().ok())
+            .collect();
+        assert_eq!(random.len(), 20, "{out}");
+        let mut distinct = random.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 20, "20 visitors, 20 random parts: {out}");
+        // For 32 random bits, each of these has a chance of 1 in 2^24 or less; 8 random bits fail them.
+        assert!(random.iter().filter(|r| **r < 1 << 24).count() <= 2, "{out}");
+        assert!(random.iter().filter(|r| **r % (1 << 24) == 0).count() <= 1, "{out}");
+        // Sent in the envelope as minted.
+        let sent: Vec<Value> = page.fetches("/c/cid").iter().map(|c| c.body["context"]["clientId"].clone()).collect();
+        assert_eq!(sent.len(), 10, "{sent:?}");
+        assert!(sent.iter().all(|c| out.as_array().is_some_and(|ids| ids.contains(c))), "{sent:?} {out}");
+    })
+    .await;
+}
+
+/// Input that nests deeper than the module reads is still that input: a
+/// purchase with a deeply nested extra field is the purchase (the field is
+/// ignored like any unknown one), a deeply nested param is refused by name.
+#[tokio::test]
+async fn deeply_nested_input_is_read_as_given_not_as_an_empty_call() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                "const t = await createBrowserTracker({ endpoint: '/c/deep', consentMode: 'off' });
+                let deep = 1;
+                for (let i = 0; i < 50; i++) deep = { a: [deep] };
+                const id = t.trackPurchase({ ...order(), items: [{ itemId: 'SKU_1', price: 10.01, quantity: 3, extra: deep }] });
+                let error = 'accepted';
+                try { t.trackEvent({ name: 'custom', params: { nested: deep } }); } catch (e) { error = e.message; }
+                return { id, error, left: await t.flush() };",
+            )
+            .await;
+        assert_eq!(out["id"], ORDER_ID, "the purchase's own id: {out}");
+        assert_eq!(out["error"], "[tally] trackEvent: params is invalid: values must be strings, numbers or booleans");
+        assert_eq!(out["left"], 0, "{out}");
+        let events: Vec<Value> = page
+            .fetches("/c/deep")
+            .iter()
+            .flat_map(|c| c.body["events"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["name"], "purchase");
+        assert_eq!(events[0]["transactionId"], "T_12345");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn consent_v2_holds_everything_until_a_decision() {
     on_page("", async |page| {

@@ -3,16 +3,20 @@
 //!
 //! Small on purpose: no `str::parse::<f64>` (its tables are ~9 KB of wasm),
 //! no error type beyond `None`, a depth limit instead of recursion without end.
+//! Deeper objects and arrays are skipped and read as [`Value::Other`], which
+//! the rules refuse or ignore like any value of the wrong type: an input never
+//! fails to read because a field nests too deeply.
 
 use alloc::{string::String, vec::Vec};
 
 use tally_core::browser::input::Value;
 
-/// How deep objects and arrays may nest; deeper input is refused.
+/// How deep objects and arrays are read; deeper ones are [`Value::Other`].
 pub const MAX_DEPTH: u8 = 8;
 
 /// Reads one JSON value (surrounding whitespace allowed); `None` for anything
-/// that is not exactly one JSON value, or nests deeper than [`MAX_DEPTH`].
+/// that is not exactly one JSON value. Objects and arrays deeper than
+/// [`MAX_DEPTH`] are skipped, without recursion, and read as [`Value::Other`].
 ///
 /// Numbers are correctly rounded when they have at most 15 significant digits
 /// and a decimal exponent within ±22 (Clinger's fast path: every amount a shop
@@ -24,6 +28,9 @@ pub const MAX_DEPTH: u8 = 8;
 /// let v = parse(r#"{"value": 12.5, "items": [{"id": "A\u00e9"}]}"#).unwrap();
 /// assert_eq!(v.get("value"), &Value::Num(12.5));
 /// assert_eq!(parse("[1,]"), None);
+/// // Read down to MAX_DEPTH; what nests deeper is one `Value::Other`.
+/// let deep = "[".repeat(1000) + &"]".repeat(1000);
+/// assert_eq!(parse(&format!(r#"{{"a": 1, "b": {deep}}}"#)).unwrap().get("a"), &Value::Num(1.0));
 /// ```
 pub fn parse(text: &str) -> Option<Value> {
     let mut r = Reader { b: text.as_bytes(), i: 0 };
@@ -64,7 +71,7 @@ impl Reader<'_> {
     fn value(&mut self, depth: u8) -> Option<Value> {
         self.ws();
         match *self.b.get(self.i)? {
-            b'{' | b'[' if depth == 0 => None,
+            b'{' | b'[' if depth == 0 => self.skip_nested(),
             b'{' => {
                 self.i += 1;
                 let mut m = Vec::new();
@@ -107,6 +114,30 @@ impl Reader<'_> {
             b'f' => self.word(b"false", Value::Bool(false)),
             b'n' => self.word(b"null", Value::Absent),
             _ => self.number().map(Value::Num),
+        }
+    }
+
+    /// Skips the object or array at `self.i`, however deep, with a counter
+    /// instead of recursion (strings are read whole, so their brackets do not count).
+    fn skip_nested(&mut self) -> Option<Value> {
+        let mut open = 0u32;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'{' | b'[' => open += 1,
+                b'}' | b']' => {
+                    open -= 1;
+                    if open == 0 {
+                        self.i += 1;
+                        return Some(Value::Other);
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
         }
     }
 
@@ -296,10 +327,34 @@ mod tests {
     }
 
     #[test]
-    fn nesting_is_bounded() {
-        let ok = "[".repeat(usize::from(MAX_DEPTH)) + &"]".repeat(usize::from(MAX_DEPTH));
-        assert!(parse(&ok).is_some());
-        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert_eq!(parse(&deep), None);
+    fn nesting_is_bounded_and_what_is_deeper_reads_as_other() {
+        let n = usize::from(MAX_DEPTH);
+        let ok = "[".repeat(n) + &"]".repeat(n);
+        let mut v = parse(&ok).unwrap();
+        for _ in 1..n {
+            let Value::List(mut l) = v else { panic!("{v:?}") };
+            v = l.pop().unwrap();
+        }
+        assert_eq!(v, Value::List(vec![]));
+        // 10,000 levels: no recursion, no stack overflow; the rest of the input still reads.
+        let deep = "[".repeat(10_000) + r#""]]\"{""# + &"]".repeat(10_000);
+        // Read down to the depth limit, then one `Other` for the rest.
+        fn innermost(v: &Value) -> (usize, &Value) {
+            match v {
+                Value::List(l) if l.len() == 1 => {
+                    let (n, w) = innermost(&l[0]);
+                    (n + 1, w)
+                }
+                w => (0, w),
+            }
+        }
+        let v = parse(&format!(r#"{{"deep": {deep}, "after": "ok", "x": [1, {{"y": [[2]]}}]}}"#)).unwrap();
+        assert_eq!(innermost(v.get("deep")), (n - 1, &Value::Other));
+        assert_eq!(v.get("after"), &Value::Str("ok".into()));
+        // A string inside the skipped part is not taken for brackets, and the skip ends where the value does.
+        let Some(Value::List(l)) = parse(&format!("[{deep}, 3]")) else { panic!() };
+        assert_eq!((innermost(&l[0]), &l[1]), ((n - 1, &Value::Other), &Value::Num(3.0)));
+        // Still one value: garbage after a skipped part is refused.
+        assert_eq!(parse(&format!("{deep} x")), None);
     }
 }

@@ -12,8 +12,8 @@
 //! `document.cookie`, the URL, random bytes, the clock) and the stored queue
 //! into the one from `queue_buffer` (beside the JSON, so the largest text is
 //! neither escaped nor parsed), calls the export, and reads a JSON list of
-//! effects from `output_ptr`/`output_len`: `["cookie", "…"]`, `["store", key,
-//! value]`, `["queue"]` (store the queue at `queue_ptr`/`queue_len`),
+//! effects from `output(0)`/`output(1)` (address, length): `["cookie", "…"]`, `["store", key,
+//! value]`, `["queue"]` (store the queue at `output(2)`/`output(3)`),
 //! `["gtag", [...]]`, `["fbq", [...]]`, `["post", url, body, ids]`,
 //! `["beacon", url, body]`, `["drop", {...}]`, `["schedule", ms]`, `["wait",
 //! id]` and `["dup", id]` (held for the consent decision, a repeat not sent:

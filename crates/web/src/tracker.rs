@@ -49,7 +49,12 @@ static TRACKER: Global<Option<Tracker>> = Global(UnsafeCell::new(None));
 /// A buffer of `len` bytes for the next call's input; returns its address.
 #[unsafe(no_mangle)]
 pub extern "C" fn input_buffer(len: usize) -> *mut u8 {
-    let b = INPUT.get();
+    buffer(INPUT.get(), len)
+}
+
+/// `b` cleared and `len` bytes long (zeroed), for the page to write into.
+#[inline(never)]
+fn buffer(b: &mut Vec<u8>, len: usize) -> *mut u8 {
     b.clear();
     b.resize(len, 0);
     b.as_mut_ptr()
@@ -61,34 +66,16 @@ pub extern "C" fn input_buffer(len: usize) -> *mut u8 {
 /// parsed, and every call gets it (empty when the call does not need it).
 #[unsafe(no_mangle)]
 pub extern "C" fn queue_buffer(len: usize) -> *mut u8 {
-    let b = QUEUE_IN.get();
-    b.clear();
-    b.resize(len, 0);
-    b.as_mut_ptr()
+    buffer(QUEUE_IN.get(), len)
 }
 
-/// Where the queue to store starts, when the last call's effects include `["queue"]`.
+/// Where the last call left its output, by `which`: `0` the address of its
+/// effects (JSON) and `1` their length in bytes; `2` and `3` the same for the
+/// queue its `["queue"]` effects store.
 #[unsafe(no_mangle)]
-pub extern "C" fn queue_ptr() -> *const u8 {
-    QUEUE_OUT.get().as_ptr()
-}
-
-/// How long the queue to store is, in bytes.
-#[unsafe(no_mangle)]
-pub extern "C" fn queue_len() -> usize {
-    QUEUE_OUT.get().len()
-}
-
-/// Where the last call's output starts.
-#[unsafe(no_mangle)]
-pub extern "C" fn output_ptr() -> *const u8 {
-    OUTPUT.get().as_ptr()
-}
-
-/// How long the last call's output is, in bytes.
-#[unsafe(no_mangle)]
-pub extern "C" fn output_len() -> usize {
-    OUTPUT.get().len()
+pub extern "C" fn output(which: u32) -> usize {
+    let s = if which < 2 { OUTPUT.get() } else { QUEUE_OUT.get() };
+    if which % 2 == 0 { s.as_ptr() as usize } else { s.len() }
 }
 
 fn input() -> Value {
@@ -151,7 +138,7 @@ impl Effects {
         }
     }
 
-    /// `["queue"]`: store the queue, read from `queue_ptr`/`queue_len` (which hold
+    /// `["queue"]`: store the queue, read from `output(2)`/`output(3)` (which hold
     /// the call's last queue, the one every `["queue"]` of the call stores).
     fn set_queue(&mut self, q: String) {
         self.push("queue", &[], None);
