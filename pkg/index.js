@@ -15,7 +15,7 @@ const enc = new TextEncoder(), dec = new TextDecoder();
 // What a call knows of the page; `track` does without the cookie jar (reading
 // `document.cookie` can cost a synchronous round trip to the browser process).
 const here = () => ({ u: location.href, f: d.referrer, t: Date.now() });
-const page = () => ({ ...here(), j: d.cookie });
+const page = () => ({ ...here(), j: d.cookie, x: location.protocol === 'https:' });
 const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
 // A random u32: the client id a tracker mints takes it whole (32 bits, as GA4's own ids do).
 const u32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
@@ -67,6 +67,8 @@ function invoke(x, name, input, raw, queue) {
   const out = read(x, x.output(0), x.output(1));
   return raw ? out : JSON.parse(out);
 }
+// A page function (gtag, fbq, onDrop) called so that its failure cannot stop the tracker.
+const guard = (f, ...a) => { try { typeof f === 'function' && f(...a); } catch {} };
 const tallyError = (m) => new Error(m.startsWith('[tally]') ? m : '[tally] ' + m);
 const fail = (r) => { if (r[0] && r[0][0] === 'error') throw tallyError(r[0][1]); return r; };
 
@@ -76,7 +78,7 @@ const TRACKS = ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'track
 
 // The tracker during server-side rendering: the same methods, doing nothing.
 const noop = Object.freeze(Object.assign(Object.fromEntries([...TRACKS, 'exportContextJson'].map((m) => [m, () => ''])), { ssr: true, getDroppedEvents: () => [], getQueueSize: () => 0,
-  flush: async () => 0, getClientId: () => null, getSessionId() {}, getClickIdentifiers() {}, getConsent() {}, updateConsent() {},
+  flush: async () => 0, getClientId() {}, getSessionId() {}, getClickIdentifiers() {}, getConsent() {}, updateConsent() {},
   setVisitor() {}, getVisitorId() {}, identifyUser() {}, clearUser() {}, exportContext() {}, setDebug() {}, destroy() {} }));
 
 let hasher;
@@ -102,7 +104,7 @@ export async function createBrowserTracker(config, options) {
     // Node (server-side rendering): check the config with the module read from disk, then do nothing.
     let bytes;
     try { bytes = w.process.getBuiltinModule('fs').readFileSync(wasmFile()); } catch { return noop; }
-    fail(invoke(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports, 'start', { c: config, h: 'localhost' }));
+    fail(invoke(new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports, 'start', { c: config, h: '' }));
     return noop;
   }
   await ready(options);
@@ -112,13 +114,15 @@ export async function createBrowserTracker(config, options) {
 /** The tracker, once `ready()` resolved (throws the config's error); prefer `createBrowserTracker`. */
 export function BrowserTracker(config) {
   if (!module) throw tallyError('call ready() before new BrowserTracker(config)');
-  const x = new WebAssembly.Instance(module).exports, secure = location.protocol === 'https:';
+  const x = new WebAssembly.Instance(module).exports;
   const call = (name, input, q) => invoke(x, name, input, false, q);
-  let dbg = false, mem = '', sentMem = '', stored = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
+  let dbg = false, mem = '', sentMem = '', stored = false, broken = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
   const tab = '' + u32(), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
   // Carries out one call's effects; returns what the call returns.
   const log = (m, v) => dbg && console.log('[tally] ' + m, v);
+  // A storage write that fails (quota, blocked) moves this tracker to memory for good.
+  const memory = () => { mem = get(Q); sentMem = get(SENT); stored = false; broken = true; };
   const run = (fx) => {
     let out;
     for (const [k, a, b, c] of fx) {
@@ -126,14 +130,14 @@ export function BrowserTracker(config) {
       else if (k === 'id' || k === 'return') out = a;
       else if (k === 'cookie') d.cookie = a;
       else if (k === 'store') put(a, b);
-      else if (k === 'consent') { consent = a; stored = !!ls && a.analytics_storage === 'granted'; log('consent', a); }
-      else if (k === 'to_storage') { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; }
-      else if (k === 'to_memory') { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); }
-      else if (k === 'queue') { const q = read(x, x.output(2), x.output(3)); if (!stored || !put(Q, q)) mem = q; }
-      else if (k === 'sent') { if (!stored || !put(SENT, a)) sentMem = a; }
+      else if (k === 'consent') { consent = a; stored = !!ls && !broken && a.analytics_storage === 'granted'; log('consent', a); }
+      else if (k === 'to_storage') { if (!broken) { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; stored = true; } }
+      else if (k === 'to_memory') { if (stored) { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); } stored = false; }
+      else if (k === 'queue') { const q = read(x, x.output(2), x.output(3)); stored && !put(Q, q) && memory(); stored || (mem = q); }
+      else if (k === 'sent') { stored && !put(SENT, a) && memory(); stored || (sentMem = a); }
       else if (k === 'lease') stored && put(LEASE, a);
-      else if (k === 'gtag' || k === 'fbq') typeof w[k] === 'function' && (Array.isArray(a) ? w[k](...a) : w[k](a, b));
-      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); dbg && console.warn('[tally] event dropped', a); typeof onDrop === 'function' && onDrop(a); }
+      else if (k === 'gtag' || k === 'fbq') guard(w[k], ...(Array.isArray(a) ? a : [a, b]));
+      else if (k === 'drop') { dropped.push(a); dropped.length > 50 && dropped.shift(); dbg && console.warn('[tally] event dropped', a); guard(onDrop, a); }
       else if (k === 'log') log(a, b);
       else if (k === 'dup') log('already tracked in this browser; not sent again', a);
       else if (k === 'wait') log('waiting for a consent decision', a);
@@ -141,7 +145,7 @@ export function BrowserTracker(config) {
       else if (k === 'schedule') schedule(+a);
       else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); log('collector unavailable; retrying in ms', +a); }
       else if (k === 'post') out = [a, b, c];
-      else if (k === 'beacon') navigator.sendBeacon(a, b) || request(a, b).catch(() => {});
+      else if (k === 'beacon') (navigator.sendBeacon && navigator.sendBeacon(a, b)) || request(a, b).catch(() => {});
     }
     return out;
   };
@@ -153,7 +157,7 @@ export function BrowserTracker(config) {
     if (!post) return drained();
     const [endpoint, body, ids] = post;
     request(endpoint, body, { 'Content-Type': 'application/json' })
-      .then((r) => r.text().then((t) => [r.status, t]), () => [0, ''])
+      .then((r) => r.text().then((t) => [r.status, t], () => [r.status, '']), () => [0, ''])
       .then(([c, b]) => { run(call('settle', { i: ids, c, b, r: u32() }, queue())); retryAt > Date.now() ? drained() : pump(); });
   };
   const drained = () => {
@@ -166,7 +170,7 @@ export function BrowserTracker(config) {
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
-  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: secure }));
+  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
   log('tracker ready', consent);
   d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
   w.addEventListener('pagehide', () => { release(); hide(); });
@@ -175,7 +179,7 @@ export function BrowserTracker(config) {
 
   // A track call; `n` is the page title, which only trackPageView sends.
   const send = (i, e, n) => run(call('track', { ...here(), i, e: e && e.userData ? { ...e, userData: low(e.userData) } : e, n, r: rnd(10), s: sent() }, queue()));
-  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: u32(), x: secure }));
+  const method = (o, v, dd) => run(call('method', { ...page(), o, v, d: dd && low(dd), s: sent(), r: u32() }));
   const context = (o) => method(0, o && o.userData && low(o.userData));
   let lastPage;
   const pageView = (e) => {
@@ -194,7 +198,7 @@ export function BrowserTracker(config) {
     clearUser: () => { method(7); },
     setDebug: (on) => { dbg = !!on; method(8, dbg); },
     updateConsent: (c) => {
-      const fx = fail(call('consent', { ...page(), c, s: sent(), x: secure }, queue()));
+      const fx = fail(call('consent', { ...page(), c, s: sent() }, queue()));
       const next = (fx.find((e) => e[0] === 'consent') || [])[1] || consent;
       // gtag gets the update first (before the events it releases), as given (other keys
       // pass through), snake_case, as strings.
@@ -203,7 +207,7 @@ export function BrowserTracker(config) {
         const camel = k.replace(/_(.)/g, (_, l) => l.toUpperCase());
         if (k in c || camel in c) { delete f[camel]; f[k] = next[k]; }
       }
-      typeof w.gtag === 'function' && w.gtag('consent', 'update', f);
+      guard(w.gtag, 'consent', 'update', f);
       run(fx);
       kick();
     },

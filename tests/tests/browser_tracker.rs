@@ -471,6 +471,68 @@ async fn deeply_nested_input_is_read_as_given_not_as_an_empty_call() {
     .await;
 }
 
+/// A client id minted without `_ga` is kept in `_tally_cid` as soon as the
+/// tracker uses it (a batch), so the next page has the same visitor.
+#[tokio::test]
+async fn a_minted_client_id_is_kept_for_the_next_page() {
+    on_page("", async |page| {
+        let first = page
+            .run(
+                "const t = await createBrowserTracker({ endpoint: '/c/keep', consentMode: 'off' });
+                t.trackAddToCart(cart());
+                return { left: await t.flush(), cookie: cookie('_tally_cid') };",
+            )
+            .await;
+        assert_eq!(first["left"], 0, "{first}");
+        let sent = page.fetches("/c/keep")[0].body["context"]["clientId"].clone();
+        assert_eq!(first["cookie"].as_str().map(|c| c.trim_start_matches("GA1.1.")), sent.as_str(), "{first}");
+        page.goto("").await;
+        let next = page
+            .run(
+                "const t = await createBrowserTracker({ endpoint: '/c/keep', consentMode: 'off' });
+                return t.getClientId();",
+            )
+            .await;
+        assert_eq!(next, sent, "the next page is the same visitor");
+    })
+    .await;
+}
+
+/// When `localStorage` refuses writes (quota, blocked), the tracker keeps
+/// its queue in memory and still sends everything; and a `gtag`, `fbq` or
+/// `onDrop` that throws cannot stop it; `clickIdStorage: 'memory'` writes
+/// no cookie.
+#[tokio::test]
+async fn storage_failures_and_throwing_page_functions_lose_nothing() {
+    on_page("?gclid=MEM", async |page| {
+        let out = page
+            .run(
+                "Storage.prototype.setItem = function () { throw new DOMException('full', 'QuotaExceededError'); };
+                window.gtag = () => { throw new Error('gtag broke'); };
+                window.fbq = () => { throw new Error('fbq broke'); };
+                const t = await createBrowserTracker({ endpoint: '/c/full', clickIdStorage: 'memory',
+                  ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345', onDrop: () => { throw new Error('onDrop broke'); } });
+                const ids = [t.trackAddToCart(cart()), t.trackPurchase(order())];
+                t.updateConsent({ analytics_storage: 'granted', ad_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' });
+                const queued = t.getQueueSize();
+                const left = await t.flush();
+                const again = t.trackPurchase(order());
+                return { ids, queued, left, again, size: t.getQueueSize(), cookies: document.cookie, clicks: t.getClickIdentifiers() };",
+            )
+            .await;
+        assert_eq!(out["queued"], 2, "{out}");
+        assert_eq!(out["left"], 0, "{out}");
+        let sent: Vec<String> = page.fetches("/c/full").iter().flat_map(|c| event_ids(&c.body)).collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(out["ids"].as_array().is_some_and(|ids| ids.iter().all(|i| sent.contains(&i.as_str().unwrap_or("?").to_owned()))));
+        assert_eq!(out["again"], out["ids"][1], "{out}");
+        assert_eq!(out["size"], 0, "the repeat purchase is remembered in memory: {out}");
+        assert_eq!(out["clicks"]["gclid"], "MEM", "{out}");
+        assert!(!out["cookies"].as_str().unwrap_or_default().contains("_tally_gclid"), "memory storage: {out}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn consent_v2_holds_everything_until_a_decision() {
     on_page("", async |page| {

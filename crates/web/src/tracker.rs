@@ -7,7 +7,7 @@ use core::cell::UnsafeCell;
 use crate::json_value;
 use tally_core::browser::admission::{self, Admission, Buffered};
 use tally_core::browser::bridge::{self, Arg, BridgeContext, Call};
-use tally_core::browser::config::{BrowserConfig, debug_switch};
+use tally_core::browser::config::{BrowserConfig, ClickIdStorage, debug_switch};
 use tally_core::browser::consent_change::consent_change;
 use tally_core::browser::consent_gate as gate;
 use tally_core::browser::helpers::HELPERS;
@@ -233,8 +233,23 @@ impl Tracker {
         self.minted.get_or_insert_with(|| ClientId::mint(int(a.get("r")) as u32, int(a.get("t")) / 1000))
     }
 
-    fn envelope(&mut self, a: &Value, sent: Option<&str>) -> String {
-        self.minted(a);
+    /// The client id: the jar's (`_ga`, then `_tally_cid`), else the one minted
+    /// for this page, written to `_tally_cid` when analytics storage is granted
+    /// (so the next page keeps it).
+    fn client_id(&mut self, fx: &mut Effects, a: &Value) -> ClientId {
+        if let Some(id) = identity::client_id_from_jar(text(a.get("j"))) {
+            return id;
+        }
+        let id = self.minted(a).clone();
+        if gate::may_store_analytics(&self.consent) {
+            let change = vec![(identity::CID_COOKIE.to_owned(), Some(id.to_ga_cookie(1)))];
+            fx.cookies(&self.cfg, a.get("x") == &Value::Bool(true), change);
+        }
+        id
+    }
+
+    fn envelope(&mut self, fx: &mut Effects, a: &Value, sent: Option<&str>) -> String {
+        self.client_id(fx, a);
         let known = Known {
             minted: self.minted.as_ref(),
             user: self.user.as_ref(),
@@ -319,7 +334,7 @@ pub extern "C" fn start() {
     let (search, jar) = (text(a.get("q")), text(a.get("j")));
     let (clicks, url_clicks) = identity::landing_click_ids(cfg.click_storage, search, jar, int(a.get("t")));
     let mut fx = Effects::new();
-    if consent.ad_storage.is_granted() {
+    if consent.ad_storage.is_granted() && cfg.click_storage == ClickIdStorage::Cookie {
         fx.cookies(&cfg, a.get("x") == &Value::Bool(true), identity::click_cookie_writes(&url_clicks));
     }
     fx.push("consent", &[], Some(&gate::consent_json(&consent)));
@@ -492,9 +507,14 @@ pub extern "C" fn next_batch() {
     }
     fx.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
     q.truncate(queue::batch_len(&q, t.cfg.batch_size, queue::MAX_BATCH_BYTES));
-    if !q.is_empty() {
+    if q.is_empty() {
+        // Nothing to send: the lease (free or this tab's) is handed back at once.
+        if lease.is_some_and(|l| !l.is_empty()) {
+            fx.push("lease", &[""], None);
+        }
+    } else {
         fx.push("lease", &[&queue::lease_value(tab, now)], None);
-        let ctx = t.envelope(&a, None);
+        let ctx = t.envelope(&mut fx, &a, None);
         let body = wire::batch_body(t.cfg.site_key.as_deref(), now, &ctx, &q);
         fx.push("post", &[&t.cfg.endpoint, &body, &wire::ids(&q).join(" ")], None);
     }
@@ -537,7 +557,7 @@ pub extern "C" fn hide() {
     let mut fx = Effects::new();
     let fresh = wire::not_yet_beaconed(queue::decode(fx.queue()), &mut t.beaconed);
     if gate::collector_may_send(&t.consent) && !fresh.is_empty() {
-        let ctx = t.envelope(&a, None);
+        let ctx = t.envelope(&mut fx, &a, None);
         for (_, body) in wire::beacon_batches(&fresh, t.cfg.site_key.as_deref(), int(a.get("t")), &ctx) {
             fx.push("beacon", &[&t.cfg.endpoint, &body], None);
         }
@@ -559,7 +579,7 @@ pub extern "C" fn method() {
     let result = match int(a.get("o")) {
         0 => t.user_data(v).map(|()| {
             let sent = text(a.get("s")).to_owned();
-            let env = t.envelope(&a, Some(&sent));
+            let env = t.envelope(&mut fx, &a, Some(&sent));
             fx.push("return", &[], Some(&env));
         }),
         1 => VisitorId::parse(text(v)).map_err(|e| e.describe()).map(|id| {
@@ -576,18 +596,7 @@ pub extern "C" fn method() {
             Ok(())
         }),
         5 => {
-            let jar = text(a.get("j"));
-            let id = match identity::client_id_from_jar(jar) {
-                Some(id) => id,
-                None => {
-                    let id = t.minted(&a).clone();
-                    if gate::may_store_analytics(&t.consent) {
-                        let change = vec![(identity::CID_COOKIE.to_owned(), Some(id.to_ga_cookie(1)))];
-                        fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), change);
-                    }
-                    id
-                }
-            };
+            let id = t.client_id(&mut fx, &a);
             fx.push("return", &[id.as_str()], None);
             Ok(())
         }
