@@ -130,8 +130,8 @@ export function BrowserTracker(config) {
       else if (k === 'id' || k === 'return') out = a;
       else if (k === 'cookie') d.cookie = a;
       else if (k === 'store') put(a, b);
-      else if (k === 'consent') { consent = a; stored = !!ls && !broken && a.analytics_storage === 'granted'; log('consent', a); }
-      else if (k === 'to_storage') { if (!broken) { put(Q, mem || get(Q)); put(SENT, sentMem || get(SENT)); mem = sentMem = ''; stored = true; } }
+      else if (k === 'consent') { consent = a; log('consent', a); }
+      else if (k === 'to_storage') { if (!broken && put(Q, get(Q) + mem) && put(SENT, get(SENT) + ' ' + sentMem)) { mem = sentMem = ''; stored = true; } }
       else if (k === 'to_memory') { if (stored) { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); } stored = false; }
       else if (k === 'queue') { const q = read(x, x.output(2), x.output(3)); stored && !put(Q, q) && memory(); stored || (mem = q); }
       else if (k === 'sent') { stored && !put(SENT, a) && memory(); stored || (sentMem = a); }
@@ -171,6 +171,8 @@ export function BrowserTracker(config) {
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
   run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
+  // The queue is in localStorage while analytics storage is granted (a decision moves it: to_storage, to_memory).
+  stored = !!ls && consent.analytics_storage === 'granted';
   log('tracker ready', consent);
   d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
   w.addEventListener('pagehide', () => { release(); hide(); });

@@ -638,6 +638,43 @@ async fn every_event_waiting_for_the_decision_is_sent_once() {
     .await;
 }
 
+/// A tab that answers its banner later adds its events to what another tab
+/// stored, instead of writing over it (two trackers share the page's storage
+/// as two tabs do).
+#[tokio::test]
+async fn a_later_decision_in_another_tab_keeps_what_this_tab_stored() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                "__t.down = true;
+                const all = { analytics_storage: 'granted', ad_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' };
+                const b = await createBrowserTracker({ endpoint: '/c/tabs' }); // opened first, banner open
+                const a = await createBrowserTracker({ endpoint: '/c/tabs' });
+                a.updateConsent(all);
+                const ids = [a.trackPurchase({ ...order(), transactionId: 'ORD-A' })];
+                await a.flush(); // the collector is down: it stays stored
+                ids.push(b.trackAddToCart(cart()), b.trackPurchase({ ...order(), transactionId: 'ORD-B' }));
+                b.updateConsent(all);
+                const stored = (localStorage.getItem('_tally_q') || '').split('\\n').filter(Boolean).map((l) => l.split('\\t')[0]);
+                const sent = localStorage.getItem('_tally_sent') || '';
+                __t.down = false;
+                b.destroy();
+                const left = await a.flush();
+                return { ids, stored, sent, left };",
+            )
+            .await;
+        let ids: Vec<&str> = out["ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let stored: Vec<&str> = out["stored"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        assert!(ids.iter().all(|i| stored.contains(i)), "every tab's events are stored: {out}");
+        let sent = out["sent"].as_str().unwrap_or_default();
+        assert!(sent.contains(ids[0]) && sent.contains(ids[2]), "both purchases remembered: {out}");
+        assert_eq!(out["left"], 0, "{out}");
+        let delivered: Vec<String> = page.fetches("/c/tabs").iter().flat_map(|c| event_ids(&c.body)).collect();
+        assert!(ids.iter().all(|i| delivered.iter().any(|d| d == i)), "{delivered:?} {out}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_one_tab_drains_the_shared_queue() {
     on_page("", async |page| {

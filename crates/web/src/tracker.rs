@@ -455,9 +455,7 @@ pub extern "C" fn consent() {
     if change.remember {
         fx.push("store", &["_tally_consent", &gate::encode_consent(&after)], None);
     }
-    if change.to_storage {
-        fx.push("to_storage", &[], None);
-    } else if change.to_memory {
+    if change.to_memory {
         fx.push("to_memory", &[], None);
     }
     let kept = Kept {
@@ -480,6 +478,11 @@ pub extern "C" fn consent() {
         for b in core::mem::take(&mut t.pending) {
             t.release(&mut fx, b.event, b.label, &a);
         }
+    }
+    // Last, once this tab's queue holds what the decision released: the page
+    // merges it into what other tabs stored.
+    if change.to_storage {
+        fx.push("to_storage", &[], None);
     }
     fx.done();
 }
