@@ -22,9 +22,9 @@ const u32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
 // userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
 const low = (v, k) => typeof v === 'string' ? (k === 'postalCode' ? v : v.normalize('NFC').toLowerCase()).normalize('NFC')
   : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([a, b]) => [a, low(b, a)])) : v;
-// A literal `new URL('…', import.meta.url)`, so that Vite and webpack find the module and emit it.
 // A first-party POST; `keepalive` (it may outlive the page) within the browser's 64 KiB for it.
 const request = (url, body, headers) => fetch(url, { method: 'POST', body, keepalive: body.length <= 65536, credentials: 'include', headers });
+// A literal `new URL('…', import.meta.url)`, so that Vite and webpack find the module and emit it.
 const wasmFile = () => new URL('./tally_web_bg.wasm', import.meta.url);
 
 // The compiled module, once; each tracker gets its own instance (its own state).
@@ -119,10 +119,10 @@ export function BrowserTracker(config) {
   let dbg = false, mem = '', sentMem = '', stored = false, broken = false, consent, timer = 0, retryAt = 0, draining = false, again = false, stopped = false;
   const tab = '' + u32(), dropped = [], waiters = [], onDrop = config && config.onDrop;
   const queue = () => (stored ? get(Q) : mem), sent = () => (stored ? get(SENT) : sentMem);
-  // Carries out one call's effects; returns what the call returns.
   const log = (m, v) => dbg && console.log('[tally] ' + m, v);
   // A storage write that fails (quota, blocked) moves this tracker to memory for good.
   const memory = () => { mem = get(Q); sentMem = get(SENT); stored = false; broken = true; };
+  // Carries out one call's effects; returns what the call returns.
   const run = (fx) => {
     let out;
     for (const [k, a, b, c] of fx) {
@@ -170,7 +170,7 @@ export function BrowserTracker(config) {
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
   const search = location.search, k = get('_tally_consent');
-  run(call('start', { c: config, h: location.hostname, q: search, j: d.cookie, t: Date.now(), k, o: !!ls, x: location.protocol === 'https:' }));
+  run(call('start', { ...page(), c: config, h: location.hostname, q: search, k, o: !!ls }));
   // The queue is in localStorage while analytics storage is granted (a decision moves it: to_storage, to_memory).
   stored = !!ls && consent.analytics_storage === 'granted';
   log('tracker ready', consent);

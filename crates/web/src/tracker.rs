@@ -138,10 +138,14 @@ impl Effects {
         }
     }
 
-    /// `["queue"]`: store the queue, read from `output(2)`/`output(3)` (which hold
-    /// the call's last queue, the one every `["queue"]` of the call stores).
+    /// `["queue"]`, once per call: store the queue, read from `output(2)`/`output(3)`,
+    /// which hold the call's last queue (a decision that releases ten events
+    /// stores the queue once, not ten times). It comes after `to_memory` and
+    /// before `to_storage`, the only effects whose order with it matters.
     fn set_queue(&mut self, q: String) {
-        self.push("queue", &[], None);
+        if self.queue.is_none() {
+            self.push("queue", &[], None);
+        }
         self.queue = Some(q);
     }
 
@@ -318,7 +322,7 @@ impl Tracker {
 }
 
 /// `createBrowserTracker`: `{ c: config, h: hostname, q: search, j: jar, t: now,
-/// k: stored consent, o: storage usable, x: https }`.
+/// k: stored consent, o: storage usable, x: https }` (and `u`, `f`, unused here).
 #[unsafe(no_mangle)]
 pub extern "C" fn start() {
     let a = input();
@@ -487,7 +491,7 @@ pub extern "C" fn consent() {
     fx.done();
 }
 
-/// The next collector request: `{ l: lease, b: tab, t, r, j, u, f }` and the stored queue.
+/// The next collector request: `{ l: lease, b: tab, t, r, j, u, f, x }` and the stored queue.
 #[unsafe(no_mangle)]
 pub extern "C" fn next_batch() {
     let a = input();
@@ -552,7 +556,7 @@ pub extern "C" fn settle() {
     fx.done();
 }
 
-/// The page is hidden: beacons for the stored queue (`{ t, r, j, u, f }`).
+/// The page is hidden: beacons for the stored queue (`{ t, r, j, u, f, x }`).
 #[unsafe(no_mangle)]
 pub extern "C" fn hide() {
     let a = input();
@@ -581,8 +585,7 @@ pub extern "C" fn method() {
     let v = a.get("v");
     let result = match int(a.get("o")) {
         0 => t.user_data(v).map(|()| {
-            let sent = text(a.get("s")).to_owned();
-            let env = t.envelope(&mut fx, &a, Some(&sent));
+            let env = t.envelope(&mut fx, &a, Some(text(a.get("s"))));
             fx.push("return", &[], Some(&env));
         }),
         1 => VisitorId::parse(text(v)).map_err(|e| e.describe()).map(|id| {
