@@ -43,6 +43,8 @@
 //!
 //! The module is `no_std`: a panic traps (no message, location or formatting
 //! code in the wasm). Inputs never panic; they come back as `["error", …]`.
+//! Its allocator is its own ([`allocator`]): a free list per power-of-two
+//! size, a few hundred bytes where a general allocator is kilobytes.
 //! Outside `wasm32` only [`json_value`], the JSON reader, compiles (and is
 //! tested natively); the exports are tested in headless Chromium through the
 //! package (`tests/tests/browser_tracker.rs`) and in Node by `check.js`,
@@ -53,6 +55,7 @@
 
 extern crate alloc;
 
+pub mod allocator;
 pub mod json_value;
 #[cfg(target_arch = "wasm32")]
 mod tracker;

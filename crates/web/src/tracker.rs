@@ -26,7 +26,8 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 #[global_allocator]
-static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOC: crate::allocator::PageAllocator =
+    crate::allocator::PageAllocator(UnsafeCell::new(crate::allocator::Blocks::new()));
 
 /// A global of a single-threaded module (wasm32 without atomics).
 struct Global<T>(UnsafeCell<T>);
