@@ -15,7 +15,7 @@ const enc = new TextEncoder(), dec = new TextDecoder();
 // What a call knows of the page; `track` does without the cookie jar (reading
 // `document.cookie` can cost a synchronous round trip to the browser process).
 const here = () => ({ u: location.href, f: d.referrer, t: Date.now() });
-const page = () => ({ ...here(), j: d.cookie, x: location.protocol === 'https:' });
+const page = () => ({ ...here(), j: d.cookie });
 const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
 // A random u32: the client id a tracker mints takes it whole (32 bits, as GA4's own ids do).
 const u32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
@@ -58,10 +58,13 @@ const write = (x, buffer, text) => {
   const p = x[buffer](b.length); // may grow the memory: read its buffer after
   new Uint8Array(x.memory.buffer, p, b.length).set(b);
 };
+// What JSON cannot carry (NaN, ±Infinity, a function) goes as `{}`, which the rules refuse by
+// name, rather than as null or nothing; config.onDrop stays out (the rules take it as given).
+const wire = (k, v) => (typeof v === 'function' ? k !== 'onDrop' : typeof v === 'number' && !isFinite(v)) ? {} : v;
 // One call of an instance's export: the input as JSON text in and the stored queue beside
 // it (not escaped into the JSON: it is the largest text), the output out (as JSON unless `raw`).
 function invoke(x, name, input, raw, queue) {
-  write(x, 'input_buffer', typeof input === 'string' ? input : JSON.stringify(input));
+  write(x, 'input_buffer', typeof input === 'string' ? input : JSON.stringify(input, wire));
   write(x, 'queue_buffer', queue || '');
   x[name]();
   const out = read(x, x.output(0), x.output(1));
@@ -127,7 +130,7 @@ export function BrowserTracker(config) {
     let out;
     for (const [k, a, b, c] of fx) {
       if (k === 'error') throw tallyError(a);
-      else if (k === 'id' || k === 'return') out = a;
+      else if (k === 'return') out = a;
       else if (k === 'cookie') d.cookie = a;
       else if (k === 'store') put(a, b);
       else if (k === 'consent') { consent = a; log('consent', a); }
@@ -169,8 +172,7 @@ export function BrowserTracker(config) {
   const hide = () => stopped || run(call('hide', { ...page(), r: u32() }, queue()));
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
-  const search = location.search, k = get('_tally_consent');
-  run(call('start', { ...page(), c: config, h: location.hostname, q: search, k, o: !!ls }));
+  run(call('start', { ...page(), c: config, h: location.hostname, q: location.search, k: get('_tally_consent'), o: !!ls }));
   // The queue is in localStorage while analytics storage is granted (a decision moves it: to_storage, to_memory).
   stored = !!ls && consent.analytics_storage === 'granted';
   log('tracker ready', consent);

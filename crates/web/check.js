@@ -25,18 +25,21 @@ function call(name, input, queue = '') {
 const fail = (m) => { console.error('tally-web module: ' + m); process.exit(1); };
 const bad = call('start', { c: { endpoint: '/c', ga4MeasurementId: 'nope' }, h: 'shop.example' });
 if (bad[0][0] !== 'error' || !/ga4MeasurementId/.test(bad[0][1])) fail('a bad config was not refused: ' + JSON.stringify(bad));
-call('start', { c: { endpoint: '/c', ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, h: 'shop.example', q: '?gclid=Cj0', j: '_ga=GA1.1.111.222', t: 1757409591000, o: true, x: true });
+call('start', { c: { endpoint: '/c', ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, h: 'shop.example', q: '?gclid=Cj0', j: '_ga=GA1.1.111.222', t: 1757409591000, o: true, u: 'https://shop.example/?gclid=Cj0' });
 const noTxn = call('track', { i: 6, e: { value: 1, currency: 'EUR' }, t: 1757409591000, r: [], s: '' });
 if (noTxn[0][0] !== 'error' || noTxn[0][1] !== '[tally] trackPurchase: transactionId is required') fail('a purchase without a transaction id was not refused by name: ' + JSON.stringify(noTxn));
 const input = { transactionId: 'T-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }] };
 if (process.argv[3] === 'user-data') input.userData = { email: ' Jane@Example.com ' };
 const view = call('track', { i: 0, e: { value: 1, currency: 'EUR' }, t: 1757409591000, r: [9, 9, 9, 9, 9, 9, 9, 9, 9, 9], s: '', j: '_ga=GA1.1.111.222' });
 const fx = call('track', { i: 6, e: input, t: 1757409591000, r: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], s: '', j: '_ga=GA1.1.111.222' });
-if (fx.map((e) => e[0]).join() !== 'id,wait') fail('before a consent decision the purchase must wait: ' + JSON.stringify(fx));
+if (fx.map((e) => e[0]).join() !== 'return,wait') fail('before a consent decision the purchase must wait: ' + JSON.stringify(fx));
 const granted = { ad_storage: 'granted', analytics_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' };
-fx.push(...call('consent', { c: granted, s: '', j: '_ga=GA1.1.111.222', t: 1757409591050, x: true }));
+fx.push(...call('consent', { c: granted, s: '', j: '_ga=GA1.1.111.222', t: 1757409591050, u: 'https://shop.example/' }));
 const kinds = fx.map((e) => e[0]);
-for (const k of ['id', 'queue', 'sent', 'gtag', 'fbq', 'schedule']) if (!kinds.includes(k)) fail('track did not produce ' + k + ': ' + JSON.stringify(fx));
+for (const k of ['return', 'queue', 'sent', 'gtag', 'fbq', 'schedule']) if (!kinds.includes(k)) fail('track did not produce ' + k + ': ' + JSON.stringify(fx));
+// On an https page (the call's URL) every cookie the decision writes is Secure.
+const cookies = fx.filter((e) => e[0] === 'cookie');
+if (!cookies.length || !cookies.every((c) => c[1].endsWith('; Secure'))) fail('cookies on https must be Secure: ' + JSON.stringify(cookies));
 // Every event that waited goes into the queue the decision leaves, the purchase and the view.
 const queue = fx.filter((e) => e[0] === 'queue').pop()[1];
 if (!queue.includes(fx[0][1]) || !queue.includes(view[0][1])) fail('the decision must queue every waiting event: ' + queue);

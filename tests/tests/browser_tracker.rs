@@ -471,6 +471,40 @@ async fn deeply_nested_input_is_read_as_given_not_as_an_empty_call() {
     .await;
 }
 
+/// What JSON cannot carry (NaN, ±Infinity, a function) is refused by name, not
+/// sent as if the page had left it out: `value: NaN` is a mistake to fix, and
+/// a purchase without its value would count as one worth nothing. The config's
+/// `onDrop` is still taken as the function it is.
+#[tokio::test]
+async fn values_json_cannot_carry_are_refused_by_name() {
+    on_page("", async |page| {
+        let out = page
+            .run(
+                "const t = await createBrowserTracker({ endpoint: '/c/nan', consentMode: 'off', onDrop: () => {} });
+                const tryIt = (f) => { try { f(); return 'accepted'; } catch (e) { return e.message; } };
+                const item = { itemId: 'SKU_1', price: 10, quantity: 1 };
+                return {
+                    value: tryIt(() => t.trackAddToCart({ value: NaN, currency: 'EUR', items: [item] })),
+                    price: tryIt(() => t.trackAddToCart({ value: 10, currency: 'EUR', items: [{ ...item, price: Infinity }] })),
+                    param: tryIt(() => t.trackEvent({ name: 'custom', params: { at: -Infinity } })),
+                    fn: tryIt(() => t.trackEvent({ name: 'custom', params: { cb: () => 1 } })),
+                    config: await createBrowserTracker({ endpoint: '/c/nan', maxQueueBytes: NaN }).then(() => 'accepted', (e) => e.message),
+                    left: await t.flush(),
+                };",
+            )
+            .await;
+        assert_eq!(out["value"], "[tally] trackAddToCart: value is invalid: expected a number such as 12.5", "{out}");
+        assert_eq!(out["price"], "[tally] trackAddToCart: items[].price is invalid: expected a number such as 12.5");
+        let params = "[tally] trackEvent: params is invalid: values must be strings, numbers or booleans";
+        assert_eq!(out["param"], params);
+        assert_eq!(out["fn"], params);
+        assert_eq!(out["config"], "[tally] createBrowserTracker: maxQueueBytes must be a number of bytes");
+        assert_eq!(out["left"], 0);
+        assert!(page.fetches("/c/nan").is_empty(), "nothing was sent");
+    })
+    .await;
+}
+
 /// A client id minted without `_ga` is kept in `_tally_cid` as soon as the
 /// tracker uses it (a batch), so the next page has the same visitor.
 #[tokio::test]
@@ -1118,7 +1152,7 @@ async fn exported_hash_functions() {
                 const d = await hashUserData({ firstName: 'Rene\u0301' });
                 const city = await hashUserData({ address: { city: ' S\u00e3o  Paulo ' } });
                 let rejected = false;
-                try { await hashUserData({ email: 5 }); } catch (e) { rejected = true; }
+                try { await hashUserData({ email: 5 }); } catch (e) { rejected = e.message; }
                 return { h, d, city, rejected, sha: await sha256Hex('test@example.com') };",
             )
             .await;
@@ -1132,7 +1166,7 @@ async fn exported_hash_functions() {
         assert!(first(h).is_string(), "{out}");
         assert_eq!(first(h), first(&out["d"]));
         assert_eq!(out["city"]["google"]["address"][0]["city"], "s\u{e3}o paulo", "Google's city is plain");
-        assert_eq!(out["rejected"], true);
+        assert_eq!(out["rejected"], "[tally] userData.email is invalid: expected a string");
         assert_eq!(out["sha"], "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b");
     })
     .await;

@@ -160,7 +160,9 @@ impl Effects {
         self.sent = Some(s);
     }
 
-    fn cookies(&mut self, cfg: &BrowserConfig, secure: bool, changes: Vec<CookieChange>) {
+    /// The cookie writes for `changes`, `Secure` on an `https:` page (the call's `u`).
+    fn cookies(&mut self, cfg: &BrowserConfig, a: &Value, changes: Vec<CookieChange>) {
+        let secure = text(a.get("u")).starts_with("https:");
         for (name, value) in changes {
             let age = if value.is_some() { cfg.cookie_secs } else { 0 };
             let v = value.as_deref().unwrap_or_default();
@@ -248,7 +250,7 @@ impl Tracker {
         let id = self.minted(a).clone();
         if gate::may_store_analytics(&self.consent) {
             let change = vec![(identity::CID_COOKIE.to_owned(), Some(id.to_ga_cookie(1)))];
-            fx.cookies(&self.cfg, a.get("x") == &Value::Bool(true), change);
+            fx.cookies(&self.cfg, a, change);
         }
         id
     }
@@ -323,7 +325,7 @@ impl Tracker {
 }
 
 /// `createBrowserTracker`: `{ c: config, h: hostname, q: search, j: jar, t: now,
-/// k: stored consent, o: storage usable, x: https }` (and `u`, `f`, unused here).
+/// k: stored consent, o: storage usable, u: URL (cookies are `Secure` on https) }` (and `f`, unused here).
 #[unsafe(no_mangle)]
 pub extern "C" fn start() {
     let a = input();
@@ -340,7 +342,7 @@ pub extern "C" fn start() {
     let (clicks, url_clicks) = identity::landing_click_ids(cfg.click_storage, search, jar, int(a.get("t")));
     let mut fx = Effects::new();
     if consent.ad_storage.is_granted() && cfg.click_storage == ClickIdStorage::Cookie {
-        fx.cookies(&cfg, a.get("x") == &Value::Bool(true), identity::click_cookie_writes(&url_clicks));
+        fx.cookies(&cfg, &a, identity::click_cookie_writes(&url_clicks));
     }
     fx.push("consent", &[], Some(&gate::consent_json(&consent)));
     let debug = debug_switch(search).unwrap_or(cfg.debug);
@@ -426,7 +428,7 @@ pub extern "C" fn track() {
         label = Some(t.cfg.label(l).unwrap_or(l).to_owned());
     }
     let mut fx = Effects::new();
-    fx.push("id", &[e.id.as_str()], None);
+    fx.push("return", &[e.id.as_str()], None);
     let sent = text(a.get("s"));
     match admission::admit(&e, || sent.to_owned(), &t.pending, t.cfg.consent_v2, &t.consent) {
         // For the debug log: a repeat of a purchase this browser sent, an event held for the decision.
@@ -443,7 +445,7 @@ pub extern "C" fn track() {
     fx.done();
 }
 
-/// `updateConsent`: `{ c: update, s: sent list, j, t, x }` and the stored queue.
+/// `updateConsent`: `{ c: update, s: sent list, j, t, u }` and the stored queue.
 #[unsafe(no_mangle)]
 pub extern "C" fn consent() {
     let a = input();
@@ -470,7 +472,7 @@ pub extern "C" fn consent() {
         storage: t.cfg.click_storage,
     };
     let changes = identity::consent_cookie_changes(&before, &after, text(a.get("j")), kept);
-    fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), changes);
+    fx.cookies(&t.cfg, &a, changes);
     if change.discard {
         let q = queue::decode(fx.queue());
         fx.drops(q.iter().map(|e| Dropped::new(&e.id, DropReason::ConsentDenied.as_str())).collect());
@@ -492,7 +494,7 @@ pub extern "C" fn consent() {
     fx.done();
 }
 
-/// The next collector request: `{ l: lease, b: tab, t, r, j, u, f, x }` and the stored queue.
+/// The next collector request: `{ l: lease, b: tab, t, r, j, u, f }` and the stored queue.
 #[unsafe(no_mangle)]
 pub extern "C" fn next_batch() {
     let a = input();
@@ -557,7 +559,7 @@ pub extern "C" fn settle() {
     fx.done();
 }
 
-/// The page is hidden: beacons for the stored queue (`{ t, r, j, u, f, x }`).
+/// The page is hidden: beacons for the stored queue (`{ t, r, j, u, f }`).
 #[unsafe(no_mangle)]
 pub extern "C" fn hide() {
     let a = input();
@@ -577,7 +579,7 @@ pub extern "C" fn hide() {
 /// 2 `identifyUser(v, d)`, 3 `getClickIdentifiers()`, 4 `getSessionId()`,
 /// 5 `getClientId()`, 6 `getVisitorId()`, 7 `clearUser()`, 8 `setDebug(v)`, 9 the
 /// consent buffer's length (for `getQueueSize()`);
-/// `{ o, v, d, s: sent list, j, t, r, x }`.
+/// `{ o, v, d, s: sent list, j, t, r, u }`.
 #[unsafe(no_mangle)]
 pub extern "C" fn method() {
     let a = input();
@@ -592,7 +594,7 @@ pub extern "C" fn method() {
         1 => VisitorId::parse(text(v)).map_err(|e| e.describe()).map(|id| {
             if gate::may_store_analytics(&t.consent) {
                 let change = vec![(identity::VID_COOKIE.to_owned(), Some(id.as_str().to_owned()))];
-                fx.cookies(&t.cfg, a.get("x") == &Value::Bool(true), change);
+                fx.cookies(&t.cfg, &a, change);
             }
             t.visitor = Some(id);
         }),
