@@ -13,7 +13,7 @@
 //! peak too.
 //!
 //! [`Blocks`] holds the rules and is tested natively over a plain buffer;
-//! [`PageAllocator`] feeds it the module's memory.
+//! `PageAllocator` (wasm32 only) feeds it the module's memory.
 
 use core::ptr::null_mut;
 
