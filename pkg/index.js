@@ -16,7 +16,7 @@ const enc = new TextEncoder(), dec = new TextDecoder();
 // `document.cookie` can cost a synchronous round trip to the browser process).
 const here = () => ({ u: location.href, f: d.referrer, t: Date.now() });
 const page = () => ({ ...here(), j: d.cookie });
-const rnd = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
+const rnd = (n) => [...crypto.getRandomValues(new Uint8Array(n))];
 // A random u32: the client id a tracker mints takes it whole (32 bits, as GA4's own ids do).
 const u32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
 // userData as the core's browser build wants it: NFC, lowercased by the engine (postalCode keeps its case).
@@ -73,7 +73,7 @@ function invoke(x, name, input, raw, queue) {
 // A page function (gtag, fbq, onDrop) called so that its failure cannot stop the tracker.
 const guard = (f, ...a) => { try { typeof f === 'function' && f(...a); } catch {} };
 const tallyError = (m) => new Error(m.startsWith('[tally]') ? m : '[tally] ' + m);
-const fail = (r) => { if (r[0] && r[0][0] === 'error') throw tallyError(r[0][1]); return r; };
+const fail = (r) => { if (r[0]?.[0] === 'error') throw tallyError(r[0][1]); return r; };
 
 // The track methods in the numbering of the module's `track` export (tally_core::browser::helpers::HELPERS).
 const TRACKS = ['trackViewItem', 'trackAddToCart', 'trackRemoveFromCart', 'trackBeginCheckout', 'trackAddShippingInfo',
@@ -148,7 +148,7 @@ export function BrowserTracker(config) {
       else if (k === 'schedule') schedule(+a);
       else if (k === 'retry') { retryAt = Date.now() + +a; schedule(+a); log('collector unavailable; retrying in ms', +a); }
       else if (k === 'post') out = [a, b, c];
-      else if (k === 'beacon') (navigator.sendBeacon && navigator.sendBeacon(a, b)) || request(a, b).catch(() => {});
+      else if (k === 'beacon') navigator.sendBeacon?.(a, b) || request(a, b).catch(() => {});
     }
     return out;
   };
@@ -168,7 +168,7 @@ export function BrowserTracker(config) {
     draining = false;
     waiters.splice(0).forEach((f) => f(size()));
   };
-  const size = () => (queue().match(/\n/g) || []).length + +method(9);
+  const size = () => queue().split('\n').length - 1 + +method(9);
   const hide = () => stopped || run(call('hide', { ...page(), r: u32() }, queue()));
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');
@@ -203,7 +203,7 @@ export function BrowserTracker(config) {
     setDebug: (on) => { dbg = !!on; method(8, dbg); },
     updateConsent: (c) => {
       const fx = fail(call('consent', { ...page(), c, s: sent() }, queue()));
-      const next = (fx.find((e) => e[0] === 'consent') || [])[1] || consent;
+      const next = fx.find((e) => e[0] === 'consent')?.[1] || consent;
       // gtag gets the update first (before the events it releases), as given (other keys
       // pass through), snake_case, as strings.
       const f = { ...c };

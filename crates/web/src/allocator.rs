@@ -63,6 +63,7 @@ impl Blocks {
                 return null_mut();
             }
             // The new pages follow the region unless something else grew the memory.
+            // No overflow: the module's memory stops at 2 GiB (build.rs), far below usize::MAX.
             let start = before * PAGE;
             if start != self.end {
                 self.next = start;
@@ -113,7 +114,8 @@ unsafe impl Sync for PageAllocator {}
 #[cfg(target_arch = "wasm32")]
 // SAFETY: Blocks hands out disjoint blocks of at least the size asked, aligned
 // to MIN_BLOCK, and null for what it cannot meet; memory.grow is ours alone
-// (the shell only writes into buffers the module hands it).
+// (the shell only writes into buffers the module hands it), and stops at the
+// 2 GiB maximum build.rs gives the memory, so addresses never wrap.
 unsafe impl core::alloc::GlobalAlloc for PageAllocator {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         // SAFETY: one thread, and no allocation re-enters the allocator.
