@@ -156,7 +156,8 @@ export function BrowserTracker(config) {
   const kick = () => { if (stopped) return; if (draining) { again = true; return; } draining = true; pump(); };
   const pump = () => {
     const wait = retryAt - Date.now();
-    const post = wait > 0 ? schedule(wait) : run(call('next_batch', { ...page(), l: stored ? get(LEASE) : null, b: tab, r: u32() }, queue()));
+    // An empty queue needs no call (nor its cookie read): this tab's lease, if it holds it, is handed back.
+    const post = wait > 0 ? schedule(wait) : queue() ? run(call('next_batch', { ...page(), l: stored && get(LEASE), b: tab, r: u32() }, queue())) : release() && 0;
     if (!post) return drained();
     const [endpoint, body, ids] = post;
     request(endpoint, body, { 'Content-Type': 'application/json' })
@@ -176,7 +177,7 @@ export function BrowserTracker(config) {
   // The queue is in localStorage while analytics storage is granted (a decision moves it: to_storage, to_memory).
   stored = !!ls && consent.analytics_storage === 'granted';
   log('tracker ready', consent);
-  d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && hide());
+  d.addEventListener('visibilitychange', () => d.hidden && hide());
   w.addEventListener('pagehide', () => { release(); hide(); });
   w.addEventListener('online', () => { retryAt = 0; kick(); });
   schedule(0);

@@ -725,6 +725,9 @@ async fn only_one_tab_drains_the_shared_queue() {
         let left = page.run("localStorage.setItem('_tally_lease', 'othertab:1'); return await t.flush();").await;
         assert_eq!(left, 0, "expired lease: this tab drains");
         assert_eq!(page.fetches("/c/lease").len(), 1);
+        // With nothing left to send, the lease is handed back at once, not left to expire.
+        let lease = page.run("return localStorage.getItem('_tally_lease');").await;
+        assert_eq!(lease, Value::Null, "the drained tab still holds the lease");
     })
     .await;
 }
@@ -1051,9 +1054,12 @@ async fn page_hide_flushes_with_send_beacon() {
                 window.t = await createBrowserTracker({ endpoint: '/c/beacon', siteKey: 'k', consentMode: 'off' });
                 const a = t.trackAddToCart(cart());
                 const b = t.trackBeginCheckout(cart());
+                // Hidden as a browser reports it: both properties, as a tab switch sets them.
                 Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+                Object.defineProperty(document, 'hidden', { value: true, configurable: true });
                 document.dispatchEvent(new Event('visibilitychange'));
                 delete document.visibilityState;
+                delete document.hidden;
                 window.dispatchEvent(new Event('pagehide'));
                 return { a, b };",
             )

@@ -494,7 +494,7 @@ pub extern "C" fn consent() {
     fx.done();
 }
 
-/// The next collector request: `{ l: lease, b: tab, t, r, j, u, f }` and the stored queue.
+/// The next collector request: `{ l: lease (false without storage), b: tab, t, r, j, u, f }` and the stored queue.
 #[unsafe(no_mangle)]
 pub extern "C" fn next_batch() {
     let a = input();
