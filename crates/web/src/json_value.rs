@@ -385,7 +385,9 @@ mod tests {
                 any::<i32>().prop_map(Json::from),
                 (-1e15f64..1e15).prop_map(Json::from),
                 // Any finite number but the tiny ones `parse` documents as possibly 0.
-                any::<f64>().prop_filter("finite", |f| f.is_finite() && (*f == 0.0 || f.abs() >= 1e-290)).prop_map(Json::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite() && (*f == 0.0 || f.abs() >= 1e-290))
+                    .prop_map(Json::from),
                 any::<String>().prop_map(Json::String),
             ];
             leaf.prop_recursive(6, 64, 6, |inner| {
@@ -409,9 +411,7 @@ mod tests {
                 }
                 (Value::Str(a), Json::String(b)) => a == b,
                 (Value::List(a), Json::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y)),
-                (Value::Map(a), Json::Object(b)) => {
-                    a.len() == b.len() && b.iter().all(|(k, v)| same(ours.get(k), v))
-                }
+                (Value::Map(a), Json::Object(b)) => a.len() == b.len() && b.iter().all(|(k, v)| same(ours.get(k), v)),
                 _ => false,
             }
         }
