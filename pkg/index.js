@@ -40,8 +40,8 @@ function load(options) {
     .catch((e) => {
       compiled = undefined;
       throw new Error(
-        `[tally] could not load tally_web_bg.wasm from ${url} (${e.message}): if your bundler does not emit it, ` +
-          'copy it next to your bundle or pass its URL: createBrowserTracker(config, { wasmUrl })',
+        `[tally] could not load tally_web_bg.wasm from ${url} (${e.message}): copy it next to your bundle ` +
+          'or pass its URL: createBrowserTracker(config, { wasmUrl })',
         { cause: e },
       );
     }));
@@ -51,13 +51,11 @@ let module;
 export async function ready(options) {
   return inBrowser && !!(module = await load(options));
 }
-// Text in an instance's memory.
-const read = (x, p, n) => dec.decode(new Uint8Array(x.memory.buffer, p, n));
-const write = (x, buffer, text) => {
-  const b = enc.encode(text);
-  const p = x[buffer](b.length); // may grow the memory: read its buffer after
-  new Uint8Array(x.memory.buffer, p, b.length).set(b);
-};
+// Text in an instance's memory (`x[buffer]()` may grow it: a view is made after).
+const view = (x, p, n) => new Uint8Array(x.memory.buffer, p, n);
+// Output `i` of the last call: its effects (0) or the queue they store (2), by address and length.
+const read = (x, i) => dec.decode(view(x, x.output(i), x.output(i + 1)));
+const write = (x, buffer, text, b = enc.encode(text)) => view(x, x[buffer](b.length), b.length).set(b);
 // What JSON cannot carry (NaN, ±Infinity, a function) goes as `{}`, which the rules refuse by
 // name, rather than as null or nothing; config.onDrop stays out (the rules take it as given).
 const wire = (k, v) => (typeof v === 'function' ? k !== 'onDrop' : typeof v === 'number' && !isFinite(v)) ? {} : v;
@@ -67,7 +65,7 @@ function invoke(x, name, input, raw, queue) {
   write(x, 'input_buffer', typeof input === 'string' ? input : JSON.stringify(input, wire));
   write(x, 'queue_buffer', queue || '');
   x[name]();
-  const out = read(x, x.output(0), x.output(1));
+  const out = read(x, 0);
   return raw ? out : JSON.parse(out);
 }
 // A page function (gtag, fbq, onDrop) called so that its failure cannot stop the tracker.
@@ -136,7 +134,7 @@ export function BrowserTracker(config) {
       else if (k === 'consent') { consent = a; log('consent', a); }
       else if (k === 'to_storage') { if (!broken && put(Q, get(Q) + mem) && put(SENT, get(SENT) + ' ' + sentMem)) { mem = sentMem = ''; stored = true; } }
       else if (k === 'to_memory') { if (stored) { mem = get(Q); sentMem = get(SENT); [Q, SENT, LEASE].forEach((q) => put(q, '')); } stored = false; }
-      else if (k === 'queue') { const q = read(x, x.output(2), x.output(3)); stored && !put(Q, q) && memory(); stored || (mem = q); }
+      else if (k === 'queue') { const q = read(x, 2); stored && !put(Q, q) && memory(); stored || (mem = q); }
       else if (k === 'sent') { stored && !put(SENT, a) && memory(); stored || (sentMem = a); }
       else if (k === 'lease') stored && put(LEASE, a);
       else if (k === 'gtag' || k === 'fbq') guard(w[k], ...(Array.isArray(a) ? a : [a, b]));
