@@ -153,9 +153,9 @@ export function BrowserTracker(config) {
   const schedule = (ms) => { if (!timer) timer = setTimeout(() => { timer = 0; kick(); }, ms); };
   const kick = () => { if (stopped) return; if (draining) { again = true; return; } draining = true; pump(); };
   const pump = () => {
-    const wait = retryAt - Date.now();
+    const wait = retryAt - Date.now(), q = queue();
     // An empty queue needs no call (nor its cookie read): this tab's lease, if it holds it, is handed back.
-    const post = wait > 0 ? schedule(wait) : queue() ? run(call('next_batch', { ...page(), l: stored && get(LEASE), b: tab, r: u32() }, queue())) : release() && 0;
+    const post = wait > 0 ? schedule(wait) : q ? run(call('next_batch', { ...page(), l: stored && get(LEASE), b: tab, r: u32() }, q)) : release() && 0;
     if (!post) return drained();
     const [endpoint, body, ids] = post;
     request(endpoint, body, { 'Content-Type': 'application/json' })
@@ -167,7 +167,8 @@ export function BrowserTracker(config) {
     draining = false;
     waiters.splice(0).forEach((f) => f(size()));
   };
-  const size = () => queue().split('\n').length - 1 + +method(9);
+  // The stored queue's events and those waiting for the consent decision (method 9 needs no page).
+  const size = () => queue().split('\n').length - 1 + +run(call('method', { o: 9 }));
   const hide = () => stopped || run(call('hide', { ...page(), r: u32() }, queue()));
   // This tab's drain lease is handed back when it stops or is left.
   const release = () => stored && get(LEASE).startsWith(tab) && put(LEASE, '');

@@ -14,7 +14,7 @@ use tally_core::browser::helpers::HELPERS;
 use tally_core::browser::identity::{self, CookieChange, Kept};
 use tally_core::browser::input::{self as read, NO_EXTRA, Value};
 use tally_core::browser::page_context::{Known, Page, page_envelope};
-use tally_core::browser::queue::{self, DropReason};
+use tally_core::browser::queue::{self, DropReason, Entry};
 use tally_core::browser::truncate_chars;
 use tally_core::browser::wire::{self, Dropped, HttpOutcome};
 use tally_core::json::{push_i64, push_str};
@@ -176,6 +176,18 @@ impl Effects {
         }
     }
 
+    /// The drops of [`queue::enforce_limits`] (expired, over the byte cap).
+    fn trimmed(&mut self, limits: Vec<(Entry, DropReason)>) {
+        self.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
+    }
+
+    /// `[kind, "n"]`: a number of milliseconds or a count, as text.
+    fn push_number(&mut self, kind: &str, n: i64) {
+        let mut s = String::new();
+        push_i64(&mut s, n);
+        self.push(kind, &[&s], None);
+    }
+
     fn calls(&mut self, calls: Vec<Call>) {
         for c in calls {
             let mut j = String::from("[");
@@ -297,7 +309,7 @@ impl Tracker {
                         let mut q = queue::decode(fx.queue());
                         queue::push_unique(&mut q, entry);
                         let limits = queue::enforce_limits(&mut q, int(a.get("t")), self.cfg.max_queue_bytes);
-                        fx.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
+                        fx.trimmed(limits);
                         queue::encode(&q)
                     }
                 };
@@ -505,9 +517,7 @@ pub extern "C" fn next_batch() {
         return fx.done();
     }
     if !queue::lease_free(lease, tab, now) {
-        let mut wait = String::new();
-        push_i64(&mut wait, queue::lease_expiry(lease).map_or(0, |e| e - now + 100));
-        fx.push("schedule", &[&wait], None);
+        fx.push_number("schedule", queue::lease_expiry(lease).map_or(0, |e| e - now + 100));
         return fx.done();
     }
     let mut q = queue::decode(fx.queue());
@@ -515,7 +525,7 @@ pub extern "C" fn next_batch() {
     if !limits.is_empty() {
         fx.set_queue(queue::encode(&q));
     }
-    fx.drops(limits.into_iter().map(|(d, why)| Dropped::new(&d.id, why.as_str())).collect());
+    fx.trimmed(limits);
     q.truncate(queue::batch_len(&q, t.cfg.batch_size, queue::MAX_BATCH_BYTES));
     if q.is_empty() {
         // Nothing to send: the lease (free or this tab's) is handed back at once.
@@ -543,9 +553,7 @@ pub extern "C" fn settle() {
     match st.outcome {
         HttpOutcome::Retry => {
             t.failures += 1;
-            let mut wait = String::new();
-            push_i64(&mut wait, i64::from(wire::backoff_ms(t.failures, int(a.get("r")) as u32)));
-            fx.push("retry", &[&wait], None);
+            fx.push_number("retry", i64::from(wire::backoff_ms(t.failures, int(a.get("r")) as u32)));
         }
         HttpOutcome::Delivered => t.failures = 0,
         HttpOutcome::Drop => {}
@@ -627,9 +635,7 @@ pub extern "C" fn method() {
         }
         9 => {
             // What waits for the consent decision (the shell counts the stored queue).
-            let mut n = String::new();
-            push_i64(&mut n, t.pending.len() as i64);
-            fx.push("return", &[&n], None);
+            fx.push_number("return", t.pending.len() as i64);
             Ok(())
         }
         3 => {
