@@ -245,8 +245,14 @@ export interface PurchaseInput extends EventInput {
 
 export interface RefundInput extends EventInput {
   transactionId: string;
-  /** The order's value before this refund; a smaller `value` is a partial refund. */
+  /** The order's value before this refund (after any earlier refunds); a smaller `value` is a partial refund. */
   originalValue?: number | string;
+  /**
+   * The shop's id of this refund, if it has one: it keys the refund (else the
+   * order id and what remains after it do), so each refund of an order counts
+   * once. Give it on every report of the refund or on none.
+   */
+  refundId?: string;
 }
 
 export interface PageViewInput extends EventInput {

@@ -198,11 +198,17 @@ export interface ServerPurchaseInput extends ServerVisitor {
  * A refund, full or partial: `value` is the amount refunded; with
  * `originalValue` a smaller refund is partial (Google Ads restates the
  * conversion), without a value it is full (Google Ads retracts it).
+ * Each refund of an order is its own event, keyed by `refundId` when given,
+ * else by the order id and what remains after it; the same refund reported
+ * twice counts once.
  */
 export interface ServerRefundInput extends ServerVisitor {
   /** The order id of the purchase being refunded. */
   transactionId: string;
+  /** The shop's id of this refund, if it has one (give it on every report of the refund or on none). */
+  refundId?: string;
   value?: Amount;
+  /** The order's value before this refund (after any earlier refunds). */
   originalValue?: Amount;
   currency: string;
   /** Refunded lines (GA4 partial refunds). */

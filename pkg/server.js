@@ -158,7 +158,7 @@ const HELPERS = {
     requireInput('trackRefund', input);
     requireText('trackRefund', input, 'transactionId');
     requireText('trackRefund', input, 'currency');
-    return pick(input, ['transactionId', 'value', 'originalValue', 'currency', 'items'], { name: 'refund' });
+    return pick(input, ['transactionId', 'refundId', 'value', 'originalValue', 'currency', 'items'], { name: 'refund' });
   },
   trackLead(input = {}) {
     requireInput('trackLead', input);

@@ -198,10 +198,14 @@ pub fn purchase_json(input: &PurchaseInput) -> Value {
 }
 
 /// `input` as `tally-web/server`'s `trackRefund` takes it (`ServerRefundInput`):
-/// no `value` for a full refund, `value` and `originalValue` for a partial one.
+/// no `value` for a full refund, `value` and `originalValue` for a partial one,
+/// `refundId` when the shop keys its refunds.
 pub fn refund_json(input: &RefundInput) -> Value {
     let mut o = Map::new();
     o.insert("transactionId".into(), input.transaction_id.clone().into());
+    if let Some(r) = &input.refund_id {
+        o.insert("refundId".into(), r.clone().into());
+    }
     o.insert("currency".into(), input.currency.as_str().into());
     for (k, v) in [("value", input.value), ("originalValue", input.original_value)] {
         if let Some(v) = v {
@@ -352,6 +356,9 @@ mod tests {
         ));
         assert_eq!(partial["value"], "10.25");
         assert_eq!(partial["originalValue"], "129");
+        assert!(partial.get("refundId").is_none());
+        let keyed = refund_json(&RefundInput::full("ORD-1", eur).refund_id("RF-1"));
+        assert_eq!(keyed["refundId"], "RF-1");
     }
 
     #[test]

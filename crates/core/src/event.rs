@@ -7,7 +7,7 @@ use crate::currency::Currency;
 use crate::error::{Error, Result};
 use crate::event_id::EventId;
 use crate::event_name::{EventName, RESERVED_PREFIXES, is_valid_ga4_name};
-use crate::ids::TransactionId;
+use crate::ids::{RefundId, TransactionId};
 use crate::item::{Item, MAX_ITEMS, MAX_PARAM_VALUE, write_item_json};
 pub use crate::params::Params;
 
@@ -41,7 +41,9 @@ pub enum RefundScope {
 ///
 /// Build it with [`Event::transactional`] (purchase, refund: the id is
 /// derived from the transaction id) or [`Event::new`] (everything else, with a
-/// UUIDv7), then set the fields and call [`Event::validate`].
+/// UUIDv7), then set the fields and call [`Event::validate`]. A refund's id
+/// also names which refund of the order it is: call [`Event::key_refund`]
+/// once its amounts and refund id are set.
 ///
 /// ```
 /// use tally_core::{Amount, Currency, Event, EventName, Item, TransactionId};
@@ -79,6 +81,9 @@ pub struct Event {
     /// For refunds: the order's value before this refund. A refund whose value
     /// is less than this is partial.
     pub original_value: Option<Amount>,
+    /// For refunds: the shop's id of this refund, when it has one; it keys
+    /// the refund's event id ([`Event::key_refund`]).
+    pub refund_id: Option<RefundId>,
     /// For conversions: the label naming the conversion action.
     pub conversion_label: Option<String>,
     /// Other parameters (`method`, `search_term`, `payment_type`,
@@ -102,6 +107,7 @@ impl Event {
             shipping: None,
             tax: None,
             original_value: None,
+            refund_id: None,
             conversion_label: None,
             params: Params::new(),
         }
@@ -139,6 +145,44 @@ impl Event {
                 RefundScope::Partial { remaining: orig.checked_sub(v).unwrap_or(Amount::ZERO) }
             }
             _ => RefundScope::Full,
+        }
+    }
+
+    /// For a refund: what remains of the order after it (zero for a full refund).
+    pub fn refund_remaining(&self) -> Amount {
+        match self.refund_scope() {
+            RefundScope::Partial { remaining } => remaining,
+            RefundScope::Full => Amount::ZERO,
+        }
+    }
+
+    /// For a refund with a transaction id, sets [`Event::id`] to the id of
+    /// this one refund of the order ([`EventId::for_refund`]: from
+    /// [`Event::refund_id`], else from [`Event::refund_remaining`]), so a
+    /// second partial refund is not taken for a copy of the first. Call it
+    /// once the refund's amounts and refund id are set; other events are left
+    /// as they are.
+    ///
+    /// ```
+    /// use tally_core::{Amount, Currency, Event, EventName, TransactionId};
+    /// let refund = |refunded: &str, before: &str| {
+    ///     let mut r = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1").unwrap(), 0);
+    ///     r.value = Some(Amount::parse(refunded).unwrap());
+    ///     r.original_value = Some(Amount::parse(before).unwrap());
+    ///     r.currency = Some(Currency::parse("EUR").unwrap());
+    ///     r.key_refund();
+    ///     r
+    /// };
+    /// // 100 → 80 → 50: two refunds, two events; the same one twice, one event.
+    /// assert_ne!(refund("20", "100").id, refund("30", "80").id);
+    /// assert_eq!(refund("30", "80").id, refund("30.00", "80").id);
+    /// ```
+    pub fn key_refund(&mut self) {
+        if self.name != EventName::Refund {
+            return;
+        }
+        if let Some(t) = &self.transaction_id {
+            self.id = EventId::for_refund(t, self.refund_id.as_ref(), self.refund_remaining());
         }
     }
 
@@ -209,7 +253,8 @@ impl Event {
         w.str("eventId", self.id.as_str())
             .str("name", self.name.as_str())
             .int("occurredAt", self.occurred_at_ms)
-            .opt_str("transactionId", self.transaction_id.as_ref().map(|t| t.as_str()));
+            .opt_str("transactionId", self.transaction_id.as_ref().map(|t| t.as_str()))
+            .opt_str("refundId", self.refund_id.as_ref().map(RefundId::as_str));
         for (k, v) in [
             ("value", self.value),
             ("shipping", self.shipping),
@@ -315,8 +360,8 @@ mod parse {
     impl Event {
         /// Reads the wire JSON ([`Event::to_json`]) with strict types and
         /// errors that name the field; unknown keys are ignored. The result is
-        /// validated. A missing `eventId` is derived (transactional events) or
-        /// taken from `fallback_id`.
+        /// validated. A missing `eventId` is derived (transactional events,
+        /// refunds per refund: [`Event::key_refund`]) or taken from `fallback_id`.
         pub fn from_json_value(v: &Value, fallback_id: impl FnOnce() -> EventId) -> Result<Event> {
             let o = v.as_object().ok_or(Error::Invalid { field: "event", reason: "expected a JSON object" })?;
             let name = match o.get("name") {
@@ -351,6 +396,8 @@ mod parse {
             e.shipping = amount(o, "shipping", "shipping")?;
             e.tax = amount(o, "tax", "tax")?;
             e.original_value = amount(o, "originalValue", "originalValue")?;
+            e.refund_id = text(o, "refundId", "refundId")?.map(|r| RefundId::parse(&r)).transpose()?;
+            e.key_refund();
             e.currency = text(o, "currency", "currency")?.map(|c| Currency::parse(&c)).transpose()?;
             e.coupon = text(o, "coupon", "coupon")?;
             e.affiliation = text(o, "affiliation", "affiliation")?;
@@ -504,6 +551,37 @@ mod tests {
         assert_eq!(r.refund_scope(), RefundScope::Partial { remaining: Amount::parse("70").unwrap() });
         r.value = Some(Amount::parse("100").unwrap());
         assert_eq!(r.refund_scope(), RefundScope::Full);
+    }
+
+    #[test]
+    fn each_refund_of_an_order_is_its_own_event_on_the_wire() {
+        // 100 refunded by 20, then by 30, then the remaining 50: three events.
+        let json = |refunded: &str, before: &str| {
+            let text = [
+                r#"{"name":"refund","transactionId":"ORD-7","currency":"EUR","value":"#,
+                refunded,
+                r#","originalValue":"#,
+                before,
+                "}",
+            ]
+            .concat();
+            Event::from_json(&text, fixed_id).unwrap()
+        };
+        let (a, b, c) = (json("20", "100"), json("30", "80"), json("50", "50"));
+        assert_ne!(a.id, b.id, "a second partial refund is not a copy of the first");
+        assert_ne!(b.id, c.id, "nor is the refund of the rest");
+        assert_ne!(a.id, c.id);
+        assert_eq!(json("30", "80").id, b.id, "the same refund reported twice is one event");
+        let full = r#"{"name":"refund","transactionId":"ORD-7"}"#;
+        assert_eq!(Event::from_json(full, fixed_id).unwrap().id, c.id, "the rest refunded = the order refunded");
+        // The shop's refund id keys it when given, and travels on the wire.
+        let with_id = r#"{"name":"refund","transactionId":"ORD-7","refundId":"RF-2","currency":"EUR","value":30,"originalValue":80}"#;
+        let r = Event::from_json(with_id, fixed_id).unwrap();
+        assert_eq!(r.refund_id.as_ref().map(RefundId::as_str), Some("RF-2"));
+        assert_ne!(r.id, b.id);
+        assert_eq!(Event::from_json(&r.to_json(), fixed_id).unwrap(), r);
+        let bad = r#"{"name":"refund","transactionId":"ORD-7","refundId":"  "}"#;
+        assert_eq!(Event::from_json(bad, fixed_id).unwrap_err().field(), "refundId");
     }
 
     proptest! {

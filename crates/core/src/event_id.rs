@@ -3,15 +3,18 @@
 use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::amount::Amount;
 use crate::error::{Error, Result};
 use crate::event_name::EventName;
-use crate::ids::TransactionId;
+use crate::ids::{RefundId, TransactionId};
 
 /// An event id: the deduplication key every destination shares.
 ///
 /// For a transactional event (one with a transaction id) it is derived from
-/// the event name and the transaction id alone, so the browser and the
-/// server compute the same id without talking to each other. It is a UUIDv8
+/// the event name and the transaction id, so the browser and the server
+/// compute the same id without talking to each other. A refund's id also
+/// names which refund of the order it is ([`EventId::for_refund`]): the
+/// shop's refund id, else what remains of the order after it. It is a UUIDv8
 /// (RFC 9562 custom format) built from SHA-256, 36 characters, which fits
 /// Rokt's `clientEventId` limit and carries no personal data.
 ///
@@ -66,13 +69,56 @@ impl EventId {
         EventId::derive(name, txn.as_str())
     }
 
+    /// The deterministic id of one refund of `txn`: each refund of an order
+    /// is its own event, and the same refund reported twice (a webhook
+    /// retried, the browser and the server both) has the same id.
+    ///
+    /// Which refund it is: the shop's `refund_id` when it gives one; else what
+    /// `remaining` of the order after it (for one order, the same thing as
+    /// the amount refunded so far), so a second partial refund, or the final
+    /// refund of the rest, differs from the first. The refund that leaves
+    /// nothing, without a refund id, keeps the id every Tally version derived
+    /// for a refund of `txn` ([`EventId::for_transaction`]).
+    ///
+    /// ```
+    /// use tally_core::{Amount, EventId, EventName, RefundId, TransactionId};
+    /// let t = TransactionId::parse("ORD-1001").unwrap();
+    /// let left = |v: &str| EventId::for_refund(&t, None, Amount::parse(v).unwrap());
+    /// assert_ne!(left("80"), left("50"), "two partial refunds, two events");
+    /// assert_eq!(left("50"), left("50.00"), "the same refund twice, one event");
+    /// assert_eq!(left("0"), EventId::for_transaction(&EventName::Refund, &t));
+    /// let rf = RefundId::parse("RF-1").unwrap();
+    /// assert_ne!(EventId::for_refund(&t, Some(&rf), Amount::ZERO), left("0"));
+    /// ```
+    pub fn for_refund(txn: &TransactionId, refund_id: Option<&RefundId>, remaining: Amount) -> EventId {
+        let mut which = String::new();
+        match refund_id {
+            Some(r) => {
+                which.push_str("refund_id\0");
+                which.push_str(r.as_str());
+            }
+            None if remaining == Amount::ZERO => return EventId::derive(&EventName::Refund, txn.as_str()),
+            None => {
+                which.push_str("remaining\0");
+                remaining.write_decimal(&mut which);
+            }
+        }
+        EventId::hashed(&[EventName::Refund.as_str(), txn.as_str(), &which])
+    }
+
     /// The id of `name` for the (already validated) transaction id `txn`.
     pub(crate) fn derive(name: &EventName, txn: &str) -> EventId {
+        EventId::hashed(&[name.as_str(), txn])
+    }
+
+    /// SHA-256 of the parts, NUL-separated after a version tag, as a UUIDv8.
+    fn hashed(parts: &[&str]) -> EventId {
         let mut h = Sha256::new();
-        h.update(b"tally.event-id.v1\0");
-        h.update(name.as_str().as_bytes());
-        h.update(b"\0");
-        h.update(txn.as_bytes());
+        h.update(b"tally.event-id.v1");
+        for p in parts {
+            h.update(b"\0");
+            h.update(p.as_bytes());
+        }
         let digest = h.finalize();
         let mut b = [0u8; 16];
         b.copy_from_slice(&digest[..16]);
@@ -143,6 +189,21 @@ mod tests {
         assert_eq!(id.as_str(), "54de189e-77b5-88e0-9311-ea73ac8286ab");
         assert_eq!(id, EventId::order_key(&t));
         assert_eq!(&id.as_str()[14..15], "8");
+    }
+
+    #[test]
+    fn refund_vectors() {
+        // Pinned like the purchase's: a browser bundle and a server of
+        // different versions must give one refund the same id. Cross-checked
+        // with Python: sha256(b"tally.event-id.v1\0refund\0T_12345\0remaining\x0050")[:16].
+        let t = TransactionId::parse("T_12345").unwrap();
+        let at = |v: &str| EventId::for_refund(&t, None, Amount::parse(v).unwrap());
+        assert_eq!(at("50").as_str(), "a11191aa-de83-8626-aa95-0562882e6866");
+        assert_eq!(at("0"), EventId::for_transaction(&EventName::Refund, &t), "the full refund keeps its id");
+        let rf = RefundId::parse("RF-1").unwrap();
+        assert_eq!(EventId::for_refund(&t, Some(&rf), Amount::ZERO).as_str(), "5f514043-0932-8674-96e5-8fed32b64ab2");
+        assert_ne!(at("50"), at("80"));
+        assert_ne!(EventId::for_refund(&t, Some(&rf), Amount::ZERO), EventId::for_refund(&t, None, Amount::ZERO));
     }
 
     #[test]

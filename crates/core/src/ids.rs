@@ -148,3 +148,13 @@ text_id!(
     "userId",
     MAX_USER_ID
 );
+
+text_id!(
+    /// The shop's own id of one refund (Shopify's refund id, Stripe's `re_…`):
+    /// when a refund carries one, it is the refund's deduplication key, so two
+    /// refunds of the same order are two events and the same refund reported
+    /// twice is one. See [`EventId::for_refund`].
+    RefundId,
+    "refundId",
+    MAX_TRANSACTION_ID
+);

@@ -15,7 +15,8 @@
 //! * identity: [`ClientId`] (`_ga`), [`GaSession`] (`_ga_<stream>`), [`ClickIds`],
 //!   [`VisitorId`], [`UserId`];
 //! * deduplication: [`EventId`], derived from (event name, transaction id) so the browser
-//!   and the server agree without talking;
+//!   and the server agree without talking; a refund's also from its [`RefundId`] or what
+//!   remains of the order, so each refund of an order is its own event;
 //! * the [`ContextEnvelope`] that carries browser state to the server;
 //! * user data, normalised and hashed per destination ([`user_data`], [`normalize`], [`hash`]);
 //! * destination payload builders and their limits ([`destinations`], with the
@@ -92,7 +93,7 @@ pub use error::{Error, Result};
 pub use event::{Event, ParamValue, RefundScope};
 pub use event_id::EventId;
 pub use event_name::EventName;
-pub use ids::{OrderIdForm, TransactionId, UserId, VisitorId};
+pub use ids::{OrderIdForm, RefundId, TransactionId, UserId, VisitorId};
 pub use item::Item;
 pub use params::Params;
 pub use session::GaSession;

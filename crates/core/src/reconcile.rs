@@ -49,7 +49,8 @@ pub enum DeliveryKind {
     /// A purchase / conversion.
     Purchase,
     /// A refund or downward adjustment; `value` is the amount refunded
-    /// (`None`: the whole order).
+    /// (`None`: the whole order, or all that earlier refunds left of it).
+    /// An order refunded several times has one delivery per refund.
     Refund,
 }
 
@@ -210,6 +211,8 @@ pub fn reconcile(
             cur_orders.extend(counted_despite.iter().copied());
             let backend_revenue: Amount = cur_orders.iter().map(|o| o.net()).sum();
             let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
+            // Refunded so far per order here: a full refund takes what is left.
+            let mut refunded: BTreeMap<&str, Amount> = BTreeMap::new();
             let mut revenue = Amount::ZERO;
             let mut flagged = 0u64;
             for d in &log {
@@ -223,10 +226,16 @@ pub fn reconcile(
                         revenue = revenue.checked_add(d.value.unwrap_or(Amount::ZERO)).unwrap_or(revenue);
                     }
                     DeliveryKind::Refund => {
+                        let so_far = refunded.entry(d.transaction_id.as_str()).or_insert(Amount::ZERO);
                         let amount = match d.value {
                             Some(v) => v,
-                            None => by_id.get(d.transaction_id.as_str()).map(|o| o.value).unwrap_or(Amount::ZERO),
+                            None => by_id
+                                .get(d.transaction_id.as_str())
+                                .and_then(|o| o.value.checked_sub(*so_far))
+                                .filter(|left| !left.is_negative())
+                                .unwrap_or(Amount::ZERO),
                         };
+                        *so_far = so_far.checked_add(amount).unwrap_or(*so_far);
                         revenue = revenue.checked_sub(amount).unwrap_or(revenue);
                     }
                 }
@@ -460,6 +469,32 @@ mod tests {
         let eur = r.row("google_ads", "EUR").unwrap();
         assert_eq!(eur.backend_revenue, Amount::ZERO);
         assert_eq!(eur.revenue_mismatch_bp, None);
+    }
+
+    #[test]
+    fn refunds_of_one_order_net_in_turn_and_a_full_one_takes_the_rest() {
+        // 100, refunded 20, then 30, then the rest (sent without a value).
+        let mut a = order("A", "100", "EUR");
+        a.refunded = Some(amt("50"));
+        let refund = |v: Option<&str>| Delivery {
+            destination: "ga4".into(),
+            kind: DeliveryKind::Refund,
+            transaction_id: "A".into(),
+            event_id: None,
+            value: v.map(amt),
+            currency: "EUR".into(),
+            duplicate: false,
+        };
+        let mut log = vec![purchase("ga4", "A", "100", "EUR", false), refund(Some("20")), refund(Some("30"))];
+        let row = |orders: &[OrderRecord], log: &[Delivery]| reconcile(orders, log, &BTreeMap::new()).rows[0].clone();
+        let two = row(&[a.clone()], &log);
+        assert!(two.matches(), "{two:?}");
+        assert_eq!(two.destination_revenue, amt("50"));
+        log.push(refund(None));
+        a.refunded = Some(amt("100"));
+        let all = row(&[a], &log);
+        assert_eq!(all.destination_revenue, Amount::ZERO, "the full refund took the 50 left, not 100");
+        assert!(all.matches(), "{all:?}");
     }
 
     #[test]

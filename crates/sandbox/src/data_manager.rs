@@ -326,6 +326,9 @@ pub struct DmConversion {
     pub cart_items: Vec<DmCartItem>,
     /// Times the same key was ingested again (value restated).
     pub restatements: u32,
+    /// The `conversionValue` of each re-ingest, in order (an order refunded
+    /// twice: the value after the first refund, then after the second).
+    pub restated_values: Vec<Option<f64>>,
     /// The value first ingested (`value` is the latest restatement's).
     pub first_value: Option<f64>,
     /// Retracted through the Google Ads API (`uploadConversionAdjustments`),
@@ -1390,6 +1393,7 @@ fn store(inner: &mut Inner, req: &Value, request_id: &str) -> Vec<DestinationSta
                     c.currency = currency;
                 }
                 c.restatements += 1;
+                c.restated_values.push(value);
                 if c.hashed_emails.is_empty() && c.hashed_phones.is_empty() && !c.has_address {
                     c.hashed_emails = ids.emails.clone();
                     c.hashed_phones = ids.phones.clone();
@@ -1434,6 +1438,7 @@ fn store(inner: &mut Inner, req: &Value, request_id: &str) -> Vec<DestinationSta
                 event_source: str_at(e, "eventSource").map(str::to_owned),
                 cart_items,
                 restatements: 0,
+                restated_values: Vec::new(),
                 first_value: value,
                 retracted: false,
                 request_id: request_id.to_owned(),

@@ -263,17 +263,36 @@ pub struct PageViewInput {
 /// A refund of an order, full or partial.
 ///
 /// `value` is the amount refunded; with `original_value` (what the order was
-/// worth before) a smaller refund is partial: Google Ads restates the
-/// conversion to the remainder. Without a value, or refunding it all, the
-/// refund is full: Google Ads retracts the conversion.
+/// worth before this refund) a smaller refund is partial: Google Ads restates
+/// the conversion to the remainder. Without a value, or refunding all that is
+/// left, the refund is full: Google Ads retracts the conversion.
+///
+/// An order can be refunded several times (20 of 100, then 30 of the 80
+/// left, then the last 50): each refund is its own event, keyed by the shop's
+/// `refund_id` when it gives one ([`RefundInput::refund_id`]), else by the
+/// order id and what remains after it. The same refund reported twice (a
+/// webhook retried, the browser and the server both) is still one event.
+///
+/// ```
+/// use tally_core::{Amount, Currency};
+/// use tally_server::RefundInput;
+/// let eur = Currency::parse("EUR").unwrap();
+/// let second = RefundInput::partial("ORD-1", Amount::parse("30").unwrap(), Amount::parse("80").unwrap(), eur)
+///     .refund_id("RF-2");
+/// assert_eq!(second.refund_id.as_deref(), Some("RF-2"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundInput {
     /// The order id of the purchase being refunded.
     pub transaction_id: String,
     /// Amount refunded; `None` for the whole order.
     pub value: Option<Amount>,
-    /// The order's value before this refund.
+    /// The order's value before this refund (after any earlier refunds).
     pub original_value: Option<Amount>,
+    /// The shop's id of this refund (Shopify's refund id, Stripe's `re_…`),
+    /// if it has one: then it keys the refund. Give it on every report of the
+    /// refund (browser and server) or on none.
+    pub refund_id: Option<String>,
     /// Currency.
     pub currency: Currency,
     /// Refunded lines (GA4 partial refunds).
@@ -291,6 +310,7 @@ impl RefundInput {
             transaction_id: transaction_id.into(),
             value: None,
             original_value: None,
+            refund_id: None,
             currency,
             items: Vec::new(),
             occurred_at_ms: None,
@@ -310,6 +330,13 @@ impl RefundInput {
             original_value: Some(original),
             ..RefundInput::full(transaction_id, currency)
         }
+    }
+
+    /// The same refund, keyed by the shop's id of it.
+    #[must_use]
+    pub fn refund_id(mut self, refund_id: impl Into<String>) -> RefundInput {
+        self.refund_id = Some(refund_id.into());
+        self
     }
 }
 

@@ -68,8 +68,11 @@
 //! struct PaymentEvent {
 //!     kind: String,
 //!     order_id: String,
+//!     /// What the order is worth (before this refund, for a refund).
 //!     amount: String,
 //!     amount_refunded: Option<String>,
+//!     /// The provider's id of this refund: each refund of an order counts once.
+//!     refund_id: Option<String>,
 //!     currency: String,
 //!     customer_email: Option<String>,
 //!     /// The envelope the browser exported at checkout, stored with the order.
@@ -117,7 +120,8 @@
 //!             bound.track_purchase(PurchaseInput::new(&ev.order_id, amount, currency).visitor(visitor)).await
 //!         }
 //!         ("payment.refunded", Some(Ok(refunded))) => {
-//!             let refund = RefundInput { visitor, ..RefundInput::partial(&ev.order_id, refunded, amount, currency) };
+//!             let mut refund = RefundInput { visitor, ..RefundInput::partial(&ev.order_id, refunded, amount, currency) };
+//!             refund.refund_id = ev.refund_id;
 //!             bound.track_refund(refund).await
 //!         }
 //!         _ => return StatusCode::NO_CONTENT,

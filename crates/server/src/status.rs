@@ -450,9 +450,10 @@ impl<'a> Journal<'a> {
         let index: HashMap<String, usize> = orders.iter().enumerate().map(|(i, o)| (o.order_id.clone(), i)).collect();
         for (id, value) in refunds {
             if let Some(o) = index.get(id).map(|&i| &mut orders[i]) {
-                let amount = value.unwrap_or(o.value);
+                // Each refund adds up; one without a value refunds what is left.
                 let so_far = o.refunded.unwrap_or(Amount::ZERO);
-                o.refunded = Some(so_far.checked_add(amount).unwrap_or(o.value));
+                let total = value.map_or(Some(o.value), |v| so_far.checked_add(v)).unwrap_or(o.value);
+                o.refunded = Some(if total > o.value { o.value } else { total });
             }
         }
         let report = reconcile(&orders, &deliveries, &status);

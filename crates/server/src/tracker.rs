@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
-    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, TransactionId,
+    ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, RefundId, TransactionId,
 };
 
 use crate::config::ServerTrackerBuilder;
@@ -1201,12 +1201,17 @@ impl BoundTracker<'_> {
     }
 
     /// Reports a refund: GA4 `refund`, a Google Ads adjustment (retraction or
-    /// restatement); destinations without a refund concept report `Unsupported`.
+    /// restatement), the webhook's record; destinations without a refund
+    /// concept report `Unsupported`. Each refund of an order is its own event
+    /// (see [`RefundInput`]): a second partial refund is sent, not taken for
+    /// a duplicate of the first.
     pub async fn track_refund(&self, input: RefundInput) -> Result<TrackResult, TrackError> {
         let txn = TransactionId::parse(&input.transaction_id)?;
         let mut e = Event::transactional(EventName::Refund, txn, input.occurred_at_ms.unwrap_or_else(now_ms));
         e.value = input.value;
         e.original_value = input.original_value;
+        e.refund_id = input.refund_id.as_deref().map(RefundId::parse).transpose()?;
+        e.key_refund();
         e.currency = Some(input.currency);
         e.items = input.items;
         self.send_one(e, input.visitor).await

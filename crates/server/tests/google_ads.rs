@@ -302,7 +302,7 @@ async fn a_partial_refund_restates_at_once_and_a_full_one_says_why_it_is_not_sen
     );
     assert_eq!(sandbox.data_manager.conversions().len(), 1);
 
-    // A full refund (of another order: a refund's event id is its order's).
+    // A full refund (of another order, still counted in full).
     assert!(outcome(&tracker.from_context(&envelope()).track_purchase(purchase("ORD-F")).await.unwrap()).is_sent());
     let r = tracker.from_context(&envelope()).track_refund(RefundInput::full("ORD-F", usd)).await.unwrap();
     match outcome(&r) {

@@ -186,10 +186,11 @@ pub const NO_EXTRA: Extra = Extra { params: &[], txn_required: false };
 
 /// Builds and validates the event of a helper from its input
 /// `{ value, currency, items, coupon, affiliation, shipping, tax, originalValue,
-/// transactionId, eventId, params }`.
+/// refundId, transactionId, eventId, params }`.
 ///
 /// With a `transactionId` the id is derived from it (the server derives the
-/// same); otherwise it is the given `eventId` or a UUIDv7 from `now_ms` and
+/// same; a refund's also from its `refundId`, else what remains of the order:
+/// [`Event::key_refund`]); otherwise it is the given `eventId` or a UUIDv7 from `now_ms` and
 /// `random`. Unknown keys (`userData`, a helper's own ones) are ignored here.
 pub fn event(name: EventName, o: &Value, extra: &Extra, now_ms: i64, random: [u8; 10]) -> Result<Event> {
     if !matches!(o, Value::Absent | Value::Map(_)) {
@@ -213,6 +214,8 @@ pub fn event(name: EventName, o: &Value, extra: &Extra, now_ms: i64, random: [u8
     e.shipping = opt_amount(o.get("shipping"), "shipping")?;
     e.tax = opt_amount(o.get("tax"), "tax")?;
     e.original_value = opt_amount(o.get("originalValue"), "originalValue")?;
+    e.refund_id = opt_str(o, "refundId", "refundId")?.map(|r| crate::ids::RefundId::parse(&r)).transpose()?;
+    e.key_refund();
     e.currency = opt_str(o, "currency", "currency")?.map(|c| Currency::parse(&c)).transpose()?;
     e.coupon = opt_str(o, "coupon", "coupon")?;
     e.affiliation = opt_str(o, "affiliation", "affiliation")?;
@@ -344,6 +347,36 @@ mod tests {
             ("params", map(&[("color", s("red")), ("n", Value::Num(1.5)), ("x", Value::Absent)])),
             ("userData", map(&[("email", s("a@b.c"))])),
         ])
+    }
+
+    #[test]
+    fn each_refund_the_page_reports_has_the_servers_id_for_it() {
+        let refund = |pairs: &[(&str, Value)]| -> Event {
+            let mut all = vec![("transactionId", s("ORD-7")), ("currency", s("EUR"))];
+            all.extend(pairs.iter().cloned());
+            event(EventName::Refund, &map(&all), &NO_EXTRA, 5, [7; 10]).unwrap()
+        };
+        let first = refund(&[("value", Value::Num(20.0)), ("originalValue", Value::Num(100.0))]);
+        let second = refund(&[("value", Value::Num(30.0)), ("originalValue", s("80.00"))]);
+        assert_ne!(first.id, second.id, "a second partial refund is its own event");
+        let txn = TransactionId::parse("ORD-7").unwrap();
+        assert_eq!(
+            second.id,
+            EventId::for_refund(&txn, None, Amount::parse("50").unwrap()),
+            "as the server derives it"
+        );
+        let keyed =
+            refund(&[("refundId", s("RF-2")), ("value", Value::Num(30.0)), ("originalValue", Value::Num(80.0))]);
+        assert_eq!(keyed.refund_id.as_ref().map(crate::RefundId::as_str), Some("RF-2"));
+        assert_ne!(keyed.id, second.id);
+        let bad = event(
+            EventName::Refund,
+            &map(&[("transactionId", s("ORD-7")), ("refundId", Value::Num(2.0))]),
+            &NO_EXTRA,
+            5,
+            [7; 10],
+        );
+        assert_eq!(bad.unwrap_err().field(), "refundId");
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct WebhookRecord {
     /// For refunds, the order's value before the refund.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_value: Option<f64>,
+    /// For refunds, the shop's id of the refund, when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
     /// Coupon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coupon: Option<String>,
@@ -308,6 +311,7 @@ pub fn build(events: &[Event], ctx: &DeliveryContext) -> Result<WebhookBatch> {
             shipping: f(e.shipping),
             tax: f(e.tax),
             original_value: f(e.original_value),
+            refund_id: e.refund_id.as_ref().map(|r| r.as_str().to_owned()),
             coupon: e.coupon.clone(),
             affiliation: e.affiliation.clone(),
             conversion_label: e.conversion_label.clone(),
@@ -527,6 +531,26 @@ mod tests {
         assert_eq!(rec.original_value, Some(30.03));
         assert_eq!(rec.occurred_at, rfc3339_utc(NOW + 1000));
         assert_eq!(b.indices, vec![0, 1]);
+        assert_eq!(rec.refund_id, None);
+    }
+
+    #[test]
+    fn each_refund_of_an_order_is_its_own_record() {
+        let refund = |refunded: &str, before: &str, refund_id: Option<&str>| {
+            let mut r = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), 0);
+            r.value = Some(Amount::parse(refunded).unwrap());
+            r.original_value = Some(Amount::parse(before).unwrap());
+            r.currency = Some(Currency::parse("USD").unwrap());
+            r.refund_id = refund_id.map(|id| crate::RefundId::parse(id).unwrap());
+            r.key_refund();
+            r
+        };
+        let b = build(&[refund("20", "100", None), refund("30", "80", None), refund("50", "50", Some("RF-3"))], &ctx())
+            .unwrap();
+        let keys: Vec<&str> = b.records.iter().map(WebhookRecord::idempotency_key).collect();
+        assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2], "{keys:?}");
+        assert!(b.records.iter().all(|r| r.order_key.as_deref() == Some(purchase().id.as_str())));
+        assert_eq!(b.records[2].refund_id.as_deref(), Some("RF-3"));
     }
 
     #[test]
