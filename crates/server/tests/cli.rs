@@ -192,3 +192,40 @@ fn a_bad_ga4_measurement_id_is_reported_once() {
     assert!(stderr.contains("\"UA-1\": expected G-"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_warns_when_metrics_are_public_on_a_non_loopback_address() {
+    let dir = scratch("metrics-public");
+    let (code, stdout, stderr) = check(&config(&dir, "listen = \"0.0.0.0:8787\"", "metrics = true"));
+    assert_eq!(code, Some(0), "a warning, not an error: {stdout}{stderr}");
+    assert!(stderr.contains("tally: warning: /metrics is served without a token on 0.0.0.0:8787"), "{stderr}");
+    assert!(stderr.contains("metrics_token"), "says what to set: {stderr}");
+    // With a token, on loopback, or without /metrics: nothing to warn about.
+    for (server, collector) in [
+        ("listen = \"0.0.0.0:8787\"", "metrics = true\nmetrics_token = \"t0ken\""),
+        ("listen = \"127.0.0.1:8787\"", "metrics = true"),
+        ("listen = \"[::1]:8787\"", "metrics = true"),
+        ("listen = \"localhost:8787\"", "metrics = true"),
+        ("listen = \"0.0.0.0:8787\"", ""),
+    ] {
+        let (code, stdout, stderr) = check(&config(&dir, server, collector));
+        assert_eq!(code, Some(0), "{server} {collector}: {stdout}{stderr}");
+        assert!(!stderr.contains("warning"), "{server} {collector}: {stderr}");
+    }
+    // An empty token is a mistake, not "no token".
+    let (code, _, stderr) = check(&config(&dir, "", "metrics = true\nmetrics_token = \"\""));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("collector.metrics_token"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_rejects_zero_connection_limits() {
+    let dir = scratch("limits");
+    for setting in ["header_read_timeout_ms", "body_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+        let (code, stdout, stderr) = check(&config(&dir, &format!("{setting} = 0"), ""));
+        assert_eq!(code, Some(1), "{setting}: {stdout}{stderr}");
+        assert!(stderr.contains(&format!("server.{setting}")), "{setting}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,6 @@
 //! first five, then how many more), and exits with status 3 when any row does
 //! not match (count, revenue to the cent, no double counting).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use std::time::Duration;
 use tally_server::ServerTracker;
 use tally_server::collector;
 use tally_server::config_file::TallyConfig;
+use tally_server::serve::ConnectionLimits;
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 
@@ -370,7 +370,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let built = tracker(&cfg, mode).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
+    let built = tracker(&cfg, mode).and_then(|t| {
+        let collector = cfg.collector_config().map_err(|e| e.to_string())?;
+        let limits = cfg.connection_limits().map_err(|e| e.to_string())?;
+        Ok((t, (collector, limits)))
+    });
     let (tracker, collector_cfg) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -380,6 +384,9 @@ async fn main() -> ExitCode {
     };
     for note in tracker.configuration_notes() {
         println!("tally: note: {note}");
+    }
+    for warning in cfg.warnings() {
+        eprintln!("tally: warning: {warning}");
     }
     if mode == Mode::Serve {
         return serve_collector(&cfg, tracker, collector_cfg).await;
@@ -409,7 +416,7 @@ fn store_note(store: &str) -> String {
 async fn serve_collector(
     cfg: &TallyConfig,
     tracker: ServerTracker,
-    collector_cfg: collector::CollectorConfig,
+    (collector_cfg, limits): (collector::CollectorConfig, ConnectionLimits),
 ) -> ExitCode {
     let app = collector::serve_router(tracker.clone(), collector_cfg);
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
@@ -431,9 +438,9 @@ async fn serve_collector(
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
         }
     };
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Header, body and idle timeouts and a connection cap: a client that stops
+    // mid-request cannot hold a connection (axum::serve has no read timeout).
+    let served = tally_server::serve::serve(listener, app, limits, shutdown).await;
     let report = tracker.flush(Duration::from_secs(5)).await;
     tracker.shutdown();
     if !report.complete {
