@@ -15,12 +15,12 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn help_works_without_a_configuration() {
-    for args in [&["--help"][..], &["-h"], &["help"], &["serve", "--help"], &["reconcile", "-h"]] {
+    for args in [&["--help"][..], &["-h"], &["help"], &["serve", "--help"], &["reconcile", "-h"], &["dead", "--help"]] {
         let out = tally(args);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "tally {args:?}: {}{}", stdout, text(&out.stderr));
         assert!(stdout.starts_with("usage: tally <command>"), "tally {args:?}: {stdout}");
-        for cmd in ["serve", "check", "reconcile", "TALLY_*", "--version"] {
+        for cmd in ["serve", "check", "reconcile", "dead replay", "TALLY_*", "--version"] {
             assert!(stdout.contains(cmd), "tally {args:?} names {cmd}: {stdout}");
         }
         assert!(!text(&out.stderr).contains("no destination"), "tally {args:?} loaded a configuration");
@@ -42,7 +42,7 @@ fn an_unknown_command_is_named_and_the_real_ones_listed() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown command \"frobnicate\""), "{stderr}");
-    assert!(stderr.contains("serve, check, reconcile, help"), "{stderr}");
+    assert!(stderr.contains("serve, check, reconcile, dead, help"), "{stderr}");
     assert!(!stderr.contains("no destination"), "the configuration is not loaded for a typo: {stderr}");
 }
 
