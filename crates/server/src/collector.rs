@@ -26,7 +26,10 @@
 //! (`crates/server/openapi.json`), which [`serve_router`] serves at `GET /openapi.json`.
 //!
 //! Limits are checked before parsing: body size (413), events per request
-//! (413), per-IP request rate (429 with `Retry-After`). Browsers authenticate
+//! (413), per-IP request rate (429 with `Retry-After`), and a body that has not
+//! all arrived within [`CollectorConfig::body_read_timeout`] (408, and the
+//! connection is closed). `/metrics` asks for
+//! [`CollectorConfig::metrics_token`] when one is set. Browsers authenticate
 //! with a site key from an allowed origin (CORS answers that exact origin, with
 //! credentials); server-to-server callers with `Authorization: Bearer <secret>`.
 //!
@@ -100,6 +103,14 @@ pub struct CollectorConfig {
     pub visitor_cookie_days: Option<u32>,
     /// Also serve Prometheus metrics at `GET /metrics`.
     pub metrics: bool,
+    /// The token `GET /metrics` asks for as `Authorization: Bearer <token>`
+    /// (its own credential: it reads counts and revenue, it cannot post events
+    /// or open the status page). `None`: `/metrics` answers anyone.
+    pub metrics_token: Option<String>,
+    /// A `/collect` body must all arrive within this from when the collector
+    /// starts reading it; slower bodies are answered `408` and the connection
+    /// is closed (a client dribbling bytes cannot hold it). Default 15 s.
+    pub body_read_timeout: Duration,
     /// `true` (the default): a request returns after one delivery attempt per
     /// destination, so the browser hears about duplicates. `false`: it returns
     /// as soon as the events are in the outbox and the background worker
@@ -124,6 +135,8 @@ impl Default for CollectorConfig {
             truncate_ip: true,
             visitor_cookie_days: Some(365),
             metrics: false,
+            metrics_token: None,
+            body_read_timeout: Duration::from_secs(15),
             deliver_inline: true,
         }
     }
@@ -268,7 +281,15 @@ async fn preflight(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     }
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token
+        && !metrics_token_ok(token, &headers)
+    {
+        let mut h = HeaderMap::new();
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tally metrics\""));
+        let reason = "send the metrics token: Authorization: Bearer <[collector] metrics_token>";
+        return error(StatusCode::UNAUTHORIZED, reason, &h);
+    }
     // The outbox gauges read the store: off the runtime, so a slow store
     // delays this answer only.
     let tracker = state.tracker.clone();
@@ -276,6 +297,16 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable").into_response(),
     }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (the scheme in any
+/// case, RFC 9110 §11.1). The SHA-256 digests are compared, so the time a
+/// comparison takes says nothing about how much of a guess was right.
+fn metrics_token_ok(token: &str, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, sent)) = value.trim().split_once(' ') else { return false };
+    let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    scheme.eq_ignore_ascii_case("bearer") && digest(sent.trim()).as_ref() == digest(token).as_ref()
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
@@ -502,10 +533,22 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
         }
         return error(StatusCode::TOO_MANY_REQUESTS, "rate limit for this client exceeded", &h);
     }
-    let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    let read =
+        tokio::time::timeout(state.config.body_read_timeout, axum::body::to_bytes(body, state.config.max_body_bytes));
+    let body: Bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large", &cors);
+        }
+        Err(_) => {
+            // A client dribbling its body does not keep the connection.
+            let mut h = cors.clone();
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let reason = format!(
+                "the request body did not arrive within {} ms; send it at once",
+                state.config.body_read_timeout.as_millis()
+            );
+            return error(StatusCode::REQUEST_TIMEOUT, &reason, &h);
         }
     };
     let batch = match parse_batch(&body, state.config.max_events, state.config.max_event_bytes) {

@@ -8,11 +8,17 @@
 //! default_consent = "unknown"                 # "granted" only where no consent is required
 //! order_id = "as_given"                       # or "hashed"; the browser's orderId must match
 //! journal_days = 8                            # the order journal behind GET /status (at least 1)
+//! header_read_timeout_ms = 10000              # request line and headers, and HTTP/1.1 keep-alive waits
+//! body_read_timeout_ms = 15000                # a whole /collect body (408 when slower)
+//! idle_timeout_ms = 30000                     # no byte either way: the connection is closed
+//! max_connections = 1024                      # open client connections at most
 //!
 //! [collector]
 //! site_keys = ["pk_live_1"]
 //! allowed_origins = ["https://shop.example"]
 //! server_secrets = ["env:TALLY_SERVER_SECRET"]
+//! metrics = true                              # GET /metrics (Prometheus)
+//! metrics_token = "env:TALLY_METRICS_TOKEN"   # what /metrics asks for: Authorization: Bearer <token>
 //!
 //! [ga4]
 //! measurement_id = "G-ABC123"
@@ -71,6 +77,7 @@ use crate::config::{
 };
 use crate::error::ConfigError;
 use crate::secret::Secret;
+use crate::serve::ConnectionLimits;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -278,6 +285,18 @@ pub struct ServerSection {
     /// How long a worker holds a delivery before another may take over after a
     /// crash, in ms (default 30000; keep it above the request timeout).
     pub lease_ms: Option<u64>,
+    /// A client's request line and headers must all arrive within this, in ms
+    /// (default 10000); for HTTP/1.1 it also bounds how long a kept-alive
+    /// connection waits for its next request.
+    pub header_read_timeout_ms: Option<u64>,
+    /// A `/collect` body must all arrive within this, in ms, from when the
+    /// collector starts reading it (default 15000); slower is answered 408.
+    pub body_read_timeout_ms: Option<u64>,
+    /// A connection with no byte read or written for this long is closed, in ms (default 30000).
+    pub idle_timeout_ms: Option<u64>,
+    /// Client connections open at once, at most (default 1024); at the cap new
+    /// ones wait in the listen backlog. Keep it below the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
 fn default_listen() -> String {
@@ -315,6 +334,10 @@ impl Default for ServerSection {
             retry_max_delay_ms: None,
             request_timeout_ms: None,
             lease_ms: None,
+            header_read_timeout_ms: None,
+            body_read_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_connections: None,
         }
     }
 }
@@ -344,6 +367,11 @@ pub struct CollectorSection {
     /// Serve `/metrics`.
     #[serde(default)]
     pub metrics: bool,
+    /// The bearer token `/metrics` asks for (usually `env:NAME`): Prometheus
+    /// sends it as `Authorization: Bearer <token>`. Without one, `/metrics` is
+    /// open to anyone who reaches the listen address (`tally check` warns when
+    /// that is not loopback).
+    pub metrics_token: Option<Secret>,
     /// Wait for one delivery attempt before answering (default true); `false`
     /// answers once the events are in the outbox (see
     /// [`CollectorConfig::deliver_inline`]).
@@ -705,8 +733,26 @@ impl TallyConfig {
                 hint: "browsers need a site key (and allowed_origins); servers a bearer secret",
             });
         }
+        let metrics_token = match &c.metrics_token {
+            Some(t) => {
+                let token = resolve("collector.metrics_token", t.expose())?;
+                if token.trim().is_empty() {
+                    return Err(ConfigError::Invalid {
+                        setting: "collector.metrics_token",
+                        reason: "the token is empty: set a long random string (e.g. `openssl rand -hex 32`)".into(),
+                    });
+                }
+                Some(token)
+            }
+            None => None,
+        };
         let d = CollectorConfig::default();
         Ok(CollectorConfig {
+            metrics_token,
+            body_read_timeout: self
+                .server
+                .body_read_timeout_ms
+                .map_or(d.body_read_timeout, std::time::Duration::from_millis),
             site_keys: c.site_keys.iter().cloned().collect(),
             allowed_origins: c.allowed_origins.iter().cloned().collect(),
             server_secrets: secrets,
@@ -719,6 +765,63 @@ impl TallyConfig {
             ..d
         })
     }
+}
+
+impl TallyConfig {
+    /// How long clients may take and how many may be connected at once
+    /// (`[server] header_read_timeout_ms`, `idle_timeout_ms`, `max_connections`).
+    pub fn connection_limits(&self) -> Result<ConnectionLimits, ConfigError> {
+        let s = &self.server;
+        let positive = |setting: &'static str, v: Option<u64>, default: std::time::Duration| match v {
+            Some(0) => Err(ConfigError::Invalid { setting, reason: "must be at least 1 (ms)".into() }),
+            Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+            None => Ok(default),
+        };
+        if s.body_read_timeout_ms == Some(0) {
+            return Err(ConfigError::Invalid {
+                setting: "server.body_read_timeout_ms",
+                reason: "must be at least 1 (ms)".into(),
+            });
+        }
+        if s.max_connections == Some(0) {
+            return Err(ConfigError::Invalid {
+                setting: "server.max_connections",
+                reason: "must be at least 1: it caps the client connections open at once".into(),
+            });
+        }
+        let d = ConnectionLimits::default();
+        Ok(d.header_read_timeout(positive(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            d.header_read_timeout,
+        )?)
+        .idle_timeout(positive("server.idle_timeout_ms", s.idle_timeout_ms, d.idle_timeout)?)
+        .max_connections(s.max_connections.unwrap_or(d.max_connections)))
+    }
+
+    /// What `tally check` and `tally serve` warn about: settings that work but
+    /// expose something (today: `/metrics` without a token on an address other
+    /// machines can reach).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.collector.metrics && self.collector.metrics_token.is_none() && !is_loopback(&self.server.listen) {
+            out.push(format!(
+                "/metrics is served without a token on {}, which is not a loopback address: anyone who reaches it \
+                 reads order counts and revenue. Set [collector] metrics_token = \"env:TALLY_METRICS_TOKEN\" \
+                 (Prometheus sends it as a bearer token), or listen on 127.0.0.1 behind a proxy",
+                self.server.listen
+            ));
+        }
+        out
+    }
+}
+
+/// Whether `listen` (`host:port`) only accepts connections from this machine.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
 }
 
 #[cfg(test)]

@@ -176,6 +176,7 @@ pub mod production_qa;
 pub mod retry;
 pub mod rokt;
 pub mod secret;
+pub mod serve;
 pub mod servoki;
 pub mod status;
 pub mod store;

@@ -127,6 +127,52 @@ pub struct StatusReport {
     pub backlog: BTreeMap<String, Backlog>,
     /// Why the journal could not be read, if it could not (the page then shows only the backlog).
     pub journal_error: Option<String>,
+    /// The newest dead entries (at most [`DEAD_LETTERS_SHOWN`]), newest first,
+    /// each with why and the command that replays it; the backlog counts them all.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// How many dead entries the status page lists.
+pub const DEAD_LETTERS_SHOWN: usize = 50;
+
+/// A dead entry as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Its id in the dead list.
+    pub id: String,
+    /// When it was given up on (Unix ms).
+    pub dead_at_ms: i64,
+    /// Destination name.
+    pub destination: String,
+    /// The event's name.
+    pub event: Option<String>,
+    /// The event id a replay sends again.
+    pub event_id: Option<String>,
+    /// The order, for a purchase or refund.
+    pub order_id: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it was given up on.
+    pub reason: String,
+    /// What replays it, once the cause is fixed: `tally dead replay <id>`
+    /// (with the `--config` `tally serve` runs with).
+    pub replay_command: String,
+}
+
+impl From<&crate::store::outbox::DeadEntry> for DeadLetter {
+    fn from(d: &crate::store::outbox::DeadEntry) -> DeadLetter {
+        DeadLetter {
+            id: d.id.clone(),
+            dead_at_ms: d.dead_at_ms,
+            destination: d.entry.destination.clone(),
+            event: d.event_name(),
+            event_id: d.event_id(),
+            order_id: d.order_id(),
+            attempts: d.entry.attempts,
+            reason: d.reason.clone(),
+            replay_command: format!("tally dead replay {}", d.id),
+        }
+    }
 }
 
 impl StatusReport {
@@ -154,7 +200,14 @@ impl StatusReport {
                 CoveragePoint { from_ms, coverage_bp }
             })
             .collect();
-        StatusReport { generated_at_ms: now_ms, windows, hourly, backlog: backlog.clone(), journal_error: None }
+        StatusReport {
+            generated_at_ms: now_ms,
+            windows,
+            hourly,
+            backlog: backlog.clone(),
+            journal_error: None,
+            dead_letters: Vec::new(),
+        }
     }
 
     /// A report that could not read the journal, with `error` and the backlog.
@@ -165,6 +218,7 @@ impl StatusReport {
             hourly: Vec::new(),
             backlog: backlog.clone(),
             journal_error: Some(error),
+            dead_letters: Vec::new(),
         }
     }
 
@@ -205,9 +259,41 @@ impl StatusReport {
                 b.stats.dead
             );
         }
-        h.push_str("</table></body></html>\n");
+        h.push_str("</table>");
+        render_dead_letters(&mut h, &self.dead_letters);
+        h.push_str("</body></html>\n");
         h
     }
+}
+
+fn render_dead_letters(h: &mut String, dead: &[DeadLetter]) {
+    h.push_str("<h2>Dead letters</h2>");
+    if dead.is_empty() {
+        h.push_str("<p class=\"note\" id=\"dead-letters\">None: nothing was given up on.</p>");
+        return;
+    }
+    h.push_str(
+        "<p class=\"note\">Given up on, newest first. Fix the cause (credentials, the destination's \
+         settings), then replay: the event goes again with its original id, which the destination \
+         deduplicates on. <code>tally dead replay --destination &lt;name&gt;</code> replays a \
+         destination's all.</p>",
+    );
+    h.push_str("<table id=\"dead-letters\"><tr><th>dead at (UTC)</th><th>destination</th><th>event</th><th>order</th><th>event id</th><th>attempts</th><th>reason</th><th>replay</th></tr>");
+    for d in dead {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td><code>{}</code></td></tr>",
+            utc(d.dead_at_ms),
+            esc(&d.destination),
+            esc(d.event.as_deref().unwrap_or("-")),
+            esc(d.order_id.as_deref().unwrap_or("-")),
+            esc(d.event_id.as_deref().unwrap_or("-")),
+            d.attempts,
+            esc(&d.reason),
+            esc(&d.replay_command)
+        );
+    }
+    h.push_str("</table>");
 }
 
 fn render_window(h: &mut String, w: &StatusWindow) {
@@ -327,7 +413,8 @@ fn pct(bp: Option<i64>) -> Option<String> {
     bp.map(|b| format!("{:.1} %", b as f64 / 100.0))
 }
 
-fn utc(ms: i64) -> String {
+/// `ms` (Unix ms) as `2026-05-01 20:32`, UTC, as the page and `tally dead list` show times.
+pub fn utc(ms: i64) -> String {
     // `2026-05-01T20:32:45.000Z` → `2026-05-01 20:32`.
     let t = tally_core::time::rfc3339_utc(ms);
     t.get(..16).unwrap_or(&t).replacen('T', " ", 1)
@@ -444,6 +531,9 @@ impl<'a> Journal<'a> {
                         status.entry(destination.clone()).or_default().dead += 1;
                     }
                 }
+                // A replay moves no counter: the order counts once delivered
+                // (and its dead report no longer does, as above).
+                JournalEntry::Replayed { .. } => {}
             }
         }
         // The window's orders net of every refund the backend reported for them, whenever.

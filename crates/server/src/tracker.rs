@@ -387,11 +387,12 @@ impl ServerTracker {
             .store_call("status", |_, o| {
                 let stats = o.stats_by_destination().unwrap_or_default();
                 let oldest = o.oldest_by_destination().unwrap_or_default();
-                (stats, oldest)
+                let dead = o.dead_entries(crate::status::DEAD_LETTERS_SHOWN).unwrap_or_default();
+                (stats, oldest, dead)
             })
             .await
             .unwrap_or_default();
-        let (stats, oldest) = backlog;
+        let (stats, oldest, dead) = backlog;
         let mut backlog: BTreeMap<String, Backlog> = BTreeMap::new();
         for d in &self.inner.destinations {
             backlog.insert(d.name().to_owned(), Backlog::default());
@@ -403,10 +404,12 @@ impl ServerTracker {
             backlog.entry(d).or_default().oldest_age_s = Some(now.saturating_sub(at).max(0) as f64 / 1000.0);
         }
         let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
-        match self.journal_since(now - 48 * 3_600_000).await {
+        let mut report = match self.journal_since(now - 48 * 3_600_000).await {
             Ok(rows) => StatusReport::build(&rows, &names, now, &backlog),
             Err(e) => StatusReport::unavailable(e.to_string(), now, &backlog),
-        }
+        };
+        report.dead_letters = dead.iter().map(crate::status::DeadLetter::from).collect();
+        report
     }
 
     /// The order journal since `since_ms` (Unix ms), oldest first: what the

@@ -50,6 +50,7 @@ allowed_origins = ["https://shop.example"]
 server_secrets = ["fuzz-secret"]
 rate_per_ip = 0
 metrics = true
+metrics_token = "fuzz-secret"
 [ga4]
 measurement_id = "G-FUZZ123"
 api_secret = "ga4-secret"

@@ -15,12 +15,12 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn help_works_without_a_configuration() {
-    for args in [&["--help"][..], &["-h"], &["help"], &["serve", "--help"], &["reconcile", "-h"]] {
+    for args in [&["--help"][..], &["-h"], &["help"], &["serve", "--help"], &["reconcile", "-h"], &["dead", "--help"]] {
         let out = tally(args);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "tally {args:?}: {}{}", stdout, text(&out.stderr));
         assert!(stdout.starts_with("usage: tally <command>"), "tally {args:?}: {stdout}");
-        for cmd in ["serve", "check", "reconcile", "TALLY_*", "--version"] {
+        for cmd in ["serve", "check", "reconcile", "dead replay", "TALLY_*", "--version"] {
             assert!(stdout.contains(cmd), "tally {args:?} names {cmd}: {stdout}");
         }
         assert!(!text(&out.stderr).contains("no destination"), "tally {args:?} loaded a configuration");
@@ -42,7 +42,7 @@ fn an_unknown_command_is_named_and_the_real_ones_listed() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown command \"frobnicate\""), "{stderr}");
-    assert!(stderr.contains("serve, check, reconcile, help"), "{stderr}");
+    assert!(stderr.contains("serve, check, reconcile, dead, help"), "{stderr}");
     assert!(!stderr.contains("no destination"), "the configuration is not loaded for a typo: {stderr}");
 }
 
@@ -190,5 +190,42 @@ fn a_bad_ga4_measurement_id_is_reported_once() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stderr.matches("ga4.measurement_id is invalid").count(), 1, "{stderr}");
     assert!(stderr.contains("\"UA-1\": expected G-"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_warns_when_metrics_are_public_on_a_non_loopback_address() {
+    let dir = scratch("metrics-public");
+    let (code, stdout, stderr) = check(&config(&dir, "listen = \"0.0.0.0:8787\"", "metrics = true"));
+    assert_eq!(code, Some(0), "a warning, not an error: {stdout}{stderr}");
+    assert!(stderr.contains("tally: warning: /metrics is served without a token on 0.0.0.0:8787"), "{stderr}");
+    assert!(stderr.contains("metrics_token"), "says what to set: {stderr}");
+    // With a token, on loopback, or without /metrics: nothing to warn about.
+    for (server, collector) in [
+        ("listen = \"0.0.0.0:8787\"", "metrics = true\nmetrics_token = \"t0ken\""),
+        ("listen = \"127.0.0.1:8787\"", "metrics = true"),
+        ("listen = \"[::1]:8787\"", "metrics = true"),
+        ("listen = \"localhost:8787\"", "metrics = true"),
+        ("listen = \"0.0.0.0:8787\"", ""),
+    ] {
+        let (code, stdout, stderr) = check(&config(&dir, server, collector));
+        assert_eq!(code, Some(0), "{server} {collector}: {stdout}{stderr}");
+        assert!(!stderr.contains("warning"), "{server} {collector}: {stderr}");
+    }
+    // An empty token is a mistake, not "no token".
+    let (code, _, stderr) = check(&config(&dir, "", "metrics = true\nmetrics_token = \"\""));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("collector.metrics_token"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_rejects_zero_connection_limits() {
+    let dir = scratch("limits");
+    for setting in ["header_read_timeout_ms", "body_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+        let (code, stdout, stderr) = check(&config(&dir, &format!("{setting} = 0"), ""));
+        assert_eq!(code, Some(1), "{setting}: {stdout}{stderr}");
+        assert!(stderr.contains(&format!("server.{setting}")), "{setting}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,8 @@ use support::{TallyServe, TempDir, free_port, wait_until};
 use tally_sandbox::{Mode, Sandbox};
 
 const SECRET: &str = "s2s-secret";
+/// `[collector] metrics_token`: what Prometheus sends to read `/metrics`.
+const METRICS_TOKEN: &str = "metrics-token";
 const SITE_KEY: &str = "site-1";
 const ORIGIN: &str = "https://shop.example";
 const FBP: &str = "fb.1.1558571054389.1098115397";
@@ -32,7 +34,9 @@ struct Shop {
 
 impl Shop {
     async fn metrics(&self) -> BTreeMap<String, f64> {
-        parse(&self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap())
+        let r = self.http.get(format!("{}/metrics", self.base)).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        parse(&r.text().await.unwrap())
     }
 
     /// The status report's last-24-hours window.
@@ -99,6 +103,7 @@ allowed_origins = ["{ORIGIN}"]
 server_secrets = ["{SECRET}"]
 rate_per_ip = 0
 metrics = true
+metrics_token = "{METRICS_TOKEN}"
 [ga4]
 measurement_id = "G-PRODQA1"
 api_secret = "secret"
@@ -392,6 +397,7 @@ allowed_origins = ["{ORIGIN}"]
 server_secrets = ["{SECRET}"]
 rate_per_ip = 0
 metrics = true
+metrics_token = "{METRICS_TOKEN}"
 [ga4]
 measurement_id = "G-PRODQA2"
 api_secret = "secret"

@@ -67,7 +67,7 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
-/// The shipped Prometheus alerting rules: valid (`promtool check rules`) and
+/// The shipped Prometheus scrape config (`promtool check config`) and alerting rules: valid (`promtool check rules`) and
 /// firing exactly when their unit tests on synthetic series say
 /// (`promtool test rules`).
 fn alert_rules(root: &std::path::Path) -> Result<(), String> {
@@ -78,6 +78,10 @@ fn alert_rules(root: &std::path::Path) -> Result<(), String> {
         c
     };
     run::step("promtool check rules (alerting rules)", promtool(&["check", "rules", "tally-alerts.yml"]))?;
+    run::step(
+        "promtool check config (the scrape config with the metrics token)",
+        promtool(&["check", "config", "--syntax-only", "prometheus.yml"]),
+    )?;
     run::step("promtool test rules (alert unit tests)", promtool(&["test", "rules", "tally-alerts.test.yml"]))
 }
 

@@ -7,6 +7,7 @@
 //!                                     backend orders vs what each destination counted
 //! tally reconcile --since 24h [--config tally.toml] [--json]
 //!                                     the same from the collector's own order journal
+//! tally dead list|show|replay …        the dead letters: list them, show one, replay them
 //! tally help | --help | -h            the usage; tally --version | -V: the version
 //! ```
 //!
@@ -22,7 +23,6 @@
 //! first five, then how many more), and exits with status 3 when any row does
 //! not match (count, revenue to the cent, no double counting).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,11 +31,14 @@ use std::time::Duration;
 use tally_server::ServerTracker;
 use tally_server::collector;
 use tally_server::config_file::TallyConfig;
+use tally_server::serve::ConnectionLimits;
+use tally_server::status::DeadLetter;
+use tally_server::store::Outbox;
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;
 
 /// The subcommands, in the order the help lists them.
-const COMMANDS: [&str; 4] = ["serve", "check", "reconcile", "help"];
+const COMMANDS: [&str; 5] = ["serve", "check", "reconcile", "dead", "help"];
 
 const USAGE: &str = "\
 usage: tally <command> [options]
@@ -50,6 +53,16 @@ commands:
   reconcile --since <24h|90m|7d> [--config tally.toml] [--json]
                                 the same report from the collector's own order journal (the
                                 store the configuration names), no export needed
+  dead list [--destination <name>] [--since <24h>] [--config tally.toml] [--json]
+                                what was given up on (rejected, retries exhausted), newest
+                                first, with why and each entry's id
+  dead show <id> [--config tally.toml]
+                                one dead entry: the event as stored, its visitor (hashed), why
+  dead replay [<id>...] [--destination <name>] [--since <24h>] [--config tally.toml] [--wait 30s]
+                                once the cause is fixed: put dead entries back into the outbox
+                                and deliver them with their original event ids (the destinations
+                                deduplicate on them); each replay goes into the order journal.
+                                Exit status 3 when some are not delivered within --wait
   help                          print this help (also -h, --help)
 
   --version                     print the version (also -V)
@@ -63,6 +76,7 @@ enum Command<'a> {
     Serve(&'a [String]),
     Check(&'a [String]),
     Reconcile(&'a [String]),
+    Dead(&'a [String]),
     /// Nothing given: the usage goes to stderr.
     Missing,
     Unknown(&'a str),
@@ -76,10 +90,11 @@ fn parse_command(args: &[String]) -> Command<'_> {
     match cmd.as_str() {
         "help" | "--help" | "-h" => Command::Help,
         "--version" | "-V" | "version" => Command::Version,
-        "serve" | "check" | "reconcile" if wants_help => Command::Help,
+        "serve" | "check" | "reconcile" | "dead" if wants_help => Command::Help,
         "serve" => Command::Serve(rest),
         "check" => Command::Check(rest),
         "reconcile" => Command::Reconcile(rest),
+        "dead" => Command::Dead(rest),
         other => Command::Unknown(other),
     }
 }
@@ -154,7 +169,6 @@ fn reconcile_cmd(args: &[String]) -> Result<bool, String> {
 /// `reconcile --since <span> [--config file] [--json]`: the collector's own
 /// order journal over the last `span`, from the store the configuration names.
 fn reconcile_since(args: &[String]) -> Result<bool, String> {
-    use tally_server::store::Outbox;
     let mut span = None;
     let mut config_args = Vec::new();
     let mut json_out = false;
@@ -172,22 +186,7 @@ fn reconcile_since(args: &[String]) -> Result<bool, String> {
     let cfg = load(&config_args)?;
     let names = tracker(&cfg, Mode::Check)?.destination_names();
     let store = cfg.server.store.as_str();
-    let journal: Box<dyn Outbox> = if let Some(path) = store.strip_prefix("sqlite:") {
-        if !Path::new(path).is_file() {
-            return Err(format!("server.store: no database at {path}: reconcile reads what tally serve wrote there"));
-        }
-        Box::new(SqliteStore::open(path, cfg.server.outbox_capacity).map_err(|e| format!("server.store: {e}"))?)
-    } else if store.starts_with("redis://") || store.starts_with("rediss://") {
-        Box::new(
-            RedisStore::connect(store, "tally", cfg.server.outbox_capacity)
-                .map_err(|e| format!("server.store: {e}"))?,
-        )
-    } else {
-        return Err(format!(
-            "server.store: {store:?} keeps its journal inside the serving process: read GET /status.json there, \
-             or use a sqlite: or redis:// store"
-        ));
-    };
+    let journal = open_store(&cfg, "reconcile", "its journal", "read GET /status.json there")?;
     let now = tally_server::tracker::now_ms();
     // A day more than asked, so a delivery is matched with an order confirmed before the span.
     let rows = journal.journal_since(now - span_ms - 24 * 3_600_000).map_err(|e| e.to_string())?;
@@ -201,6 +200,248 @@ fn reconcile_since(args: &[String]) -> Result<bool, String> {
         print_table(&window.report);
     }
     Ok(window.report.all_match())
+}
+
+/// The store `tally serve` wrote to (SQLite or Redis), for a command that
+/// reads it (`command`); a memory store keeps `what` inside the serving
+/// process, where `instead` says how to reach it.
+fn open_store(cfg: &TallyConfig, command: &str, what: &str, instead: &str) -> Result<Box<dyn Outbox>, String> {
+    let store = cfg.server.store.as_str();
+    if let Some(path) = store.strip_prefix("sqlite:") {
+        if !Path::new(path).is_file() {
+            return Err(format!("server.store: no database at {path}: {command} reads what tally serve wrote there"));
+        }
+        Ok(Box::new(SqliteStore::open(path, cfg.server.outbox_capacity).map_err(|e| format!("server.store: {e}"))?))
+    } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        Ok(Box::new(
+            RedisStore::connect(store, "tally", cfg.server.outbox_capacity)
+                .map_err(|e| format!("server.store: {e}"))?,
+        ))
+    } else {
+        Err(format!(
+            "server.store: {store:?} keeps {what} inside the serving process: {instead}, or use a sqlite: or redis:// store"
+        ))
+    }
+}
+
+/// What `tally dead list | show | replay` were asked for.
+#[derive(Debug, Default)]
+struct DeadArgs {
+    ids: Vec<String>,
+    destination: Option<String>,
+    since_ms: Option<i64>,
+    config: Vec<String>,
+    json: bool,
+    wait_ms: Option<i64>,
+}
+
+fn parse_dead_args(args: &[String]) -> Result<DeadArgs, String> {
+    let mut out = DeadArgs::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match a.as_str() {
+            "--destination" => out.destination = Some(value("--destination")?),
+            "--since" => out.since_ms = Some(parse_span(&value("--since")?)?),
+            "--wait" => out.wait_ms = Some(parse_span(&value("--wait")?)?),
+            "--config" => out.config = vec!["--config".to_owned(), value("--config")?],
+            "--json" => out.json = true,
+            flag if flag.starts_with('-') => {
+                return Err(format!(
+                    "unknown argument {flag:?} (dead takes --destination, --since, --config, --json and, to replay, --wait)"
+                ));
+            }
+            id => out.ids.push(id.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+/// The dead entries `args` select: by id, destination and age, newest first.
+fn select_dead(
+    all: Vec<tally_server::store::outbox::DeadEntry>,
+    args: &DeadArgs,
+    now_ms: i64,
+) -> Vec<tally_server::store::outbox::DeadEntry> {
+    all.into_iter()
+        .filter(|d| args.ids.is_empty() || args.ids.contains(&d.id))
+        .filter(|d| args.destination.as_ref().is_none_or(|name| &d.entry.destination == name))
+        .filter(|d| args.since_ms.is_none_or(|span| d.dead_at_ms >= now_ms - span))
+        .collect()
+}
+
+/// `tally dead list | show | replay`. `Ok(false)`: some replayed entries were not delivered.
+async fn dead_cmd(args: &[String]) -> Result<bool, String> {
+    let Some((sub, rest)) = args.split_first() else {
+        return Err("dead needs list, show or replay (see tally --help)".into());
+    };
+    let args = parse_dead_args(rest)?;
+    let cfg = load(&args.config)?;
+    let instead = "read the dead letters on GET /status there";
+    match sub.as_str() {
+        "list" => {
+            if !args.ids.is_empty() {
+                return Err(format!("dead list takes no ids ({}); dead show <id> shows one", args.ids.join(" ")));
+            }
+            let store = open_store(&cfg, "tally dead", "its dead letters", instead)?;
+            let all = store.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
+            let chosen = select_dead(all, &args, tally_server::tracker::now_ms());
+            let letters: Vec<DeadLetter> = chosen.iter().map(DeadLetter::from).collect();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&letters).map_err(|e| e.to_string())?);
+            } else if letters.is_empty() {
+                println!(
+                    "tally: no dead entries{}",
+                    if args.destination.is_some() || args.since_ms.is_some() { " match" } else { "" }
+                );
+            } else {
+                println!("| id | dead at (UTC) | destination | event | order | event id | attempts | reason |");
+                println!("|---|---|---|---|---|---|---|---|");
+                for d in &letters {
+                    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                    println!(
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                        d.id,
+                        tally_server::status::utc(d.dead_at_ms),
+                        d.destination,
+                        dash(&d.event),
+                        dash(&d.order_id),
+                        dash(&d.event_id),
+                        d.attempts,
+                        d.reason.replace('|', "\\|")
+                    );
+                }
+                println!("\n{} dead; replay with: tally dead replay <id>... or --destination <name>", letters.len());
+            }
+            Ok(true)
+        }
+        "show" => {
+            let [id] = args.ids.as_slice() else {
+                return Err("dead show takes one id (from tally dead list)".into());
+            };
+            let store = open_store(&cfg, "tally dead", "its dead letters", instead)?;
+            let all = store.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
+            let d = all
+                .into_iter()
+                .find(|d| &d.id == id)
+                .ok_or_else(|| format!("no dead entry {id:?} (see tally dead list)"))?;
+            let pretty = |text: &str| {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or_else(|| text.to_owned())
+            };
+            let letter = DeadLetter::from(&d);
+            println!("id:           {}", d.id);
+            println!("destination:  {}", d.entry.destination);
+            println!("dead at:      {} UTC", tally_server::status::utc(d.dead_at_ms));
+            println!("attempts:     {}", d.entry.attempts);
+            println!("reason:       {}", d.reason);
+            println!("last error:   {}", d.entry.last_error.as_deref().unwrap_or("-"));
+            println!("event id:     {}", letter.event_id.as_deref().unwrap_or("-"));
+            println!("replay:       {}", letter.replay_command);
+            println!("event:\n{}", pretty(&d.entry.event_json));
+            println!("visitor (user data hashed):\n{}", pretty(&d.entry.visitor_json));
+            Ok(true)
+        }
+        "replay" => dead_replay(&cfg, &args).await,
+        other => Err(format!("unknown dead command {other:?}: use list, show or replay")),
+    }
+}
+
+/// Puts the selected dead entries back into the outbox with their original
+/// events, notes each in the journal, delivers them through the configured
+/// destinations and says what became of each.
+async fn dead_replay(cfg: &TallyConfig, args: &DeadArgs) -> Result<bool, String> {
+    use tally_server::store::{JournalEntry, JournalRow};
+    // The same check as list: a durable store that tally serve wrote to.
+    drop(open_store(cfg, "tally dead replay", "its dead letters", "read the dead letters on GET /status there")?);
+    let tracker = tracker(cfg, Mode::Serve)?;
+    let outbox = Arc::clone(tracker.outbox());
+    let start = tally_server::tracker::now_ms();
+    let all = outbox.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
+    let chosen = select_dead(all, args, start);
+    if chosen.is_empty() {
+        let missing = if args.ids.is_empty() { String::new() } else { format!(" ({})", args.ids.join(", ")) };
+        return Err(format!("no dead entries match{missing}: see tally dead list"));
+    }
+    let configured = tracker.destination_names();
+    if let Some(d) = chosen.iter().find(|d| !configured.contains(&d.entry.destination)) {
+        return Err(format!(
+            "dead entry {} is for {}, which the configuration does not have: configure it (fixed) first",
+            d.id, d.entry.destination
+        ));
+    }
+    let ids: Vec<String> = chosen.iter().map(|d| d.id.clone()).collect();
+    let moved = outbox.replay_dead(&ids, start).map_err(|e| e.to_string())?;
+    let replayed: Vec<_> = chosen.into_iter().filter(|d| moved.contains(&d.id)).collect();
+    let rows: Vec<JournalRow> = replayed
+        .iter()
+        .map(|d| JournalRow {
+            at_ms: start,
+            entry: JournalEntry::Replayed {
+                destination: d.entry.destination.clone(),
+                event: d.event_name().unwrap_or_default(),
+                event_id: d.event_id().unwrap_or_default(),
+                order_id: d.order_id(),
+                reason: d.reason.clone(),
+            },
+        })
+        .collect();
+    let keep_days = i64::try_from(cfg.server.journal_days.unwrap_or(8).max(1)).unwrap_or(i64::MAX);
+    if let Err(e) = outbox.journal_append(&rows, start - keep_days.saturating_mul(86_400_000)) {
+        eprintln!("tally: warning: the replays could not be written to the order journal: {e}");
+    }
+    println!("tally: replaying {} dead entr{}", replayed.len(), if replayed.len() == 1 { "y" } else { "ies" });
+    let wait = Duration::from_millis(u64::try_from(args.wait_ms.unwrap_or(30_000)).unwrap_or(30_000));
+    let report = tracker.flush(wait).await;
+    tracker.shutdown();
+    let after = outbox.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
+    // Delivered, as confirmed: an order's delivery in the journal (whichever
+    // process sent it), else one of the deliveries this process counted.
+    let delivered_orders: std::collections::HashSet<(String, String)> = outbox
+        .journal_since(start)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            JournalEntry::Delivered { delivery, .. } => Some((delivery.destination, delivery.transaction_id)),
+            _ => None,
+        })
+        .collect();
+    let mut counted: std::collections::BTreeMap<String, u64> =
+        tracker.metrics().by_destination().into_iter().map(|(name, c)| (name, c.delivered)).collect();
+    let mut all_delivered = true;
+    for d in &replayed {
+        let what = format!(
+            "{} {} {}{}",
+            d.entry.destination,
+            d.event_name().unwrap_or_else(|| "event".into()),
+            d.event_id().unwrap_or_default(),
+            d.order_id().map(|o| format!(" (order {o})")).unwrap_or_default()
+        );
+        let dest = &d.entry.destination;
+        let in_journal = d.order_id().is_some_and(|o| delivered_orders.contains(&(dest.clone(), o)));
+        let budget = counted.entry(dest.clone()).or_default();
+        let by_this_process = *budget > 0;
+        if in_journal || by_this_process {
+            *budget = budget.saturating_sub(1);
+        }
+        if let Some(again) = after.iter().find(|a| a.entry.key == d.entry.key && a.dead_at_ms >= start) {
+            all_delivered = false;
+            println!("  {what}: dead again (id {}): {}", again.id, again.reason);
+        } else if in_journal || by_this_process {
+            println!("  {what}: delivered");
+        } else {
+            all_delivered = false;
+            let why = if report.complete {
+                "the outbox let it go without a delivery this process saw (a running tally serve may have sent it: see GET /status)"
+            } else {
+                "it stays in the outbox and tally serve (or the next replay) keeps trying"
+            };
+            println!("  {what}: not confirmed within {} s; {why}", wait.as_secs());
+        }
+    }
+    Ok(all_delivered)
 }
 
 /// `24h`, `90m`, `7d`, `3600s` in ms.
@@ -360,6 +601,19 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Command::Dead(rest) => {
+            return match dead_cmd(rest).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("tally: some replayed entries were not delivered");
+                    ExitCode::from(3)
+                }
+                Err(e) => {
+                    eprintln!("tally: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Serve(rest) => (Mode::Serve, rest),
         Command::Check(rest) => (Mode::Check, rest),
     };
@@ -370,7 +624,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let built = tracker(&cfg, mode).and_then(|t| cfg.collector_config().map(|c| (t, c)).map_err(|e| e.to_string()));
+    let built = tracker(&cfg, mode).and_then(|t| {
+        let collector = cfg.collector_config().map_err(|e| e.to_string())?;
+        let limits = cfg.connection_limits().map_err(|e| e.to_string())?;
+        Ok((t, (collector, limits)))
+    });
     let (tracker, collector_cfg) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -380,6 +638,9 @@ async fn main() -> ExitCode {
     };
     for note in tracker.configuration_notes() {
         println!("tally: note: {note}");
+    }
+    for warning in cfg.warnings() {
+        eprintln!("tally: warning: {warning}");
     }
     if mode == Mode::Serve {
         return serve_collector(&cfg, tracker, collector_cfg).await;
@@ -409,7 +670,7 @@ fn store_note(store: &str) -> String {
 async fn serve_collector(
     cfg: &TallyConfig,
     tracker: ServerTracker,
-    collector_cfg: collector::CollectorConfig,
+    (collector_cfg, limits): (collector::CollectorConfig, ConnectionLimits),
 ) -> ExitCode {
     let app = collector::serve_router(tracker.clone(), collector_cfg);
     let listener = match tokio::net::TcpListener::bind(&cfg.server.listen).await {
@@ -431,9 +692,9 @@ async fn serve_collector(
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
         }
     };
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Header, body and idle timeouts and a connection cap: a client that stops
+    // mid-request cannot hold a connection (axum::serve has no read timeout).
+    let served = tally_server::serve::serve(listener, app, limits, shutdown).await;
     let report = tracker.flush(Duration::from_secs(5)).await;
     tracker.shutdown();
     if !report.complete {

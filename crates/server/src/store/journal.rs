@@ -7,7 +7,8 @@
 //! counters agree: an order confirmed by the shop's backend, a purchase only
 //! a browser reported, a refund the backend reported, a purchase or refund a
 //! destination confirmed (with the match keys it carried), a purchase
-//! deduplicated, withheld or given up on. Rows older
+//! deduplicated, withheld or given up on, and each dead entry an operator
+//! replayed (`tally dead replay`). Rows older
 //! than the journal's retention ([`JOURNAL_RETENTION`] by default) are
 //! deleted as new ones are written.
 //!
@@ -94,6 +95,21 @@ pub enum JournalEntry {
         /// The order id.
         order_id: String,
         /// `rejected` or `retries_exhausted`.
+        reason: String,
+    },
+    /// A dead entry an operator put back into the outbox (`tally dead replay`),
+    /// to be sent again with its original event id.
+    Replayed {
+        /// Destination name.
+        destination: String,
+        /// The event's name (`purchase` …).
+        event: String,
+        /// The event id, unchanged.
+        event_id: String,
+        /// The order, for a purchase or refund.
+        #[serde(default)]
+        order_id: Option<String>,
+        /// Why it had died.
         reason: String,
     },
 }

@@ -69,10 +69,41 @@ pub struct OutboxStats {
 /// A dead (dropped) entry and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadEntry {
+    /// Its id in the dead list: what `tally dead show` and `tally dead replay` take.
+    pub id: String,
+    /// When it was given up on (Unix ms).
+    pub dead_at_ms: i64,
     /// The entry.
     pub entry: OutboxEntry,
     /// Why it was dropped.
     pub reason: String,
+}
+
+impl DeadEntry {
+    /// The event's name (`purchase` …), from the stored event.
+    pub fn event_name(&self) -> Option<String> {
+        self.event_field("name")
+    }
+
+    /// The event's id, which a replay sends again unchanged (the destinations deduplicate on it).
+    pub fn event_id(&self) -> Option<String> {
+        self.event_field("eventId")
+    }
+
+    /// The order (`transactionId`) of a purchase or refund.
+    pub fn order_id(&self) -> Option<String> {
+        self.event_field("transactionId")
+    }
+
+    fn event_field(&self, name: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.entry.event_json).ok()?;
+        v.get(name).and_then(serde_json::Value::as_str).map(str::to_owned)
+    }
+}
+
+/// The text a replayed entry carries as its `last_error` until it is tried again.
+pub fn replayed_note(reason: &str) -> String {
+    format!("replayed from the dead list (it had died: {reason})")
 }
 
 /// The outbox contract. Every method is atomic with respect to other workers
@@ -106,6 +137,16 @@ pub trait Outbox: Send + Sync + 'static {
     fn stats_by_destination(&self) -> Result<BTreeMap<String, OutboxStats>, StoreError>;
     /// The most recent dead entries, newest first.
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError>;
+    /// Moves the dead entries `ids` ([`DeadEntry::id`]) back into the outbox,
+    /// due at `now_ms` with no attempt counted: the same destination,
+    /// idempotency key and event (so the same event id, which the destinations
+    /// deduplicate on). Returns the ids moved, in the order given; an id no
+    /// longer in the dead list (replayed by someone else, trimmed) is left out.
+    /// All or none: [`StoreError::Full`] when the outbox cannot take them all.
+    fn replay_dead(&self, ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let _ = (ids, now_ms);
+        Err(StoreError::Unsupported("replaying dead entries"))
+    }
     /// When the oldest entry still waiting or in flight was written (Unix ms),
     /// per destination: how far behind a destination is. Empty where the
     /// store does not keep creation times (the Redis store).
@@ -223,7 +264,12 @@ impl Outbox for MemoryOutbox {
         let id = parse_id(id)?;
         let mut g = self.lock();
         if let Some(e) = g.entries.remove(&id) {
-            g.dead.push(DeadEntry { entry: e.entry, reason: reason.to_owned() });
+            g.dead.push(DeadEntry {
+                id: id.to_string(),
+                dead_at_ms: unix_ms(),
+                entry: e.entry,
+                reason: reason.to_owned(),
+            });
             if g.dead.len() > 10_000 {
                 g.dead.remove(0);
             }
@@ -258,6 +304,30 @@ impl Outbox for MemoryOutbox {
 
     fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, StoreError> {
         Ok(self.lock().dead.iter().rev().take(limit).cloned().collect())
+    }
+
+    fn replay_dead(&self, ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut g = self.lock();
+        let found: Vec<usize> = ids.iter().filter_map(|id| g.dead.iter().position(|d| &d.id == id)).collect();
+        if g.entries.len() + found.len() > self.capacity {
+            return Err(StoreError::Full { capacity: self.capacity });
+        }
+        let mut moved = Vec::with_capacity(found.len());
+        for id in ids {
+            let Some(at) = g.dead.iter().position(|d| &d.id == id) else { continue };
+            let d = g.dead.remove(at);
+            g.next_id += 1;
+            let new_id = g.next_id;
+            let entry = OutboxEntry {
+                attempts: 0,
+                next_attempt_at_ms: now_ms,
+                last_error: Some(replayed_note(&d.reason)),
+                ..d.entry
+            };
+            g.entries.insert(new_id, MemEntry { entry, leased_until_ms: 0, created_at_ms: unix_ms() });
+            moved.push(d.id);
+        }
+        Ok(moved)
     }
 
     fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
@@ -316,9 +386,12 @@ pub fn conformance(o: &dyn Outbox) {
     let dead = o.dead_entries(10).expect("dead entries");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, "retries exhausted");
+    assert_eq!(dead[0].entry.key, again[2].entry.key);
+    assert!((now - 1_000..=unix_ms() + 1_000).contains(&dead[0].dead_at_ms), "{:?}", dead[0]);
     o.ack(&due[0].id).expect("ack");
     let s = o.stats().expect("stats");
     assert_eq!((s.queued, s.in_flight, s.dead), (0, 0, 1));
+    replay_conformance(o, &dead[0]);
 
     // Per destination: two queued for Meta, one of them leased; one dead for ga4.
     let meta = |n: u32| OutboxEntry { destination: "meta".into(), key: format!("meta|purchase|{n}"), ..entry(n) };
@@ -343,6 +416,31 @@ pub fn conformance(o: &dyn Outbox) {
     let by = o.stats_by_destination().expect("stats by destination");
     assert_eq!(by.get("meta"), None, "an emptied destination is left out: {by:?}");
     journal_conformance(o);
+}
+
+/// A dead entry goes back into the outbox, due now, with its event unchanged;
+/// then it is dead again (as it was before the replay).
+#[allow(clippy::expect_used)]
+fn replay_conformance(o: &dyn Outbox, dead: &DeadEntry) {
+    let now = unix_ms();
+    assert_eq!(o.replay_dead(&["no-such-id".into()], now).expect("replay an unknown id"), Vec::<String>::new());
+    let moved = o.replay_dead(&[dead.id.clone(), "no-such-id".into()], now).expect("replay");
+    assert_eq!(moved, std::slice::from_ref(&dead.id), "the id replayed");
+    assert!(o.dead_entries(10).expect("dead entries").is_empty(), "it left the dead list");
+    assert!(o.replay_dead(std::slice::from_ref(&dead.id), now).expect("replay twice").is_empty(), "once only");
+    let leased = o.lease(10, Duration::from_secs(60), now).expect("lease");
+    assert_eq!(leased.len(), 1, "due at once: {leased:?}");
+    let e = &leased[0].entry;
+    assert_eq!(
+        (&e.destination, &e.key, &e.event_json),
+        (&dead.entry.destination, &dead.entry.key, &dead.entry.event_json)
+    );
+    assert_eq!(e.attempts, 1, "no earlier attempt counts");
+    assert_eq!(e.last_error.as_deref(), Some(replayed_note(&dead.reason).as_str()));
+    o.dead(&leased[0].id, &dead.reason).expect("dead again");
+    let again = o.dead_entries(10).expect("dead entries");
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id, "", "{again:?}");
 }
 
 #[allow(clippy::expect_used)]

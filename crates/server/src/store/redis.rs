@@ -25,7 +25,7 @@
 //! | `P outbox:due`     | zset   | every queued entry id, scored by when it is next due: `max(next_attempt_at_ms, leased_until_ms)` |
 //! | `P outbox:leased`  | zset   | leased ids scored by `leased_until_ms` (for the in-flight count) |
 //! | `P outbox:e:<id>`  | hash   | the entry's fields |
-//! | `P outbox:dead`    | list   | dead entries as JSON, newest first, capped |
+//! | `P outbox:dead`    | list   | dead entries as JSON (with the entry's id and `dead_at_ms`), newest first, capped; `replay_dead` moves them back |
 //! | `P journal`        | zset   | the [order journal](super::journal)'s rows as JSON, scored by time (Unix ms) |
 //!
 //! Every outbox operation and the claim are Lua scripts, so each is atomic
@@ -183,6 +183,46 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 "#;
 
+/// `KEYS` = seq, due, dead list, per-destination counts, per-destination dead
+/// counts; `ARGV` = capacity, now, entry-key prefix, then the dead ids.
+/// Returns {0} when full, else {1, replayed id...}.
+const REPLAY_LUA: &str = r#"
+local dead = redis.call('LRANGE', KEYS[3], 0, -1)
+local wanted = {}
+for i = 4, #ARGV do wanted[ARGV[i]] = true end
+local found = {}
+for _, raw in ipairs(dead) do
+  local ok, r = pcall(cjson.decode, raw)
+  if ok and r.id and wanted[tostring(r.id)] and not found[tostring(r.id)] then
+    found[tostring(r.id)] = {raw = raw, rec = r}
+  end
+end
+local n = 0
+for _ in pairs(found) do n = n + 1 end
+if redis.call('ZCARD', KEYS[2]) + n > tonumber(ARGV[1]) then return {0} end
+local out = {1}
+for i = 4, #ARGV do
+  local f = found[ARGV[i]]
+  if f then
+    found[ARGV[i]] = nil
+    local r = f.rec
+    redis.call('LREM', KEYS[3], 1, f.raw)
+    redis.call('HINCRBY', KEYS[5], r.destination, -1)
+    local id = redis.call('INCR', KEYS[1])
+    local k = ARGV[3] .. id
+    redis.call('HSET', k,
+      'destination', r.destination, 'key', r.key, 'event_json', r.event_json,
+      'visitor_json', r.visitor_json, 'attempts', '0',
+      'next_attempt_at_ms', ARGV[2], 'leased_until_ms', '0', 'created_at_ms', ARGV[2],
+      'last_error', 'replayed from the dead list (it had died: ' .. r.reason .. ')')
+    redis.call('ZADD', KEYS[2], ARGV[2], id)
+    redis.call('HINCRBY', KEYS[4], r.destination, 1)
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"#;
+
 /// `KEYS` = due, leased, dead; `ARGV` = now. Returns {total, in flight, dead}.
 const STATS_LUA: &str = r#"
 return {
@@ -212,6 +252,7 @@ struct Scripts {
     ack: Script,
     retry: Script,
     dead: Script,
+    replay: Script,
     stats: Script,
     stats_by_destination: Script,
 }
@@ -226,6 +267,7 @@ impl Scripts {
             ack: Script::new(ACK_LUA),
             retry: Script::new(RETRY_LUA),
             dead: Script::new(DEAD_LUA),
+            replay: Script::new(REPLAY_LUA),
             stats: Script::new(STATS_LUA),
             stats_by_destination: Script::new(STATS_BY_DESTINATION_LUA),
         }
@@ -298,6 +340,8 @@ impl fmt::Debug for RedisStore {
 /// A dead entry as the dead script writes it (all strings, from `cjson`).
 #[derive(Deserialize)]
 struct DeadRecord {
+    id: String,
+    dead_at_ms: String,
     destination: String,
     key: String,
     event_json: String,
@@ -681,6 +725,8 @@ impl Outbox for RedisStore {
                 let r: DeadRecord = serde_json::from_str(s)
                     .map_err(|e| StoreError::Backend(format!("redis: corrupt dead entry: {e}")))?;
                 Ok(DeadEntry {
+                    id: r.id,
+                    dead_at_ms: parse_num("dead_at_ms", Some(&r.dead_at_ms))?,
                     entry: OutboxEntry {
                         destination: r.destination,
                         key: r.key,
@@ -694,6 +740,31 @@ impl Outbox for RedisStore {
                 })
             })
             .collect()
+    }
+
+    fn replay_dead(&self, ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out: Vec<String> = self.run("replay_dead", |c| {
+            let mut inv = self.scripts.replay.prepare_invoke();
+            inv.key(self.seq_key())
+                .key(self.due_key())
+                .key(self.dead_key())
+                .key(self.counts_key())
+                .key(self.dead_counts_key())
+                .arg(self.options.capacity)
+                .arg(now_ms)
+                .arg(self.entry_prefix());
+            for id in ids {
+                inv.arg(id);
+            }
+            inv.invoke(c)
+        })?;
+        match out.split_first() {
+            Some((flag, moved)) if flag == "1" => Ok(moved.to_vec()),
+            _ => Err(StoreError::Full { capacity: self.options.capacity }),
+        }
     }
 
     /// `ZADD` of the rows and `ZREMRANGEBYSCORE` of the expired ones, in one

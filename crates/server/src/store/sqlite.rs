@@ -641,13 +641,15 @@ impl Outbox for SqliteStore {
         let mut st = conn
             .prepare_cached(
                 "SELECT destination, key, event_json, visitor_json, attempts, next_attempt_at_ms,
-                        last_error, reason
+                        last_error, reason, id, dead_at_ms
                  FROM dead ORDER BY id DESC LIMIT ?1",
             )
             .map_err(backend("dead_entries: preparing"))?;
         let rows = st
             .query_map([to_i64(limit)], |r| {
                 Ok(DeadEntry {
+                    id: r.get::<_, i64>(8)?.to_string(),
+                    dead_at_ms: r.get(9)?,
                     entry: OutboxEntry {
                         destination: r.get(0)?,
                         key: r.get(1)?,
@@ -662,6 +664,51 @@ impl Outbox for SqliteStore {
             })
             .map_err(backend("dead_entries: querying"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend("dead_entries: reading rows"))
+    }
+
+    /// One transaction: the capacity check, then each dead row copied into the
+    /// outbox and deleted from the dead list.
+    fn replay_dead(&self, ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        // An id that is not a number names no dead row.
+        let numbers: Vec<(i64, &String)> = ids.iter().filter_map(|id| Some((id.parse().ok()?, id))).collect();
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend("replay: begin"))?;
+        let mut found = 0i64;
+        for (n, _) in &numbers {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT id FROM dead WHERE id = ?1")
+                .and_then(|mut st| st.query_row([n], |r| r.get(0)).optional())
+                .map_err(backend("replay: finding dead entry"))?;
+            found += i64::from(exists.is_some());
+        }
+        let len: i64 = tx
+            .prepare_cached("SELECT value FROM counters WHERE name = 'outbox'")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(backend("replay: reading queue length"))?;
+        if len.saturating_add(found) > to_i64(self.options.capacity) {
+            return Err(StoreError::Full { capacity: self.options.capacity });
+        }
+        let mut moved = Vec::new();
+        for (n, id) in numbers {
+            let reason: Option<String> = tx
+                .prepare_cached("SELECT reason FROM dead WHERE id = ?1")
+                .and_then(|mut st| st.query_row([n], |r| r.get(0)).optional())
+                .map_err(backend("replay: reading dead entry"))?;
+            let Some(reason) = reason else { continue };
+            tx.prepare_cached(
+                "INSERT INTO outbox (destination, key, event_json, visitor_json, attempts,
+                     next_attempt_at_ms, leased_until_ms, last_error, created_at_ms)
+                 SELECT destination, key, event_json, visitor_json, 0, ?2, 0, ?3, ?4 FROM dead WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![n, now_ms, super::outbox::replayed_note(&reason), unix_ms()]))
+            .map_err(backend("replay: copying entry"))?;
+            tx.prepare_cached("DELETE FROM dead WHERE id = ?1")
+                .and_then(|mut st| st.execute([n]))
+                .map_err(backend("replay: deleting dead entry"))?;
+            moved.push(id.clone());
+        }
+        tx.commit().map_err(backend("replay: commit"))?;
+        Ok(moved)
     }
 
     fn oldest_by_destination(&self) -> Result<BTreeMap<String, i64>, StoreError> {
