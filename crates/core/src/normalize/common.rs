@@ -411,6 +411,12 @@ const KEEPS_LEADING_ZERO: &[&str] = &["39", "378"];
 /// * A national number without `default_cc`: taken as already international
 ///   (Google's "remove non-digits, add `+`"), unless it starts with a trunk
 ///   `0`, which cannot start a country code: then `None`.
+/// * An international number (`+` or `00`) whose country code (1 to 3 digits)
+///   is followed by a parenthesised group starting with the national trunk
+///   `0` (`+44 (0)20 7031 3000`, `+49 (0)30 …`, `0044 (020) …`): that group's
+///   leading zeros are dropped, as dialling from abroad does (E.164 has no
+///   trunk prefix: `442070313000`), except for Italy and San Marino, whose
+///   leading zero is part of the number (`+39 (0)6 …` → `3906…`).
 /// * The result must not start with `0`. The caller checks the length.
 pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Option<String> {
     let mut s = raw.trim();
@@ -421,6 +427,10 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
     }
     let mut plus = false;
     let mut digits = String::with_capacity(s.len());
+    // The first parenthesised group, as digit positions: where it opened, and
+    // the whole group once it closed.
+    let mut opened = None;
+    let mut group = None;
     for c in s.chars() {
         if let Some(d) = ascii_digit(c) {
             digits.push(d);
@@ -428,12 +438,31 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
             if digits.is_empty() {
                 plus = true;
             }
+        } else if matches!(c, '(' | '\u{FF08}') {
+            if group.is_none() && opened.is_none() {
+                opened = Some(digits.len());
+            }
+        } else if matches!(c, ')' | '\u{FF09}') {
+            if let Some(start) = opened.take() {
+                group = Some((start, digits.len()));
+            }
         } else if !digits.is_empty() && (c.is_alphabetic() || matches!(c, '#' | ';' | ',')) {
             break;
         }
     }
     if digits.is_empty() {
         return None;
+    }
+    // Where the country code of an international number starts.
+    let country_code_at = if plus {
+        Some(0)
+    } else if digits.starts_with("00") {
+        Some(2)
+    } else {
+        None
+    };
+    if let (Some(at), Some((start, end))) = (country_code_at, group) {
+        drop_parenthesised_trunk_zero(&mut digits, at, start, end);
     }
     let full = if plus {
         digits
@@ -462,6 +491,24 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
         }
     };
     if full.is_empty() || full.starts_with('0') { None } else { Some(full) }
+}
+
+/// Drops the leading zeros of the parenthesised group `digits[start..end]`
+/// when it directly follows the country code `digits[at..start]` (1 to 3
+/// digits) and starts with the national trunk `0`: `+44 (0)20 …` is dialled
+/// from abroad as `+44 20 …`. Italy and San Marino keep theirs (it is part of
+/// the number, not a trunk prefix).
+fn drop_parenthesised_trunk_zero(digits: &mut String, at: usize, start: usize, end: usize) {
+    let Some(country_code) = digits.get(at..start) else { return };
+    if !(1..=3).contains(&country_code.len())
+        || country_code.starts_with('0')
+        || KEEPS_LEADING_ZERO.contains(&country_code)
+        || !digits.get(start..end).is_some_and(|g| g.starts_with('0'))
+    {
+        return;
+    }
+    let zeros = digits[start..end].bytes().take_while(|b| *b == b'0').count();
+    digits.replace_range(start..start + zeros, "");
 }
 
 #[cfg(test)]
@@ -578,6 +625,31 @@ mod tests {
         assert_eq!(f("\u{660}\u{665}\u{660}\u{661}", Some("966")).as_deref(), Some("966501"));
         // A bad default calling code is ignored.
         assert_eq!(f("6505551212", Some("abc")).as_deref(), Some("6505551212"));
+    }
+
+    #[test]
+    fn parenthesised_trunk_zero_after_the_country_code_is_dropped() {
+        let f = |raw: &str, cc: Option<&str>| international_digits(raw, cc);
+        // E.164 has no national trunk prefix: +44 (0)20 7031 3000 is +44 20 7031 3000.
+        assert_eq!(f("+44 (0)20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44(0)2070313000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44 (0) 20 7031 3000", Some("1")).as_deref(), Some("442070313000"));
+        assert_eq!(f("0044 (0)20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44 (020) 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+49 (0)30 1234567", None).as_deref(), Some("49301234567"));
+        assert_eq!(f("+49 (0)151 2345 6789", None).as_deref(), Some("4915123456789"));
+        assert_eq!(f("\u{ff0b}49\u{ff08}0\u{ff09}30 1234567", None).as_deref(), Some("49301234567"));
+        // Italy and San Marino: the leading 0 is part of the number and stays.
+        assert_eq!(f("+39 06 1234 5678", None).as_deref(), Some("390612345678"));
+        assert_eq!(f("+39 (0)6 1234 5678", None).as_deref(), Some("390612345678"));
+        assert_eq!(f("+378 (0549) 123456", None).as_deref(), Some("3780549123456"));
+        // Only a group right after a 1-3 digit country code, starting with 0.
+        assert_eq!(f("+1 (650) 555-1212", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("+44 20 (0)7031 3000", None).as_deref(), Some("4420070313000"));
+        assert_eq!(f("+(0)44 20 7031 3000", None), None);
+        // A national number's trunk zero goes with the default calling code, as before.
+        assert_eq!(f("(0)20 7031 3000", Some("44")).as_deref(), Some("442070313000"));
+        assert_eq!(f("(06) 1234 5678", Some("39")).as_deref(), Some("390612345678"));
     }
 
     #[test]
