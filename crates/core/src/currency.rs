@@ -3,9 +3,13 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
-/// Active ISO 4217 alphabetic codes (2026 list, including X-codes used for
-/// precious metals and testing), three letters each, sorted.
-const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXAGXAUXBAXBBXBCXBDXCDXCGXDRXOFXPDXPFXPTXSUXTSXUAXXXYERZARZMWZWG";
+/// Active ISO 4217 alphabetic codes that are money (2026 list), three
+/// letters each, sorted: every code but [`NOT_MONEY`].
+const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXCDXCGXOFXPFYERZARZMWZWG";
+
+/// The active ISO 4217 codes that are not money (see [`Currency`]), sorted:
+/// refused with their own reason.
+const NOT_MONEY: &str = "XAGXAUXBAXBBXBCXBDXDRXPDXPTXSUXTSXUAXXX";
 
 /// The codes whose minor unit is not 2 decimals, each followed by its number of
 /// decimals, or `-` where ISO 4217 lists none ("N.A.": precious metals, funds,
@@ -61,19 +65,16 @@ impl Currency {
             return Err(Error::Invalid { field: "currency", reason: "expected a 3-letter ISO 4217 code such as USD" });
         }
         let code = [t[0].to_ascii_uppercase(), t[1].to_ascii_uppercase(), t[2].to_ascii_uppercase()];
-        let known = ISO_4217.as_bytes().chunks_exact(3).any(|c| c == code);
-        if !known {
-            return Err(Error::Invalid { field: "currency", reason: "not an ISO 4217 currency code" });
+        let listed = |list: &str| list.as_bytes().chunks_exact(3).any(|c| c == code);
+        if !listed(ISO_4217) {
+            let reason = if listed(NOT_MONEY) {
+                "not money (XXX, XTS, metals, units of account): send the sale's currency"
+            } else {
+                "not an ISO 4217 currency code"
+            };
+            return Err(Error::Invalid { field: "currency", reason });
         }
-        let currency = Currency(code);
-        // Not money: the codes without a minor unit (see the type's documentation).
-        if currency.minor_units().is_none() {
-            return Err(Error::Invalid {
-                field: "currency",
-                reason: "not money (XXX, XTS, metals such as XAU, units such as XDR): send the sale's currency",
-            });
-        }
-        Ok(currency)
+        Ok(Currency(code))
     }
 
     /// The upper-case code.
@@ -153,7 +154,10 @@ mod tests {
         let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
         assert!(codes.iter().all(|c| c.len() == 3));
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
-        assert!(codes.len() > 170);
+        assert!(codes.len() > 160);
+        let not_money: Vec<&[u8]> = NOT_MONEY.as_bytes().chunks(3).collect();
+        assert!(not_money.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
+        assert!(not_money.iter().all(|c| !codes.contains(c)), "a code is either money or not");
     }
 
     #[test]
@@ -168,7 +172,8 @@ mod tests {
         assert!(rows.iter().all(|r| r.len() == 4 && (r[3].is_ascii_digit() || r[3] == b'-')));
         assert!(rows.windows(2).all(|w| w[0][..3] < w[1][..3]), "table must stay sorted");
         for r in &rows {
-            assert!(ISO_4217.as_bytes().chunks(3).any(|c| c == &r[..3]), "{:?} is not in the ISO 4217 list", &r[..3]);
+            let listed = |list: &str| list.as_bytes().chunks(3).any(|c| c == &r[..3]);
+            assert!(listed(ISO_4217) || listed(NOT_MONEY), "{:?} is not in the ISO 4217 list", &r[..3]);
         }
         for (code, units) in [("USD", Some(2)), ("CLP", Some(0)), ("CLF", Some(4)), ("TND", Some(3)), ("XPF", Some(0))]
         {
@@ -202,6 +207,8 @@ mod tests {
             no_minor_unit,
             ["XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"]
         );
+        let not_money: Vec<&str> = NOT_MONEY.as_bytes().chunks(3).map(|c| core::str::from_utf8(c).unwrap()).collect();
+        assert_eq!(not_money, no_minor_unit);
     }
 
     #[test]

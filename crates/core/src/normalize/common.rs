@@ -427,42 +427,33 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
     }
     let mut plus = false;
     let mut digits = String::with_capacity(s.len());
-    // The first parenthesised group, as digit positions: where it opened, and
-    // the whole group once it closed.
-    let mut opened = None;
-    let mut group = None;
+    // Where the first parenthesised group opened (in digits), until it closes.
+    let mut group: Option<usize> = None;
+    let mut seen_group = false;
     for c in s.chars() {
         if let Some(d) = ascii_digit(c) {
+            if d == '0' && group == Some(digits.len()) && after_country_code(digits.as_bytes(), plus) {
+                // A trunk 0 in brackets after the country code: +44 (0)20 … is +44 20 ….
+                continue;
+            }
             digits.push(d);
         } else if c == '+' || c == '\u{FF0B}' {
             if digits.is_empty() {
                 plus = true;
             }
         } else if matches!(c, '(' | '\u{FF08}') {
-            if group.is_none() && opened.is_none() {
-                opened = Some(digits.len());
+            if !seen_group {
+                seen_group = true;
+                group = Some(digits.len());
             }
         } else if matches!(c, ')' | '\u{FF09}') {
-            if let Some(start) = opened.take() {
-                group = Some((start, digits.len()));
-            }
+            group = None;
         } else if !digits.is_empty() && (c.is_alphabetic() || matches!(c, '#' | ';' | ',')) {
             break;
         }
     }
     if digits.is_empty() {
         return None;
-    }
-    // Where the country code of an international number starts.
-    let country_code_at = if plus {
-        Some(0)
-    } else if digits.starts_with("00") {
-        Some(2)
-    } else {
-        None
-    };
-    if let (Some(at), Some((start, end))) = (country_code_at, group) {
-        drop_parenthesised_trunk_zero(&mut digits, at, start, end);
     }
     let full = if plus {
         digits
@@ -493,22 +484,19 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
     if full.is_empty() || full.starts_with('0') { None } else { Some(full) }
 }
 
-/// Drops the leading zeros of the parenthesised group `digits[start..end]`
-/// when it directly follows the country code `digits[at..start]` (1 to 3
-/// digits) and starts with the national trunk `0`: `+44 (0)20 …` is dialled
-/// from abroad as `+44 20 …`. Italy and San Marino keep theirs (it is part of
-/// the number, not a trunk prefix).
-fn drop_parenthesised_trunk_zero(digits: &mut String, at: usize, start: usize, end: usize) {
-    let Some(country_code) = digits.get(at..start) else { return };
-    if !(1..=3).contains(&country_code.len())
-        || country_code.starts_with('0')
-        || KEEPS_LEADING_ZERO.contains(&country_code)
-        || !digits.get(start..end).is_some_and(|g| g.starts_with('0'))
-    {
-        return;
-    }
-    let zeros = digits[start..end].bytes().take_while(|b| *b == b'0').count();
-    digits.replace_range(start..start + zeros, "");
+/// Whether `digits`, read so far, are exactly the country code (1 to 3
+/// digits) of a number marked international (`+`, or `00` before them), so
+/// that a `0` opening the next parenthesised group is the national trunk
+/// prefix, not dialled from abroad. Italy and San Marino keep theirs (it is
+/// part of the number). Byte-wise, without indexing that could panic: the
+/// browser build carries no panic formatting.
+fn after_country_code(digits: &[u8], plus: bool) -> bool {
+    let country_code = if plus { Some(digits) } else { digits.strip_prefix(b"00") };
+    country_code.is_some_and(|cc| {
+        (1..=3).contains(&cc.len())
+            && cc.first() != Some(&b'0')
+            && !KEEPS_LEADING_ZERO.iter().any(|k| k.as_bytes() == cc)
+    })
 }
 
 #[cfg(test)]
