@@ -307,7 +307,7 @@ mod tests {
             ("10.005", "EUR", "10.005 EUR"),
             ("0.000001", "USD", "0.000001 USD"),
             ("12.5", "JPY", "12.5 JPY"),
-            ("3.1", "XAU", "3.1 XAU"),
+            ("3.1", "XOF", "3.1 XOF"),
         ];
         for (amount, currency, want) in cases {
             assert_eq!(Amount::parse(amount).unwrap().to_money(cur(currency)), want, "{amount} {currency}");

@@ -3,9 +3,13 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
-/// Active ISO 4217 alphabetic codes (2026 list, including X-codes used for
-/// precious metals and testing), three letters each, sorted.
-const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXAGXAUXBAXBBXBCXBDXCDXCGXDRXOFXPDXPFXPTXSUXTSXUAXXXYERZARZMWZWG";
+/// Active ISO 4217 alphabetic codes that are money (2026 list), three
+/// letters each, sorted: every code but [`NOT_MONEY`].
+const ISO_4217: &str = "AEDAFNALLAMDAOAARSAUDAWGAZNBAMBBDBDTBGNBHDBIFBMDBNDBOBBOVBRLBSDBTNBWPBYNBZDCADCDFCHECHFCHWCLFCLPCNYCOPCOUCRCCUPCVECZKDJFDKKDOPDZDEGPERNETBEURFJDFKPGBPGELGHSGIPGMDGNFGTQGYDHKDHNLHTGHUFIDRILSINRIQDIRRISKJMDJODJPYKESKGSKHRKMFKPWKRWKWDKYDKZTLAKLBPLKRLRDLSLLYDMADMDLMGAMKDMMKMNTMOPMRUMURMVRMWKMXNMXVMYRMZNNADNGNNIONOKNPRNZDOMRPABPENPGKPHPPKRPLNPYGQARRONRSDRUBRWFSARSBDSCRSDGSEKSGDSHPSLESOSSRDSSPSTNSVCSYPSZLTHBTJSTMTTNDTOPTRYTTDTWDTZSUAHUGXUSDUSNUYIUYUUYWUZSVEDVESVNDVUVWSTXAFXCDXCGXOFXPFYERZARZMWZWG";
+
+/// The active ISO 4217 codes that are not money (see [`Currency`]), sorted:
+/// refused with their own reason.
+const NOT_MONEY: &str = "XAGXAUXBAXBBXBCXBDXDRXPDXPTXSUXTSXUAXXX";
 
 /// The codes whose minor unit is not 2 decimals, each followed by its number of
 /// decimals, or `-` where ISO 4217 lists none ("N.A.": precious metals, funds,
@@ -15,6 +19,25 @@ const NOT_TWO_DECIMALS: &str = "BHD3BIF0CLF4CLP0DJF0GNF0IQD3ISK0JOD3JPY0KMF0KRW0
 
 /// A validated ISO 4217 currency code, stored upper case (`USD`).
 ///
+/// The ISO 4217 codes that are not money a sale can be paid in are refused.
+/// They are exactly the codes for which ISO 4217 lists no minor unit ("N.A."):
+///
+/// * `XXX`, "no currency involved", and `XTS`, "reserved for testing";
+/// * the precious metals, priced per troy ounce: `XAU` gold, `XAG` silver,
+///   `XPD` palladium, `XPT` platinum;
+/// * units of account that no buyer pays in: `XDR` (the IMF's Special Drawing
+///   Right), `XSU` (SUCRE), `XUA` (the African Development Bank's unit) and
+///   the European bond-market units `XBA`, `XBB`, `XBC`, `XBD`.
+///
+/// None of them is a currency the ad platforms take for a conversion value:
+/// Google Ads (<https://developers.google.com/google-ads/api/docs/reference/data/codes-formats#currency-codes>),
+/// GA4 (<https://support.google.com/analytics/answer/9796179>) and Meta
+/// (<https://developers.facebook.com/docs/marketing-api/currencies>) list
+/// circulating currencies only, so a value in them would be dropped or
+/// mis-converted there, and they mean nothing in a shop's books. The X-codes
+/// that *are* circulating currencies stay valid: `XAF` and `XOF` (CFA francs),
+/// `XCD` (East Caribbean dollar), `XCG` (Caribbean guilder), `XPF` (CFP franc).
+///
 /// Currencies are never converted into each other anywhere in Tally: sums and
 /// reconciliation reports are kept per currency.
 ///
@@ -23,12 +46,16 @@ const NOT_TWO_DECIMALS: &str = "BHD3BIF0CLF4CLP0DJF0GNF0IQD3ISK0JOD3JPY0KMF0KRW0
 /// let eur = Currency::parse("eur").unwrap();
 /// assert_eq!(eur.as_str(), "EUR");
 /// assert!(Currency::parse("EURO").is_err());
+/// // "No currency" is a valid ISO 4217 code, but not money.
+/// assert!(Currency::parse("XXX").is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Currency([u8; 3]);
 
 impl Currency {
     /// Parses a code, accepting any letter case and surrounding spaces.
+    /// Unknown codes and codes that are not money (`XXX`, `XTS`, `XAU`, `XDR`,
+    /// …) are refused with [`Error::Invalid`] naming the field `currency`.
     pub fn parse(raw: &str) -> Result<Currency> {
         let t = raw.trim().as_bytes();
         if t.is_empty() {
@@ -38,9 +65,14 @@ impl Currency {
             return Err(Error::Invalid { field: "currency", reason: "expected a 3-letter ISO 4217 code such as USD" });
         }
         let code = [t[0].to_ascii_uppercase(), t[1].to_ascii_uppercase(), t[2].to_ascii_uppercase()];
-        let known = ISO_4217.as_bytes().chunks_exact(3).any(|c| c == code);
-        if !known {
-            return Err(Error::Invalid { field: "currency", reason: "not an ISO 4217 currency code" });
+        let listed = |list: &str| list.as_bytes().chunks_exact(3).any(|c| c == code);
+        if !listed(ISO_4217) {
+            let reason = if listed(NOT_MONEY) {
+                "not money (XXX, XTS, metals, units of account): send the sale's currency"
+            } else {
+                "not an ISO 4217 currency code"
+            };
+            return Err(Error::Invalid { field: "currency", reason });
         }
         Ok(Currency(code))
     }
@@ -52,15 +84,16 @@ impl Currency {
     }
 
     /// The number of decimals of the currency's minor unit per ISO 4217: 2 for
-    /// `EUR` (cents), 0 for `JPY`, 3 for `KWD`; `None` for codes without one
-    /// (`XAU`, `XDR`, `XXX`, …).
+    /// `EUR` (cents), 0 for `JPY`, 3 for `KWD`. ISO 4217 lists none for the
+    /// codes [`Currency::parse`] refuses as not money, so it is `Some` for
+    /// every parsed currency.
     ///
     /// ```
     /// use tally_core::Currency;
     /// assert_eq!(Currency::parse("EUR").unwrap().minor_units(), Some(2));
     /// assert_eq!(Currency::parse("JPY").unwrap().minor_units(), Some(0));
     /// assert_eq!(Currency::parse("KWD").unwrap().minor_units(), Some(3));
-    /// assert_eq!(Currency::parse("XAU").unwrap().minor_units(), None);
+    /// assert_eq!(Currency::parse("XOF").unwrap().minor_units(), Some(0));
     /// ```
     pub fn minor_units(&self) -> Option<u8> {
         match NOT_TWO_DECIMALS.as_bytes().chunks_exact(4).find(|c| c[..3] == self.0) {
@@ -121,7 +154,10 @@ mod tests {
         let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
         assert!(codes.iter().all(|c| c.len() == 3));
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
-        assert!(codes.len() > 170);
+        assert!(codes.len() > 160);
+        let not_money: Vec<&[u8]> = NOT_MONEY.as_bytes().chunks(3).collect();
+        assert!(not_money.windows(2).all(|w| w[0] < w[1]), "list must stay sorted");
+        assert!(not_money.iter().all(|c| !codes.contains(c)), "a code is either money or not");
     }
 
     #[test]
@@ -136,12 +172,43 @@ mod tests {
         assert!(rows.iter().all(|r| r.len() == 4 && (r[3].is_ascii_digit() || r[3] == b'-')));
         assert!(rows.windows(2).all(|w| w[0][..3] < w[1][..3]), "table must stay sorted");
         for r in &rows {
-            let code = core::str::from_utf8(&r[..3]).unwrap();
-            assert!(Currency::parse(code).is_ok(), "{code} is not in the ISO 4217 list");
+            let listed = |list: &str| list.as_bytes().chunks(3).any(|c| c == &r[..3]);
+            assert!(listed(ISO_4217) || listed(NOT_MONEY), "{:?} is not in the ISO 4217 list", &r[..3]);
         }
-        for (code, units) in [("USD", Some(2)), ("CLP", Some(0)), ("CLF", Some(4)), ("TND", Some(3)), ("XTS", None)] {
+        for (code, units) in [("USD", Some(2)), ("CLP", Some(0)), ("CLF", Some(4)), ("TND", Some(3)), ("XPF", Some(0))]
+        {
             assert_eq!(Currency::parse(code).unwrap().minor_units(), units, "{code}");
         }
+    }
+
+    #[test]
+    fn codes_that_are_not_money_are_refused_naming_the_field() {
+        for code in ["XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD", " xxx "]
+        {
+            let err = Currency::parse(code).unwrap_err();
+            assert_eq!(err.field(), "currency", "{code}");
+            assert!(err.to_string().starts_with("currency is invalid: not money"), "{code}: {err}");
+        }
+        // The X-codes that are circulating currencies stay valid.
+        for code in ["XAF", "XOF", "XCD", "XCG", "XPF"] {
+            assert!(Currency::parse(code).is_ok(), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_codes_without_a_minor_unit_are_the_ones_documented_as_not_money() {
+        let no_minor_unit: Vec<&str> = NOT_TWO_DECIMALS
+            .as_bytes()
+            .chunks(4)
+            .filter(|r| r[3] == b'-')
+            .map(|r| core::str::from_utf8(&r[..3]).unwrap())
+            .collect();
+        assert_eq!(
+            no_minor_unit,
+            ["XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"]
+        );
+        let not_money: Vec<&str> = NOT_MONEY.as_bytes().chunks(3).map(|c| core::str::from_utf8(c).unwrap()).collect();
+        assert_eq!(not_money, no_minor_unit);
     }
 
     #[test]

@@ -203,14 +203,24 @@ mod parse {
         Ok(ids)
     }
 
+    /// The wire form of a consent signal is one of three strings, exactly as
+    /// the OpenAPI document (`Consent`) says and as both trackers send it:
+    /// `"granted"`, `"denied"` or `"unknown"` (or absent / `null`: unknown).
+    /// Booleans, numbers and other spellings are refused, naming the field: a
+    /// consent decision is a legal signal, so the collector does not guess
+    /// what `true`, `1` or `"yes"` meant (the JavaScript trackers' APIs take
+    /// booleans and send the strings).
     fn consent(m: &Map<String, Value>) -> Result<ConsentState> {
         let sig = |k: &str, field: &'static str| -> Result<ConsentSignal> {
             match m.get(k) {
                 None | Some(Value::Null) => Ok(ConsentSignal::Unknown),
-                Some(Value::String(s)) => ConsentSignal::parse(s)
-                    .ok_or(Error::Invalid { field, reason: "expected granted, denied or unknown" }),
-                Some(Value::Bool(b)) => Ok(if *b { ConsentSignal::Granted } else { ConsentSignal::Denied }),
-                Some(_) => Err(Error::Invalid { field, reason: "expected granted, denied or unknown" }),
+                Some(Value::String(s)) if s == "granted" => Ok(ConsentSignal::Granted),
+                Some(Value::String(s)) if s == "denied" => Ok(ConsentSignal::Denied),
+                Some(Value::String(s)) if s == "unknown" => Ok(ConsentSignal::Unknown),
+                Some(_) => Err(Error::Invalid {
+                    field,
+                    reason: "expected the string \"granted\", \"denied\" or \"unknown\" (not a boolean)",
+                }),
             }
         };
         Ok(ConsentState {
@@ -442,6 +452,11 @@ mod tests {
             (r#"{"v":1,"createdAt":1,"clickIds":{"gclid":"a b"}}"#, "clickIds.gclid"),
             (r#"{"v":1,"createdAt":1,"clickIds":{"fbc":"nonsense"}}"#, "clickIds.fbc"),
             (r#"{"v":1,"createdAt":1,"consent":{"ad_storage":"maybe"}}"#, "consent.ad_storage"),
+            // Consent is one of the three strings the OpenAPI document lists: no booleans, no other spelling.
+            (r#"{"v":1,"createdAt":1,"consent":{"ad_storage":true}}"#, "consent.ad_storage"),
+            (r#"{"v":1,"createdAt":1,"consent":{"analytics_storage":false}}"#, "consent.analytics_storage"),
+            (r#"{"v":1,"createdAt":1,"consent":{"ad_user_data":"GRANTED"}}"#, "consent.ad_user_data"),
+            (r#"{"v":1,"createdAt":1,"consent":{"ad_personalization":1}}"#, "consent.ad_personalization"),
             (r#"{"v":1,"createdAt":1,"eventIds":["ok","has space"]}"#, "eventId"),
             (r#"{"v":1,"createdAt":1,"userData":{"email":["x"]}}"#, "userData"),
             (r#"{"v":1,"createdAt":1,"pageUrl":7}"#, "pageUrl"),

@@ -17,8 +17,10 @@
 //! ```
 //!
 //! Statuses: `accepted` (delivered, or durably queued for retry), `duplicate`
-//! (already delivered everywhere it may go), `invalid` (with the field),
-//! `consent_denied` (no destination may receive it). When the outbox is full
+//! (already delivered everywhere it may go), `invalid` (with the field; also
+//! an `occurredAt` no configured destination accepts, see
+//! [`window::check_event_time`]), `consent_denied` (no destination may
+//! receive it). When the outbox is full
 //! the answer is 503, so the browser keeps the batch and retries; events already
 //! delivered then come back as `duplicate`.
 //!
@@ -31,7 +33,9 @@
 //! connection is closed). `/metrics` asks for
 //! [`CollectorConfig::metrics_token`] when one is set. Browsers authenticate
 //! with a site key from an allowed origin (CORS answers that exact origin, with
-//! credentials); server-to-server callers with `Authorization: Bearer <secret>`.
+//! credentials); server-to-server callers with `Authorization: Bearer <secret>`
+//! (the scheme in any letter case, RFC 9110 §11.1). A 401 names the credential
+//! that was wrong: the bearer secret, the site key, or neither sent.
 //!
 //! ## Server-to-server calls
 //!
@@ -67,7 +71,8 @@ use axum::routing::{MethodRouter, get, options, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use tally_core::{ClickIds, ClientId, ContextEnvelope, Event, EventId, VisitorId, cookie};
+use tally_core::destinations::window;
+use tally_core::{ClickIds, ClientId, ContextEnvelope, DestinationKind, Event, EventId, VisitorId, cookie};
 
 use crate::error::DeliveryError;
 use crate::input::Visitor;
@@ -437,8 +442,8 @@ pub fn truncate_ip(ip: IpAddr) -> IpAddr {
 
 /// `GET /status`: the [status page](crate::status) for people.
 async fn status_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !admin_ok(&state, &headers) {
-        return status_refused(&state);
+    if let Err(reason) = admin_ok(&state, &headers) {
+        return status_refused(reason);
     }
     let html = state.tracker.status().await.render_html();
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
@@ -446,47 +451,101 @@ async fn status_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 
 /// `GET /status.json`: the same data for machines.
 async fn status_json(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !admin_ok(&state, &headers) {
-        return status_refused(&state);
+    if let Err(reason) = admin_ok(&state, &headers) {
+        return status_refused(reason);
     }
     let report = state.tracker.status().await;
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(report)).into_response()
 }
 
-fn status_refused(state: &AppState) -> Response {
-    let reason = if state.config.server_secrets.is_empty() {
-        "the status page needs [collector] server_secrets: none is configured"
-    } else {
-        "send a server secret: Authorization: Bearer <secret>, or Basic with the secret as password"
-    };
+fn status_refused(reason: &str) -> Response {
     let mut h = HeaderMap::new();
     h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tally status\", charset=\"UTF-8\""));
     error(StatusCode::UNAUTHORIZED, reason, &h)
 }
 
-/// A server secret as a bearer token, or as the password of Basic
-/// authentication (any user name), so a person's browser can open the page.
-fn admin_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    use base64::Engine as _;
-    if bearer_ok(state, headers) {
-        return true;
-    }
-    let Some(basic) =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
-    else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else { return false };
-    let Ok(text) = std::str::from_utf8(&decoded) else { return false };
-    text.split_once(':').is_some_and(|(_, password)| state.config.server_secrets.contains(password))
+/// The credentials of the `Authorization` header when its scheme is
+/// `scheme`. Scheme names are case-insensitive (RFC 9110 §11.1:
+/// `bearer`, `BEARER` and `Bearer` are one scheme), followed by one or more spaces.
+fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (name, rest) = value.split_once(' ').unwrap_or((value, ""));
+    name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
+/// A server secret as a bearer token, or as the password of Basic
+/// authentication (any user name), so a person's browser can open the page.
+/// Refused with the reason: no secret configured, a secret that matches
+/// none, or none sent.
+fn admin_ok(state: &AppState, headers: &HeaderMap) -> Result<(), &'static str> {
+    use base64::Engine as _;
+    if state.config.server_secrets.is_empty() {
+        return Err("the status page needs [collector] server_secrets: none is configured");
+    }
+    if let Some(token) = credentials(headers, "Bearer") {
+        return if state.config.server_secrets.contains(token) {
+            Ok(())
+        } else {
+            Err("the bearer secret matches none of [collector] server_secrets")
+        };
+    }
+    let Some(basic) = credentials(headers, "Basic") else {
+        return Err("send a server secret: Authorization: Bearer <secret>, or Basic with the secret as password");
+    };
+    let password = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|text| text.split_once(':').map(|(_, p)| p.to_owned()));
+    match password {
+        None => Err("the Basic credentials are not base64 of user:password"),
+        Some(p) if state.config.server_secrets.contains(&p) => Ok(()),
+        Some(_) => Err("the Basic password matches none of [collector] server_secrets"),
+    }
+}
+
+/// Whether the request carries a bearer secret that is one of the server secrets.
 fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| state.config.server_secrets.contains(t.trim()))
+    credentials(headers, "Bearer").is_some_and(|t| state.config.server_secrets.contains(t))
+}
+
+/// Who is calling `/collect`: `Ok(true)` a backend with a server secret,
+/// `Ok(false)` a browser with a known site key; otherwise the reason naming
+/// the credential that was wrong. A bearer secret, when sent, decides alone:
+/// a wrong one is refused even beside a valid site key.
+fn collect_caller(state: &AppState, headers: &HeaderMap, site_key: &str) -> Result<bool, &'static str> {
+    if credentials(headers, "Bearer").is_some() {
+        return if bearer_ok(state, headers) {
+            Ok(true)
+        } else if state.config.server_secrets.is_empty() {
+            Err("a bearer secret was sent, but [collector] server_secrets is empty: configure one")
+        } else {
+            Err("the bearer secret matches none of [collector] server_secrets")
+        };
+    }
+    if site_key.is_empty() {
+        return Err("no credentials: send a siteKey (browsers) or Authorization: Bearer <server secret> (backends)");
+    }
+    if state.config.site_keys.contains(site_key) {
+        Ok(false)
+    } else {
+        Err("unknown siteKey: not in [collector] site_keys")
+    }
+}
+
+/// An event whose time no configured destination accepts (ahead of the clock
+/// beyond the skew allowance, or older than the longest window) is `invalid`
+/// here, with the reason, instead of `accepted` and then sent nowhere.
+fn event_time_ok(e: Event, now_ms: i64, kinds: &[DestinationKind]) -> Result<Event, (String, String, String)> {
+    match window::check_event_time(e.occurred_at_ms, now_ms, kinds) {
+        Ok(()) => Ok(e),
+        Err(err @ tally_core::Error::OutsideWindow { .. }) => Err((
+            e.id.as_str().to_owned(),
+            err.field().to_owned(),
+            format!("{err}, the longest of the configured destinations: none accepts an event this old"),
+        )),
+        Err(err) => Err((e.id.as_str().to_owned(), err.field().to_owned(), err.to_string())),
+    }
 }
 
 /// Fills what the envelope lacks from the request's first-party cookies (the
@@ -561,14 +620,12 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
             return (r.status, cors, axum::Json(v)).into_response();
         }
     };
-    let server = bearer_ok(&state, &headers);
-    if !server {
-        if !state.config.site_keys.contains(batch.site_key.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, "unknown siteKey (or a missing bearer secret)", &cors);
-        }
-        if !state.config.allowed_origins.is_empty() && !headers.contains_key(header::ORIGIN) {
-            return error(StatusCode::FORBIDDEN, "browser requests must come from an allowed origin", &cors);
-        }
+    let server = match collect_caller(&state, &headers, &batch.site_key) {
+        Ok(server) => server,
+        Err(reason) => return error(StatusCode::UNAUTHORIZED, reason, &cors),
+    };
+    if !server && !state.config.allowed_origins.is_empty() && !headers.contains_key(header::ORIGIN) {
+        return error(StatusCode::FORBIDDEN, "browser requests must come from an allowed origin", &cors);
     }
     let envelope = batch.envelope;
     let mut visitor = Visitor::from_envelope(&envelope);
@@ -590,8 +647,9 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     let mut results: Vec<Option<EventResult>> = vec![None; batch.events.len()];
     let mut valid = Vec::new();
     let mut positions = Vec::new();
+    let (kinds, now) = (state.tracker.destination_kinds(), crate::tracker::now_ms());
     for (i, parsed) in batch.events.into_iter().enumerate() {
-        match parsed {
+        match parsed.and_then(|e| event_time_ok(e, now, &kinds)) {
             Ok(e) => {
                 positions.push(i);
                 valid.push(e);

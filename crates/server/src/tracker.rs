@@ -161,6 +161,11 @@ impl ServerTracker {
         self.inner.destinations.iter().map(|d| d.name().to_owned()).collect()
     }
 
+    /// Kinds of the configured destinations, in result order.
+    pub fn destination_kinds(&self) -> Vec<DestinationKind> {
+        self.inner.destinations.iter().map(|d| d.kind()).collect()
+    }
+
     /// Binds the browser state of `envelope`: every helper of the result uses
     /// its client id, session, click ids, consent and user data unless the call
     /// says otherwise (see [`Visitor`]).

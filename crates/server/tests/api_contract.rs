@@ -213,3 +213,33 @@ fn tally_web_server_uses_the_same_names() {
     let status = quoted_after(&dts, "status: ", ";");
     assert!(status.iter().all(|s| EventResult::STATUSES.contains(&s.as_str())), "{status:?}");
 }
+
+/// A consent signal in the document (`Consent`) is exactly what the envelope
+/// parser takes: each listed string is accepted; what the schema does not
+/// allow (a boolean, another spelling, a number) is refused, naming the field.
+#[test]
+fn consent_values_are_what_the_document_allows() {
+    let doc = doc();
+    let consent = schema(&doc, "Consent");
+    let keys: Vec<&String> = consent["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 4);
+    let parse = |key: &str, v: Value| {
+        tally_core::ContextEnvelope::from_value(&json!({"v":1,"createdAt":1,"consent":{key: v}}))
+            .map(|e| e.consent)
+            .map_err(|e| e.field().to_owned())
+    };
+    for key in keys {
+        let prop = &consent["properties"][key];
+        assert_eq!(prop["type"], "string", "{key}: {prop}");
+        let allowed = strings(&prop["enum"]);
+        assert_eq!(allowed, ["granted", "denied", "unknown"], "{key}");
+        for v in &allowed {
+            assert!(parse(key, json!(v)).is_ok(), "{key} = {v:?} is in the document but refused");
+        }
+        for v in [json!(true), json!(false), json!("GRANTED"), json!("Denied"), json!(1), json!("")] {
+            assert_eq!(parse(key, v.clone()), Err(format!("consent.{key}")), "{key} = {v} is not in the document");
+        }
+        // Absent or null: unknown, as the document says.
+        assert!(parse(key, Value::Null).is_ok());
+    }
+}

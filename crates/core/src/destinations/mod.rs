@@ -15,6 +15,7 @@ pub mod rokt;
 pub mod servoki;
 pub mod tiktok;
 pub mod webhook;
+pub mod window;
 
 use crate::click_ids::ClickIds;
 use crate::client_id::ClientId;

@@ -411,6 +411,12 @@ const KEEPS_LEADING_ZERO: &[&str] = &["39", "378"];
 /// * A national number without `default_cc`: taken as already international
 ///   (Google's "remove non-digits, add `+`"), unless it starts with a trunk
 ///   `0`, which cannot start a country code: then `None`.
+/// * An international number (`+` or `00`) whose country code (1 to 3 digits)
+///   is followed by a parenthesised group starting with the national trunk
+///   `0` (`+44 (0)20 7031 3000`, `+49 (0)30 …`, `0044 (020) …`): that group's
+///   leading zeros are dropped, as dialling from abroad does (E.164 has no
+///   trunk prefix: `442070313000`), except for Italy and San Marino, whose
+///   leading zero is part of the number (`+39 (0)6 …` → `3906…`).
 /// * The result must not start with `0`. The caller checks the length.
 pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Option<String> {
     let mut s = raw.trim();
@@ -421,13 +427,27 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
     }
     let mut plus = false;
     let mut digits = String::with_capacity(s.len());
+    // Where the first parenthesised group opened (in digits), until it closes.
+    let mut group: Option<usize> = None;
+    let mut seen_group = false;
     for c in s.chars() {
         if let Some(d) = ascii_digit(c) {
+            if d == '0' && group == Some(digits.len()) && after_country_code(digits.as_bytes(), plus) {
+                // A trunk 0 in brackets after the country code: +44 (0)20 … is +44 20 ….
+                continue;
+            }
             digits.push(d);
         } else if c == '+' || c == '\u{FF0B}' {
             if digits.is_empty() {
                 plus = true;
             }
+        } else if matches!(c, '(' | '\u{FF08}') {
+            if !seen_group {
+                seen_group = true;
+                group = Some(digits.len());
+            }
+        } else if matches!(c, ')' | '\u{FF09}') {
+            group = None;
         } else if !digits.is_empty() && (c.is_alphabetic() || matches!(c, '#' | ';' | ',')) {
             break;
         }
@@ -462,6 +482,21 @@ pub(crate) fn international_digits(raw: &str, default_cc: Option<&str>) -> Optio
         }
     };
     if full.is_empty() || full.starts_with('0') { None } else { Some(full) }
+}
+
+/// Whether `digits`, read so far, are exactly the country code (1 to 3
+/// digits) of a number marked international (`+`, or `00` before them), so
+/// that a `0` opening the next parenthesised group is the national trunk
+/// prefix, not dialled from abroad. Italy and San Marino keep theirs (it is
+/// part of the number). Byte-wise, without indexing that could panic: the
+/// browser build carries no panic formatting.
+fn after_country_code(digits: &[u8], plus: bool) -> bool {
+    let country_code = if plus { Some(digits) } else { digits.strip_prefix(b"00") };
+    country_code.is_some_and(|cc| {
+        (1..=3).contains(&cc.len())
+            && cc.first() != Some(&b'0')
+            && !KEEPS_LEADING_ZERO.iter().any(|k| k.as_bytes() == cc)
+    })
 }
 
 #[cfg(test)]
@@ -578,6 +613,31 @@ mod tests {
         assert_eq!(f("\u{660}\u{665}\u{660}\u{661}", Some("966")).as_deref(), Some("966501"));
         // A bad default calling code is ignored.
         assert_eq!(f("6505551212", Some("abc")).as_deref(), Some("6505551212"));
+    }
+
+    #[test]
+    fn parenthesised_trunk_zero_after_the_country_code_is_dropped() {
+        let f = |raw: &str, cc: Option<&str>| international_digits(raw, cc);
+        // E.164 has no national trunk prefix: +44 (0)20 7031 3000 is +44 20 7031 3000.
+        assert_eq!(f("+44 (0)20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44(0)2070313000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44 (0) 20 7031 3000", Some("1")).as_deref(), Some("442070313000"));
+        assert_eq!(f("0044 (0)20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+44 (020) 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(f("+49 (0)30 1234567", None).as_deref(), Some("49301234567"));
+        assert_eq!(f("+49 (0)151 2345 6789", None).as_deref(), Some("4915123456789"));
+        assert_eq!(f("\u{ff0b}49\u{ff08}0\u{ff09}30 1234567", None).as_deref(), Some("49301234567"));
+        // Italy and San Marino: the leading 0 is part of the number and stays.
+        assert_eq!(f("+39 06 1234 5678", None).as_deref(), Some("390612345678"));
+        assert_eq!(f("+39 (0)6 1234 5678", None).as_deref(), Some("390612345678"));
+        assert_eq!(f("+378 (0549) 123456", None).as_deref(), Some("3780549123456"));
+        // Only a group right after a 1-3 digit country code, starting with 0.
+        assert_eq!(f("+1 (650) 555-1212", None).as_deref(), Some("16505551212"));
+        assert_eq!(f("+44 20 (0)7031 3000", None).as_deref(), Some("4420070313000"));
+        assert_eq!(f("+(0)44 20 7031 3000", None), None);
+        // A national number's trunk zero goes with the default calling code, as before.
+        assert_eq!(f("(0)20 7031 3000", Some("44")).as_deref(), Some("442070313000"));
+        assert_eq!(f("(06) 1234 5678", Some("39")).as_deref(), Some("390612345678"));
     }
 
     #[test]

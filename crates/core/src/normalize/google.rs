@@ -55,6 +55,11 @@ pub fn google_email(raw: &str) -> Option<String> {
 /// taken as already international, except one starting with `0` (→ `None`).
 /// Extensions (`x12`, `ext. 5`, `#5`) are dropped.
 ///
+/// A national trunk `0` written in parentheses after the country code is
+/// dropped (`+44 (0)20 7031 3000` → `+442070313000`, `+49 (0)30 …` → `+4930…`),
+/// except for Italy and San Marino, where the leading zero is part of the
+/// number (`+39 06 …` and `+39 (0)6 …` → `+3906…`).
+///
 /// This is not libphonenumber: no per-country length or trunk-prefix rules
 /// beyond Italy and San Marino keeping their leading zero.
 ///
@@ -63,6 +68,7 @@ pub fn google_email(raw: &str) -> Option<String> {
 /// assert_eq!(google_phone("(800)555-0100", Some("1")).as_deref(), Some("+18005550100"));
 /// assert_eq!(google_phone("+1 800 5550102", None).as_deref(), Some("+18005550102"));
 /// assert_eq!(google_phone("020 7031 3000", Some("44")).as_deref(), Some("+442070313000"));
+/// assert_eq!(google_phone("+44 (0)20 7031 3000", None).as_deref(), Some("+442070313000"));
 /// ```
 pub fn google_phone(raw: &str, default_country_calling_code: Option<&str>) -> Option<String> {
     let digits = international_digits(raw, default_country_calling_code)?;
@@ -155,6 +161,12 @@ mod tests {
         assert_eq!(p("6505551212", None).as_deref(), Some("+6505551212"));
         assert_eq!(p("+44 20 7031 3000", None).as_deref(), Some("+442070313000"));
         assert_eq!(p("0044 20 7031 3000", Some("1")).as_deref(), Some("+442070313000"));
+        // A parenthesised trunk 0 after the country code is not part of E.164 ...
+        assert_eq!(p("+44 (0)20 7031 3000", None).as_deref(), Some("+442070313000"));
+        assert_eq!(p("+49 (0)30 1234567", Some("49")).as_deref(), Some("+49301234567"));
+        // ... except in Italy, where the leading 0 is part of the number.
+        assert_eq!(p("+39 06 1234 5678", None).as_deref(), Some("+390612345678"));
+        assert_eq!(p("+39 (0)6 1234 5678", None).as_deref(), Some("+390612345678"));
         // Too short / too long.
         assert_eq!(p("+1 555 12", None), None);
         assert_eq!(p("+1234567", None), None);

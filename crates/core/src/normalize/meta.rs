@@ -50,7 +50,9 @@ pub fn meta_email(raw: &str) -> Option<String> {
 /// no leading zeros, 7 to 15 digits (`"(650)555-1212"` with `"1"` → `"16505551212"`).
 ///
 /// Same number rules as [`google_phone`](super::google_phone) (international
-/// marks, default calling code for national numbers, extensions dropped).
+/// marks, default calling code for national numbers, a parenthesised trunk `0`
+/// after the country code dropped, extensions dropped):
+/// `"+44 (0)20 7031 3000"` → `"442070313000"`.
 pub fn meta_phone(raw: &str, default_country_calling_code: Option<&str>) -> Option<String> {
     let digits = international_digits(raw, default_country_calling_code)?;
     if (7..=15).contains(&digits.len()) { Some(digits) } else { None }
@@ -326,6 +328,9 @@ mod tests {
         assert_eq!(meta_phone("16505551212", Some("1")).as_deref(), Some("16505551212"));
         assert_eq!(meta_phone("0049 151 2345678", None).as_deref(), Some("491512345678"));
         assert_eq!(meta_phone("0151 2345678", Some("49")).as_deref(), Some("491512345678"));
+        assert_eq!(meta_phone("+44 (0)20 7031 3000", None).as_deref(), Some("442070313000"));
+        assert_eq!(meta_phone("+49 (0)30 1234567", None).as_deref(), Some("49301234567"));
+        assert_eq!(meta_phone("+39 06 1234 5678", None).as_deref(), Some("390612345678"));
         assert_eq!(meta_phone("+1234567", None).as_deref(), Some("1234567"));
         assert_eq!(meta_phone("+123456", None), None);
         assert_eq!(meta_phone("+1234567890123456", None), None);

@@ -29,6 +29,7 @@ mod tests {
         assert_eq!(tiktok_email(" Jane.Doe@Gmail.com ").as_deref(), Some("jane.doe@gmail.com"));
         assert_eq!(tiktok_email("nope"), None);
         assert_eq!(tiktok_phone("(650) 555-1212", Some("1")).as_deref(), Some("+16505551212"));
+        assert_eq!(tiktok_phone("+44 (0)20 7031 3000", None).as_deref(), Some("+442070313000"));
         assert_eq!(tiktok_phone("12", None), None);
         assert_eq!(tiktok_external_id(" ABC ").as_deref(), Some("abc"));
     }
