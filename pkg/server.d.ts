@@ -76,7 +76,7 @@ export interface ServerTrackResult {
 
 /** Why a call did not reach the destinations. */
 export type ServerErrorCode =
-  /** `createServerTracker` options are wrong (`option` names which). */
+  /** `createServerTracker` options are wrong (`option` names which); thrown at the first call for a wrong value. */
   | 'config'
   /** The input breaks a rule (`field` names it); thrown at the call, or by the collector. */
   | 'invalid'
@@ -295,7 +295,10 @@ export interface ServerTracker {
 
 /**
  * Creates a server tracker that reports to the Tally collector at `endpoint`
- * with `secret`. Throws a `TallyServerError` (code `config`) naming the option
- * when the configuration is wrong.
+ * with `secret`. Options that are not an object, or not options, throw here; a
+ * missing or wrong `endpoint`, `secret` or `timeoutMs` throws a
+ * `TallyServerError` (code `config`, `option` naming it) at the first tracking
+ * call instead, so a module that creates the tracker at its top level still
+ * imports where the variables are absent (`next build`, a Worker starting up).
  */
 export function createServerTracker(config: ServerTrackerConfig): ServerTracker;
