@@ -22,7 +22,9 @@ export type SkipReasonCode =
   | 'no_attribution'
   | 'invalid'
   /** A full refund Google Ads cannot take through the Data Manager API (it has no retraction). */
-  | 'retraction_unsupported';
+  | 'retraction_unsupported'
+  /** The user agent of the visitor is a known bot (crawler, link previewer, headless browser) and the destination does not take bots. */
+  | 'bot';
 
 /** Why a delivery failed, or waits in the collector's outbox for a retry. */
 export type DeliveryErrorCode =

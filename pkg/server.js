@@ -13,7 +13,7 @@ export const OUTCOMES = Object.freeze(['sent', 'queued', 'failed', 'skipped']);
 /** Why a destination was skipped (`SkipReason::CODES` in tally-server). */
 export const SKIP_REASONS = Object.freeze([
   'not_configured', 'no_label_configured', 'consent_denied', 'duplicate',
-  'outside_window', 'unsupported', 'no_attribution', 'invalid', 'retraction_unsupported',
+  'outside_window', 'unsupported', 'no_attribution', 'invalid', 'retraction_unsupported', 'bot',
 ]);
 /** Why a delivery failed or waits for a retry (`DeliveryError::CODES` in tally-server). */
 export const DELIVERY_ERRORS = Object.freeze([

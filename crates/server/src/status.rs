@@ -127,6 +127,18 @@ pub struct StatusReport {
     pub backlog: BTreeMap<String, Backlog>,
     /// Why the journal could not be read, if it could not (the page then shows only the backlog).
     pub journal_error: Option<String>,
+    /// Known bots' events since the process started, per destination (see [`crate::bots`]).
+    pub bots: BTreeMap<String, BotCounts>,
+}
+
+/// Known bots' events at one destination since the process started, by kind
+/// (`crawler`, `link_preview`, `headless`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BotCounts {
+    /// Withheld (skipped with reason `bot`).
+    pub filtered: BTreeMap<String, u64>,
+    /// Sent anyway and flagged: orders a backend confirmed, or `bots = "send"`.
+    pub flagged: BTreeMap<String, u64>,
 }
 
 impl StatusReport {
@@ -154,7 +166,14 @@ impl StatusReport {
                 CoveragePoint { from_ms, coverage_bp }
             })
             .collect();
-        StatusReport { generated_at_ms: now_ms, windows, hourly, backlog: backlog.clone(), journal_error: None }
+        StatusReport {
+            generated_at_ms: now_ms,
+            windows,
+            hourly,
+            backlog: backlog.clone(),
+            journal_error: None,
+            bots: BTreeMap::new(),
+        }
     }
 
     /// A report that could not read the journal, with `error` and the backlog.
@@ -165,6 +184,7 @@ impl StatusReport {
             hourly: Vec::new(),
             backlog: backlog.clone(),
             journal_error: Some(error),
+            bots: BTreeMap::new(),
         }
     }
 
@@ -205,7 +225,26 @@ impl StatusReport {
                 b.stats.dead
             );
         }
-        h.push_str("</table></body></html>\n");
+        h.push_str("</table>");
+        if !self.bots.is_empty() {
+            h.push_str(concat!(
+                "<h2>Bots</h2><p class=\"note\">Events of known crawlers, link previewers and headless browsers ",
+                "since start: withheld from a destination, or sent flagged (orders a backend confirmed, ",
+                "or <code>bots = \"send\"</code>).</p>",
+                "<table id=\"bots\"><tr><th>destination</th><th>withheld</th><th>sent, flagged</th></tr>"
+            ));
+            for (d, b) in &self.bots {
+                let _ = write!(
+                    h,
+                    "<tr data-destination=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td></tr>",
+                    esc(d),
+                    esc(&reasons(&b.filtered)),
+                    esc(&reasons(&b.flagged))
+                );
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("</body></html>\n");
         h
     }
 }
