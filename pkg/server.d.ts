@@ -22,7 +22,9 @@ export type SkipReasonCode =
   | 'no_attribution'
   | 'invalid'
   /** A full refund Google Ads cannot take through the Data Manager API (it has no retraction). */
-  | 'retraction_unsupported';
+  | 'retraction_unsupported'
+  /** The user agent of the visitor is a known bot (crawler, link previewer, headless browser) and the destination does not take bots. */
+  | 'bot';
 
 /** Why a delivery failed, or waits in the collector's outbox for a retry. */
 export type DeliveryErrorCode =
@@ -76,7 +78,7 @@ export interface ServerTrackResult {
 
 /** Why a call did not reach the destinations. */
 export type ServerErrorCode =
-  /** `createServerTracker` options are wrong (`option` names which). */
+  /** `createServerTracker` options are wrong (`option` names which); thrown at the first call for a wrong value. */
   | 'config'
   /** The input breaks a rule (`field` names it); thrown at the call, or by the collector. */
   | 'invalid'
@@ -301,7 +303,10 @@ export interface ServerTracker {
 
 /**
  * Creates a server tracker that reports to the Tally collector at `endpoint`
- * with `secret`. Throws a `TallyServerError` (code `config`) naming the option
- * when the configuration is wrong.
+ * with `secret`. Options that are not an object, or not options, throw here; a
+ * missing or wrong `endpoint`, `secret` or `timeoutMs` throws a
+ * `TallyServerError` (code `config`, `option` naming it) at the first tracking
+ * call instead, so a module that creates the tracker at its top level still
+ * imports where the variables are absent (`next build`, a Worker starting up).
  */
 export function createServerTracker(config: ServerTrackerConfig): ServerTracker;

@@ -13,7 +13,7 @@ export const OUTCOMES = Object.freeze(['sent', 'queued', 'failed', 'skipped']);
 /** Why a destination was skipped (`SkipReason::CODES` in tally-server). */
 export const SKIP_REASONS = Object.freeze([
   'not_configured', 'no_label_configured', 'consent_denied', 'duplicate',
-  'outside_window', 'unsupported', 'no_attribution', 'invalid', 'retraction_unsupported',
+  'outside_window', 'unsupported', 'no_attribution', 'invalid', 'retraction_unsupported', 'bot',
 ]);
 /** Why a delivery failed or waits for a retry (`DeliveryError::CODES` in tally-server). */
 export const DELIVERY_ERRORS = Object.freeze([
@@ -38,11 +38,18 @@ const CLICK_IDS = ['gclid', 'gbraid', 'wbraid', 'fbc', 'fbp', 'ttclid', 'rtid'];
 const config = (option, why) => new TallyServerError('config', `createServerTracker: ${option} ${why}`, { option });
 const invalid = (helper, field, why) => new TallyServerError('invalid', `${helper}: ${field} ${why}`, { field });
 
-function checkConfig(options) {
+// The shape of the options: a mistake in the code, thrown by createServerTracker.
+function checkShape(options) {
   if (!options || typeof options !== 'object') throw config('options', 'must be an object { endpoint, secret, timeoutMs? }');
   for (const k of Object.keys(options)) {
     if (!OPTIONS.includes(k)) throw config(k, `is not an option (expected one of ${OPTIONS.join(', ')})`);
   }
+}
+
+// The values, which usually come from the environment: checked at the first
+// call, so a module that creates the tracker at its top level still imports
+// where the variables are absent (`next build`, a Worker starting up).
+function checkConfig(options) {
   const { endpoint, secret, timeoutMs = 10000 } = options;
   let url;
   try {
@@ -255,6 +262,7 @@ async function post(cfg, helper, event, visitor) {
   };
 }
 
+// `cfg()` is the checked configuration (throwing a `config` error while it is wrong).
 function tracker(cfg, base) {
   const t = {
     fromContext(envelope) {
@@ -264,10 +272,11 @@ function tracker(cfg, base) {
   for (const [name, build] of Object.entries(HELPERS)) {
     // Not async: a missing required field throws at the call, before any request.
     t[name] = function (input) {
+      const checked = cfg();
       const event = build(input);
       if (given(input && input.occurredAt)) event.occurredAt = input.occurredAt;
       const visitor = { context: context(base, input || {}), ipAddress: input && input.ipAddress, userAgent: input && input.userAgent };
-      return post(cfg, name, event, visitor);
+      return post(checked, name, event, visitor);
     };
   }
   return Object.freeze(t);
@@ -275,9 +284,14 @@ function tracker(cfg, base) {
 
 /**
  * Creates a server tracker that reports to the Tally collector at `endpoint`
- * with `secret`. Throws a TallyServerError (code `config`) naming the option
- * when the configuration is wrong.
+ * with `secret`. Options that are not an object or not options throw here;
+ * a missing or wrong `endpoint`, `secret` or `timeoutMs` throws at the first
+ * tracking call (a TallyServerError with code `config` naming the option), so
+ * creating the tracker at a module's top level never breaks an import.
  */
 export function createServerTracker(options) {
-  return tracker(checkConfig(options), {});
+  checkShape(options);
+  const values = { ...options };
+  let checked;
+  return tracker(() => (checked ??= checkConfig(values)), {});
 }

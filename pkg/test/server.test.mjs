@@ -4,11 +4,15 @@
 //   TALLY_COLLECT_URL  the collector's /collect URL
 //   TALLY_SECRET       its server secret
 //   TALLY_SITE_KEY, TALLY_ORIGIN  what a browser uses
+//   TALLY_SERVER_SECRET  the same secret, as the README's route handler reads it
+//   README_EXAMPLES    the README's route handler and Cloudflare Worker compiled by tsc
+//                      (route.js, worker.js)
 //   SANDBOX_CONTROL    the harness's URL: GET /purchases (accepted purchases per
 //                      destination), GET /traffic (every request the stand-ins
 //                      received), POST /down/<destination>, POST /up/<destination>
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pathToFileURL } from 'node:url';
 
 import { createServerTracker, TallyServerError, OUTCOMES } from '../server.js';
 
@@ -60,26 +64,35 @@ const tracker = createServerTracker({ endpoint, secret, timeoutMs: 20000 });
 const delta = (before, after) => Object.fromEntries(DESTINATIONS.map((d) => [d, after[d] - before[d]]));
 const everywhere = (n) => Object.fromEntries(DESTINATIONS.map((d) => [d, n]));
 
-test('configuration mistakes throw at creation, naming the option', () => {
-  const bad = [
+test('configuration mistakes throw, naming the option: wrong values at the first call, not at creation', () => {
+  const isConfig = (option) => (e) => {
+    assert.ok(e instanceof TallyServerError, String(e));
+    assert.equal(e.code, 'config');
+    assert.equal(e.option, option);
+    assert.match(e.message, new RegExp(`createServerTracker: ${option} `));
+    return true;
+  };
+  // Values come from the environment, which `next build` or a Worker's module
+  // scope may not have: creating the tracker must not throw, the first call does.
+  const badValues = [
     [{ secret }, 'endpoint'],
+    [{ endpoint: undefined, secret: undefined }, 'endpoint'],
+    [{ endpoint: '', secret: '' }, 'endpoint'],
     [{ endpoint: '/collect', secret }, 'endpoint'],
     [{ endpoint: 'ftp://x/collect', secret }, 'endpoint'],
     [{ endpoint }, 'secret'],
     [{ endpoint, secret: '  ' }, 'secret'],
     [{ endpoint, secret, timeoutMs: 0 }, 'timeoutMs'],
     [{ endpoint, secret, timeoutMs: '5s' }, 'timeoutMs'],
-    [{ endpoint, secret, timeout: 5 }, 'timeout'],
   ];
-  for (const [options, option] of bad) {
-    assert.throws(() => createServerTracker(options), (e) => {
-      assert.ok(e instanceof TallyServerError, String(e));
-      assert.equal(e.code, 'config');
-      assert.equal(e.option, option);
-      assert.match(e.message, new RegExp(`createServerTracker: ${option} `));
-      return true;
-    });
+  for (const [options, option] of badValues) {
+    const t = createServerTracker(options);
+    assert.throws(() => t.trackPurchase(order('JS-CFG')), isConfig(option));
+    assert.throws(() => t.fromContext(envelope(0)).trackSignUp({}), isConfig(option), 'again, and from a bound tracker');
   }
+  // Options that are not options are a mistake in the code: thrown at creation.
+  assert.throws(() => createServerTracker({ endpoint, secret, timeout: 5 }), isConfig('timeout'));
+  assert.throws(() => createServerTracker(undefined), isConfig('options'));
   // Input mistakes throw at the call, before any request, naming the field.
   assert.throws(() => tracker.trackPurchase({ value: 1, currency: 'USD' }), { code: 'invalid', field: 'transactionId' });
   assert.throws(() => tracker.trackPurchase({ transactionId: 'X', currency: 'USD' }), { code: 'invalid', field: 'value' });
@@ -187,4 +200,24 @@ test('a wrong secret is a clear error', async () => {
   });
   const unreachable = createServerTracker({ endpoint: 'http://127.0.0.1:9/collect', secret });
   await assert.rejects(unreachable.trackSignUp({ method: 'email' }), { code: 'transport' });
+});
+
+test("the README's Cloudflare Worker (env bindings) and Next.js route handler, as compiled, deliver their orders once everywhere", async () => {
+  const dir = env('README_EXAMPLES');
+  const before = await purchases();
+  const paid = (id, n) => ({
+    id, total: '30.03', currency: 'USD', email: `${id.toLowerCase()}@example.com`,
+    lines: [{ sku: 'SKU-204', name: 'Merino runner', price: '10.01', quantity: 3 }],
+    tallyContext: envelope(n), userAgent: 'Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0',
+  });
+  const webhook = (order) => new Request('https://shop.example/api/webhooks/payments', { method: 'POST', body: JSON.stringify(order) });
+  // The Worker gets its configuration as bindings, with the request.
+  const worker = (await import(pathToFileURL(`${dir}/worker.js`).href)).default;
+  const w = await worker.fetch(webhook(paid('JS-1101', 5)), { TALLY_COLLECT_URL: endpoint, TALLY_SERVER_SECRET: secret });
+  assert.equal(w.status, 204, await w.text());
+  // The route handler reads process.env (set by the harness) at import.
+  const route = await import(pathToFileURL(`${dir}/route.js`).href);
+  const r = await route.POST(webhook(paid('JS-1102', 6)));
+  assert.equal(r.status, 204, await r.text());
+  assert.deepEqual(delta(before, await purchases()), everywhere(2));
 });

@@ -56,6 +56,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515)
 }
 
+/// The user agent the test browser sends: desktop Chrome's, as a shopper's.
+pub const PERSON_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
 impl Browser {
     /// Starts chromedriver and a fresh headless Chromium profile.
     pub async fn launch() -> Browser {
@@ -77,6 +81,9 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    // A person's user agent: headless Chromium says `HeadlessChrome`, which the
+                    // collector keeps away from ad destinations (crates/server/src/bots.rs).
+                    format!("--user-agent={PERSON_USER_AGENT}"),
                     format!("--user-data-dir={}", profile.display()),
                 ]
             }

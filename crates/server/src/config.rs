@@ -44,6 +44,7 @@ pub struct ServerTrackerBuilder {
     pub(crate) default_consent: ConsentState,
     pub(crate) order_id: tally_core::OrderIdForm,
     pub(crate) lanes: std::collections::BTreeMap<String, crate::lane::LaneSettings>,
+    pub(crate) bots: std::collections::BTreeMap<String, crate::bots::BotPolicy>,
     pub(crate) http: Option<reqwest::Client>,
 }
 
@@ -62,6 +63,7 @@ impl Default for ServerTrackerBuilder {
             default_consent: ConsentState::default(),
             order_id: tally_core::OrderIdForm::AsGiven,
             lanes: std::collections::BTreeMap::new(),
+            bots: std::collections::BTreeMap::new(),
             http: None,
         }
     }
@@ -181,6 +183,19 @@ impl ServerTrackerBuilder {
         }
     }
 
+    /// What `destination` (`ga4`, `meta`, `webhook:warehouse` …) does with the
+    /// events of known bots: see [`crate::bots`]. Without it, its kind's
+    /// default ([`BotPolicy::default_for`](crate::bots::BotPolicy::default_for)).
+    pub fn bots(mut self, destination: impl Into<String>, policy: crate::bots::BotPolicy) -> Self {
+        self.bots.insert(destination.into(), policy);
+        self
+    }
+
+    /// The bot policy of `dest`: as set with [`ServerTrackerBuilder::bots`], else its kind's default.
+    pub(crate) fn bot_policy_for(&self, dest: &crate::destination::Destination) -> crate::bots::BotPolicy {
+        self.bots.get(dest.name()).copied().unwrap_or_else(|| crate::bots::BotPolicy::default_for(dest.kind()))
+    }
+
     /// The calling code prepended to national phone numbers before hashing (e.g. `"1"`).
     pub fn default_calling_code(mut self, cc: impl Into<String>) -> Self {
         self.normalize.default_calling_code = Some(cc.into());
@@ -295,6 +310,13 @@ impl ServerTrackerBuilder {
             let names: Vec<&str> = destinations.iter().map(Destination::name).collect();
             return Err(ConfigError::Invalid {
                 setting: "lanes",
+                reason: format!("{unknown:?} is not a configured destination (configured: {})", names.join(", ")),
+            });
+        }
+        if let Some(unknown) = self.bots.keys().find(|n| !destinations.iter().any(|d| d.name() == n.as_str())) {
+            let names: Vec<&str> = destinations.iter().map(Destination::name).collect();
+            return Err(ConfigError::Invalid {
+                setting: "bots",
                 reason: format!("{unknown:?} is not a configured destination (configured: {})", names.join(", ")),
             });
         }

@@ -53,6 +53,9 @@
 //! secret = "env:WAREHOUSE_HMAC_SECRET"
 //! batch = 100                                 # optional: records per request (default 1)
 //!
+//! # bots = "send"                            # in any destination's section: known bots' events
+//!                                             # (default "drop"; "send" for webhooks), see crate::bots
+//!
 //! [lanes.meta]                                # optional, per destination
 //! window = 8                                  # requests in flight at most
 //! max_batch = 1000                            # events per request at most
@@ -129,6 +132,9 @@ pub struct LaneSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleAdsSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// `data_manager` (default) or `google_ads_api` (for developers Google
     /// still allowlists for offline conversion imports).
     pub api: Option<String>,
@@ -184,6 +190,9 @@ pub struct GoogleAdsSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetaSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// Pixel (dataset) id.
     pub pixel_id: String,
     /// System-user access token.
@@ -200,6 +209,9 @@ pub struct MetaSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoktSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// Account id.
     pub account_id: String,
     /// `rpub-…` key.
@@ -214,6 +226,9 @@ pub struct RoktSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServokiSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// Site (domain or code).
     pub site: String,
     /// API key.
@@ -226,6 +241,9 @@ pub struct ServokiSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TikTokSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// Pixel code.
     pub pixel_code: String,
     /// Events API access token.
@@ -240,6 +258,9 @@ pub struct TikTokSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// Where to POST.
     pub url: String,
     /// HMAC secret.
@@ -382,6 +403,9 @@ pub struct CollectorSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Ga4Section {
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
     /// `G-…`.
     pub measurement_id: String,
     /// API secret (use `env:NAME`).
@@ -488,6 +512,7 @@ impl TallyConfig {
         c.collector.server_secrets = list("TALLY_SERVER_SECRETS").into_iter().map(Secret::from).collect();
         if let Some(id) = get("TALLY_GA4_MEASUREMENT_ID") {
             c.ga4 = Some(Ga4Section {
+                bots: None,
                 measurement_id: id,
                 api_secret: get("TALLY_GA4_API_SECRET")
                     .ok_or(ConfigError::Missing {
@@ -712,6 +737,22 @@ impl TallyConfig {
                 sink = sink.batch(n);
             }
             b = b.webhook(name.clone(), sink);
+        }
+        // Known bots, per destination (`bots = "drop" | "send"` in its section).
+        let bots = [
+            ("ga4".to_owned(), self.ga4.as_ref().and_then(|c| c.bots)),
+            ("google_ads".to_owned(), self.google_ads.as_ref().and_then(|c| c.bots)),
+            ("meta".to_owned(), self.meta.as_ref().and_then(|c| c.bots)),
+            ("rokt".to_owned(), self.rokt.as_ref().and_then(|c| c.bots)),
+            ("servoki".to_owned(), self.servoki.as_ref().and_then(|c| c.bots)),
+            ("tiktok".to_owned(), self.tiktok.as_ref().and_then(|c| c.bots)),
+        ]
+        .into_iter()
+        .chain(self.webhooks.iter().map(|(name, w)| (format!("webhook:{name}"), w.bots)));
+        for (name, policy) in bots {
+            if let Some(policy) = policy {
+                b = b.bots(name, policy);
+            }
         }
         Ok(b)
     }

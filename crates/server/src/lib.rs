@@ -26,7 +26,7 @@
 //!
 //! Every call returns a [`TrackResult`] with one [`Outcome`] per configured
 //! destination: sent, failed (with a typed [`DeliveryError`]) or skipped with a
-//! [`SkipReason`] (consent, duplicate, not configured …). Configuration mistakes
+//! [`SkipReason`] (consent, duplicate, a known [bot](bots), not configured …). Configuration mistakes
 //! fail at [`ServerTrackerBuilder::build`]; delivery failures come back as values.
 //!
 //! Every event is written to the [outbox](store) before it is sent, then goes
@@ -158,6 +158,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod bots;
 pub mod collector;
 pub mod config;
 pub mod config_file;

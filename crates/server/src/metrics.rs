@@ -16,6 +16,10 @@ pub struct DestinationCounts {
     pub duplicates: u64,
     /// Events not delivered, by reason (a stable snake_case code).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Events of known bots withheld, by [`BotKind::code`](crate::bots::BotKind::code).
+    pub bot_filtered: BTreeMap<&'static str, u64>,
+    /// Events of known bots sent anyway (confirmed orders, `bots = "send"`), by kind.
+    pub bot_flagged: BTreeMap<&'static str, u64>,
 }
 
 /// Counters since start, per destination (`ga4`, `webhook:warehouse` …), so an
@@ -65,6 +69,20 @@ impl Metrics {
     /// Failed store operations since start, by operation.
     pub fn store_errors(&self) -> BTreeMap<&'static str, u64> {
         self.store_errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `n` events of a known bot (`kind`, a [`BotKind::code`](crate::bots::BotKind::code))
+    /// withheld from `destination` (also counted as dropped, reason `bot`).
+    pub fn bot_filtered(&self, destination: &str, kind: &'static str, n: usize) {
+        self.count(destination, |c| {
+            *c.bot_filtered.entry(kind).or_default() += n as u64;
+            *c.dropped.entry("bot").or_default() += n as u64;
+        });
+    }
+
+    /// `n` events of a known bot sent to `destination` anyway, flagged.
+    pub fn bot_flagged(&self, destination: &str, kind: &'static str, n: usize) {
+        self.count(destination, |c| *c.bot_flagged.entry(kind).or_default() += n as u64);
     }
 
     /// `n` events for `destination` dropped for `reason`.
@@ -124,6 +142,27 @@ impl Metrics {
                     "tally_events_dropped_total{{destination=\"{}\",reason=\"{reason}\"}} {n}\n",
                     label(d)
                 ));
+            }
+        }
+        type BotCounter = (&'static str, &'static str, fn(&DestinationCounts) -> &BTreeMap<&'static str, u64>);
+        let bots: [BotCounter; 2] = [
+            (
+                "tally_bot_filtered_total",
+                "Events of known bots (crawler, link_preview, headless) withheld from a destination.",
+                |c| &c.bot_filtered,
+            ),
+            (
+                "tally_bot_flagged_total",
+                "Events of known bots sent anyway: orders a backend confirmed, or bots = \"send\".",
+                |c| &c.bot_flagged,
+            ),
+        ];
+        for (name, help, get) in bots {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (d, c) in &all {
+                for (reason, n) in get(c) {
+                    s.push_str(&format!("{name}{{destination=\"{}\",reason=\"{reason}\"}} {n}\n", label(d)));
+                }
             }
         }
         s.push_str(
@@ -232,5 +271,11 @@ mod tests {
         assert_eq!(m.dropped_by_reason().get("consent_denied"), Some(&2));
         m.store_error("ack");
         assert!(m.render(None, None).contains("tally_store_errors_total{operation=\"ack\"} 1\n"));
+        m.bot_filtered("meta", "crawler", 2);
+        m.bot_flagged("webhook:wh", "headless", 1);
+        let t = m.render(None, None);
+        assert!(t.contains("tally_bot_filtered_total{destination=\"meta\",reason=\"crawler\"} 2\n"), "{t}");
+        assert!(t.contains("tally_bot_flagged_total{destination=\"webhook:wh\",reason=\"headless\"} 1\n"), "{t}");
+        assert!(t.contains("tally_events_dropped_total{destination=\"meta\",reason=\"bot\"} 2\n"), "{t}");
     }
 }

@@ -30,6 +30,11 @@ pub enum SkipReason {
     /// A full refund, which the destination cannot record: Google Ads through
     /// the Data Manager API restates conversions but cannot retract them.
     RetractionUnsupported,
+    /// The visitor's user agent is a known bot (crawler, link previewer,
+    /// headless browser) and the destination does not take bots
+    /// (`bots = "drop"`, the default at ad and analytics destinations): see
+    /// [`crate::bots`].
+    Bot(crate::bots::BotMatch),
 }
 
 impl SkipReason {
@@ -45,6 +50,7 @@ impl SkipReason {
         "no_attribution",
         "invalid",
         "retraction_unsupported",
+        "bot",
     ];
 
     /// A stable snake_case code for logs, metrics and JSON.
@@ -59,6 +65,7 @@ impl SkipReason {
             SkipReason::NoAttribution => "no_attribution",
             SkipReason::Invalid(_) => "invalid",
             SkipReason::RetractionUnsupported => "retraction_unsupported",
+            SkipReason::Bot(_) => "bot",
         }
     }
 }
@@ -72,6 +79,12 @@ impl fmt::Display for SkipReason {
                 "retraction_unsupported: the Data Manager API cannot retract a conversion (full refund); \
                  set google_ads retractions = \"google_ads_api\" if the account still has Google Ads API \
                  access, or remove the conversion in Google Ads",
+            ),
+            SkipReason::Bot(m) => write!(
+                f,
+                "bot: the user agent is a known {} (matches `{}`); this destination takes bots with bots = \"send\"",
+                m.kind.code(),
+                m.pattern
             ),
             other => f.write_str(other.code()),
         }
@@ -344,6 +357,7 @@ mod tests {
             SkipReason::NoAttribution,
             SkipReason::Invalid(tally_core::Error::Missing { field: "value" }),
             SkipReason::RetractionUnsupported,
+            SkipReason::Bot(crate::bots::BotMatch { kind: crate::bots::BotKind::Crawler, pattern: "Googlebot\\/" }),
         ];
         for r in &all {
             match r {
@@ -355,7 +369,8 @@ mod tests {
                 | SkipReason::Unsupported
                 | SkipReason::NoAttribution
                 | SkipReason::Invalid(_)
-                | SkipReason::RetractionUnsupported => {}
+                | SkipReason::RetractionUnsupported
+                | SkipReason::Bot(_) => {}
             }
         }
         all

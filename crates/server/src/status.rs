@@ -130,6 +130,18 @@ pub struct StatusReport {
     /// The newest dead entries (at most [`DEAD_LETTERS_SHOWN`]), newest first,
     /// each with why and the command that replays it; the backlog counts them all.
     pub dead_letters: Vec<DeadLetter>,
+    /// Known bots' events since the process started, per destination (see [`crate::bots`]).
+    pub bots: BTreeMap<String, BotCounts>,
+}
+
+/// Known bots' events at one destination since the process started, by kind
+/// (`crawler`, `link_preview`, `headless`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BotCounts {
+    /// Withheld (skipped with reason `bot`).
+    pub filtered: BTreeMap<String, u64>,
+    /// Sent anyway and flagged: orders a backend confirmed, or `bots = "send"`.
+    pub flagged: BTreeMap<String, u64>,
 }
 
 /// How many dead entries the status page lists.
@@ -207,6 +219,7 @@ impl StatusReport {
             backlog: backlog.clone(),
             journal_error: None,
             dead_letters: Vec::new(),
+            bots: BTreeMap::new(),
         }
     }
 
@@ -219,6 +232,7 @@ impl StatusReport {
             backlog: backlog.clone(),
             journal_error: Some(error),
             dead_letters: Vec::new(),
+            bots: BTreeMap::new(),
         }
     }
 
@@ -261,6 +275,24 @@ impl StatusReport {
         }
         h.push_str("</table>");
         render_dead_letters(&mut h, &self.dead_letters);
+        if !self.bots.is_empty() {
+            h.push_str(concat!(
+                "<h2>Bots</h2><p class=\"note\">Events of known crawlers, link previewers and headless browsers ",
+                "since start: withheld from a destination, or sent flagged (orders a backend confirmed, ",
+                "or <code>bots = \"send\"</code>).</p>",
+                "<table id=\"bots\"><tr><th>destination</th><th>withheld</th><th>sent, flagged</th></tr>"
+            ));
+            for (d, b) in &self.bots {
+                let _ = write!(
+                    h,
+                    "<tr data-destination=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td></tr>",
+                    esc(d),
+                    esc(&reasons(&b.filtered)),
+                    esc(&reasons(&b.flagged))
+                );
+            }
+            h.push_str("</table>");
+        }
         h.push_str("</body></html>\n");
         h
     }

@@ -36,6 +36,7 @@ use tally_core::{
     ConsentState, ContextEnvelope, DestinationKind, Event, EventId, EventName, ParamValue, RefundId, TransactionId,
 };
 
+use crate::bots::{self, BotDecision, BotMatch, BotPolicy, EventSource};
 use crate::config::ServerTrackerBuilder;
 use crate::destination::Destination;
 use crate::error::{DeliveryError, TrackError};
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     outbox: Arc<dyn Outbox>,
     destinations: Vec<Destination>,
     lane_settings: Vec<LaneSettings>,
+    /// What each destination does with known bots' events, in destination order.
+    bot_policies: Vec<BotPolicy>,
     lanes: OnceLock<Vec<Lane<Pending>>>,
     normalize: NormalizeOptions,
     metrics: Metrics,
@@ -144,6 +147,7 @@ impl ServerTracker {
                 store,
                 outbox,
                 lane_settings: destinations.iter().map(|d| b.lane_settings_for(d)).collect(),
+                bot_policies: destinations.iter().map(|d| b.bot_policy_for(d)).collect(),
                 lanes: OnceLock::new(),
                 destinations,
                 normalize: b.normalize.clone(),
@@ -414,6 +418,19 @@ impl ServerTracker {
             Err(e) => StatusReport::unavailable(e.to_string(), now, &backlog),
         };
         report.dead_letters = dead.iter().map(crate::status::DeadLetter::from).collect();
+        let owned = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
+            m.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+        };
+        report.bots = self
+            .inner
+            .metrics
+            .by_destination()
+            .into_iter()
+            .filter(|(_, c)| !c.bot_filtered.is_empty() || !c.bot_flagged.is_empty())
+            .map(|(d, c)| {
+                (d, crate::status::BotCounts { filtered: owned(&c.bot_filtered), flagged: owned(&c.bot_flagged) })
+            })
+            .collect();
         report
     }
 
@@ -477,19 +494,23 @@ impl ServerTracker {
     /// confirmed orders or as browser purchases.
     pub(crate) async fn deliver_from(&self, origin: Origin, events: Vec<Event>, visitor: &Visitor) -> Vec<TrackResult> {
         self.record_orders(qa::reported(origin, &events)).await;
-        self.deliver_where(events, visitor, |_| true).await
+        self.deliver_where(origin, events, visitor, |_| true).await
     }
 
     /// [`ServerTracker::deliver`] to the destinations `only` accepts; the others
     /// report `Skipped(Unsupported)`.
     pub(crate) async fn deliver_where(
         &self,
+        origin: Origin,
         events: Vec<Event>,
         visitor: &Visitor,
         only: impl Fn(DestinationKind) -> bool,
     ) -> Vec<TrackResult> {
         self.ensure_worker();
         let ctx = Arc::new(self.delivery_context(visitor));
+        // The user agent is classified once, for every event and destination.
+        let bot = ctx.user_agent.as_deref().and_then(bots::classify);
+        let from_server = origin == Origin::Server;
         let visitor_json = stored_visitor(&ctx);
         let mut results: Vec<TrackResult> =
             events.iter().map(|e| TrackResult { event_id: e.id.clone(), destinations: BTreeMap::new() }).collect();
@@ -497,7 +518,7 @@ impl ServerTracker {
         let (events, ctx, visitor_json, only) = (&events, &ctx, &visitor_json, &only);
         let deliveries = self.inner.destinations.iter().enumerate().map(|(i, dest)| async move {
             if only(dest.kind()) {
-                self.deliver_to(i, events, ctx, visitor_json).await
+                self.deliver_to(i, events, ctx, visitor_json, (bot, from_server)).await
             } else {
                 vec![Outcome::Skipped(SkipReason::Unsupported); events.len()]
             }
@@ -524,14 +545,22 @@ impl ServerTracker {
         let mut entries = Vec::new();
         let mut taken = Vec::new();
         let mut notes = qa::reported(Origin::Browser, events);
-        for dest in &self.inner.destinations {
+        let bot = ctx.user_agent.as_deref().and_then(bots::classify);
+        for (index, dest) in self.inner.destinations.iter().enumerate() {
             if ctx.consent.policy(dest.kind()).send.is_err() {
                 self.inner.metrics.dropped_n(dest.name(), "consent_denied", events.len());
                 notes.extend(qa::withheld(dest.name(), events, "consent_denied"));
                 continue;
             }
+            let (verdicts, withheld) = self.screen_bots(index, bot, false, events);
+            notes.extend(withheld);
+            let kept: Vec<Event> =
+                events.iter().zip(&verdicts).filter(|(_, v)| v.is_none()).map(|(e, _)| e.clone()).collect();
+            if kept.is_empty() {
+                continue;
+            }
             taken.push(dest.name());
-            entries.extend(outbox_entries(dest, events, &visitor_json, now));
+            entries.extend(outbox_entries(dest, &kept, &visitor_json, now));
         }
         self.record_orders(notes).await;
         if entries.is_empty() {
@@ -555,14 +584,58 @@ impl ServerTracker {
         }
     }
 
-    /// The first attempt of an inline call: into the outbox (not due for the
-    /// worker while this call waits), then through the destination's lane.
+    /// The bot rule ([`bots::decide_for`]) for `events` at destination
+    /// `index`, the visitor's user agent being `bot`: per event, `Some(skip)`
+    /// when it is withheld, `None` when it goes on (flagged ones counted); and
+    /// the production QA notes of the withheld orders.
+    fn screen_bots(
+        &self,
+        index: usize,
+        bot: Option<BotMatch>,
+        from_server: bool,
+        events: &[Event],
+    ) -> (Vec<Option<Outcome>>, Vec<Noted>) {
+        let dest = &self.inner.destinations[index];
+        if bot.is_none() {
+            return (vec![None; events.len()], Vec::new());
+        }
+        let policy = self.inner.bot_policies.get(index).copied().unwrap_or_else(|| BotPolicy::default_for(dest.kind()));
+        let mut withheld = Vec::new();
+        let verdicts = events
+            .iter()
+            .map(|e| match bots::decide_for(bot, EventSource::of(from_server, e), policy) {
+                BotDecision::Send => None,
+                BotDecision::Flag(m) => {
+                    self.inner.metrics.bot_flagged(dest.name(), m.kind.code(), 1);
+                    tracing::info!(
+                        destination = dest.name(),
+                        event = e.name.as_str(),
+                        bot = m.kind.code(),
+                        pattern = m.pattern,
+                        "sending a known bot's event (flagged)"
+                    );
+                    None
+                }
+                BotDecision::Withhold(m) => {
+                    self.inner.metrics.bot_filtered(dest.name(), m.kind.code(), 1);
+                    withheld.push(e.clone());
+                    Some(Outcome::Skipped(SkipReason::Bot(m)))
+                }
+            })
+            .collect();
+        (verdicts, qa::withheld(dest.name(), &withheld, "bot"))
+    }
+
+    /// The first attempt of an inline call at destination `index`: consent and
+    /// the bot rule (`bot`: the visitor's user agent classified, and whether a
+    /// backend reported the events) first, then [`ServerTracker::send_inline`].
     async fn deliver_to(
         &self,
         index: usize,
         events: &[Event],
         ctx: &Arc<DeliveryContext>,
         visitor_json: &str,
+        bot: (Option<BotMatch>, bool),
     ) -> Vec<Outcome> {
         let dest = &self.inner.destinations[index];
         if let Err(denial) = ctx.consent.policy(dest.kind()).send {
@@ -570,6 +643,36 @@ impl ServerTracker {
             self.record_orders(qa::withheld(dest.name(), events, "consent_denied")).await;
             return vec![Outcome::Skipped(SkipReason::ConsentDenied(denial)); events.len()];
         }
+        let (verdicts, withheld) = self.screen_bots(index, bot.0, bot.1, events);
+        if verdicts.iter().all(Option::is_none) {
+            return self.send_inline(index, events, ctx, visitor_json).await;
+        }
+        self.record_orders(withheld).await;
+        let kept: Vec<Event> =
+            events.iter().zip(&verdicts).filter(|(_, v)| v.is_none()).map(|(e, _)| e.clone()).collect();
+        let mut sent =
+            if kept.is_empty() { Vec::new() } else { self.send_inline(index, &kept, ctx, visitor_json).await }
+                .into_iter();
+        verdicts
+            .into_iter()
+            .map(|v| {
+                v.or_else(|| sent.next()).unwrap_or_else(|| Outcome::Queued {
+                    error: DeliveryError::Transport("the delivery lane stopped".into()),
+                })
+            })
+            .collect()
+    }
+
+    /// Into the outbox (not due for the worker while this call waits), then
+    /// through the destination's lane; one outcome per event, in order.
+    async fn send_inline(
+        &self,
+        index: usize,
+        events: &[Event],
+        ctx: &Arc<DeliveryContext>,
+        visitor_json: &str,
+    ) -> Vec<Outcome> {
+        let dest = &self.inner.destinations[index];
         let entries = outbox_entries(dest, events, visitor_json, now_ms() + self.inner.lease.as_millis() as i64);
         let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
         let ids = match self.store_call("enqueue", move |_, o| o.enqueue(&entries)).await {
@@ -858,6 +961,9 @@ impl ServerTracker {
                 // Only this call gets here (the swap above), so the cell is empty.
                 let _unset = self.inner.lanes.set(lanes);
                 rt.spawn(worker(weak));
+                // The bot list compiles once per process: now, off the runtime,
+                // rather than in the first visitor's request.
+                drop(rt.spawn_blocking(|| bots::classify("")));
             }
             Err(_) => self.inner.worker_started.store(false, Ordering::SeqCst),
         }
@@ -1260,8 +1366,10 @@ impl BoundTracker<'_> {
         e.conversion_label = Some(input.label);
         event_checked(&e)?;
         let visitor = input.visitor.over(&self.base);
-        let mut results =
-            self.tracker.deliver_where(vec![e.clone()], &visitor, |k| k == DestinationKind::GoogleAds).await;
+        let mut results = self
+            .tracker
+            .deliver_where(Origin::Server, vec![e.clone()], &visitor, |k| k == DestinationKind::GoogleAds)
+            .await;
         Ok(results.pop().unwrap_or(TrackResult { event_id: e.id, destinations: BTreeMap::new() }))
     }
 

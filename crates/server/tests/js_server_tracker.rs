@@ -1,6 +1,7 @@
 //! `tally-web/server` (pkg/server.js) end to end: a real `tally serve` delivering
 //! to every destination stand-in, driven by the Node test pkg/test/server.test.mjs
-//! (`node --test`), and the README's route handler example type-checked with `tsc`.
+//! (`node --test`), which also runs the README's route handler and Cloudflare
+//! Worker as compiled by `tsc`; those and the Next.js config type-checked with `tsc`.
 //!
 //! This harness runs the stand-ins in process and gives the Node test a small
 //! loopback control API over them (what they accepted, what they received, an
@@ -181,6 +182,7 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
     let base = format!("http://127.0.0.1:{port}");
     let _tally = TallyServe::start(&config, &base).await;
 
+    let examples = readme_examples_as_javascript();
     let test_file = root().join("pkg/test/server.test.mjs");
     let out = tokio::process::Command::new(node)
         .arg("--test")
@@ -188,6 +190,9 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
         .arg(&test_file)
         .env("TALLY_COLLECT_URL", format!("{base}/collect"))
         .env("TALLY_SECRET", SECRET)
+        // What the README's route handler reads, and the compiled README examples.
+        .env("TALLY_SERVER_SECRET", SECRET)
+        .env("README_EXAMPLES", examples.join("out"))
         .env("TALLY_SITE_KEY", SITE_KEY)
         .env("TALLY_ORIGIN", ORIGIN)
         .env("SANDBOX_CONTROL", &ctl_url)
@@ -198,8 +203,8 @@ async fn the_js_server_tracker_against_a_real_tally_serve() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "node --test {} failed (output above)", test_file.display());
-    // Six tests ran and passed (a test file that loaded nothing would also exit 0).
-    assert!(stdout.contains("pass 6") && stdout.contains("fail 0"), "{stdout}");
+    // Seven tests ran and passed (a test file that loaded nothing would also exit 0).
+    assert!(stdout.contains("pass 7") && stdout.contains("fail 0"), "{stdout}");
 }
 
 /// The ```ts block of `readme` that starts with `first_line`.
@@ -213,40 +218,73 @@ fn ts_block(readme: &Path, first_line: &str) -> String {
     text[start..=start + len].to_owned()
 }
 
-/// Runs `tsc` (from `npm ci`) on `route.ts` in a fresh project where `tally-web`
-/// is the package directory itself, so `tally-web/server` resolves through its
-/// `exports` map and `types` condition as in an app. `Err` carries tsc's output.
-fn type_check(route: &str) -> Result<(), String> {
+/// A fresh TypeScript project where `tally-web` is the package directory
+/// itself, so `tally-web/server` resolves through its `exports` map and `types`
+/// condition as in an app, holding `files` (name, code). With `with_process`,
+/// `process` is declared as `@types/node` would (not installed here); without,
+/// code that reads `process.env` does not type-check (a Worker without
+/// `nodejs_compat`). With `emit`, `tsc` writes the JavaScript to `out/`, which
+/// Node can import (`tally-web` resolves from the project's `node_modules`).
+/// `Err` carries tsc's output.
+fn tsc_project(files: &[(&str, &str)], with_process: bool, emit: bool) -> Result<TempDir, String> {
     let root = root();
     let tsc = root.join("node_modules/.bin/tsc");
     assert!(tsc.exists(), "{} is missing: `cargo xtask install` (npm ci) installs typescript", tsc.display());
     let dir = TempDir::new("tsc");
     std::fs::create_dir_all(dir.join("node_modules")).unwrap();
     std::os::unix::fs::symlink(root.join("pkg"), dir.join("node_modules/tally-web")).unwrap();
-    std::fs::write(dir.join("route.ts"), route).unwrap();
-    // What @types/node would declare for this file (not installed here).
-    std::fs::write(dir.join("env.d.ts"), "declare const process: { env: Record<string, string | undefined> };\n")
-        .unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"type":"module"}"#).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    for (name, code) in files {
+        std::fs::write(dir.join(name), code).unwrap();
+        names.push(format!("{name:?}"));
+    }
+    if with_process {
+        std::fs::write(dir.join("env.d.ts"), "declare const process: { env: Record<string, string | undefined> };\n")
+            .unwrap();
+        names.push("\"env.d.ts\"".into());
+    }
     std::fs::write(
         dir.join("tsconfig.json"),
-        r#"{"compilerOptions":{"strict":true,"noEmit":true,"target":"es2022","module":"esnext",
+        format!(
+            r#"{{"compilerOptions":{{"strict":true,"noEmit":{no_emit},"outDir":"out","target":"es2022","module":"esnext",
             "moduleResolution":"bundler","lib":["es2022","dom"],"types":[],"skipLibCheck":false,
-            "noUnusedLocals":true},"files":["route.ts","env.d.ts"]}"#,
+            "noUnusedLocals":true}},"files":[{files}]}}"#,
+            no_emit = !emit,
+            files = names.join(",")
+        ),
     )
     .unwrap();
     let out = Command::new(&tsc).args(["-p", "tsconfig.json"]).current_dir(dir.path()).output().expect("run tsc");
     if out.status.success() {
-        Ok(())
+        Ok(dir)
     } else {
         Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
 
+/// Type-checks the route handler `route` (with `process` declared).
+fn type_check(route: &str) -> Result<(), String> {
+    tsc_project(&[("route.ts", route)], true, false).map(drop)
+}
+
+const ROUTE: &str = "// app/api/webhooks/payments/route.ts";
+const WORKER: &str = "// src/index.ts: a Cloudflare Worker";
+const NEXT_CONFIG: &str = "// next.config.ts";
+
+/// The README's route handler and Worker, compiled to JavaScript by `tsc`
+/// (`out/route.js`, `out/worker.js`), as Node imports them.
+fn readme_examples_as_javascript() -> TempDir {
+    let readme = root().join("README.md");
+    let (route, worker) = (ts_block(&readme, ROUTE), ts_block(&readme, WORKER));
+    tsc_project(&[("route.ts", &route), ("worker.ts", &worker)], true, true)
+        .unwrap_or_else(|e| panic!("the README's examples do not compile:\n{e}"))
+}
+
 #[test]
 fn the_readme_route_handler_type_checks_against_the_package_types() {
-    const FIRST: &str = "// app/api/webhooks/payments/route.ts";
-    let readme = ts_block(&root().join("README.md"), FIRST);
-    let pkg_readme = ts_block(&root().join("pkg/README.md"), FIRST);
+    let readme = ts_block(&root().join("README.md"), ROUTE);
+    let pkg_readme = ts_block(&root().join("pkg/README.md"), ROUTE);
     assert_eq!(readme, pkg_readme, "README.md and pkg/README.md show the same route handler");
     type_check(&readme).unwrap_or_else(|e| panic!("the README's route handler does not type-check:\n{e}"));
     // The check has teeth: a misspelt field and a wrong outcome name are type errors.
@@ -254,4 +292,54 @@ fn the_readme_route_handler_type_checks_against_the_package_types() {
     assert!(type_check(&typo).is_err_and(|e| e.contains("transactionID")), "a misspelt field type-checked");
     let wrong = readme.replace("r.outcome === 'failed'", "r.outcome === 'error'");
     assert!(type_check(&wrong).is_err(), "an outcome that does not exist type-checked");
+}
+
+/// The Cloudflare Worker reads its configuration from `env` bindings: it
+/// type-checks with no `process` in scope (a Worker without `nodejs_compat`),
+/// and the Next.js `rewrites()` config type-checks as written.
+#[test]
+fn the_readme_worker_and_next_config_type_check() {
+    for first in [WORKER, NEXT_CONFIG] {
+        let readme = ts_block(&root().join("README.md"), first);
+        let pkg_readme = ts_block(&root().join("pkg/README.md"), first);
+        assert_eq!(readme, pkg_readme, "README.md and pkg/README.md show the same {first:?}");
+        tsc_project(&[("example.ts", &readme)], false, false)
+            .unwrap_or_else(|e| panic!("the README's {first:?} does not type-check:\n{e}"));
+    }
+    // Teeth: the same Worker reading process.env does not type-check without Node's types.
+    let worker = ts_block(&root().join("README.md"), WORKER);
+    let node_style = worker.replace("env.TALLY_COLLECT_URL", "process.env.TALLY_COLLECT_URL");
+    assert!(tsc_project(&[("example.ts", &node_style)], false, false).is_err(), "process.env type-checked");
+}
+
+/// `next build` imports every route module, usually without the runtime's
+/// variables, and a Worker's module scope has none: importing the README's
+/// route handler without `TALLY_COLLECT_URL` and `TALLY_SERVER_SECRET` must
+/// not throw; its first request fails with the `config` error naming the option.
+#[test]
+fn the_readme_route_module_imports_without_its_variables() {
+    let node = node();
+    let dir = readme_examples_as_javascript();
+    let script = r#"
+        const route = await import('./out/route.js');
+        const order = { id: 'ORD-1', total: '1.00', currency: 'EUR', email: 'a@b.example', lines: [], tallyContext: '{"v":1,"createdAt":1}', userAgent: 'x' };
+        const req = new Request('http://localhost/api/webhooks/payments', { method: 'POST', body: JSON.stringify(order) });
+        let error;
+        try { await route.POST(req); } catch (e) { error = e; }
+        console.log(JSON.stringify({ imported: true, name: error?.name, code: error?.code, option: error?.option, message: error?.message }));
+    "#;
+    let out = Command::new(node)
+        .args(["--input-type=module", "-e", script])
+        .env_remove("TALLY_COLLECT_URL")
+        .env_remove("TALLY_SERVER_SECRET")
+        .current_dir(dir.path())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "importing the route module failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("node said {stdout}"));
+    assert_eq!(seen["imported"], true);
+    assert_eq!(seen["name"], "TallyServerError", "{seen}");
+    assert_eq!(seen["code"], "config", "{seen}");
+    assert_eq!(seen["option"], "endpoint", "{seen}");
 }

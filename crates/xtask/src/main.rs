@@ -8,8 +8,11 @@
 //!   its size budget) and the end-to-end tests in headless Chromium.
 //! * `cargo xtask pkg` only builds the npm package and prints its size.
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
+//! * `cargo xtask crawlers` updates the vendored `crawler-user-agents` list
+//!   (`crates/server/data/`, with its licence) from the npm registry.
 
 mod bench;
+mod crawlers;
 mod install;
 mod pkg;
 mod run;
@@ -24,8 +27,9 @@ fn main() -> ExitCode {
         Some("pkg") => pkg::build().and_then(|s| s.check_budget()),
         Some("install") => install::all(),
         Some("bench") => bench::all(),
+        Some("crawlers") => crawlers::update(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|pkg|bench|install>");
+            eprintln!("usage: cargo xtask <demo|test|pkg|bench|install|crawlers>");
             return ExitCode::from(2);
         }
     };
