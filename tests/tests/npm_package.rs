@@ -241,6 +241,53 @@ export const none: [Missing] extends [never] ? true : Missing = true;
     );
 }
 
+/// The module compiles while it downloads (`WebAssembly.instantiateStreaming`)
+/// when the server sends `application/wasm`, and still loads and tracks when
+/// a server sends it as something else (compiled from its bytes then).
+#[tokio::test]
+async fn the_module_streams_and_loads_without_application_wasm_too() {
+    let root = root();
+    assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let wasm = std::fs::read(root.join("pkg/tally_web_bg.wasm")).unwrap();
+    for wasm_url in ["", "/octet/tally_web_bg.wasm"] {
+        let page = format!(
+            r#"<!doctype html><html><body><p id="out">loading</p><script type="module">
+let streamed = 0;
+const stream = WebAssembly.instantiateStreaming;
+WebAssembly.instantiateStreaming = (...a) => {{ streamed++; return stream.apply(WebAssembly, a); }};
+let out;
+try {{
+  const {{ createBrowserTracker }} = await import('/pkg/index.js');
+  const t = await createBrowserTracker({{ endpoint: '/collect', consentMode: 'off' }}, {{ wasmUrl: '{wasm_url}' || undefined }});
+  const id = t.trackPurchase({{ transactionId: 'S-1', value: 1, currency: 'EUR' }});
+  out = JSON.stringify({{ streamed, id, left: await t.flush() }});
+}} catch (e) {{ out = 'failed: ' + e.message; }}
+document.getElementById('out').textContent = out;
+document.body.dataset.ready = '1';
+</script></body></html>"#
+        );
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let bytes = wasm.clone();
+        let router = Router::new()
+            .route("/", axum::routing::get(move || async move { axum::response::Html(page) }))
+            .route("/collect", tally_e2e::accepting_collector(received.clone()))
+            .route(
+                "/octet/tally_web_bg.wasm",
+                axum::routing::get(move || async move { ([("content-type", "application/octet-stream")], bytes) }),
+            )
+            .nest_service("/pkg", tower_http::services::ServeDir::new(root.join("pkg")));
+        let (browser, out) = open_page(router, "/").await;
+        browser.close().await;
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{wasm_url:?}: {out}"));
+        assert_eq!(v["left"], 0, "{wasm_url:?}: {out}");
+        assert_eq!(v["id"].as_str().map(str::len), Some(36), "{wasm_url:?}: {out}");
+        // The module is handed to instantiateStreaming either way; without
+        // `application/wasm` wasm-bindgen's loader falls back to the bytes.
+        assert_eq!(v["streamed"], 1, "{wasm_url:?}: {out}");
+        assert_eq!(received.lock().unwrap().len(), 1, "{wasm_url:?}: the purchase reached the collector");
+    }
+}
+
 #[tokio::test]
 async fn a_bundle_without_the_wasm_names_the_file_and_wasm_url() {
     let root = root();
