@@ -26,7 +26,7 @@
 //! * **gtag / fbq bridge**: calls `window.gtag` / `window.fbq` as functions with
 //!   the same event id the server sends, so each pair is deduplicated.
 //!
-//! The module exports the [`BrowserTracker`] class, whose methods are the
+//! The module exports the `BrowserTracker` class, whose methods are the
 //! package's API in camelCase, `checkConfig`, and the hash functions
 //! (`hashUserData`, `sha256Hex`); `wasm-bindgen` generates their JS glue and
 //! TypeScript types, and `pkg/index.js` only loads the module (streaming it
