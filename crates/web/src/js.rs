@@ -1,5 +1,5 @@
-//! Browser I/O through web-sys and js-sys, and the page's input read with
-//! serde-wasm-bindgen. Every function degrades to a no-op (or `None`) when
+//! Browser I/O through web-sys and js-sys, and the page's input read with a
+//! serde visitor ([`value`]). Every function degrades to a no-op (or `None`) when
 //! the API is missing or throws (private mode, sandboxed iframes, storage
 //! disabled, a worker).
 
@@ -151,48 +151,150 @@ const MAX_ENTRIES: usize = 1000;
 
 /// Reads a JS value for the core, strings as `text` says: JSON's kinds as
 /// such, a function as [`Value::Func`], anything else (`NaN`, ±`Infinity`, a
-/// symbol, an object nested deeper than `depth`) as [`Value::Other`], which
-/// the rules refuse by name where a value is expected.
-/// Entries past the 1000th are not read.
+/// symbol, a bigint, an iterable that is not an array, an object nested deeper
+/// than `depth`) as [`Value::Other`], which the rules refuse by name where a
+/// value is expected. Entries past the 1000th are not read.
+///
+/// serde walks the value: [`ValueSeed`] is a `Deserialize` visitor that
+/// accepts any JS value, driven by [`JsInput`], a deserializer with
+/// `deserialize_any` alone. serde-wasm-bindgen's deserializer was measured
+/// here and costs the module ~14 KB raw: its `deserialize_any` ends in a typed
+/// mismatch error that formats `Unexpected::Float`, which links in the whole
+/// float printer (`<f64 as Display>`), whatever the visitor accepts.
 pub fn value(v: &JsValue, text: Text, depth: u8) -> Value {
-    if v.is_function() {
-        return Value::Func;
-    }
-    if let Some(s) = v.dyn_ref::<JsString>() {
-        return Value::Str(match text {
-            Text::Raw => s.into(),
-            Text::Nfc => s.normalize("NFC").into(),
-            Text::Lower => s.normalize("NFC").to_lower_case().normalize("NFC").into(),
-        });
-    }
-    if depth == 0 && v.is_object() {
-        return Value::Other;
-    }
-    ValueSeed { text, depth }.deserialize(serde_wasm_bindgen::Deserializer::from(v.clone())).unwrap_or(Value::Other)
+    ValueSeed.deserialize(JsInput { value: v.clone(), text, depth }).unwrap_or(Value::Other)
 }
 
-/// One level of [`value`]: serde-wasm-bindgen walks the value; each entry of
-/// an object or array comes back as the JS value it is
-/// (`serde_wasm_bindgen::preserve`) and is read by [`value`] one level down,
-/// so that a function or a deep nesting is read by name instead of failing
-/// the whole input.
-struct ValueSeed {
+/// Why [`JsInput`] could not read a value. serde's messages are dropped
+/// unformatted: what cannot be read is [`Value::Other`], which the rules
+/// name to the user with the field it was in.
+#[derive(Debug)]
+pub struct Unreadable;
+
+impl core::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        f.write_str("a JS value the tracker cannot read")
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
+impl de::Error for Unreadable {
+    fn custom<T: core::fmt::Display>(_: T) -> Self {
+        Unreadable
+    }
+}
+
+/// A JS value as a serde data source, strings read as `text` says, objects
+/// nested `depth` levels at most. `deserialize_any` is its only entry point;
+/// a function and the kinds serde has no word for (symbol, bigint, binary
+/// data, other iterables, too deep an object) come as bytes naming their kind.
+pub struct JsInput {
+    value: JsValue,
     text: Text,
     depth: u8,
 }
 
-/// An entry of an object or array, read one level down.
-struct Entry(Value);
-
-struct EntrySeed(Text, u8);
-
-impl<'de> DeserializeSeed<'de> for EntrySeed {
-    type Value = Entry;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
-        let js: JsValue = serde_wasm_bindgen::preserve::deserialize(d)?;
-        Ok(Entry(value(&js, self.0, self.1)))
+impl JsInput {
+    fn entry(&self, value: JsValue) -> JsInput {
+        JsInput { value, text: self.text, depth: self.depth.saturating_sub(1) }
     }
 }
+
+impl<'de> Deserializer<'de> for JsInput {
+    type Error = Unreadable;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unreadable> {
+        let v = &self.value;
+        if v.is_undefined() || v.is_null() {
+            return visitor.visit_unit();
+        }
+        if let Some(b) = v.as_bool() {
+            return visitor.visit_bool(b);
+        }
+        if let Some(n) = v.as_f64() {
+            return visitor.visit_f64(n);
+        }
+        if let Some(s) = v.dyn_ref::<JsString>() {
+            return visitor.visit_string(match self.text {
+                Text::Raw => s.into(),
+                Text::Nfc => s.normalize("NFC").into(),
+                Text::Lower => s.normalize("NFC").to_lower_case().normalize("NFC").into(),
+            });
+        }
+        if v.is_function() {
+            return visitor.visit_bytes(b"function");
+        }
+        if !v.is_object() || self.depth == 0 {
+            return visitor.visit_bytes(b"other");
+        }
+        if let Some(a) = v.dyn_ref::<Array>() {
+            let len = a.length();
+            return visitor.visit_seq(JsSeq { items: a.clone(), at: 0, len, of: self });
+        }
+        if js_sys::Symbol::iterator().js_in(v) {
+            return visitor.visit_bytes(b"other");
+        }
+        let entries = js_sys::Object::entries(v.unchecked_ref());
+        let len = entries.length();
+        visitor.visit_map(JsSeq { items: entries, at: 0, len, of: self })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// An array's items, or an object's `[key, value]` entries, one by one.
+struct JsSeq {
+    items: Array,
+    at: u32,
+    len: u32,
+    of: JsInput,
+}
+
+impl JsSeq {
+    fn next(&mut self) -> Option<JsValue> {
+        (self.at < self.len).then(|| {
+            self.at += 1;
+            self.items.get(self.at - 1)
+        })
+    }
+}
+
+impl<'de> SeqAccess<'de> for JsSeq {
+    type Error = Unreadable;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Unreadable> {
+        match self.next() {
+            Some(v) => seed.deserialize(self.of.entry(v)).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for JsSeq {
+    type Error = Unreadable;
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Unreadable> {
+        match self.items.get(self.at) {
+            v if self.at < self.len => {
+                let key = JsInput { value: v.unchecked_into::<Array>().get(0), text: Text::Raw, depth: 0 };
+                seed.deserialize(key).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Unreadable> {
+        let entry = self.next().unwrap_or(JsValue::UNDEFINED);
+        let value = if entry.is_undefined() { entry } else { entry.unchecked_into::<Array>().get(1) };
+        seed.deserialize(self.of.entry(value))
+    }
+}
+
+/// The visitor that reads any JS value as the core's [`Value`].
+#[derive(Clone, Copy)]
+struct ValueSeed;
 
 impl<'de> DeserializeSeed<'de> for ValueSeed {
     type Value = Value;
@@ -213,12 +315,6 @@ impl<'de> Visitor<'de> for ValueSeed {
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
         Ok(Value::Bool(b))
     }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Num(n as f64))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Num(n as f64))
-    }
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
         // NaN and ±Infinity are no amount, count or parameter a shop means:
         // read as what JSON cannot carry, for the rules to refuse by name.
@@ -230,14 +326,14 @@ impl<'de> Visitor<'de> for ValueSeed {
     fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
         Ok(Value::Str(s))
     }
-    fn visit_byte_buf<E: de::Error>(self, _: Vec<u8>) -> Result<Value, E> {
-        Ok(Value::Other)
+    fn visit_bytes<E: de::Error>(self, kind: &[u8]) -> Result<Value, E> {
+        Ok(if kind == b"function" { Value::Func } else { Value::Other })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut list = Vec::new();
         while list.len() < MAX_ENTRIES {
-            match seq.next_element_seed(EntrySeed(self.text, self.depth - 1))? {
-                Some(Entry(v)) => list.push(v),
+            match seq.next_element_seed(self)? {
+                Some(v) => list.push(v),
                 None => break,
             }
         }
@@ -246,9 +342,10 @@ impl<'de> Visitor<'de> for ValueSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut pairs = Vec::new();
         while pairs.len() < MAX_ENTRIES {
-            match map.next_key::<String>()? {
+            match map.next_key_seed(ValueSeed)? {
                 Some(k) => {
-                    let Entry(v) = map.next_value_seed(EntrySeed(self.text, self.depth - 1))?;
+                    let v = map.next_value_seed(self)?;
+                    let Value::Str(k) = k else { continue };
                     pairs.push((k, v));
                 }
                 None => break,

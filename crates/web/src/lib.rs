@@ -8,7 +8,7 @@
 //! consent decision (`admission`, `consent_change`), the gtag/fbq bridge, the
 //! outbox and the collector contract. This crate decides nothing; it carries
 //! out what the rules say with the browser's APIs, through [web-sys] and
-//! [js-sys], and reads what the page passes with [serde-wasm-bindgen]:
+//! [js-sys], and reads what the page passes with a [serde] visitor:
 //!
 //! * **identity**: reads `_ga` (never writes it); otherwise mints a GA4-format
 //!   id in Tally's own `_tally_cid`; session from `_ga_<stream>`; visitor id in `_tally_vid`;
@@ -39,7 +39,7 @@
 //! [wasm-bindgen]: https://wasm-bindgen.github.io/wasm-bindgen/
 //! [web-sys]: https://docs.rs/web-sys
 //! [js-sys]: https://docs.rs/js-sys
-//! [serde-wasm-bindgen]: https://docs.rs/serde-wasm-bindgen
+//! [serde]: https://serde.rs
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 

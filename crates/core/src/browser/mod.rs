@@ -2,7 +2,7 @@
 //!
 //! `tally-web` (the npm package) is a thin wasm-bindgen layer: with web-sys
 //! and js-sys it reads cookies, `localStorage`, the URL and the page's input
-//! (with serde-wasm-bindgen), and calls `fetch`, `sendBeacon`, `gtag` and
+//! (with a serde visitor), and calls `fetch`, `sendBeacon`, `gtag` and
 //! `fbq`. Every decision it makes in between lives here, is pure, and is
 //! tested natively:
 //!
