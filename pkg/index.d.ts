@@ -53,7 +53,10 @@ export interface DroppedEvent {
   reason: string;
   /** The field the collector objected to. */
   field?: string;
-  /** The collector's explanation. */
+  /**
+   * The collector's explanation: for a refused batch (`http_<status>`) its
+   * `error` (e.g. `origin not allowed`) or the first 100 characters of a plain-text body.
+   */
   detail?: string;
 }
 

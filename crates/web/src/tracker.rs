@@ -503,7 +503,10 @@ impl Inner {
 
     /// Applies the collector's answer. Returns false to stop draining.
     fn settle(self: &Rc<Self>, ids: &[String], status: u16, text: &str) -> bool {
-        let reply = js::value(&js::parse_json(text), Text::Raw, 4);
+        // A body that is not JSON (a proxy's page, a plain-text refusal) is
+        // read as a string, for a refused batch's drops to say why.
+        let json = js::parse_json(text);
+        let reply = if json.is_undefined() { Value::Str(text.into()) } else { js::value(&json, Text::Raw, 4) };
         let st = wire::settle(ids, status, &reply);
         let Some(mut s) = self.st() else { return false };
         match st.outcome {
