@@ -155,7 +155,7 @@ const MAX_ENTRIES: usize = 1000;
 /// than `depth`) as [`Value::Other`], which the rules refuse by name where a
 /// value is expected. Entries past the 1000th are not read.
 ///
-/// serde walks the value: [`ValueSeed`] is a `Deserialize` visitor that
+/// serde walks the value: `ValueSeed` is a `Deserialize` visitor that
 /// accepts any JS value, driven by [`JsInput`], a deserializer with
 /// `deserialize_any` alone. serde-wasm-bindgen's deserializer was measured
 /// here and costs the module ~14 KB raw: its `deserialize_any` ends in a typed
