@@ -53,7 +53,10 @@ export interface DroppedEvent {
   reason: string;
   /** The field the collector objected to. */
   field?: string;
-  /** The collector's explanation. */
+  /**
+   * The collector's explanation: for a refused batch (`http_<status>`) its
+   * `error` (e.g. `origin not allowed`) or the first 100 characters of a plain-text body.
+   */
   detail?: string;
 }
 
@@ -170,8 +173,11 @@ export interface HashedUserData {
   meta?: Partial<Record<'em' | 'ph' | 'fn' | 'ln' | 'db' | 'ge' | 'ct' | 'st' | 'zp' | 'country' | 'external_id', string[]>>;
 }
 
-/** The context envelope v1: what the server needs to attribute a later event to this browser. */
-export interface TallyContext {
+/**
+ * The context envelope v1: what the server needs to attribute a later event to
+ * this browser (`tally_core::ContextEnvelope` on the Rust side).
+ */
+export interface ContextEnvelope {
   v: 1;
   createdAt: number;
   clientId?: string;
@@ -187,6 +193,9 @@ export interface TallyContext {
   /** Ids of transactional events this browser already sent. */
   eventIds?: string[];
 }
+
+/** @deprecated The same type under its earlier name: use `ContextEnvelope`. */
+export type TallyContext = ContextEnvelope;
 
 export interface Item {
   itemId?: string;
@@ -240,7 +249,7 @@ export interface PurchaseInput extends EventInput {
   transactionId: string;
   value: number | string;
   currency: string;
-  items: Item[];
+  items?: Item[];
 }
 
 export interface RefundInput extends EventInput {
@@ -290,6 +299,11 @@ export interface PaymentInfoInput extends EventInput {
  * naming the field when the input is invalid.
  */
 export interface Tracker {
+  /**
+   * `true` on the tracker `createBrowserTracker` returns outside a browser
+   * (server-side rendering), whose methods do nothing; absent on a real one.
+   */
+  readonly ssr?: true;
   /** The GA4 client id (`_ga`, else Tally's `_tally_cid`, else minted). */
   getClientId(): string | undefined;
   /** The GA4 session id from `_ga_<stream>` (needs `ga4MeasurementId`). */
@@ -305,7 +319,7 @@ export interface Tracker {
   identifyUser(userId: string, userData?: UserData): void;
   clearUser(): void;
   /** The context envelope for your backend, with user data hashed. */
-  exportContext(input?: { userData?: UserData }): TallyContext | undefined;
+  exportContext(input?: { userData?: UserData }): ContextEnvelope | undefined;
   /** The same as a JSON string. */
   exportContextJson(input?: { userData?: UserData }): string;
   setDebug(on: boolean): void;

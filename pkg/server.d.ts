@@ -3,10 +3,10 @@
 // dependencies, `fetch` only.
 
 import type {
-  Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext, UserData,
+  Address, ClickIdentifiers, ConsentValue, ContextEnvelope, HashedUserData, Item, ParamValue, TallyContext, UserData,
 } from './index.js';
 
-export type { Address, ClickIdentifiers, ConsentValue, HashedUserData, Item, ParamValue, TallyContext, UserData };
+export type { Address, ClickIdentifiers, ConsentValue, ContextEnvelope, HashedUserData, Item, ParamValue, TallyContext, UserData };
 
 /** Outcome codes at one destination, as the collector answers them. */
 export type OutcomeCode = 'sent' | 'queued' | 'failed' | 'skipped';
@@ -285,7 +285,7 @@ export interface ServerTracker {
    * `exportContext()` returned, or its JSON (or base64url) string, stored with
    * the order. Explicit fields of a call override the envelope's, field by field.
    */
-  fromContext(envelope: TallyContext | Record<string, unknown> | string): ServerTracker;
+  fromContext(envelope: ContextEnvelope | Record<string, unknown> | string): ServerTracker;
   /** Throws without `transactionId`, `value` or `currency`. */
   trackPurchase(input: ServerPurchaseInput): Promise<ServerTrackResult>;
   /** Throws without `transactionId` or `currency`. */

@@ -1,53 +1,85 @@
-// Runs the browser tracker's wasm module (pkg/tally_web_bg.wasm) in Node and checks that it does the tracker's work:
-// a bad config refused, a purchase without a transaction id refused by name, a purchase held for consent then queued, bridged to gtag/fbq
-// and batched for the collector with the envelope (and its user data hashed).
+// Runs the browser tracker as built into pkg/ (tally_web_bg.wasm and the glue wasm-bindgen generated for it, tally_web.js)
+// in Node, on a stand-in page (cookie jar, localStorage, location, fetch, sendBeacon, gtag and fbq as plain objects), and
+// checks that it does the tracker's work: a bad config refused, a purchase without a transaction id refused by name, a
+// purchase held for consent then queued, bridged to gtag/fbq and batched for the collector with the envelope (and its
+// user data hashed), its cookies Secure on https.
 // A module that lost code would measure small and prove nothing; this keeps the size figures honest.
-// Usage: node check.js <module.wasm> [user-data]   (cargo xtask pkg runs it)
+// Usage: node check.js <pkg dir>   (cargo xtask pkg runs it)
 const fs = require('fs');
-const m = new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(process.argv[2])), {});
-const x = m.exports;
-const write = (buffer, text) => {
-  const b = Buffer.from(text);
-  const p = x[buffer](b.length);
-  new Uint8Array(x.memory.buffer, p, b.length).set(b);
-};
-const read = (p, n) => Buffer.from(new Uint8Array(x.memory.buffer, p, n)).toString();
-// One export called as pkg/index.js calls it: JSON in, the stored queue beside it; a
-// `["queue"]` effect gets the queue to store (output(2), output(3)) as its argument.
-function call(name, input, queue = '') {
-  write('input_buffer', JSON.stringify(input));
-  write('queue_buffer', queue);
-  x[name]();
-  const fx = JSON.parse(read(x.output(0), x.output(1)));
-  for (const e of fx) if (e[0] === 'queue') e[1] = read(x.output(2), x.output(3));
-  return fx;
-}
+const path = require('path');
+const { pathToFileURL } = require('url');
+
 const fail = (m) => { console.error('tally-web module: ' + m); process.exit(1); };
-const bad = call('start', { c: { endpoint: '/c', ga4MeasurementId: 'nope' }, h: 'shop.example' });
-if (bad[0][0] !== 'error' || !/ga4MeasurementId/.test(bad[0][1])) fail('a bad config was not refused: ' + JSON.stringify(bad));
-call('start', { c: { endpoint: '/c', ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' }, h: 'shop.example', q: '?gclid=Cj0', j: '_ga=GA1.1.111.222', t: 1757409591000, o: true, u: 'https://shop.example/?gclid=Cj0' });
-const noTxn = call('track', { i: 6, e: { value: 1, currency: 'EUR' }, t: 1757409591000, r: [], s: '' });
-if (noTxn[0][0] !== 'error' || noTxn[0][1] !== '[tally] trackPurchase: transactionId is required') fail('a purchase without a transaction id was not refused by name: ' + JSON.stringify(noTxn));
-const input = { transactionId: 'T-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }] };
-if (process.argv[3] === 'user-data') input.userData = { email: ' Jane@Example.com ' };
-const view = call('track', { i: 0, e: { value: 1, currency: 'EUR' }, t: 1757409591000, r: [9, 9, 9, 9, 9, 9, 9, 9, 9, 9], s: '', j: '_ga=GA1.1.111.222' });
-const fx = call('track', { i: 6, e: input, t: 1757409591000, r: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], s: '', j: '_ga=GA1.1.111.222' });
-if (fx.map((e) => e[0]).join() !== 'return,wait') fail('before a consent decision the purchase must wait: ' + JSON.stringify(fx));
-const granted = { ad_storage: 'granted', analytics_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' };
-fx.push(...call('consent', { c: granted, s: '', j: '_ga=GA1.1.111.222', t: 1757409591050, u: 'https://shop.example/' }));
-const kinds = fx.map((e) => e[0]);
-for (const k of ['return', 'queue', 'sent', 'gtag', 'fbq', 'schedule']) if (!kinds.includes(k)) fail('track did not produce ' + k + ': ' + JSON.stringify(fx));
-// On an https page (the call's URL) every cookie the decision writes is Secure.
-const cookies = fx.filter((e) => e[0] === 'cookie');
-if (!cookies.length || !cookies.every((c) => c[1].endsWith('; Secure'))) fail('cookies on https must be Secure: ' + JSON.stringify(cookies));
-// Every event that waited goes into the queue the decision leaves, the purchase and the view.
-const queue = fx.filter((e) => e[0] === 'queue').pop()[1];
-if (!queue.includes(fx[0][1]) || !queue.includes(view[0][1])) fail('the decision must queue every waiting event: ' + queue);
-const batch = call('next_batch', { b: 'tab1', t: 1757409591100, j: '_ga=GA1.1.111.222', u: 'https://shop.example/thanks?gclid=Cj0' }, queue);
-const post = batch.find((e) => e[0] === 'post');
-if (!post || !post[2].includes('"clientId":"111.222"') || !post[2].includes('"gclid":"Cj0"')) fail('no collector batch: ' + JSON.stringify(batch));
-if (process.argv[3] === 'user-data') {
-  const set = fx.find((e) => e[0] === 'gtag' && e[1][1] === 'user_data');
+
+// The page: what the module reads and writes through web-sys.
+const jar = new Map([['_ga', 'GA1.1.111.222']]);
+const cookies = [];
+const store = new Map();
+const posts = [];
+const calls = { gtag: [], fbq: [] };
+Object.assign(globalThis, {
+  window: globalThis,
+  location: new URL('https://shop.example/?gclid=Cj0'),
+  document: {
+    referrer: '',
+    title: 'Shop',
+    hidden: false,
+    addEventListener() {},
+    get cookie() { return [...jar].map(([k, v]) => k + '=' + v).join('; '); },
+    set cookie(c) { cookies.push(c); const [kv] = c.split(';'); const i = kv.indexOf('='); jar.set(kv.slice(0, i), kv.slice(i + 1)); },
+  },
+  localStorage: {
+    getItem: (k) => (store.has(k) ? store.get(k) : null),
+    setItem: (k, v) => { store.set(k, String(v)); },
+    removeItem: (k) => { store.delete(k); },
+  },
+  fetch: async (url, init) => {
+    posts.push({ url, init });
+    const ids = JSON.parse(init.body).events.map((e) => ({ eventId: e.eventId, status: 'accepted' }));
+    return new Response(JSON.stringify({ results: ids }), { status: 200 });
+  },
+  gtag: (...a) => calls.gtag.push(a),
+  fbq: (...a) => calls.fbq.push(a),
+});
+
+(async () => {
+  const pkg = process.argv[2];
+  const m = await import(pathToFileURL(path.join(pkg, 'tally_web.js')));
+  m.initSync({ module: fs.readFileSync(path.join(pkg, 'tally_web_bg.wasm')) });
+
+  let bad = 'accepted';
+  try { new m.BrowserTracker({ endpoint: '/c', ga4MeasurementId: 'nope' }); } catch (e) { bad = e.message; }
+  if (!/ga4MeasurementId/.test(bad)) fail('a bad config was not refused: ' + bad);
+
+  const t = new m.BrowserTracker({ endpoint: '/c', ga4MeasurementId: 'G-ABC123', metaPixelId: '123456789012345' });
+  let noTxn = 'accepted';
+  try { t.trackPurchase({ value: 1, currency: 'EUR' }); } catch (e) { noTxn = e.message; }
+  if (noTxn !== '[tally] trackPurchase: transactionId is required') fail('a purchase without a transaction id was not refused by name: ' + noTxn);
+
+  const view = t.trackViewItem({ value: 1, currency: 'EUR' });
+  const input = { transactionId: 'T-1', value: 12.5, currency: 'EUR', items: [{ itemId: 'A', price: 12.5, quantity: 1 }], userData: { email: ' Jane@Example.com ' } };
+  const purchase = t.trackPurchase(input);
+  if (t.getQueueSize() !== 2 || store.has('_tally_q') || posts.length) fail('before a consent decision both events must wait, unsent: ' + [...store]);
+
+  t.updateConsent({ ad_storage: 'granted', analytics_storage: 'granted', ad_user_data: 'granted', ad_personalization: 'granted' });
+  // Every event that waited goes into the queue the decision leaves, the purchase and the view.
+  const queue = store.get('_tally_q') || '';
+  if (!queue.includes(purchase) || !queue.includes(view)) fail('the decision must queue every waiting event: ' + queue);
+  if (!(store.get('_tally_sent') || '').includes(purchase)) fail('the purchase must be remembered as sent: ' + [...store]);
+  if (!calls.gtag.some((c) => c[0] === 'event' && c[1] === 'purchase' && c[2].transaction_id === 'T-1')) fail('no gtag purchase: ' + JSON.stringify(calls.gtag));
+  if (!calls.fbq.some((c) => c[2] === 'Purchase' && c[4].eventID === purchase)) fail('no fbq Purchase: ' + JSON.stringify(calls.fbq));
   // SHA-256 of "jane@example.com"
-  if (!set || !JSON.stringify(set).includes('8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d')) fail('user data not hashed: ' + JSON.stringify(fx));
-}
+  const userData = calls.gtag.find((c) => c[0] === 'set' && c[1] === 'user_data');
+  if (!JSON.stringify(userData || '').includes('8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d')) fail('user data not hashed: ' + JSON.stringify(calls.gtag));
+  // On an https page (the location) every cookie the decision writes is Secure.
+  if (!cookies.length || !cookies.every((c) => c.endsWith('; Secure'))) fail('cookies on https must be Secure: ' + JSON.stringify(cookies));
+
+  const left = await t.flush();
+  const post = posts[0];
+  if (left !== 0 || !post) fail('the queue was not sent: ' + left);
+  if (post.init.method !== 'POST' || !post.init.body.includes('"clientId":"111.222"') || !post.init.body.includes('"gclid":"Cj0"')) {
+    fail('no collector batch with the envelope: ' + JSON.stringify(post));
+  }
+  t.destroy();
+  process.exit(0);
+})().catch((e) => fail(e.stack || String(e)));

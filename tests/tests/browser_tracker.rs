@@ -156,9 +156,10 @@ struct Page {
 }
 
 impl Page {
-    /// Opens the page, with `query` (`""` or `"?gclid=…"`); also returns the
-    /// text of `#out` (`ready` once the package was imported).
-    async fn open(query: &str) -> (Page, String) {
+    /// Opens the page, with `query` (`""` or `"?gclid=…"`) and `extra` routes
+    /// served beside it (a real collector); also returns the text of `#out`
+    /// (`ready` once the package was imported).
+    async fn open_with(query: &str, extra: Router) -> (Page, String) {
         let pkg = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pkg");
         assert!(pkg.join("index.js").exists(), "build the package first: cargo xtask pkg");
         let collector = Collector::new();
@@ -169,7 +170,8 @@ impl Page {
                 "/c/{name}",
                 axum::routing::any(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| c.clone().answer(m, u, h, b)),
             )
-            .nest_service("/pkg", tower_http::services::ServeDir::new(pkg));
+            .nest_service("/pkg", tower_http::services::ServeDir::new(pkg))
+            .merge(extra);
         let (browser, out) = open_page(router, &format!("/{query}")).await;
         let url = browser.client.current_url().await.expect("current url");
         (Page { browser, base: url.origin().ascii_serialization(), collector }, out)
@@ -234,7 +236,12 @@ impl Page {
 /// Opens the page (with `query`), runs `test` on it, and closes the browser
 /// afterwards, also when an assertion failed (Chromium would outlive the test).
 async fn on_page(query: &str, test: impl AsyncFnOnce(&Page)) {
-    let (page, out) = Page::open(query).await;
+    on_page_with(query, Router::new(), test).await;
+}
+
+/// [`on_page`], with `extra` routes served beside the page.
+async fn on_page_with(query: &str, extra: Router, test: impl AsyncFnOnce(&Page)) {
+    let (page, out) = Page::open_with(query, extra).await;
     let outcome = {
         let mut run = pin!(async {
             assert_eq!(out, "ready", "the page imports /pkg/index.js");
@@ -1041,6 +1048,50 @@ async fn retries_server_errors_and_drops_client_errors() {
         assert_eq!(d["reason"], "invalid");
         assert_eq!(d["field"], "value");
         assert_eq!(d["detail"], "too big");
+    })
+    .await;
+}
+
+/// `tally-server`'s collector refusing a batch because the page's origin is
+/// not in its `allowed_origins` (as behind a proxy that changes the host):
+/// `flush()` still resolves to 0, but each dropped event carries the
+/// collector's reason, in `getDroppedEvents()`, in `onDrop` and in the debug log.
+#[tokio::test]
+async fn a_refused_batch_says_why() {
+    let sandbox = tally_sandbox::Sandbox::new();
+    let ga4 = sandbox.serve("127.0.0.1:0").await.expect("sandbox");
+    let tracker = tally_server::ServerTracker::builder()
+        .ga4(tally_server::Ga4Config::new("G-TEST123", "s").base_url(format!("{}/ga4", ga4.base_url)))
+        .build()
+        .expect("server tracker");
+    let config = tally_server::collector::CollectorConfig {
+        site_keys: ["site-1".to_owned()].into(),
+        allowed_origins: ["https://shop.example".to_owned()].into(),
+        ..tally_server::collector::CollectorConfig::default()
+    };
+    let collector = Router::new().nest("/real", tally_server::collector::router(tracker, config));
+    on_page_with("", collector, async |page| {
+        let out = page
+            .run(
+                "const logs = [];
+                const f = console.warn;
+                console.warn = (...a) => { logs.push(a.map((x) => typeof x === 'string' ? x : JSON.stringify(x)).join(' ')); f.apply(console, a); };
+                const seen = [];
+                const t = await createBrowserTracker({ endpoint: '/real/collect', siteKey: 'site-1', consentMode: 'off',
+                  debug: true, onDrop: (d) => seen.push(d) });
+                const id = t.trackAddToCart(cart());
+                const left = await t.flush();
+                return { id, left, dropped: t.getDroppedEvents(), seen, logs };",
+            )
+            .await;
+        assert_eq!(out["left"], 0, "{out}");
+        let d = &out["dropped"][0];
+        assert_eq!(d["eventId"], out["id"], "{out}");
+        assert_eq!(d["reason"], "http_403", "{out}");
+        assert_eq!(d["detail"], "origin not allowed", "{out}");
+        assert_eq!(&out["seen"][0], d, "onDrop gets the same drop");
+        let logs = out["logs"].to_string();
+        assert!(logs.contains("event dropped") && logs.contains("origin not allowed"), "{logs}");
     })
     .await;
 }

@@ -124,6 +124,170 @@ fn node_import_checks_the_config_and_returns_the_no_op_tracker() {
     assert!(err.starts_with("[tally]") && err.contains("consentMod"), "the typo is named: {out}");
 }
 
+/// Next.js (Turbopack and webpack) bundles the entry for the server and
+/// rewrites the wasm URL to a web path (`/_next/static/media/…`), so no file
+/// lies beside the entry: the config is still checked during server
+/// rendering, with the installed package's module.
+#[test]
+fn a_server_bundle_that_moved_the_wasm_still_checks_the_config() {
+    let root = root();
+    assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let work = std::env::temp_dir().join(format!("tally-next-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let (bundle, installed) = (work.join(".next/server/chunks"), work.join("node_modules/tally-web"));
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::create_dir_all(&installed).unwrap();
+    for f in ["index.js", "tally_web.js"] {
+        std::fs::copy(root.join("pkg").join(f), bundle.join(f)).unwrap();
+    }
+    for f in ["package.json", "index.js", "tally_web.js", "tally_web_bg.wasm"] {
+        std::fs::copy(root.join("pkg").join(f), installed.join(f)).unwrap();
+    }
+    let out = Command::new("node")
+        .args([
+            "--input-type=module",
+            "-e",
+            "const { createBrowserTracker } = await import('./.next/server/chunks/index.js');
+             try { await createBrowserTracker({ endpoint: '/collect', consentMode: 'v3' }); console.log('accepted'); }
+             catch (e) { console.log(e.message); }",
+        ])
+        .current_dir(&work)
+        .output()
+        .expect("node");
+    let _ = std::fs::remove_dir_all(&work);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("[tally]") && stdout.contains("consentMode"), "the bad option is named: {stdout}");
+}
+
+/// Imported where there is no page and no Node (a Cloudflare Worker, an edge
+/// function), the browser entry's tracker does nothing: it says so once,
+/// naming `tally-web/server`, instead of silently returning `''` ids.
+#[test]
+fn a_worker_import_warns_once_naming_the_server_tracker() {
+    assert!(root().join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let (ok, out) = node(
+        "const warned = [], log = console.log;
+         console.warn = (...a) => warned.push(a.join(' '));
+         // A Worker: no window, no document, no Node process.
+         globalThis.process = undefined;
+         const { createBrowserTracker } = await import('./pkg/index.js');
+         const t = await createBrowserTracker({ endpoint: '/collect' });
+         await createBrowserTracker({ endpoint: '/collect' });
+         log(JSON.stringify({ id: t.trackPurchase({ transactionId: 'T1' }), warned }));",
+    );
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["id"], "", "{out}");
+    let warned = v["warned"].as_array().expect("warnings");
+    assert_eq!(warned.len(), 1, "once: {out}");
+    let w = warned[0].as_str().unwrap_or_default();
+    assert!(w.starts_with("[tally]") && w.contains("tally-web/server"), "{w}");
+}
+
+/// The documented types (`pkg/index.d.ts`) agree with the runtime and with the
+/// class wasm-bindgen generates (`pkg/tally_web.d.ts`), and the README's
+/// browser example type-checks against them with `tsc --strict`: `ssr` is on
+/// the tracker type, a purchase takes no `items`, the envelope is named
+/// `ContextEnvelope` as on the Rust side, and every documented method is one
+/// the generated class has.
+#[test]
+fn the_types_agree_with_the_runtime_and_the_readme_example_type_checks() {
+    let root = root();
+    assert!(root.join("pkg/tally_web.d.ts").exists(), "build the package first: cargo xtask pkg");
+    let tsc = root.join("node_modules/.bin/tsc");
+    assert!(tsc.exists(), "{} is missing: `cargo xtask install` (npm ci) installs typescript", tsc.display());
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("## Browser\n\n```ts\n").expect("README's browser example is a ```ts block")
+        + "## Browser\n\n```ts\n".len();
+    let example = &readme[start..start + readme[start..].find("\n```").unwrap()];
+    let dir = std::env::temp_dir().join(format!("tally-tsc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+    std::os::unix::fs::symlink(root.join("pkg"), dir.join("node_modules/tally-web")).unwrap();
+    // What the example takes from the page around it.
+    let example = format!(
+        "import type {{ Item }} from 'tally-web';\n\
+         declare const email: string, cart: unknown, order: {{ id: string }}, items: Item[];\n{example}\n"
+    );
+    std::fs::write(dir.join("example.ts"), example).unwrap();
+    std::fs::write(
+        dir.join("contract.ts"),
+        "import { createBrowserTracker, type ContextEnvelope, type Tracker } from 'tally-web';
+import type { BrowserTracker as Generated } from './node_modules/tally-web/tally_web.js';
+const t: Tracker = await createBrowserTracker({ endpoint: '/collect' });
+export const ssr: true | undefined = t.ssr;
+export const id: string = t.trackPurchase({ transactionId: 'T-1', value: 1, currency: 'EUR' });
+export const ctx: ContextEnvelope | undefined = t.exportContext();
+// Every documented method is one the generated class has.
+type Missing = Exclude<keyof Omit<Tracker, 'ssr'>, keyof Generated>;
+export const none: [Missing] extends [never] ? true : Missing = true;
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tsconfig.json"),
+        r#"{"compilerOptions":{"strict":true,"noEmit":true,"target":"es2022","module":"esnext",
+            "moduleResolution":"bundler","lib":["es2022","esnext.disposable","dom"],"types":[],
+            "skipLibCheck":false},"files":["example.ts","contract.ts"]}"#,
+    )
+    .unwrap();
+    let out = Command::new(&tsc).args(["-p", "tsconfig.json"]).current_dir(&dir).output().expect("run tsc");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "tsc:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The module compiles while it downloads (`WebAssembly.instantiateStreaming`)
+/// when the server sends `application/wasm`, and still loads and tracks when
+/// a server sends it as something else (compiled from its bytes then).
+#[tokio::test]
+async fn the_module_streams_and_loads_without_application_wasm_too() {
+    let root = root();
+    assert!(root.join("pkg/tally_web_bg.wasm").exists(), "build the package first: cargo xtask pkg");
+    let wasm = std::fs::read(root.join("pkg/tally_web_bg.wasm")).unwrap();
+    for wasm_url in ["", "/octet/tally_web_bg.wasm"] {
+        let page = format!(
+            r#"<!doctype html><html><body><p id="out">loading</p><script type="module">
+let streamed = 0;
+const stream = WebAssembly.instantiateStreaming;
+WebAssembly.instantiateStreaming = (...a) => {{ streamed++; return stream.apply(WebAssembly, a); }};
+let out;
+try {{
+  const {{ createBrowserTracker }} = await import('/pkg/index.js');
+  const t = await createBrowserTracker({{ endpoint: '/collect', consentMode: 'off' }}, {{ wasmUrl: '{wasm_url}' || undefined }});
+  const id = t.trackPurchase({{ transactionId: 'S-1', value: 1, currency: 'EUR' }});
+  out = JSON.stringify({{ streamed, id, left: await t.flush() }});
+}} catch (e) {{ out = 'failed: ' + e.message; }}
+document.getElementById('out').textContent = out;
+document.body.dataset.ready = '1';
+</script></body></html>"#
+        );
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let bytes = wasm.clone();
+        let router = Router::new()
+            .route("/", axum::routing::get(move || async move { axum::response::Html(page) }))
+            .route("/collect", tally_e2e::accepting_collector(received.clone()))
+            .route(
+                "/octet/tally_web_bg.wasm",
+                axum::routing::get(move || async move { ([("content-type", "application/octet-stream")], bytes) }),
+            )
+            .nest_service("/pkg", tower_http::services::ServeDir::new(root.join("pkg")));
+        let (browser, out) = open_page(router, "/").await;
+        browser.close().await;
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{wasm_url:?}: {out}"));
+        assert_eq!(v["left"], 0, "{wasm_url:?}: {out}");
+        assert_eq!(v["id"].as_str().map(str::len), Some(36), "{wasm_url:?}: {out}");
+        // The module is handed to instantiateStreaming either way; without
+        // `application/wasm` wasm-bindgen's loader falls back to the bytes.
+        assert_eq!(v["streamed"], 1, "{wasm_url:?}: {out}");
+        assert_eq!(received.lock().unwrap().len(), 1, "{wasm_url:?}: the purchase reached the collector");
+    }
+}
+
 #[tokio::test]
 async fn a_bundle_without_the_wasm_names_the_file_and_wasm_url() {
     let root = root();

@@ -47,11 +47,11 @@ fn peer_dir(peers: &Path, name: &str) -> Result<(PathBuf, String), String> {
 
 fn sizes(root: &Path, work: &Path, tally: pkg::Sizes) -> Result<Vec<Bundle>, String> {
     let mut out = Vec::new();
-    // Tally: the wasm plus its JS shell, minified as a site's bundler would.
+    // Tally: the wasm plus its JS (wasm-bindgen glue and index.js), minified as a site's bundler would.
     let pkg::Sizes { raw, gzip, brotli } = tally;
     out.push(Bundle {
         name: "tally-web (this repo)".into(),
-        file: "tally_web_bg.wasm + index.js".into(),
+        file: "tally_web_bg.wasm + tally_web.js + index.js".into(),
         raw,
         gzip,
         brotli,
@@ -196,18 +196,15 @@ pub fn all() -> Result<(), String> {
             tally_gzip as f64 / b.gzip.max(1) as f64
         ));
     }
-    let (wasm, shell, bare) = (package.wasm.gzip, package.shell().gzip, package.wasm_without_hashing.gzip);
+    let (wasm, js) = (package.wasm.gzip, package.js().gzip);
     md.push_str(&format!(
-        "\nOf Tally's {} B gzip, the wasm module (the Rust rules behind string exports, no wasm-bindgen) is {} B and \
-         the hand-written JS shell `pkg/index.js` {} B; {:.2}× the 31 KiB budget. Built without normalising and \
-         hashing user data the module is {} B gzip: {} B with the shell, what a page would load before its first \
-         `track` if hashing were a second module.\n",
+        "\nOf Tally's {} B gzip, all of it loaded before the first `track`, the wasm module (the Rust rules and \
+         their web-sys calls) is {} B and the JS (the glue wasm-bindgen generates and `pkg/index.js`) {} B; \
+         {:.2}× the 64 KiB budget.\n",
         tally_gzip,
         wasm,
-        shell,
-        tally_gzip as f64 / pkg::BUDGET_GZIP_BYTES as f64,
-        bare,
-        bare + shell
+        js,
+        tally_gzip as f64 / pkg::FIRST_TRACK_BUDGET_GZIP_BYTES as f64,
     ));
     md.push_str("\n## 2. Building one purchase for every destination (tally-core)\n\n```\n");
     md.push_str(core.lines().filter(|l| l.contains("µs")).collect::<Vec<_>>().join("\n").as_str());

@@ -3,10 +3,31 @@
 
 mod locked;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::run;
+
+/// The wasm-bindgen version the workspace pins (`=X.Y.Z`); the CLI must match.
+pub fn wasm_bindgen_version() -> Result<String, String> {
+    let manifest =
+        std::fs::read_to_string(run::root().join("Cargo.toml")).map_err(|e| format!("reading Cargo.toml: {e}"))?;
+    pinned_version(&manifest, "wasm-bindgen")
+        .ok_or_else(|| "Cargo.toml must pin wasm-bindgen = \"=X.Y.Z\" (or { version = \"=X.Y.Z\", … })".to_owned())
+}
+
+/// The exact version `=X.Y.Z` a `[workspace.dependencies]` line pins for
+/// `name`, written `name = "=X.Y.Z"` or `name = { version = "=X.Y.Z", … }`.
+fn pinned_version(manifest: &str, name: &str) -> Option<String> {
+    manifest.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix(name)?.trim_start().strip_prefix('=')?.trim_start();
+        let rest = match rest.strip_prefix('{') {
+            Some(table) => table.split("version").nth(1)?.trim_start().strip_prefix('=')?.trim_start(),
+            None => rest,
+        };
+        rest.strip_prefix("\"=")?.split('"').next().map(str::to_owned)
+    })
+}
 
 /// Everything `cargo xtask test` needs.
 pub fn all() -> Result<(), String> {
@@ -84,7 +105,7 @@ pub fn vite() -> Result<(), String> {
     std::fs::write(&stamp_path, VITE_VERSION).map_err(|e| format!("writing {}: {e}", stamp_path.display()))
 }
 
-/// The wasm32 target the browser package builds for.
+/// The wasm32 target and the wasm-bindgen CLI at the pinned version.
 pub fn wasm_toolchain() -> Result<(), String> {
     let installed = run::output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
@@ -94,7 +115,109 @@ pub fn wasm_toolchain() -> Result<(), String> {
             cmd("rustup", &["target", "add", "wasm32-unknown-unknown"]),
         )?;
     }
+    let want = wasm_bindgen_version()?;
+    let have = |bin: &str| run::output(Command::new(bin).arg("--version")).unwrap_or_default();
+    let cli = have("wasm-bindgen");
+    let at_pin = |v: &str| v.split_whitespace().nth(1) == Some(want.as_str());
+    if at_pin(&cli) {
+        return Ok(());
+    }
+    println!(
+        "install: wasm-bindgen-cli {want} (the wasm-bindgen that writes the npm package's glue; found: {})",
+        if cli.is_empty() { "none" } else { &cli }
+    );
+    install_wasm_bindgen_cli(&want)?;
+    let now = have("wasm-bindgen");
+    if !at_pin(&now) {
+        return Err(format!(
+            "after installing wasm-bindgen-cli {want}, `wasm-bindgen --version` says {now:?}: is ~/.cargo/bin first on PATH?"
+        ));
+    }
     Ok(())
+}
+
+/// `cargo install --locked` first. When the crate's own lockfile pins a
+/// version this registry does not serve, the same lockfile with only those
+/// packages moved to the nearest version served (`cargo update -p
+/// name@locked`), built `--locked` from the crate's source: every other
+/// dependency stays exactly as the wasm-bindgen release was tested with.
+fn install_wasm_bindgen_cli(version: &str) -> Result<(), String> {
+    const CRATE: &str = "wasm-bindgen-cli";
+    let exact = format!("={version}");
+    let locked = run::step_keeping_stderr(
+        "cargo install wasm-bindgen-cli --locked",
+        run::cargo(&["install", CRATE, "--version", &exact, "--locked", "--force"]),
+    );
+    let failed = match locked {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    let mut pins = match locked::after_cargo_failure(&failed.stderr) {
+        locked::CargoFallback::NearestLock(pins) => pins,
+        locked::CargoFallback::GiveUp(why) => return Err(format!("{}: {why}", failed.message)),
+    };
+    println!("{}", locked::nearest_lock_notice(CRATE, version, &pins));
+    let dir = crate_source(CRATE, version)?;
+    let lock_path = dir.join("Cargo.lock");
+    let before = std::fs::read_to_string(&lock_path).map_err(|e| format!("reading {}: {e}", lock_path.display()))?;
+    for _ in 0..8 {
+        let mut update = run::cargo(&["update"]);
+        for pin in &pins {
+            update.args(["-p", &pin.spec()]);
+        }
+        update.current_dir(&dir);
+        match run::step_keeping_stderr("cargo update (only the packages the registry lacks)", update) {
+            Ok(()) => break,
+            Err(f) => {
+                let more: Vec<_> =
+                    locked::missing_cargo_pins(&f.stderr).into_iter().filter(|p| !pins.contains(p)).collect();
+                if more.is_empty() {
+                    return Err(f.message);
+                }
+                println!("{}", locked::nearest_lock_notice(CRATE, version, &more));
+                pins.extend(more);
+            }
+        }
+    }
+    let after = std::fs::read_to_string(&lock_path).map_err(|e| format!("reading {}: {e}", lock_path.display()))?;
+    let moves = locked::lock_moves(&before, &after);
+    println!("install: {CRATE} {version} builds with {} (everything else as its Cargo.lock pins)", moves.join(", "));
+    let path = dir.to_string_lossy().into_owned();
+    run::step(
+        "cargo install wasm-bindgen-cli --path (nearest lockfile) --locked",
+        run::cargo(&["install", "--path", &path, "--locked", "--force"]),
+    )
+}
+
+/// The crate's published source, unpacked from cargo's registry cache (the
+/// failed `--locked` attempt downloaded it) into `target/tools/<crate>-<version>`,
+/// made its own workspace so cargo does not take it for a member of ours.
+fn crate_source(name: &str, version: &str) -> Result<PathBuf, String> {
+    let stem = format!("{name}-{version}");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let archive = std::fs::read_dir(cargo_home.join("registry/cache"))
+        .map_err(|e| format!("reading cargo's registry cache: {e}"))?
+        .flatten()
+        .map(|index| index.path().join(format!("{stem}.crate")))
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("{stem}.crate is not in cargo's registry cache after the failed install"))?;
+    let tools = run::root().join("target/tools");
+    let dir = tools.join(&stem);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&tools).map_err(|e| format!("creating {}: {e}", tools.display()))?;
+    let archive = archive.to_string_lossy().into_owned();
+    let into = tools.to_string_lossy().into_owned();
+    run::step(&format!("unpack {stem}.crate into target/tools"), cmd("tar", &["-xzf", &archive, "-C", &into]))?;
+    let manifest = dir.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+    if !text.lines().any(|l| l.trim() == "[workspace]") {
+        text.push_str("\n[workspace]\n");
+        std::fs::write(&manifest, text).map_err(|e| format!("writing {}: {e}", manifest.display()))?;
+    }
+    Ok(dir)
 }
 
 /// Chromium, its driver, Redis and Prometheus (for `promtool`, which checks
@@ -186,7 +309,7 @@ fn cmd(program: &str, args: &[&str]) -> Command {
 
 #[cfg(test)]
 mod tests {
-    use super::stamp;
+    use super::{pinned_version, stamp};
 
     #[test]
     fn the_install_stamp_changes_with_either_file() {
@@ -195,5 +318,15 @@ mod tests {
         assert_ne!(a, stamp(&[b"{}", b"lock2"]));
         // The boundary between the files counts: moving a byte across it is a change.
         assert_ne!(stamp(&[b"ab", b"c"]), stamp(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn reads_an_exact_pin_in_either_form() {
+        assert_eq!(pinned_version("wasm-bindgen = \"=0.2.130\"", "wasm-bindgen").as_deref(), Some("0.2.130"));
+        let table = "wasm-bindgen-test = \"0.3\"\nwasm-bindgen = { version = \"=0.2.130\", default-features = false }";
+        assert_eq!(pinned_version(table, "wasm-bindgen").as_deref(), Some("0.2.130"));
+        // A range is not a pin, and a longer name is another crate.
+        assert_eq!(pinned_version("wasm-bindgen = \"0.2.130\"", "wasm-bindgen"), None);
+        assert_eq!(pinned_version("wasm-bindgen-test = \"=0.3.80\"", "wasm-bindgen"), None);
     }
 }

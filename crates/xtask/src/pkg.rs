@@ -1,16 +1,15 @@
-//! Building the npm package (`pkg/`): the `tally-web` wasm module beside the hand-written `pkg/index.js`, and its size budget.
+//! Building the npm package (`pkg/`): the `tally-web` wasm module and the glue wasm-bindgen generates for it, beside `pkg/index.js`, and its size budget.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::run;
 
-/// The issue-16 budget for what a browser downloads (wasm + minified JS), gzip.
-pub const BUDGET_GZIP_BYTES: u64 = 31 * 1024;
-/// What a page must load before its first `track` call, gzip (issue 16).
-pub const FIRST_TRACK_BUDGET_GZIP_BYTES: u64 = 24 * 1024;
-/// The stretch target (issue 16).
-pub const STRETCH_GZIP_BYTES: u64 = 20 * 1024;
+/// What a page may load before its first `track` call, gzip (issue 30): the
+/// wasm module, its wasm-bindgen glue and `index.js`, as a browser downloads them.
+pub const FIRST_TRACK_BUDGET_GZIP_BYTES: u64 = 64 * 1024;
+/// The stretch target (issue 30).
+pub const STRETCH_GZIP_BYTES: u64 = 48 * 1024;
 /// The enforced ceiling, in bytes gzip on the as-downloaded figure: a
 /// regression guard that can only shrink. `check_budget` fails above it and,
 /// when the package came out smaller, lowers it to the new size in this file
@@ -53,23 +52,21 @@ pub struct Sizes {
 
 /// The built package, measured.
 pub struct PackageSize {
-    /// The files as published in `pkg/`: the wasm module and `index.js`, readable JS.
+    /// The files as published in `pkg/`: the wasm module, its glue
+    /// (`tally_web.js`) and `index.js`, readable JS.
     pub shipped: Sizes,
     /// What a browser downloads from a storefront built for production: the
-    /// same wasm with `index.js` minified (esbuild `--minify`, as a site's
-    /// bundler does and as size-limit measures). The budget applies here.
+    /// same wasm with the two JS files minified (esbuild `--minify`, as a
+    /// site's bundler does and as size-limit measures). All of it loads before
+    /// the first `track` call; the budget and the ceiling apply here.
     pub downloaded: Sizes,
-    /// The wasm module alone (the Rust rules), optimised.
+    /// The wasm module alone (the Rust rules and the web-sys calls), optimised.
     pub wasm: Sizes,
-    /// The same module built without normalising and hashing user data
-    /// (`--no-default-features`): with the minified shell, what a page would
-    /// load before its first `track` call if hashing were a second module.
-    pub wasm_without_hashing: Sizes,
 }
 
 impl PackageSize {
-    /// The shell, minified (what the package adds to the module).
-    pub fn shell(&self) -> Sizes {
+    /// The JS (glue and `index.js`), minified.
+    pub fn js(&self) -> Sizes {
         Sizes {
             raw: self.downloaded.raw - self.wasm.raw,
             gzip: self.downloaded.gzip - self.wasm.gzip,
@@ -81,27 +78,19 @@ impl PackageSize {
     /// ceiling when the package shrank, and says plainly when the package is
     /// over the budget.
     pub fn check_budget(&self) -> Result<(), String> {
-        let (s, d, w, n) = (self.shipped, self.downloaded, self.wasm, self.wasm_without_hashing);
+        let (s, d, w) = (self.shipped, self.downloaded, self.wasm);
         let root = run::root();
         let ceiling = read_ceiling(&root)?;
         println!("==> package size as shipped in pkg/: {} B raw, {} B gzip, {} B brotli", s.raw, s.gzip, s.brotli);
         println!(
-            "==> package size as a browser downloads it (index.js minified): {} B raw, {} B gzip, {} B brotli \
+            "==> before the first track, as a browser downloads it (JS minified): {} B raw, {} B gzip, {} B brotli \
              (budget {} B gzip, stretch {} B, enforced ceiling {} B)",
-            d.raw, d.gzip, d.brotli, BUDGET_GZIP_BYTES, STRETCH_GZIP_BYTES, ceiling
+            d.raw, d.gzip, d.brotli, FIRST_TRACK_BUDGET_GZIP_BYTES, STRETCH_GZIP_BYTES, ceiling
         );
         println!(
-            "==> of which the wasm module (the Rust rules) {} B gzip and the JS shell {} B gzip",
+            "==> of which the wasm module {} B gzip and the JS (wasm-bindgen glue and index.js) {} B gzip",
             w.gzip,
-            self.shell().gzip
-        );
-        println!(
-            "==> before the first track: {} B gzip (the one wasm module and index.js; budget {} B); \
-             {} B gzip if hashing user data were a second module (the module without it: {} B gzip)",
-            d.gzip,
-            FIRST_TRACK_BUDGET_GZIP_BYTES,
-            n.gzip + self.shell().gzip,
-            n.gzip
+            self.js().gzip
         );
         let kept = ratchet(ceiling, d.gzip)?;
         if kept < ceiling {
@@ -109,49 +98,46 @@ impl PackageSize {
             std::fs::write(&path, format!("{kept}\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
             println!("==> ceiling lowered from {ceiling} B to {kept} B in {CEILING_FILE}: commit it");
         }
-        if d.gzip > BUDGET_GZIP_BYTES {
+        if d.gzip > FIRST_TRACK_BUDGET_GZIP_BYTES {
             println!(
-                "WARNING: the npm package is {} B gzip, {} B over the {} B budget (issue 16 stays open until it fits)",
+                "WARNING: before the first track a page loads {} B gzip, {} B over the {} B budget (issue 30)",
                 d.gzip,
-                d.gzip - BUDGET_GZIP_BYTES,
-                BUDGET_GZIP_BYTES
+                d.gzip - FIRST_TRACK_BUDGET_GZIP_BYTES,
+                FIRST_TRACK_BUDGET_GZIP_BYTES
             );
         }
         Ok(())
     }
 }
 
-/// Builds the `tally-web` module for wasm32 into `pkg/tally_web_bg.wasm`,
-/// optimised with wasm-opt from the `binaryen` npm package, checks in Node
-/// that it does the tracker's work (`crates/web/check.js`), and measures it
-/// with `pkg/index.js`; builds and measures the variant without hashing too.
+/// Builds the `tally-web` module for wasm32, runs the `wasm-bindgen` CLI (the
+/// pinned version `cargo xtask install` installs) into `pkg/`, optimises the
+/// module with wasm-opt from the `binaryen` npm package, checks in Node that
+/// it does the tracker's work (`crates/web/check.js`), and measures it with
+/// its glue and `pkg/index.js`.
 pub fn build() -> Result<PackageSize, String> {
     let root = run::root();
     let min_dir = root.join("target/pkg-size");
     std::fs::create_dir_all(&min_dir).map_err(|e| format!("creating {}: {e}", min_dir.display()))?;
-    let module = |features: &[&str], out: &Path| -> Result<Sizes, String> {
-        let wasm =
-            build_wasm("tally-web", features, "build tally-web (wasm32, no_std, profile wasm-release: opt-level z)")?;
-        optimise(&root, &wasm, out)?;
-        // It must do the tracker's work, or its size proves nothing.
-        let mut check = Command::new("node");
-        check.arg(root.join("crates/web/check.js")).arg(out);
-        if features.is_empty() {
-            check.arg("user-data");
-        }
-        run::step("check that the module runs the rules in Node (node crates/web/check.js)", check)?;
-        file_sizes(out)
-    };
-    let wasm_without_hashing = module(&["--no-default-features"], &min_dir.join("tally_web_no_user_data.wasm"))?;
     let pkg = root.join("pkg");
-    let wasm = module(&[], &pkg.join("tally_web_bg.wasm"))?;
-    let entry = min_dir.join("index.min.js");
+    let wasm = build_wasm("tally-web", &[], "build tally-web (wasm32, profile wasm-release: opt-level z)")?;
+    let mut bindgen = Command::new("wasm-bindgen");
+    bindgen.args(["--target", "web", "--out-name", "tally_web", "--out-dir"]).arg(&pkg).arg(&wasm);
+    run::step("wasm-bindgen --target web into pkg/", bindgen)?;
+    let out = pkg.join("tally_web_bg.wasm");
+    optimise(&root, &out, &out)?;
+    // It must do the tracker's work, or its size proves nothing.
+    let mut check = Command::new("node");
+    check.arg(root.join("crates/web/check.js")).arg(&pkg);
+    run::step("check that the module runs the rules in Node (node crates/web/check.js)", check)?;
+    let (glue, entry) = (min_dir.join("tally_web.min.js"), min_dir.join("index.min.js"));
+    minify(&root, &pkg.join("tally_web.js"), &glue)?;
     minify(&root, &pkg.join("index.js"), &entry)?;
+    let wasm = file_sizes(&out)?;
     Ok(PackageSize {
-        shipped: wasm + file_sizes(&pkg.join("index.js"))?,
-        downloaded: wasm + file_sizes(&entry)?,
+        shipped: wasm + file_sizes(&pkg.join("tally_web.js"))? + file_sizes(&pkg.join("index.js"))?,
+        downloaded: wasm + file_sizes(&glue)? + file_sizes(&entry)?,
         wasm,
-        wasm_without_hashing,
     })
 }
 
@@ -183,10 +169,17 @@ fn optimise(root: &Path, src: &Path, dst: &Path) -> Result<(), String> {
     // `--low-memory-unused` lets binaryen fold constant offsets below
     // 1 KiB into addresses (rustc's wasm32 stack sits first and grows down
     // from 1 MiB, its data above it, so the lowest KiB is never used).
-    // Not `--traps-never-happen`: a trap (a panic without std) must stay a trap.
+    // Not `--traps-never-happen`: a trap (a panic) must stay a trap.
     // `--strip-debug` drops the name section cargo leaves in a cdylib.
+    // No inlining of functions called once or judged small: rustc (LTO,
+    // opt-level z) has inlined what pays already, and binaryen's extra
+    // inlining made the module 2.4 KB gzip larger (79,542 B before the first
+    // track without it against 81,945 B with it; -O1 gave 80,422 B, -Os
+    // 82,057 B, no -O at all 81,908 B).
     c.arg("-Oz")
         .arg("--converge")
+        .arg("--flexible-inline-max-function-size=0")
+        .arg("--one-caller-inline-max-function-size=0")
         .arg("--low-memory-unused")
         .arg("--strip-producers")
         .arg("--strip-debug")

@@ -2,9 +2,8 @@
 //! event each builds, which `conversionLabels` key sends it to Google Ads, and
 //! what it reads beyond the fields every helper shares.
 //!
-//! The npm package's `track` export takes a helper by its index here, and its
-//! JS shell lists the method names in the same order; the method names are
-//! the errors' prefixes.
+//! The npm package's tracker runs its `track*` helpers from this table; the
+//! method names are the errors' prefixes.
 //!
 //! ```
 //! use tally_core::browser::helpers::HELPERS;

@@ -1,6 +1,6 @@
 //! What JavaScript hands the tracker, read into the core's types.
 //!
-//! The browser module reads the JSON the page hands it into a [`Value`]
+//! The browser module reads the JavaScript value the page hands it into a [`Value`]
 //! (strings, numbers, booleans, arrays, plain objects) and everything after
 //! that is here: the event a helper builds from `{ value, currency, items, … }`, the
 //! user data to hash, a consent update. Every error names the field, spelled as

@@ -1,18 +1,18 @@
 //! The browser tracker's rules, without the browser.
 //!
-//! `tally-web` (the npm package) is these rules compiled to wasm behind a few
-//! string exports, and a hand-written JS shell that reads cookies,
-//! `localStorage` and the URL, and calls `fetch`, `sendBeacon`, `gtag` and
-//! `fbq` as the rules' effects say. Every decision in between lives here, is
-//! pure, and is tested natively:
+//! `tally-web` (the npm package) is a thin wasm-bindgen layer: with web-sys
+//! and js-sys it reads cookies, `localStorage`, the URL and the page's input
+//! (with a serde visitor), and calls `fetch`, `sendBeacon`, `gtag` and
+//! `fbq`. Every decision it makes in between lives here, is pure, and is
+//! tested natively:
 //!
 //! * [`admission`]: a tracked event deduplicated, held for the consent
 //!   decision or released, and on release queued or dropped with its reason;
 //! * [`consent_change`]: what a consent update does to the queue: into or out of
 //!   `localStorage`, discarded, the waiting events released;
 //! * [`helpers`]: the e-commerce helpers' table (event, Google Ads label key,
-//!   extra fields), numbered as the module's `track` export takes them;
-//! * [`input`]: the page's JSON values ([`input::Value`]) read into events, user
+//!   extra fields), one row per `track*` method of the package;
+//! * [`input`]: the page's values ([`input::Value`]) read into events, user
 //!   data and consent updates, with errors that name the field;
 //! * [`config`]: `createBrowserTracker(config)` validated into a [`config::BrowserConfig`];
 //! * [`identity`]: Tally's first-party cookies (client id, visitor id, click ids) and

@@ -144,9 +144,23 @@ pub struct Settlement {
     pub drops: Vec<Dropped>,
 }
 
+/// Most characters of a refusal's body kept as a drop's `detail`.
+pub const MAX_REFUSAL_DETAIL_CHARS: usize = 100;
+
+/// Why the collector (or a proxy in front of it) refused a whole batch: the
+/// collector's `{"error": …}` (e.g. `origin not allowed` for an origin
+/// missing from `allowed_origins`), else a plain-text body, trimmed and cut
+/// to [`MAX_REFUSAL_DETAIL_CHARS`]; `None` when the body says nothing.
+pub fn refusal_detail(reply: &Value) -> Option<String> {
+    let text = reply.get("error").as_str().or(reply.as_str())?.trim();
+    (!text.is_empty()).then(|| text.chars().take(MAX_REFUSAL_DETAIL_CHARS).collect())
+}
+
 /// Reads the collector's answer (`status`, and the reply body parsed to a
-/// [`Value`]) for the batch of `ids`. An id the reply does not mention is
-/// taken as settled; a 4xx drops the whole batch as `http_<status>`.
+/// [`Value`], or as [`Value::Str`] when it is not JSON) for the batch of
+/// `ids`. An id the reply does not mention is taken as settled; a 4xx drops
+/// the whole batch as `http_<status>`, with the collector's reason as the
+/// `detail` ([`refusal_detail`]) and the `field` it names, if any.
 pub fn settle(ids: &[String], status: u16, reply: &Value) -> Settlement {
     let mut s = Settlement { outcome: http_outcome(status), remove: Vec::new(), drops: Vec::new() };
     match s.outcome {
@@ -181,7 +195,12 @@ pub fn settle(ids: &[String], status: u16, reply: &Value) -> Settlement {
         HttpOutcome::Drop => {
             let mut reason = String::from("http_");
             crate::json::push_u64(&mut reason, u64::from(status));
-            s.drops = ids.iter().map(|id| Dropped::new(id, &reason)).collect();
+            let field = reply.get("field").as_str().map(str::to_owned);
+            let detail = refusal_detail(reply);
+            s.drops = ids
+                .iter()
+                .map(|id| Dropped { field: field.clone(), detail: detail.clone(), ..Dropped::new(id, &reason) })
+                .collect();
             s.remove = ids.to_vec();
         }
     }
@@ -274,6 +293,34 @@ mod tests {
         assert_eq!((s.outcome, s.remove.len()), (HttpOutcome::Retry, 0));
         let s = settle(&ids[..1], 200, &Value::Absent);
         assert_eq!(s.remove, ["a"], "an unmentioned event counts as settled");
+    }
+
+    #[test]
+    fn a_refused_batch_carries_the_collectors_reason() {
+        let ids: Vec<String> = ["a", "b"].iter().map(|s| (*s).into()).collect();
+        // The collector's JSON error body (`{"error": …, "field"?: …}`).
+        let body = Value::Map(vec![("error".into(), Value::Str("origin not allowed".into()))]);
+        let s = settle(&ids, 403, &body);
+        assert_eq!(s.remove, ["a", "b"]);
+        assert_eq!(s.drops[0].to_json(), r#"{"eventId":"a","reason":"http_403","detail":"origin not allowed"}"#);
+        let body = Value::Map(vec![
+            ("error".into(), Value::Str("unknown event name".into())),
+            ("field".into(), Value::Str("events[0].eventName".into())),
+        ]);
+        let d = &settle(&ids, 400, &body).drops[1];
+        assert_eq!(
+            (d.reason.as_str(), d.field.as_deref(), d.detail.as_deref()),
+            ("http_400", Some("events[0].eventName"), Some("unknown event name"))
+        );
+        // A proxy's plain-text answer, cut to a readable length on a character boundary.
+        let long = "é".repeat(300);
+        let d = &settle(&ids, 403, &Value::Str(long)).drops[0];
+        assert_eq!(d.detail.as_deref(), Some("é".repeat(100).as_str()));
+        let d = &settle(&ids, 403, &Value::Str("  Forbidden\n".into())).drops[0];
+        assert_eq!(d.detail.as_deref(), Some("Forbidden"));
+        // No body: the status alone, as before.
+        assert_eq!(settle(&ids, 403, &Value::Absent).drops[0].detail, None);
+        assert_eq!(settle(&ids, 403, &Value::Str("  ".into())).drops[0].detail, None);
     }
 
     #[test]
