@@ -17,6 +17,24 @@ use tally_e2e::{Browser, GCLID, ServerTrackerPath, assert_reconciled, eventually
 
 const DAY_AND_HOUR_MS: u64 = 25 * 3_600_000;
 
+/// The demo shop, its payment webhook reporting purchases 25 hours back, and
+/// a consenting shopper with the tracker blocked whose `_ga` / `_gcl_aw`
+/// cookies say they clicked an ad 26 hours ago.
+async fn shopper_who_clicked_yesterday(path: ServerTrackerPath) -> (tally_demo::RunningDemo, Browser) {
+    let demo = start_demo_on(path, 200).await;
+    let browser = Browser::launch().await;
+    demo.shop.switches.webhook_late_ms.store(DAY_AND_HOUR_MS, Ordering::Relaxed);
+    browser.open(&format!("{}/?blocked=tracker", demo.base_url)).await;
+    browser.click("#consent-accept").await;
+    let click_s = tally_server::tracker::now_ms() / 1000 - 26 * 3600;
+    browser
+        .eval(&format!(
+            "document.cookie = '_ga=GA1.1.111222333.{click_s}; path=/'; document.cookie = '_gcl_aw=GCL.{click_s}.{GCLID}; path=/'; return true"
+        ))
+        .await;
+    (demo, browser)
+}
+
 async fn buy_yesterday(browser: &Browser, shop: &tally_demo::Shop, base: &str, sku: &str) -> String {
     let before = shop.orders.all().len();
     browser.open(&format!("{base}/product/{sku}")).await;
@@ -32,19 +50,9 @@ async fn buy_yesterday(browser: &Browser, shop: &tally_demo::Shop, base: &str, s
 tally_e2e::on_both_server_trackers!(full_and_partial_refunds_reconcile);
 
 async fn full_and_partial_refunds_reconcile(path: ServerTrackerPath) {
-    let demo = start_demo_on(path, 200).await;
-    let browser = Browser::launch().await;
+    let (demo, browser) = shopper_who_clicked_yesterday(path).await;
     let base = &demo.base_url;
     let shop = &demo.shop;
-    shop.switches.webhook_late_ms.store(DAY_AND_HOUR_MS, Ordering::Relaxed);
-    browser.open(&format!("{base}/?blocked=tracker")).await;
-    browser.click("#consent-accept").await;
-    let click_s = tally_server::tracker::now_ms() / 1000 - 26 * 3600;
-    browser
-        .eval(&format!(
-            "document.cookie = '_ga=GA1.1.111222333.{click_s}; path=/'; document.cookie = '_gcl_aw=GCL.{click_s}.{GCLID}; path=/'; return true"
-        ))
-        .await;
     let first = buy_yesterday(&browser, shop, base, "SKU-311").await;
     let second = buy_yesterday(&browser, shop, base, "SKU-204").await;
 
@@ -111,19 +119,9 @@ fn ga4_refunds(shop: &tally_demo::Shop, order: &str) -> Vec<i64> {
 /// after the partial refunds and after the last one.
 async fn two_partial_refunds_then_the_rest_reconcile(path: ServerTrackerPath) {
     const REFUND_DESTINATIONS: [&str; 3] = ["ga4", "google_ads", "webhook:warehouse"];
-    let demo = start_demo_on(path, 200).await;
-    let browser = Browser::launch().await;
+    let (demo, browser) = shopper_who_clicked_yesterday(path).await;
     let base = &demo.base_url;
     let shop = &demo.shop;
-    shop.switches.webhook_late_ms.store(DAY_AND_HOUR_MS, Ordering::Relaxed);
-    browser.open(&format!("{base}/?blocked=tracker")).await;
-    browser.click("#consent-accept").await;
-    let click_s = tally_server::tracker::now_ms() / 1000 - 26 * 3600;
-    browser
-        .eval(&format!(
-            "document.cookie = '_ga=GA1.1.111222333.{click_s}; path=/'; document.cookie = '_gcl_aw=GCL.{click_s}.{GCLID}; path=/'; return true"
-        ))
-        .await;
     let order = buy_yesterday(&browser, shop, base, "SKU-311").await;
     let total = shop.orders.get(&order).expect("order").total_cents;
     assert!(total > 1275, "the order is worth more than both partial refunds: {total}");

@@ -3,15 +3,17 @@
 //! ad or analytics destination and is counted; the same order confirmed by
 //! the shop's backend is delivered, flagged; per-destination `bots` settings.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
+use support::google_ads_on;
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::bots::BotPolicy;
 use tally_server::collector::{CollectorConfig, serve_router};
-use tally_server::{Ga4Config, GoogleAdsConfig, MetaConfig, ServerTracker, WebhookConfig};
+use tally_server::{Ga4Config, MetaConfig, ServerTracker, WebhookConfig};
 
 const ORIGIN: &str = "https://shop.example";
 const SECRET: &str = "s2s-secret";
@@ -42,13 +44,7 @@ async fn harness(
     sandbox.webhook.set_secret("warehouse", WAREHOUSE_SECRET);
     let builder = ServerTracker::builder()
         .ga4(Ga4Config::new("G-TEST123", "s").base_url(run.url("/ga4")))
-        .google_ads(
-            GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-                .data_manager_url(run.url("/data-manager"))
-                .token_url(run.url("/data-manager/token"))
-                .conversion_action("purchase", "555666777")
-                .label("purchase", "purchase"),
-        )
+        .google_ads(google_ads_on(&run).conversion_action("purchase", "555666777").label("purchase", "purchase"))
         .meta(MetaConfig::new("1234567890", tally_sandbox::meta::ACCESS_TOKEN).base_url(run.url("/meta")))
         .webhook("warehouse", WebhookConfig::new(run.url("/webhook/warehouse"), WAREHOUSE_SECRET))
         .retry(tally_server::retry::RetryPolicy {

@@ -8,9 +8,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{fast_retry, tracker_on_sandbox};
+use support::{fast_retry, google_ads_on, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, Currency, DestinationKind, Item};
-use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::{
     GoogleAdsConfig, LaneSettings, Outcome, PurchaseInput, RefundInput, Retractions, ServerTracker, SkipReason,
@@ -20,10 +19,7 @@ use tally_server::{
 const GCLID: &str = "Cj0KCQjw-sandbox_gclid";
 
 fn ads(run: &RunningSandbox) -> GoogleAdsConfig {
-    GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-        .data_manager_url(run.url("/data-manager"))
-        .token_url(run.url("/data-manager/token"))
-        .base_url(run.url("/google-ads"))
+    google_ads_on(run)
         .login_customer_id("987-654-3210")
         .conversion_action("purchase", "555666777")
         .label("purchase", "purchase")

@@ -8,10 +8,9 @@
 
 mod support;
 
-use support::{amount, fast_retry, tracker_on_sandbox};
+use support::{amount, fast_retry, google_ads_on, tracker_on_sandbox};
 use tally_core::reconcile::money;
 use tally_core::{ContextEnvelope, Currency};
-use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::{
     Ga4Config, GoogleAdsConfig, Outcome, RefundInput, Retractions, ServerTracker, SkipReason, TrackResult, Visitor,
@@ -25,10 +24,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
     let (sandbox, run, tracker) = tracker_on_sandbox(fast_retry(), |run, b| {
         b.ga4(Ga4Config::new("G-TEST123", "secret-xyz").base_url(format!("{}/ga4", run.base_url)))
             .google_ads(
-                GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-                    .data_manager_url(run.url("/data-manager"))
-                    .token_url(run.url("/data-manager/token"))
-                    .base_url(run.url("/google-ads"))
+                google_ads_on(run)
                     .login_customer_id("987-654-3210")
                     .conversion_action("purchase", "555666777")
                     .label("purchase", "purchase")

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tally_core::{Amount, ContextEnvelope, Currency};
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::retry::RetryPolicy;
-use tally_server::{PurchaseInput, ServerTracker, ServerTrackerBuilder};
+use tally_server::{GoogleAdsConfig, PurchaseInput, ServerTracker, ServerTrackerBuilder};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir {
@@ -201,6 +201,17 @@ pub async fn tracker_on_sandbox(
         .build()
         .unwrap_or_else(|e| panic!("building the tracker: {e}"));
     (sandbox, run, tracker)
+}
+
+/// The stand-in's Google Ads account (customer 123-456-7890, its OAuth
+/// client, Data Manager, token and Google Ads API URLs on `run`): each test
+/// adds the conversion actions and options it needs.
+pub fn google_ads_on(run: &RunningSandbox) -> GoogleAdsConfig {
+    use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
+    GoogleAdsConfig::new("123-456-7890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+        .data_manager_url(run.url("/data-manager"))
+        .token_url(run.url("/data-manager/token"))
+        .base_url(run.url("/google-ads"))
 }
 
 /// A context envelope from its JSON.
