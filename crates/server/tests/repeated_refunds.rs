@@ -13,8 +13,7 @@ use tally_core::reconcile::money;
 use tally_core::{ContextEnvelope, Currency};
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::{
-    Ga4Config, GoogleAdsConfig, Outcome, RefundInput, Retractions, ServerTracker, SkipReason, TrackResult, Visitor,
-    WebhookConfig,
+    Ga4Config, Outcome, RefundInput, Retractions, ServerTracker, SkipReason, TrackResult, Visitor, WebhookConfig,
 };
 
 const WAREHOUSE_SECRET: &str = "whsec_warehouse_0123456789";
