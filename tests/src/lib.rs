@@ -158,11 +158,37 @@ impl Browser {
         el.attr(name).await.ok().flatten()
     }
 
+    /// Sends the Chrome DevTools Protocol command `cmd` with `params` to the
+    /// current page through chromedriver (`POST /session/{id}/goog/cdp/execute`)
+    /// and returns its result, e.g. `Network.emulateNetworkConditions`.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, String> {
+        let command = CdpCommand { cmd: cmd.to_owned(), params };
+        self.client.issue_cmd(command).await.map_err(|e| format!("CDP {cmd}: {e}"))
+    }
+
     /// Closes the session.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// A Chrome DevTools Protocol command as chromedriver relays it: its own
+/// WebDriver endpoint, `{"cmd": …, "params": …}` in the body.
+#[derive(Debug)]
+struct CdpCommand {
+    cmd: String,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
     }
 }
 

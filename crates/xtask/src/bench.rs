@@ -151,7 +151,7 @@ pub fn all() -> Result<(), String> {
     let started = Instant::now();
     install::npm_packages()?;
     install::wasm_toolchain()?;
-    install::apt_packages()?; // chromium and chromedriver for the main-thread benchmark
+    install::apt_packages()?; // chromium and chromedriver for the page-load and main-thread benchmarks
     let root = run::root();
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -171,6 +171,9 @@ pub fn all() -> Result<(), String> {
     let mut main_thread = run::cargo(&["bench", "-p", "tally-e2e", "--bench", "main_thread", "--profile", "dev"]);
     main_thread.env("TALLY_BENCH_SEGMENT_UMD", segment_next.join("package/dist/umd"));
     let main_thread = Summary::parse(&capture("main-thread cost in headless Chromium", main_thread)?);
+    let mut page_load = run::cargo(&["bench", "-p", "tally-e2e", "--bench", "page_load", "--profile", "dev"]);
+    page_load.env("TALLY_BENCH_SEGMENT_UMD", segment_next.join("package/dist/umd"));
+    let page_load = Summary::parse(&capture("page load on a phone-like profile in headless Chromium", page_load)?);
     let mut fan_out = run::cargo(&["bench", "-p", "tally-server", "--bench", "fan_out"]);
     fan_out.env("TALLY_BENCH_NODE_MODULES", &node_modules);
     let fan_out = Summary::parse(&capture("server fan-out beside @segment/analytics-node", fan_out)?);
@@ -210,9 +213,10 @@ pub fn all() -> Result<(), String> {
     md.push_str(core.lines().filter(|l| l.contains("µs")).collect::<Vec<_>>().join("\n").as_str());
     md.push_str("\n```\n\n## 3. Collector ingest (loopback)\n\n");
     md.push_str(&ingest);
+    md.push_str(&report::page_load(&segment_next_version, &page_load));
     md.push_str(&report::main_thread(&segment_next_version, &main_thread));
     md.push_str(&report::fan_out(&segment_node_version, &fan_out));
-    md.push_str("\n## 6. Delivery at production latency (outbox mode)\n\n");
+    md.push_str("\n## 7. Delivery at production latency (outbox mode)\n\n");
     md.push_str(
         "`crates/server/benches/delivery_lanes.rs`: a backlog built in the SQLite outbox through browsers' `/collect` \
          calls (`deliver_inline = false`) while the destination's stand-in answers 503, then drained \
@@ -222,7 +226,7 @@ pub fn all() -> Result<(), String> {
     );
     md.push_str(&lanes);
     let peers_gzip: Vec<(&str, u64)> = bundles.iter().skip(1).map(|b| (b.name.as_str(), b.gzip)).collect();
-    md.push_str(&report::behind(tally_gzip, &peers_gzip, &main_thread, &fan_out));
+    md.push_str(&report::behind(tally_gzip, &peers_gzip, &page_load, &main_thread, &fan_out));
     md.push_str(&format!(
         "\nThe whole `cargo xtask bench` took {:.1} minutes, builds and npm fetches included.\n",
         started.elapsed().as_secs_f64() / 60.0

@@ -1,6 +1,6 @@
 //! BENCHMARKS.md sections for the benchmarks that run beside a Segment SDK:
-//! main-thread cost in Chromium and server fan-out, and the closing note on
-//! where Tally is behind.
+//! page load and main-thread cost in Chromium and server fan-out, and the
+//! closing note on where Tally is behind.
 
 /// A benchmark's printed output, and the figures of its `SUMMARY k=v …` line.
 pub struct Summary {
@@ -35,10 +35,32 @@ impl Summary {
     }
 }
 
-/// Section 4: main-thread cost of one add_to_cart beside Segment analytics-next.
+/// Section 4: what loading the tracker costs a page, beside Segment's snippet loading analytics-next.
+pub fn page_load(segment_version: &str, s: &Summary) -> String {
+    format!(
+        "\n## 4. Page load on a phone-like profile (headless Chromium)\n\n\
+`tests/benches/page_load.rs`: fresh loads of one shop page three ways: bare; with Tally's `pkg/` in the head \
+(`createBrowserTracker({{ consentMode: 'off' }})`, then `trackPageView()`); with Segment's snippet (5.2.0) loading \
+`@segment/analytics-next` {segment_version} (`dist/umd/standalone.js`, the package measured in section 1) from the \
+same origin, then `analytics.page()`. Through the Chrome DevTools Protocol before every load: 150 ms round trip, \
+1.6 Mbit/s down and 750 kbit/s up (`Network.emulateNetworkConditions`), CPU ×4 (`Emulation.setCPUThrottlingRate`), \
+HTTP cache off and the origin's storage cleared, so every load is a first visit. One loopback server sends gzip \
+(tower-http's compression layer) and the wasm as `application/wasm`, serves Segment's settings and lazy bundles, and \
+stands in for both collectors, noting when the first request of each load arrives. **Tracker ready**: \
+`performance.now()` when `createBrowserTracker` resolves or analytics' `ready` callback runs. **First event**: the \
+collector's arrival time minus the page's `performance.timeOrigin`. **Total blocking time**: the long tasks' time \
+beyond 50 ms each (a `longtask` observer first in the head). **Script**: CDP `Performance.getMetrics` \
+`ScriptDuration`. **Bytes**: transfer sizes of the navigation and every resource (Resource Timing). Figures are read \
+one second after the first event arrived and the tracker was ready; \"added\" is the page's figure minus the bare \
+page's of the same round; the pages alternate, seven rounds; the summary rows are medians.\n\n{}",
+        s.text
+    )
+}
+
+/// Section 5: main-thread cost of one add_to_cart beside Segment analytics-next.
 pub fn main_thread(segment_version: &str, s: &Summary) -> String {
     format!(
-        "\n## 4. Main-thread cost of one add_to_cart (headless Chromium)\n\n\
+        "\n## 5. Main-thread cost of one add_to_cart (headless Chromium)\n\n\
 Tally's `pkg/` (`createBrowserTracker({{ consentMode: 'off' }})`, then `trackAddToCart` with one item) beside \
 `@segment/analytics-next` {segment_version} (`dist/umd/standalone.js` from the package measured in section 1, loaded \
 as Segment's snippet loads it; `analytics.track('Product Added', …)` with the same fields). One loopback server serves \
@@ -57,10 +79,10 @@ in the `document.cookie` getter; Segment reads its `ajs_*` cookies on every even
     )
 }
 
-/// Section 5: server fan-out beside `@segment/analytics-node`.
+/// Section 6: server fan-out beside `@segment/analytics-node`.
 pub fn fan_out(segment_version: &str, s: &Summary) -> String {
     format!(
-        "\n## 5. Server fan-out (loopback)\n\n\
+        "\n## 6. Server fan-out (loopback)\n\n\
 `tally-server`'s `ServerTracker` (in-memory idempotency store and outbox) delivers each purchase to GA4 + Google Ads \
 + Meta CAPI + a signed webhook: the `crates/sandbox` stand-ins, which check every request as the real APIs do. 32 \
 purchases are in flight; each call sends to the four destinations inline and returns with their answers. Beside it, \
@@ -84,7 +106,13 @@ fn ratio(v: f64) -> String {
 }
 
 /// The closing note: every line where Tally is behind Segment, by how much and why.
-pub fn behind(tally_gzip: u64, peers_gzip: &[(&str, u64)], main_thread: &Summary, fan_out: &Summary) -> String {
+pub fn behind(
+    tally_gzip: u64,
+    peers_gzip: &[(&str, u64)],
+    page_load: &Summary,
+    main_thread: &Summary,
+    fan_out: &Summary,
+) -> String {
     let mut out = String::from("\n## Where Tally is behind\n\n");
     let mut lines = 0;
     let smaller: Vec<String> = peers_gzip
@@ -99,6 +127,29 @@ pub fn behind(tally_gzip: u64, peers_gzip: &[(&str, u64)], main_thread: &Summary
 that say what to fix, the event model, Consent Mode v2, identity and click ids, the outbox, the gtag/fbq bridge, \
 SHA-256 and normalisation) that the CDP SDKs leave to their servers or to JS and Plausible does not do; the budget is 31 KiB (`cargo xtask pkg` checks it).\n",
             smaller.join(", ")
+        ));
+    }
+    let slower: Vec<String> = [
+        ("tracker ready", "ratio_ready", "tally_ready_ms", "segment_ready_ms", " ms"),
+        ("first event at the collector", "ratio_first_event", "tally_first_event_ms", "segment_first_event_ms", " ms"),
+        ("main-thread script added", "ratio_script", "tally_script_added_ms", "segment_script_added_ms", " ms"),
+        ("total blocking time added", "", "tally_tbt_added_ms", "segment_tbt_added_ms", " ms"),
+    ]
+    .iter()
+    .filter(|(_, _, t, s, _)| page_load.get(t) > page_load.get(s))
+    .map(|(what, r, t, s, unit)| {
+        let by = if r.is_empty() { String::new() } else { format!(", {}", ratio(page_load.get(r))) };
+        format!("{what} {:.0}{unit} against {:.0}{unit}{by}", page_load.get(t), page_load.get(s))
+    })
+    .collect();
+    if !slower.is_empty() {
+        lines += 1;
+        out.push_str(&format!(
+            "- **Page load:** {} (medians, section 4). Tally's module, {:.0} bytes on the wire against Segment's \
+{:.0}, is fetched and compiled before the tracker resolves.\n",
+            slower.join("; "),
+            page_load.get("tally_bytes_added"),
+            page_load.get("segment_bytes_added")
         ));
     }
     let (m, a) = (main_thread.get("ratio_median"), main_thread.get("ratio_async"));
@@ -167,14 +218,21 @@ mod tests {
 
     #[test]
     fn behind_lists_only_lines_where_tally_is_behind() {
+        let pl = Summary::parse(
+            "SUMMARY tally_ready_ms=1335 segment_ready_ms=1036 ratio_ready=1.29 tally_first_event_ms=1300 \
+             segment_first_event_ms=1358 tally_script_added_ms=54 segment_script_added_ms=229 \
+             tally_tbt_added_ms=0 segment_tbt_added_ms=286 tally_bytes_added=86043 segment_bytes_added=33098",
+        );
         let mt = Summary::parse("SUMMARY ratio_median=0.06 ratio_async=0.08");
         let fo = Summary::parse("SUMMARY ratio_rate=0.67 tally_per_s=2043 segment_per_s=3056 ratio_cpu=0.99");
-        let note = behind(83_000, &[("segment", 31_000), ("posthog", 122_000)], &mt, &fo);
+        let note = behind(83_000, &[("segment", 31_000), ("posthog", 122_000)], &pl, &mt, &fo);
+        assert!(note.contains("Page load:** tracker ready 1335 ms against 1036 ms, 1.29× (medians"));
+        assert!(!note.contains("first event") && !note.contains("script added") && !note.contains("blocking"));
         assert!(note.contains("Package size") && note.contains("2.68× segment") && !note.contains("posthog"));
         assert!(!note.contains("Main thread"));
         assert!(note.contains("Fan-out rate") && note.contains("0.67×"));
         assert!(!note.contains("Fan-out CPU") && !note.contains("memory"));
-        let none = behind(1, &[("segment", 2)], &Summary::parse(""), &Summary::parse(""));
+        let none = behind(1, &[("segment", 2)], &Summary::parse(""), &Summary::parse(""), &Summary::parse(""));
         assert!(none.contains("Nowhere"));
     }
 }
