@@ -133,21 +133,6 @@ analytics._loadOptions = {{ integrations: {{ 'Segment.io': {{ apiHost: location.
     )
 }
 
-/// Segment's source settings as its CDN serves them, pointing at this server.
-fn segment_settings(host: &str) -> Value {
-    json!({
-        "integrations": { "Segment.io": { "apiKey": "bench-write-key", "apiHost": format!("{host}/v1"), "protocol": "http" } },
-        "plan": { "track": { "__default": { "enabled": true } } },
-        "edgeFunction": {},
-        "analyticsNextEnabled": true,
-        "middlewareSettings": {},
-        "enabledMiddleware": {},
-        "metrics": { "sampleRate": 0 },
-        "legacyVideoPluginsEnabled": false,
-        "remotePlugins": []
-    })
-}
-
 /// Makes every page cross-origin isolated (finest `performance.now()`).
 async fn isolate(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
@@ -196,7 +181,7 @@ async fn serve(pkg: PathBuf, segment: Option<PathBuf>) -> Result<Server, String>
         .route(
             "/v1/projects/{key}/settings",
             get(move || {
-                let settings = segment_settings(&host);
+                let settings = tally_e2e::segment_settings("bench-write-key", &format!("{host}/v1"));
                 async move { axum::Json(settings) }
             }),
         )

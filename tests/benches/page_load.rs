@@ -114,21 +114,6 @@ fn page(kind: &str) -> String {
     format!("<!doctype html><html><head>{HEAD}\n{}</head><body>\n{BODY}\n</body></html>", tracker(kind))
 }
 
-/// Segment's source settings as its CDN serves them, the API pointing at this server under the load's key.
-fn segment_settings(host: &str, key: &str) -> Value {
-    json!({
-        "integrations": { "Segment.io": { "apiKey": key, "apiHost": format!("{host}/e/{key}"), "protocol": "http" } },
-        "plan": { "track": { "__default": { "enabled": true } } },
-        "edgeFunction": {},
-        "analyticsNextEnabled": true,
-        "middlewareSettings": {},
-        "enabledMiddleware": {},
-        "metrics": { "sampleRate": 0 },
-        "legacyVideoPluginsEnabled": false,
-        "remotePlugins": []
-    })
-}
-
 /// No page is ever served from a cache.
 async fn no_store(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
@@ -180,7 +165,7 @@ async fn serve(pkg: PathBuf, segment: Option<PathBuf>) -> Result<Server, String>
         .route(
             "/v1/projects/{key}/settings",
             get(move |Path(key): Path<String>| {
-                let settings = segment_settings(&host, &key);
+                let settings = tally_e2e::segment_settings(&key, &format!("{host}/e/{key}"));
                 async move { axum::Json(settings) }
             }),
         )

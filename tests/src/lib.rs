@@ -382,3 +382,20 @@ pub async fn open_page(router: axum::Router, path: &str) -> (Browser, String) {
     let out = out.as_str().unwrap_or_default().to_owned();
     (browser, out)
 }
+
+/// Segment's source settings as its CDN serves them (for the benches that
+/// load analytics-next beside Tally), with write key `api_key` and its
+/// tracking API at `api_host` (an `http` URL on this machine).
+pub fn segment_settings(api_key: &str, api_host: &str) -> Value {
+    json!({
+        "integrations": { "Segment.io": { "apiKey": api_key, "apiHost": api_host, "protocol": "http" } },
+        "plan": { "track": { "__default": { "enabled": true } } },
+        "edgeFunction": {},
+        "analyticsNextEnabled": true,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": { "sampleRate": 0 },
+        "legacyVideoPluginsEnabled": false,
+        "remotePlugins": []
+    })
+}
