@@ -232,7 +232,7 @@ pub async fn start_demo_with(f: impl FnOnce(&mut tally_demo::DemoConfig)) -> tal
         addr: "127.0.0.1:0".into(),
         webhook_delay_ms: 300,
         data_dir: None,
-        retry: tally_server::retry::RetryPolicy {
+        retry: tally_server::RetryPolicy {
             max_attempts: 20,
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(300),

@@ -26,7 +26,7 @@ async fn shopper_who_clicked_yesterday(path: ServerTrackerPath) -> (tally_demo::
     demo.shop.switches.webhook_late_ms.store(DAY_AND_HOUR_MS, Ordering::Relaxed);
     browser.open(&format!("{}/?blocked=tracker", demo.base_url)).await;
     browser.click("#consent-accept").await;
-    let click_s = tally_server::tracker::now_ms() / 1000 - 26 * 3600;
+    let click_s = tally_server::now_ms() / 1000 - 26 * 3600;
     browser
         .eval(&format!(
             "document.cookie = '_ga=GA1.1.111222333.{click_s}; path=/'; document.cookie = '_gcl_aw=GCL.{click_s}.{GCLID}; path=/'; return true"

@@ -34,8 +34,8 @@ use axum::routing::{get, post};
 use server_tracker::ServerTrackerPath;
 use tally_core::ConsentState;
 use tally_sandbox::Sandbox;
+use tally_server::RetryPolicy;
 use tally_server::collector::{self, CollectorConfig};
-use tally_server::retry::RetryPolicy;
 use tally_server::store::sqlite::SqliteStore;
 use tally_server::{Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTracker, WebhookConfig};
 
@@ -176,7 +176,7 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 fn temp_data_dir() -> PathBuf {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("tally-demo-{}-{}-{n}", std::process::id(), tally_server::tracker::now_ms()))
+    std::env::temp_dir().join(format!("tally-demo-{}-{}-{n}", std::process::id(), tally_server::now_ms()))
 }
 
 /// Configures the sandboxes like the demo's (fake) accounts.
@@ -277,7 +277,7 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, StartError> {
         switches: switches.clone(),
         base_url: base_url.clone(),
         http: reqwest::Client::new(),
-        started_at_ms: tally_server::tracker::now_ms(),
+        started_at_ms: tally_server::now_ms(),
     };
     let origins: HashSet<String> =
         [base_url.clone(), format!("http://localhost:{}", addr.port())].into_iter().collect();

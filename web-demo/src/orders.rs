@@ -220,7 +220,7 @@ pub async fn create(State(shop): State<Shop>, headers: HeaderMap, Json(body): Js
         currency,
         email: body.email.filter(|e| !e.trim().is_empty()),
         context: body.context.filter(|c| !c.is_null()).map(|c| c.to_string()),
-        created_at_ms: tally_server::tracker::now_ms(),
+        created_at_ms: tally_server::now_ms(),
         user_agent: header_text(header::USER_AGENT),
         page_url,
         tracking_cookies: tracking_cookies(&headers),

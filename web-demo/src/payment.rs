@@ -33,7 +33,7 @@ fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
 }
 
 fn now_secs() -> i64 {
-    tally_server::tracker::now_ms() / 1000
+    tally_server::now_ms() / 1000
 }
 
 /// Calls the webhook for `order_id` after the configured delay, as many times as configured.

@@ -26,8 +26,8 @@ use serde_json::json;
 use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::meta::ACCESS_TOKEN;
 use tally_sandbox::{Mode, Sandbox};
+use tally_server::RetryPolicy;
 use tally_server::collector::{CollectorConfig, router};
-use tally_server::retry::RetryPolicy;
 use tally_server::store::sqlite::SqliteStore;
 use tally_server::{Ga4Config, GoogleAdsConfig, MetaConfig, ServerTracker};
 

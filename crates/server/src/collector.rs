@@ -645,7 +645,7 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     let mut results: Vec<Option<EventResult>> = vec![None; batch.events.len()];
     let mut valid = Vec::new();
     let mut positions = Vec::new();
-    let (kinds, now) = (state.tracker.destination_kinds(), crate::tracker::now_ms());
+    let (kinds, now) = (state.tracker.destination_kinds(), crate::clock::now_ms());
     for (i, parsed) in batch.events.into_iter().enumerate() {
         match parsed.and_then(|e| event_time_ok(e, now, &kinds)) {
             Ok(e) => {

@@ -6,20 +6,20 @@ use std::time::Duration;
 use tally_core::ConsentState;
 use tally_core::normalize::NormalizeOptions;
 
-use crate::destination::{Destination, DestinationSettings};
+use crate::destinations::webhook::NamedWebhook;
+use crate::destinations::{Destination, DestinationSettings};
+use crate::engine::retry::RetryPolicy;
 use crate::error::ConfigError;
-use crate::retry::RetryPolicy;
 use crate::store::{IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
 use crate::tracker::ServerTracker;
-use crate::webhook::NamedWebhook;
 
-pub use crate::ga4::Ga4Config;
-pub use crate::google_ads::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
-pub use crate::meta::MetaConfig;
-pub use crate::rokt::RoktConfig;
-pub use crate::servoki::ServokiConfig;
-pub use crate::tiktok::TikTokConfig;
-pub use crate::webhook::WebhookConfig;
+pub use crate::destinations::ga4::Ga4Config;
+pub use crate::destinations::google_ads::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
+pub use crate::destinations::meta::MetaConfig;
+pub use crate::destinations::rokt::RoktConfig;
+pub use crate::destinations::servoki::ServokiConfig;
+pub use crate::destinations::tiktok::TikTokConfig;
+pub use crate::destinations::webhook::WebhookConfig;
 
 /// Refuses a URL that is not `http(s)://…`, naming the setting.
 pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
@@ -43,7 +43,7 @@ pub struct ServerTrackerBuilder {
     pub(crate) journal_retention: Duration,
     pub(crate) default_consent: ConsentState,
     pub(crate) order_id: tally_core::OrderIdForm,
-    pub(crate) lanes: std::collections::BTreeMap<String, crate::lane::LaneSettings>,
+    pub(crate) lanes: std::collections::BTreeMap<String, crate::engine::lane::LaneSettings>,
     pub(crate) bots: std::collections::BTreeMap<String, crate::bots::BotPolicy>,
     pub(crate) http: Option<reqwest::Client>,
 }
@@ -168,14 +168,17 @@ impl ServerTrackerBuilder {
     ///     .lane("meta", LaneSettings::for_kind(DestinationKind::Meta).window(2).max_requests_per_minute(Some(300)));
     /// # drop(b);
     /// ```
-    pub fn lane(mut self, destination: impl Into<String>, settings: crate::lane::LaneSettings) -> Self {
+    pub fn lane(mut self, destination: impl Into<String>, settings: crate::engine::lane::LaneSettings) -> Self {
         self.lanes.insert(destination.into(), settings);
         self
     }
 
     /// The lane settings of `dest`: as set with [`ServerTrackerBuilder::lane`],
     /// else its kind's defaults, the batch capped at what its API takes.
-    pub(crate) fn lane_settings_for(&self, dest: &crate::destination::Destination) -> crate::lane::LaneSettings {
+    pub(crate) fn lane_settings_for(
+        &self,
+        dest: &crate::destinations::Destination,
+    ) -> crate::engine::lane::LaneSettings {
         let defaults = dest.lane_defaults();
         match self.lanes.get(dest.name()) {
             Some(s) => s.max_batch(s.max_batch.min(defaults.max_batch.max(1)).max(1)),
@@ -192,7 +195,7 @@ impl ServerTrackerBuilder {
     }
 
     /// The bot policy of `dest`: as set with [`ServerTrackerBuilder::bots`], else its kind's default.
-    pub(crate) fn bot_policy_for(&self, dest: &crate::destination::Destination) -> crate::bots::BotPolicy {
+    pub(crate) fn bot_policy_for(&self, dest: &crate::destinations::Destination) -> crate::bots::BotPolicy {
         self.bots.get(dest.name()).copied().unwrap_or_else(|| crate::bots::BotPolicy::default_for(dest.kind()))
     }
 

@@ -530,12 +530,12 @@ impl TallyConfig {
 
     /// The tracker builder these settings describe (store not yet attached).
     pub fn tracker_builder(&self) -> Result<ServerTrackerBuilder, ConfigError> {
-        let d = crate::retry::RetryPolicy::default();
+        let d = crate::engine::retry::RetryPolicy::default();
         let s = &self.server;
         let ms = std::time::Duration::from_millis;
         let mut b = crate::ServerTracker::builder()
             .dedup_retention(std::time::Duration::from_secs(s.dedup_retention_hours.saturating_mul(3600)))
-            .retry(crate::retry::RetryPolicy {
+            .retry(crate::engine::retry::RetryPolicy {
                 max_attempts: s.retry_max_attempts.unwrap_or(d.max_attempts),
                 base_delay: s.retry_base_ms.map(ms).unwrap_or(d.base_delay),
                 max_delay: s.retry_max_delay_ms.map(ms).unwrap_or(d.max_delay),
@@ -891,7 +891,7 @@ secret = "wh-s3kr1t-4"
         cfg.tracker_builder().unwrap().build().unwrap();
         let ga4 = crate::Ga4Config::new("G-ABC123", "ga4-s3kr1t-2");
         assert!(!format!("{ga4:?}").contains("s3kr1t"));
-        let dest = crate::ga4::Ga4Destination::new(ga4);
+        let dest = crate::destinations::ga4::Ga4Destination::new(ga4);
         assert!(!format!("{dest:?}").contains("s3kr1t"), "{dest:?}");
     }
 

@@ -182,9 +182,9 @@ impl DeliveryError {
     }
 
     fn is_retryable_status(&self) -> bool {
-        // The one status rule: crate::retry::classify_status.
+        // The one status rule: crate::engine::retry::classify_status.
         matches!(self, DeliveryError::Rejected { status, .. }
-            if crate::retry::classify_status(*status) == crate::retry::StatusClass::Transient)
+            if crate::engine::retry::classify_status(*status) == crate::engine::retry::StatusClass::Transient)
     }
 }
 

@@ -30,7 +30,7 @@
 //! fail at [`ServerTrackerBuilder::build`]; delivery failures come back as values.
 //!
 //! Every event is written to the [outbox](store) before it is sent, then goes
-//! through its destination's [delivery lane](lane): batched with other
+//! through its destination's [delivery lane](LaneSettings): batched with other
 //! visitors' events where the API allows, a bounded and adaptive window of
 //! requests in flight, paused by `Retry-After` ([`LaneSettings`]). Store calls
 //! run off the async runtime.
@@ -159,42 +159,36 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod bots;
+mod clock;
 pub mod collector;
 pub mod config;
 pub mod config_file;
-pub mod destination;
-mod diagnostics;
+mod destinations;
+mod engine;
 pub mod error;
-pub mod ga4;
-pub mod google_ads;
 pub mod input;
-pub mod lane;
-pub mod meta;
 pub mod metrics;
-pub mod oauth;
 pub mod outcome;
 pub mod production_qa;
-pub mod retry;
-pub mod rokt;
 pub mod secret;
 pub mod serve;
-pub mod servoki;
 pub mod status;
 pub mod store;
-pub mod tiktok;
 pub mod tracker;
-pub mod webhook;
 
+pub use clock::now_ms;
 pub use config::{
     AdsLabels, Ga4Config, GoogleAdsApi, GoogleAdsConfig, MetaConfig, Retractions, RoktConfig, ServerTrackerBuilder,
     ServokiConfig, TikTokConfig, WebhookConfig,
 };
+pub use destinations::google_ads::oauth;
+pub use destinations::{DiagnosticCount, DiagnosticsReport, RequestReport};
+pub use engine::lane::LaneSettings;
+pub use engine::retry::RetryPolicy;
 pub use error::{ConfigError, DeliveryError, TrackError};
-pub use google_ads::{DiagnosticsReport, RequestReport};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
-pub use lane::LaneSettings;
 pub use outcome::{ErrorReport, Outcome, OutcomeReport, SkipReason, TrackResult};
 pub use secret::Secret;
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};

@@ -4,7 +4,7 @@
 //!
 //! 1. the consent policy decides whether the destination may receive it;
 //! 2. the event is written to the outbox (durable with the SQLite or Redis store);
-//! 3. it goes to the destination's [delivery lane](crate::lane), which batches
+//! 3. it goes to the destination's [delivery lane](crate::LaneSettings), which batches
 //!    it with other visitors' events where the API allows and keeps a bounded
 //!    window of requests in flight; the lane claims the idempotency key
 //!    `(destination, event name, event id)` first — a key already delivered is
@@ -28,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::normalize::NormalizeOptions;
@@ -38,16 +38,16 @@ use tally_core::{
 
 use crate::bots::{self, BotDecision, BotMatch, BotPolicy, EventSource};
 use crate::config::ServerTrackerBuilder;
-use crate::destination::Destination;
+use crate::destinations::Destination;
+use crate::engine::lane::{Job, Lane, LaneSettings, RoundRunner, Signal};
+use crate::engine::retry::RetryPolicy;
 use crate::error::{DeliveryError, TrackError};
 use crate::input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
-use crate::lane::{Job, Lane, LaneSettings, RoundRunner, Signal};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SkipReason, TrackResult};
 use crate::production_qa::{self as qa, Noted, OrderCounters, Origin};
-use crate::retry::RetryPolicy;
 use crate::store::idempotency_key;
 use crate::store::{Claim, IdempotencyStore, JournalEntry, JournalRow, Outbox, OutboxEntry, OutboxStats, StoreError};
 
@@ -62,6 +62,13 @@ const MAX_LEASE: usize = 5_000;
 #[derive(Clone)]
 pub struct ServerTracker {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ServerTracker {
+    /// The destinations and their settings, secrets redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTracker").field("destinations", &self.inner.destinations).finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Inner {
@@ -89,10 +96,7 @@ pub(crate) struct Inner {
     stopped: AtomicBool,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 fn random_event_id() -> EventId {
     let u = uuid::Uuid::now_v7();
@@ -276,7 +280,7 @@ impl ServerTracker {
 
     /// What each destination that reports on accepted requests has said
     /// (Google Ads through the Data Manager API), by destination name.
-    pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::google_ads::DiagnosticsReport> {
+    pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::destinations::DiagnosticsReport> {
         self.inner.destinations.iter().filter_map(|d| Some((d.name().to_owned(), d.diagnostics()?))).collect()
     }
 

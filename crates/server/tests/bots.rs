@@ -47,7 +47,7 @@ async fn harness(
         .google_ads(google_ads_on(&run).conversion_action("purchase", "555666777").label("purchase", "purchase"))
         .meta(MetaConfig::new("1234567890", tally_sandbox::meta::ACCESS_TOKEN).base_url(run.url("/meta")))
         .webhook("warehouse", WebhookConfig::new(run.url("/webhook/warehouse"), WAREHOUSE_SECRET))
-        .retry(tally_server::retry::RetryPolicy {
+        .retry(tally_server::RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(50),
@@ -218,8 +218,7 @@ fn a_bot_policy_for_a_destination_that_is_not_configured_is_refused() {
         .ga4(Ga4Config::new("G-TEST123", "s"))
         .bots("meta", BotPolicy::Send)
         .build()
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(e.to_string().contains("bots") && e.to_string().contains("\"meta\""), "{e}");
 }
 

@@ -290,7 +290,7 @@ async fn server_harness() -> (Sandbox, tally_sandbox::RunningSandbox, String, re
             analytics_storage: tally_core::ConsentSignal::Granted,
             ..Default::default()
         })
-        .retry(tally_server::retry::RetryPolicy {
+        .retry(tally_server::RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(50),

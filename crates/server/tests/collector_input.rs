@@ -75,7 +75,7 @@ fn purchase(txn: &str) -> Value {
 }
 
 fn now_ms() -> i64 {
-    tally_server::tracker::now_ms()
+    tally_server::now_ms()
 }
 
 impl Collector {

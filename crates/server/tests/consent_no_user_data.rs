@@ -17,8 +17,8 @@ use tally_core::{
     Item, TransactionId, UserData,
 };
 use tally_sandbox::{Sandbox, google_ads, meta, rokt, servoki, tiktok};
-use tally_server::retry::RetryPolicy;
-use tally_server::tracker::now_ms;
+use tally_server::RetryPolicy;
+use tally_server::now_ms;
 use tally_server::{
     CartInput, ConversionInput, EventInput, Ga4Config, GoogleAdsConfig, LeadInput, MetaConfig, Outcome, PageViewInput,
     PurchaseInput, RefundInput, RoktConfig, ServerTracker, ServokiConfig, SignUpInput, TikTokConfig, TrackResult,

@@ -14,8 +14,8 @@ use tally_core::{
 };
 use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
-use tally_server::tracker::now_ms;
+use tally_server::RetryPolicy;
+use tally_server::now_ms;
 use tally_server::{
     ConversionInput, DeliveryError, Ga4Config, GoogleAdsApi, GoogleAdsConfig, LaneSettings, Outcome, PurchaseInput,
     RefundInput, ServerTracker, SignUpInput, SkipReason, Visitor,

@@ -13,8 +13,8 @@ use tally_sandbox::google_oauth::{
 };
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::DeliveryError;
+use tally_server::RetryPolicy;
 use tally_server::oauth::{ServiceAccountKey, ServiceAccountKeyError, TokenCache};
-use tally_server::retry::RetryPolicy;
 
 fn retry() -> RetryPolicy {
     RetryPolicy {

@@ -11,8 +11,8 @@ use tally_core::{
 };
 use tally_sandbox::rokt::{ACCOUNT_ID, PUBLIC_KEY, SECRET};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
-use tally_server::tracker::now_ms;
+use tally_server::RetryPolicy;
+use tally_server::now_ms;
 use tally_server::{
     DeliveryError, Outcome, PurchaseInput, RefundInput, RoktConfig, ServerTracker, SkipReason, TrackResult, Visitor,
 };

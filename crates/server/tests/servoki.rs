@@ -8,8 +8,8 @@ use support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, Item};
 use tally_sandbox::servoki::{API_KEY, SITE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
-use tally_server::tracker::now_ms;
+use tally_server::RetryPolicy;
+use tally_server::now_ms;
 use tally_server::{DeliveryError, Outcome, PurchaseInput, ServerTracker, ServokiConfig, SkipReason, TrackResult};
 
 async fn setup_with(retry: RetryPolicy, site: &str, key: &str) -> (Sandbox, RunningSandbox, ServerTracker) {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::RedisServer;
 use tally_sandbox::Mode;
+use tally_server::RetryPolicy;
 use tally_server::collector::{CollectorConfig, router};
-use tally_server::retry::RetryPolicy;
 use tally_server::store::redis::RedisStore;
 use tally_server::{Ga4Config, ServerTracker};
 

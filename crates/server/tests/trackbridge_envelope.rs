@@ -10,7 +10,7 @@ use tally_core::hash::sha256_hex;
 use tally_core::{Amount, ContextEnvelope, Currency, Item};
 use tally_sandbox::google_ads::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use tally_sandbox::{RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
+use tally_server::RetryPolicy;
 use tally_server::{Ga4Config, GoogleAdsConfig, Outcome, PurchaseInput, ServerTracker, SignUpInput, SkipReason};
 
 /// The envelope of <https://docs.trackbridge.dev/sdk/concepts/context-envelope/>, byte for byte except the gclid: the

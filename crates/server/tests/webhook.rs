@@ -10,8 +10,8 @@ use tally_core::destinations::webhook::{DEFAULT_TOLERANCE_SECS, verify};
 use tally_core::{ContextEnvelope, Currency};
 use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
-use tally_server::tracker::now_ms;
+use tally_server::RetryPolicy;
+use tally_server::now_ms;
 use tally_server::{
     DeliveryError, Outcome, PurchaseInput, RefundInput, ServerTracker, SkipReason, TikTokConfig, TrackResult, Visitor,
     WebhookConfig,

@@ -187,7 +187,7 @@ fn reconcile_since(args: &[String]) -> Result<bool, String> {
     let names = tracker(&cfg, Mode::Check)?.destination_names();
     let store = cfg.server.store.as_str();
     let journal = open_store(&cfg, "reconcile", "its journal", "read GET /status.json there")?;
-    let now = tally_server::tracker::now_ms();
+    let now = tally_server::now_ms();
     // A day more than asked, so a delivery is matched with an order confirmed before the span.
     let rows = journal.journal_since(now - span_ms - 24 * 3_600_000).map_err(|e| e.to_string())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -285,7 +285,7 @@ async fn dead_cmd(args: &[String]) -> Result<bool, String> {
             }
             let store = open_store(&cfg, "tally dead", "its dead letters", instead)?;
             let all = store.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
-            let chosen = select_dead(all, &args, tally_server::tracker::now_ms());
+            let chosen = select_dead(all, &args, tally_server::now_ms());
             let letters: Vec<DeadLetter> = chosen.iter().map(DeadLetter::from).collect();
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&letters).map_err(|e| e.to_string())?);
@@ -358,7 +358,7 @@ async fn dead_replay(cfg: &TallyConfig, args: &DeadArgs) -> Result<bool, String>
     drop(open_store(cfg, "tally dead replay", "its dead letters", "read the dead letters on GET /status there")?);
     let tracker = tracker(cfg, Mode::Serve)?;
     let outbox = Arc::clone(tracker.outbox());
-    let start = tally_server::tracker::now_ms();
+    let start = tally_server::now_ms();
     let all = outbox.dead_entries(usize::MAX).map_err(|e| e.to_string())?;
     let chosen = select_dead(all, args, start);
     if chosen.is_empty() {

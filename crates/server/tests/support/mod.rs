@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_core::{Amount, ContextEnvelope, Currency};
 use tally_sandbox::{RunningSandbox, Sandbox};
-use tally_server::retry::RetryPolicy;
+use tally_server::RetryPolicy;
 use tally_server::{GoogleAdsConfig, PurchaseInput, ServerTracker, ServerTrackerBuilder};
 
 /// A directory under the system temp dir, removed on drop.

@@ -235,11 +235,13 @@ impl GoogleAdsConfig {
     }
 
     /// The service-account key, parsed.
-    pub(crate) fn service_account_key(&self) -> Result<Option<crate::oauth::ServiceAccountKey>, ConfigError> {
+    pub(crate) fn service_account_key(
+        &self,
+    ) -> Result<Option<crate::destinations::google_ads::oauth::ServiceAccountKey>, ConfigError> {
         self.service_account_key
             .as_ref()
             .map(|k| {
-                crate::oauth::ServiceAccountKey::from_json(k.expose()).map_err(|e| ConfigError::Invalid {
+                crate::destinations::google_ads::oauth::ServiceAccountKey::from_json(k.expose()).map_err(|e| ConfigError::Invalid {
                     setting: "google_ads.service_account_key",
                     reason: format!("{e} (give the JSON key file of the service account, from Google Cloud console › IAM › Service accounts › Keys)"),
                 })

@@ -11,93 +11,15 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
 
-use crate::config::check_url;
-use crate::destination::{BoxFuture, DestinationSettings, Sender};
-use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
+use crate::destinations::{BoxFuture, DestinationSettings, Sender};
+use crate::destinations::{excerpt, fan_out, finish, open, send, with_json};
+use crate::engine::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
-use crate::secret::Secret;
 use tally_core::DestinationKind;
 
-/// Rokt Event API v2 settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoktConfig {
-    /// The advertiser account id (at most 64 characters).
-    pub account_id: String,
-    /// The public key, `rpub-…`.
-    pub public_key: String,
-    /// The secret key, `rsec-…`.
-    pub secret: Secret,
-    /// The endpoint, default [`core_rokt::DEFAULT_URL`].
-    pub url: String,
-    /// The `Rokt-Version` header, default [`core_rokt::ROKT_VERSION`].
-    pub rokt_version: String,
-}
-
-impl RoktConfig {
-    /// Rokt for `account_id` with the key pair the account manager issued.
-    pub fn new(account_id: impl Into<String>, public_key: impl Into<String>, secret: impl Into<Secret>) -> RoktConfig {
-        RoktConfig {
-            account_id: account_id.into(),
-            public_key: public_key.into(),
-            secret: secret.into(),
-            url: core_rokt::DEFAULT_URL.to_owned(),
-            rokt_version: core_rokt::ROKT_VERSION.to_owned(),
-        }
-    }
-
-    /// Overrides the endpoint (the full `…/v2/events` URL).
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
-        self
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        let account = self.account_id.trim();
-        if account.is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "rokt.account_id",
-                hint: "the advertiser account id your Rokt account manager gave you",
-            });
-        }
-        if account.chars().count() > core_rokt::MAX_ACCOUNT_ID {
-            return Err(ConfigError::Invalid {
-                setting: "rokt.account_id",
-                reason: format!("is longer than {} characters", core_rokt::MAX_ACCOUNT_ID),
-            });
-        }
-        if self.public_key.trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "rokt.public_key",
-                hint: "the rpub-… key issued by your Rokt account manager",
-            });
-        }
-        if self.secret.expose().trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "rokt.secret",
-                hint: "the rsec-… key issued by your Rokt account manager",
-            });
-        }
-        core_rokt::basic_auth(&self.public_key, self.secret.expose()).map_err(|e| match e.field() {
-            "rokt.public_key" => ConfigError::Invalid {
-                setting: "rokt.public_key",
-                reason: "expected the public key issued by Rokt, starting with rpub-".into(),
-            },
-            _ => ConfigError::Invalid {
-                setting: "rokt.secret",
-                reason: "expected the secret key issued by Rokt, starting with rsec-".into(),
-            },
-        })?;
-        if self.rokt_version.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "rokt.rokt_version",
-                reason: format!("is empty (that would mean \"latest\"); pin {}", core_rokt::ROKT_VERSION),
-            });
-        }
-        check_url("rokt.url", &self.url)
-    }
-}
+mod config;
+pub use config::RoktConfig;
 
 /// A configured Rokt destination.
 #[derive(Clone)]

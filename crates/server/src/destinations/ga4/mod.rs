@@ -4,83 +4,18 @@ use tally_core::Event;
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
 
-use crate::config::check_url;
-use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
-use crate::destination::{finish, open, send, send_each, status_verdict, with_json};
-use crate::diagnostics::DiagnosticTally;
+use crate::destinations::diagnostics::DiagnosticTally;
+use crate::destinations::{BoxFuture, DestinationSettings, Sender, each_visitor};
+use crate::destinations::{finish, open, send, send_each, status_verdict, with_json};
+use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
-use crate::secret::Secret;
 use tally_core::DestinationKind;
 use tally_core::destinations::VisitorEvents;
 
-/// GA4 Measurement Protocol settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ga4Config {
-    /// `G-…` measurement id of the web stream.
-    pub measurement_id: String,
-    /// Measurement Protocol API secret (Admin › Data streams › Measurement Protocol API secrets).
-    pub api_secret: Secret,
-    /// Base URL; default Google's, `EU_BASE_URL` for EU collection, loopback in tests.
-    pub base_url: String,
-    /// Send to `/debug/mp/collect` and turn `validationMessages` into errors.
-    pub validate: bool,
-}
-
-impl Ga4Config {
-    /// GA4 with Google's default endpoint.
-    pub fn new(measurement_id: impl Into<String>, api_secret: impl Into<Secret>) -> Ga4Config {
-        Ga4Config {
-            measurement_id: measurement_id.into(),
-            api_secret: api_secret.into(),
-            base_url: core_ga4::DEFAULT_BASE_URL.to_owned(),
-            validate: false,
-        }
-    }
-
-    /// Overrides the base URL.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
-        self
-    }
-
-    /// Uses the EU collection endpoint.
-    pub fn eu(self) -> Self {
-        self.base_url(core_ga4::EU_BASE_URL)
-    }
-
-    /// Validation mode (debug endpoint).
-    pub fn validate(mut self, on: bool) -> Self {
-        self.validate = on;
-        self
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        if self.measurement_id.trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "ga4.measurement_id",
-                hint: "the G-… id of your web data stream",
-            });
-        }
-        core_ga4::validate_measurement_id(self.measurement_id.trim()).map_err(|e| ConfigError::Invalid {
-            setting: "ga4.measurement_id",
-            // The core error names the setting too; keep only its reason.
-            reason: match e {
-                tally_core::Error::Invalid { reason, .. } => format!("{:?}: {reason}", self.measurement_id),
-                other => other.to_string(),
-            },
-        })?;
-        if self.api_secret.expose().trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "ga4.api_secret",
-                hint: "create one in GA4 Admin › Data streams › Measurement Protocol API secrets",
-            });
-        }
-        check_url("ga4.base_url", &self.base_url)
-    }
-}
+mod config;
+pub use config::Ga4Config;
 
 /// A configured GA4 destination.
 #[derive(Clone)]
@@ -185,7 +120,7 @@ impl Sender for Ga4Destination {
         DestinationKind::Ga4
     }
 
-    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+    fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
         self.cfg.validate.then(|| self.diagnostics.report())
     }
 

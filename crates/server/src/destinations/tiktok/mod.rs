@@ -13,75 +13,16 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
 
-use crate::config::check_url;
-use crate::destination::{BoxFuture, DestinationSettings, Sender};
-use crate::destination::{excerpt, fan_out, finish, open, send, with_json};
+use crate::destinations::{BoxFuture, DestinationSettings, Sender};
+use crate::destinations::{excerpt, fan_out, finish, open, send, with_json};
+use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
 use crate::error::ConfigError;
 use crate::error::{DeliveryError, RowError};
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use crate::secret::Secret;
 use tally_core::DestinationKind;
 
-/// TikTok Events API 2.0 settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TikTokConfig {
-    /// The pixel code (`event_source_id`).
-    pub pixel_code: String,
-    /// The Events API access token.
-    pub access_token: Secret,
-    /// `test_event_code`; remove in production.
-    pub test_event_code: Option<String>,
-    /// The endpoint, default [`core_tiktok::DEFAULT_URL`].
-    pub url: String,
-}
-
-impl TikTokConfig {
-    /// TikTok for `pixel_code` with `access_token`.
-    pub fn new(pixel_code: impl Into<String>, access_token: impl Into<Secret>) -> TikTokConfig {
-        TikTokConfig {
-            pixel_code: pixel_code.into(),
-            access_token: access_token.into(),
-            test_event_code: None,
-            url: core_tiktok::DEFAULT_URL.to_owned(),
-        }
-    }
-
-    /// Overrides the endpoint (the full `…/event/track/` URL).
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
-        self
-    }
-
-    /// Sends every event with this `test_event_code`.
-    pub fn test_event_code(mut self, code: impl Into<String>) -> Self {
-        self.test_event_code = Some(code.into());
-        self
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        let p = self.pixel_code.trim();
-        if p.is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "tiktok.pixel_code",
-                hint: "the pixel code from TikTok Events Manager",
-            });
-        }
-        if !p.bytes().all(|b| b.is_ascii_alphanumeric()) || p.len() > 64 {
-            return Err(ConfigError::Invalid {
-                setting: "tiktok.pixel_code",
-                reason: format!("{p:?}: expected the alphanumeric pixel code from TikTok Events Manager"),
-            });
-        }
-        if self.access_token.expose().trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "tiktok.access_token",
-                hint: "generate an Events API access token in TikTok Events Manager › Settings",
-            });
-        }
-        check_url("tiktok.url", &self.url)
-    }
-}
+mod config;
+pub use config::TikTokConfig;
 
 /// A configured TikTok destination.
 #[derive(Debug, Clone)]

@@ -30,8 +30,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use tally_core::EventName;
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::data_manager::{
@@ -41,11 +39,12 @@ use tally_core::destinations::data_manager::{
 use tally_core::destinations::google_ads::normalize_customer_id;
 
 use crate::config::GoogleAdsConfig;
-use crate::destination::{Answer, excerpt, finish, open, send, with_json};
+use crate::destinations::diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
+use crate::destinations::google_ads::oauth::{Authorized, TokenCache};
+use crate::destinations::{Answer, excerpt, finish, open, send, with_json};
+use crate::engine::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 use crate::error::{ConfigError, DeliveryError};
-use crate::oauth::{Authorized, TokenCache};
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 
 /// Most extra requests spent splitting one rejected batch.
 pub const MAX_SPLIT_REQUESTS: u32 = 64;
@@ -540,54 +539,4 @@ struct DiagState {
     polling: bool,
     counts: BTreeMap<(&'static str, String), u64>,
     recent: VecDeque<RequestReport>,
-}
-
-/// What Google reported about a Data Manager destination's requests.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct DiagnosticsReport {
-    /// Counts by kind and reason.
-    pub counts: Vec<DiagnosticCount>,
-    /// Requests whose processing result is still awaited.
-    pub pending: usize,
-    /// The latest finished requests, newest first.
-    pub recent: Vec<RequestReport>,
-}
-
-impl DiagnosticsReport {
-    /// The count of `kind` (`field_warning`, `request_status`,
-    /// `processing_error`, `processing_warning`) and `reason`.
-    pub fn count(&self, kind: &str, reason: &str) -> u64 {
-        self.counts.iter().filter(|c| c.kind == kind && c.reason == reason).map(|c| c.count).sum()
-    }
-}
-
-/// One diagnostic counter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DiagnosticCount {
-    /// `field_warning` (200 `fieldWarnings`), `request_status` (the final
-    /// status of a request: `SUCCESS`, `PARTIAL_SUCCESS`, `FAILED`, or
-    /// `UNAVAILABLE` when it could not be learnt), `processing_error` and
-    /// `processing_warning` (records, from the status).
-    pub kind: &'static str,
-    /// Google's reason or status name.
-    pub reason: String,
-    /// Occurrences (records, for the processing kinds).
-    pub count: u64,
-}
-
-/// The processing result of one request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RequestReport {
-    /// Google's request id.
-    pub request_id: String,
-    /// Events it carried.
-    pub events: usize,
-    /// Status polls it took.
-    pub polls: u32,
-    /// The final status.
-    pub status: String,
-    /// Failed records by reason.
-    pub errors: Vec<(String, u64)>,
-    /// Records with warnings, by reason.
-    pub warnings: Vec<(String, u64)>,
 }

@@ -44,9 +44,9 @@ use serde::Deserialize;
 
 use tally_core::destinations::google_ads::{TokenError, TokenResponse, refresh_token_form};
 
-use crate::destination::{excerpt, send};
+use crate::destinations::{excerpt, send};
+use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error};
 use crate::error::DeliveryError;
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error};
 
 /// How one call made with a bearer token went (see [`TokenCache::authorized`]).
 pub(crate) enum Authorized<T> {
@@ -386,7 +386,7 @@ impl TokenCache {
     /// token and says how the call went; when it says the token was refused
     /// (a 401), the token is dropped and the call made once more with a fresh
     /// one. A token that cannot be had is the attempt's verdict (transient
-    /// failures are retried by the caller's [`with_retries`](crate::retry::with_retries)).
+    /// failures are retried by the caller's [`with_retries`](crate::engine::retry::with_retries)).
     pub(crate) async fn authorized<T, F, Fut>(
         &self,
         http: &reqwest::Client,

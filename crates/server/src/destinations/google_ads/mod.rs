@@ -28,6 +28,7 @@
 mod config;
 pub(crate) mod data_manager;
 pub(crate) mod legacy;
+pub mod oauth;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,21 +37,20 @@ use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::google_ads::AdsTarget;
 use tally_core::{Event, EventName, RefundScope};
 
-use crate::destination::{BoxFuture, DestinationSettings, Sender, each_visitor};
+use crate::destinations::google_ads::oauth::TokenCache;
+use crate::destinations::{BoxFuture, DestinationSettings, Sender, each_visitor};
+use crate::engine::retry::RetryPolicy;
 use crate::error::ConfigError;
-use crate::oauth::TokenCache;
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::RetryPolicy;
 use tally_core::DestinationKind;
 
+pub use crate::destinations::diagnostics::DiagnosticsReport;
 pub use config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
-pub use data_manager::{DiagnosticCount, DiagnosticsReport, RequestReport};
 
 /// A configured Google Ads destination.
 #[derive(Debug, Clone)]
 pub struct GoogleAdsDestination {
     cfg: Arc<GoogleAdsConfig>,
-    oauth: Arc<TokenCache>,
     data_manager: Option<data_manager::DataManagerSender>,
     /// The Google Ads API: the whole path, or retractions only.
     google_ads_api: Option<legacy::GoogleAdsApiSender>,
@@ -87,22 +87,12 @@ impl GoogleAdsDestination {
                 tracing::warn!("{note}");
             }
         }
-        Ok(GoogleAdsDestination { cfg, oauth, data_manager, google_ads_api })
-    }
-
-    /// The OAuth token cache (its request count is useful in tests).
-    pub fn oauth(&self) -> &TokenCache {
-        &self.oauth
+        Ok(GoogleAdsDestination { cfg, data_manager, google_ads_api })
     }
 
     /// What a person setting this up should know ([`GoogleAdsConfig::notes`]).
     pub fn notes(&self) -> Vec<String> {
         self.cfg.notes()
-    }
-
-    /// Which API conversions go through.
-    pub fn api(&self) -> GoogleAdsApi {
-        self.cfg.api
     }
 
     /// What Google reported about the requests sent so far (Data Manager
@@ -178,7 +168,7 @@ impl GoogleAdsDestination {
                 }
             }
         }
-        crate::destination::finish(out)
+        crate::destinations::finish(out)
     }
 }
 

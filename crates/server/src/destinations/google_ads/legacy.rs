@@ -39,11 +39,11 @@ use tally_core::destinations::google_ads::{
 use tally_core::{Event, EventName};
 
 use crate::config::GoogleAdsConfig;
-use crate::destination::{Answer, excerpt, fan_out, finish, send, with_json};
+use crate::destinations::google_ads::oauth::{Authorized, TokenCache};
+use crate::destinations::{Answer, excerpt, fan_out, finish, send, with_json};
+use crate::engine::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 use crate::error::{ConfigError, DeliveryError, RowError};
-use crate::oauth::{Authorized, TokenCache};
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
 
 /// The Google Ads API sender.
 #[derive(Debug, Clone)]

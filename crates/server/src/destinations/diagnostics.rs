@@ -2,12 +2,12 @@
 //! kind and reason for `tally_destination_diagnostics_total`: Meta's
 //! `messages` and Graph error codes, GA4's validation messages (validation
 //! mode), and the Data Manager API's request statuses
-//! ([`DiagnosticsReport`](crate::google_ads::DiagnosticsReport)).
+//! ([`DiagnosticsReport`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::google_ads::{DiagnosticCount, DiagnosticsReport};
+use serde::Serialize;
 
 /// Distinct reasons kept per kind; more are counted under `other`, so a
 /// destination that puts ids in its messages cannot grow the metrics without bound.
@@ -76,4 +76,54 @@ mod tests {
         assert_eq!(r.count("validation", "other"), 5);
         assert_eq!(r.count("message", "other"), 0, "the bound is per kind");
     }
+}
+
+/// What Google reported about a Data Manager destination's requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DiagnosticsReport {
+    /// Counts by kind and reason.
+    pub counts: Vec<DiagnosticCount>,
+    /// Requests whose processing result is still awaited.
+    pub pending: usize,
+    /// The latest finished requests, newest first.
+    pub recent: Vec<RequestReport>,
+}
+
+impl DiagnosticsReport {
+    /// The count of `kind` (`field_warning`, `request_status`,
+    /// `processing_error`, `processing_warning`) and `reason`.
+    pub fn count(&self, kind: &str, reason: &str) -> u64 {
+        self.counts.iter().filter(|c| c.kind == kind && c.reason == reason).map(|c| c.count).sum()
+    }
+}
+
+/// One diagnostic counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DiagnosticCount {
+    /// `field_warning` (200 `fieldWarnings`), `request_status` (the final
+    /// status of a request: `SUCCESS`, `PARTIAL_SUCCESS`, `FAILED`, or
+    /// `UNAVAILABLE` when it could not be learnt), `processing_error` and
+    /// `processing_warning` (records, from the status).
+    pub kind: &'static str,
+    /// Google's reason or status name.
+    pub reason: String,
+    /// Occurrences (records, for the processing kinds).
+    pub count: u64,
+}
+
+/// The processing result of one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RequestReport {
+    /// Google's request id.
+    pub request_id: String,
+    /// Events it carried.
+    pub events: usize,
+    /// Status polls it took.
+    pub polls: u32,
+    /// The final status.
+    pub status: String,
+    /// Failed records by reason.
+    pub errors: Vec<(String, u64)>,
+    /// Records with warnings, by reason.
+    pub warnings: Vec<(String, u64)>,
 }

@@ -9,6 +9,17 @@
 //! one [`Outcome`] per input event, in order. Secrets are redacted from every
 //! error message, and each delivery runs in a `tracing` span named `deliver`.
 
+pub(crate) mod diagnostics;
+pub(crate) mod ga4;
+pub(crate) mod google_ads;
+pub(crate) mod meta;
+pub(crate) mod rokt;
+pub(crate) mod servoki;
+pub(crate) mod tiktok;
+pub(crate) mod webhook;
+
+pub use diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -17,9 +28,9 @@ use tally_core::destinations::webhook::WebhookBatch;
 use tally_core::destinations::{Batch, DeliveryContext, Skip, VisitorEvents};
 use tally_core::{DestinationKind, Event};
 
+use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error};
 use crate::error::{ConfigError, DeliveryError};
 use crate::outcome::{Outcome, SkipReason};
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, retry_after, transient_error};
 
 /// One destination's sender: what the tracker, its lanes and its outbox need
 /// of it. Each destination module implements it beside its settings (which
@@ -46,11 +57,11 @@ pub(crate) trait Sender: std::fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'a, Vec<Outcome>>;
     /// Its lane's defaults (its kind's, unless its settings say more, as a
     /// batched webhook's do).
-    fn lane_defaults(&self) -> crate::lane::LaneSettings {
-        crate::lane::LaneSettings::for_kind(self.kind())
+    fn lane_defaults(&self) -> crate::engine::lane::LaneSettings {
+        crate::engine::lane::LaneSettings::for_kind(self.kind())
     }
     /// What the destination reported about requests it accepted.
-    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+    fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
         None
     }
     /// What a person setting this destination up should know, for `tally check`.
@@ -106,21 +117,9 @@ impl Destination {
         self.0.kind()
     }
 
-    /// Sends `events` for one visitor; one outcome per event, in order. Retries
-    /// within the call follow `retry`.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        self.deliver_round(http, retry, &[(events, ctx)]).await.into_iter().flatten().collect()
-    }
-
     /// What the destination reported about requests it accepted (Google Ads
     /// through the Data Manager API: field warnings and processing results).
-    pub fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+    pub fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
         self.0.diagnostics()
     }
 
@@ -138,7 +137,7 @@ impl Destination {
     }
 
     /// Its lane's defaults, before the builder's `lane` settings.
-    pub(crate) fn lane_defaults(&self) -> crate::lane::LaneSettings {
+    pub(crate) fn lane_defaults(&self) -> crate::engine::lane::LaneSettings {
         self.0.lane_defaults()
     }
 

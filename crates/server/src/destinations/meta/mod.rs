@@ -23,113 +23,17 @@
 use tally_core::destinations::VisitorEvents;
 use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
 
-use crate::config::check_url;
-use crate::destination::{Answer, excerpt, finish, open, send, send_each, with_json};
-use crate::destination::{BoxFuture, DestinationSettings, Sender};
-use crate::diagnostics::DiagnosticTally;
+use crate::destinations::diagnostics::DiagnosticTally;
+use crate::destinations::{Answer, excerpt, finish, open, send, send_each, with_json};
+use crate::destinations::{BoxFuture, DestinationSettings, Sender};
+use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
 use crate::error::ConfigError;
 use crate::error::DeliveryError;
 use crate::outcome::Outcome;
-use crate::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use crate::secret::Secret;
 use tally_core::DestinationKind;
 
-/// Meta Conversions API settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetaConfig {
-    /// The pixel (dataset) id, digits.
-    pub pixel_id: String,
-    /// A system-user access token (Events Manager › Settings › Conversions API).
-    pub access_token: Secret,
-    /// Graph API version, default [`core_meta::DEFAULT_API_VERSION`].
-    pub api_version: String,
-    /// Graph base URL (loopback in tests).
-    pub base_url: String,
-    /// `test_event_code` from Events Manager › Test events; remove in production.
-    pub test_event_code: Option<String>,
-    /// `action_source` of every event (default `website`).
-    pub action_source: core_meta::ActionSource,
-    /// Limited Data Use flags.
-    pub limited_data_use: Option<core_meta::LimitedDataUse>,
-}
-
-impl MetaConfig {
-    /// Meta CAPI for `pixel_id` with `access_token`.
-    pub fn new(pixel_id: impl Into<String>, access_token: impl Into<Secret>) -> MetaConfig {
-        MetaConfig {
-            pixel_id: pixel_id.into(),
-            access_token: access_token.into(),
-            api_version: core_meta::DEFAULT_API_VERSION.to_owned(),
-            base_url: core_meta::DEFAULT_BASE_URL.to_owned(),
-            test_event_code: None,
-            action_source: core_meta::ActionSource::Website,
-            limited_data_use: None,
-        }
-    }
-
-    /// Overrides the Graph base URL.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
-        self
-    }
-
-    /// Pins the Graph API version (`v25.0`).
-    pub fn api_version(mut self, v: impl Into<String>) -> Self {
-        self.api_version = v.into();
-        self
-    }
-
-    /// Sends every event with this `test_event_code`.
-    pub fn test_event_code(mut self, code: impl Into<String>) -> Self {
-        self.test_event_code = Some(code.into());
-        self
-    }
-
-    /// Sets the `action_source`.
-    pub fn action_source(mut self, s: core_meta::ActionSource) -> Self {
-        self.action_source = s;
-        self
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        if self.pixel_id.trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "meta.pixel_id",
-                hint: "the numeric pixel (dataset) id from Events Manager",
-            });
-        }
-        core_meta::validate_pixel_id(self.pixel_id.trim()).map_err(|_| ConfigError::Invalid {
-            setting: "meta.pixel_id",
-            reason: format!("{:?}: expected the numeric pixel (dataset) id from Events Manager", self.pixel_id),
-        })?;
-        if self.access_token.expose().trim().is_empty() {
-            return Err(ConfigError::Missing {
-                setting: "meta.access_token",
-                hint: "generate one in Events Manager › Settings › Conversions API",
-            });
-        }
-        let v = self.api_version.trim();
-        let ok = v.strip_prefix('v').and_then(|r| r.split_once('.')).is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
-        });
-        if !ok {
-            return Err(ConfigError::Invalid {
-                setting: "meta.api_version",
-                reason: format!("{v:?}: expected a Graph API version such as {}", core_meta::DEFAULT_API_VERSION),
-            });
-        }
-        if self.test_event_code.as_deref().is_some_and(|c| c.trim().is_empty()) {
-            return Err(ConfigError::Invalid {
-                setting: "meta.test_event_code",
-                reason: "is empty: leave it unset, or copy the code from Events Manager › Test events".into(),
-            });
-        }
-        check_url("meta.base_url", &self.base_url)
-    }
-}
+mod config;
+pub use config::MetaConfig;
 
 /// A configured Meta CAPI destination.
 #[derive(Clone)]
@@ -316,7 +220,7 @@ impl Sender for MetaDestination {
         true
     }
 
-    fn diagnostics(&self) -> Option<crate::google_ads::DiagnosticsReport> {
+    fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
         Some(self.diagnostics.report())
     }
 
