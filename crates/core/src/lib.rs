@@ -67,6 +67,7 @@ pub mod event;
 pub mod event_id;
 pub mod event_name;
 pub mod hash;
+pub mod http;
 pub mod ids;
 pub mod item;
 pub mod json;

@@ -70,18 +70,23 @@ pub fn beacon_batches(
 pub enum HttpOutcome {
     /// 2xx: read the per-event results.
     Delivered,
-    /// Network error (status 0), 408, 429 or 5xx: keep and retry later.
+    /// Network error (status 0), 408, 425, 429 or 5xx: keep and retry later.
     Retry,
     /// Any other 4xx (or an unexpected status): the batch can never succeed; drop it.
     Drop,
 }
 
 /// Classifies an HTTP status (0 = network error).
+///
+/// [The one status rule](crate::http): a transient status (408, 425, 429,
+/// 5xx) or a network error is retried; the collector's credential refusals
+/// (401, 403) and other 4xx drop the batch.
 pub fn http_outcome(status: u16) -> HttpOutcome {
-    match status {
-        200..=299 => HttpOutcome::Delivered,
-        0 | 408 | 429 | 500..=599 => HttpOutcome::Retry,
-        _ => HttpOutcome::Drop,
+    match crate::http::status_class(status) {
+        _ if status == 0 => HttpOutcome::Retry,
+        crate::http::StatusClass::Success => HttpOutcome::Delivered,
+        crate::http::StatusClass::Transient => HttpOutcome::Retry,
+        crate::http::StatusClass::Credentials | crate::http::StatusClass::Permanent => HttpOutcome::Drop,
     }
 }
 

@@ -827,24 +827,18 @@ pub fn too_recent_wait_ms(code: &str) -> Option<i64> {
     bare_code(code).starts_with("TOO_RECENT_").then_some(6 * 3_600_000)
 }
 
-/// What to do after a failed call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdsErrorClass {
-    /// Try again with backoff (429, 5xx, `INTERNAL`, `TRANSIENT_ERROR`).
-    Retryable,
-    /// Permanent for this request.
-    Permanent,
-    /// Authentication failed (401): refresh the access token once, then give up.
-    Credentials,
-}
+pub use crate::http::ErrorClass;
 
 /// Classifies a non-2xx answer by HTTP status and, if parsed, its RPC error.
-pub fn classify(http_status: u16, error: Option<&RpcStatus>) -> AdsErrorClass {
-    if http_status == 401 {
-        return AdsErrorClass::Credentials;
-    }
-    if matches!(http_status, 408 | 429) || (500..600).contains(&http_status) {
-        return AdsErrorClass::Retryable;
+///
+/// [The one status rule](crate::http), with Google's 403 (`PERMISSION_DENIED`:
+/// the account lacks access to this customer or action) a permanent error of
+/// the request rather than of the credentials.
+pub fn classify(http_status: u16, error: Option<&RpcStatus>) -> ErrorClass {
+    match (http_status, ErrorClass::of_status(http_status)) {
+        (403, _) => {}
+        (_, c @ (ErrorClass::Transient | ErrorClass::Credentials)) => return c,
+        _ => {}
     }
     if let Some(e) = error {
         let transient_status = matches!(
@@ -852,13 +846,13 @@ pub fn classify(http_status: u16, error: Option<&RpcStatus>) -> AdsErrorClass {
             Some("UNAVAILABLE" | "INTERNAL" | "RESOURCE_EXHAUSTED" | "DEADLINE_EXCEEDED")
         );
         if transient_status || e.errors().iter().any(|r| is_retryable_row(&r.code)) {
-            return AdsErrorClass::Retryable;
+            return ErrorClass::Transient;
         }
         if e.status.as_deref() == Some("UNAUTHENTICATED") {
-            return AdsErrorClass::Credentials;
+            return ErrorClass::Credentials;
         }
     }
-    AdsErrorClass::Permanent
+    ErrorClass::Permanent
 }
 
 #[cfg(test)]
@@ -1190,12 +1184,12 @@ mod tests {
                 message: "No customer found for the provided customer id.".into()
             }]
         );
-        assert_eq!(classify(401, Some(&e)), AdsErrorClass::Credentials);
-        assert_eq!(classify(429, None), AdsErrorClass::Retryable);
-        assert_eq!(classify(503, None), AdsErrorClass::Retryable);
-        assert_eq!(classify(400, None), AdsErrorClass::Permanent);
+        assert_eq!(classify(401, Some(&e)), ErrorClass::Credentials);
+        assert_eq!(classify(429, None), ErrorClass::Transient);
+        assert_eq!(classify(503, None), ErrorClass::Transient);
+        assert_eq!(classify(400, None), ErrorClass::Permanent);
         let denied = RpcStatus { code: 403, status: Some("PERMISSION_DENIED".into()), ..Default::default() };
-        assert_eq!(classify(403, Some(&denied)), AdsErrorClass::Permanent);
+        assert_eq!(classify(403, Some(&denied)), ErrorClass::Permanent);
         assert!(parse_rpc_error("not json").is_none());
     }
 

@@ -510,36 +510,28 @@ pub fn parse_error(body: &str) -> Option<MetaError> {
     serde_json::from_str::<MetaErrorBody>(body).ok().map(|b| b.error)
 }
 
-/// What to do after a failed call (<https://developers.facebook.com/docs/graph-api/guides/error-handling>).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetaErrorClass {
-    /// Try again with backoff: 5xx, 429, codes 1, 2, 4, 17, 32, 341, or `is_transient`.
-    Retryable,
-    /// The request itself is wrong (code 100, permissions 10 / 200–299, other 4xx).
-    Permanent,
-    /// The access token is expired or invalid (code 190, HTTP 401): fix the credentials.
-    Credentials,
-}
+pub use crate::http::ErrorClass;
 
-/// Classifies a failed call by HTTP status and, if parsed, its error.
-pub fn classify(http_status: u16, error: Option<&MetaError>) -> MetaErrorClass {
+/// Classifies a failed call by HTTP status and, if parsed, its error
+/// (<https://developers.facebook.com/docs/graph-api/guides/error-handling>):
+/// codes 190 / 102 are credentials; 1, 2, 4, 17, 32, 341 or `is_transient`
+/// transient; 100, 10 and 200–299 (permissions) permanent; otherwise [the one
+/// status rule](crate::http), with a bare 403 a permission error (permanent).
+pub fn classify(http_status: u16, error: Option<&MetaError>) -> ErrorClass {
     if let Some(e) = error {
         if e.code == 190 || e.code == 102 {
-            return MetaErrorClass::Credentials;
+            return ErrorClass::Credentials;
         }
         if matches!(e.code, 1 | 2 | 4 | 17 | 32 | 341) || e.is_transient == Some(true) {
-            return MetaErrorClass::Retryable;
+            return ErrorClass::Transient;
         }
         if e.code == 100 || e.code == 10 || (200..300).contains(&e.code) {
-            return MetaErrorClass::Permanent;
+            return ErrorClass::Permanent;
         }
     }
-    if matches!(http_status, 408 | 429) || (500..600).contains(&http_status) {
-        MetaErrorClass::Retryable
-    } else if http_status == 401 {
-        MetaErrorClass::Credentials
-    } else {
-        MetaErrorClass::Permanent
+    match http_status {
+        403 => ErrorClass::Permanent,
+        s => ErrorClass::of_status(s),
     }
 }
 
@@ -780,17 +772,17 @@ mod tests {
         .unwrap();
         assert_eq!(e.kind, "OAuthException");
         assert_eq!(e.error_subcode, Some(2804050));
-        assert_eq!(classify(400, Some(&e)), MetaErrorClass::Permanent);
+        assert_eq!(classify(400, Some(&e)), ErrorClass::Permanent);
         let token = MetaError { code: 190, ..Default::default() };
-        assert_eq!(classify(400, Some(&token)), MetaErrorClass::Credentials);
+        assert_eq!(classify(400, Some(&token)), ErrorClass::Credentials);
         for code in [1, 2, 4, 17, 32, 341] {
             let t = MetaError { code, ..Default::default() };
-            assert_eq!(classify(400, Some(&t)), MetaErrorClass::Retryable, "{code}");
+            assert_eq!(classify(400, Some(&t)), ErrorClass::Transient, "{code}");
         }
         let transient = MetaError { code: 999, is_transient: Some(true), ..Default::default() };
-        assert_eq!(classify(400, Some(&transient)), MetaErrorClass::Retryable);
-        assert_eq!(classify(503, None), MetaErrorClass::Retryable);
-        assert_eq!(classify(404, None), MetaErrorClass::Permanent);
+        assert_eq!(classify(400, Some(&transient)), ErrorClass::Transient);
+        assert_eq!(classify(503, None), ErrorClass::Transient);
+        assert_eq!(classify(404, None), ErrorClass::Permanent);
         assert!(parse_error("{}").is_none());
     }
 }

@@ -353,24 +353,14 @@ impl RoktResponse {
     }
 }
 
-/// What to do after a failed call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoktErrorClass {
-    /// 429, 500, 502, 503, 504: try again with backoff.
-    Retryable,
-    /// 401 / 403: the key pair is wrong or lacks access.
-    Credentials,
-    /// Other 4xx (`RequestValidationError`, …): the request is wrong.
-    Permanent,
-}
+pub use crate::http::ErrorClass;
 
 /// Classifies a non-2xx HTTP status.
-pub fn classify(http_status: u16) -> RoktErrorClass {
-    match http_status {
-        408 | 429 | 500..=599 => RoktErrorClass::Retryable,
-        401 | 403 => RoktErrorClass::Credentials,
-        _ => RoktErrorClass::Permanent,
-    }
+///
+/// Rokt's answers mean what [the one status rule](crate::http) says: 429 and
+/// 5xx transient, 401 / 403 the key pair, other 4xx the request.
+pub fn classify(http_status: u16) -> ErrorClass {
+    ErrorClass::of_status(http_status)
 }
 
 #[cfg(test)]
@@ -498,8 +488,8 @@ mod tests {
         assert!(RoktResponse::parse("").unwrap().row_errors(sent).is_empty());
         assert!(RoktResponse::parse("{}").unwrap().row_errors(sent).is_empty());
         assert!(RoktResponse::parse("<html>").is_err());
-        assert_eq!(classify(503), RoktErrorClass::Retryable);
-        assert_eq!(classify(401), RoktErrorClass::Credentials);
-        assert_eq!(classify(400), RoktErrorClass::Permanent);
+        assert_eq!(classify(503), ErrorClass::Transient);
+        assert_eq!(classify(401), ErrorClass::Credentials);
+        assert_eq!(classify(400), ErrorClass::Permanent);
     }
 }

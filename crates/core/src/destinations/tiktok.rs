@@ -353,27 +353,33 @@ pub enum TikTokOutcome {
     Success,
     /// `code` 20001: some events were rejected; the rest were taken.
     PartialSuccess,
-    /// Try again with backoff (`code` 40100, 5xxxx, HTTP 429 / 5xx).
-    Retryable,
-    /// The access token is missing, invalid or lacks permission (40001, 40104, 40105).
-    Credentials,
-    /// The request is wrong (40002 and other codes).
-    Permanent,
+    /// Not taken: try again with backoff ([`ErrorClass::Transient`]: `code`
+    /// 40100, 5xxxx, HTTP 429 / 5xx), fix the access token
+    /// ([`ErrorClass::Credentials`]: 40001, 40104, 40105) or the request
+    /// ([`ErrorClass::Permanent`]: 40002 and other codes).
+    Failed(ErrorClass),
 }
 
+pub use crate::http::ErrorClass;
+
 /// Classifies a call by HTTP status and, if parsed, its body.
+///
+/// The HTTP status first, by [the one status rule](crate::http) (a transient
+/// status whatever the body says), then TikTok's `code`.
 pub fn classify(http_status: u16, body: Option<&TikTokResponse>) -> TikTokOutcome {
-    if matches!(http_status, 408 | 429) || (500..600).contains(&http_status) {
-        return TikTokOutcome::Retryable;
+    if ErrorClass::of_status(http_status) == ErrorClass::Transient {
+        return TikTokOutcome::Failed(ErrorClass::Transient);
     }
     match body.map(|b| b.code) {
         Some(0) if (200..300).contains(&http_status) => TikTokOutcome::Success,
         Some(20001) => TikTokOutcome::PartialSuccess,
-        Some(40100) => TikTokOutcome::Retryable,
-        Some(c) if (50000..60000).contains(&c) => TikTokOutcome::Retryable,
-        Some(40001 | 40104 | 40105) => TikTokOutcome::Credentials,
-        None if http_status == 401 || http_status == 403 => TikTokOutcome::Credentials,
-        _ => TikTokOutcome::Permanent,
+        Some(40100) => TikTokOutcome::Failed(ErrorClass::Transient),
+        Some(c) if (50000..60000).contains(&c) => TikTokOutcome::Failed(ErrorClass::Transient),
+        Some(40001 | 40104 | 40105) => TikTokOutcome::Failed(ErrorClass::Credentials),
+        None if ErrorClass::of_status(http_status) == ErrorClass::Credentials => {
+            TikTokOutcome::Failed(ErrorClass::Credentials)
+        }
+        _ => TikTokOutcome::Failed(ErrorClass::Permanent),
     }
 }
 
@@ -499,11 +505,11 @@ mod tests {
         assert_eq!(classify(200, Some(&ok)), TikTokOutcome::Success);
         let t = |code| TikTokResponse { code, ..Default::default() };
         assert_eq!(classify(200, Some(&t(20001))), TikTokOutcome::PartialSuccess);
-        assert_eq!(classify(200, Some(&t(40100))), TikTokOutcome::Retryable);
-        assert_eq!(classify(200, Some(&t(40001))), TikTokOutcome::Credentials);
-        assert_eq!(classify(200, Some(&t(40002))), TikTokOutcome::Permanent);
-        assert_eq!(classify(502, None), TikTokOutcome::Retryable);
-        assert_eq!(classify(401, None), TikTokOutcome::Credentials);
+        assert_eq!(classify(200, Some(&t(40100))), TikTokOutcome::Failed(ErrorClass::Transient));
+        assert_eq!(classify(200, Some(&t(40001))), TikTokOutcome::Failed(ErrorClass::Credentials));
+        assert_eq!(classify(200, Some(&t(40002))), TikTokOutcome::Failed(ErrorClass::Permanent));
+        assert_eq!(classify(502, None), TikTokOutcome::Failed(ErrorClass::Transient));
+        assert_eq!(classify(401, None), TikTokOutcome::Failed(ErrorClass::Credentials));
         assert!(TikTokResponse::parse("nope").is_err());
     }
 }
