@@ -10,10 +10,17 @@
 //! * `cargo xtask bench` measures size and speed beside the peers and writes BENCHMARKS.md.
 //! * `cargo xtask crawlers` updates the vendored `crawler-user-agents` list
 //!   (`crates/server/data/`, with its licence) from the npm registry.
+//! * `cargo xtask modules [crate-dir] [--report]` prints the import cycles among
+//!   a crate's modules (default `crates/server`; `src/bin/*` not read) with a
+//!   `file:line` per edge, and fails on a cycle not in its `ALLOWED_CYCLES`
+//!   (`--report`: always exits 0). References in comments, strings and
+//!   `#[cfg(test)]` code, and between a module and its own ancestor or
+//!   descendant (a folder and its files), are not edges.
 
 mod bench;
 mod crawlers;
 mod install;
+mod modules;
 mod pkg;
 mod run;
 
@@ -28,8 +35,9 @@ fn main() -> ExitCode {
         Some("install") => install::all(),
         Some("bench") => bench::all(),
         Some("crawlers") => crawlers::update(),
+        Some("modules") => modules::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|pkg|bench|install|crawlers>");
+            eprintln!("usage: cargo xtask <demo|test|pkg|bench|install|crawlers|modules [crate-dir] [--report]>");
             return ExitCode::from(2);
         }
     };
