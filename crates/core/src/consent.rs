@@ -151,58 +151,59 @@ pub enum StoragePurpose {
     Advertising,
 }
 
-/// The kinds of destination Tally delivers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DestinationKind {
+/// Declares [`DestinationKind`], its [`ALL`](DestinationKind::ALL) and its
+/// names from one list, so a kind cannot be missing from either.
+macro_rules! destination_kinds {
+    ($($(#[doc = $doc:literal])* $kind:ident => $name:literal,)+) => {
+        /// The kinds of destination Tally delivers to.
+        ///
+        /// Deliberately exhaustive: a new kind fails to compile wherever a
+        /// `match` (its consent policy, its lane defaults …) has not decided
+        /// what it means.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum DestinationKind {
+            $($(#[doc = $doc])* $kind,)+
+        }
+
+        impl DestinationKind {
+            /// Every kind, in a stable order.
+            pub const ALL: [DestinationKind; [$($name),+].len()] = [$(DestinationKind::$kind),+];
+
+            /// The snake_case name used in results, metrics and idempotency keys.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(DestinationKind::$kind => $name,)+
+                }
+            }
+        }
+    };
+}
+
+destination_kinds! {
     /// GA4 Measurement Protocol.
-    Ga4,
+    Ga4 => "ga4",
     /// Google Ads conversion upload.
-    GoogleAds,
+    GoogleAds => "google_ads",
     /// Meta Conversions API.
-    Meta,
+    Meta => "meta",
     /// Rokt Event API.
-    Rokt,
+    Rokt => "rokt",
     /// TikTok Events API.
-    TikTok,
+    TikTok => "tiktok",
     /// A Servoki-style server-events endpoint (first-party analytics).
-    Servoki,
+    Servoki => "servoki",
     /// The shop's own webhook or warehouse sink.
-    Webhook,
+    Webhook => "webhook",
 }
 
 impl DestinationKind {
-    /// Every kind, in a stable order.
-    pub const ALL: [DestinationKind; 7] = [
-        DestinationKind::Ga4,
-        DestinationKind::GoogleAds,
-        DestinationKind::Meta,
-        DestinationKind::Rokt,
-        DestinationKind::TikTok,
-        DestinationKind::Servoki,
-        DestinationKind::Webhook,
-    ];
-
-    /// The snake_case name used in results, metrics and idempotency keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DestinationKind::Ga4 => "ga4",
-            DestinationKind::GoogleAds => "google_ads",
-            DestinationKind::Meta => "meta",
-            DestinationKind::Rokt => "rokt",
-            DestinationKind::TikTok => "tiktok",
-            DestinationKind::Servoki => "servoki",
-            DestinationKind::Webhook => "webhook",
-        }
-    }
-
     /// True for advertising destinations (they need ad consent).
     pub fn is_advertising(self) -> bool {
-        matches!(
-            self,
-            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok
-        )
+        match self {
+            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok => true,
+            DestinationKind::Ga4 | DestinationKind::Servoki | DestinationKind::Webhook => false,
+        }
     }
 }
 

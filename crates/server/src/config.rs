@@ -6,8 +6,9 @@ use std::time::Duration;
 use tally_core::ConsentState;
 use tally_core::normalize::NormalizeOptions;
 
+use crate::destinations::DestinationSettings;
 use crate::destinations::webhook::NamedWebhook;
-use crate::destinations::{Destination, DestinationSettings};
+use crate::engine::Route;
 use crate::engine::retry::RetryPolicy;
 use crate::error::ConfigError;
 use crate::store::{IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
@@ -21,13 +22,7 @@ pub use crate::destinations::servoki::ServokiConfig;
 pub use crate::destinations::tiktok::TikTokConfig;
 pub use crate::destinations::webhook::WebhookConfig;
 
-/// Refuses a URL that is not `http(s)://…`, naming the setting.
-pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(ConfigError::Invalid { setting, reason: format!("{url:?} is not an http(s) URL") }),
-    }
-}
+pub(crate) use crate::engine::http::check_url;
 
 /// Builder for [`ServerTracker`].
 pub struct ServerTrackerBuilder {
@@ -175,10 +170,7 @@ impl ServerTrackerBuilder {
 
     /// The lane settings of `dest`: as set with [`ServerTrackerBuilder::lane`],
     /// else its kind's defaults, the batch capped at what its API takes.
-    pub(crate) fn lane_settings_for(
-        &self,
-        dest: &crate::destinations::Destination,
-    ) -> crate::engine::lane::LaneSettings {
+    pub(crate) fn lane_settings_for(&self, dest: &Route) -> crate::engine::lane::LaneSettings {
         let defaults = dest.lane_defaults();
         match self.lanes.get(dest.name()) {
             Some(s) => s.max_batch(s.max_batch.min(defaults.max_batch.max(1)).max(1)),
@@ -195,7 +187,7 @@ impl ServerTrackerBuilder {
     }
 
     /// The bot policy of `dest`: as set with [`ServerTrackerBuilder::bots`], else its kind's default.
-    pub(crate) fn bot_policy_for(&self, dest: &crate::destinations::Destination) -> crate::bots::BotPolicy {
+    pub(crate) fn bot_policy_for(&self, dest: &Route) -> crate::bots::BotPolicy {
         self.bots.get(dest.name()).copied().unwrap_or_else(|| crate::bots::BotPolicy::default_for(dest.kind()))
     }
 
@@ -306,18 +298,18 @@ impl ServerTrackerBuilder {
         let mut destinations = self
             .destinations
             .iter()
-            .map(|settings| settings.sender().map(Destination::new))
+            .map(|settings| settings.destination().map(Route::new))
             .collect::<Result<Vec<_>, _>>()?;
         destinations.sort_by_key(|d| d.kind().as_str());
         if let Some(unknown) = self.lanes.keys().find(|n| !destinations.iter().any(|d| d.name() == n.as_str())) {
-            let names: Vec<&str> = destinations.iter().map(Destination::name).collect();
+            let names: Vec<&str> = destinations.iter().map(Route::name).collect();
             return Err(ConfigError::Invalid {
                 setting: "lanes",
                 reason: format!("{unknown:?} is not a configured destination (configured: {})", names.join(", ")),
             });
         }
         if let Some(unknown) = self.bots.keys().find(|n| !destinations.iter().any(|d| d.name() == n.as_str())) {
-            let names: Vec<&str> = destinations.iter().map(Destination::name).collect();
+            let names: Vec<&str> = destinations.iter().map(Route::name).collect();
             return Err(ConfigError::Invalid {
                 setting: "bots",
                 reason: format!("{unknown:?} is not a configured destination (configured: {})", names.join(", ")),

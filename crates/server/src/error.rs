@@ -182,9 +182,9 @@ impl DeliveryError {
     }
 
     fn is_retryable_status(&self) -> bool {
-        // The one status rule: crate::engine::retry::classify_status.
+        // The one status rule: tally_core::http.
         matches!(self, DeliveryError::Rejected { status, .. }
-            if crate::engine::retry::classify_status(*status) == crate::engine::retry::StatusClass::Transient)
+            if tally_core::http::status_class(*status) == tally_core::http::StatusClass::Transient)
     }
 }
 

@@ -164,6 +164,7 @@ pub mod collector;
 pub mod config;
 pub mod config_file;
 mod destinations;
+mod diagnostics;
 mod engine;
 pub mod error;
 pub mod input;
@@ -182,7 +183,7 @@ pub use config::{
     ServokiConfig, TikTokConfig, WebhookConfig,
 };
 pub use destinations::google_ads::oauth;
-pub use destinations::{DiagnosticCount, DiagnosticsReport, RequestReport};
+pub use diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
 pub use engine::lane::LaneSettings;
 pub use engine::retry::RetryPolicy;
 pub use error::{ConfigError, DeliveryError, TrackError};

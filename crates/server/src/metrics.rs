@@ -209,7 +209,7 @@ pub(crate) fn render_lanes(lanes: &[(&str, usize, usize)]) -> String {
 /// What destinations reported about accepted requests:
 /// `tally_destination_diagnostics_total{destination,kind,reason}`, and the
 /// requests still awaiting a processing result.
-pub(crate) fn render_diagnostics(by_destination: &BTreeMap<String, crate::destinations::DiagnosticsReport>) -> String {
+pub(crate) fn render_diagnostics(by_destination: &BTreeMap<String, crate::diagnostics::DiagnosticsReport>) -> String {
     let mut s = String::new();
     s.push_str(
         "# HELP tally_destination_diagnostics_total What destinations reported, by kind and reason: \

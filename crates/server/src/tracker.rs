@@ -38,7 +38,7 @@ use tally_core::{
 
 use crate::bots::{self, BotDecision, BotMatch, BotPolicy, EventSource};
 use crate::config::ServerTrackerBuilder;
-use crate::destinations::Destination;
+use crate::engine::Route;
 use crate::engine::lane::{Job, Lane, LaneSettings, RoundRunner, Signal};
 use crate::engine::retry::RetryPolicy;
 use crate::error::{DeliveryError, TrackError};
@@ -82,7 +82,7 @@ pub(crate) struct Inner {
     order_id: tally_core::OrderIdForm,
     store: Arc<dyn IdempotencyStore>,
     outbox: Arc<dyn Outbox>,
-    destinations: Vec<Destination>,
+    destinations: Vec<Route>,
     lane_settings: Vec<LaneSettings>,
     /// What each destination does with known bots' events, in destination order.
     bot_policies: Vec<BotPolicy>,
@@ -136,7 +136,7 @@ impl ServerTracker {
         http: reqwest::Client,
         store: Arc<dyn IdempotencyStore>,
         outbox: Arc<dyn Outbox>,
-        destinations: Vec<Destination>,
+        destinations: Vec<Route>,
     ) -> ServerTracker {
         ServerTracker {
             inner: Arc::new(Inner {
@@ -263,7 +263,7 @@ impl ServerTracker {
             text.push_str(&crate::metrics::render_diagnostics(&diagnostics));
         }
         // Production QA: the order counters.
-        let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
+        let names: Vec<&str> = self.inner.destinations.iter().map(Route::name).collect();
         text.push_str(&self.inner.orders.render(&names));
         if let Ok(oldest) = outbox.oldest_by_destination() {
             text.push_str(&qa::render_outbox_age(&oldest, now_ms()));
@@ -280,7 +280,7 @@ impl ServerTracker {
 
     /// What each destination that reports on accepted requests has said
     /// (Google Ads through the Data Manager API), by destination name.
-    pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::destinations::DiagnosticsReport> {
+    pub fn destination_diagnostics(&self) -> BTreeMap<String, crate::diagnostics::DiagnosticsReport> {
         self.inner.destinations.iter().filter_map(|d| Some((d.name().to_owned(), d.diagnostics()?))).collect()
     }
 
@@ -416,7 +416,7 @@ impl ServerTracker {
         for (d, at) in oldest {
             backlog.entry(d).or_default().oldest_age_s = Some(now.saturating_sub(at).max(0) as f64 / 1000.0);
         }
-        let names: Vec<&str> = self.inner.destinations.iter().map(Destination::name).collect();
+        let names: Vec<&str> = self.inner.destinations.iter().map(Route::name).collect();
         let mut report = match self.journal_since(now - 48 * 3_600_000).await {
             Ok(rows) => StatusReport::build(&rows, &names, now, &backlog),
             Err(e) => StatusReport::unavailable(e.to_string(), now, &backlog),
@@ -783,7 +783,6 @@ impl ServerTracker {
         }
         // One request per round where the destination merges visitors; each
         // attempt here is a single one — retries go through the outbox.
-        let single = RetryPolicy { max_attempts: 1, ..inner.retry };
         let groups: Vec<(usize, Vec<Event>)> = to_send
             .iter()
             .enumerate()
@@ -794,7 +793,7 @@ impl ServerTracker {
         if !groups.is_empty() {
             let visitors: Vec<(&[Event], &DeliveryContext)> =
                 groups.iter().map(|(j, events)| (events.as_slice(), &*jobs[*j].ctx)).collect();
-            let sent = dest.deliver_round(&inner.http, &single, &visitors).await;
+            let sent = dest.deliver_round(&inner.http, inner.retry.timeout, &visitors).await;
             let mut results = Vec::new();
             for ((j, _), group_outcomes) in groups.iter().zip(sent) {
                 for (&k, o) in to_send[*j].iter().zip(group_outcomes) {
@@ -852,10 +851,8 @@ impl ServerTracker {
     fn settle(&self, dest: &str, p: &Pending, outcome: Outcome, ops: &mut StoreOps) -> Outcome {
         let inner = &self.inner;
         // Each call here is a single attempt; the outbox counts attempts.
-        let outcome = match outcome {
-            Outcome::Failed(e) => Outcome::Failed(e.into_last()),
-            other => other,
-        };
+        // Queued: the destination judged the answer worth another try.
+        let judged_retry = matches!(outcome, Outcome::Queued { .. });
         match outcome {
             Outcome::Sent { warnings, .. } => {
                 ops.complete.push(p.key.clone());
@@ -863,7 +860,7 @@ impl ServerTracker {
                 inner.metrics.delivered(dest);
                 Outcome::Sent { attempts: p.attempt, warnings }
             }
-            Outcome::Failed(e) | Outcome::Queued { error: e } if e.is_transient() => {
+            Outcome::Queued { error: e } | Outcome::Failed(e) if judged_retry || e.is_transient() => {
                 ops.release.push(p.key.clone());
                 // Being rate limited says nothing about the event: it waits as
                 // long as the destination asks, without using up its retries.
@@ -1023,11 +1020,13 @@ impl StoreOps {
 /// longest `Retry-After`), struggling (transient failures), healthy, or idle.
 fn signal_of(outcomes: &[Outcome]) -> Signal {
     let errors = outcomes.iter().filter_map(|o| match o {
-        Outcome::Failed(e) | Outcome::Queued { error: e } => Some(e),
+        Outcome::Failed(e) => Some((e, false)),
+        // Queued: the destination judged the answer worth another try.
+        Outcome::Queued { error: e } => Some((e, true)),
         _ => None,
     });
     let mut signal = if outcomes.is_empty() { Signal::Idle } else { Signal::Healthy };
-    for e in errors {
+    for (e, judged_retry) in errors {
         let last = match e {
             DeliveryError::RetriesExhausted { last, .. } => last,
             e => e,
@@ -1041,7 +1040,7 @@ fn signal_of(outcomes: &[Outcome]) -> Signal {
                 };
             }
             // Throttling, once seen, decides the round.
-            e if e.is_transient() && signal == Signal::Healthy => signal = Signal::Struggling,
+            e if (judged_retry || e.is_transient()) && signal == Signal::Healthy => signal = Signal::Struggling,
             _ => {}
         }
     }
@@ -1049,7 +1048,7 @@ fn signal_of(outcomes: &[Outcome]) -> Signal {
 }
 
 /// Production QA: the order counter a settled outcome of `p` at `dest` moves, if any.
-fn order_note(dest: &Destination, p: &Pending, settled: &Outcome, ctx: &DeliveryContext) -> Option<Noted> {
+fn order_note(dest: &Route, p: &Pending, settled: &Outcome, ctx: &DeliveryContext) -> Option<Noted> {
     match settled {
         Outcome::Sent { .. } => qa::delivered(dest.name(), dest.kind(), &p.event, ctx),
         Outcome::Skipped(SkipReason::Duplicate) => qa::deduplicated(dest.name(), &p.event),
@@ -1086,7 +1085,7 @@ impl RoundRunner<Pending> for LaneRunner {
 }
 
 /// The outbox entries of `events` for `dest`, due at `due_at_ms`.
-fn outbox_entries(dest: &Destination, events: &[Event], visitor_json: &str, due_at_ms: i64) -> Vec<OutboxEntry> {
+fn outbox_entries(dest: &Route, events: &[Event], visitor_json: &str, due_at_ms: i64) -> Vec<OutboxEntry> {
     events
         .iter()
         .map(|e| OutboxEntry {

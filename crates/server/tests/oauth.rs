@@ -53,7 +53,7 @@ async fn a_service_account_token_is_minted_cached_and_refreshed_after_expiry() {
     let cache = Arc::new(TokenCache::service_account(server.url("/data-manager/token"), key, DATAMANAGER_SCOPE));
     assert_eq!(cache.service_account_email(), Some(TEST_SERVICE_ACCOUNT_EMAIL));
 
-    let token = cache.access_token(&http, &retry()).await.unwrap();
+    let token = cache.access_token(&http, retry().timeout).await.unwrap();
     assert_eq!(ingest_status(&http, &server, &token).await, 200);
     let grant = s.data_manager.oauth.grants().pop().unwrap();
     assert_eq!(grant.grant_type, JWT_BEARER_GRANT);
@@ -61,7 +61,7 @@ async fn a_service_account_token_is_minted_cached_and_refreshed_after_expiry() {
     assert_eq!(grant.scopes, [DATAMANAGER_SCOPE]);
 
     // Cached.
-    assert_eq!(cache.access_token(&http, &retry()).await.unwrap(), token);
+    assert_eq!(cache.access_token(&http, retry().timeout).await.unwrap(), token);
     assert_eq!((cache.requests(), s.data_manager.token_requests()), (1, 1));
 
     // Invalidated: many callers, one token request.
@@ -69,7 +69,7 @@ async fn a_service_account_token_is_minted_cached_and_refreshed_after_expiry() {
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let (cache, http) = (cache.clone(), http.clone());
-            tokio::spawn(async move { cache.access_token(&http, &retry()).await.unwrap() })
+            tokio::spawn(async move { cache.access_token(&http, retry().timeout).await.unwrap() })
         })
         .collect();
     let mut tokens = Vec::new();
@@ -83,9 +83,9 @@ async fn a_service_account_token_is_minted_cached_and_refreshed_after_expiry() {
     // Short-lived tokens are refreshed before they lapse.
     s.data_manager.oauth.set_token_lifetime(Duration::from_secs(1));
     cache.invalidate(&tokens[0]).await;
-    let short = cache.access_token(&http, &retry()).await.unwrap();
+    let short = cache.access_token(&http, retry().timeout).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let fresh = cache.access_token(&http, &retry()).await.unwrap();
+    let fresh = cache.access_token(&http, retry().timeout).await.unwrap();
     assert_ne!(fresh, short);
     assert_eq!(s.data_manager.token_requests(), 4);
     assert_eq!(ingest_status(&http, &server, &fresh).await, 200);
@@ -97,7 +97,7 @@ async fn a_wrong_key_is_a_permanent_error_that_names_the_account_not_the_key() {
     let http = reqwest::Client::new();
     let key = ServiceAccountKey::from_json(TEST_ROGUE_KEY).unwrap();
     let cache = TokenCache::service_account(server.url("/data-manager/token"), key.clone(), DATAMANAGER_SCOPE);
-    let err = cache.access_token(&http, &retry()).await.unwrap_err();
+    let err = cache.access_token(&http, retry().timeout).await.unwrap_err();
     let DeliveryError::Unauthorized { status, message } = &err else { panic!("{err:?}") };
     assert_eq!(*status, 400);
     assert!(message.contains("Invalid JWT Signature"), "{message}");
@@ -109,7 +109,7 @@ async fn a_wrong_key_is_a_permanent_error_that_names_the_account_not_the_key() {
         assert!(!text.contains("PRIVATE KEY") && !text.contains("MII"), "{text}");
     }
     // The failure is not cached: the next call asks again.
-    assert!(cache.access_token(&http, &retry()).await.is_err());
+    assert!(cache.access_token(&http, retry().timeout).await.is_err());
     assert_eq!(s.data_manager.token_requests(), 2);
 }
 
@@ -120,7 +120,7 @@ async fn a_refresh_token_without_the_required_scope_says_to_re_consent() {
     s.data_manager.set_refresh_token_scopes(&[ADWORDS_SCOPE]);
     let url = server.url("/data-manager/token");
     let cache = TokenCache::new(&url, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN).require_scope(DATAMANAGER_SCOPE);
-    let err = cache.access_token(&http, &retry()).await.unwrap_err();
+    let err = cache.access_token(&http, retry().timeout).await.unwrap_err();
     let DeliveryError::Unauthorized { message, .. } = &err else { panic!("{err:?}") };
     assert!(message.contains("Re-consent") && message.contains(DATAMANAGER_SCOPE), "{message}");
     assert!(message.contains(ADWORDS_SCOPE), "names what it grants: {message}");
@@ -128,18 +128,18 @@ async fn a_refresh_token_without_the_required_scope_says_to_re_consent() {
 
     // Without a required scope the token is taken (and the API refuses it).
     let lax = TokenCache::new(&url, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN);
-    let token = lax.access_token(&http, &retry()).await.unwrap();
+    let token = lax.access_token(&http, retry().timeout).await.unwrap();
     assert_eq!(ingest_status(&http, &server, &token).await, 403);
 
     // Consented with both scopes: fine.
     s.data_manager.set_refresh_token_scopes(&[ADWORDS_SCOPE, DATAMANAGER_SCOPE]);
-    let token = cache.access_token(&http, &retry()).await.unwrap();
+    let token = cache.access_token(&http, retry().timeout).await.unwrap();
     assert_eq!(ingest_status(&http, &server, &token).await, 200);
 
     // A service account asking for the wrong scope is caught the same way.
     let key = ServiceAccountKey::from_json(TEST_SERVICE_ACCOUNT_KEY).unwrap();
     let sa = TokenCache::service_account(&url, key, ADWORDS_SCOPE).require_scope(DATAMANAGER_SCOPE);
-    let err = sa.access_token(&http, &retry()).await.unwrap_err();
+    let err = sa.access_token(&http, retry().timeout).await.unwrap_err();
     let DeliveryError::Unauthorized { message, .. } = &err else { panic!("{err:?}") };
     assert!(message.contains(TEST_SERVICE_ACCOUNT_EMAIL) && message.contains(DATAMANAGER_SCOPE), "{message}");
 }

@@ -74,7 +74,8 @@ impl LaneSettings {
             DestinationKind::TikTok => (d::tiktok::MAX_EVENTS, 8),
             DestinationKind::Rokt => (d::rokt::MAX_EVENTS, 16),
             DestinationKind::GoogleAds => (d::data_manager::MAX_EVENTS, d::data_manager::MAX_CONCURRENT_REQUESTS),
-            _ => (1, 16),
+            // One event per request: Servoki's API takes one; a webhook batches only when its settings say.
+            DestinationKind::Servoki | DestinationKind::Webhook => (1, 16),
         };
         // The Data Manager API's project quota; Google Ads API uploads count against far larger ones.
         let max_requests_per_minute =

@@ -1,29 +1,31 @@
-//! Delivery to the GA4 Measurement Protocol.
+//! Delivery to the GA4 Measurement Protocol: one visitor per request (GA4
+//! keys a request by its `client_id`), up to 25 events in it; the API secret
+//! travels in the query string and is redacted from every message. The
+//! answer means its status alone, except in validation mode, where the
+//! debug endpoint's `validationMessages` fail the request and are counted.
 
-use tally_core::Event;
-use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::ga4::{self as core_ga4, ValidationResponse};
+use std::sync::Arc;
 
-use crate::destinations::diagnostics::DiagnosticTally;
-use crate::destinations::{BoxFuture, DestinationSettings, Sender, each_visitor};
-use crate::destinations::{finish, open, send, send_each, status_verdict, with_json};
-use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, with_retries};
-use crate::error::ConfigError;
-use crate::error::DeliveryError;
-use crate::outcome::Outcome;
 use tally_core::DestinationKind;
-use tally_core::destinations::VisitorEvents;
+use tally_core::destinations::ga4::{self as core_ga4, Ga4Request, ValidationResponse};
+use tally_core::destinations::{Batch, VisitorEvents};
+
+use crate::destinations::DestinationSettings;
+use crate::diagnostics::{DiagnosticTally, DiagnosticsReport};
+use crate::engine::http::{Answer, with_json};
+use crate::engine::{Deliver, Destination, Judgement};
+use crate::error::{ConfigError, DeliveryError};
 
 mod config;
 pub use config::Ga4Config;
 
 /// A configured GA4 destination.
 #[derive(Clone)]
-pub struct Ga4Destination {
+pub(crate) struct Ga4Destination {
     cfg: Ga4Config,
     url: String,
     /// Validation messages by code (validation mode).
-    diagnostics: std::sync::Arc<DiagnosticTally>,
+    diagnostics: Arc<DiagnosticTally>,
 }
 
 impl std::fmt::Debug for Ga4Destination {
@@ -35,7 +37,7 @@ impl std::fmt::Debug for Ga4Destination {
 
 impl Ga4Destination {
     /// From checked configuration.
-    pub fn new(cfg: Ga4Config) -> Ga4Destination {
+    pub(crate) fn new(cfg: Ga4Config) -> Ga4Destination {
         let url = core_ga4::collect_url(
             &cfg.base_url,
             cfg.measurement_id.trim(),
@@ -44,56 +46,50 @@ impl Ga4Destination {
         );
         Ga4Destination { cfg, url, diagnostics: Default::default() }
     }
+}
 
-    /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_ga4::build(events, ctx)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
-        finish(out)
+impl Destination for Ga4Destination {
+    type Request = Ga4Request;
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Ga4
     }
 
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        request: &core_ga4::Ga4Request,
-    ) -> Result<u32, DeliveryError> {
-        let secret = self.cfg.api_secret.expose();
-        let validate = self.cfg.validate;
-        with_retries(retry, |_| async {
-            let answer = match send(with_json(http.post(&self.url), request), retry, &[secret]).await {
-                Ok(a) => a,
-                Err(e) => return Verdict::Retry(e, None),
-            };
-            if !(validate && classify_status(answer.status) == StatusClass::Success) {
-                return status_verdict(&answer, &[secret]);
-            }
-            let parsed: ValidationResponse = serde_json::from_str(&answer.body).unwrap_or_default();
-            if parsed.validation_messages.is_empty() {
-                return Verdict::Done(());
-            }
-            for m in &parsed.validation_messages {
-                self.diagnostics.note("validation", &m.validation_code, 1);
-            }
-            let message = parsed
-                .validation_messages
-                .iter()
-                .map(|m| format!("{} {}: {}", m.validation_code, m.field_path, m.description))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Verdict::Fail(DeliveryError::Rejected { status: answer.status, message })
-        })
-        .await
-        .map(|((), attempts)| attempts)
+    fn build(&self, visitors: &[VisitorEvents<'_>]) -> tally_core::Result<Batch<Ga4Request>> {
+        let Some(&(events, ctx)) = visitors.first() else { return Ok(Batch::default()) };
+        core_ga4::build(events, ctx)
+    }
+
+    fn request(&self, http: &reqwest::Client, request: &Ga4Request) -> Result<reqwest::RequestBuilder, DeliveryError> {
+        Ok(with_json(http.post(&self.url), request))
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.cfg.api_secret.expose(), self.cfg.api_secret.expose().trim()]
+    }
+
+    fn judge(&self, answer: &Answer, _: &Ga4Request) -> Judgement {
+        if !(self.cfg.validate && answer.is_success()) {
+            return Judgement::of_status(answer, &self.secrets());
+        }
+        let parsed: ValidationResponse = serde_json::from_str(&answer.body).unwrap_or_default();
+        if parsed.validation_messages.is_empty() {
+            return Judgement::Done { warnings: Vec::new() };
+        }
+        for m in &parsed.validation_messages {
+            self.diagnostics.note("validation", &m.validation_code, 1);
+        }
+        let message = parsed
+            .validation_messages
+            .iter()
+            .map(|m| format!("{} {}: {}", m.validation_code, m.field_path, m.description))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Judgement::Fail(DeliveryError::Rejected { status: answer.status, message })
+    }
+
+    fn diagnostics(&self) -> Option<DiagnosticsReport> {
+        self.cfg.validate.then(|| self.diagnostics.report())
     }
 }
 
@@ -106,30 +102,7 @@ impl DestinationSettings for Ga4Config {
         Ga4Config::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(Ga4Destination::new(self.clone())))
-    }
-}
-
-impl Sender for Ga4Destination {
-    fn name(&self) -> &str {
-        DestinationKind::Ga4.as_str()
-    }
-
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::Ga4
-    }
-
-    fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
-        self.cfg.validate.then(|| self.diagnostics.report())
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
-        visitors: &'a [VisitorEvents<'a>],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
-        each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
     }
 }

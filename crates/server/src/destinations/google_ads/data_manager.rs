@@ -39,12 +39,13 @@ use tally_core::destinations::data_manager::{
 use tally_core::destinations::google_ads::normalize_customer_id;
 
 use crate::config::GoogleAdsConfig;
-use crate::destinations::diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
 use crate::destinations::google_ads::oauth::{Authorized, TokenCache};
-use crate::destinations::{Answer, excerpt, finish, open, send, with_json};
-use crate::engine::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
+use crate::diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
+use crate::engine::http::{Answer, excerpt, redact, send, transient_error, with_json};
+use crate::engine::{finish, open};
 use crate::error::{ConfigError, DeliveryError};
 use crate::outcome::Outcome;
+use tally_core::http::{StatusClass, status_class};
 
 /// Most extra requests spent splitting one rejected batch.
 pub const MAX_SPLIT_REQUESTS: u32 = 64;
@@ -123,7 +124,7 @@ impl DataManagerSender {
     pub(crate) async fn deliver(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         visitors: &[VisitorEvents<'_>],
         action: &str,
         event: EventName,
@@ -143,7 +144,7 @@ impl DataManagerSender {
             Err(invalid) => return invalid,
         };
         for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            for (&i, outcome) in indices.iter().zip(self.send_batch(http, retry, request).await) {
+            for (&i, outcome) in indices.iter().zip(self.send_batch(http, timeout, request).await) {
                 if let Some(slot) = out.get_mut(i) {
                     *slot = Some(outcome);
                 }
@@ -157,7 +158,7 @@ impl DataManagerSender {
     async fn send_batch(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         request: &IngestEventsRequest,
     ) -> Vec<Outcome> {
         let n = request.events.len();
@@ -172,11 +173,11 @@ impl DataManagerSender {
                 subset = request.subset(&part);
                 &subset
             };
-            match self.ingest(http, retry, body).await {
+            match self.ingest(http, timeout, body).await {
                 Ok((answer, attempts)) => {
                     let warnings = self.warnings(&answer, part.len());
                     if let Some(id) = answer.request_id.filter(|_| !request.validate_only) {
-                        self.watch(http, retry, id, part.len());
+                        self.watch(http, timeout, id, part.len());
                     }
                     for (&i, warnings) in part.iter().zip(warnings) {
                         out[i] = Some(Outcome::Sent { attempts, warnings });
@@ -255,37 +256,37 @@ impl DataManagerSender {
     async fn ingest(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         body: &IngestEventsRequest,
     ) -> Result<(IngestResponse, u32), Ingest> {
         let url = self.shared.ingest_url.as_str();
-        let result = with_retries(retry, |_| {
-            self.shared.oauth.authorized(http, retry, |token| async move {
+        let result = self
+            .shared
+            .oauth
+            .authorized(http, timeout, |token| async move {
                 let secrets = self.secrets(&token);
-                let answer = match send(with_json(http.post(url).bearer_auth(&token), body), retry, &secrets).await {
+                let answer = match send(with_json(http.post(url).bearer_auth(&token), body), timeout, &secrets).await {
                     Ok(a) => a,
-                    Err(e) => return Authorized::Retry(e, None),
+                    Err(e) => return Authorized::Failed(e),
                 };
                 match self.judge(&answer, &secrets) {
                     Judged::Accepted(r) => Authorized::Done(Ok(r)),
                     Judged::Rejected(error) => Authorized::Done(Err((answer.status, error))),
                     Judged::Credentials(e) => Authorized::TokenRefused(e),
-                    Judged::Fail(e) => Authorized::Fail(e),
-                    Judged::Retry(e) => Authorized::Retry(e, answer.retry_after),
+                    Judged::Fail(e) | Judged::Retry(e) => Authorized::Failed(e),
                 }
             })
-        })
-        .await;
+            .await;
         match result {
-            Ok((Ok(answer), attempts)) => Ok((answer, attempts)),
-            Ok((Err((status, error)), _)) => Err(Ingest::Rejected { status, error }),
+            Ok(Ok(answer)) => Ok((answer, 1)),
+            Ok(Err((status, error))) => Err(Ingest::Rejected { status, error }),
             Err(e) => Err(Ingest::Failed(e)),
         }
     }
 
     fn judge(&self, answer: &Answer, secrets: &[&str]) -> Judged {
         let status = answer.status;
-        if classify_status(status) == StatusClass::Success {
+        if status_class(status) == StatusClass::Success {
             return match IngestResponse::parse(&answer.body) {
                 Ok(r) => Judged::Accepted(r),
                 // Re-sending is safe: the same transactionId restates, it never counts twice.
@@ -312,7 +313,7 @@ impl DataManagerSender {
             (400, Some(e)) if e.status == "INVALID_ARGUMENT" || e.status.is_empty() => {
                 Judged::Rejected(DmError { message: redact(&e.message, secrets), ..e })
             }
-            _ if classify_status(status) == StatusClass::Transient => {
+            _ if status_class(status) == StatusClass::Transient => {
                 Judged::Retry(transient_error(status, message, answer.retry_after))
             }
             _ if transient_rpc => Judged::Retry(DeliveryError::Transport(format!(
@@ -368,7 +369,7 @@ impl DataManagerSender {
     }
 
     /// Schedules the status polls of an accepted request.
-    fn watch(&self, http: &reqwest::Client, retry: &RetryPolicy, request_id: String, events: usize) {
+    fn watch(&self, http: &reqwest::Client, timeout: Duration, request_id: String, events: usize) {
         if self.shared.schedule.is_none() {
             return;
         }
@@ -378,8 +379,7 @@ impl DataManagerSender {
             !std::mem::replace(&mut st.polling, true)
         };
         if start && let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let retry = RetryPolicy { max_attempts: 1, ..*retry };
-            rt.spawn(poll_loop(Arc::downgrade(&self.shared), http.clone(), retry));
+            rt.spawn(poll_loop(Arc::downgrade(&self.shared), http.clone(), timeout));
         }
     }
 }
@@ -393,18 +393,18 @@ impl Shared {
     async fn status(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         request_id: &str,
     ) -> Result<Option<RequestStatusResponse>, String> {
-        let token = self.oauth.access_token(http, retry).await.map_err(|e| e.to_string())?;
+        let token = self.oauth.access_token(http, timeout).await.map_err(|e| e.to_string())?;
         let secrets = [token.as_str(), self.cfg.client_secret.expose(), self.cfg.refresh_token.expose()];
         let url = format!("{}?requestId={}", self.status_url, tally_core::cookie::percent_encode(request_id));
         let req = http.get(url).bearer_auth(&token);
-        let answer = send(req, retry, &secrets).await.map_err(|e| e.to_string())?;
+        let answer = send(req, timeout, &secrets).await.map_err(|e| e.to_string())?;
         if answer.status == 401 {
             self.oauth.invalidate(&token).await;
         }
-        if classify_status(answer.status) != StatusClass::Success {
+        if status_class(answer.status) != StatusClass::Success {
             let why = DmError::parse(&answer.body).map_or_else(|| excerpt(&answer.body), |e| e.describe());
             return Err(format!("HTTP {}: {}", answer.status, redact(&why, &secrets)));
         }
@@ -459,7 +459,7 @@ impl Shared {
 
 /// Polls every pending request when its turn comes; ends when none is left
 /// (the next accepted request starts it again) or the destination is gone.
-async fn poll_loop(shared: Weak<Shared>, http: reqwest::Client, retry: RetryPolicy) {
+async fn poll_loop(shared: Weak<Shared>, http: reqwest::Client, timeout: Duration) {
     loop {
         let Some(s) = shared.upgrade() else { return };
         let Some(schedule) = s.schedule else { return };
@@ -482,7 +482,7 @@ async fn poll_loop(shared: Weak<Shared>, http: reqwest::Client, retry: RetryPoli
                 s.give_up(&p, "still processing after the 24 h Google documents");
                 continue;
             }
-            match s.status(&http, &retry, &p.request_id).await {
+            match s.status(&http, timeout, &p.request_id).await {
                 Ok(Some(status)) => s.record(&p, &status),
                 Ok(None) => {
                     p.polls += 1;

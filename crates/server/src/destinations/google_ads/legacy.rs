@@ -33,17 +33,19 @@ use serde::Serialize;
 
 use tally_core::destinations::DeliveryContext;
 use tally_core::destinations::google_ads::{
-    self as core_ads, AdsErrorClass, AdsTarget, HEADER_DEVELOPER_TOKEN, HEADER_LOGIN_CUSTOMER_ID, Upload,
-    UploadResponse,
+    self as core_ads, AdsTarget, ErrorClass, HEADER_DEVELOPER_TOKEN, HEADER_LOGIN_CUSTOMER_ID, Upload, UploadResponse,
 };
 use tally_core::{Event, EventName};
 
 use crate::config::GoogleAdsConfig;
 use crate::destinations::google_ads::oauth::{Authorized, TokenCache};
-use crate::destinations::{Answer, excerpt, fan_out, finish, send, with_json};
-use crate::engine::retry::{RetryPolicy, StatusClass, classify_status, redact, transient_error, with_retries};
+use crate::engine::http::{Answer, excerpt, redact, send, transient_error, with_json};
+use crate::engine::{fan_out, finish};
+use std::time::Duration;
+
 use crate::error::{ConfigError, DeliveryError, RowError};
 use crate::outcome::{Outcome, SkipReason};
+use tally_core::http::{StatusClass, status_class};
 
 /// The Google Ads API sender.
 #[derive(Debug, Clone)]
@@ -86,7 +88,7 @@ impl GoogleAdsApiSender {
     pub(crate) async fn deliver(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         events: &[Event],
         ctx: &DeliveryContext,
     ) -> Vec<Outcome> {
@@ -148,7 +150,7 @@ impl GoogleAdsApiSender {
                         continue;
                     }
                 };
-                match self.upload(http, retry, upload, &body, rows).await {
+                match self.upload(http, timeout, upload, &body, rows).await {
                     Ok((row_results, attempts)) => {
                         for (row, &i) in event_indices.iter().enumerate() {
                             out[i] = Some(match row_results.get(row).cloned().flatten() {
@@ -176,7 +178,7 @@ impl GoogleAdsApiSender {
     async fn upload<B: Serialize>(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         upload: Upload,
         body: &B,
         rows: usize,
@@ -185,8 +187,8 @@ impl GoogleAdsApiSender {
             Upload::Clicks => &self.clicks_url,
             Upload::Adjustments => &self.adjustments_url,
         };
-        with_retries(retry, |_| {
-            self.oauth.authorized(http, retry, |token| async move {
+        self.oauth
+            .authorized(http, timeout, |token| async move {
                 let secrets = self.secrets(&token);
                 let mut req = with_json(http.post(url.as_str()).bearer_auth(&token), body);
                 if let Some(l) = &self.login_customer_id {
@@ -195,24 +197,23 @@ impl GoogleAdsApiSender {
                 if let Some(d) = &self.cfg.developer_token {
                     req = req.header(HEADER_DEVELOPER_TOKEN, d.expose().trim());
                 }
-                let answer = match send(req, retry, &secrets).await {
+                let answer = match send(req, timeout, &secrets).await {
                     Ok(a) => a,
-                    Err(e) => return Authorized::Retry(e, None),
+                    Err(e) => return Authorized::Failed(e),
                 };
                 match self.judge(&answer, rows, &secrets) {
                     Judged::Rows(r) => Authorized::Done(r),
                     Judged::Credentials(e) => Authorized::TokenRefused(e),
-                    Judged::Fail(e) => Authorized::Fail(e),
-                    Judged::Retry(e) => Authorized::Retry(e, answer.retry_after),
+                    Judged::Fail(e) | Judged::Retry(e) => Authorized::Failed(e),
                 }
             })
-        })
-        .await
+            .await
+            .map(|rows| (rows, 1))
     }
 
     fn judge(&self, answer: &Answer, rows: usize, secrets: &[&str]) -> Judged {
         let status = answer.status;
-        if classify_status(status) == StatusClass::Success {
+        if status_class(status) == StatusClass::Success {
             let parsed = match UploadResponse::parse(&answer.body) {
                 Ok(p) => p,
                 // Unreadable success: the rows may be stored; a retry is safe (duplicates count as delivered).
@@ -245,16 +246,16 @@ impl GoogleAdsApiSender {
             secrets,
         );
         match core_ads::classify(status, rpc.as_ref()) {
-            AdsErrorClass::Credentials => Judged::Credentials(DeliveryError::Unauthorized { status, message }),
-            AdsErrorClass::Retryable if classify_status(status) == StatusClass::Transient => {
+            ErrorClass::Credentials => Judged::Credentials(DeliveryError::Unauthorized { status, message }),
+            ErrorClass::Transient if status_class(status) == StatusClass::Transient => {
                 Judged::Retry(transient_error(status, message, answer.retry_after))
             }
             // A transient RPC status on an otherwise permanent HTTP status: retry all the same.
-            AdsErrorClass::Retryable => {
+            ErrorClass::Transient => {
                 Judged::Retry(DeliveryError::Transport(format!("Google Ads asked to retry (HTTP {status}): {message}")))
             }
-            AdsErrorClass::Permanent if status == 403 => Judged::Fail(DeliveryError::Unauthorized { status, message }),
-            AdsErrorClass::Permanent => Judged::Fail(DeliveryError::Rejected { status, message }),
+            ErrorClass::Permanent if status == 403 => Judged::Fail(DeliveryError::Unauthorized { status, message }),
+            ErrorClass::Permanent => Judged::Fail(DeliveryError::Rejected { status, message }),
         }
     }
 }

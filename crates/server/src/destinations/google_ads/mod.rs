@@ -38,13 +38,15 @@ use tally_core::destinations::google_ads::AdsTarget;
 use tally_core::{Event, EventName, RefundScope};
 
 use crate::destinations::google_ads::oauth::TokenCache;
-use crate::destinations::{BoxFuture, DestinationSettings, Sender, each_visitor};
-use crate::engine::retry::RetryPolicy;
+use std::time::Duration;
+
+use crate::destinations::DestinationSettings;
+use crate::engine::{BoxFuture, Deliver};
 use crate::error::ConfigError;
 use crate::outcome::{Outcome, SkipReason};
 use tally_core::DestinationKind;
 
-pub use crate::destinations::diagnostics::DiagnosticsReport;
+pub use crate::diagnostics::DiagnosticsReport;
 pub use config::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
 
 /// A configured Google Ads destination.
@@ -107,14 +109,14 @@ impl GoogleAdsDestination {
     pub(crate) async fn deliver_many(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         visitors: &[VisitorEvents<'_>],
     ) -> Vec<Outcome> {
         let Some(dm) = &self.data_manager else {
             let mut out = Vec::new();
             for (events, ctx) in visitors {
                 if let Some(api) = &self.google_ads_api {
-                    out.extend(api.deliver(http, retry, events, ctx).await);
+                    out.extend(api.deliver(http, timeout, events, ctx).await);
                 }
             }
             return out;
@@ -153,7 +155,7 @@ impl GoogleAdsDestination {
             let visitors_for: Vec<VisitorEvents<'_>> =
                 groups.iter().map(|(events, _, v)| (events.as_slice(), visitors[*v].1)).collect();
             let places: Vec<usize> = groups.iter().flat_map(|(_, p, _)| p.iter().copied()).collect();
-            let outcomes = dm.deliver(http, retry, &visitors_for, &work.action, work.event).await;
+            let outcomes = dm.deliver(http, timeout, &visitors_for, &work.action, work.event).await;
             for (place, o) in places.into_iter().zip(outcomes) {
                 out[place] = Some(o);
             }
@@ -162,13 +164,13 @@ impl GoogleAdsDestination {
             for (v, offset, indices) in retractions {
                 let (events, ctx) = visitors[v];
                 let picked: Vec<Event> = indices.iter().map(|&i| events[i].clone()).collect();
-                let outcomes = api.deliver(http, retry, &picked, ctx).await;
+                let outcomes = api.deliver(http, timeout, &picked, ctx).await;
                 for (i, o) in indices.into_iter().zip(outcomes) {
                     out[offset + i] = Some(o);
                 }
             }
         }
-        crate::destinations::finish(out)
+        crate::engine::finish(out)
     }
 }
 
@@ -221,12 +223,14 @@ impl DestinationSettings for GoogleAdsConfig {
         GoogleAdsConfig::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(GoogleAdsDestination::new(self.clone())?))
     }
 }
 
-impl Sender for GoogleAdsDestination {
+/// Google Ads delivers itself: two APIs, routing by conversion action, OAuth
+/// and status polls do not fit one request per batch.
+impl Deliver for GoogleAdsDestination {
     fn name(&self) -> &str {
         DestinationKind::GoogleAds.as_str()
     }
@@ -239,16 +243,23 @@ impl Sender for GoogleAdsDestination {
         self.data_manager.is_some()
     }
 
+    fn lane_defaults(&self) -> crate::LaneSettings {
+        crate::LaneSettings::for_kind(DestinationKind::GoogleAds)
+    }
+
     fn deliver<'a>(
         &'a self,
         http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
+        timeout: Duration,
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
-        if Sender::merges_visitors(self) {
-            return Box::pin(self.deliver_many(http, retry, visitors));
-        }
-        each_visitor(visitors, move |events, ctx| async move { self.deliver_many(http, retry, &[(events, ctx)]).await })
+        Box::pin(async move {
+            if Deliver::merges_visitors(self) {
+                return self.deliver_many(http, timeout, visitors).await;
+            }
+            let each = visitors.iter().map(|v| self.deliver_many(http, timeout, std::slice::from_ref(v)));
+            futures_util::future::join_all(each).await.into_iter().flatten().collect()
+        })
     }
 
     fn diagnostics(&self) -> Option<DiagnosticsReport> {

@@ -44,8 +44,8 @@ use serde::Deserialize;
 
 use tally_core::destinations::google_ads::{TokenError, TokenResponse, refresh_token_form};
 
-use crate::destinations::{excerpt, send};
-use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error};
+use crate::engine::http::excerpt;
+use crate::engine::http::{redact, send, status_error};
 use crate::error::DeliveryError;
 
 /// How one call made with a bearer token went (see [`TokenCache::authorized`]).
@@ -54,10 +54,8 @@ pub(crate) enum Authorized<T> {
     Done(T),
     /// The API refused the token (401): refresh it and call once more.
     TokenRefused(DeliveryError),
-    /// Try again later (after the wait, if given).
-    Retry(DeliveryError, Option<Duration>),
-    /// Do not try again.
-    Fail(DeliveryError),
+    /// Failed (transient or not: the error says).
+    Failed(DeliveryError),
 }
 use crate::secret::Secret;
 
@@ -347,7 +345,7 @@ impl TokenCache {
 
     /// A valid access token: the cached one, or a fresh one (one refresh in
     /// flight however many callers wait).
-    pub async fn access_token(&self, http: &reqwest::Client, retry: &RetryPolicy) -> Result<String, DeliveryError> {
+    pub async fn access_token(&self, http: &reqwest::Client, timeout: Duration) -> Result<String, DeliveryError> {
         // Refreshes finished before this call arrived; one finishing later
         // (the one in flight, or one started while this call waited) is shared.
         let seen = self.completed.load(Ordering::SeqCst);
@@ -363,7 +361,7 @@ impl TokenCache {
         {
             return Err(e.clone());
         }
-        let result = self.refresh(http, retry).await;
+        let result = self.refresh(http, timeout).await;
         let done = self.completed.fetch_add(1, Ordering::SeqCst) + 1;
         match result {
             Ok((token, lifetime)) => {
@@ -385,37 +383,29 @@ impl TokenCache {
     /// One attempt of a call made with a bearer token: `attempt` gets a valid
     /// token and says how the call went; when it says the token was refused
     /// (a 401), the token is dropped and the call made once more with a fresh
-    /// one. A token that cannot be had is the attempt's verdict (transient
-    /// failures are retried by the caller's [`with_retries`](crate::engine::retry::with_retries)).
+    /// one. A token that cannot be had is the attempt's error (the engine's
+    /// outbox retries a transient one).
     pub(crate) async fn authorized<T, F, Fut>(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
+        timeout: Duration,
         mut attempt: F,
-    ) -> Verdict<T>
+    ) -> Result<T, DeliveryError>
     where
         F: FnMut(String) -> Fut,
         Fut: std::future::Future<Output = Authorized<T>>,
     {
         let mut refreshed = false;
         loop {
-            let token = match self.access_token(http, retry).await {
-                Ok(t) => t,
-                Err(e) if e.is_transient() => {
-                    let after = e.retry_after();
-                    return Verdict::Retry(e, after);
-                }
-                Err(e) => return Verdict::Fail(e),
-            };
+            let token = self.access_token(http, timeout).await?;
             match attempt(token.clone()).await {
-                Authorized::Done(t) => return Verdict::Done(t),
+                Authorized::Done(t) => return Ok(t),
                 Authorized::TokenRefused(_) if !refreshed => {
                     tracing::info!("the API refused the access token; refreshing it once");
                     self.invalidate(&token).await;
                     refreshed = true;
                 }
-                Authorized::TokenRefused(e) | Authorized::Fail(e) => return Verdict::Fail(e),
-                Authorized::Retry(e, after) => return Verdict::Retry(e, after),
+                Authorized::TokenRefused(e) | Authorized::Failed(e) => return Err(e),
             }
         }
     }
@@ -429,7 +419,7 @@ impl TokenCache {
         }
     }
 
-    async fn refresh(&self, http: &reqwest::Client, retry: &RetryPolicy) -> Result<(String, Duration), DeliveryError> {
+    async fn refresh(&self, http: &reqwest::Client, timeout: Duration) -> Result<(String, Duration), DeliveryError> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let secrets = self.secrets();
         let (form, what) = self.token_request()?;
@@ -438,7 +428,7 @@ impl TokenCache {
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(reqwest::header::ACCEPT, "application/json")
             .body(form);
-        let answer = send(req, retry, &secrets).await.map_err(|e| match e {
+        let answer = send(req, timeout, &secrets).await.map_err(|e| match e {
             DeliveryError::Transport(m) => DeliveryError::Transport(format!("{what}: {m}")),
             other => other,
         })?;
@@ -480,11 +470,7 @@ impl TokenCache {
         if parsed.as_ref().is_some_and(TokenError::is_permanent) {
             return Err(DeliveryError::Unauthorized { status, message });
         }
-        Err(match classify_status(status) {
-            StatusClass::Transient => transient_error(status, message, answer.retry_after),
-            StatusClass::Unauthorized => DeliveryError::Unauthorized { status, message },
-            StatusClass::Permanent | StatusClass::Success => DeliveryError::Rejected { status, message },
-        })
+        Err(status_error(status, message, answer.retry_after))
     }
 
     fn missing_scope(&self, required: &str, granted: &str) -> String {

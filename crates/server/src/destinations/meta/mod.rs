@@ -20,24 +20,23 @@
 //! `code/error_subcode` is counted in `tally_destination_diagnostics_total`
 //! (`kind` `message` or `error`).
 
-use tally_core::destinations::VisitorEvents;
-use tally_core::destinations::meta::{self as core_meta, MetaErrorClass, MetaRequest, MetaResponse};
-
-use crate::destinations::diagnostics::DiagnosticTally;
-use crate::destinations::{Answer, excerpt, finish, open, send, send_each, with_json};
-use crate::destinations::{BoxFuture, DestinationSettings, Sender};
-use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use crate::error::ConfigError;
-use crate::error::DeliveryError;
-use crate::outcome::Outcome;
 use tally_core::DestinationKind;
+use tally_core::destinations::meta::{self as core_meta, ErrorClass, MetaRequest, MetaResponse};
+use tally_core::destinations::{Batch, VisitorEvents};
+use tally_core::http::{StatusClass, status_class};
+
+use crate::destinations::DestinationSettings;
+use crate::diagnostics::{DiagnosticTally, DiagnosticsReport};
+use crate::engine::http::{Answer, excerpt, redact, transient_error, with_json};
+use crate::engine::{Deliver, Destination, Judgement};
+use crate::error::{ConfigError, DeliveryError};
 
 mod config;
 pub use config::MetaConfig;
 
 /// A configured Meta CAPI destination.
 #[derive(Clone)]
-pub struct MetaDestination {
+pub(crate) struct MetaDestination {
     cfg: MetaConfig,
     core: core_meta::MetaConfig,
     url: String,
@@ -56,7 +55,7 @@ impl std::fmt::Debug for MetaDestination {
 
 impl MetaDestination {
     /// From checked configuration.
-    pub fn new(cfg: MetaConfig) -> MetaDestination {
+    pub(crate) fn new(cfg: MetaConfig) -> MetaDestination {
         let token = cfg.access_token.expose().trim();
         let url = core_meta::events_url_with_token(&cfg.base_url, cfg.api_version.trim(), cfg.pixel_id.trim(), token);
         let encoded_token = tally_core::cookie::percent_encode(token);
@@ -67,44 +66,37 @@ impl MetaDestination {
         };
         MetaDestination { cfg, core, url, encoded_token, diagnostics: Default::default() }
     }
+}
 
-    fn secrets(&self) -> [&str; 2] {
-        [self.cfg.access_token.expose().trim(), self.encoded_token.as_str()]
+impl Destination for MetaDestination {
+    type Request = MetaRequest;
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Meta
     }
 
-    /// Sends the events of one or several visitors, batched together; one
-    /// outcome per event, in the order of the visitors and their events.
-    pub async fn deliver_many(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        visitors: &[VisitorEvents<'_>],
-    ) -> Vec<Outcome> {
-        let total = visitors.iter().map(|(events, _)| events.len()).sum();
-        let (mut out, batch) = match open(total, core_meta::build_many(visitors, &self.core)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        send_each(&mut out, &batch.requests, &batch.indices, |request| self.send(http, retry, request)).await;
-        finish(out)
+    fn merges_visitors(&self) -> bool {
+        true
     }
 
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        request: &MetaRequest,
-    ) -> Result<u32, DeliveryError> {
-        let secrets = self.secrets();
-        with_retries(retry, |_| async {
-            let req = with_json(http.post(&self.url), request);
-            match send(req, retry, &secrets).await {
-                Ok(answer) => judge(&answer, request.data.len(), &secrets, &self.diagnostics),
-                Err(e) => Verdict::Retry(e, None),
-            }
-        })
-        .await
-        .map(|((), attempts)| attempts)
+    fn build(&self, visitors: &[VisitorEvents<'_>]) -> tally_core::Result<Batch<MetaRequest>> {
+        core_meta::build_many(visitors, &self.core)
+    }
+
+    fn request(&self, http: &reqwest::Client, request: &MetaRequest) -> Result<reqwest::RequestBuilder, DeliveryError> {
+        Ok(with_json(http.post(&self.url), request))
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.cfg.access_token.expose().trim(), self.encoded_token.as_str()]
+    }
+
+    fn judge(&self, answer: &Answer, request: &MetaRequest) -> Judgement {
+        judge(answer, request.data.len(), &self.secrets(), &self.diagnostics)
+    }
+
+    fn diagnostics(&self) -> Option<DiagnosticsReport> {
+        Some(self.diagnostics.report())
     }
 }
 
@@ -121,9 +113,9 @@ fn message_reason(m: &serde_json::Value) -> String {
     }
 }
 
-fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &DiagnosticTally) -> Verdict<()> {
+fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &DiagnosticTally) -> Judgement {
     let status = answer.status;
-    if classify_status(status) == StatusClass::Success {
+    if answer.is_success() {
         let parsed = MetaResponse::parse(&answer.body);
         if let Ok(r) = &parsed {
             for m in &r.messages {
@@ -133,9 +125,9 @@ fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &Diagnosti
         return match parsed {
             Ok(r) if r.events_received == sent as u64 => {
                 tracing::debug!(events_received = r.events_received, fbtrace_id = ?r.fbtrace_id, "Meta accepted");
-                Verdict::Done(())
+                Judgement::Done { warnings: Vec::new() }
             }
-            Ok(r) => Verdict::Fail(DeliveryError::Rejected {
+            Ok(r) => Judgement::Fail(DeliveryError::Rejected {
                 status,
                 message: format!(
                     "Meta received {} of {sent} events (fbtrace_id {})",
@@ -143,7 +135,7 @@ fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &Diagnosti
                     r.fbtrace_id.as_deref().unwrap_or("-")
                 ),
             }),
-            Err(_) => Verdict::Fail(DeliveryError::Rejected {
+            Err(_) => Judgement::Fail(DeliveryError::Rejected {
                 status,
                 message: format!("unreadable success answer: {}", redact(&excerpt(&answer.body), secrets)),
             }),
@@ -176,20 +168,20 @@ fn judge(answer: &Answer, sent: usize, secrets: &[&str], diagnostics: &Diagnosti
         secrets,
     );
     match core_meta::classify(status, error.as_ref()) {
-        MetaErrorClass::Credentials => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
-        MetaErrorClass::Retryable => {
+        ErrorClass::Credentials => Judgement::Fail(DeliveryError::Unauthorized { status, message }),
+        ErrorClass::Transient => {
             let after = answer.retry_after;
             let throttled = error.as_ref().is_some_and(|e| matches!(e.code, 4 | 17 | 32 | 341));
-            let e = if classify_status(status) == StatusClass::Transient {
+            let e = if status_class(status) == StatusClass::Transient {
                 transient_error(status, message, after)
             } else if throttled {
                 DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message }
             } else {
                 DeliveryError::Transport(format!("Meta asked to retry (HTTP {status}): {message}"))
             };
-            Verdict::Retry(e, after)
+            Judgement::Retry(e)
         }
-        MetaErrorClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+        ErrorClass::Permanent => Judgement::Fail(DeliveryError::Rejected { status, message }),
     }
 }
 
@@ -202,35 +194,8 @@ impl DestinationSettings for MetaConfig {
         MetaConfig::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(MetaDestination::new(self.clone())))
-    }
-}
-
-impl Sender for MetaDestination {
-    fn name(&self) -> &str {
-        DestinationKind::Meta.as_str()
-    }
-
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::Meta
-    }
-
-    fn merges_visitors(&self) -> bool {
-        true
-    }
-
-    fn diagnostics(&self) -> Option<crate::destinations::DiagnosticsReport> {
-        Some(self.diagnostics.report())
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
-        visitors: &'a [VisitorEvents<'a>],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(self.deliver_many(http, retry, visitors))
     }
 }
 
@@ -249,14 +214,14 @@ mod tests {
             200,
             r#"{"events_received":2,"messages":["Low match quality for EAAtoken",{"code":"MISSING_FBP","message":"x"}],"fbtrace_id":"T"}"#,
         );
-        assert!(matches!(judge(&ok, 2, &["EAAtoken"], &d), Verdict::Done(())));
+        assert!(matches!(judge(&ok, 2, &["EAAtoken"], &d), Judgement::Done { .. }));
         let throttled =
             answer(400, r#"{"error":{"message":"limit","type":"OAuthException","code":17,"fbtrace_id":"T"}}"#);
-        assert!(matches!(judge(&throttled, 1, &[], &d), Verdict::Retry(..)));
+        assert!(matches!(judge(&throttled, 1, &[], &d), Judgement::Retry(..)));
         let invalid =
             answer(400, r#"{"error":{"message":"bad","type":"OAuthException","code":100,"error_subcode":2804019}}"#);
-        assert!(matches!(judge(&invalid, 1, &[], &d), Verdict::Fail(DeliveryError::Rejected { .. })));
-        assert!(matches!(judge(&answer(502, "<html>"), 1, &[], &d), Verdict::Retry(..)));
+        assert!(matches!(judge(&invalid, 1, &[], &d), Judgement::Fail(DeliveryError::Rejected { .. })));
+        assert!(matches!(judge(&answer(502, "<html>"), 1, &[], &d), Judgement::Retry(..)));
         let r = d.report();
         assert_eq!(r.count("message", "Low match quality for [redacted]"), 1, "{r:?}");
         assert_eq!(r.count("message", "MISSING_FBP"), 1, "{r:?}");

@@ -8,22 +8,21 @@
 //! was not matched otherwise (the conservative reading: they may have failed).
 //! 429 / 5xx are transient, 401 / 403 `Unauthorized`, other 4xx permanent.
 
-use tally_core::destinations::VisitorEvents;
-use tally_core::destinations::rokt::{self as core_rokt, RoktErrorClass, RoktRequest, RoktResponse};
-
-use crate::destinations::{BoxFuture, DestinationSettings, Sender};
-use crate::destinations::{excerpt, fan_out, finish, open, send, with_json};
-use crate::engine::retry::{RetryPolicy, Verdict, redact, transient_error, with_retries};
-use crate::error::{ConfigError, DeliveryError, RowError};
-use crate::outcome::Outcome;
 use tally_core::DestinationKind;
+use tally_core::destinations::rokt::{self as core_rokt, RoktRequest, RoktResponse};
+use tally_core::destinations::{Batch, VisitorEvents};
+
+use crate::destinations::DestinationSettings;
+use crate::engine::http::{Answer, excerpt, redact, status_error, with_json};
+use crate::engine::{Deliver, Destination, Judgement};
+use crate::error::{ConfigError, DeliveryError, RowError};
 
 mod config;
 pub use config::RoktConfig;
 
 /// A configured Rokt destination.
 #[derive(Clone)]
-pub struct RoktDestination {
+pub(crate) struct RoktDestination {
     cfg: RoktConfig,
     core: core_rokt::RoktConfig,
     authorization: String,
@@ -37,84 +36,71 @@ impl std::fmt::Debug for RoktDestination {
 
 impl RoktDestination {
     /// From checked configuration.
-    pub fn new(cfg: RoktConfig) -> Result<RoktDestination, ConfigError> {
+    pub(crate) fn new(cfg: RoktConfig) -> Result<RoktDestination, ConfigError> {
         let authorization = core_rokt::basic_auth(&cfg.public_key, cfg.secret.expose())
             .map_err(|e| ConfigError::Invalid { setting: "rokt.secret", reason: e.to_string() })?;
         let core = core_rokt::RoktConfig { account_id: cfg.account_id.trim().to_owned() };
         Ok(RoktDestination { cfg, core, authorization })
     }
+}
 
-    fn secrets(&self) -> [&str; 3] {
-        [self.cfg.secret.expose().trim(), self.authorization.as_str(), self.authorization.trim_start_matches("Basic ")]
+impl Destination for RoktDestination {
+    type Request = RoktRequest;
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Rokt
     }
 
-    /// Sends the events of one or several visitors, batched together; one
-    /// outcome per event, in the order of the visitors and their events.
-    pub async fn deliver_many(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        visitors: &[VisitorEvents<'_>],
-    ) -> Vec<Outcome> {
-        let total = visitors.iter().map(|(events, _)| events.len()).sum();
-        let (mut out, batch) = match open(total, core_rokt::build_many(visitors, &self.core)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            match self.send(http, retry, request).await {
-                Ok((rows, attempts)) => {
-                    for (pos, &i) in indices.iter().enumerate() {
-                        out[i] = Some(match rows.get(pos).cloned().flatten() {
-                            None => Outcome::sent(attempts),
-                            Some(err) => Outcome::Failed(DeliveryError::PartialFailure(vec![err])),
-                        });
-                    }
-                }
-                Err(e) => fan_out(&mut out, indices, &Outcome::Failed(e)),
-            }
-        }
-        finish(out)
+    fn merges_visitors(&self) -> bool {
+        true
     }
 
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        request: &RoktRequest,
-    ) -> Result<(Vec<Option<RowError>>, u32), DeliveryError> {
+    fn build(&self, visitors: &[VisitorEvents<'_>]) -> tally_core::Result<Batch<RoktRequest>> {
+        core_rokt::build_many(visitors, &self.core)
+    }
+
+    fn request(&self, http: &reqwest::Client, request: &RoktRequest) -> Result<reqwest::RequestBuilder, DeliveryError> {
+        let req = http
+            .post(self.cfg.url.trim())
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .header(core_rokt::HEADER_ROKT_VERSION, self.cfg.rokt_version.trim())
+            .header("Charset", "utf-8");
+        Ok(with_json(req, request))
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![
+            self.cfg.secret.expose().trim(),
+            self.authorization.as_str(),
+            self.authorization.trim_start_matches("Basic "),
+        ]
+    }
+
+    /// A 2xx lists the records Rokt did not process (each a
+    /// [`DeliveryError::PartialFailure`] of its own); any other status means
+    /// what the one status rule says.
+    fn judge(&self, answer: &Answer, request: &RoktRequest) -> Judgement {
         let secrets = self.secrets();
-        with_retries(retry, |_| async {
-            let req = http
-                .post(self.cfg.url.trim())
-                .header(reqwest::header::AUTHORIZATION, &self.authorization)
-                .header(core_rokt::HEADER_ROKT_VERSION, self.cfg.rokt_version.trim())
-                .header("Charset", "utf-8");
-            let req = with_json(req, request);
-            let answer = match send(req, retry, &secrets).await {
-                Ok(a) => a,
-                Err(e) => return Verdict::Retry(e, None),
-            };
-            let status = answer.status;
-            if (200..300).contains(&status) {
-                return match RoktResponse::parse(&answer.body) {
-                    Ok(r) => Verdict::Done(rows(&r, request, &secrets)),
-                    Err(_) => Verdict::Fail(DeliveryError::Rejected {
-                        status,
-                        message: format!("unreadable success answer: {}", redact(&excerpt(&answer.body), &secrets)),
-                    }),
-                };
-            }
+        let status = answer.status;
+        if !answer.is_success() {
             let message = redact(&excerpt(&answer.body), &secrets);
-            match core_rokt::classify(status) {
-                RoktErrorClass::Retryable => {
-                    Verdict::Retry(transient_error(status, message, answer.retry_after), answer.retry_after)
+            return Judgement::of_error(status_error(status, message, answer.retry_after));
+        }
+        match RoktResponse::parse(&answer.body) {
+            Ok(r) => {
+                let rows = rows(&r, request, &secrets);
+                if rows.iter().all(Option::is_none) {
+                    return Judgement::Done { warnings: Vec::new() };
                 }
-                RoktErrorClass::Credentials => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
-                RoktErrorClass::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+                Judgement::Partial(
+                    rows.into_iter().map(|row| row.map(|err| DeliveryError::PartialFailure(vec![err]))).collect(),
+                )
             }
-        })
-        .await
+            Err(_) => Judgement::Fail(DeliveryError::Rejected {
+                status,
+                message: format!("unreadable success answer: {}", redact(&excerpt(&answer.body), &secrets)),
+            }),
+        }
     }
 }
 
@@ -150,30 +136,7 @@ impl DestinationSettings for RoktConfig {
         RoktConfig::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(RoktDestination::new(self.clone())?))
-    }
-}
-
-impl Sender for RoktDestination {
-    fn name(&self) -> &str {
-        DestinationKind::Rokt.as_str()
-    }
-
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::Rokt
-    }
-
-    fn merges_visitors(&self) -> bool {
-        true
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
-        visitors: &'a [VisitorEvents<'a>],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(self.deliver_many(http, retry, visitors))
     }
 }

@@ -8,70 +8,57 @@
 //! `Unauthorized`; other 4xx are permanent. Servoki counts repeated
 //! `event_id`s once, so retries are safe.
 
-use tally_core::Event;
-use tally_core::destinations::DeliveryContext;
-use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
-
-use crate::destinations::{BoxFuture, DestinationSettings, Sender, each_visitor};
-use crate::destinations::{finish, open, send, send_each, status_verdict, with_json};
-use crate::engine::retry::{RetryPolicy, Verdict, with_retries};
-use crate::error::ConfigError;
-use crate::error::DeliveryError;
-use crate::outcome::Outcome;
 use tally_core::DestinationKind;
-use tally_core::destinations::VisitorEvents;
+use tally_core::destinations::servoki::{self as core_servoki, ServokiEvent};
+use tally_core::destinations::{Batch, VisitorEvents};
+
+use crate::destinations::DestinationSettings;
+use crate::engine::http::with_json;
+use crate::engine::{Deliver, Destination};
+use crate::error::{ConfigError, DeliveryError};
 
 mod config;
 pub use config::ServokiConfig;
 
 /// A configured Servoki-style destination.
 #[derive(Debug, Clone)]
-pub struct ServokiDestination {
+pub(crate) struct ServokiDestination {
     cfg: ServokiConfig,
     core: core_servoki::ServokiConfig,
 }
 
 impl ServokiDestination {
     /// From checked configuration.
-    pub fn new(cfg: ServokiConfig) -> ServokiDestination {
+    pub(crate) fn new(cfg: ServokiConfig) -> ServokiDestination {
         let core = core_servoki::ServokiConfig { site: cfg.site.trim().to_owned() };
         ServokiDestination { cfg, core }
     }
+}
 
-    /// Sends `events`; returns one outcome per event, in order.
-    pub async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        events: &[Event],
-        ctx: &DeliveryContext,
-    ) -> Vec<Outcome> {
-        let (mut out, batch) = match open(events.len(), core_servoki::build(events, ctx, &self.core)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        send_each(&mut out, &batch.requests, &batch.indices, |body| self.send(http, retry, body)).await;
-        finish(out)
+impl Destination for ServokiDestination {
+    type Request = ServokiEvent;
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Servoki
     }
 
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        body: &ServokiEvent,
-    ) -> Result<u32, DeliveryError> {
-        let key = self.cfg.api_key.expose().trim();
-        let secrets = [key];
-        with_retries(retry, |_| async {
-            let req = with_json(http.post(self.cfg.url.trim()).bearer_auth(key), body);
-            let answer = match send(req, retry, &secrets).await {
-                Ok(a) => a,
-                Err(e) => return Verdict::Retry(e, None),
-            };
-            status_verdict(&answer, &secrets)
+    fn build(&self, visitors: &[VisitorEvents<'_>]) -> tally_core::Result<Batch<ServokiEvent>> {
+        let Some(&(events, ctx)) = visitors.first() else { return Ok(Batch::default()) };
+        let built = core_servoki::build(events, ctx, &self.core)?;
+        // One event per request.
+        Ok(Batch {
+            indices: built.indices.into_iter().map(|i| vec![i]).collect(),
+            requests: built.requests,
+            skipped: built.skipped,
         })
-        .await
-        .map(|((), attempts)| attempts)
+    }
+
+    fn request(&self, http: &reqwest::Client, body: &ServokiEvent) -> Result<reqwest::RequestBuilder, DeliveryError> {
+        Ok(with_json(http.post(self.cfg.url.trim()).bearer_auth(self.cfg.api_key.expose().trim()), body))
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.cfg.api_key.expose().trim()]
     }
 }
 
@@ -84,26 +71,7 @@ impl DestinationSettings for ServokiConfig {
         ServokiConfig::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(ServokiDestination::new(self.clone())))
-    }
-}
-
-impl Sender for ServokiDestination {
-    fn name(&self) -> &str {
-        DestinationKind::Servoki.as_str()
-    }
-
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::Servoki
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
-        visitors: &'a [VisitorEvents<'a>],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
-        each_visitor(visitors, move |events, ctx| self.deliver(http, retry, events, ctx))
     }
 }

@@ -10,122 +10,110 @@
 //! that request is reported as a [`DeliveryError::PartialFailure`] carrying
 //! TikTok's message.
 
-use tally_core::destinations::VisitorEvents;
-use tally_core::destinations::tiktok::{self as core_tiktok, TikTokOutcome, TikTokRequest, TikTokResponse};
-
-use crate::destinations::{BoxFuture, DestinationSettings, Sender};
-use crate::destinations::{excerpt, fan_out, finish, open, send, with_json};
-use crate::engine::retry::{RetryPolicy, StatusClass, Verdict, classify_status, redact, transient_error, with_retries};
-use crate::error::ConfigError;
-use crate::error::{DeliveryError, RowError};
-use crate::outcome::Outcome;
 use tally_core::DestinationKind;
+use tally_core::destinations::tiktok::{self as core_tiktok, ErrorClass, TikTokOutcome, TikTokRequest, TikTokResponse};
+use tally_core::destinations::{Batch, VisitorEvents};
+
+use crate::destinations::DestinationSettings;
+use crate::engine::http::{Answer, excerpt, redact, transient_error, with_json};
+use crate::engine::{Deliver, Destination, Judgement};
+use crate::error::{ConfigError, DeliveryError, RowError};
 
 mod config;
 pub use config::TikTokConfig;
 
 /// A configured TikTok destination.
 #[derive(Debug, Clone)]
-pub struct TikTokDestination {
+pub(crate) struct TikTokDestination {
     cfg: TikTokConfig,
     core: core_tiktok::TikTokConfig,
 }
 
-enum Answered {
-    Sent,
-    Partial(String),
-}
-
 impl TikTokDestination {
     /// From checked configuration.
-    pub fn new(cfg: TikTokConfig) -> TikTokDestination {
+    pub(crate) fn new(cfg: TikTokConfig) -> TikTokDestination {
         let core = core_tiktok::TikTokConfig {
             pixel_code: cfg.pixel_code.trim().to_owned(),
             test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
         };
         TikTokDestination { cfg, core }
     }
+}
 
-    /// Sends the events of one or several visitors, batched together; one
-    /// outcome per event, in the order of the visitors and their events.
-    pub async fn deliver_many(
-        &self,
-        http: &reqwest::Client,
-        retry: &RetryPolicy,
-        visitors: &[VisitorEvents<'_>],
-    ) -> Vec<Outcome> {
-        let total = visitors.iter().map(|(events, _)| events.len()).sum();
-        let (mut out, batch) = match open(total, core_tiktok::build_many(visitors, &self.core)) {
-            Ok(opened) => opened,
-            Err(invalid) => return invalid,
-        };
-        for (request, indices) in batch.requests.iter().zip(&batch.indices) {
-            match self.send(http, retry, request).await {
-                Ok((Answered::Sent, attempts)) => fan_out(&mut out, indices, &Outcome::sent(attempts)),
-                Ok((Answered::Partial(message), _)) => {
-                    for (pos, &i) in indices.iter().enumerate() {
-                        out[i] = Some(Outcome::Failed(DeliveryError::PartialFailure(vec![RowError {
-                            index: pos,
-                            code: "20001".into(),
-                            message: message.clone(),
-                        }])));
-                    }
-                }
-                Err(e) => fan_out(&mut out, indices, &Outcome::Failed(e)),
-            }
-        }
-        finish(out)
+impl Destination for TikTokDestination {
+    type Request = TikTokRequest;
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::TikTok
     }
 
-    async fn send(
+    fn merges_visitors(&self) -> bool {
+        true
+    }
+
+    fn build(&self, visitors: &[VisitorEvents<'_>]) -> tally_core::Result<Batch<TikTokRequest>> {
+        core_tiktok::build_many(visitors, &self.core)
+    }
+
+    fn request(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
         request: &TikTokRequest,
-    ) -> Result<(Answered, u32), DeliveryError> {
+    ) -> Result<reqwest::RequestBuilder, DeliveryError> {
         let token = self.cfg.access_token.expose().trim();
-        let secrets = [token];
-        with_retries(retry, |_| async {
-            let req =
-                with_json(http.post(self.cfg.url.trim()).header(core_tiktok::HEADER_ACCESS_TOKEN, token), request);
-            let answer = match send(req, retry, &secrets).await {
-                Ok(a) => a,
-                Err(e) => return Verdict::Retry(e, None),
-            };
-            let status = answer.status;
-            let parsed = TikTokResponse::parse(&answer.body).ok();
-            let message = redact(
-                &match &parsed {
-                    Some(b) => format!(
-                        "code {}: {}{}",
-                        b.code,
-                        b.message,
-                        b.request_id.as_deref().map(|r| format!(" (request_id {r})")).unwrap_or_default()
-                    ),
-                    None => excerpt(&answer.body),
-                },
-                &secrets,
-            );
-            let after = answer.retry_after;
-            match core_tiktok::classify(status, parsed.as_ref()) {
-                TikTokOutcome::Success => Verdict::Done(Answered::Sent),
-                TikTokOutcome::PartialSuccess => Verdict::Done(Answered::Partial(message)),
-                TikTokOutcome::Retryable if classify_status(status) == StatusClass::Transient => {
-                    Verdict::Retry(transient_error(status, message, after), after)
-                }
-                TikTokOutcome::Retryable if parsed.as_ref().is_some_and(|b| b.code == 40100) => Verdict::Retry(
-                    DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message },
-                    after,
+        Ok(with_json(http.post(self.cfg.url.trim()).header(core_tiktok::HEADER_ACCESS_TOKEN, token), request))
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.cfg.access_token.expose().trim()]
+    }
+
+    fn judge(&self, answer: &Answer, request: &TikTokRequest) -> Judgement {
+        let status = answer.status;
+        let parsed = TikTokResponse::parse(&answer.body).ok();
+        let message = redact(
+            &match &parsed {
+                Some(b) => format!(
+                    "code {}: {}{}",
+                    b.code,
+                    b.message,
+                    b.request_id.as_deref().map(|r| format!(" (request_id {r})")).unwrap_or_default()
                 ),
-                TikTokOutcome::Retryable => Verdict::Retry(
-                    DeliveryError::Transport(format!("TikTok asked to retry (HTTP {status}): {message}")),
-                    after,
-                ),
-                TikTokOutcome::Credentials => Verdict::Fail(DeliveryError::Unauthorized { status, message }),
-                TikTokOutcome::Permanent => Verdict::Fail(DeliveryError::Rejected { status, message }),
+                None => excerpt(&answer.body),
+            },
+            &self.secrets(),
+        );
+        let after = answer.retry_after;
+        match core_tiktok::classify(status, parsed.as_ref()) {
+            TikTokOutcome::Success => Judgement::Done { warnings: Vec::new() },
+            // 20001 does not say which events failed: every event of the request carries TikTok's message.
+            TikTokOutcome::PartialSuccess => Judgement::Partial(
+                (0..request.data.len())
+                    .map(|index| {
+                        Some(DeliveryError::PartialFailure(vec![RowError {
+                            index,
+                            code: "20001".into(),
+                            message: message.clone(),
+                        }]))
+                    })
+                    .collect(),
+            ),
+            TikTokOutcome::Failed(ErrorClass::Transient) if ErrorClass::of_status(status) == ErrorClass::Transient => {
+                Judgement::Retry(transient_error(status, message, after))
             }
-        })
-        .await
+            TikTokOutcome::Failed(ErrorClass::Transient) if parsed.as_ref().is_some_and(|b| b.code == 40100) => {
+                Judgement::Retry(DeliveryError::RateLimited { retry_after_secs: after.map(|d| d.as_secs()), message })
+            }
+            TikTokOutcome::Failed(ErrorClass::Transient) => {
+                Judgement::Retry(DeliveryError::Transport(format!("TikTok asked to retry (HTTP {status}): {message}")))
+            }
+            TikTokOutcome::Failed(ErrorClass::Credentials) => {
+                Judgement::Fail(DeliveryError::Unauthorized { status, message })
+            }
+            TikTokOutcome::Failed(ErrorClass::Permanent) => {
+                Judgement::Fail(DeliveryError::Rejected { status, message })
+            }
+        }
     }
 }
 
@@ -138,30 +126,7 @@ impl DestinationSettings for TikTokConfig {
         TikTokConfig::check(self)
     }
 
-    fn sender(&self) -> Result<Box<dyn Sender>, ConfigError> {
+    fn destination(&self) -> Result<Box<dyn Deliver>, ConfigError> {
         Ok(Box::new(TikTokDestination::new(self.clone())))
-    }
-}
-
-impl Sender for TikTokDestination {
-    fn name(&self) -> &str {
-        DestinationKind::TikTok.as_str()
-    }
-
-    fn kind(&self) -> DestinationKind {
-        DestinationKind::TikTok
-    }
-
-    fn merges_visitors(&self) -> bool {
-        true
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        retry: &'a RetryPolicy,
-        visitors: &'a [VisitorEvents<'a>],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(self.deliver_many(http, retry, visitors))
     }
 }
