@@ -1,11 +1,9 @@
 //! Tally's webhook contract and TikTok's Events API against the local sandboxes (loopback only): the shop's
 //! own signed webhook / warehouse sinks, and the optional TikTok Events API.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{fast_retry, tracker_on_sandbox};
+use crate::support::{fast_retry, tracker_on_sandbox};
 use tally_core::destinations::webhook::{DEFAULT_TOLERANCE_SECS, verify};
 use tally_core::{ContextEnvelope, Currency};
 use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
@@ -36,7 +34,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(ad_user_data: &str) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
             "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"{ad_user_data}","ad_personalization":"granted"}},
@@ -46,7 +44,7 @@ fn envelope(ad_user_data: &str) -> ContextEnvelope {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "30.03", "USD")
+    crate::support::purchase(txn, "30.03", "USD")
 }
 
 fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
@@ -65,7 +63,7 @@ async fn every_click_id_reaches_the_warehouse() {
     assert!(ids.iter().any(|(k, _)| *k == "msclkid") && ids.iter().any(|(k, _)| *k == "rdt_cid"));
     let clicks: serde_json::Map<String, serde_json::Value> =
         ids.iter().map(|(k, v)| ((*k).to_owned(), v.as_str().into())).collect();
-    let env = support::envelope(
+    let env = crate::support::envelope(
         &serde_json::json!({"v":1,"createdAt":1,"clientId":"1958185836.1757409569","clickIds":clicks,
             "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}})
         .to_string(),
