@@ -37,5 +37,6 @@ mod shared_redis;
 mod slow_clients;
 mod store_redis;
 mod store_sqlite;
+mod tiktok;
 mod trackbridge_envelope;
 mod webhook;
