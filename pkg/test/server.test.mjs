@@ -1,5 +1,5 @@
 // `tally-web/server` against a real `tally serve` delivering to the local
-// destination stand-ins. Started by crates/server/tests/js_server_tracker.rs,
+// destination stand-ins. Started by crates/server/tests/it/js_server_tracker.rs,
 // which runs the collector and the stand-ins and passes, in the environment:
 //   TALLY_COLLECT_URL  the collector's /collect URL
 //   TALLY_SECRET       its server secret
@@ -18,7 +18,7 @@ import { createServerTracker, TallyServerError, OUTCOMES } from '../server.js';
 
 const env = (k) => {
   const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set: run this through cargo test -p tally-server --test js_server_tracker`);
+  if (!v) throw new Error(`${k} is not set: run this through cargo test -p tally-server --test it js_server_tracker`);
   return v;
 };
 const endpoint = env('TALLY_COLLECT_URL');

@@ -38,7 +38,7 @@ pub fn all() -> Result<(), String> {
     schemathesis()
 }
 
-/// The schemathesis the API fuzz test (`crates/server/tests/api_fuzz.rs`) runs.
+/// The schemathesis the API fuzz test (`crates/server/tests/it/api_fuzz.rs`) runs.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 /// schemathesis at [`SCHEMATHESIS_VERSION`] from PyPI, in its own Python venv

@@ -1,10 +1,8 @@
 //! Meta Conversions API delivery against the local Meta sandbox (loopback only).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{fast_retry, tracker_on_sandbox};
+use crate::support::{fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
     Amount, ConsentSignal, ConsentState, ContextEnvelope, Currency, Event, EventId, EventName, TransactionId, UserData,
@@ -38,7 +36,7 @@ const FBC: &str = "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890";
 const FBP: &str = "fb.1.1596403881668.1116446470";
 
 fn envelope() -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569",
             "clickIds":{{"fbc":"{FBC}","fbp":"{FBP}"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"denied"}},
@@ -56,7 +54,7 @@ fn browser() -> Visitor {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "100.2", "USD").visitor(browser())
+    crate::support::purchase(txn, "100.2", "USD").visitor(browser())
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {

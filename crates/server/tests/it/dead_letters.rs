@@ -5,10 +5,8 @@
 //! it exactly once with its original event id, and the journal holds each
 //! replay. With the real `tally serve` and CLI, on SQLite and on Redis.
 
-mod support;
-
+use crate::support::{RedisServer, TallyServe, TempDir, free_port};
 use serde_json::{Value, json};
-use support::{RedisServer, TallyServe, TempDir, free_port};
 use tally_sandbox::{Mode, Sandbox};
 use tally_server::store::redis::RedisStore;
 use tally_server::store::sqlite::SqliteStore;

@@ -5,12 +5,10 @@
 //! per operation and in time. No 5xx, no status, content type, header or body
 //! that the document does not allow, and the server still answers afterwards.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{TallyServe, TempDir, free_port, healthy};
+use crate::support::{TallyServe, TempDir, free_port, healthy};
 use tally_sandbox::Sandbox;
 
 /// Test cases per operation and phase (schemathesis `--max-examples`).

@@ -2,12 +2,10 @@
 //! developers Google still allowlists), against the local Google Ads sandbox
 //! (loopback only): OAuth, click conversions, partial failures, adjustments, faults.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{amount, fast_retry, tracker_on_sandbox};
 use serde_json::Value;
-use support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
     ClickIds, ConsentState, ContextEnvelope, Currency, DestinationKind, Event, EventName, TransactionId, UserData,
@@ -56,7 +54,7 @@ async fn setup_with_ga4() -> (Sandbox, RunningSandbox, ServerTracker) {
 const GCLID: &str = "Cj0KCQjw-sandbox_gclid";
 
 fn envelope() -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","sessionId":"1757409568",
             "clickIds":{{"gclid":"{GCLID}","wbraid":"WB123"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}},
@@ -65,7 +63,7 @@ fn envelope() -> ContextEnvelope {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "129.99", "USD")
+    crate::support::purchase(txn, "129.99", "USD")
 }
 
 fn outcome(r: &tally_server::TrackResult) -> &Outcome {
@@ -455,7 +453,7 @@ async fn labels_route_events_to_conversion_actions() {
 
 #[tokio::test]
 async fn a_refund_without_a_purchase_label_is_not_sent() {
-    let (sandbox, run) = support::sandbox().await;
+    let (sandbox, run) = crate::support::sandbox().await;
     let cfg = GoogleAdsConfig::new("1234567890", CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
         .api(GoogleAdsApi::GoogleAdsApi)
         .base_url(run.url("/google-ads"))

@@ -3,12 +3,10 @@
 //! batches across visitors, fast-fail rejections isolated, field warnings,
 //! the quota, token refresh, request-status diagnostics, consent and refunds.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{fast_retry, google_ads_on, tracker_on_sandbox};
 use serde_json::Value;
-use support::{fast_retry, google_ads_on, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, Currency, DestinationKind, Item};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::{
@@ -40,7 +38,7 @@ const GRANTED: &str =
     r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
 
 fn envelope_with(gclid: &str, consent: &str) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","clickIds":{{"gclid":"{gclid}"}},
             "consent":{consent},
             "userData":{{"email":"Jane.Doe@gmail.com","phone":"+1 800-555-0100"}}}}"#
@@ -60,7 +58,7 @@ fn browser() -> Visitor {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "129.99", "USD").visitor(browser())
+    crate::support::purchase(txn, "129.99", "USD").visitor(browser())
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {
@@ -287,7 +285,7 @@ async fn a_partial_refund_restates_at_once_and_a_full_one_says_why_it_is_not_sen
     let (sandbox, _run, tracker) = setup().await;
     let usd = Currency::parse("USD").unwrap();
     assert!(outcome(&tracker.from_context(&envelope()).track_purchase(purchase("ORD-R")).await.unwrap()).is_sent());
-    let partial = RefundInput::partial("ORD-R", support::amount("29.99"), support::amount("129.99"), usd);
+    let partial = RefundInput::partial("ORD-R", crate::support::amount("29.99"), crate::support::amount("129.99"), usd);
     let r = tracker.from_context(&envelope()).track_refund(partial).await.unwrap();
     assert!(outcome(&r).is_sent(), "{r:?}");
     let c = sandbox.data_manager.conversion("ORD-R").unwrap();

@@ -3,16 +3,14 @@
 //! (not a server secret, not nothing), which is what Prometheus's scrape
 //! config sends (`deploy/prometheus/prometheus.yml`).
 
-mod support;
-
-use support::{TallyServe, TempDir, free_port};
+use crate::support::{TallyServe, TempDir, free_port};
 
 const TOKEN: &str = "metrics-token-7f3a";
 const SECRET: &str = "s2s-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_answer_only_their_own_bearer_token() {
-    let (_sandbox, sb) = support::sandbox().await;
+    let (_sandbox, sb) = crate::support::sandbox().await;
     let dir = TempDir::new("metrics-auth");
     let port = free_port();
     let config = dir.join("tally.toml");

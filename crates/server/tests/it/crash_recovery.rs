@@ -1,12 +1,10 @@
 //! `kill -9` of the real `tally` binary while it delivers: after a restart on
 //! the same SQLite file every event arrives, and none is counted twice.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{TallyServe, TempDir, free_port, wait_until};
 use serde_json::json;
-use support::{TallyServe, TempDir, free_port, wait_until};
 use tally_sandbox::{Mode, Sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

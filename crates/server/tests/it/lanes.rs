@@ -3,15 +3,13 @@
 //! pausing a lane, a 429 storm and an outage, and a slow store that must not
 //! stall the collector (loopback only, real SQLite).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{TempDir, fast_retry, tracker_on_sandbox};
 use serde_json::{Value, json};
-use support::{TempDir, fast_retry, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, DestinationKind};
 use tally_sandbox::Mode;
 use tally_sandbox::meta::ACCESS_TOKEN;
@@ -27,7 +25,7 @@ const GRANTED: &str =
 
 /// Visitor `i`: its own client id and Meta browser id.
 fn visitor(i: usize) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"{i}.1757409569","clickIds":{{"fbp":"fb.1.1596403881668.{i}"}},
             "consent":{GRANTED},"pageUrl":"https://shop.example/checkout/done"}}"#
     ))
@@ -47,7 +45,7 @@ async fn purchases_at_once(tracker: &ServerTracker, n: usize) -> Vec<tally_serve
         .map(|i| {
             let t = tracker.clone();
             tokio::spawn(async move {
-                let p = support::purchase(&order(i), "10.5", "EUR").visitor(browser());
+                let p = crate::support::purchase(&order(i), "10.5", "EUR").visitor(browser());
                 t.from_context(&visitor(i)).track_purchase(p).await.unwrap()
             })
         })
@@ -156,7 +154,7 @@ async fn retry_after_pauses_the_whole_lane_and_inline_callers_hear_it_at_once() 
     sandbox.meta.faults.set(Mode::Up);
     let asked = sandbox.meta.requests();
     // Within the pause: answered queued without a request.
-    let p = support::purchase("ORD-PAUSED", "1", "EUR").visitor(browser());
+    let p = crate::support::purchase("ORD-PAUSED", "1", "EUR").visitor(browser());
     let paused = tracker.from_context(&visitor(7)).track_purchase(p).await.unwrap();
     assert!(
         matches!(paused.get("meta"), Some(Outcome::Queued { error: DeliveryError::RateLimited { .. } })),
@@ -270,7 +268,7 @@ where
 async fn a_locked_sqlite_store_does_not_stall_the_collector() {
     let dir = TempDir::new("slow-store");
     let db = dir.join("tally.db");
-    let (sandbox, run) = support::sandbox().await;
+    let (sandbox, run) = crate::support::sandbox().await;
     let tracker = ga4_tracker_on(&run, Arc::new(SqliteStore::open(&db, 1000).unwrap()));
     let lock = rusqlite::Connection::open(&db).unwrap();
     collector_answers_while_the_store_is_slow(
@@ -286,8 +284,8 @@ async fn a_locked_sqlite_store_does_not_stall_the_collector() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_redis_does_not_stall_the_collector() {
     use std::io::Write;
-    let redis = support::RedisServer::start();
-    let (sandbox, run) = support::sandbox().await;
+    let redis = crate::support::RedisServer::start();
+    let (sandbox, run) = crate::support::sandbox().await;
     let store = RedisStore::connect(&redis.url(), "slow", 1000).unwrap();
     let tracker = ga4_tracker_on(&run, Arc::new(store));
     let mut admin = std::net::TcpStream::connect(("127.0.0.1", redis.port())).unwrap();

@@ -1,10 +1,8 @@
 //! Servoki-style server-events delivery against the local sandbox (loopback only).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{amount, fast_retry, tracker_on_sandbox};
+use crate::support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, Item};
 use tally_sandbox::servoki::{API_KEY, SITE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
@@ -24,7 +22,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(analytics: &str) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"visitorId":"anon-abc123","clickIds":{{"gclid":"Cj0KCQjw"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"{analytics}","ad_user_data":"granted","ad_personalization":"granted"}},
             "userData":{{"email":"jane@example.com"}}}}"#
@@ -32,7 +30,7 @@ fn envelope(analytics: &str) -> ContextEnvelope {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "238", "EUR").item(Item::new("SKU-204", "Merino runner").with_price(amount("119"), 2))
+    crate::support::purchase(txn, "238", "EUR").item(Item::new("SKU-204", "Merino runner").with_price(amount("119"), 2))
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {

@@ -2,7 +2,6 @@
 //! `redis-server` on a free loopback port, and the fixtures the destination
 //! tests share (a tracker against a local sandbox, quick retries, envelopes
 //! and purchases).
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -2,14 +2,12 @@
 //! when the same webhook arrives three times at both, and when both workers
 //! drain a queue built up during an outage.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::RedisServer;
 use serde_json::{Value, json};
-use support::RedisServer;
 use tally_sandbox::Mode;
 use tally_server::RetryPolicy;
 use tally_server::collector::{CollectorConfig, router};
@@ -63,7 +61,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_webhook_three_times_across_two_instances_is_one_delivery() {
     let redis = RedisServer::start();
-    let (sandbox, ga4) = support::sandbox().await;
+    let (sandbox, ga4) = crate::support::sandbox().await;
     let a = instance(&redis, &ga4.base_url).await;
     let b = instance(&redis, &ga4.base_url).await;
     let http = reqwest::Client::new();
@@ -80,7 +78,7 @@ async fn same_webhook_three_times_across_two_instances_is_one_delivery() {
 async fn outage_backlog_is_drained_once_by_two_workers() {
     const N: usize = 200;
     let redis = RedisServer::start();
-    let (sandbox, ga4) = support::sandbox().await;
+    let (sandbox, ga4) = crate::support::sandbox().await;
     sandbox.ga4.faults.set(Mode::Down);
     let a = instance(&redis, &ga4.base_url).await;
     let b = instance(&redis, &ga4.base_url).await;

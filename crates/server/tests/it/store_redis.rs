@@ -1,14 +1,12 @@
 //! The Redis store against the store contracts, on a real `redis-server`
-//! started by the harness (tests/support), plus two instances sharing it.
+//! started by the harness (tests/it/support), plus two instances sharing it.
 //! Without /usr/bin/redis-server these tests fail with instructions; they never skip.
-
-mod support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use support::RedisServer;
+use crate::support::RedisServer;
 use tally_server::store::outbox::{self, OutboxEntry, StoreError, unix_ms};
 use tally_server::store::redis::{RedisOptions, RedisStore};
 use tally_server::store::{Claim, IdempotencyStore, Outbox, idempotency_conformance};
@@ -230,7 +228,7 @@ fn a_lost_server_gives_errors_not_panics() {
 async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
     use tally_server::{DeliveryError, Ga4Config, Outcome, ServerTracker};
 
-    let (sandbox, running) = support::sandbox().await;
+    let (sandbox, running) = crate::support::sandbox().await;
     let server = RedisServer::start();
     let redis =
         RedisStore::connect_with(&server.url(), "tally:", RedisOptions::new(10).timeout(Duration::from_secs(1)))
@@ -243,10 +241,10 @@ async fn an_event_tracked_while_the_idempotency_store_is_down_stays_queued() {
         .build()
         .unwrap();
     drop(server);
-    let env = support::envelope(
+    let env = crate::support::envelope(
         r#"{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","consent":{"analytics_storage":"granted"}}"#,
     );
-    let purchase = support::purchase("ORD-DOWN", "30.03", "USD");
+    let purchase = crate::support::purchase("ORD-DOWN", "30.03", "USD");
     let r = tracker.from_context(&env).track_purchase(purchase).await.unwrap();
     match r.get("ga4") {
         Some(Outcome::Queued { error: DeliveryError::StoreUnavailable }) => {}

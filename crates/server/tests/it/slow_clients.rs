@@ -5,13 +5,11 @@
 //! and at the connection cap a new client waits for a slot instead of being
 //! served beside the stalled ones.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{TallyServe, TempDir, free_port};
+use crate::support::{TallyServe, TempDir, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -101,7 +99,7 @@ async fn play(stall: Stall, mut stream: TcpStream, open: Arc<AtomicUsize>) -> En
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connections_are_closed_and_valid_requests_still_answered() {
-    let (_sandbox, sb) = support::sandbox().await;
+    let (_sandbox, sb) = crate::support::sandbox().await;
     let dir = TempDir::new("slowloris");
     let limits = "header_read_timeout_ms = 500\nbody_read_timeout_ms = 1000\nidle_timeout_ms = 1000";
     let (_tally, addr) = start(&dir, limits, &sb.base_url).await;
@@ -163,7 +161,7 @@ async fn stalled_connections_are_closed_and_valid_requests_still_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_cap_a_new_client_waits_for_a_stalled_one_to_close() {
-    let (_sandbox, sb) = support::sandbox().await;
+    let (_sandbox, sb) = crate::support::sandbox().await;
     let dir = TempDir::new("conncap");
     let limits = "header_read_timeout_ms = 1000\nidle_timeout_ms = 60000\nmax_connections = 8";
     let (_tally, addr) = start(&dir, limits, &sb.base_url).await;

@@ -6,9 +6,7 @@
 //! `/status` and `tally reconcile` read nets them to the cent. Against the
 //! local stand-ins (loopback only).
 
-mod support;
-
-use support::{amount, fast_retry, google_ads_on, tracker_on_sandbox};
+use crate::support::{amount, fast_retry, google_ads_on, tracker_on_sandbox};
 use tally_core::reconcile::money;
 use tally_core::{ContextEnvelope, Currency};
 use tally_sandbox::{RunningSandbox, Sandbox};
@@ -37,7 +35,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope() -> ContextEnvelope {
-    support::envelope(
+    crate::support::envelope(
         r#"{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","clickIds":{"gclid":"Cj0KCQjw-sandbox_gclid"},
             "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"},
             "userData":{"email":"Jane.Doe@gmail.com"}}"#,
@@ -95,7 +93,7 @@ async fn status_revenue(tracker: &ServerTracker) -> Vec<(String, String, String)
 #[tokio::test]
 async fn two_partial_refunds_then_the_rest_each_reach_every_refund_destination_once() {
     let (sandbox, _run, tracker) = setup().await;
-    let purchase = support::purchase("ORD-RR", "100", "EUR").visitor(browser());
+    let purchase = crate::support::purchase("ORD-RR", "100", "EUR").visitor(browser());
     let p = tracker.from_context(&envelope()).track_purchase(purchase).await.unwrap();
     assert!(REFUND_DESTINATIONS.iter().all(|d| p.get(d).is_some_and(Outcome::is_sent)), "{p:?}");
 
@@ -165,7 +163,7 @@ async fn two_partial_refunds_then_the_rest_each_reach_every_refund_destination_o
 #[tokio::test]
 async fn refunds_the_shop_keys_by_its_own_refund_id_count_once_each() {
     let (sandbox, _run, tracker) = setup().await;
-    let purchase = support::purchase("ORD-RK", "100", "EUR").visitor(browser());
+    let purchase = crate::support::purchase("ORD-RK", "100", "EUR").visitor(browser());
     tracker.from_context(&envelope()).track_purchase(purchase).await.unwrap();
     // Keyed by the shop's refund ids, which the warehouse receives too.
     let a = report(&tracker, refund("ORD-RK", "25", "100").refund_id("re_1")).await;

@@ -4,12 +4,10 @@
 //! deduplicated, withheld by consent, dead, and the match keys sent — each
 //! order counted once however often it comes, and still once after a restart.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::{TallyServe, TempDir, free_port, wait_until};
 use serde_json::{Value, json};
-use support::{TallyServe, TempDir, free_port, wait_until};
 use tally_sandbox::{Mode, Sandbox};
 
 const SECRET: &str = "s2s-secret";
@@ -346,7 +344,7 @@ fn promtool_test(rules: &std::path::Path, scrapes: &[Scrape], checks: &[Check<'_
 /// The shipped rules without their annotations (whose text holds the values
 /// at evaluation, which `tally-alerts.test.yml` checks): what fires is the same.
 fn rules_without_annotations() -> String {
-    let text = include_str!("../../../deploy/prometheus/tally-alerts.yml");
+    let text = include_str!("../../../../deploy/prometheus/tally-alerts.yml");
     let mut out = String::new();
     let mut skipping = false;
     for line in text.lines() {

@@ -1,21 +1,15 @@
-//! Tally's webhook contract and TikTok's Events API against the local sandboxes (loopback only): the shop's
-//! own signed webhook / warehouse sinks, and the optional TikTok Events API.
-
-mod support;
+//! Tally's webhook contract against the local webhook sandbox (loopback only):
+//! the shop's own signed webhook / warehouse sinks.
 
 use std::time::Duration;
 
-use support::{fast_retry, tracker_on_sandbox};
+use crate::support::{fast_retry, tracker_on_sandbox};
 use tally_core::destinations::webhook::{DEFAULT_TOLERANCE_SECS, verify};
 use tally_core::{ContextEnvelope, Currency};
-use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::RetryPolicy;
 use tally_server::now_ms;
-use tally_server::{
-    DeliveryError, Outcome, PurchaseInput, RefundInput, ServerTracker, SkipReason, TikTokConfig, TrackResult, Visitor,
-    WebhookConfig,
-};
+use tally_server::{DeliveryError, Outcome, PurchaseInput, RefundInput, ServerTracker, TrackResult, WebhookConfig};
 
 const WAREHOUSE_SECRET: &str = "whsec_warehouse_0123456789";
 const CRM_SECRET: &str = "whsec_crm_abcdefghij";
@@ -36,7 +30,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(ad_user_data: &str) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
             "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
             "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"{ad_user_data}","ad_personalization":"granted"}},
@@ -46,7 +40,7 @@ fn envelope(ad_user_data: &str) -> ContextEnvelope {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "30.03", "USD")
+    crate::support::purchase(txn, "30.03", "USD")
 }
 
 fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
@@ -65,7 +59,7 @@ async fn every_click_id_reaches_the_warehouse() {
     assert!(ids.iter().any(|(k, _)| *k == "msclkid") && ids.iter().any(|(k, _)| *k == "rdt_cid"));
     let clicks: serde_json::Map<String, serde_json::Value> =
         ids.iter().map(|(k, v)| ((*k).to_owned(), v.as_str().into())).collect();
-    let env = support::envelope(
+    let env = crate::support::envelope(
         &serde_json::json!({"v":1,"createdAt":1,"clientId":"1958185836.1757409569","clickIds":clicks,
             "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}})
         .to_string(),
@@ -185,88 +179,4 @@ async fn user_data_follows_consent_in_the_shops_own_sink() {
     let body = &sandbox.webhook.events("warehouse")[0].body;
     assert!(body["user"].get("user_data").is_none(), "{body}");
     assert_eq!(body["consent"]["ad_user_data"], "denied");
-}
-
-// ---------------------------------------------------------------- TikTok
-
-async fn tiktok_setup(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
-    tracker_on_sandbox(retry, |run, b| {
-        b.tiktok(TikTokConfig::new(PIXEL_CODE, TIKTOK_TOKEN).url(run.url("/tiktok/open_api/v1.3/event/track/")))
-    })
-    .await
-}
-
-#[tokio::test]
-async fn tiktok_receives_complete_payment_with_the_shared_event_id() {
-    let (sandbox, _run, tracker) = tiktok_setup(fast_retry()).await;
-    let visitor = Visitor {
-        ip_address: Some("203.0.113.7".into()),
-        user_agent: Some("Mozilla/5.0".into()),
-        ..Default::default()
-    };
-    let r =
-        tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-TT").visitor(visitor)).await.unwrap();
-    assert!(at(&r, "tiktok").is_sent(), "{r:?} {:?}", sandbox.tiktok.dropped());
-    let p = sandbox.tiktok.purchases();
-    assert_eq!(p.len(), 1);
-    assert_eq!(p[0].event_id.as_deref(), Some(r.event_id.as_str()));
-    assert_eq!(p[0].user["ttclid"], "E.C.P.abc123");
-    assert_eq!(p[0].user["email"].as_str().map(str::len), Some(64));
-    assert_eq!(p[0].limited_data_use, Some(false));
-    assert_eq!(sandbox.traffic.under("/tiktok")[0].header("access-token"), Some(TIKTOK_TOKEN));
-    let refund = tracker
-        .from_context(&envelope("granted"))
-        .track_refund(RefundInput::full("ORD-TT", Currency::parse("USD").unwrap()))
-        .await
-        .unwrap();
-    assert_eq!(at(&refund, "tiktok"), &Outcome::Skipped(SkipReason::Unsupported));
-}
-
-#[tokio::test]
-async fn tiktok_errors_are_classified_by_code() {
-    let (sandbox, _run, tracker) = tiktok_setup(fast_retry()).await;
-    // Partial success: the events of that request are reported as row failures.
-    let r0 = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P0")).await.unwrap();
-    assert!(at(&r0, "tiktok").is_sent());
-    let id = tally_core::EventId::for_transaction(
-        &tally_core::EventName::Purchase,
-        &tally_core::TransactionId::parse("ORD-P1").unwrap(),
-    );
-    sandbox.tiktok.reject_event(id.as_str());
-    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P1")).await.unwrap();
-    assert!(
-        matches!(at(&r, "tiktok"), Outcome::Failed(DeliveryError::PartialFailure(rows)) if rows[0].code == "20001"),
-        "{r:?}"
-    );
-    // Credentials (HTTP 401, code 40105): not retried.
-    sandbox.tiktok.faults.set(Mode::Unauthorized);
-    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P2")).await.unwrap();
-    assert!(matches!(at(&r, "tiktok"), Outcome::Failed(DeliveryError::Unauthorized { .. })), "{r:?}");
-    // Throttled (429 with Retry-After), then a 503: queued, then delivered.
-    sandbox.tiktok.faults.set(Mode::RateLimited);
-    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-P3")).await.unwrap();
-    assert!(
-        matches!(
-            at(&r, "tiktok"),
-            Outcome::Queued { error: DeliveryError::RateLimited { retry_after_secs: Some(1), .. } }
-        ),
-        "{r:?}"
-    );
-    sandbox.tiktok.faults.set(Mode::Up);
-    sandbox.tiktok.faults.fail_next(1);
-    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
-    assert_eq!(sandbox.tiktok.purchases().len(), 2);
-}
-
-#[tokio::test]
-async fn tiktok_timeout_is_transient() {
-    let (sandbox, _run, tracker) =
-        tiktok_setup(RetryPolicy { timeout: Duration::from_millis(300), ..fast_retry() }).await;
-    sandbox.tiktok.latency.set(Duration::from_millis(1000));
-    let r = tracker.from_context(&envelope("granted")).track_purchase(purchase("ORD-TS")).await.unwrap();
-    assert!(matches!(at(&r, "tiktok"), Outcome::Queued { error: DeliveryError::Transport(_) }), "{r:?}");
-    sandbox.tiktok.latency.set(Duration::ZERO);
-    assert!(tracker.flush(Duration::from_secs(10)).await.complete);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(sandbox.tiktok.purchases().len(), 1, "TikTok deduplicates by event and event_id");
 }

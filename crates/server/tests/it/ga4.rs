@@ -1,10 +1,8 @@
 //! GA4 delivery against the local GA4 sandbox (loopback only).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{amount, fast_retry, tracker_on_sandbox};
+use crate::support::{amount, fast_retry, tracker_on_sandbox};
 use tally_core::{ContextEnvelope, Item, OrderIdForm, TransactionId};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::{DeliveryError, Ga4Config, Outcome, PurchaseInput, ServerTracker, SkipReason};
@@ -17,7 +15,7 @@ async fn setup(validate: bool) -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope(consent: &str) -> ContextEnvelope {
-    support::envelope(&format!(
+    crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","sessionId":"1757409568","consent":{consent}}}"#
     ))
 }
@@ -26,7 +24,7 @@ const GRANTED: &str =
     r#"{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"}"#;
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "30.03", "USD").item(Item::new("SKU_1", "Tee").with_price(amount("10.01"), 3))
+    crate::support::purchase(txn, "30.03", "USD").item(Item::new("SKU_1", "Tee").with_price(amount("10.01"), 3))
 }
 
 #[tokio::test]

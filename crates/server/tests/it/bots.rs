@@ -3,13 +3,11 @@
 //! ad or analytics destination and is counted; the same order confirmed by
 //! the shop's backend is delivered, flagged; per-destination `bots` settings.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::google_ads_on;
 use serde_json::{Value, json};
-use support::google_ads_on;
 use tally_sandbox::{RunningSandbox, Sandbox};
 use tally_server::bots::BotPolicy;
 use tally_server::collector::{CollectorConfig, serve_router};

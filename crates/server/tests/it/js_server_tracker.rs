@@ -8,16 +8,14 @@
 //! outage switch); everything the Node test asserts on went through the
 //! collector and the stand-ins' own checks.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{TallyServe, TempDir, free_port};
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::{TallyServe, TempDir, free_port};
 use tally_sandbox::{Mode, Sandbox, google_ads, meta, rokt, servoki, tiktok};
 
 const SECRET: &str = "s2s-node-secret";

@@ -1,13 +1,11 @@
 //! The SQLite store against the store contracts, plus durability, concurrency
 //! and bounds.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::TempDir;
+use crate::support::TempDir;
 use tally_server::store::outbox::{self, OutboxEntry, StoreError, unix_ms};
 use tally_server::store::sqlite::{SqliteOptions, SqliteStore};
 use tally_server::store::{Claim, IdempotencyStore, Outbox, idempotency_conformance};
@@ -175,7 +173,7 @@ fn two_processes_never_lease_the_same_entry() {
             let out = dir.join(&format!("child-{i}.txt"));
             let spec = format!("{}\n{}\n{now}", path.display(), out.display());
             let child = std::process::Command::new(&exe)
-                .args(["--exact", "two_processes_never_lease_the_same_entry", "--test-threads=1"])
+                .args(["--exact", "store_sqlite::two_processes_never_lease_the_same_entry", "--test-threads=1"])
                 .env(WORKER_ENV, spec)
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -305,7 +303,7 @@ fn open_errors_are_backend_errors() {
 }
 
 /// Not a timed test: prints the throughput of the full outbox cycle on a file
-/// (`cargo test -p tally-server --test store_sqlite -- --nocapture throughput`).
+/// (`cargo test -p tally-server --test it -- --nocapture store_sqlite::throughput`).
 #[test]
 fn throughput_enqueue_lease_ack_10k() {
     const N: usize = 10_000;

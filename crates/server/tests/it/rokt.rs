@@ -1,10 +1,8 @@
 //! Rokt Event API delivery against the local Rokt sandbox (loopback only).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{fast_retry, tracker_on_sandbox};
+use crate::support::{fast_retry, tracker_on_sandbox};
 use tally_core::normalize::NormalizeOptions;
 use tally_core::{
     Amount, ClickIds, ConsentState, ContextEnvelope, Currency, Event, EventName, TransactionId, UserData,
@@ -30,7 +28,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
 }
 
 fn envelope() -> ContextEnvelope {
-    support::envelope(
+    crate::support::envelope(
         r#"{"v":1,"createdAt":1,"clickIds":{"rtid":"rokt-click-123"},
             "consent":{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"granted","ad_personalization":"granted"},
             "userData":{"email":" Jane.Doe@Gmail.com "}}"#,
@@ -38,7 +36,7 @@ fn envelope() -> ContextEnvelope {
 }
 
 fn purchase(txn: &str) -> PurchaseInput {
-    support::purchase(txn, "129.99", "USD")
+    crate::support::purchase(txn, "129.99", "USD")
 }
 
 fn outcome(r: &TrackResult) -> &Outcome {
