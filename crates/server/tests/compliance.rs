@@ -665,11 +665,12 @@ async fn secrets(row: &Row) {
     assert!(log.lines().any(|l| l.contains(&named)), "{}: no log line names the destination", row.name);
     let mut secrets: BTreeSet<String> = row.secrets.iter().map(|s| (*s).to_owned()).collect();
     secrets.extend(seen.wire_credentials.iter().filter(|c| c.len() >= 8).cloned());
-    let places = [("outcome", &seen.outcomes), ("configuration, metrics or dead entry", &seen.surfaces)];
+    let places =
+        [("an outcome", &seen.outcomes), ("the configuration's Debug, the metrics or a dead entry", &seen.surfaces)];
     for secret in &secrets {
         for (place, texts) in &places {
             if let Some(t) = texts.iter().find(|t| t.contains(secret.as_str())) {
-                panic!("{}: a secret in an {place}: {t}", row.name);
+                panic!("{}: a secret in {place}: {t}", row.name);
             }
         }
         if let Some(line) = log.lines().find(|l| l.contains(secret.as_str())) {
