@@ -70,6 +70,8 @@ struct Inner {
     dropped: Vec<ServokiDrop>,
     seen: HashSet<String>,
     requests: u32,
+    /// Event ids refused with 400, as the endpoint's own checks refuse an event.
+    refused: HashSet<String>,
 }
 
 impl Default for Inner {
@@ -81,6 +83,7 @@ impl Default for Inner {
             dropped: Vec::new(),
             seen: HashSet::new(),
             requests: 0,
+            refused: HashSet::new(),
         }
     }
 }
@@ -126,6 +129,12 @@ impl ServokiSandbox {
     /// Requests received (faulted ones included).
     pub fn requests(&self) -> u32 {
         self.lock().requests
+    }
+
+    /// Events with this `event_id` are refused (400, not recorded), standing
+    /// in for the endpoint's own checks a client cannot foresee.
+    pub fn reject_event(&self, event_id: &str) {
+        self.lock().refused.insert(event_id.to_owned());
     }
 
     /// Accepts this site and API key instead of the defaults.
@@ -225,6 +234,9 @@ async fn server_event(State(s): State<ServokiSandbox>, headers: HeaderMap, body:
         Ok(r) => r,
         Err(m) => return refuse(&s, StatusCode::BAD_REQUEST, m),
     };
+    if record.event_id.as_ref().is_some_and(|id| s.lock().refused.contains(id)) {
+        return refuse(&s, StatusCode::BAD_REQUEST, "sandbox: this event was refused".into());
+    }
     let mut i = s.lock();
     if let Some(id) = &record.event_id {
         record.duplicate = !i.seen.insert(id.clone());

@@ -72,6 +72,8 @@ struct Inner {
     keys: HashSet<(String, String)>,
     requests: u32,
     largest_batch: usize,
+    /// Event ids every sink refuses (422), as a receiver refuses a record it cannot take.
+    refused: HashSet<String>,
 }
 
 /// The webhook sandbox.
@@ -97,6 +99,13 @@ impl WebhookSandbox {
     /// Sink `sink` verifies signatures with `secret`.
     pub fn set_secret(&self, sink: &str, secret: &str) {
         self.lock().secrets.insert(sink.to_owned(), secret.to_owned());
+    }
+
+    /// Every sink refuses a request carrying a record with this `event_id`
+    /// (422, nothing of it stored), as a receiver refuses a record its own
+    /// checks reject.
+    pub fn reject_event(&self, event_id: &str) {
+        self.lock().refused.insert(event_id.to_owned());
     }
 
     /// Every stored delivery, in arrival order (duplicates flagged).
@@ -203,6 +212,9 @@ async fn receive(
     let mut checked = Vec::with_capacity(records.len());
     for record in &records {
         match check_record(record) {
+            Ok(ids) if s.lock().refused.contains(&ids.0) => {
+                return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, "sandbox: the receiver refused this record");
+            }
             Ok(ids) => checked.push(ids),
             Err(m) => return refuse(&s, StatusCode::UNPROCESSABLE_ENTITY, m),
         }
