@@ -201,7 +201,9 @@ impl DestinationKind {
     /// True for advertising destinations (they need ad consent).
     pub fn is_advertising(self) -> bool {
         match self {
-            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok => true,
+            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok => {
+                true
+            }
             DestinationKind::Ga4 | DestinationKind::Servoki | DestinationKind::Webhook => false,
         }
     }

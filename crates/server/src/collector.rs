@@ -667,7 +667,7 @@ async fn collect(State(state): State<Arc<AppState>>, req: axum::extract::Request
     // Server-to-server calls are delivered inline: their answer reports every
     // destination (their lanes batch them with other callers' events).
     if !state.config.deliver_inline && !server {
-        let status = match state.tracker.admit(&valid, &visitor).await {
+        let status = match state.tracker.engine().admit(&valid, &visitor).await {
             Ok(true) => "accepted",
             Ok(false) => "consent_denied",
             // The outbox is full: nothing durable happened; the browser keeps the events.

@@ -4,6 +4,8 @@
 //!   shop on http://127.0.0.1:8080 with embedded defaults.
 //! * `cargo xtask test` installs what is missing (idempotently, saying what it
 //!   installs) and runs every check: fmt, the Prometheus alerting rules (promtool),
+//!   the server's module graph (`cargo xtask modules`: no import cycle beyond the
+//!   builder and its tracker),
 //!   clippy, rustdoc, native tests, the package (its module checked in Node,
 //!   its size budget) and the end-to-end tests in headless Chromium.
 //! * `cargo xtask pkg` only builds the npm package and prints its size.
@@ -56,6 +58,8 @@ fn test() -> Result<(), String> {
     let root = run::root();
     run::step("cargo fmt --check", run::cargo(&["fmt", "--all", "--check"]))?;
     alert_rules(&root)?;
+    println!("xtask: cargo xtask modules (no import cycle in the server beyond the builder and its tracker)");
+    modules::run(&[])?;
     run::step(
         "cargo clippy (native)",
         run::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),

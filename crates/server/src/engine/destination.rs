@@ -225,10 +225,7 @@ pub(crate) type Opened<R> = (Vec<Option<Outcome>>, Batch<R>);
 /// One outcome slot per input event with the core builder's skips filled
 /// in, and the requests to send; if the builder failed, every event is
 /// `Skipped(Invalid)` and that (`Err`) is the whole answer.
-pub(crate) fn open<R>(
-    len: usize,
-    built: tally_core::Result<Batch<R>>,
-) -> Result<Opened<R>, Vec<Outcome>> {
+pub(crate) fn open<R>(len: usize, built: tally_core::Result<Batch<R>>) -> Result<Opened<R>, Vec<Outcome>> {
     let mut batch = match built {
         Ok(b) => b,
         Err(e) => return Err(vec![Outcome::Skipped(SkipReason::Invalid(e)); len]),

@@ -15,6 +15,7 @@ mod cli;
 mod collect_fuzz;
 mod collector;
 mod collector_input;
+mod compliance;
 mod config;
 mod consent_no_user_data;
 mod crash_recovery;
