@@ -13,6 +13,7 @@ pub(crate) mod diagnostics;
 pub(crate) mod ga4;
 pub(crate) mod google_ads;
 pub(crate) mod meta;
+pub(crate) mod registry;
 pub(crate) mod rokt;
 pub(crate) mod servoki;
 pub(crate) mod tiktok;
