@@ -836,4 +836,115 @@ secret = "wh-s3kr1t-4"
         missing.remove("TALLY_GA4_API_SECRET");
         assert!(TallyConfig::from_vars(&missing).unwrap_err().to_string().contains("TALLY_GA4_API_SECRET"));
     }
+
+    /// The example at the top of this module, every commented-out key
+    /// switched on (but the key file, which would have to exist) and `env:`
+    /// references written as literals, reads into every destination's settings.
+    #[test]
+    fn the_documented_example_reads() {
+        let source = include_str!("config_file.rs");
+        let start = source.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + source[start..].find("//! ```\n").unwrap();
+        let text: String = source[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start())
+            .map(|l| match l.strip_prefix("# ") {
+                Some(key)
+                    if key
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) =>
+                {
+                    key
+                }
+                _ => l,
+            })
+            .filter(|l| !l.starts_with("service_account_key_file"))
+            .map(|l| l.replace("\"env:", "\"") + "\n")
+            .collect();
+        let c = TallyConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let read = c.destination_settings().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<String> = read.iter().map(|(s, _)| s.destination_name()).collect();
+        let every: Vec<String> = REGISTRY
+            .iter()
+            .map(|r| if r.many { format!("{}:warehouse", r.kind.as_str()) } else { r.kind.as_str().to_owned() })
+            .collect();
+        assert_eq!(names, every, "the example shows every destination");
+        assert_eq!(c.destination("webhook:warehouse").and_then(|s| s.bots), Some(crate::bots::BotPolicy::Send));
+        let meta = read.iter().find_map(|(_, s)| (&**s as &dyn std::any::Any).downcast_ref::<crate::MetaConfig>());
+        let meta = meta.unwrap();
+        assert_eq!(meta.action_source, tally_core::destinations::meta::ActionSource::PhysicalStore);
+        assert_eq!(
+            meta.limited_data_use,
+            Some(tally_core::destinations::meta::LimitedDataUse { country: 1, state: 1000 })
+        );
+        assert!(!c.lanes.is_empty() && c.tracker_builder().is_ok());
+    }
+
+    #[test]
+    fn the_files_own_spellings() {
+        let ads = |extra: &str| {
+            let text = format!(
+                "[google_ads]\ncustomer_id = \"123-456-7890\"\nclient_id = \"c\"\nclient_secret = \"s\"\nrefresh_token = \"r\"\n\
+                 conversion_actions = {{ buy = \"555\" }}\nlabels = {{ purchase = \"buy\", lead = \"buy\" }}\n{extra}"
+            );
+            let c = TallyConfig::from_toml(&text).unwrap();
+            let read = c.destination_settings()?;
+            let ads = (&*read[0].1 as &dyn std::any::Any).downcast_ref::<crate::GoogleAdsConfig>().cloned();
+            Ok::<_, ConfigError>(ads.unwrap())
+        };
+        let a = ads("").unwrap();
+        assert_eq!(a.diagnostics, Some(std::time::Duration::from_secs(1800)));
+        assert_eq!((a.labels.purchase.as_deref(), a.labels.lead.as_deref()), (Some("buy"), Some("buy")));
+        assert_eq!(ads("diagnostics = false").unwrap().diagnostics, None);
+        let first = Some(std::time::Duration::from_millis(60_000));
+        assert_eq!(ads("diagnostics_first_poll_ms = 60000").unwrap().diagnostics, first);
+        assert_eq!(ads("diagnostics = 60000").unwrap().diagnostics, first);
+        let e = ads("diagnostics = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("google_ads.diagnostics is invalid") && e.contains("false"), "{e}");
+        let e = ads("service_account_key = \"{}\"\nservice_account_key_file = \"/nonexistent/sa.json\"").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = ads("service_account_key_file = \"/nonexistent/sa.json\"").unwrap_err().to_string();
+        assert!(e.contains("google_ads.service_account_key_file") && e.contains("/nonexistent/sa.json"), "{e}");
+        let e = ads("conversion_action = {}").unwrap_err().to_string();
+        assert!(e.contains("unknown field `conversion_action`") && e.contains("conversion_actions"), "{e}");
+
+        let ga4 = |extra: &str| {
+            let c = TallyConfig::from_toml(&format!("[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"s\"\n{extra}"))
+                .unwrap();
+            let read = c.destination_settings()?;
+            Ok::<_, ConfigError>(
+                (&*read[0].1 as &dyn std::any::Any).downcast_ref::<crate::Ga4Config>().cloned().unwrap(),
+            )
+        };
+        let eu = tally_core::destinations::ga4::EU_BASE_URL;
+        assert_eq!(ga4("eu = true").unwrap().base_url, eu);
+        assert_eq!(ga4("eu = true\nbase_url = \"http://127.0.0.1:9\"").unwrap().base_url, "http://127.0.0.1:9");
+        assert_eq!(ga4("eu = false").unwrap().base_url, tally_core::destinations::ga4::DEFAULT_BASE_URL);
+        assert!(ga4("eu = \"yes\"").unwrap_err().to_string().contains("ga4.eu"));
+
+        // A missing variable names the setting, webhooks by their name.
+        let c = TallyConfig::from_toml(
+            "[webhooks.crm]\nurl = \"https://crm.example/in\"\nsecret = \"env:TALLY_TEST_SURELY_UNSET\"",
+        )
+        .unwrap();
+        let e = c.tracker_builder().err().unwrap().to_string();
+        assert_eq!(e, "webhooks.crm.secret is invalid: environment variable TALLY_TEST_SURELY_UNSET is not set");
+    }
+
+    #[test]
+    fn lists_of_destinations_come_from_the_registry() {
+        let e = TallyConfig::from_toml("[tik_tok]\npixel_code = \"C4\"").unwrap_err().to_string();
+        let e2 = TallyConfig::from_toml("[lanes.pinterest]\nwindow = 2")
+            .unwrap()
+            .tracker_builder()
+            .err()
+            .unwrap()
+            .to_string();
+        let e3 = ConfigError::NoDestination.to_string();
+        for r in REGISTRY {
+            assert!(e.contains(&format!("[{}", r.file_key)), "{e}");
+            assert!(e2.contains(&r.lane_name()), "{e2}");
+            assert!(e3.contains(r.kind.as_str()), "{e3}");
+        }
+    }
 }
