@@ -23,6 +23,8 @@
 //! [ga4]
 //! measurement_id = "G-ABC123"
 //! api_secret = "env:GA4_API_SECRET"
+//! # eu = true                                 # the EU collection endpoint (or base_url = "…")
+//! # validate = true                           # the debug endpoint: validation messages become errors
 //!
 //! [google_ads]
 //! customer_id = "123-456-7890"
@@ -34,19 +36,29 @@
 //! labels = { purchase = "purchase" }
 //! # api = "google_ads_api"                   # default "data_manager"; the Google Ads API only takes allowlisted developers
 //! # retractions = "google_ads_api"           # full refunds through the Google Ads API; default "skip"
+//! # diagnostics = false                      # no request-status polling; or the first wait in ms (default 1800000)
 //!
 //! [meta]
 //! pixel_id = "1234567890"
 //! access_token = "env:META_ACCESS_TOKEN"
+//! # action_source = "physical_store"         # default "website"; or "email", "phone_call", "chat",
+//!                                             # "system_generated", "business_messaging", "other"
+//! # limited_data_use = { country = 1, state = 1000 }   # Limited Data Use (0 = let Meta geolocate)
+//! # test_event_code = "TEST123"               # Events Manager › Test events; remove in production
 //!
 //! [rokt]
 //! account_id = "12345"
 //! public_key = "env:ROKT_PUBLIC_KEY"
 //! secret = "env:ROKT_SECRET"
+//! # rokt_version = "2020-05-21"               # the Rokt-Version header (default: the one Tally is written for)
 //!
 //! [servoki]
 //! site = "shop.example"
 //! api_key = "env:SERVOKI_API_KEY"
+//!
+//! [tiktok]
+//! pixel_code = "C4PIXEL"
+//! access_token = "env:TIKTOK_ACCESS_TOKEN"
 //!
 //! [webhooks.warehouse]
 //! url = "https://warehouse.example/tally"
@@ -63,6 +75,15 @@
 //! max_requests_per_minute = 300               # a quota, if the API has one
 //! ```
 //!
+//! Each destination's section is its settings type, deserialised: the keys
+//! are the fields of [`Ga4Config`](crate::Ga4Config),
+//! [`GoogleAdsConfig`](crate::GoogleAdsConfig), [`MetaConfig`](crate::MetaConfig),
+//! [`RoktConfig`](crate::RoktConfig), [`ServokiConfig`](crate::ServokiConfig),
+//! [`TikTokConfig`](crate::TikTokConfig) and [`WebhookConfig`](crate::WebhookConfig)
+//! (every `url`/`base_url` can be overridden too), so the file sets every
+//! setting the builder has; an unknown key or section is refused, naming the
+//! ones there are.
+//!
 //! Any string of the form `env:NAME` is read from the environment variable
 //! `NAME` (a missing variable is a configuration error that names it), so
 //! secrets stay out of the file. [`TallyConfig::from_env`] reads the same
@@ -71,46 +92,153 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use tally_core::ConsentState;
+use tally_core::{ConsentState, DestinationKind};
 
 use crate::collector::CollectorConfig;
-use crate::config::{
-    Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
-    WebhookConfig,
-};
+use crate::config::ServerTrackerBuilder;
+use crate::destinations::registry::{self, REGISTRY, ReadSettings, Registration};
 use crate::error::ConfigError;
 use crate::secret::Secret;
 use crate::serve::ConnectionLimits;
 
-/// The whole file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// The whole file: `[server]`, `[collector]` and `[lanes.<name>]` as typed
+/// here, and one section per destination, each deserialised into that
+/// destination's own settings type (see [`DestinationSection`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TallyConfig {
     /// Process settings.
-    #[serde(default)]
     pub server: ServerSection,
     /// The collector.
-    #[serde(default)]
     pub collector: CollectorSection,
-    /// GA4.
-    pub ga4: Option<Ga4Section>,
-    /// Google Ads.
-    pub google_ads: Option<GoogleAdsSection>,
-    /// Meta Conversions API.
-    pub meta: Option<MetaSection>,
-    /// Rokt Event API.
-    pub rokt: Option<RoktSection>,
-    /// A Servoki-style server-events endpoint.
-    pub servoki: Option<ServokiSection>,
-    /// TikTok Events API.
-    pub tiktok: Option<TikTokSection>,
-    /// Webhook / warehouse sinks by name.
-    #[serde(default)]
-    pub webhooks: BTreeMap<String, WebhookSection>,
     /// Delivery lanes by destination name (`ga4`, `meta`, `webhook:warehouse`):
     /// what is not set keeps the destination's default.
-    #[serde(default)]
     pub lanes: BTreeMap<String, LaneSection>,
+    /// The destinations' sections, in the file's order of keys.
+    destinations: Vec<DestinationSection>,
+}
+
+/// A destination section and the settings read from it.
+pub(crate) type ReadSection<'a> = (&'a DestinationSection, Box<dyn ReadSettings>);
+
+/// One destination's section (`[meta]`, `[webhooks.warehouse]`) as the file
+/// holds it: its `bots` policy, read when the file is parsed, and its
+/// settings, read into the destination's settings type (`MetaConfig`,
+/// `WebhookConfig`, …, whose field names are the keys) by
+/// [`TallyConfig::tracker_builder`], once `env:NAME` references are resolved.
+/// Its `Debug` shows the keys, not the values.
+#[derive(Clone, PartialEq)]
+pub struct DestinationSection {
+    kind: DestinationKind,
+    /// `meta`, `webhooks.warehouse`.
+    path: String,
+    /// The name of one of many (`warehouse`), empty otherwise.
+    instance: String,
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
+    settings: toml::Table,
+}
+
+impl DestinationSection {
+    /// A section of `registration`'s destination (`instance`: the name of
+    /// one of many), its `bots` key taken out and read.
+    fn new(registration: &Registration, instance: Option<&str>, mut settings: toml::Table) -> Result<Self, String> {
+        let path = match instance {
+            Some(name) => format!("{}.{name}", registration.file_key),
+            None => registration.file_key.to_owned(),
+        };
+        let bots = match settings.remove("bots") {
+            Some(v) => Some(v.try_into().map_err(|e| format!("{path}.bots: {e}"))?),
+            None => None,
+        };
+        Ok(DestinationSection {
+            kind: registration.kind,
+            path,
+            instance: instance.unwrap_or_default().to_owned(),
+            bots,
+            settings,
+        })
+    }
+
+    /// The destination's kind.
+    pub fn kind(&self) -> DestinationKind {
+        self.kind
+    }
+
+    /// Where the section is in the file: `meta`, `webhooks.warehouse`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The destination's name in results, `[lanes.<name>]` and metrics:
+    /// `meta`, `webhook:warehouse`.
+    pub fn destination_name(&self) -> String {
+        if self.instance.is_empty() {
+            self.kind.as_str().to_owned()
+        } else {
+            format!("{}:{}", self.kind.as_str(), self.instance)
+        }
+    }
+
+    /// The settings as written (`env:NAME` unresolved, `bots` taken out).
+    pub(crate) fn settings(&self) -> &toml::Table {
+        &self.settings
+    }
+}
+
+impl std::fmt::Debug for DestinationSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSection")
+            .field("path", &self.path)
+            .field("bots", &self.bots)
+            .field("keys", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for TallyConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TallyConfig, D::Error> {
+        struct File;
+        impl<'de> serde::de::Visitor<'de> for File {
+            type Value = TallyConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Tally configuration file")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TallyConfig, A::Error> {
+                use serde::de::Error;
+                let mut c = TallyConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "server" => c.server = map.next_value()?,
+                        "collector" => c.collector = map.next_value()?,
+                        "lanes" => c.lanes = map.next_value()?,
+                        other => {
+                            let Some(r) = registry::by_file_key(other) else {
+                                return Err(A::Error::custom(format!(
+                                    "unknown section [{other}]: expected [server], [collector], [lanes.<destination>], {}",
+                                    registry::section_list()
+                                )));
+                            };
+                            if r.many {
+                                for (name, table) in map.next_value::<BTreeMap<String, toml::Table>>()? {
+                                    c.destinations.push(
+                                        DestinationSection::new(r, Some(&name), table).map_err(A::Error::custom)?,
+                                    );
+                                }
+                            } else {
+                                let table = map.next_value::<toml::Table>()?;
+                                c.destinations.push(DestinationSection::new(r, None, table).map_err(A::Error::custom)?);
+                            }
+                        }
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(File)
+    }
 }
 
 /// `[lanes.<destination>]`: how one destination's lane batches and paces
@@ -126,148 +254,6 @@ pub struct LaneSection {
     pub linger_ms: Option<u64>,
     /// Requests per minute at most (0 or absent: no limit).
     pub max_requests_per_minute: Option<u32>,
-}
-
-/// `[google_ads]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GoogleAdsSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// `data_manager` (default) or `google_ads_api` (for developers Google
-    /// still allowlists for offline conversion imports).
-    pub api: Option<String>,
-    /// Customer id (dashes allowed).
-    pub customer_id: String,
-    /// Manager account id.
-    pub login_customer_id: Option<String>,
-    /// OAuth client id (with `client_secret` and `refresh_token`, unless a
-    /// service account is given).
-    #[serde(default)]
-    pub client_id: String,
-    /// OAuth client secret.
-    #[serde(default)]
-    pub client_secret: Option<Secret>,
-    /// OAuth refresh token.
-    #[serde(default)]
-    pub refresh_token: Option<Secret>,
-    /// A service account's JSON key (usually `env:NAME`), instead of the three above.
-    pub service_account_key: Option<Secret>,
-    /// A file holding a service account's JSON key, instead of the three above.
-    pub service_account_key_file: Option<String>,
-    /// Optional developer token.
-    pub developer_token: Option<Secret>,
-    /// API version (default: a current one).
-    pub api_version: Option<String>,
-    /// Base URL override.
-    pub base_url: Option<String>,
-    /// Token URL override.
-    pub token_url: Option<String>,
-    /// Data Manager API base URL override.
-    pub data_manager_url: Option<String>,
-    /// Full refunds on the Data Manager path: `skip` (default) or
-    /// `google_ads_api` (sent as retractions through the Google Ads API).
-    pub retractions: Option<String>,
-    /// Merchant Center account of the items.
-    pub merchant_id: Option<String>,
-    /// Poll Data Manager request statuses (default true).
-    pub diagnostics: Option<bool>,
-    /// The wait before the first status poll, ms (default 1,800,000: Google's 30 minutes).
-    pub diagnostics_first_poll_ms: Option<u64>,
-    /// Label → conversion action id or resource name.
-    #[serde(default)]
-    pub conversion_actions: BTreeMap<String, String>,
-    /// Event name → label (`purchase`, `sign_up`, `lead`, `add_to_cart`, …).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// `validateOnly` mode.
-    #[serde(default)]
-    pub validate_only: bool,
-}
-
-/// `[meta]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MetaSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// Pixel (dataset) id.
-    pub pixel_id: String,
-    /// System-user access token.
-    pub access_token: Secret,
-    /// Graph API version.
-    pub api_version: Option<String>,
-    /// Base URL override.
-    pub base_url: Option<String>,
-    /// Test event code.
-    pub test_event_code: Option<String>,
-}
-
-/// `[rokt]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RoktSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// Account id.
-    pub account_id: String,
-    /// `rpub-…` key.
-    pub public_key: Secret,
-    /// `rsec-…` key.
-    pub secret: Secret,
-    /// URL override.
-    pub url: Option<String>,
-}
-
-/// `[servoki]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ServokiSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// Site (domain or code).
-    pub site: String,
-    /// API key.
-    pub api_key: Secret,
-    /// URL override.
-    pub url: Option<String>,
-}
-
-/// `[tiktok]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TikTokSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// Pixel code.
-    pub pixel_code: String,
-    /// Events API access token.
-    pub access_token: Secret,
-    /// Test event code.
-    pub test_event_code: Option<String>,
-    /// URL override.
-    pub url: Option<String>,
-}
-
-/// `[webhooks.<name>]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSection {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// Where to POST.
-    pub url: String,
-    /// HMAC secret.
-    pub secret: Secret,
-    /// Events per request at most (default 1; up to 500).
-    #[serde(default)]
-    pub batch: Option<usize>,
 }
 
 /// `[server]`.
@@ -399,27 +385,6 @@ pub struct CollectorSection {
     pub deliver_inline: Option<bool>,
 }
 
-/// `[ga4]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Ga4Section {
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    /// `G-…`.
-    pub measurement_id: String,
-    /// API secret (use `env:NAME`).
-    pub api_secret: Secret,
-    /// Base URL override.
-    pub base_url: Option<String>,
-    /// Use the EU endpoint.
-    #[serde(default)]
-    pub eu: bool,
-    /// Validation mode.
-    #[serde(default)]
-    pub validate: bool,
-}
-
 /// Resolves `env:NAME` references.
 pub fn resolve(setting: &'static str, value: &str) -> Result<String, ConfigError> {
     match value.strip_prefix("env:") {
@@ -511,19 +476,21 @@ impl TallyConfig {
         c.collector.allowed_origins = list("TALLY_ALLOWED_ORIGINS");
         c.collector.server_secrets = list("TALLY_SERVER_SECRETS").into_iter().map(Secret::from).collect();
         if let Some(id) = get("TALLY_GA4_MEASUREMENT_ID") {
-            c.ga4 = Some(Ga4Section {
-                bots: None,
-                measurement_id: id,
-                api_secret: get("TALLY_GA4_API_SECRET")
-                    .ok_or(ConfigError::Missing {
-                        setting: "TALLY_GA4_API_SECRET",
-                        hint: "set it with TALLY_GA4_MEASUREMENT_ID",
-                    })?
-                    .into(),
-                base_url: get("TALLY_GA4_BASE_URL"),
-                eu: false,
-                validate: false,
-            });
+            let mut ga4 = toml::Table::new();
+            ga4.insert("measurement_id".into(), id.into());
+            let secret = get("TALLY_GA4_API_SECRET").ok_or(ConfigError::Missing {
+                setting: "TALLY_GA4_API_SECRET",
+                hint: "set it with TALLY_GA4_MEASUREMENT_ID",
+            })?;
+            ga4.insert("api_secret".into(), secret.into());
+            if let Some(url) = get("TALLY_GA4_BASE_URL") {
+                ga4.insert("base_url".into(), url.into());
+            }
+            let section = registry::by_file_key("ga4")
+                .ok_or_else(|| "GA4 is not registered".to_owned())
+                .and_then(|r| DestinationSection::new(r, None, ga4))
+                .map_err(|reason| ConfigError::Invalid { setting: "TALLY_GA4_MEASUREMENT_ID", reason })?;
+            c.destinations.push(section);
         }
         Ok(c)
     }
@@ -566,12 +533,11 @@ impl TallyConfig {
         }
         for (name, l) in &self.lanes {
             let prefix = name.split(':').next().unwrap_or_default();
-            let Some(kind) = tally_core::DestinationKind::ALL.into_iter().find(|k| k.as_str() == prefix) else {
+            let Some(kind) = REGISTRY.iter().map(|r| r.kind).find(|k| k.as_str() == prefix) else {
+                let names: Vec<String> = REGISTRY.iter().map(Registration::lane_name).collect();
                 return Err(ConfigError::Invalid {
                     setting: "lanes",
-                    reason: format!(
-                        "[lanes.{name}]: name a destination (ga4, google_ads, meta, rokt, servoki, tiktok, \"webhook:<name>\")"
-                    ),
+                    reason: format!("[lanes.{name}]: name a destination ({})", names.join(", ")),
                 });
             };
             if l.window == Some(0) || l.max_batch == Some(0) {
@@ -595,166 +561,37 @@ impl TallyConfig {
             }
             b = b.lane(name.clone(), settings);
         }
-        if let Some(g) = &self.ga4 {
-            let mut cfg = Ga4Config::new(g.measurement_id.clone(), resolve("ga4.api_secret", g.api_secret.expose())?)
-                .validate(g.validate);
-            if g.eu {
-                cfg = cfg.eu();
-            }
-            if let Some(u) = &g.base_url {
-                cfg = cfg.base_url(u.clone());
-            }
-            b = b.ga4(cfg);
-        }
-        if let Some(a) = &self.google_ads {
-            let optional = |setting: &'static str, v: &Option<Secret>| match v {
-                Some(v) => resolve(setting, v.expose()),
-                None => Ok(String::new()),
-            };
-            let mut cfg = GoogleAdsConfig::new(
-                a.customer_id.clone(),
-                if a.client_id.is_empty() { String::new() } else { resolve("google_ads.client_id", &a.client_id)? },
-                optional("google_ads.client_secret", &a.client_secret)?,
-                optional("google_ads.refresh_token", &a.refresh_token)?,
-            )
-            .validate_only(a.validate_only);
-            let key = match (&a.service_account_key, &a.service_account_key_file) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::Invalid {
-                        setting: "google_ads.service_account_key",
-                        reason: "give service_account_key or service_account_key_file, not both".into(),
-                    });
-                }
-                (Some(k), None) => Some(resolve("google_ads.service_account_key", k.expose())?),
-                (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                    setting: "google_ads.service_account_key_file",
-                    reason: format!("{path}: {e}"),
-                })?),
-                (None, None) => None,
-            };
-            if let Some(key) = key {
-                cfg.service_account_key = Some(Secret::from(key));
-            }
-            cfg = cfg.api(match a.api.as_deref().map(str::trim) {
-                None | Some("data_manager") => crate::GoogleAdsApi::DataManager,
-                Some("google_ads_api") => crate::GoogleAdsApi::GoogleAdsApi,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        setting: "google_ads.api",
-                        reason: format!("{other:?}: expected \"data_manager\" (the default) or \"google_ads_api\""),
-                    });
-                }
-            });
-            cfg = cfg.retractions(match a.retractions.as_deref().map(str::trim) {
-                None | Some("skip") => crate::Retractions::Skip,
-                Some("google_ads_api") => crate::Retractions::GoogleAdsApi,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        setting: "google_ads.retractions",
-                        reason: format!("{other:?}: expected \"skip\" (the default) or \"google_ads_api\""),
-                    });
-                }
-            });
-            if let Some(v) = &a.data_manager_url {
-                cfg = cfg.data_manager_url(v.clone());
-            }
-            if let Some(v) = &a.merchant_id {
-                cfg = cfg.merchant_id(v.clone());
-            }
-            if a.diagnostics == Some(false) {
-                cfg = cfg.diagnostics(None);
-            } else if let Some(first) = a.diagnostics_first_poll_ms {
-                cfg = cfg.diagnostics(Some(ms(first)));
-            }
-            if let Some(v) = &a.login_customer_id {
-                cfg = cfg.login_customer_id(v.clone());
-            }
-            if let Some(v) = &a.developer_token {
-                cfg = cfg.developer_token(resolve("google_ads.developer_token", v.expose())?);
-            }
-            if let Some(v) = &a.api_version {
-                cfg = cfg.api_version(v.clone());
-            }
-            if let Some(v) = &a.base_url {
-                cfg = cfg.base_url(v.clone());
-            }
-            if let Some(v) = &a.token_url {
-                cfg = cfg.token_url(v.clone());
-            }
-            for (label, action) in &a.conversion_actions {
-                cfg = cfg.conversion_action(label.clone(), action.clone());
-            }
-            for (event, label) in &a.labels {
-                cfg = cfg.label(event, label.clone());
-            }
-            b = b.google_ads(cfg);
-        }
-        if let Some(m) = &self.meta {
-            let mut cfg = MetaConfig::new(m.pixel_id.clone(), resolve("meta.access_token", m.access_token.expose())?);
-            if let Some(v) = &m.api_version {
-                cfg = cfg.api_version(v.clone());
-            }
-            if let Some(v) = &m.base_url {
-                cfg = cfg.base_url(v.clone());
-            }
-            if let Some(v) = &m.test_event_code {
-                cfg = cfg.test_event_code(v.clone());
-            }
-            b = b.meta(cfg);
-        }
-        if let Some(r) = &self.rokt {
-            let mut cfg = RoktConfig::new(
-                r.account_id.clone(),
-                resolve("rokt.public_key", r.public_key.expose())?,
-                resolve("rokt.secret", r.secret.expose())?,
-            );
-            if let Some(v) = &r.url {
-                cfg = cfg.url(v.clone());
-            }
-            b = b.rokt(cfg);
-        }
-        if let Some(sv) = &self.servoki {
-            let mut cfg = ServokiConfig::new(sv.site.clone(), resolve("servoki.api_key", sv.api_key.expose())?);
-            if let Some(v) = &sv.url {
-                cfg = cfg.url(v.clone());
-            }
-            b = b.servoki(cfg);
-        }
-        if let Some(t) = &self.tiktok {
-            let mut cfg =
-                TikTokConfig::new(t.pixel_code.clone(), resolve("tiktok.access_token", t.access_token.expose())?);
-            if let Some(v) = &t.url {
-                cfg = cfg.url(v.clone());
-            }
-            if let Some(v) = &t.test_event_code {
-                cfg = cfg.test_event_code(v.clone());
-            }
-            b = b.tiktok(cfg);
-        }
-        for (name, w) in &self.webhooks {
-            let mut sink = WebhookConfig::new(w.url.clone(), resolve("webhooks.secret", w.secret.expose())?);
-            if let Some(n) = w.batch {
-                sink = sink.batch(n);
-            }
-            b = b.webhook(name.clone(), sink);
-        }
-        // Known bots, per destination (`bots = "drop" | "send"` in its section).
-        let bots = [
-            ("ga4".to_owned(), self.ga4.as_ref().and_then(|c| c.bots)),
-            ("google_ads".to_owned(), self.google_ads.as_ref().and_then(|c| c.bots)),
-            ("meta".to_owned(), self.meta.as_ref().and_then(|c| c.bots)),
-            ("rokt".to_owned(), self.rokt.as_ref().and_then(|c| c.bots)),
-            ("servoki".to_owned(), self.servoki.as_ref().and_then(|c| c.bots)),
-            ("tiktok".to_owned(), self.tiktok.as_ref().and_then(|c| c.bots)),
-        ]
-        .into_iter()
-        .chain(self.webhooks.iter().map(|(name, w)| (format!("webhook:{name}"), w.bots)));
-        for (name, policy) in bots {
-            if let Some(policy) = policy {
-                b = b.bots(name, policy);
+        for (section, settings) in self.destination_settings()? {
+            b = settings.add_to(b, &section.instance);
+            if let Some(policy) = section.bots {
+                b = b.bots(section.destination_name(), policy);
             }
         }
         Ok(b)
+    }
+
+    /// The destinations' sections, in the order the tracker lists them (then by name).
+    pub fn destinations(&self) -> impl Iterator<Item = &DestinationSection> {
+        REGISTRY.iter().flat_map(|r| self.destinations.iter().filter(move |s| s.kind == r.kind))
+    }
+
+    /// The section of the destination called `name` (`meta`, `webhook:warehouse`).
+    pub fn destination(&self, name: &str) -> Option<&DestinationSection> {
+        self.destinations.iter().find(|s| s.destination_name() == name)
+    }
+
+    /// Every destination section read into its settings type, in the order
+    /// the tracker lists them: `env:NAME` resolved, unknown keys refused.
+    pub(crate) fn destination_settings(&self) -> Result<Vec<ReadSection<'_>>, ConfigError> {
+        self.destinations()
+            .map(|section| {
+                let r = registry::by_kind(section.kind).ok_or_else(|| ConfigError::InFile {
+                    setting: section.path.clone(),
+                    reason: "no destination of this kind is registered".into(),
+                })?;
+                Ok((section, (r.read)(section)?))
+            })
+            .collect()
     }
 
     /// The collector settings. Checks `server.listen` and `collector.allowed_origins`
@@ -998,5 +835,116 @@ secret = "wh-s3kr1t-4"
         let mut missing = vars.clone();
         missing.remove("TALLY_GA4_API_SECRET");
         assert!(TallyConfig::from_vars(&missing).unwrap_err().to_string().contains("TALLY_GA4_API_SECRET"));
+    }
+
+    /// The example at the top of this module, every commented-out key
+    /// switched on (but the key file, which would have to exist) and `env:`
+    /// references written as literals, reads into every destination's settings.
+    #[test]
+    fn the_documented_example_reads() {
+        let source = include_str!("config_file.rs");
+        let start = source.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + source[start..].find("//! ```\n").unwrap();
+        let text: String = source[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start())
+            .map(|l| match l.strip_prefix("# ") {
+                Some(key)
+                    if key
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) =>
+                {
+                    key
+                }
+                _ => l,
+            })
+            .filter(|l| !l.starts_with("service_account_key_file"))
+            .map(|l| l.replace("\"env:", "\"") + "\n")
+            .collect();
+        let c = TallyConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let read = c.destination_settings().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<String> = read.iter().map(|(s, _)| s.destination_name()).collect();
+        let every: Vec<String> = REGISTRY
+            .iter()
+            .map(|r| if r.many { format!("{}:warehouse", r.kind.as_str()) } else { r.kind.as_str().to_owned() })
+            .collect();
+        assert_eq!(names, every, "the example shows every destination");
+        assert_eq!(c.destination("webhook:warehouse").and_then(|s| s.bots), Some(crate::bots::BotPolicy::Send));
+        let meta = read.iter().find_map(|(_, s)| (&**s as &dyn std::any::Any).downcast_ref::<crate::MetaConfig>());
+        let meta = meta.unwrap();
+        assert_eq!(meta.action_source, tally_core::destinations::meta::ActionSource::PhysicalStore);
+        assert_eq!(
+            meta.limited_data_use,
+            Some(tally_core::destinations::meta::LimitedDataUse { country: 1, state: 1000 })
+        );
+        assert!(!c.lanes.is_empty() && c.tracker_builder().is_ok());
+    }
+
+    #[test]
+    fn the_files_own_spellings() {
+        let ads = |extra: &str| {
+            let text = format!(
+                "[google_ads]\ncustomer_id = \"123-456-7890\"\nclient_id = \"c\"\nclient_secret = \"s\"\nrefresh_token = \"r\"\n\
+                 conversion_actions = {{ buy = \"555\" }}\nlabels = {{ purchase = \"buy\", lead = \"buy\" }}\n{extra}"
+            );
+            let c = TallyConfig::from_toml(&text).unwrap();
+            let read = c.destination_settings()?;
+            let ads = (&*read[0].1 as &dyn std::any::Any).downcast_ref::<crate::GoogleAdsConfig>().cloned();
+            Ok::<_, ConfigError>(ads.unwrap())
+        };
+        let a = ads("").unwrap();
+        assert_eq!(a.diagnostics, Some(std::time::Duration::from_secs(1800)));
+        assert_eq!((a.labels.purchase.as_deref(), a.labels.lead.as_deref()), (Some("buy"), Some("buy")));
+        assert_eq!(ads("diagnostics = false").unwrap().diagnostics, None);
+        let first = Some(std::time::Duration::from_millis(60_000));
+        assert_eq!(ads("diagnostics_first_poll_ms = 60000").unwrap().diagnostics, first);
+        assert_eq!(ads("diagnostics = 60000").unwrap().diagnostics, first);
+        let e = ads("diagnostics = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("google_ads.diagnostics is invalid") && e.contains("false"), "{e}");
+        let e = ads("service_account_key = \"{}\"\nservice_account_key_file = \"/nonexistent/sa.json\"").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = ads("service_account_key_file = \"/nonexistent/sa.json\"").unwrap_err().to_string();
+        assert!(e.contains("google_ads.service_account_key_file") && e.contains("/nonexistent/sa.json"), "{e}");
+        let e = ads("conversion_action = {}").unwrap_err().to_string();
+        assert!(e.contains("unknown field `conversion_action`") && e.contains("conversion_actions"), "{e}");
+
+        let ga4 = |extra: &str| {
+            let c = TallyConfig::from_toml(&format!("[ga4]\nmeasurement_id = \"G-A1\"\napi_secret = \"s\"\n{extra}"))
+                .unwrap();
+            let read = c.destination_settings()?;
+            Ok::<_, ConfigError>(
+                (&*read[0].1 as &dyn std::any::Any).downcast_ref::<crate::Ga4Config>().cloned().unwrap(),
+            )
+        };
+        let eu = tally_core::destinations::ga4::EU_BASE_URL;
+        assert_eq!(ga4("eu = true").unwrap().base_url, eu);
+        assert_eq!(ga4("eu = true\nbase_url = \"http://127.0.0.1:9\"").unwrap().base_url, "http://127.0.0.1:9");
+        assert_eq!(ga4("eu = false").unwrap().base_url, tally_core::destinations::ga4::DEFAULT_BASE_URL);
+        assert!(ga4("eu = \"yes\"").unwrap_err().to_string().contains("ga4.eu"));
+
+        // A missing variable names the setting, webhooks by their name.
+        let c = TallyConfig::from_toml(
+            "[webhooks.crm]\nurl = \"https://crm.example/in\"\nsecret = \"env:TALLY_TEST_SURELY_UNSET\"",
+        )
+        .unwrap();
+        let e = c.tracker_builder().err().unwrap().to_string();
+        assert_eq!(e, "webhooks.crm.secret is invalid: environment variable TALLY_TEST_SURELY_UNSET is not set");
+    }
+
+    #[test]
+    fn lists_of_destinations_come_from_the_registry() {
+        let e = TallyConfig::from_toml("[tik_tok]\npixel_code = \"C4\"").unwrap_err().to_string();
+        let e2 = TallyConfig::from_toml("[lanes.pinterest]\nwindow = 2")
+            .unwrap()
+            .tracker_builder()
+            .err()
+            .unwrap()
+            .to_string();
+        let e3 = ConfigError::NoDestination.to_string();
+        for r in REGISTRY {
+            assert!(e.contains(&format!("[{}", r.file_key)), "{e}");
+            assert!(e2.contains(&r.lane_name()), "{e2}");
+            assert!(e3.contains(r.kind.as_str()), "{e3}");
+        }
     }
 }

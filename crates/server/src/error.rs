@@ -21,8 +21,18 @@ pub enum ConfigError {
         /// Why, and what is expected.
         reason: String,
     },
+    /// A setting read from a configuration file (`meta.access_token`,
+    /// `webhooks.warehouse.batch`) cannot be read: a wrong type or spelling,
+    /// an unknown key, or an `env:NAME` whose variable is not set.
+    #[error("{setting} is invalid: {reason}")]
+    InFile {
+        /// The setting, as its section and key.
+        setting: String,
+        /// Why, and what is expected.
+        reason: String,
+    },
     /// Nothing to deliver to.
-    #[error("no destination is configured: add at least one of ga4, google_ads, meta, rokt, servoki or a webhook")]
+    #[error("no destination is configured: add at least one of {}", crate::destinations::registry::destination_list())]
     NoDestination,
 }
 

@@ -2,13 +2,17 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// An API secret, access token, key or signing secret as written in a
 /// configuration file: literally, or `env:NAME` to read it from the
 /// environment when the tracker is built. Its `Debug` and `Display` show
 /// `env:NAME` references (not secret) and `[redacted]` for everything else,
-/// so a logged configuration never leaks a credential.
+/// so a logged configuration never leaks a credential. It deserialises from a
+/// string (an `env:NAME` reference stays as written until the tracker is
+/// built) and serialises as written, for writing a configuration file: never
+/// serialise settings into logs. The default is empty (a setting not given,
+/// refused where it is required).
 ///
 /// ```
 /// use tally_server::Secret;
@@ -17,7 +21,7 @@ use serde::Deserialize;
 /// assert_eq!(s.expose(), "sk_live_123");
 /// assert_eq!(format!("{:?}", Secret::from("env:META_TOKEN")), "Secret(env:META_TOKEN)");
 /// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 

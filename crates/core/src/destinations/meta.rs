@@ -34,7 +34,7 @@ pub const MAX_AGE_DAYS_PHYSICAL_STORE: u32 = 62;
 pub const MAX_FUTURE_MS: i64 = 15 * 60_000;
 
 /// `action_source`: where the conversion happened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionSource {
     /// On the website (needs `event_source_url` and `client_user_agent`).
@@ -73,7 +73,8 @@ impl ActionSource {
 }
 
 /// Limited Data Use (US state privacy laws), sent as `data_processing_options`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitedDataUse {
     /// `data_processing_options_country`: `1` = USA, `0` = geolocate.
     pub country: u32,

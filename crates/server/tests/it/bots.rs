@@ -237,7 +237,7 @@ secret = "whsec"
 bots = "drop"
 "#;
     let config: tally_server::config_file::TallyConfig = toml::from_str(text).unwrap();
-    assert_eq!(config.ga4.as_ref().and_then(|g| g.bots), Some(BotPolicy::Send));
+    assert_eq!(config.destination("ga4").and_then(|g| g.bots), Some(BotPolicy::Send));
     assert!(config.tracker_builder().and_then(|b| b.build()).is_ok());
     let wrong = text.replace("bots = \"send\"", "bots = \"keep\"");
     let e = toml::from_str::<tally_server::config_file::TallyConfig>(&wrong).err().unwrap().to_string();

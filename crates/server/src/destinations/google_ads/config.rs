@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tally_core::EventName;
 use tally_core::destinations::google_ads as core_ads;
 
-use crate::config::check_url;
+use crate::config::{ServerTrackerBuilder, check_url};
+use crate::destinations::registry::FileSettings;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
@@ -17,7 +19,11 @@ use crate::secret::Secret;
 /// browser the same strings are the gtag `send_to` labels). An event whose name
 /// has no label here is reported as `Skipped(NoLabelConfigured)` at Google Ads.
 /// Refunds use the `purchase` label's action (as a conversion adjustment).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// In a configuration file, a table of event name → label:
+/// `labels = { purchase = "purchase", sign_up = "signup" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
 pub struct AdsLabels {
     /// `purchase` (and the adjustments of refunds).
     pub purchase: Option<String>,
@@ -87,8 +93,25 @@ impl AdsLabels {
     }
 }
 
+impl From<BTreeMap<String, String>> for AdsLabels {
+    fn from(by_event: BTreeMap<String, String>) -> AdsLabels {
+        let mut labels = AdsLabels::default();
+        for (event, label) in by_event {
+            labels.set(&event, label);
+        }
+        labels
+    }
+}
+
+impl From<AdsLabels> for BTreeMap<String, String> {
+    fn from(labels: AdsLabels) -> BTreeMap<String, String> {
+        labels.entries().into_iter().map(|(event, label)| (event, label.to_owned())).collect()
+    }
+}
+
 /// Which Google API carries conversions to Google Ads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum GoogleAdsApi {
     /// The Data Manager API (`events:ingest`): the default, and the only
@@ -111,8 +134,10 @@ impl GoogleAdsApi {
 }
 
 /// What becomes of a full refund on the Data Manager path, which can restate
-/// a conversion's value but not retract it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// a conversion's value but not retract it. In a configuration file `"skip"`
+/// or `"google_ads_api"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Retractions {
     /// Reported as `Skipped(RetractionUnsupported)`, saying what to do.
@@ -125,7 +150,9 @@ pub enum Retractions {
 }
 
 /// Google Ads settings: conversions through the Data Manager API (the
-/// default) or the Google Ads API.
+/// default) or the Google Ads API. In a configuration file, the
+/// `[google_ads]` section: the field names are its keys, plus
+/// `service_account_key_file` (a file holding `service_account_key`).
 ///
 /// ```
 /// use tally_server::GoogleAdsConfig;
@@ -136,9 +163,11 @@ pub enum Retractions {
 /// assert_eq!(ads.labels.purchase.as_deref(), Some("AbC-D_efG-h12_34-567"));
 /// assert_eq!(ads.api, tally_server::GoogleAdsApi::DataManager);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct GoogleAdsConfig {
     /// Which API conversions go through (default: the Data Manager API).
+    #[serde(default)]
     pub api: GoogleAdsApi,
     /// The account that owns the conversion actions (dashes allowed; sent as
     /// 10 digits, as the Data Manager `operatingAccount`).
@@ -146,45 +175,170 @@ pub struct GoogleAdsConfig {
     /// The manager (MCC) account the credentials reach `customer_id` through:
     /// the Data Manager `loginAccount` (the `login-customer-id` header on the
     /// Google Ads API).
+    #[serde(default)]
     pub login_customer_id: Option<String>,
     /// OAuth 2.0 client id (Google Cloud console › Credentials).
+    #[serde(default)]
     pub client_id: String,
     /// OAuth 2.0 client secret.
+    #[serde(default)]
     pub client_secret: Secret,
     /// A refresh token granted the `datamanager` scope (and `adwords` for the
     /// Google Ads API path or its retractions).
+    #[serde(default)]
     pub refresh_token: Secret,
     /// A service account's JSON key, instead of the client id, secret and
     /// refresh token: tokens come from the JWT-bearer grant. The service
     /// account must be a user of the Google Ads account.
+    #[serde(default)]
     pub service_account_key: Option<Secret>,
     /// Developer token, Google Ads API only; optional since Google stopped
     /// requiring it (sent only when set).
+    #[serde(default)]
     pub developer_token: Option<Secret>,
     /// Google Ads API version, default [`core_ads::DEFAULT_API_VERSION`].
+    #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Google Ads API base URL (loopback in tests).
+    #[serde(default = "default_base_url")]
     pub base_url: String,
     /// Data Manager API base URL (loopback in tests).
+    #[serde(default = "default_data_manager_url")]
     pub data_manager_url: String,
     /// Full refunds on the Data Manager path.
+    #[serde(default)]
     pub retractions: Retractions,
     /// Merchant Center account of the items (`cartData.merchantId`), Data Manager only.
+    #[serde(default)]
     pub merchant_id: Option<String>,
     /// Data Manager request-status polling: the wait before the first poll
     /// (Google's schedule: 30 minutes, then ×1.3 up to an hour, for 24 hours;
     /// a shorter first wait shrinks the whole schedule in proportion).
-    /// `None`: no polling.
+    /// `None`: no polling. In a configuration file `diagnostics = false`, or
+    /// the first wait in ms (`diagnostics_first_poll_ms` is accepted too).
+    #[serde(default = "default_diagnostics", alias = "diagnostics_first_poll_ms", with = "first_poll_ms")]
     pub diagnostics: Option<Duration>,
     /// OAuth token endpoint (loopback in tests).
+    #[serde(default = "default_token_url")]
     pub token_url: String,
     /// Conversion actions by label: the action id (`555666777`) or its resource name
     /// (`customers/1234567890/conversionActions/555666777`).
+    #[serde(default)]
     pub conversion_actions: BTreeMap<String, String>,
     /// Which label each helper's event feeds.
+    #[serde(default)]
     pub labels: AdsLabels,
     /// Ask Google to validate uploads without storing them (`validateOnly`).
+    #[serde(default)]
     pub validate_only: bool,
+}
+
+fn default_api_version() -> String {
+    core_ads::DEFAULT_API_VERSION.to_owned()
+}
+
+fn default_base_url() -> String {
+    core_ads::DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_data_manager_url() -> String {
+    tally_core::destinations::data_manager::DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_diagnostics() -> Option<Duration> {
+    Some(Duration::from_secs(30 * 60))
+}
+
+fn default_token_url() -> String {
+    core_ads::TOKEN_URL.to_owned()
+}
+
+/// [`GoogleAdsConfig::diagnostics`] in a file: `false` (no polling), `true`
+/// (Google's 30 minutes) or the first wait in milliseconds.
+mod first_poll_ms {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            None => s.serialize_bool(false),
+            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        struct FirstPoll;
+        impl Visitor<'_> for FirstPoll {
+            type Value = Option<Duration>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("false (no status polling), true, or the wait before the first poll in ms")
+            }
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(on.then(super::default_diagnostics).flatten())
+            }
+            fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Self::Value, E> {
+                Ok(Some(Duration::from_millis(ms)))
+            }
+            fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Self::Value, E> {
+                u64::try_from(ms)
+                    .map(|ms| Some(Duration::from_millis(ms)))
+                    .map_err(|_| E::custom("must not be negative"))
+            }
+        }
+        d.deserialize_any(FirstPoll)
+    }
+}
+
+impl FileSettings for GoogleAdsConfig {
+    fn add_to(self, builder: ServerTrackerBuilder, _name: &str) -> ServerTrackerBuilder {
+        builder.google_ads(self)
+    }
+
+    /// `service_account_key_file`: a file holding the service account's JSON key.
+    fn file_shorthands(table: &mut toml::Table, section: &str) -> Result<(), ConfigError> {
+        let Some(path) = table.remove("service_account_key_file") else {
+            return Ok(());
+        };
+        if table.contains_key("service_account_key") {
+            return Err(ConfigError::InFile {
+                setting: format!("{section}.service_account_key"),
+                reason: "give service_account_key or service_account_key_file, not both".into(),
+            });
+        }
+        let setting = format!("{section}.service_account_key_file");
+        let path = path.as_str().ok_or_else(|| ConfigError::InFile {
+            setting: setting.clone(),
+            reason: format!("{path}: expected the path of the JSON key file"),
+        })?;
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::InFile { setting, reason: format!("{path}: {e}") })?;
+        table.insert("service_account_key".into(), key.into());
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn sample() -> Self {
+        let mut ads = GoogleAdsConfig::new("123-456-7890", "client.sample", "client-secret-sample", "1//sample")
+            .api(GoogleAdsApi::GoogleAdsApi)
+            .login_customer_id("987-654-3210")
+            .developer_token("dev-token-sample")
+            .api_version("v99")
+            .base_url("http://127.0.0.1:9/ads")
+            .data_manager_url("http://127.0.0.1:9/dm")
+            .retractions(Retractions::GoogleAdsApi)
+            .merchant_id("4242")
+            .diagnostics(Some(Duration::from_millis(1500)))
+            .token_url("http://127.0.0.1:9/token")
+            .conversion_action("buy", "555666777")
+            .label("purchase", "buy")
+            .label("view_item", "buy")
+            .validate_only(true);
+        ads.service_account_key = Some(Secret::from("{\"type\": \"service_account\"}"));
+        ads
+    }
 }
 
 impl GoogleAdsConfig {
@@ -204,13 +358,13 @@ impl GoogleAdsConfig {
             refresh_token: refresh_token.into(),
             service_account_key: None,
             developer_token: None,
-            api_version: core_ads::DEFAULT_API_VERSION.to_owned(),
-            base_url: core_ads::DEFAULT_BASE_URL.to_owned(),
-            data_manager_url: tally_core::destinations::data_manager::DEFAULT_BASE_URL.to_owned(),
+            api_version: default_api_version(),
+            base_url: default_base_url(),
+            data_manager_url: default_data_manager_url(),
             retractions: Retractions::Skip,
             merchant_id: None,
-            diagnostics: Some(Duration::from_secs(30 * 60)),
-            token_url: core_ads::TOKEN_URL.to_owned(),
+            diagnostics: default_diagnostics(),
+            token_url: default_token_url(),
             conversion_actions: BTreeMap::new(),
             labels: AdsLabels::default(),
             validate_only: false,

@@ -1,28 +1,64 @@
 //! Meta settings, as the builder and the TOML file hold them.
 
+use serde::{Deserialize, Serialize};
 use tally_core::destinations::meta::{self as core_meta};
 
-use crate::config::check_url;
+use crate::config::{ServerTrackerBuilder, check_url};
+use crate::destinations::registry::FileSettings;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
-/// Meta Conversions API settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Meta Conversions API settings; in a configuration file, the `[meta]`
+/// section (the field names are its keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetaConfig {
     /// The pixel (dataset) id, digits.
     pub pixel_id: String,
     /// A system-user access token (Events Manager › Settings › Conversions API).
     pub access_token: Secret,
     /// Graph API version, default [`core_meta::DEFAULT_API_VERSION`].
+    #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Graph base URL (loopback in tests).
+    #[serde(default = "default_base_url")]
     pub base_url: String,
     /// `test_event_code` from Events Manager › Test events; remove in production.
+    #[serde(default)]
     pub test_event_code: Option<String>,
-    /// `action_source` of every event (default `website`).
+    /// `action_source` of every event (default `website`; in a file
+    /// `"website"`, `"email"`, `"phone_call"`, `"chat"`, `"physical_store"`,
+    /// `"system_generated"`, `"business_messaging"` or `"other"`).
+    #[serde(default)]
     pub action_source: core_meta::ActionSource,
-    /// Limited Data Use flags.
+    /// Limited Data Use flags (in a file `{ country = 1, state = 1000 }`;
+    /// `0` lets Meta geolocate).
+    #[serde(default)]
     pub limited_data_use: Option<core_meta::LimitedDataUse>,
+}
+
+fn default_api_version() -> String {
+    core_meta::DEFAULT_API_VERSION.to_owned()
+}
+
+fn default_base_url() -> String {
+    core_meta::DEFAULT_BASE_URL.to_owned()
+}
+
+impl FileSettings for MetaConfig {
+    fn add_to(self, builder: ServerTrackerBuilder, _name: &str) -> ServerTrackerBuilder {
+        builder.meta(self)
+    }
+
+    #[cfg(test)]
+    fn sample() -> Self {
+        MetaConfig::new("1234567890", "meta-sample-token")
+            .api_version("v99.0")
+            .base_url("http://127.0.0.1:9/meta")
+            .test_event_code("TEST123")
+            .action_source(core_meta::ActionSource::PhysicalStore)
+            .limited_data_use(core_meta::LimitedDataUse { country: 1, state: 1000 })
+    }
 }
 
 impl MetaConfig {
@@ -31,8 +67,8 @@ impl MetaConfig {
         MetaConfig {
             pixel_id: pixel_id.into(),
             access_token: access_token.into(),
-            api_version: core_meta::DEFAULT_API_VERSION.to_owned(),
-            base_url: core_meta::DEFAULT_BASE_URL.to_owned(),
+            api_version: default_api_version(),
+            base_url: default_base_url(),
             test_event_code: None,
             action_source: core_meta::ActionSource::Website,
             limited_data_use: None,
@@ -60,6 +96,12 @@ impl MetaConfig {
     /// Sets the `action_source`.
     pub fn action_source(mut self, s: core_meta::ActionSource) -> Self {
         self.action_source = s;
+        self
+    }
+
+    /// Flags every event for Limited Data Use (`data_processing_options`).
+    pub fn limited_data_use(mut self, l: core_meta::LimitedDataUse) -> Self {
+        self.limited_data_use = Some(l);
         self
     }
 

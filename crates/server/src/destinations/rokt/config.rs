@@ -1,13 +1,17 @@
 //! Rokt settings, as the builder and the TOML file hold them.
 
+use serde::{Deserialize, Serialize};
 use tally_core::destinations::rokt::{self as core_rokt};
 
-use crate::config::check_url;
+use crate::config::{ServerTrackerBuilder, check_url};
+use crate::destinations::registry::FileSettings;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
-/// Rokt Event API v2 settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Rokt Event API v2 settings; in a configuration file, the `[rokt]`
+/// section (the field names are its keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoktConfig {
     /// The advertiser account id (at most 64 characters).
     pub account_id: String,
@@ -16,9 +20,32 @@ pub struct RoktConfig {
     /// The secret key, `rsec-…`.
     pub secret: Secret,
     /// The endpoint, default [`core_rokt::DEFAULT_URL`].
+    #[serde(default = "default_url")]
     pub url: String,
     /// The `Rokt-Version` header, default [`core_rokt::ROKT_VERSION`].
+    #[serde(default = "default_rokt_version")]
     pub rokt_version: String,
+}
+
+fn default_url() -> String {
+    core_rokt::DEFAULT_URL.to_owned()
+}
+
+fn default_rokt_version() -> String {
+    core_rokt::ROKT_VERSION.to_owned()
+}
+
+impl FileSettings for RoktConfig {
+    fn add_to(self, builder: ServerTrackerBuilder, _name: &str) -> ServerTrackerBuilder {
+        builder.rokt(self)
+    }
+
+    #[cfg(test)]
+    fn sample() -> Self {
+        RoktConfig::new("12345", "rpub-sample", "rsec-sample")
+            .url("http://127.0.0.1:9/rokt/v2/events")
+            .rokt_version("2099-01-01")
+    }
 }
 
 impl RoktConfig {
@@ -28,14 +55,20 @@ impl RoktConfig {
             account_id: account_id.into(),
             public_key: public_key.into(),
             secret: secret.into(),
-            url: core_rokt::DEFAULT_URL.to_owned(),
-            rokt_version: core_rokt::ROKT_VERSION.to_owned(),
+            url: default_url(),
+            rokt_version: default_rokt_version(),
         }
     }
 
     /// Overrides the endpoint (the full `…/v2/events` URL).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// Pins another `Rokt-Version` header (default [`core_rokt::ROKT_VERSION`]).
+    pub fn rokt_version(mut self, v: impl Into<String>) -> Self {
+        self.rokt_version = v.into();
         self
     }
 

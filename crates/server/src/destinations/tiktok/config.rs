@@ -1,22 +1,43 @@
 //! TikTok settings, as the builder and the TOML file hold them.
 
+use serde::{Deserialize, Serialize};
 use tally_core::destinations::tiktok::{self as core_tiktok};
 
-use crate::config::check_url;
+use crate::config::{ServerTrackerBuilder, check_url};
+use crate::destinations::registry::FileSettings;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
-/// TikTok Events API 2.0 settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// TikTok Events API 2.0 settings; in a configuration file, the `[tiktok]`
+/// section (the field names are its keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TikTokConfig {
     /// The pixel code (`event_source_id`).
     pub pixel_code: String,
     /// The Events API access token.
     pub access_token: Secret,
     /// `test_event_code`; remove in production.
+    #[serde(default)]
     pub test_event_code: Option<String>,
     /// The endpoint, default [`core_tiktok::DEFAULT_URL`].
+    #[serde(default = "default_url")]
     pub url: String,
+}
+
+fn default_url() -> String {
+    core_tiktok::DEFAULT_URL.to_owned()
+}
+
+impl FileSettings for TikTokConfig {
+    fn add_to(self, builder: ServerTrackerBuilder, _name: &str) -> ServerTrackerBuilder {
+        builder.tiktok(self)
+    }
+
+    #[cfg(test)]
+    fn sample() -> Self {
+        TikTokConfig::new("C4SAMPLE", "tt-sample-token").url("http://127.0.0.1:9/tiktok").test_event_code("TEST42")
+    }
 }
 
 impl TikTokConfig {
@@ -26,7 +47,7 @@ impl TikTokConfig {
             pixel_code: pixel_code.into(),
             access_token: access_token.into(),
             test_event_code: None,
-            url: core_tiktok::DEFAULT_URL.to_owned(),
+            url: default_url(),
         }
     }
 

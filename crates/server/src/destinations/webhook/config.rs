@@ -1,11 +1,17 @@
 //! webhook sink settings, as the builder and the TOML file hold them.
 
-use crate::config::check_url;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ServerTrackerBuilder, check_url};
+use crate::destinations::registry::FileSettings;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
-/// A webhook or warehouse sink: every event as signed JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A webhook or warehouse sink: every event as signed JSON; in a
+/// configuration file, a `[webhooks.<name>]` section (the field names are its
+/// keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where to `POST`.
     pub url: String,
@@ -14,7 +20,23 @@ pub struct WebhookConfig {
     /// Events per request at most (1, the default: one record per request;
     /// up to 500). Above 1 the sink receives `records` bodies
     /// holding events of any visitors.
+    #[serde(default = "default_batch")]
     pub batch: usize,
+}
+
+fn default_batch() -> usize {
+    1
+}
+
+impl FileSettings for WebhookConfig {
+    fn add_to(self, builder: ServerTrackerBuilder, name: &str) -> ServerTrackerBuilder {
+        builder.webhook(name, self)
+    }
+
+    #[cfg(test)]
+    fn sample() -> Self {
+        WebhookConfig::new("http://127.0.0.1:9/hook", "whsec-sample").batch(100)
+    }
 }
 
 /// The largest [`WebhookConfig::batch`].
@@ -23,7 +45,7 @@ pub const MAX_BATCH: usize = 500;
 impl WebhookConfig {
     /// A sink at `url` signing with `secret`.
     pub fn new(url: impl Into<String>, secret: impl Into<Secret>) -> WebhookConfig {
-        WebhookConfig { url: url.into(), secret: secret.into(), batch: 1 }
+        WebhookConfig { url: url.into(), secret: secret.into(), batch: default_batch() }
     }
 
     /// With up to `n` events per request (1 to 500; checked when
