@@ -92,10 +92,11 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use tally_core::{ConsentState, DestinationKind};
+use tally_core::ConsentState;
 
 use crate::collector::CollectorConfig;
 use crate::config::ServerTrackerBuilder;
+pub use crate::destinations::registry::DestinationSection;
 use crate::destinations::registry::{self, REGISTRY, ReadSettings, Registration};
 use crate::error::ConfigError;
 use crate::secret::Secret;
@@ -119,82 +120,6 @@ pub struct TallyConfig {
 
 /// A destination section and the settings read from it.
 pub(crate) type ReadSection<'a> = (&'a DestinationSection, Box<dyn ReadSettings>);
-
-/// One destination's section (`[meta]`, `[webhooks.warehouse]`) as the file
-/// holds it: its `bots` policy, read when the file is parsed, and its
-/// settings, read into the destination's settings type (`MetaConfig`,
-/// `WebhookConfig`, …, whose field names are the keys) by
-/// [`TallyConfig::tracker_builder`], once `env:NAME` references are resolved.
-/// Its `Debug` shows the keys, not the values.
-#[derive(Clone, PartialEq)]
-pub struct DestinationSection {
-    kind: DestinationKind,
-    /// `meta`, `webhooks.warehouse`.
-    path: String,
-    /// The name of one of many (`warehouse`), empty otherwise.
-    instance: String,
-    /// Known bots' events (crawlers, link previewers, headless browsers):
-    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
-    pub bots: Option<crate::bots::BotPolicy>,
-    settings: toml::Table,
-}
-
-impl DestinationSection {
-    /// A section of `registration`'s destination (`instance`: the name of
-    /// one of many), its `bots` key taken out and read.
-    fn new(registration: &Registration, instance: Option<&str>, mut settings: toml::Table) -> Result<Self, String> {
-        let path = match instance {
-            Some(name) => format!("{}.{name}", registration.file_key),
-            None => registration.file_key.to_owned(),
-        };
-        let bots = match settings.remove("bots") {
-            Some(v) => Some(v.try_into().map_err(|e| format!("{path}.bots: {e}"))?),
-            None => None,
-        };
-        Ok(DestinationSection {
-            kind: registration.kind,
-            path,
-            instance: instance.unwrap_or_default().to_owned(),
-            bots,
-            settings,
-        })
-    }
-
-    /// The destination's kind.
-    pub fn kind(&self) -> DestinationKind {
-        self.kind
-    }
-
-    /// Where the section is in the file: `meta`, `webhooks.warehouse`.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The destination's name in results, `[lanes.<name>]` and metrics:
-    /// `meta`, `webhook:warehouse`.
-    pub fn destination_name(&self) -> String {
-        if self.instance.is_empty() {
-            self.kind.as_str().to_owned()
-        } else {
-            format!("{}:{}", self.kind.as_str(), self.instance)
-        }
-    }
-
-    /// The settings as written (`env:NAME` unresolved, `bots` taken out).
-    pub(crate) fn settings(&self) -> &toml::Table {
-        &self.settings
-    }
-}
-
-impl std::fmt::Debug for DestinationSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DestinationSection")
-            .field("path", &self.path)
-            .field("bots", &self.bots)
-            .field("keys", &self.settings.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
 
 impl<'de> Deserialize<'de> for TallyConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TallyConfig, D::Error> {

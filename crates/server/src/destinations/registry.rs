@@ -22,7 +22,6 @@ use crate::config::{
     Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
     WebhookConfig,
 };
-use crate::config_file::DestinationSection;
 use crate::error::ConfigError;
 
 /// Every destination, in the order the tracker lists them.
@@ -180,6 +179,86 @@ fn resolve_env(path: &str, table: &mut toml::Table) -> Result<(), ConfigError> {
         }
     }
     table.iter_mut().try_for_each(|(k, v)| walk(&format!("{path}.{k}"), v))
+}
+
+/// One destination's section (`[meta]`, `[webhooks.warehouse]`) as the file
+/// holds it: its `bots` policy, read when the file is parsed, and its
+/// settings, read into the destination's settings type (`MetaConfig`,
+/// `WebhookConfig`, …, whose field names are the keys) by
+/// [`TallyConfig::tracker_builder`](crate::config_file::TallyConfig::tracker_builder), once `env:NAME` references are resolved.
+/// Its `Debug` shows the keys, not the values.
+#[derive(Clone, PartialEq)]
+pub struct DestinationSection {
+    pub(crate) kind: DestinationKind,
+    /// `meta`, `webhooks.warehouse`.
+    pub(crate) path: String,
+    /// The name of one of many (`warehouse`), empty otherwise.
+    pub(crate) instance: String,
+    /// Known bots' events (crawlers, link previewers, headless browsers):
+    /// `"drop"` or `"send"` (see [`crate::bots`]; default `"drop"`, `"send"` for webhooks).
+    pub bots: Option<crate::bots::BotPolicy>,
+    pub(crate) settings: toml::Table,
+}
+
+impl DestinationSection {
+    /// A section of `registration`'s destination (`instance`: the name of
+    /// one of many), its `bots` key taken out and read.
+    pub(crate) fn new(
+        registration: &Registration,
+        instance: Option<&str>,
+        mut settings: toml::Table,
+    ) -> Result<Self, String> {
+        let path = match instance {
+            Some(name) => format!("{}.{name}", registration.file_key),
+            None => registration.file_key.to_owned(),
+        };
+        let bots = match settings.remove("bots") {
+            Some(v) => Some(v.try_into().map_err(|e| format!("{path}.bots: {e}"))?),
+            None => None,
+        };
+        Ok(DestinationSection {
+            kind: registration.kind,
+            path,
+            instance: instance.unwrap_or_default().to_owned(),
+            bots,
+            settings,
+        })
+    }
+
+    /// The destination's kind.
+    pub fn kind(&self) -> DestinationKind {
+        self.kind
+    }
+
+    /// Where the section is in the file: `meta`, `webhooks.warehouse`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The destination's name in results, `[lanes.<name>]` and metrics:
+    /// `meta`, `webhook:warehouse`.
+    pub fn destination_name(&self) -> String {
+        if self.instance.is_empty() {
+            self.kind.as_str().to_owned()
+        } else {
+            format!("{}:{}", self.kind.as_str(), self.instance)
+        }
+    }
+
+    /// The settings as written (`env:NAME` unresolved, `bots` taken out).
+    pub(crate) fn settings(&self) -> &toml::Table {
+        &self.settings
+    }
+}
+
+impl std::fmt::Debug for DestinationSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSection")
+            .field("path", &self.path)
+            .field("bots", &self.bots)
+            .field("keys", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[cfg(test)]
