@@ -40,6 +40,22 @@
 //! [status page](status) (`GET /status` of the [collector]) and
 //! `tally reconcile --since 24h` reconcile against the backend's orders.
 //!
+//! ## How the crate is built
+//!
+//! One engine (`src/engine/`) owns everything that is the same for every
+//! destination: admission (consent, bots, the outbox), the lanes, the round
+//! (claim the idempotency key → build → send → judge → settle → acknowledge),
+//! the outbox worker, the one [`RetryPolicy`] and the one HTTP helper, with
+//! the one status rule of [`tally_core::http`]. A destination is one folder
+//! (`src/destinations/<name>/`: `config.rs`, its settings as the builder and
+//! the TOML file take them; `mod.rs`, its request built by one tally-core
+//! call, its URL and auth, and its judgement of an answer) plus one line in
+//! `src/destinations/registry.rs`, from which the file's sections and the
+//! error messages' lists are derived. Every destination runs through the same
+//! compliance suite (`tests/it/compliance.rs`) against its stand-in in
+//! `tally-sandbox`. `cargo xtask modules` keeps the modules free of import
+//! cycles (the one allowed: the builder and the tracker it builds).
+//!
 //! ## Example: a payment webhook delivering to several destinations
 //!
 //! One tracker per process, configured for GA4, Google Ads (through the Data
@@ -161,21 +177,21 @@
 pub mod bots;
 mod clock;
 pub mod collector;
-pub mod config;
+mod config;
 pub mod config_file;
 mod destinations;
 mod diagnostics;
 mod engine;
-pub mod error;
-pub mod input;
-pub mod metrics;
-pub mod outcome;
+mod error;
+mod input;
+mod metrics;
+mod outcome;
 pub mod production_qa;
-pub mod secret;
+mod secret;
 pub mod serve;
 pub mod status;
 pub mod store;
-pub mod tracker;
+mod tracker;
 
 pub use clock::now_ms;
 pub use config::{
@@ -186,11 +202,12 @@ pub use destinations::google_ads::oauth;
 pub use diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};
 pub use engine::lane::LaneSettings;
 pub use engine::retry::RetryPolicy;
-pub use error::{ConfigError, DeliveryError, TrackError};
+pub use error::{ConfigError, DeliveryError, RowError, TrackError};
 pub use input::{
     CartInput, ConversionInput, EventInput, LeadInput, PageViewInput, PurchaseInput, RefundInput, SignUpInput, Visitor,
 };
+pub use metrics::Metrics;
 pub use outcome::{ErrorReport, Outcome, OutcomeReport, SkipReason, TrackResult};
 pub use secret::Secret;
 pub use store::{Claim, IdempotencyStore, MemoryOutbox, MemoryStore, Outbox};
-pub use tracker::{BoundTracker, FlushReport, ServerTracker};
+pub use tracker::{BoundTracker, FlushReport, LEASE, ServerTracker};

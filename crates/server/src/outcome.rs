@@ -230,7 +230,7 @@ impl OutcomeReport {
     /// outcome report (an unknown outcome, error or skip code, or a field missing).
     ///
     /// ```
-    /// use tally_server::outcome::OutcomeReport;
+    /// use tally_server::OutcomeReport;
     /// let v = serde_json::json!({"outcome": "skipped", "reason": "duplicate", "detail": "duplicate"});
     /// let report = OutcomeReport::from_json(&v).expect("an outcome report");
     /// assert_eq!(report.to_string(), "skipped: duplicate");
