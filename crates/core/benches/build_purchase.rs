@@ -34,10 +34,10 @@ fn main() {
         ..Default::default()
     };
     let ads = google_ads::AdsTarget::new("123-456-7890", "555666777").unwrap();
-    let meta_cfg = meta::MetaConfig::default();
-    let rokt_cfg = rokt::RoktConfig { account_id: "12345".into() };
-    let servoki_cfg = servoki::ServokiConfig { site: "shop.example".into() };
-    let tiktok_cfg = tiktok::TikTokConfig { pixel_code: "PIXEL".into(), test_event_code: None };
+    let meta_cfg = meta::MetaOptions::default();
+    let rokt_cfg = rokt::RoktOptions { account_id: "12345".into() };
+    let servoki_cfg = servoki::ServokiOptions { site: "shop.example".into() };
+    let tiktok_cfg = tiktok::TikTokOptions { pixel_code: "PIXEL".into(), test_event_code: None };
     let opts = NormalizeOptions::default();
     ctx.user_data = Some(raw.hashed(&opts));
     let purchase = |i: u64| {

@@ -343,7 +343,7 @@ mod tests {
             let mut c = full();
             c.consent = consent;
             let keys = sent_match_keys(DestinationKind::Meta, &c);
-            let b = meta::build(core::slice::from_ref(&e), &c, &meta::MetaConfig::default()).unwrap();
+            let b = meta::build(core::slice::from_ref(&e), &c, &meta::MetaOptions::default()).unwrap();
             let u = &b.requests[0].data[0].user_data;
             assert_eq!(keys.contains(MatchKey::Fbc), u.fbc.is_some());
             assert_eq!(keys.contains(MatchKey::Fbp), u.fbp.is_some());
@@ -355,7 +355,7 @@ mod tests {
             let t = tiktok::build(
                 core::slice::from_ref(&e),
                 &c,
-                &tiktok::TikTokConfig { pixel_code: "PIXEL".into(), ..Default::default() },
+                &tiktok::TikTokOptions { pixel_code: "PIXEL".into(), ..Default::default() },
             )
             .unwrap();
             let user = &t.requests[0].data[0].user;

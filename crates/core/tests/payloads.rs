@@ -79,20 +79,20 @@ fn ads_target() -> google_ads::AdsTarget {
     google_ads::AdsTarget::new("123-456-7890", "555666777").unwrap()
 }
 
-fn meta_config() -> meta::MetaConfig {
-    meta::MetaConfig { test_event_code: Some("TEST123".into()), ..Default::default() }
+fn meta_config() -> meta::MetaOptions {
+    meta::MetaOptions { test_event_code: Some("TEST123".into()), ..Default::default() }
 }
 
-fn tiktok_config() -> tiktok::TikTokConfig {
-    tiktok::TikTokConfig { pixel_code: "C4A1B2C3D4E5F6G7H8I9".into(), test_event_code: Some("TEST123".into()) }
+fn tiktok_config() -> tiktok::TikTokOptions {
+    tiktok::TikTokOptions { pixel_code: "C4A1B2C3D4E5F6G7H8I9".into(), test_event_code: Some("TEST123".into()) }
 }
 
-fn rokt_config() -> rokt::RoktConfig {
-    rokt::RoktConfig { account_id: "12345".into() }
+fn rokt_config() -> rokt::RoktOptions {
+    rokt::RoktOptions { account_id: "12345".into() }
 }
 
-fn servoki_config() -> servoki::ServokiConfig {
-    servoki::ServokiConfig { site: "shop.example.com".into() }
+fn servoki_config() -> servoki::ServokiOptions {
+    servoki::ServokiOptions { site: "shop.example.com".into() }
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn all_payloads(events: &[Event], ctx: &DeliveryContext) -> String {
         }
     }
     for source in [meta::ActionSource::Website, meta::ActionSource::SystemGenerated] {
-        let config = meta::MetaConfig { action_source: source, ..meta_config() };
+        let config = meta::MetaOptions { action_source: source, ..meta_config() };
         if let Ok(b) = meta::build(events, ctx, &config) {
             b.requests.iter().for_each(|r| push(ser(r)));
         }

@@ -488,12 +488,12 @@ pub(crate) mod tests {
         check!(
             ga4::build(one, &ctx).unwrap().requests,
             google_ads::build(one, &ctx, &ads).unwrap().clicks,
-            meta::build(one, &ctx, &meta::MetaConfig::default()).unwrap().requests,
-            tiktok::build(one, &ctx, &tiktok::TikTokConfig { pixel_code: "PIXEL".into(), test_event_code: None })
+            meta::build(one, &ctx, &meta::MetaOptions::default()).unwrap().requests,
+            tiktok::build(one, &ctx, &tiktok::TikTokOptions { pixel_code: "PIXEL".into(), test_event_code: None })
                 .unwrap()
                 .requests,
-            rokt::build(one, &ctx, &rokt::RoktConfig { account_id: "12345".into() }).unwrap().requests,
-            servoki::build(one, &ctx, &servoki::ServokiConfig { site: "shop.example".into() }).unwrap().requests,
+            rokt::build(one, &ctx, &rokt::RoktOptions { account_id: "12345".into() }).unwrap().requests,
+            servoki::build(one, &ctx, &servoki::ServokiOptions { site: "shop.example".into() }).unwrap().requests,
             webhook::build(one, &ctx).unwrap().records
         );
     }

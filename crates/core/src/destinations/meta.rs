@@ -84,7 +84,7 @@ pub struct LimitedDataUse {
 
 /// Per-pixel settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MetaConfig {
+pub struct MetaOptions {
     /// `action_source` of every event (default `website`).
     pub action_source: ActionSource,
     /// `test_event_code` from Events Manager › Test events; remove in production.
@@ -308,19 +308,19 @@ fn custom_data(e: &Event) -> CustomData {
 ///     now_ms: 2_000,
 ///     ..Default::default()
 /// };
-/// let batch = meta::build(std::slice::from_ref(&e), &ctx, &meta::MetaConfig::default()).unwrap();
+/// let batch = meta::build(std::slice::from_ref(&e), &ctx, &meta::MetaOptions::default()).unwrap();
 /// let ev = &batch.requests[0].data[0];
 /// assert_eq!(ev.event_name, "Purchase");
 /// assert_eq!(ev.event_id, e.id.as_str());
 /// ```
-pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaConfig) -> Result<MetaBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &MetaOptions) -> Result<MetaBatch> {
     build_many(&[(events, ctx)], config)
 }
 
 /// [`build`] for the events of several visitors at once, so one request carries
 /// events of many visitors (each event keeps its own visitor's user data and
 /// consent). Indices in the batch count through the groups' events in order.
-pub fn build_many(groups: &[VisitorEvents<'_>], config: &MetaConfig) -> Result<MetaBatch> {
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &MetaOptions) -> Result<MetaBatch> {
     let envelope = 64 + config.test_event_code.as_ref().map_or(0, String::len);
     Ok(super::pack_visitors(
         groups,
@@ -335,7 +335,7 @@ pub fn build_many(groups: &[VisitorEvents<'_>], config: &MetaConfig) -> Result<M
 fn visitor_events(
     events: &[Event],
     ctx: &DeliveryContext,
-    config: &MetaConfig,
+    config: &MetaOptions,
     offset: usize,
     ok: &mut Vec<(usize, MetaEvent)>,
     skipped: &mut Vec<(usize, MetaSkip)>,
@@ -565,7 +565,7 @@ mod tests {
         denied.consent = ConsentState::default();
         let (ea, eb, ed) = ([purchase(), purchase()], [purchase()], [purchase()]);
         let groups: [VisitorEvents<'_>; 3] = [(&ea, &a), (&ed, &denied), (&eb, &b)];
-        let batch = build_many(&groups, &MetaConfig::default()).unwrap();
+        let batch = build_many(&groups, &MetaOptions::default()).unwrap();
         assert_eq!(batch.requests.len(), 1, "one request for all visitors");
         assert_eq!(batch.indices, [vec![0, 1, 3]], "indices count through the groups");
         assert_eq!(batch.skipped.len(), 1);
@@ -577,7 +577,7 @@ mod tests {
             ["fb.1.1558571054389.1098115397", "fb.1.1558571054389.1098115397", "fb.1.1558571054389.2222222222"]
         );
         // The same as building each visitor alone.
-        let alone = build(&eb, &b, &MetaConfig::default()).unwrap();
+        let alone = build(&eb, &b, &MetaOptions::default()).unwrap();
         assert_eq!(alone.requests[0].data[0], batch.requests[0].data[2]);
     }
 
@@ -586,7 +586,7 @@ mod tests {
         let c = ctx();
         let events: Vec<[Event; 1]> = (0..MAX_EVENTS + 5).map(|_| [purchase()]).collect();
         let groups: Vec<VisitorEvents<'_>> = events.iter().map(|e| (&e[..], &c)).collect();
-        let batch = build_many(&groups, &MetaConfig::default()).unwrap();
+        let batch = build_many(&groups, &MetaOptions::default()).unwrap();
         assert_eq!(batch.requests.iter().map(|r| r.data.len()).collect::<Vec<_>>(), [MAX_EVENTS, 5]);
     }
 
@@ -618,7 +618,7 @@ mod tests {
     fn canonical_request() {
         // https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api, with Tally's event id and order id.
         let e = purchase();
-        let config = MetaConfig { test_event_code: Some("TEST123".into()), ..Default::default() };
+        let config = MetaOptions { test_event_code: Some("TEST123".into()), ..Default::default() };
         let b = build(std::slice::from_ref(&e), &ctx(), &config).unwrap();
         assert!(b.skipped.is_empty());
         let got = serde_json::to_value(&b.requests[0]).unwrap();
@@ -640,7 +640,7 @@ mod tests {
     fn consent() {
         let mut c = ctx();
         c.consent.ad_user_data = ConsentSignal::Denied;
-        let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[purchase()], &c, &MetaOptions::default()).unwrap();
         assert!(b.requests.is_empty());
         assert_eq!(b.skipped, vec![(0, MetaSkip::Consent(ConsentDenial::AdUserData))]);
 
@@ -648,7 +648,7 @@ mod tests {
         c.consent.ad_storage = ConsentSignal::Denied;
         c.consent.ad_personalization = ConsentSignal::Unknown;
         c.page_url = Some("https://s.example/p?fbclid=IwAR&x=1".into());
-        let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[purchase()], &c, &MetaOptions::default()).unwrap();
         let ev = &b.requests[0].data[0];
         assert!(ev.user_data.fbc.is_none() && ev.user_data.fbp.is_none());
         assert_eq!(ev.event_source_url.as_deref(), Some("https://s.example/p?x=1"));
@@ -660,19 +660,19 @@ mod tests {
     fn website_needs_url_and_user_agent() {
         let mut c = ctx();
         c.page_url = None;
-        let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[purchase()], &c, &MetaOptions::default()).unwrap();
         assert_eq!(b.skipped, vec![(0, MetaSkip::Invalid(Error::Missing { field: "event_source_url" }))]);
         // The event's page_location is used when the context has none.
         let mut e = purchase();
         e.set_text("page_location", "https://shop.example/thanks");
-        let b = build(&[e], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[e], &c, &MetaOptions::default()).unwrap();
         assert_eq!(b.requests[0].data[0].event_source_url.as_deref(), Some("https://shop.example/thanks"));
         let mut c = ctx();
         c.user_agent = None;
-        let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[purchase()], &c, &MetaOptions::default()).unwrap();
         assert_eq!(b.skipped[0].1, MetaSkip::Invalid(Error::Missing { field: "client_user_agent" }));
         // Not a website event: neither is needed, but some customer information is.
-        let config = MetaConfig { action_source: ActionSource::SystemGenerated, ..Default::default() };
+        let config = MetaOptions { action_source: ActionSource::SystemGenerated, ..Default::default() };
         let b = build(&[purchase()], &c, &config).unwrap();
         assert_eq!(b.requests[0].data[0].action_source, ActionSource::SystemGenerated);
         c.user_data = None;
@@ -689,7 +689,7 @@ mod tests {
         let mut bad = purchase();
         bad.currency = None;
         let refund = Event::transactional(EventName::Refund, TransactionId::parse("ORD-1001").unwrap(), NOW);
-        let b = build(&[old, purchase(), bad, refund], &ctx(), &MetaConfig::default()).unwrap();
+        let b = build(&[old, purchase(), bad, refund], &ctx(), &MetaOptions::default()).unwrap();
         assert_eq!(b.indices, vec![vec![1]]);
         assert!(matches!(b.skipped[0], (0, MetaSkip::Invalid(Error::OutsideWindow { max_age_hours: 168, .. }))));
         assert!(matches!(b.skipped[1], (2, MetaSkip::Invalid(_))));
@@ -697,7 +697,7 @@ mod tests {
         // Physical store events may be 62 days old.
         let mut store = purchase();
         store.occurred_at_ms = NOW - 30 * 86_400_000;
-        let config = MetaConfig { action_source: ActionSource::PhysicalStore, ..Default::default() };
+        let config = MetaOptions { action_source: ActionSource::PhysicalStore, ..Default::default() };
         assert_eq!(build(&[store], &ctx(), &config).unwrap().requests.len(), 1);
     }
 
@@ -709,7 +709,7 @@ mod tests {
         let mut s = Event::new(EventName::Search, EventId::parse("s-1").unwrap(), NOW);
         s.set_text("search_term", "shoes");
         let config =
-            MetaConfig { limited_data_use: Some(LimitedDataUse { country: 1, state: 1000 }), ..Default::default() };
+            MetaOptions { limited_data_use: Some(LimitedDataUse { country: 1, state: 1000 }), ..Default::default() };
         let b = build(&[e, s], &ctx(), &config).unwrap();
         let v = serde_json::to_value(&b.requests[0]).unwrap();
         assert_eq!(v["data"][0]["event_name"], "InitiateCheckout");
@@ -731,7 +731,7 @@ mod tests {
                 ..Default::default()
             }),
         });
-        let b = build(&[purchase()], &c, &MetaConfig::default()).unwrap();
+        let b = build(&[purchase()], &c, &MetaOptions::default()).unwrap();
         assert_eq!(b.requests[0].data[0].user_data.hashed.em, [EM]);
     }
 
@@ -739,7 +739,7 @@ mod tests {
     fn splits_at_1000() {
         let events: Vec<Event> =
             (0..2500).map(|i| Event::new(EventName::PageView, EventId::random_v7(i, [0; 10]), NOW - 1000)).collect();
-        let b = build(&events, &ctx(), &MetaConfig::default()).unwrap();
+        let b = build(&events, &ctx(), &MetaOptions::default()).unwrap();
         assert_eq!(b.requests.iter().map(|r| r.data.len()).collect::<Vec<_>>(), [1000, 1000, 500]);
     }
 

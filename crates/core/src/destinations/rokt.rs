@@ -41,7 +41,7 @@ pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
 /// Per-account settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoktConfig {
+pub struct RoktOptions {
     /// The advertiser account id (≤ 64 characters).
     pub account_id: String,
 }
@@ -127,18 +127,18 @@ pub fn check_window(e: &Event, now_ms: i64) -> Result<()> {
 ///     now_ms: 2_000,
 ///     ..Default::default()
 /// };
-/// let config = rokt::RoktConfig { account_id: "12345".into() };
+/// let config = rokt::RoktOptions { account_id: "12345".into() };
 /// let batch = rokt::build(std::slice::from_ref(&e), &ctx, &config).unwrap();
 /// assert_eq!(batch.requests[0].events[0].client_event_id, e.id.as_str());
 /// ```
-pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktConfig) -> Result<RoktBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &RoktOptions) -> Result<RoktBatch> {
     build_many(&[(events, ctx)], config)
 }
 
 /// [`build`] for the events of several visitors at once, so one request carries
 /// events of many visitors (each event keeps its own visitor's user data and
 /// consent). Indices in the batch count through the groups' events in order.
-pub fn build_many(groups: &[VisitorEvents<'_>], config: &RoktConfig) -> Result<RoktBatch> {
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &RoktOptions) -> Result<RoktBatch> {
     let account = config.account_id.trim();
     if account.is_empty() {
         return Err(Error::Missing { field: "rokt.account_id" });
@@ -394,8 +394,8 @@ mod tests {
         }
     }
 
-    fn config() -> RoktConfig {
-        RoktConfig { account_id: "12345".into() }
+    fn config() -> RoktOptions {
+        RoktOptions { account_id: "12345".into() }
     }
 
     #[test]
@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn account_id_rules() {
         for (id, field) in [("", "rokt.account_id"), (&*"1".repeat(65), "rokt.account_id")] {
-            let c = RoktConfig { account_id: id.into() };
+            let c = RoktOptions { account_id: id.into() };
             assert_eq!(build(&[], &ctx(), &c).unwrap_err().field(), field);
         }
     }

@@ -21,7 +21,7 @@ pub const MAX_BODY_BYTES: usize = 64_000;
 
 /// Per-site settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServokiConfig {
+pub struct ServokiOptions {
     /// The site: its domain or numeric site code.
     pub site: String,
 }
@@ -121,12 +121,12 @@ fn props(e: &Event, strip_urls: bool) -> Map<String, Value> {
 /// e.value = Some(Amount::parse("238").unwrap());
 /// e.currency = Some(Currency::parse("EUR").unwrap());
 /// let ctx = DeliveryContext { consent: ConsentState::ALL_GRANTED, now_ms: 2_000, ..Default::default() };
-/// let config = servoki::ServokiConfig { site: "example.com".into() };
+/// let config = servoki::ServokiOptions { site: "example.com".into() };
 /// let batch = servoki::build(std::slice::from_ref(&e), &ctx, &config).unwrap();
 /// assert_eq!(batch.requests[0].event_id, e.id.as_str());
 /// assert!(batch.requests[0].consent);
 /// ```
-pub fn build(events: &[Event], ctx: &DeliveryContext, config: &ServokiConfig) -> Result<ServokiBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &ServokiOptions) -> Result<ServokiBatch> {
     let site = config.site.trim();
     if site.is_empty() {
         return Err(Error::Missing { field: "servoki.site" });
@@ -195,8 +195,8 @@ mod tests {
         }
     }
 
-    fn config() -> ServokiConfig {
-        ServokiConfig { site: "example.com".into() }
+    fn config() -> ServokiOptions {
+        ServokiOptions { site: "example.com".into() }
     }
 
     #[test]
@@ -239,7 +239,7 @@ mod tests {
         let b = build(&[e], &ctx(), &config()).unwrap();
         assert!(matches!(b.skipped[0].1, ServokiSkip::Invalid(_)));
         assert_eq!(
-            build(&[], &ctx(), &ServokiConfig::default()).unwrap_err(),
+            build(&[], &ctx(), &ServokiOptions::default()).unwrap_err(),
             Error::Missing { field: "servoki.site" }
         );
         let mut lead = Event::new(EventName::SignUp, EventId::parse("s-1").unwrap(), 0);

@@ -32,7 +32,7 @@ pub const MAX_FUTURE_MS: i64 = 15 * 60_000;
 
 /// Per-pixel settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TikTokConfig {
+pub struct TikTokOptions {
     /// The pixel code (`event_source_id`).
     pub pixel_code: String,
     /// `test_event_code` from Events Manager; remove in production.
@@ -230,18 +230,18 @@ fn properties(e: &Event) -> TikTokProperties {
 ///     now_ms: 2_000,
 ///     ..Default::default()
 /// };
-/// let config = tiktok::TikTokConfig { pixel_code: "C4PIXEL".into(), ..Default::default() };
+/// let config = tiktok::TikTokOptions { pixel_code: "C4PIXEL".into(), ..Default::default() };
 /// let batch = tiktok::build(&[e], &ctx, &config).unwrap();
 /// assert_eq!(batch.requests[0].data[0].event, "CompletePayment");
 /// ```
-pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokConfig) -> Result<TikTokBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &TikTokOptions) -> Result<TikTokBatch> {
     build_many(&[(events, ctx)], config)
 }
 
 /// [`build`] for the events of several visitors at once, so one request carries
 /// events of many visitors (each event keeps its own visitor's user data and
 /// consent). Indices in the batch count through the groups' events in order.
-pub fn build_many(groups: &[VisitorEvents<'_>], config: &TikTokConfig) -> Result<TikTokBatch> {
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &TikTokOptions) -> Result<TikTokBatch> {
     let pixel = config.pixel_code.trim();
     if pixel.is_empty() {
         return Err(Error::Missing { field: "tiktok.pixel_code" });
@@ -424,8 +424,8 @@ mod tests {
         }
     }
 
-    fn config() -> TikTokConfig {
-        TikTokConfig { pixel_code: "PIXEL_CODE".into(), test_event_code: Some("TEST123".into()) }
+    fn config() -> TikTokOptions {
+        TikTokOptions { pixel_code: "PIXEL_CODE".into(), test_event_code: Some("TEST123".into()) }
     }
 
     #[test]
@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn needs_pixel_code() {
-        let c = TikTokConfig::default();
+        let c = TikTokOptions::default();
         assert_eq!(build(&[purchase()], &ctx(), &c).unwrap_err(), Error::Missing { field: "tiktok.pixel_code" });
     }
 

@@ -38,7 +38,7 @@ pub use config::MetaConfig;
 #[derive(Clone)]
 pub(crate) struct MetaDestination {
     cfg: MetaConfig,
-    core: core_meta::MetaConfig,
+    core: core_meta::MetaOptions,
     url: String,
     /// The token as it appears in the URL (percent-encoded), also redacted.
     encoded_token: String,
@@ -59,7 +59,7 @@ impl MetaDestination {
         let token = cfg.access_token.expose().trim();
         let url = core_meta::events_url_with_token(&cfg.base_url, cfg.api_version.trim(), cfg.pixel_id.trim(), token);
         let encoded_token = tally_core::cookie::percent_encode(token);
-        let core = core_meta::MetaConfig {
+        let core = core_meta::MetaOptions {
             action_source: cfg.action_source,
             test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
             limited_data_use: cfg.limited_data_use,

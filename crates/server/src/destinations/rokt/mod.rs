@@ -24,7 +24,7 @@ pub use config::RoktConfig;
 #[derive(Clone)]
 pub(crate) struct RoktDestination {
     cfg: RoktConfig,
-    core: core_rokt::RoktConfig,
+    core: core_rokt::RoktOptions,
     authorization: String,
 }
 
@@ -39,7 +39,7 @@ impl RoktDestination {
     pub(crate) fn new(cfg: RoktConfig) -> Result<RoktDestination, ConfigError> {
         let authorization = core_rokt::basic_auth(&cfg.public_key, cfg.secret.expose())
             .map_err(|e| ConfigError::Invalid { setting: "rokt.secret", reason: e.to_string() })?;
-        let core = core_rokt::RoktConfig { account_id: cfg.account_id.trim().to_owned() };
+        let core = core_rokt::RoktOptions { account_id: cfg.account_id.trim().to_owned() };
         Ok(RoktDestination { cfg, core, authorization })
     }
 }

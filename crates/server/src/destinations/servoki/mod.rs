@@ -24,13 +24,13 @@ pub use config::ServokiConfig;
 #[derive(Debug, Clone)]
 pub(crate) struct ServokiDestination {
     cfg: ServokiConfig,
-    core: core_servoki::ServokiConfig,
+    core: core_servoki::ServokiOptions,
 }
 
 impl ServokiDestination {
     /// From checked configuration.
     pub(crate) fn new(cfg: ServokiConfig) -> ServokiDestination {
-        let core = core_servoki::ServokiConfig { site: cfg.site.trim().to_owned() };
+        let core = core_servoki::ServokiOptions { site: cfg.site.trim().to_owned() };
         ServokiDestination { cfg, core }
     }
 }

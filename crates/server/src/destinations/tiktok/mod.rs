@@ -26,13 +26,13 @@ pub use config::TikTokConfig;
 #[derive(Debug, Clone)]
 pub(crate) struct TikTokDestination {
     cfg: TikTokConfig,
-    core: core_tiktok::TikTokConfig,
+    core: core_tiktok::TikTokOptions,
 }
 
 impl TikTokDestination {
     /// From checked configuration.
     pub(crate) fn new(cfg: TikTokConfig) -> TikTokDestination {
-        let core = core_tiktok::TikTokConfig {
+        let core = core_tiktok::TikTokOptions {
             pixel_code: cfg.pixel_code.trim().to_owned(),
             test_event_code: cfg.test_event_code.as_deref().map(str::trim).map(str::to_owned),
         };
