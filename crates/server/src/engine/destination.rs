@@ -173,14 +173,7 @@ impl<D: Destination> Deliver for D {
         timeout: Duration,
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(async move {
-            if Destination::merges_visitors(self) || visitors.len() <= 1 {
-                return deliver_batch(self, http, timeout, visitors).await;
-            }
-            // One visitor per request: every visitor's at once (the lane counts each against its window).
-            let each = visitors.iter().map(|v| deliver_batch(self, http, timeout, std::slice::from_ref(v)));
-            futures_util::future::join_all(each).await.into_iter().flatten().collect()
-        })
+        by_merge(Destination::merges_visitors(self), visitors, move |group| deliver_batch(self, http, timeout, group))
     }
 
     fn diagnostics(&self) -> Option<DiagnosticsReport> {
@@ -190,6 +183,28 @@ impl<D: Destination> Deliver for D {
     fn notes(&self) -> Vec<String> {
         Destination::notes(self)
     }
+}
+
+/// Delivers `visitors` through `deliver`: all together when the destination
+/// `merges` visitors into shared requests, else each visitor's group at once
+/// (the lane counts each against its window). The outcomes in the order of
+/// the visitors and their events.
+pub(crate) fn by_merge<'a, F, Fut>(
+    merges: bool,
+    visitors: &'a [VisitorEvents<'a>],
+    deliver: F,
+) -> BoxFuture<'a, Vec<Outcome>>
+where
+    F: Fn(&'a [VisitorEvents<'a>]) -> Fut + Send + 'a,
+    Fut: Future<Output = Vec<Outcome>> + Send + 'a,
+{
+    Box::pin(async move {
+        if merges || visitors.len() <= 1 {
+            return deliver(visitors).await;
+        }
+        let each = visitors.iter().map(|v| deliver(std::slice::from_ref(v)));
+        futures_util::future::join_all(each).await.into_iter().flatten().collect()
+    })
 }
 
 /// Builds `visitors`' requests, sends them one after the other and spreads

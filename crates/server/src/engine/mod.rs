@@ -14,7 +14,7 @@ mod round;
 mod route;
 mod worker;
 
-pub(crate) use destination::{BoxFuture, Deliver, Destination, Judgement, fan_out, finish, open};
+pub(crate) use destination::{BoxFuture, Deliver, Destination, Judgement, by_merge, fan_out, finish, open};
 pub(crate) use route::Route;
 
 use std::sync::atomic::AtomicBool;

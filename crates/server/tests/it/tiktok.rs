@@ -3,32 +3,13 @@
 
 use std::time::Duration;
 
+use super::webhook::{at, envelope, purchase};
 use crate::support::{fast_retry, tracker_on_sandbox};
-use tally_core::{ContextEnvelope, Currency};
+use tally_core::Currency;
 use tally_sandbox::tiktok::{ACCESS_TOKEN as TIKTOK_TOKEN, PIXEL_CODE};
 use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::RetryPolicy;
-use tally_server::{
-    DeliveryError, Outcome, PurchaseInput, RefundInput, ServerTracker, SkipReason, TikTokConfig, TrackResult, Visitor,
-};
-
-fn envelope(ad_user_data: &str) -> ContextEnvelope {
-    crate::support::envelope(&format!(
-        r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
-            "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
-            "consent":{{"ad_storage":"granted","analytics_storage":"granted","ad_user_data":"{ad_user_data}","ad_personalization":"granted"}},
-            "userData":{{"email":"jane@example.com","phone":"+16505551212"}},
-            "pageUrl":"https://shop.example/checkout/done"}}"#
-    ))
-}
-
-fn purchase(txn: &str) -> PurchaseInput {
-    crate::support::purchase(txn, "30.03", "USD")
-}
-
-fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
-    r.get(d).unwrap()
-}
+use tally_server::{DeliveryError, Outcome, RefundInput, ServerTracker, SkipReason, TikTokConfig, Visitor};
 
 async fn tiktok_setup(retry: RetryPolicy) -> (Sandbox, RunningSandbox, ServerTracker) {
     tracker_on_sandbox(retry, |run, b| {

@@ -29,7 +29,7 @@ async fn setup() -> (Sandbox, RunningSandbox, ServerTracker) {
     setup_with(fast_retry()).await
 }
 
-fn envelope(ad_user_data: &str) -> ContextEnvelope {
+pub(super) fn envelope(ad_user_data: &str) -> ContextEnvelope {
     crate::support::envelope(&format!(
         r#"{{"v":1,"createdAt":1,"clientId":"1958185836.1757409569","userId":"user_42",
             "clickIds":{{"gclid":"Cj0KCQjw","ttclid":"E.C.P.abc123"}},
@@ -39,11 +39,11 @@ fn envelope(ad_user_data: &str) -> ContextEnvelope {
     ))
 }
 
-fn purchase(txn: &str) -> PurchaseInput {
+pub(super) fn purchase(txn: &str) -> PurchaseInput {
     crate::support::purchase(txn, "30.03", "USD")
 }
 
-fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
+pub(super) fn at<'a>(r: &'a TrackResult, d: &str) -> &'a Outcome {
     r.get(d).unwrap()
 }
 

@@ -41,7 +41,7 @@ use crate::destinations::google_ads::oauth::TokenCache;
 use std::time::Duration;
 
 use crate::destinations::DestinationSettings;
-use crate::engine::{BoxFuture, Deliver};
+use crate::engine::{BoxFuture, Deliver, by_merge};
 use crate::error::ConfigError;
 use crate::outcome::{Outcome, SkipReason};
 use tally_core::DestinationKind;
@@ -253,13 +253,7 @@ impl Deliver for GoogleAdsDestination {
         timeout: Duration,
         visitors: &'a [VisitorEvents<'a>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(async move {
-            if Deliver::merges_visitors(self) {
-                return self.deliver_many(http, timeout, visitors).await;
-            }
-            let each = visitors.iter().map(|v| self.deliver_many(http, timeout, std::slice::from_ref(v)));
-            futures_util::future::join_all(each).await.into_iter().flatten().collect()
-        })
+        by_merge(Deliver::merges_visitors(self), visitors, move |group| self.deliver_many(http, timeout, group))
     }
 
     fn diagnostics(&self) -> Option<DiagnosticsReport> {
