@@ -193,6 +193,8 @@ destination_kinds! {
     TikTok => "tiktok",
     /// A Servoki-style server-events endpoint (first-party analytics).
     Servoki => "servoki",
+    /// Pinterest Conversions API.
+    Pinterest => "pinterest",
     /// The shop's own webhook or warehouse sink.
     Webhook => "webhook",
 }
@@ -201,9 +203,11 @@ impl DestinationKind {
     /// True for advertising destinations (they need ad consent).
     pub fn is_advertising(self) -> bool {
         match self {
-            DestinationKind::GoogleAds | DestinationKind::Meta | DestinationKind::Rokt | DestinationKind::TikTok => {
-                true
-            }
+            DestinationKind::GoogleAds
+            | DestinationKind::Meta
+            | DestinationKind::Rokt
+            | DestinationKind::TikTok
+            | DestinationKind::Pinterest => true,
             DestinationKind::Ga4 | DestinationKind::Servoki | DestinationKind::Webhook => false,
         }
     }
@@ -260,7 +264,7 @@ impl DestinationPolicy {
 /// * GA4: needs `analytics_storage` (the MP has no cookieless mode, so the event is
 ///   dropped without it); user data only with `ad_user_data`; the consent object
 ///   is always sent.
-/// * Google Ads, TikTok, Rokt: click ids only with `ad_storage`, user data only with
+/// * Google Ads, TikTok, Rokt, Pinterest: click ids only with `ad_storage`, user data only with
 ///   `ad_user_data`; with neither there is nothing to attribute, so nothing is sent.
 /// * Meta: every CAPI event carries customer information, so it needs `ad_user_data`;
 ///   `fbc`/`fbp` additionally need `ad_storage`.
@@ -285,11 +289,13 @@ pub fn policy(destination: DestinationKind, c: &ConsentState) -> DestinationPoli
             click_ids: false,
             ..base
         },
-        DestinationKind::GoogleAds | DestinationKind::TikTok | DestinationKind::Rokt => DestinationPolicy {
-            send: if ad_storage || ad_user_data { Ok(()) } else { Err(ConsentDenial::NoAdSignal) },
-            analytics_ids: false,
-            ..base
-        },
+        DestinationKind::GoogleAds | DestinationKind::TikTok | DestinationKind::Rokt | DestinationKind::Pinterest => {
+            DestinationPolicy {
+                send: if ad_storage || ad_user_data { Ok(()) } else { Err(ConsentDenial::NoAdSignal) },
+                analytics_ids: false,
+                ..base
+            }
+        }
         DestinationKind::Meta => DestinationPolicy {
             send: if ad_user_data { Ok(()) } else { Err(ConsentDenial::AdUserData) },
             analytics_ids: false,

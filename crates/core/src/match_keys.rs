@@ -194,6 +194,12 @@ pub fn sent_match_keys(destination: DestinationKind, ctx: &DeliveryContext) -> M
                 .with(MatchKey::Address, google.is_some_and(|g| !g.address.is_empty()))
         }
         DestinationKind::Rokt => none.with(MatchKey::Email, meta_email),
+        // Pinterest's `click_id` (epik) has no match key of its own.
+        DestinationKind::Pinterest => none
+            .with(MatchKey::Email, meta_email)
+            .with(MatchKey::Phone, meta.is_some_and(|m| any_hash(&m.ph)))
+            .with(MatchKey::Ip, ip)
+            .with(MatchKey::UserAgent, ua),
         DestinationKind::Webhook => {
             let google_email = google.is_some_and(|g| any_hash(&g.sha256_email_address));
             let address = google.is_some_and(|g| !g.address.is_empty());

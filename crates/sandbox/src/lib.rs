@@ -24,6 +24,7 @@
 //! | Google Ads API | `/google-ads` | base URL `…/google-ads`, token URL `…/google-ads/token` |
 //! | Google Data Manager API | `/data-manager` | base URL `…/data-manager/v1`, token URL `…/data-manager/token` |
 //! | Meta CAPI | `/meta` | base URL `…/meta` |
+//! | Pinterest Conversions API | `/pinterest` | base URL `…/pinterest/v5` |
 //! | Rokt Event API | `/rokt` | URL `…/rokt/v2/events` |
 //! | Servoki-style | `/servoki` | URL `…/servoki/api/events/server` |
 //! | TikTok Events API | `/tiktok` | URL `…/tiktok/open_api/v1.3/event/track/` |
@@ -44,6 +45,7 @@ pub mod ga4;
 pub mod google_ads;
 pub mod google_oauth;
 pub mod meta;
+pub mod pinterest;
 pub mod rokt;
 pub mod servoki;
 pub mod tiktok;
@@ -66,6 +68,7 @@ pub use fault::Mode;
 pub use ga4::Ga4Sandbox;
 pub use google_ads::GoogleAdsSandbox;
 pub use meta::MetaSandbox;
+pub use pinterest::PinterestSandbox;
 pub use rokt::RoktSandbox;
 pub use servoki::ServokiSandbox;
 pub use tiktok::TikTokSandbox;
@@ -82,6 +85,8 @@ pub struct Sandbox {
     pub data_manager: DataManagerSandbox,
     /// Meta Conversions API, mounted at `/meta`.
     pub meta: MetaSandbox,
+    /// Pinterest Conversions API, mounted at `/pinterest`.
+    pub pinterest: PinterestSandbox,
     /// Rokt Event API v2, mounted at `/rokt`.
     pub rokt: RoktSandbox,
     /// A Servoki-style server-events endpoint, mounted at `/servoki`.
@@ -127,6 +132,7 @@ impl Default for Sandbox {
             google_ads: GoogleAdsSandbox::with_oauth(oauth.clone()),
             data_manager: DataManagerSandbox::with_oauth(oauth),
             meta: MetaSandbox::default(),
+            pinterest: PinterestSandbox::default(),
             rokt: RoktSandbox::default(),
             servoki: ServokiSandbox::default(),
             tiktok: TikTokSandbox::default(),
@@ -152,6 +158,7 @@ impl Sandbox {
             .nest("/google-ads", self.google_ads.router())
             .nest("/data-manager", self.data_manager.router())
             .nest("/meta", self.meta.router())
+            .nest("/pinterest", self.pinterest.router())
             .nest("/rokt", self.rokt.router())
             .nest("/servoki", self.servoki.router())
             .nest("/tiktok", self.tiktok.router())

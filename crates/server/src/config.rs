@@ -17,6 +17,7 @@ use crate::tracker::ServerTracker;
 pub use crate::destinations::ga4::Ga4Config;
 pub use crate::destinations::google_ads::{AdsLabels, GoogleAdsApi, GoogleAdsConfig, Retractions};
 pub use crate::destinations::meta::MetaConfig;
+pub use crate::destinations::pinterest::PinterestConfig;
 pub use crate::destinations::rokt::RoktConfig;
 pub use crate::destinations::servoki::ServokiConfig;
 pub use crate::destinations::tiktok::TikTokConfig;
@@ -92,6 +93,11 @@ impl ServerTrackerBuilder {
 
     /// Adds the TikTok Events API.
     pub fn tiktok(self, c: TikTokConfig) -> Self {
+        self.destination(c)
+    }
+
+    /// Adds the Pinterest Conversions API.
+    pub fn pinterest(self, c: PinterestConfig) -> Self {
         self.destination(c)
     }
 

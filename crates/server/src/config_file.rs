@@ -60,6 +60,11 @@
 //! pixel_code = "C4PIXEL"
 //! access_token = "env:TIKTOK_ACCESS_TOKEN"
 //!
+//! [pinterest]
+//! ad_account_id = "549755885175"
+//! access_token = "env:PINTEREST_CONVERSION_TOKEN"
+//! # test = true                               # ?test=true: validated, not recorded; remove in production
+//!
 //! [webhooks.warehouse]
 //! url = "https://warehouse.example/tally"
 //! secret = "env:WAREHOUSE_HMAC_SECRET"
@@ -79,7 +84,8 @@
 //! are the fields of [`Ga4Config`](crate::Ga4Config),
 //! [`GoogleAdsConfig`](crate::GoogleAdsConfig), [`MetaConfig`](crate::MetaConfig),
 //! [`RoktConfig`](crate::RoktConfig), [`ServokiConfig`](crate::ServokiConfig),
-//! [`TikTokConfig`](crate::TikTokConfig) and [`WebhookConfig`](crate::WebhookConfig)
+//! [`TikTokConfig`](crate::TikTokConfig), [`PinterestConfig`](crate::PinterestConfig) and
+//! [`WebhookConfig`](crate::WebhookConfig)
 //! (every `url`/`base_url` can be overridden too), so the file sets every
 //! setting the builder has; an unknown key or section is refused, naming the
 //! ones there are.
@@ -859,7 +865,7 @@ secret = "wh-s3kr1t-4"
     #[test]
     fn lists_of_destinations_come_from_the_registry() {
         let e = TallyConfig::from_toml("[tik_tok]\npixel_code = \"C4\"").unwrap_err().to_string();
-        let e2 = TallyConfig::from_toml("[lanes.pinterest]\nwindow = 2")
+        let e2 = TallyConfig::from_toml("[lanes.no_such_destination]\nwindow = 2")
             .unwrap()
             .tracker_builder()
             .err()

@@ -195,8 +195,8 @@ mod tracker;
 
 pub use clock::now_ms;
 pub use config::{
-    AdsLabels, Ga4Config, GoogleAdsApi, GoogleAdsConfig, MetaConfig, Retractions, RoktConfig, ServerTrackerBuilder,
-    ServokiConfig, TikTokConfig, WebhookConfig,
+    AdsLabels, Ga4Config, GoogleAdsApi, GoogleAdsConfig, MetaConfig, PinterestConfig, Retractions, RoktConfig,
+    ServerTrackerBuilder, ServokiConfig, TikTokConfig, WebhookConfig,
 };
 pub use destinations::google_ads::oauth;
 pub use diagnostics::{DiagnosticCount, DiagnosticsReport, RequestReport};

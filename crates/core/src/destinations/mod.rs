@@ -11,6 +11,7 @@ pub mod google_ads;
 pub mod json_body;
 pub mod json_size;
 pub mod meta;
+pub mod pinterest;
 pub mod rokt;
 pub mod servoki;
 pub mod tiktok;

@@ -10,7 +10,7 @@
 use crate::consent::DestinationKind;
 use crate::error::{Error, Result};
 
-use super::{ga4, google_ads, meta, rokt, tiktok};
+use super::{ga4, google_ads, meta, pinterest, rokt, tiktok};
 
 /// How far ahead of the receiving server's clock an event time may lie: the
 /// widest clock-skew allowance of the destinations (15 minutes at GA4, Google
@@ -22,7 +22,8 @@ pub const MAX_FUTURE_MS: i64 = 15 * 60_000;
 /// webhook, Servoki).
 ///
 /// GA4 72 hours; Google Ads 90 days (click conversions; adjustments 54);
-/// Meta 62 days (`physical_store`; `website` 7); TikTok 7 days; Rokt 540 days.
+/// Meta 62 days (`physical_store`; `website` 7); TikTok and Pinterest 7 days; Rokt
+/// 540 days.
 ///
 /// ```
 /// use tally_core::DestinationKind;
@@ -37,6 +38,7 @@ pub fn max_event_age_hours(kind: DestinationKind) -> Option<u32> {
         DestinationKind::Meta => Some(meta::MAX_AGE_DAYS_PHYSICAL_STORE * 24),
         DestinationKind::Rokt => Some(rokt::MAX_AGE_DAYS * 24),
         DestinationKind::TikTok => Some(tiktok::MAX_AGE_DAYS * 24),
+        DestinationKind::Pinterest => Some(pinterest::MAX_AGE_DAYS * 24),
         DestinationKind::Servoki | DestinationKind::Webhook => None,
     }
 }

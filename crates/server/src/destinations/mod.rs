@@ -6,6 +6,7 @@
 pub(crate) mod ga4;
 pub(crate) mod google_ads;
 pub(crate) mod meta;
+pub(crate) mod pinterest;
 pub(crate) mod registry;
 pub(crate) mod rokt;
 pub(crate) mod servoki;

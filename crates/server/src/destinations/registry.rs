@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use tally_core::DestinationKind;
 
 use crate::config::{
-    Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig, TikTokConfig,
-    WebhookConfig,
+    Ga4Config, GoogleAdsConfig, MetaConfig, PinterestConfig, RoktConfig, ServerTrackerBuilder, ServokiConfig,
+    TikTokConfig, WebhookConfig,
 };
 use crate::error::ConfigError;
 
@@ -32,6 +32,7 @@ pub(crate) const REGISTRY: &[Registration] = &[
     Registration::one::<RoktConfig>(DestinationKind::Rokt, "rokt"),
     Registration::one::<ServokiConfig>(DestinationKind::Servoki, "servoki"),
     Registration::one::<TikTokConfig>(DestinationKind::TikTok, "tiktok"),
+    Registration::one::<PinterestConfig>(DestinationKind::Pinterest, "pinterest"),
     Registration::many::<WebhookConfig>(DestinationKind::Webhook, "webhooks"),
 ];
 

@@ -72,6 +72,7 @@ impl LaneSettings {
             DestinationKind::Ga4 => (d::ga4::MAX_EVENTS, 96),
             DestinationKind::Meta => (d::meta::MAX_EVENTS, 8),
             DestinationKind::TikTok => (d::tiktok::MAX_EVENTS, 8),
+            DestinationKind::Pinterest => (d::pinterest::MAX_EVENTS, 8),
             DestinationKind::Rokt => (d::rokt::MAX_EVENTS, 16),
             DestinationKind::GoogleAds => (d::data_manager::MAX_EVENTS, d::data_manager::MAX_CONCURRENT_REQUESTS),
             // One event per request: Servoki's API takes one; a webhook batches only when its settings say.

@@ -47,8 +47,8 @@ use tally_sandbox::{Mode, RunningSandbox, Sandbox};
 use tally_server::now_ms;
 use tally_server::store::{OutboxStats, StoreError};
 use tally_server::{
-    DeliveryError, Ga4Config, GoogleAdsConfig, MetaConfig, Outcome, RoktConfig, ServerTracker, ServerTrackerBuilder,
-    ServokiConfig, SkipReason, TikTokConfig, TrackResult, Visitor, WebhookConfig,
+    DeliveryError, Ga4Config, GoogleAdsConfig, MetaConfig, Outcome, PinterestConfig, RoktConfig, ServerTracker,
+    ServerTrackerBuilder, ServokiConfig, SkipReason, TikTokConfig, TrackResult, Visitor, WebhookConfig,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -62,6 +62,7 @@ enum Config {
     GoogleAds(Box<GoogleAdsConfig>),
     Meta(MetaConfig),
     TikTok(TikTokConfig),
+    Pinterest(PinterestConfig),
     Rokt(RoktConfig),
     Servoki(ServokiConfig),
     Webhook(&'static str, WebhookConfig),
@@ -74,6 +75,7 @@ impl Config {
             Config::GoogleAds(c) => b.google_ads(*c),
             Config::Meta(c) => b.meta(c),
             Config::TikTok(c) => b.tiktok(c),
+            Config::Pinterest(c) => b.pinterest(c),
             Config::Rokt(c) => b.rokt(c),
             Config::Servoki(c) => b.servoki(c),
             Config::Webhook(name, c) => b.webhook(name, c),
@@ -135,7 +137,7 @@ const BATCHED_SECRET: &str = "whsec_compliance_batched_9876543210";
 
 /// Every destination kind, as configured in production but pointed at the sandbox.
 fn rows() -> Vec<Row> {
-    use tally_sandbox::{google_ads, meta, rokt, servoki, tiktok};
+    use tally_sandbox::{google_ads, meta, pinterest, rokt, servoki, tiktok};
     vec![
         Row {
             name: "ga4",
@@ -220,6 +222,28 @@ fn rows() -> Vec<Row> {
                 arm: |s, p| s.tiktok.reject_event(&p.event_id),
                 expect: |o| matches!(o, Outcome::Failed(DeliveryError::PartialFailure(rows)) if rows.len() == 1 && rows[0].code == "20001"),
                 expected: "Failed(PartialFailure([code 20001]))",
+            },
+        },
+        Row {
+            name: "pinterest",
+            kind: DestinationKind::Pinterest,
+            config: |run| {
+                Config::Pinterest(
+                    PinterestConfig::new(pinterest::AD_ACCOUNT_ID, pinterest::ACCESS_TOKEN)
+                        .base_url(run.url("/pinterest/v5")),
+                )
+            },
+            prepare: |_| {},
+            switch: |s| &s.pinterest.faults,
+            endpoint: "/pinterest/",
+            secrets: &[pinterest::ACCESS_TOKEN],
+            stored: |s, p| s.pinterest.events().iter().filter(|r| r.event_id == p.event_id).count(),
+            retry_after_secs: Some(1),
+            unauthorized_requests: 1,
+            reject: Reject::Refused {
+                arm: |s, p| s.pinterest.reject_event(&p.event_id),
+                expect: |o| matches!(o, Outcome::Failed(DeliveryError::PartialFailure(rows)) if rows.len() == 1 && rows[0].message.contains("rejected")),
+                expected: "Failed(PartialFailure([one row: …rejected…]))",
             },
         },
         Row {
@@ -765,6 +789,7 @@ compliance! {
     google_ads => "google_ads",
     meta => "meta",
     tiktok => "tiktok",
+    pinterest => "pinterest",
     rokt => "rokt",
     servoki => "servoki",
     webhook => "webhook:warehouse",

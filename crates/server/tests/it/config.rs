@@ -2,8 +2,8 @@
 //! what to fix.
 
 use tally_server::{
-    ConfigError, Ga4Config, GoogleAdsConfig, MetaConfig, RoktConfig, ServerTracker, ServerTrackerBuilder,
-    ServokiConfig, TikTokConfig, WebhookConfig,
+    ConfigError, Ga4Config, GoogleAdsConfig, MetaConfig, PinterestConfig, RoktConfig, ServerTracker,
+    ServerTrackerBuilder, ServokiConfig, TikTokConfig, WebhookConfig,
 };
 
 fn ads() -> GoogleAdsConfig {
@@ -49,13 +49,14 @@ fn a_complete_configuration_builds_with_every_destination() {
         .rokt(rokt())
         .servoki(ServokiConfig::new("shop.example", "servoki_key"))
         .tiktok(TikTokConfig::new("C4PIXEL", "tt-token"))
+        .pinterest(PinterestConfig::new("549755885175", "pina-token"))
         .webhook("warehouse", WebhookConfig::new("https://hooks.example/tally", "whsec_1"))
         .webhook("crm", WebhookConfig::new("https://crm.example/in", "whsec_2"))
         .build()
         .unwrap();
     assert_eq!(
         t.destination_names(),
-        ["ga4", "google_ads", "meta", "rokt", "servoki", "tiktok", "webhook:warehouse", "webhook:crm"]
+        ["ga4", "google_ads", "meta", "pinterest", "rokt", "servoki", "tiktok", "webhook:warehouse", "webhook:crm"]
     );
 }
 
@@ -149,6 +150,17 @@ fn servoki_and_tiktok_settings() {
     expect(t(TikTokConfig::new("C4 PIXEL!", "t")), &["tiktok.pixel_code is invalid"]);
     expect(t(TikTokConfig::new("C4PIXEL", "")), &["tiktok.access_token is required"]);
     expect(t(TikTokConfig::new("C4PIXEL", "t").url("ftp://x")), &["tiktok.url is invalid"]);
+}
+
+#[test]
+fn pinterest_settings() {
+    let p = |c: PinterestConfig| ServerTracker::builder().pinterest(c);
+    expect(p(PinterestConfig::new(" ", "t")), &["pinterest.ad_account_id is required", "Ads Manager"]);
+    expect(p(PinterestConfig::new("5497-5588", "t")), &["pinterest.ad_account_id is invalid", "\"5497-5588\""]);
+    expect(p(PinterestConfig::new("1".repeat(19), "t")), &["pinterest.ad_account_id is invalid", "18 digits"]);
+    expect(p(PinterestConfig::new("549755885175", "")), &["pinterest.access_token is required", "conversion"]);
+    expect(p(PinterestConfig::new("549755885175", "t").base_url("ftp://x")), &["pinterest.base_url is invalid"]);
+    assert!(p(PinterestConfig::new("549755885175", "t").test(true)).build().is_ok());
 }
 
 #[test]
