@@ -37,7 +37,7 @@ pub const MAX_AD_ACCOUNT_ID_LEN: usize = 18;
 
 /// Per-ad-account settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PinterestConfig {
+pub struct PinterestOptions {
     /// The ad account the events are reported to (digits).
     pub ad_account_id: String,
 }
@@ -272,19 +272,19 @@ fn custom_data(e: &Event) -> PinterestCustomData {
 ///     now_ms: 2_000,
 ///     ..Default::default()
 /// };
-/// let config = pinterest::PinterestConfig { ad_account_id: "549755885175".into() };
+/// let config = pinterest::PinterestOptions { ad_account_id: "549755885175".into() };
 /// let batch = pinterest::build(&[e], &ctx, &config).unwrap();
 /// assert_eq!(batch.requests[0].data[0].event_name, "checkout");
 /// assert_eq!(batch.requests[0].data[0].custom_data.as_ref().unwrap().value.as_deref(), Some("129.99"));
 /// ```
-pub fn build(events: &[Event], ctx: &DeliveryContext, config: &PinterestConfig) -> Result<PinterestBatch> {
+pub fn build(events: &[Event], ctx: &DeliveryContext, config: &PinterestOptions) -> Result<PinterestBatch> {
     build_many(&[(events, ctx)], config)
 }
 
 /// [`build`] for the events of several visitors at once, so one request
 /// carries events of many visitors (each event keeps its own visitor's user
 /// data and consent). Indices in the batch count through the groups' events in order.
-pub fn build_many(groups: &[VisitorEvents<'_>], config: &PinterestConfig) -> Result<PinterestBatch> {
+pub fn build_many(groups: &[VisitorEvents<'_>], config: &PinterestOptions) -> Result<PinterestBatch> {
     validate_ad_account_id(&config.ad_account_id)?;
     Ok(super::pack_visitors(groups, visitor_events, (MAX_EVENTS, MAX_BODY_BYTES - 16, MAX_BODY_BYTES), |data| {
         PinterestRequest { data }
@@ -451,8 +451,8 @@ mod tests {
         }
     }
 
-    fn config() -> PinterestConfig {
-        PinterestConfig { ad_account_id: "549755885175".into() }
+    fn config() -> PinterestOptions {
+        PinterestOptions { ad_account_id: "549755885175".into() }
     }
 
     #[test]
@@ -564,7 +564,7 @@ mod tests {
 
     #[test]
     fn needs_an_ad_account_id() {
-        let c = |id: &str| PinterestConfig { ad_account_id: id.into() };
+        let c = |id: &str| PinterestOptions { ad_account_id: id.into() };
         assert_eq!(
             build(&[purchase()], &ctx(), &c(" ")).unwrap_err(),
             Error::Missing { field: "pinterest.ad_account_id" }

@@ -33,14 +33,14 @@ pub use config::PinterestConfig;
 #[derive(Debug, Clone)]
 pub(crate) struct PinterestDestination {
     cfg: PinterestConfig,
-    core: core_pinterest::PinterestConfig,
+    core: core_pinterest::PinterestOptions,
     url: String,
 }
 
 impl PinterestDestination {
     /// From checked configuration.
     pub(crate) fn new(cfg: PinterestConfig) -> PinterestDestination {
-        let core = core_pinterest::PinterestConfig { ad_account_id: cfg.ad_account_id.trim().to_owned() };
+        let core = core_pinterest::PinterestOptions { ad_account_id: cfg.ad_account_id.trim().to_owned() };
         PinterestDestination { url: cfg.events_url(), cfg, core }
     }
 
