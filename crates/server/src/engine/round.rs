@@ -212,7 +212,7 @@ impl Engine {
         ops: &mut StoreOps,
     ) -> Outcome {
         let at = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-        tracing::info!(destination = dest, event_id = %p.event.id, error = %error, attempt = p.attempt, wait_ms = wait.as_millis() as u64, "delivery failed: the event stays in the outbox");
+        tracing::debug!(destination = dest, event_id = %p.event.id, error = %error, attempt = p.attempt, wait_ms = wait.as_millis() as u64, "delivery failed: the event stays in the outbox");
         ops.retry.push((p.id.clone(), at, error.to_string()));
         self.metrics.retried(dest);
         Outcome::Queued { error }
